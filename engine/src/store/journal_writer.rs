@@ -1,0 +1,1 @@
+//! Group commit (placeholder, filled in by the engine core).

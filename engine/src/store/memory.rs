@@ -1,0 +1,200 @@
+//! An in-memory [`Store`] for unit tests and benchmarks of the engine alone.
+//!
+//! It keeps exactly the contract of the durable backends (sequence checks, trim on
+//! snapshot, atomic index claims) so engine tests exercise the same rules; it just
+//! forgets everything when dropped. It can also be told to fail, to test how the
+//! engine behaves when storage is down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use super::{
+    AppendResult, JournalAppend, Loaded, Record, Snapshot, Store, StoreError, StoreFuture,
+};
+use crate::ids::AccountId;
+
+#[derive(Default)]
+struct AccountData {
+    snapshot: Option<Snapshot>,
+    journal: Vec<Record>,
+}
+
+impl AccountData {
+    fn last_seq(&self) -> u64 {
+        self.journal
+            .last()
+            .map(|r| r.seq)
+            .or(self.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0)
+    }
+}
+
+/// The in-memory store. A `parking_lot::Mutex` (not an async one) because no lock is
+/// held across an await: every operation completes before its future is returned.
+#[derive(Default)]
+pub struct MemoryStore {
+    accounts: Mutex<BTreeMap<AccountId, AccountData>>,
+    indexes: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    failing: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// While `true`, every operation fails with [`StoreError::Unavailable`].
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("memory store told to fail".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Number of journal records currently kept for `account` (after trimming).
+    pub fn journal_len(&self, account: AccountId) -> usize {
+        self.accounts
+            .lock()
+            .get(&account)
+            .map_or(0, |a| a.journal.len())
+    }
+}
+
+impl Store for MemoryStore {
+    fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
+        let result = self.check().map(|()| {
+            let mut accounts = self.accounts.lock();
+            batch
+                .iter()
+                .map(|rec| {
+                    let data = accounts.entry(rec.account).or_default();
+                    let expected = data.last_seq() + 1;
+                    if rec.seq != expected {
+                        return Err(StoreError::SequenceConflict {
+                            account: rec.account,
+                            expected,
+                            got: rec.seq,
+                        });
+                    }
+                    data.journal.push(Record {
+                        seq: rec.seq,
+                        payload: rec.payload.clone(),
+                    });
+                    Ok(())
+                })
+                .collect()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn load(&self, account: AccountId) -> StoreFuture<'_, Loaded> {
+        let result = self.check().map(|()| {
+            let accounts = self.accounts.lock();
+            accounts
+                .get(&account)
+                .map(|a| Loaded {
+                    snapshot: a.snapshot.clone(),
+                    records: a.journal.clone(),
+                })
+                .unwrap_or_default()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn save_snapshot(&self, account: AccountId, snapshot: Snapshot) -> StoreFuture<'_, ()> {
+        let result = self.check().map(|()| {
+            let mut accounts = self.accounts.lock();
+            let data = accounts.entry(account).or_default();
+            if data.snapshot.as_ref().is_some_and(|s| s.seq >= snapshot.seq) {
+                return;
+            }
+            let seq = snapshot.seq;
+            data.snapshot = Some(snapshot);
+            data.journal.retain(|r| r.seq > seq);
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn list_accounts(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<AccountId>> {
+        let result = self.check().map(|()| {
+            let accounts = self.accounts.lock();
+            let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            accounts
+                .range((start, std::ops::Bound::Unbounded))
+                .take(limit)
+                .map(|(id, _)| *id)
+                .collect()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn claim_index(&self, index: &str, key: &str, value: &str) -> StoreFuture<'_, bool> {
+        let result = self.check().map(|()| {
+            let mut indexes = self.indexes.lock();
+            let map = indexes.entry(index.to_owned()).or_default();
+            if map.contains_key(key) {
+                false
+            } else {
+                map.insert(key.to_owned(), value.to_owned());
+                true
+            }
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn get_index(&self, index: &str, key: &str) -> StoreFuture<'_, Option<String>> {
+        let result = self.check().map(|()| {
+            self.indexes
+                .lock()
+                .get(index)
+                .and_then(|m| m.get(key).cloned())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn delete_index(&self, index: &str, key: &str) -> StoreFuture<'_, ()> {
+        let result = self.check().map(|()| {
+            if let Some(m) = self.indexes.lock().get_mut(index) {
+                m.remove(key);
+            }
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn scan_index(
+        &self,
+        index: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(String, String)>> {
+        let result = self.check().map(|()| {
+            let indexes = self.indexes.lock();
+            let Some(map) = indexes.get(index) else {
+                return Vec::new();
+            };
+            let start = after.map_or(std::ops::Bound::Unbounded, |a| {
+                std::ops::Bound::Excluded(a.to_owned())
+            });
+            map.range((start, std::ops::Bound::Unbounded))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+}

@@ -1,0 +1,140 @@
+//! Durable storage behind the engine: per-account journals, snapshots and global indexes.
+//!
+//! The engine never talks to Redis or files directly; it talks to a [`Store`]. The
+//! store deals in opaque bytes (the engine encodes events and snapshots itself), so
+//! a backend knows nothing of money. Every backend must give the same guarantees:
+//!
+//! - `append` is durable when its future resolves `Ok` (fsync'd file, or Redis with
+//!   `appendfsync always`), and applies each record at most once: a record whose
+//!   `seq` is not exactly the account's last stored seq + 1 is refused with
+//!   [`StoreError::SequenceConflict`] and not written.
+//! - `load` returns the newest snapshot and every journal record after it, in order.
+//! - `save_snapshot` trims journal records only up to the seq of a snapshot that is
+//!   itself durable.
+//! - index claims are atomic: of two concurrent claims of one key, exactly one wins.
+//!
+//! Group commit lives above the store, in [`journal_writer`](crate::store::journal_writer):
+//! the writer hands the store one batch holding the records of many accounts, and
+//! the backend must make that batch durable in one round trip / one transaction.
+
+pub mod journal_writer;
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::ids::AccountId;
+
+/// A boxed future returned by store operations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend can't be reached or failed; the outcome of a write is unknown.
+    /// Retryable: callers answer 503 and nothing is acknowledged.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A record's seq did not follow the account's last stored seq; nothing was written.
+    #[error("sequence conflict on {account}: expected seq {expected}, got {got}")]
+    SequenceConflict {
+        account: AccountId,
+        expected: u64,
+        got: u64,
+    },
+    /// Stored bytes could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// One journal record to append: the encoded events of one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalAppend {
+    pub account: AccountId,
+    /// The record's position in the account's journal, starting at 1.
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// A stored journal record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// An encoded account state after the record `seq` (0 = before any record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// What activation reads: the newest snapshot and the records after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub snapshot: Option<Snapshot>,
+    /// Records with `seq > snapshot.seq` (or all of them), in increasing order.
+    pub records: Vec<Record>,
+}
+
+impl Loaded {
+    /// The seq of the last record (or snapshot) loaded; 0 for an unknown account.
+    pub fn last_seq(&self) -> u64 {
+        self.records
+            .last()
+            .map(|r| r.seq)
+            .or(self.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0)
+    }
+}
+
+/// The outcome of one record within a batch append.
+pub type AppendResult = Result<(), StoreError>;
+
+/// A durable store. Implementations: [`memory::MemoryStore`] (tests), the embedded
+/// file store and Redis.
+pub trait Store: Send + Sync + 'static {
+    /// Appends every record of `batch` durably, in one round trip or transaction.
+    /// The outer error means the whole batch's outcome is unknown; otherwise the
+    /// result has one entry per record, in batch order. Records of one account
+    /// appear in increasing seq order within a batch.
+    fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>>;
+
+    /// Loads an account's newest snapshot and the journal after it.
+    fn load(&self, account: AccountId) -> StoreFuture<'_, Loaded>;
+
+    /// Stores a snapshot durably, then trims journal records with `seq <= snapshot.seq`.
+    /// A snapshot older than the stored one is ignored.
+    fn save_snapshot(&self, account: AccountId, snapshot: Snapshot) -> StoreFuture<'_, ()>;
+
+    /// Every account that has at least one journal record or snapshot, in id order,
+    /// starting after `after`, at most `limit`.
+    fn list_accounts(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<AccountId>>;
+
+    /// Atomically sets `index[key] = value` unless the key exists. Returns `true` when
+    /// this call claimed it, `false` when it was already taken (by anyone).
+    fn claim_index(&self, index: &str, key: &str, value: &str) -> StoreFuture<'_, bool>;
+
+    /// Reads `index[key]`.
+    fn get_index(&self, index: &str, key: &str) -> StoreFuture<'_, Option<String>>;
+
+    /// Removes `index[key]` (no error when absent).
+    fn delete_index(&self, index: &str, key: &str) -> StoreFuture<'_, ()>;
+
+    /// Lists `(key, value)` pairs of an index in key order, keys strictly after `after`,
+    /// at most `limit`.
+    fn scan_index(
+        &self,
+        index: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(String, String)>>;
+
+    /// A short name for logs and metrics (`memory`, `embedded`, `redis`).
+    fn backend_name(&self) -> &'static str;
+}
