@@ -1,0 +1,459 @@
+//! `apply`: folds one event into the state. Total (never fails) and deterministic:
+//! replaying a journal reproduces the state exactly, notifications and their `seq`
+//! included. Invariants that must hold after every event are asserted in debug.
+
+use rust_decimal::Decimal;
+
+use crate::domain::event::{Event, EventBody};
+use crate::domain::fraud::FraudRule;
+use crate::domain::notification::{Direction, Notification, NotificationKind, TxStatus};
+use crate::domain::state::{
+    AccountState, AccountStatus, IdempotencyEntry, NewRecipientMark, OpRecord, OutgoingMark,
+    TransferStatus, WithdrawalStatus, NOTIFICATIONS_RETAINED,
+};
+use crate::ids::{OpId, OpKind};
+use crate::money::{Amount, Currency};
+use crate::time::Timestamp;
+
+/// Applies `event` to `state`.
+pub fn apply(state: &mut AccountState, event: &Event) {
+    let at = event.at;
+    if let Some(op) = event.body.minted_op() {
+        state.next_op = state.next_op.max(op + 1);
+    }
+    match &event.body {
+        EventBody::Opened { profile } => {
+            state.opened = true;
+            state.opened_at = Some(at);
+            state.profile = profile.clone();
+        }
+        EventBody::Deposited {
+            op,
+            request,
+            amount,
+            fee,
+            method,
+        } => {
+            let book = state.book_mut(amount.currency());
+            book.available += amount.value() - fee;
+            book.deposited += amount.value();
+            book.fees += *fee;
+            state.ops.insert(
+                *op,
+                OpRecord::Deposit {
+                    amount: *amount,
+                    fee: *fee,
+                    method: *method,
+                    at,
+                },
+            );
+            remember(state, request, *op, at);
+            notify_balance(state, amount.currency(), at);
+            notify_tx(
+                state,
+                *op,
+                OpKind::Deposit,
+                TxStatus::Completed,
+                *amount,
+                *fee,
+                Direction::In,
+                None,
+                at,
+            );
+        }
+        EventBody::WithdrawalRequested {
+            op,
+            request,
+            amount,
+            fee,
+            method,
+            destination,
+        } => {
+            let book = state.book_mut(amount.currency());
+            book.available -= amount.value();
+            book.held += amount.value();
+            state.ops.insert(
+                *op,
+                OpRecord::Withdrawal {
+                    amount: *amount,
+                    fee: *fee,
+                    method: *method,
+                    destination: destination.clone(),
+                    status: WithdrawalStatus::Processing,
+                    at,
+                    updated: at,
+                },
+            );
+            remember(state, request, *op, at);
+            mark_outgoing(state, *amount, at);
+            notify_balance(state, amount.currency(), at);
+            notify_tx(
+                state,
+                *op,
+                OpKind::Withdrawal,
+                TxStatus::Processing,
+                *amount,
+                *fee,
+                Direction::Out,
+                None,
+                at,
+            );
+        }
+        EventBody::WithdrawalSettled { op } => {
+            let Some((amount, fee)) = close_withdrawal(state, *op, WithdrawalStatus::Completed, at)
+            else {
+                return;
+            };
+            let book = state.book_mut(amount.currency());
+            book.held -= amount.value();
+            book.fees += fee;
+            book.paid_out += amount.value() - fee;
+            notify_balance(state, amount.currency(), at);
+            notify_tx(
+                state,
+                *op,
+                OpKind::Withdrawal,
+                TxStatus::Completed,
+                amount,
+                fee,
+                Direction::Out,
+                None,
+                at,
+            );
+        }
+        EventBody::WithdrawalFailed { op, reason } => {
+            let status = WithdrawalStatus::Failed {
+                reason: reason.clone(),
+            };
+            let Some((amount, fee)) = close_withdrawal(state, *op, status, at) else {
+                return;
+            };
+            let book = state.book_mut(amount.currency());
+            book.held -= amount.value();
+            book.available += amount.value();
+            notify_balance(state, amount.currency(), at);
+            notify_tx(
+                state,
+                *op,
+                OpKind::Withdrawal,
+                TxStatus::Failed,
+                amount,
+                fee,
+                Direction::Out,
+                None,
+                at,
+            );
+        }
+        EventBody::TransferDebited {
+            op,
+            request,
+            to,
+            amount,
+            fee,
+            memo,
+            new_recipient,
+        } => {
+            let book = state.book_mut(amount.currency());
+            book.available -= amount.value() + fee;
+            book.in_flight_out += amount.value() + fee;
+            state.ops.insert(
+                *op,
+                OpRecord::Transfer {
+                    to: *to,
+                    amount: *amount,
+                    fee: *fee,
+                    memo: memo.clone(),
+                    status: TransferStatus::InFlight,
+                    at,
+                    updated: at,
+                },
+            );
+            remember(state, request, *op, at);
+            mark_outgoing(state, *amount, at);
+            if *new_recipient {
+                state.known_recipients.insert(*to);
+                state
+                    .new_recipients
+                    .push_back(NewRecipientMark { at, to: *to });
+            }
+            notify_balance(state, amount.currency(), at);
+        }
+        EventBody::TransferCredited {
+            transfer,
+            from,
+            amount,
+            ..
+        } => {
+            state.credited.insert(*transfer, at);
+            state.book_mut(amount.currency()).available += amount.value();
+            notify_balance(state, amount.currency(), at);
+            notify(
+                state,
+                at,
+                NotificationKind::TransactionUpdated {
+                    id: *transfer,
+                    kind: OpKind::Transfer,
+                    status: TxStatus::Completed,
+                    amount: amount.value(),
+                    fee: Decimal::ZERO,
+                    currency: amount.currency(),
+                    direction: Direction::In,
+                    counterparty: Some(*from),
+                },
+            );
+        }
+        EventBody::TransferCompleted { op } => {
+            let Some((to, amount, fee)) = close_transfer(state, *op, TransferStatus::Completed, at)
+            else {
+                return;
+            };
+            let book = state.book_mut(amount.currency());
+            book.in_flight_out -= amount.value() + fee;
+            book.fees += fee;
+            notify_tx(
+                state,
+                *op,
+                OpKind::Transfer,
+                TxStatus::Completed,
+                amount,
+                fee,
+                Direction::Out,
+                Some(to),
+                at,
+            );
+        }
+        EventBody::TransferReversed { op, reason } => {
+            let Some((to, amount, fee)) =
+                close_transfer(state, *op, TransferStatus::Reversed(*reason), at)
+            else {
+                return;
+            };
+            let book = state.book_mut(amount.currency());
+            book.in_flight_out -= amount.value() + fee;
+            book.available += amount.value() + fee;
+            notify_balance(state, amount.currency(), at);
+            notify_tx(
+                state,
+                *op,
+                OpKind::Transfer,
+                TxStatus::Reversed,
+                amount,
+                fee,
+                Direction::Out,
+                Some(to),
+                at,
+            );
+        }
+        EventBody::StatusChanged { from, to, reason } => {
+            state.status = *to;
+            state.status_reason = Some(reason.clone());
+            if *from == AccountStatus::Frozen && *to == AccountStatus::Active {
+                // An operator reviewed the account: the fan-out window starts afresh,
+                // or the next new recipient would freeze it again at once.
+                state.new_recipients.clear();
+            }
+            notify(
+                state,
+                at,
+                NotificationKind::StatusChanged {
+                    from: *from,
+                    to: *to,
+                    reason: reason.clone(),
+                },
+            );
+        }
+        EventBody::KycTierChanged { to, .. } => {
+            state.kyc_tier = *to;
+        }
+        EventBody::AlertRaised {
+            op,
+            rule,
+            severity,
+            action,
+            message,
+        } => {
+            if matches!(rule, FraudRule::VelocityCount | FraudRule::VelocitySum) {
+                state.raised.velocity = true;
+            }
+            let id = OpId {
+                account: state.id,
+                n: *op,
+            };
+            notify(
+                state,
+                at,
+                NotificationKind::AlertRaised {
+                    id,
+                    rule: *rule,
+                    severity: *severity,
+                    message: message.clone(),
+                    action: *action,
+                },
+            );
+        }
+        EventBody::Refused { .. } => {}
+    }
+    debug_assert!(
+        state.books.iter().all(|b| b.available >= Decimal::ZERO
+            && b.held >= Decimal::ZERO
+            && b.in_flight_out >= Decimal::ZERO),
+        "negative balance after {event:?}"
+    );
+}
+
+fn remember(
+    state: &mut AccountState,
+    request: &crate::domain::event::RequestRef,
+    op: u64,
+    at: Timestamp,
+) {
+    state.idempotency.insert(
+        request.key.clone(),
+        IdempotencyEntry {
+            fingerprint: request.fingerprint,
+            op,
+            at,
+        },
+    );
+}
+
+/// Records an outgoing operation for the velocity window and the daily limit; an
+/// operation that passed the velocity rule means its condition is false again.
+fn mark_outgoing(state: &mut AccountState, amount: Amount, at: Timestamp) {
+    state.outgoing.push_back(OutgoingMark {
+        at,
+        amount: amount.value(),
+    });
+    state.raised.velocity = false;
+    adjust_daily(state, amount.currency(), amount.value(), at);
+}
+
+/// Adds `delta` to the daily outgoing usage of the UTC day of `at`.
+fn adjust_daily(state: &mut AccountState, currency: Currency, delta: Decimal, at: Timestamp) {
+    let day = at.utc_day();
+    if state.daily.day != day {
+        state.daily.day = day;
+        state.daily.used.clear();
+    }
+    match state.daily.used.iter_mut().find(|(c, _)| *c == currency) {
+        Some((_, used)) => *used = (*used + delta).max(Decimal::ZERO),
+        None if delta > Decimal::ZERO => state.daily.used.push((currency, delta)),
+        None => {}
+    }
+}
+
+fn close_withdrawal(
+    state: &mut AccountState,
+    op: u64,
+    new_status: WithdrawalStatus,
+    at: Timestamp,
+) -> Option<(Amount, Decimal)> {
+    let restore_day = matches!(new_status, WithdrawalStatus::Failed { .. });
+    let Some(OpRecord::Withdrawal {
+        amount,
+        fee,
+        status,
+        updated,
+        at: started,
+        ..
+    }) = state.ops.get_mut(&op)
+    else {
+        debug_assert!(false, "closing unknown withdrawal {op}");
+        return None;
+    };
+    *status = new_status;
+    *updated = at;
+    let (amount, fee, started) = (*amount, *fee, *started);
+    if restore_day && started.utc_day() == at.utc_day() {
+        adjust_daily(state, amount.currency(), -amount.value(), at);
+    }
+    Some((amount, fee))
+}
+
+fn close_transfer(
+    state: &mut AccountState,
+    op: u64,
+    new_status: TransferStatus,
+    at: Timestamp,
+) -> Option<(crate::ids::AccountId, Amount, Decimal)> {
+    let restore_day = matches!(new_status, TransferStatus::Reversed(_));
+    let Some(OpRecord::Transfer {
+        to,
+        amount,
+        fee,
+        status,
+        updated,
+        at: started,
+        ..
+    }) = state.ops.get_mut(&op)
+    else {
+        debug_assert!(false, "closing unknown transfer {op}");
+        return None;
+    };
+    *status = new_status;
+    *updated = at;
+    let (to, amount, fee, started) = (*to, *amount, *fee, *started);
+    if restore_day && started.utc_day() == at.utc_day() {
+        adjust_daily(state, amount.currency(), -amount.value(), at);
+    }
+    Some((to, amount, fee))
+}
+
+fn notify(state: &mut AccountState, at: Timestamp, kind: NotificationKind) {
+    state.notification_seq += 1;
+    state.notifications.push_back(Notification {
+        seq: state.notification_seq,
+        at,
+        kind,
+    });
+    while state.notifications.len() > NOTIFICATIONS_RETAINED {
+        state.notifications.pop_front();
+    }
+}
+
+fn notify_balance(state: &mut AccountState, currency: Currency, at: Timestamp) {
+    let (available, held) = state
+        .book(currency)
+        .map_or((Decimal::ZERO, Decimal::ZERO), |b| (b.available, b.held));
+    notify(
+        state,
+        at,
+        NotificationKind::BalanceUpdated {
+            currency,
+            available,
+            held,
+        },
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn notify_tx(
+    state: &mut AccountState,
+    op: u64,
+    kind: OpKind,
+    status: TxStatus,
+    amount: Amount,
+    fee: Decimal,
+    direction: Direction,
+    counterparty: Option<crate::ids::AccountId>,
+    at: Timestamp,
+) {
+    let id = OpId {
+        account: state.id,
+        n: op,
+    };
+    notify(
+        state,
+        at,
+        NotificationKind::TransactionUpdated {
+            id,
+            kind,
+            status,
+            amount: amount.value(),
+            fee,
+            currency: amount.currency(),
+            direction,
+            counterparty,
+        },
+    );
+}

@@ -1,0 +1,142 @@
+//! Commands: what a caller (or the transfer saga) asks one account to do.
+//!
+//! Values here are already parsed and valid (`Amount`, `AccountId`, ...): the
+//! gateway parses at the edge, the core only applies business rules.
+
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::rejection::Rejection;
+use crate::domain::state::AccountStatus;
+use crate::ids::{AccountId, IdempotencyKey, OpId, TransferId};
+use crate::money::Amount;
+
+/// How money comes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DepositMethod {
+    BankCard,
+    CreditCard,
+}
+
+/// How money goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WithdrawalMethod {
+    BankCard,
+    ThirdParty,
+}
+
+/// The account's owner as registered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Profile {
+    pub display_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A command addressed to one account.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates the account.
+    Open { profile: Profile },
+    /// Money in from a card; completes at once (the processor already accepted it).
+    Deposit {
+        key: IdempotencyKey,
+        amount: Amount,
+        method: DepositMethod,
+    },
+    /// Holds `amount` until the payout processor settles or fails it.
+    Withdraw {
+        key: IdempotencyKey,
+        amount: Amount,
+        method: WithdrawalMethod,
+        destination: String,
+        /// The caller already passed step-up 2FA for this operation.
+        step_up_verified: bool,
+    },
+    /// The payout processor paid the withdrawal out.
+    SettleWithdrawal { id: OpId },
+    /// The payout failed: the held funds return to `available`.
+    FailWithdrawal { id: OpId, reason: String },
+    /// Saga step 1 at the source: debit and record the transfer in flight.
+    Transfer {
+        key: IdempotencyKey,
+        to: AccountId,
+        amount: Amount,
+        memo: Option<String>,
+        step_up_verified: bool,
+    },
+    /// Saga step 2 at the destination, deduplicated by transfer id.
+    Credit {
+        transfer: TransferId,
+        from: AccountId,
+        amount: Amount,
+        memo: Option<String>,
+    },
+    /// Saga step 3 at the source: the destination credited.
+    CompleteTransfer { transfer: TransferId },
+    /// Saga step 3 at the source: the destination refused; give the money back.
+    ReverseTransfer {
+        transfer: TransferId,
+        reason: Rejection,
+    },
+    /// Operator or fraud action: freeze, unfreeze, restrict, close.
+    SetStatus { to: AccountStatus, reason: String },
+    /// KYC review outcome.
+    SetKycTier { tier: u8 },
+}
+
+impl Command {
+    /// The client idempotency key, for commands that carry one.
+    pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        match self {
+            Command::Deposit { key, .. }
+            | Command::Withdraw { key, .. }
+            | Command::Transfer { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// A stable fingerprint of what the command asks, without its key and without
+    /// whether step-up was passed (a confirmed retry is the same request). FNV-1a over
+    /// the derived `Hash`, stable across processes (unlike `RandomState`).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv1a::default();
+        match self {
+            Command::Deposit { amount, method, .. } => (0u8, amount, method).hash(&mut h),
+            Command::Withdraw {
+                amount,
+                method,
+                destination,
+                ..
+            } => (1u8, amount, method, destination).hash(&mut h),
+            Command::Transfer {
+                to, amount, memo, ..
+            } => (2u8, to, amount, memo).hash(&mut h),
+            other => other.hash(&mut h),
+        }
+        h.finish()
+    }
+}
+
+/// 64-bit FNV-1a: tiny, stable and good enough to tell requests apart.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

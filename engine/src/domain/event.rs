@@ -1,0 +1,131 @@
+//! Events: the facts `decide` produces and `apply` folds into the state. They are
+//! the journal's content, so they carry everything needed to replay them without
+//! the policy or a clock (fees already computed, ids already minted).
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::fraud::{FraudAction, FraudRule, Severity};
+use crate::domain::rejection::Rejection;
+use crate::domain::state::AccountStatus;
+use crate::ids::{AccountId, IdempotencyKey, TransferId};
+use crate::money::Amount;
+use crate::time::Timestamp;
+
+/// One fact about one account, at one instant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub body: EventBody,
+}
+
+/// Which client request an event answers, so a retry finds the first outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef {
+    pub key: IdempotencyKey,
+    pub fingerprint: u64,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    Opened {
+        profile: Profile,
+    },
+    Deposited {
+        op: u64,
+        request: RequestRef,
+        amount: Amount,
+        fee: Decimal,
+        method: DepositMethod,
+    },
+    WithdrawalRequested {
+        op: u64,
+        request: RequestRef,
+        amount: Amount,
+        fee: Decimal,
+        method: WithdrawalMethod,
+        destination: String,
+    },
+    WithdrawalSettled {
+        op: u64,
+    },
+    WithdrawalFailed {
+        op: u64,
+        reason: String,
+    },
+    /// Saga step 1: `amount + fee` left `available`; the transfer is in flight.
+    TransferDebited {
+        op: u64,
+        request: RequestRef,
+        to: AccountId,
+        amount: Amount,
+        fee: Decimal,
+        memo: Option<String>,
+        /// First money ever sent to `to` (fan-out rule).
+        new_recipient: bool,
+    },
+    /// Saga step 2, at the destination.
+    TransferCredited {
+        transfer: TransferId,
+        from: AccountId,
+        amount: Amount,
+        memo: Option<String>,
+    },
+    /// Saga step 3: the destination has the money; the fee is earned.
+    TransferCompleted {
+        op: u64,
+    },
+    /// Saga step 3: the destination refused; `amount + fee` is back in `available`.
+    TransferReversed {
+        op: u64,
+        reason: Rejection,
+    },
+    StatusChanged {
+        from: AccountStatus,
+        to: AccountStatus,
+        reason: String,
+    },
+    KycTierChanged {
+        from: u8,
+        to: u8,
+    },
+    /// A fraud rule's condition became true (edge-triggered: raised once).
+    AlertRaised {
+        op: u64,
+        rule: FraudRule,
+        severity: Severity,
+        action: FraudAction,
+        message: String,
+    },
+    /// The command was refused after side effects that must persist (an alert, a
+    /// freeze); the caller gets this rejection once those are durable.
+    Refused {
+        rejection: Rejection,
+    },
+}
+
+impl EventBody {
+    /// Whether this event mints a new operation number (`op` field).
+    pub fn minted_op(&self) -> Option<u64> {
+        match self {
+            EventBody::Deposited { op, .. }
+            | EventBody::WithdrawalRequested { op, .. }
+            | EventBody::TransferDebited { op, .. }
+            | EventBody::AlertRaised { op, .. } => Some(*op),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes the events of one command as one journal record.
+pub fn encode_events(events: &[Event]) -> Vec<u8> {
+    // unwrap: postcard only fails on writer errors, and a Vec writer never fails.
+    postcard::to_stdvec(events).unwrap()
+}
+
+/// Decodes a journal record.
+pub fn decode_events(bytes: &[u8]) -> Result<Vec<Event>, postcard::Error> {
+    postcard::from_bytes(bytes)
+}

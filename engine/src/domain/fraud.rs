@@ -1,0 +1,169 @@
+//! Fraud rules as pure functions of the account's recent activity and the command.
+//!
+//! Each rule returns a verdict; `decide` runs them before any outgoing debit and
+//! turns the verdict into events (an alert, a freeze) and/or a rejection. Alerts
+//! are edge-triggered: a rule raises once when its condition becomes true, and can
+//! raise again only after the condition was seen false (a later operation passed).
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::state::AccountState;
+use crate::ids::AccountId;
+use crate::money::Amount;
+use crate::policy::FraudPolicy;
+use crate::time::Timestamp;
+
+/// Which rule fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FraudRule {
+    SingleAmount,
+    VelocityCount,
+    VelocitySum,
+    FanOut,
+}
+
+impl FraudRule {
+    pub fn name(self) -> &'static str {
+        match self {
+            FraudRule::SingleAmount => "single_amount",
+            FraudRule::VelocityCount => "velocity_count",
+            FraudRule::VelocitySum => "velocity_sum",
+            FraudRule::FanOut => "fan_out",
+        }
+    }
+}
+
+/// How serious an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// What a rule's verdict makes the engine do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FraudAction {
+    Allow,
+    Challenge,
+    HoldForReview,
+    Block,
+    Freeze,
+}
+
+impl FraudAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            FraudAction::Allow => "allow",
+            FraudAction::Challenge => "challenge",
+            FraudAction::HoldForReview => "hold_for_review",
+            FraudAction::Block => "block",
+            FraudAction::Freeze => "freeze",
+        }
+    }
+}
+
+/// A rule's verdict on one outgoing operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub rule: FraudRule,
+    pub action: FraudAction,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Outgoing operations (transfers, withdrawals) within the last `window_ms`.
+fn recent_outgoing(state: &AccountState, now: Timestamp, window_ms: i64) -> (u32, Decimal) {
+    let since = now.millis() - window_ms;
+    state
+        .outgoing
+        .iter()
+        .filter(|o| o.at.millis() > since)
+        .fold((0, Decimal::ZERO), |(n, sum), o| (n + 1, sum + o.amount))
+}
+
+/// Velocity by count and by sum: more than `velocity_max_ops` outgoing operations
+/// (or more than `velocity_max_sum`) within the window blocks this one.
+pub fn velocity(
+    policy: &FraudPolicy,
+    state: &AccountState,
+    amount: Amount,
+    now: Timestamp,
+) -> Option<Verdict> {
+    let window_ms = i64::from(policy.velocity_window_s) * 1000;
+    let (count, sum) = recent_outgoing(state, now, window_ms);
+    if count >= policy.velocity_max_ops {
+        return Some(Verdict {
+            rule: FraudRule::VelocityCount,
+            action: FraudAction::Block,
+            severity: Severity::Medium,
+            message: format!(
+                "More than {} outgoing operations within {} s.",
+                policy.velocity_max_ops, policy.velocity_window_s
+            ),
+        });
+    }
+    if let Some(max_sum) = policy.velocity_max_sum {
+        if sum + amount.value() > max_sum {
+            return Some(Verdict {
+                rule: FraudRule::VelocitySum,
+                action: FraudAction::Block,
+                severity: Severity::Medium,
+                message: format!(
+                    "Outgoing operations above {} within {} s.",
+                    max_sum, policy.velocity_window_s
+                ),
+            });
+        }
+    }
+    None
+}
+
+/// Fan-out: sending to more than `fan_out_max_new_recipients` distinct new
+/// recipients within the window freezes the account (a typical takeover pattern).
+pub fn fan_out(
+    policy: &FraudPolicy,
+    state: &AccountState,
+    to: AccountId,
+    now: Timestamp,
+) -> Option<Verdict> {
+    if state.known_recipients.contains(&to) {
+        return None;
+    }
+    let since = now.millis() - i64::from(policy.fan_out_window_s) * 1000;
+    let recent_new = state
+        .new_recipients
+        .iter()
+        .filter(|r| r.at.millis() > since)
+        .count();
+    if recent_new + 1 > policy.fan_out_max_new_recipients as usize {
+        return Some(Verdict {
+            rule: FraudRule::FanOut,
+            action: FraudAction::Freeze,
+            severity: Severity::High,
+            message: format!(
+                "Money sent to more than {} new recipients within {} minutes.",
+                policy.fan_out_max_new_recipients,
+                policy.fan_out_window_s / 60
+            ),
+        });
+    }
+    None
+}
+
+/// Single amount: at or above the step-up threshold the user must confirm with a
+/// second factor. Not an alert: a challenge is the normal path for large payments.
+pub fn single_amount(policy: &FraudPolicy, amount: Amount, step_up_verified: bool) -> bool {
+    !step_up_verified && amount.value() >= policy.challenge_over
+}

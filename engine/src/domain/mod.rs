@@ -1,0 +1,20 @@
+//! The functional core: plain-data account state, commands, events, and the two
+//! pure functions that carry every business rule, [`decide`] and [`apply`].
+
+pub mod apply;
+pub mod audit;
+pub mod command;
+pub mod decide;
+pub mod event;
+pub mod fraud;
+pub mod notification;
+pub mod rejection;
+pub mod state;
+pub mod view;
+
+pub use apply::apply;
+pub use command::{Command, DepositMethod, Profile, WithdrawalMethod};
+pub use decide::decide;
+pub use event::{Event, EventBody};
+pub use rejection::Rejection;
+pub use state::{AccountState, AccountStatus};

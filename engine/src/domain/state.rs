@@ -1,0 +1,337 @@
+//! `AccountState`: everything one account knows, as plain data. Only `apply`
+//! changes it; `decide` reads it. It is what a snapshot stores.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::notification::Notification;
+use crate::domain::rejection::Rejection;
+use crate::ids::{AccountId, IdempotencyKey, TransferId};
+use crate::money::{Amount, Currency};
+use crate::time::Timestamp;
+
+/// The account status machine. See ARCHITECTURE.md "Account status".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    /// Login lockout (temporary); money still moves for existing sessions.
+    Locked,
+    /// May receive, may not send.
+    Restricted,
+    /// No outgoing money; login still allowed so the user can see why.
+    Frozen,
+    /// Terminal: nothing in, nothing out.
+    Closed,
+}
+
+impl AccountStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Locked => "locked",
+            AccountStatus::Restricted => "restricted",
+            AccountStatus::Frozen => "frozen",
+            AccountStatus::Closed => "closed",
+        }
+    }
+
+    /// The rejection an outgoing operation gets in this status, if any.
+    pub fn outgoing_refusal(self) -> Option<Rejection> {
+        match self {
+            AccountStatus::Active | AccountStatus::Locked => None,
+            AccountStatus::Restricted => Some(Rejection::AccountRestricted),
+            AccountStatus::Frozen => Some(Rejection::AccountFrozen),
+            AccountStatus::Closed => Some(Rejection::AccountClosed),
+        }
+    }
+}
+
+/// One currency's money on this account, and the account's share of the ledger
+/// audit (`deposited = balances + in_flight + fees + paid_out`, summed over accounts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Book {
+    pub currency: Currency,
+    /// Spendable now.
+    pub available: Decimal,
+    /// Reserved for pending withdrawals.
+    pub held: Decimal,
+    /// Gross card deposits received (before fees).
+    pub deposited: Decimal,
+    /// Fees earned on this account's operations (accrued here: no hot fee account).
+    pub fees: Decimal,
+    /// Money paid out to cards and wallets (withdrawal payouts).
+    pub paid_out: Decimal,
+    /// Outgoing transfers debited and not yet completed or reversed (amount + fee).
+    pub in_flight_out: Decimal,
+}
+
+impl Book {
+    pub fn new(currency: Currency) -> Self {
+        let zero = Decimal::new(0, currency.scale());
+        Book {
+            currency,
+            available: zero,
+            held: zero,
+            deposited: zero,
+            fees: zero,
+            paid_out: zero,
+            in_flight_out: zero,
+        }
+    }
+
+    pub fn total(&self) -> Decimal {
+        self.available + self.held
+    }
+}
+
+/// Where a withdrawal is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WithdrawalStatus {
+    Processing,
+    Completed,
+    Failed { reason: String },
+}
+
+/// Where an outgoing transfer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferStatus {
+    InFlight,
+    Completed,
+    Reversed(Rejection),
+}
+
+/// An operation this account started and still remembers: open ones always, closed
+/// ones while an idempotency key may point at them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpRecord {
+    Deposit {
+        amount: Amount,
+        fee: Decimal,
+        method: DepositMethod,
+        at: Timestamp,
+    },
+    Withdrawal {
+        amount: Amount,
+        fee: Decimal,
+        method: WithdrawalMethod,
+        destination: String,
+        status: WithdrawalStatus,
+        at: Timestamp,
+        updated: Timestamp,
+    },
+    Transfer {
+        to: AccountId,
+        amount: Amount,
+        fee: Decimal,
+        memo: Option<String>,
+        status: TransferStatus,
+        at: Timestamp,
+        updated: Timestamp,
+    },
+}
+
+impl OpRecord {
+    /// Whether the operation still waits for something (payout, credit).
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            OpRecord::Withdrawal {
+                status: WithdrawalStatus::Processing,
+                ..
+            } | OpRecord::Transfer {
+                status: TransferStatus::InFlight,
+                ..
+            }
+        )
+    }
+
+    fn last_change(&self) -> Timestamp {
+        match self {
+            OpRecord::Deposit { at, .. } => *at,
+            OpRecord::Withdrawal { updated, .. } | OpRecord::Transfer { updated, .. } => *updated,
+        }
+    }
+}
+
+/// A remembered client request: which operation its key produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyEntry {
+    pub fingerprint: u64,
+    pub op: u64,
+    pub at: Timestamp,
+}
+
+/// One outgoing operation, for the velocity windows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingMark {
+    pub at: Timestamp,
+    pub amount: Decimal,
+}
+
+/// A first payment to a recipient, for the fan-out window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRecipientMark {
+    pub at: Timestamp,
+    pub to: AccountId,
+}
+
+/// Outgoing money per UTC day, per currency, for the daily limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyUsage {
+    pub day: i64,
+    pub used: Vec<(Currency, Decimal)>,
+}
+
+impl DailyUsage {
+    /// How much of `currency` went out on the UTC day of `now`.
+    pub fn used_on(&self, day: i64, currency: Currency) -> Decimal {
+        if self.day != day {
+            return Decimal::ZERO;
+        }
+        self.used
+            .iter()
+            .find(|(c, _)| *c == currency)
+            .map_or(Decimal::ZERO, |(_, d)| *d)
+    }
+}
+
+/// Which edge-triggered alerts are currently raised (their condition was true at
+/// the last check). A rule raises again only after its flag was cleared.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedAlerts {
+    pub velocity: bool,
+}
+
+/// The whole state of one account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub id: AccountId,
+    pub opened: bool,
+    pub opened_at: Option<Timestamp>,
+    pub profile: Profile,
+    pub status: AccountStatus,
+    pub status_reason: Option<String>,
+    pub kyc_tier: u8,
+    /// One book per currency the account ever used.
+    pub books: Vec<Book>,
+    /// The next account-local operation number (ids of deposits, transfers, alerts...).
+    pub next_op: u64,
+    pub ops: BTreeMap<u64, OpRecord>,
+    pub idempotency: HashMap<IdempotencyKey, IdempotencyEntry>,
+    /// Incoming transfers already credited, with when: the saga's dedupe.
+    pub credited: HashMap<TransferId, Timestamp>,
+    pub outgoing: VecDeque<OutgoingMark>,
+    pub daily: DailyUsage,
+    /// Every account this one ever sent money to.
+    pub known_recipients: HashSet<AccountId>,
+    pub new_recipients: VecDeque<NewRecipientMark>,
+    pub raised: RaisedAlerts,
+    /// The last user-visible notifications (at most [`NOTIFICATIONS_RETAINED`]).
+    pub notifications: VecDeque<Notification>,
+    /// The seq of the last notification ever produced.
+    pub notification_seq: u64,
+}
+
+/// How many notifications an account keeps for clients resuming a stream.
+pub const NOTIFICATIONS_RETAINED: usize = 256;
+
+impl AccountState {
+    /// The state of an account before its first event.
+    pub fn new(id: AccountId) -> Self {
+        AccountState {
+            id,
+            opened: false,
+            opened_at: None,
+            profile: Profile::default(),
+            status: AccountStatus::Active,
+            status_reason: None,
+            kyc_tier: 0,
+            books: Vec::new(),
+            next_op: 1,
+            ops: BTreeMap::new(),
+            idempotency: HashMap::new(),
+            credited: HashMap::new(),
+            outgoing: VecDeque::new(),
+            daily: DailyUsage::default(),
+            known_recipients: HashSet::new(),
+            new_recipients: VecDeque::new(),
+            raised: RaisedAlerts::default(),
+            notifications: VecDeque::new(),
+            notification_seq: 0,
+        }
+    }
+
+    pub fn book(&self, currency: Currency) -> Option<&Book> {
+        self.books.iter().find(|b| b.currency == currency)
+    }
+
+    /// The book of `currency`, created empty on first use.
+    pub fn book_mut(&mut self, currency: Currency) -> &mut Book {
+        let idx = match self.books.iter().position(|b| b.currency == currency) {
+            Some(i) => i,
+            None => {
+                self.books.push(Book::new(currency));
+                self.books.len() - 1
+            }
+        };
+        &mut self.books[idx]
+    }
+
+    pub fn available(&self, currency: Currency) -> Decimal {
+        self.book(currency).map_or(Decimal::ZERO, |b| b.available)
+    }
+
+    /// Operations that still wait for a payout or a credit.
+    pub fn open_transfers(&self) -> impl Iterator<Item = (u64, &OpRecord)> {
+        self.ops.iter().filter_map(|(n, op)| {
+            matches!(
+                op,
+                OpRecord::Transfer {
+                    status: TransferStatus::InFlight,
+                    ..
+                }
+            )
+            .then_some((*n, op))
+        })
+    }
+
+    /// Notifications with `seq > after`, oldest first.
+    pub fn notifications_after(&self, after: u64) -> impl Iterator<Item = &Notification> {
+        self.notifications.iter().filter(move |n| n.seq > after)
+    }
+
+    /// Forgets what no rule can look at any more: activity marks older than the
+    /// longest window, idempotency keys and closed operations past their retention,
+    /// credited-transfer ids past theirs. Pure and deterministic; no decision changes
+    /// because of it (rules filter by time themselves), so it only bounds memory.
+    pub fn compact(&mut self, now: Timestamp, policy: &crate::policy::Policy) {
+        let window_start = now.millis() - policy.longest_window_ms();
+        while self
+            .outgoing
+            .front()
+            .is_some_and(|o| o.at.millis() <= window_start)
+        {
+            self.outgoing.pop_front();
+        }
+        while self
+            .new_recipients
+            .front()
+            .is_some_and(|o| o.at.millis() <= window_start)
+        {
+            self.new_recipients.pop_front();
+        }
+        let keys_start = now.millis() - i64::from(policy.idempotency_retention_s) * 1000;
+        self.idempotency.retain(|_, e| e.at.millis() > keys_start);
+        self.ops
+            .retain(|_, op| op.is_open() || op.last_change().millis() > keys_start);
+        let dedupe_start = now.millis() - i64::from(policy.credit_dedupe_retention_s) * 1000;
+        self.credited.retain(|_, at| at.millis() > dedupe_start);
+        if self.daily.day != now.utc_day() {
+            self.daily = DailyUsage::default();
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Policy: every business number (currencies, limits, fees, fraud thresholds,
+//! retention) with the defaults of `shared/design/API.md`, overridable from the
+//! `--config` TOML file. The pure core reads it; nothing in it is hard-coded there.
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::money::{Currency, FeeRule, MoneyError};
+
+/// Limits of one KYC tier, in major units of whatever currency is moved.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimits {
+    /// Largest single outgoing operation (transfer or withdrawal).
+    pub single_max: Decimal,
+    /// Largest sum of outgoing operations per UTC day.
+    pub daily_out_max: Decimal,
+    /// Whether withdrawals to cards/wallets are allowed (tier 0: no, `KYC_REQUIRED`).
+    pub withdrawals: bool,
+    /// Largest balance (available + held) the account may hold; `None`: no cap.
+    #[serde(default)]
+    pub balance_max: Option<Decimal>,
+}
+
+/// Deposit fees by method.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositFees {
+    pub bank_card: FeeRule,
+    pub credit_card: FeeRule,
+}
+
+/// Withdrawal fees by method; `payout = amount - fee`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalFees {
+    pub bank_card: FeeRule,
+    pub third_party: FeeRule,
+}
+
+/// Fraud thresholds. Each rule is a pure function of the account's recent activity.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FraudPolicy {
+    /// Outgoing operations of this amount or more need step-up 2FA (verdict: challenge).
+    pub challenge_over: Decimal,
+    /// More than this many outgoing operations within `velocity_window_s` → blocked.
+    pub velocity_max_ops: u32,
+    pub velocity_window_s: u32,
+    /// More than this sum of outgoing operations within `velocity_window_s` → blocked.
+    /// `None` disables the by-sum rule.
+    #[serde(default)]
+    pub velocity_max_sum: Option<Decimal>,
+    /// More than this many distinct new recipients within `fan_out_window_s` → frozen.
+    pub fan_out_max_new_recipients: u32,
+    pub fan_out_window_s: u32,
+}
+
+/// A configured currency.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencyConfig {
+    pub code: String,
+    pub scale: u8,
+}
+
+/// All policy numbers. `Policy::default()` is the contract's defaults.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    pub currencies: Vec<CurrencyConfig>,
+    pub tier0: TierLimits,
+    pub tier1: TierLimits,
+    pub deposit_fees: DepositFees,
+    pub withdrawal_fees: WithdrawalFees,
+    pub transfer_fee: FeeRule,
+    pub fraud: FraudPolicy,
+    /// How long a client idempotency key is remembered (at least 24 h).
+    pub idempotency_retention_s: u32,
+    /// How long a destination remembers a credited transfer id, deduplicating the
+    /// source's re-drives after a crash.
+    pub credit_dedupe_retention_s: u32,
+}
+
+fn dec(n: i64, scale: u32) -> Decimal {
+    Decimal::new(n, scale)
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            currencies: vec![
+                CurrencyConfig {
+                    code: "CNY".into(),
+                    scale: 2,
+                },
+                CurrencyConfig {
+                    code: "USD".into(),
+                    scale: 2,
+                },
+            ],
+            tier0: TierLimits {
+                single_max: dec(500, 0),
+                daily_out_max: dec(1_000, 0),
+                withdrawals: false,
+                balance_max: None,
+            },
+            tier1: TierLimits {
+                single_max: dec(50_000, 0),
+                daily_out_max: dec(200_000, 0),
+                withdrawals: true,
+                balance_max: None,
+            },
+            deposit_fees: DepositFees {
+                bank_card: FeeRule::FREE,
+                credit_card: FeeRule {
+                    percent: dec(25, 1),
+                    min: Decimal::ZERO,
+                },
+            },
+            withdrawal_fees: WithdrawalFees {
+                bank_card: FeeRule {
+                    percent: dec(1, 1),
+                    min: dec(100, 2),
+                },
+                third_party: FeeRule {
+                    percent: dec(5, 1),
+                    min: dec(50, 2),
+                },
+            },
+            transfer_fee: FeeRule::FREE,
+            fraud: FraudPolicy {
+                challenge_over: dec(1_000, 0),
+                velocity_max_ops: 20,
+                velocity_window_s: 60,
+                velocity_max_sum: None,
+                fan_out_max_new_recipients: 10,
+                fan_out_window_s: 600,
+            },
+            idempotency_retention_s: 86_400,
+            credit_dedupe_retention_s: 7 * 86_400,
+        }
+    }
+}
+
+impl Default for TierLimits {
+    fn default() -> Self {
+        Policy::default().tier0
+    }
+}
+
+impl Default for DepositFees {
+    fn default() -> Self {
+        Policy::default().deposit_fees
+    }
+}
+
+impl Default for WithdrawalFees {
+    fn default() -> Self {
+        Policy::default().withdrawal_fees
+    }
+}
+
+impl Default for FraudPolicy {
+    fn default() -> Self {
+        Policy::default().fraud
+    }
+}
+
+impl Policy {
+    /// The limits of a KYC tier (tiers above 1 use tier 1's).
+    pub fn tier(&self, tier: u8) -> &TierLimits {
+        if tier == 0 {
+            &self.tier0
+        } else {
+            &self.tier1
+        }
+    }
+
+    /// Looks a currency up by its code.
+    pub fn currency(&self, code: &str) -> Result<Currency, MoneyError> {
+        self.currencies
+            .iter()
+            .find(|c| c.code == code)
+            .ok_or_else(|| MoneyError::UnknownCurrency(code.chars().take(8).collect()))
+            .and_then(|c| Currency::new(&c.code, c.scale))
+    }
+
+    /// Checks the policy is usable: currencies valid, retention at least 24 h.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.currencies.is_empty() {
+            return Err("at least one currency must be configured".into());
+        }
+        for c in &self.currencies {
+            Currency::new(&c.code, c.scale).map_err(|e| e.to_string())?;
+        }
+        if self.idempotency_retention_s < 86_400 {
+            return Err("idempotency_retention_s must be at least 86400".into());
+        }
+        if self.fraud.velocity_window_s == 0 || self.fraud.fan_out_window_s == 0 {
+            return Err("fraud windows must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The longest activity window any rule looks at, in milliseconds.
+    pub fn longest_window_ms(&self) -> i64 {
+        i64::from(
+            self.fraud
+                .velocity_window_s
+                .max(self.fraud.fan_out_window_s),
+        ) * 1000
+    }
+}
