@@ -3,8 +3,15 @@
 //! commit. It knows nothing of HTTP; the gateway drives it through [`Engine`].
 
 pub mod domain;
+pub mod engine;
 pub mod ids;
 pub mod money;
 pub mod policy;
+pub mod runtime;
 pub mod store;
 pub mod time;
+
+pub use domain::view::Outcome;
+pub use domain::{Command, Rejection};
+pub use engine::{Engine, EngineConfig, Subscription};
+pub use runtime::{EngineError, RuntimeConfig};

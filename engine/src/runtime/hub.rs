@@ -1,0 +1,106 @@
+//! The notification hub: per-account broadcast streams and the operators' stream.
+//!
+//! Actors publish here only after the events behind a notification are durable.
+//! Broadcast channels are bounded and never block the sender: a subscriber that
+//! falls more than the channel's capacity behind sees `Lagged` and must resume
+//! from its last `seq` (the gateway disconnects it), so a slow client can never
+//! slow an actor or grow memory without bound.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+use crate::domain::notification::{Notification, NotificationKind};
+use crate::ids::AccountId;
+
+/// Capacity of each account's broadcast channel.
+pub const ACCOUNT_STREAM_CAPACITY: usize = 256;
+/// Capacity of the operators' stream.
+pub const ADMIN_STREAM_CAPACITY: usize = 4096;
+const SHARDS: usize = 64;
+
+/// A notification for the operators' console: which account, and what.
+#[derive(Clone, Debug)]
+pub struct AdminNotice {
+    pub account: AccountId,
+    pub notification: Arc<Notification>,
+}
+
+type Senders = HashMap<AccountId, broadcast::Sender<Arc<Notification>>>;
+
+/// Where notifications fan out to subscribers.
+pub struct Hub {
+    shards: Vec<Mutex<Senders>>,
+    admin: broadcast::Sender<AdminNotice>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            admin: broadcast::channel(ADMIN_STREAM_CAPACITY).0,
+        }
+    }
+}
+
+impl Hub {
+    fn shard(&self, account: AccountId) -> &Mutex<Senders> {
+        &self.shards[(account.0 as usize) % SHARDS]
+    }
+
+    /// A receiver of every notification published for `account` from now on.
+    pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<Notification>> {
+        self.shard(account)
+            .lock()
+            .entry(account)
+            .or_insert_with(|| broadcast::channel(ACCOUNT_STREAM_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// A receiver of alerts and status changes of every account.
+    pub fn subscribe_admin(&self) -> broadcast::Receiver<AdminNotice> {
+        self.admin.subscribe()
+    }
+
+    /// Publishes durable notifications of `account`, oldest first.
+    pub fn publish<'a>(
+        &self,
+        account: AccountId,
+        notifications: impl Iterator<Item = &'a Notification>,
+    ) {
+        let mut shard = self.shard(account).lock();
+        let sender = shard.get(&account);
+        let mut any_receiver = false;
+        for n in notifications {
+            let for_admin = matches!(
+                n.kind,
+                NotificationKind::AlertRaised { .. } | NotificationKind::StatusChanged { .. }
+            );
+            let has_receivers = sender.is_some_and(|s| s.receiver_count() > 0);
+            if !has_receivers && !for_admin {
+                continue;
+            }
+            let n = Arc::new(n.clone());
+            if let Some(s) = sender {
+                // An error only means nobody listens any more.
+                any_receiver |= s.send(n.clone()).is_ok();
+            }
+            if for_admin {
+                let _ = self.admin.send(AdminNotice {
+                    account,
+                    notification: n,
+                });
+            }
+        }
+        if sender.is_some_and(|s| s.receiver_count() == 0) && !any_receiver {
+            shard.remove(&account);
+        }
+    }
+
+    /// Accounts with at least one live subscriber channel.
+    pub fn subscribed_accounts(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}

@@ -1,0 +1,374 @@
+//! The actor runtime end to end on the in-memory store: activation, the transfer
+//! saga, idempotency through the actors, passivation and recovery, bounded
+//! mailboxes, notifications, and the single-actor guarantee under concurrent
+//! first activation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use okpay_engine::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use okpay_engine::domain::notification::NotificationKind;
+use okpay_engine::domain::state::TransferStatus;
+use okpay_engine::ids::{AccountId, IdempotencyKey};
+use okpay_engine::money::Amount;
+use okpay_engine::store::memory::MemoryStore;
+use okpay_engine::{Engine, EngineConfig, EngineError, Outcome, Rejection, RuntimeConfig};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+fn engine_with(store: Arc<MemoryStore>, runtime: RuntimeConfig) -> Engine {
+    Engine::start(
+        EngineConfig {
+            runtime,
+            ..EngineConfig::default()
+        },
+        store,
+    )
+}
+
+fn engine() -> (Engine, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    (engine_with(store.clone(), RuntimeConfig::default()), store)
+}
+
+fn cny(s: &str) -> Amount {
+    Amount::parse(s, okpay_engine::money::Currency::new("CNY", 2).unwrap()).unwrap()
+}
+
+fn key(s: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(s).unwrap()
+}
+
+async fn open(engine: &Engine, name: &str) -> AccountId {
+    engine
+        .open_account(Profile {
+            display_name: name.into(),
+            ..Profile::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn available(engine: &Engine, id: AccountId) -> Decimal {
+    engine
+        .view(id)
+        .await
+        .unwrap()
+        .balances
+        .iter()
+        .find(|b| b.currency.code() == "CNY")
+        .map_or(Decimal::ZERO, |b| b.available)
+}
+
+#[tokio::test]
+async fn deposit_transfer_and_balances() {
+    let (engine, _) = engine();
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    let dep = engine
+        .deposit(alice, key("d1"), cny("100.00"), DepositMethod::CreditCard)
+        .await
+        .unwrap();
+    let Outcome::Deposit(dep) = dep else {
+        panic!("{dep:?}")
+    };
+    assert_eq!(dep.fee, dec!(2.50));
+    assert_eq!(dep.net, dec!(97.50));
+    let out = engine
+        .transfer(
+            alice,
+            key("t1"),
+            bob,
+            cny("40.00"),
+            Some("lunch".into()),
+            false,
+        )
+        .await
+        .unwrap();
+    let Outcome::Transfer(t) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(t.status, TransferStatus::Completed);
+    assert_eq!(available(&engine, alice).await, dec!(57.50));
+    assert_eq!(available(&engine, bob).await, dec!(40.00));
+    let ledger = engine.audit().await.unwrap();
+    assert!(ledger.balanced(), "{ledger:?}");
+}
+
+#[tokio::test]
+async fn idempotent_transfer_applies_once_and_conflicts_on_change() {
+    let (engine, _) = engine();
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    let calls = (0..8).map(|_| engine.transfer(alice, key("same"), bob, cny("10"), None, false));
+    let results = futures::future::join_all(calls).await;
+    let ids: Vec<_> = results
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Outcome::Transfer(t) => t.id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one transfer for one key"
+    );
+    assert_eq!(available(&engine, alice).await, dec!(90));
+    assert_eq!(available(&engine, bob).await, dec!(10));
+    let conflict = engine
+        .transfer(alice, key("same"), bob, cny("11"), None, false)
+        .await;
+    assert_eq!(
+        conflict,
+        Err(EngineError::Rejected(Rejection::IdempotencyConflict))
+    );
+}
+
+#[tokio::test]
+async fn refused_credit_reverses_the_transfer() {
+    let (engine, _) = engine();
+    let alice = open(&engine, "alice").await;
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    let nobody = AccountId::random();
+    let r = engine
+        .transfer(alice, key("t"), nobody, cny("30"), None, false)
+        .await;
+    assert_eq!(r, Err(EngineError::Rejected(Rejection::RecipientNotFound)));
+    assert_eq!(available(&engine, alice).await, dec!(100));
+    // The replay of the same request reports the same refusal.
+    let again = engine
+        .transfer(alice, key("t"), nobody, cny("30"), None, false)
+        .await;
+    assert_eq!(again, r);
+    assert!(engine.audit().await.unwrap().balanced());
+}
+
+#[tokio::test]
+async fn withdrawal_holds_then_settles_or_releases() {
+    let (engine, _) = engine();
+    let alice = open(&engine, "alice").await;
+    engine.set_kyc_tier(alice, 1).await.unwrap();
+    engine
+        .deposit(alice, key("d"), cny("500"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    let w = engine
+        .withdraw(
+            alice,
+            key("w1"),
+            cny("200"),
+            WithdrawalMethod::BankCard,
+            "6222".into(),
+            false,
+        )
+        .await
+        .unwrap();
+    let Outcome::Withdrawal(w) = w else { panic!() };
+    assert_eq!(w.fee, dec!(1.00));
+    assert_eq!(w.payout, dec!(199.00));
+    let v = engine.view(alice).await.unwrap();
+    assert_eq!(v.balances[0].available, dec!(300));
+    assert_eq!(v.balances[0].held, dec!(200));
+    engine.settle_withdrawal(w.id).await.unwrap();
+    let v = engine.view(alice).await.unwrap();
+    assert_eq!(v.balances[0].held, dec!(0));
+    let w2 = engine
+        .withdraw(
+            alice,
+            key("w2"),
+            cny("100"),
+            WithdrawalMethod::ThirdParty,
+            "fail-x".into(),
+            false,
+        )
+        .await
+        .unwrap();
+    let Outcome::Withdrawal(w2) = w2 else {
+        panic!()
+    };
+    engine
+        .fail_withdrawal(w2.id, "bank refused".into())
+        .await
+        .unwrap();
+    assert_eq!(available(&engine, alice).await, dec!(300));
+    let ledger = engine.audit().await.unwrap();
+    assert!(ledger.balanced(), "{ledger:?}");
+    let c = ledger.currencies.values().next().unwrap();
+    assert_eq!(c.paid_out, dec!(199.00));
+    assert_eq!(c.fees, dec!(1.00));
+}
+
+#[tokio::test]
+async fn passivated_accounts_come_back_from_snapshot_and_journal() {
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeConfig {
+        idle_after: Duration::from_millis(50),
+        tick: Duration::from_millis(20),
+        snapshot_every: 3,
+        ..RuntimeConfig::default()
+    };
+    let engine = engine_with(store.clone(), runtime);
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    for i in 0..10 {
+        engine
+            .deposit(
+                alice,
+                key(&format!("d{i}")),
+                cny("10"),
+                DepositMethod::BankCard,
+            )
+            .await
+            .unwrap();
+    }
+    engine
+        .transfer(alice, key("t"), bob, cny("25"), None, false)
+        .await
+        .unwrap();
+    let before = engine.view(alice).await.unwrap();
+    let generation = engine.actor_generation(alice).unwrap();
+    // Wait until both actors passivate by themselves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while engine.active_actors() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine.active_actors(), 0, "idle actors passivate");
+    assert!(
+        store.journal_len(alice) < 12,
+        "snapshots trimmed the journal"
+    );
+    let after = engine.view(alice).await.unwrap();
+    assert_eq!(before, after);
+    assert_ne!(
+        engine.actor_generation(alice),
+        Some(generation),
+        "a new activation"
+    );
+    // A fresh engine over the same store sees the same state.
+    let engine2 = engine_with(store, RuntimeConfig::default());
+    assert_eq!(engine2.view(alice).await.unwrap(), before);
+    assert_eq!(available(&engine2, bob).await, dec!(25));
+}
+
+#[tokio::test]
+async fn concurrent_first_activation_makes_one_actor() {
+    let (engine, _) = engine();
+    let id = open(&engine, "hot").await;
+    assert!(engine.passivate_all(Duration::from_secs(5)).await);
+    assert_eq!(engine.active_actors(), 0);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .deposit(id, key(&format!("k{i}")), cny("1"), DepositMethod::BankCard)
+                    .await
+                    .unwrap();
+                engine.actor_generation(id)
+            })
+        })
+        .collect();
+    let mut generations = Vec::new();
+    for t in tasks {
+        generations.push(t.await.unwrap());
+    }
+    generations.dedup();
+    assert_eq!(generations.len(), 1, "every request saw the same actor");
+    assert_eq!(engine.active_actors(), 1);
+    assert_eq!(available(&engine, id).await, dec!(64));
+}
+
+#[tokio::test]
+async fn a_full_mailbox_answers_overloaded() {
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeConfig {
+        mailbox_capacity: 4,
+        arbiters: 1,
+        ..RuntimeConfig::default()
+    };
+    let engine = engine_with(store, runtime);
+    let id = open(&engine, "busy").await;
+    let calls = (0..500)
+        .map(|i| engine.deposit(id, key(&format!("k{i}")), cny("1"), DepositMethod::BankCard));
+    let results = futures::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let overloaded = results
+        .iter()
+        .filter(|r| matches!(r, Err(EngineError::Overloaded)))
+        .count();
+    assert_eq!(ok + overloaded, 500, "only successes and Overloaded");
+    assert!(overloaded > 0, "the bound was hit");
+    assert_eq!(available(&engine, id).await, Decimal::from(ok as i64));
+}
+
+#[tokio::test]
+async fn storage_failure_answers_unavailable_and_loses_nothing_acknowledged() {
+    let (engine, store) = engine();
+    let id = open(&engine, "a").await;
+    engine
+        .deposit(id, key("ok"), cny("5"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    store.set_failing(true);
+    let r = engine
+        .deposit(id, key("lost"), cny("7"), DepositMethod::BankCard)
+        .await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    store.set_failing(false);
+    assert_eq!(available(&engine, id).await, dec!(5));
+    // The retry with the same key now succeeds exactly once.
+    engine
+        .deposit(id, key("lost"), cny("7"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    engine
+        .deposit(id, key("lost"), cny("7"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    assert_eq!(available(&engine, id).await, dec!(12));
+}
+
+#[tokio::test]
+async fn subscribers_get_durable_notifications_and_can_resume() {
+    let (engine, _) = engine();
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    let mut sub = engine.subscribe(bob, None).await.unwrap();
+    assert!(sub.backlog.is_empty());
+    engine
+        .deposit(alice, key("d"), cny("50"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    engine
+        .transfer(alice, key("t"), bob, cny("20"), None, false)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(2), sub.receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(2), sub.receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        first.kind,
+        NotificationKind::BalanceUpdated { .. }
+    ));
+    assert!(matches!(
+        second.kind,
+        NotificationKind::TransactionUpdated { .. }
+    ));
+    assert_eq!(second.seq, first.seq + 1);
+    // Resume after the first: the second is replayed from the retained backlog.
+    let resumed = engine.subscribe(bob, Some(first.seq)).await.unwrap();
+    assert_eq!(resumed.backlog.len(), 1);
+    assert_eq!(resumed.backlog[0].seq, second.seq);
+}
