@@ -1,1 +1,213 @@
-fn main() {}
+//! Engine benchmarks on the in-memory store (`cargo bench -p benches --bench engine`):
+//! transfers per second through the actors (10,000 accounts, random pairs, many
+//! concurrent callers), the cost of `decide` + `apply` for one transfer, and the
+//! memory of an activated idle account (measured with a counting allocator and
+//! printed, since criterion measures time only).
+
+#![allow(unsafe_code)] // the counting allocator below only forwards to `System`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benches::{amount, funded_accounts, key, load_policy, start_engine};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use futures::StreamExt;
+use okpay_engine::domain::command::{Command, DepositMethod, Profile};
+use okpay_engine::domain::{apply, decide, AccountState};
+use okpay_engine::ids::AccountId;
+use okpay_engine::store::memory::MemoryStore;
+use okpay_engine::time::Timestamp;
+use rand::Rng;
+
+/// Counts live heap bytes, to measure memory per account.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const ACCOUNTS: usize = 10_000;
+const CONCURRENCY: usize = 4096;
+
+fn transfers_through_actors(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = start_engine(Arc::new(MemoryStore::new()));
+    let accounts = rt.block_on(funded_accounts(&engine, ACCOUNTS, "1000000"));
+    let accounts = Arc::new(accounts);
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    const BATCH: u64 = 100_000;
+    group.throughput(Throughput::Elements(BATCH));
+    let mut round = 0u64;
+    group.bench_function("transfers_memory_store_10k_accounts", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let engine = engine.clone();
+                let accounts = accounts.clone();
+                let r = round;
+                total += rt.block_on(async move {
+                    let start = Instant::now();
+                    let ok = futures::stream::iter(0..BATCH)
+                        .map(|i| {
+                            let engine = engine.clone();
+                            let (from, to) = pick_pair(&accounts);
+                            async move {
+                                engine
+                                    .transfer(from, key(format!("b{r}-{i}")), to, amount("0.01"), None, false)
+                                    .await
+                                    .is_ok()
+                            }
+                        })
+                        .buffer_unordered(CONCURRENCY)
+                        .filter(|ok| futures::future::ready(*ok))
+                        .count()
+                        .await;
+                    assert_eq!(ok as u64, BATCH, "every transfer succeeds");
+                    start.elapsed()
+                });
+            }
+            total
+        })
+    });
+    group.finish();
+    let stats = engine.journal_stats();
+    println!(
+        "group commit: {} batches, mean {:.1} records/batch, max {}",
+        stats.batches.load(Ordering::Relaxed),
+        stats.mean_batch(),
+        stats.max_batch.load(Ordering::Relaxed)
+    );
+    let ledger = rt.block_on(engine.audit()).unwrap();
+    assert!(ledger.balanced(), "ledger balanced after the benchmark");
+}
+
+fn pick_pair(accounts: &[AccountId]) -> (AccountId, AccountId) {
+    let mut rng = rand::thread_rng();
+    let a = rng.gen_range(0..accounts.len());
+    let mut b = rng.gen_range(0..accounts.len() - 1);
+    if b >= a {
+        b += 1;
+    }
+    (accounts[a], accounts[b])
+}
+
+fn decide_apply_one_transfer(c: &mut Criterion) {
+    let policy = load_policy();
+    let now = Timestamp(1_700_000_000_000);
+    let id = AccountId(1);
+    let mut state = AccountState::new(id);
+    let open = decide(&policy, &state, &Command::Open { profile: Profile::default() }, now).unwrap();
+    open.iter().for_each(|e| apply(&mut state, e));
+    let dep = Command::Deposit {
+        key: key("fund".into()),
+        amount: amount("1000000"),
+        method: DepositMethod::BankCard,
+    };
+    decide(&policy, &state, &dep, now)
+        .unwrap()
+        .iter()
+        .for_each(|e| apply(&mut state, e));
+    let cmds: Vec<Command> = (0..1024)
+        .map(|i| Command::Transfer {
+            key: key(format!("t{i}")),
+            to: AccountId(2 + i % 16),
+            amount: amount("1.00"),
+            memo: None,
+            step_up_verified: false,
+        })
+        .collect();
+    let mut i = 0usize;
+    c.bench_function("decide_apply_one_transfer", |b| {
+        b.iter_batched_ref(
+            || state.clone(),
+            |s| {
+                let cmd = &cmds[i % cmds.len()];
+                i += 1;
+                let events = decide(&policy, s, cmd, now).unwrap();
+                for e in &events {
+                    apply(s, e);
+                }
+                events.len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+}
+
+fn memory_per_idle_account(_c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let engine = start_engine(store.clone());
+    const N: usize = 10_000;
+    let ids: Vec<AccountId> = (0..N).map(|_| AccountId::random()).collect();
+    // Open the accounts, then passivate them all so only the store holds them.
+    rt.block_on(async {
+        futures::stream::iter(ids.iter().copied())
+            .map(|id| {
+                let engine = engine.clone();
+                async move { engine.open_account_with_id(id, Profile::default()).await.unwrap() }
+            })
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await;
+        assert!(engine.passivate_all(Duration::from_secs(30)).await);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let before = LIVE.load(Ordering::SeqCst);
+    rt.block_on(async {
+        futures::stream::iter(ids.iter().copied())
+            .map(|id| {
+                let engine = engine.clone();
+                async move { engine.view(id).await.unwrap() }
+            })
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await;
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let after = LIVE.load(Ordering::SeqCst);
+    assert_eq!(engine.active_actors(), N);
+    println!(
+        "memory per activated idle account: {} bytes ({} accounts, heap delta {} bytes)",
+        (after - before) / N as isize,
+        N,
+        after - before
+    );
+}
+
+criterion_group!(
+    benches,
+    decide_apply_one_transfer,
+    memory_per_idle_account,
+    transfers_through_actors
+);
+criterion_main!(benches);

@@ -1,1 +1,75 @@
-//! Benchmarks live under `benches/`; this library is empty on purpose.
+//! Shared set-up for the criterion benchmarks: a policy that lets a few thousand
+//! accounts carry heavy load (fraud rules stay on, with raised thresholds), and a
+//! funded population of accounts.
+
+use std::sync::Arc;
+
+use okpay_engine::domain::command::{DepositMethod, Profile};
+use okpay_engine::ids::{AccountId, IdempotencyKey};
+use okpay_engine::money::{Amount, Currency};
+use okpay_engine::policy::Policy;
+use okpay_engine::store::Store;
+use okpay_engine::{Engine, EngineConfig, RuntimeConfig};
+use rust_decimal::Decimal;
+
+/// The default policy with load-test thresholds: velocity, fan-out and daily limits
+/// raised so random traffic between many accounts is not blocked, every rule still
+/// evaluated on every operation.
+pub fn load_policy() -> Policy {
+    let mut p = Policy::default();
+    p.tier0.daily_out_max = Decimal::from(1_000_000_000i64);
+    p.tier0.single_max = Decimal::from(1_000_000i64);
+    p.fraud.velocity_max_ops = 1_000_000;
+    p.fraud.fan_out_max_new_recipients = 1_000_000;
+    p.fraud.challenge_over = Decimal::from(1_000_000i64);
+    p
+}
+
+pub fn cny() -> Currency {
+    Currency::new("CNY", 2).unwrap()
+}
+
+pub fn amount(s: &str) -> Amount {
+    Amount::parse(s, cny()).unwrap()
+}
+
+pub fn key(s: String) -> IdempotencyKey {
+    IdempotencyKey::parse(&s).unwrap()
+}
+
+/// Starts an engine with the load policy over `store`.
+pub fn start_engine(store: Arc<dyn Store>) -> Engine {
+    Engine::start(
+        EngineConfig {
+            policy: load_policy(),
+            runtime: RuntimeConfig::default(),
+            ..EngineConfig::default()
+        },
+        store,
+    )
+}
+
+/// Opens `n` accounts and deposits `funds` CNY into each.
+pub async fn funded_accounts(engine: &Engine, n: usize, funds: &str) -> Vec<AccountId> {
+    use futures::StreamExt;
+    let ids: Vec<AccountId> = (0..n).map(|_| AccountId::random()).collect();
+    futures::stream::iter(ids.iter().copied())
+        .map(|id| {
+            let engine = engine.clone();
+            let funds = amount(funds);
+            async move {
+                engine
+                    .open_account_with_id(id, Profile::default())
+                    .await
+                    .unwrap();
+                engine
+                    .deposit(id, key(format!("fund-{id}")), funds, DepositMethod::BankCard)
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await;
+    ids
+}

@@ -289,7 +289,7 @@ impl AccountActor {
             then: Vec::new(),
         });
         ctx.spawn(
-            async move { durable.await }
+            durable
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     let res = res.unwrap_or_else(|_| {
