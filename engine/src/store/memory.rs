@@ -112,7 +112,11 @@ impl Store for MemoryStore {
         let result = self.check().map(|()| {
             let mut accounts = self.accounts.lock();
             let data = accounts.entry(account).or_default();
-            if data.snapshot.as_ref().is_some_and(|s| s.seq >= snapshot.seq) {
+            if data
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.seq >= snapshot.seq)
+            {
                 return;
             }
             let seq = snapshot.seq;
