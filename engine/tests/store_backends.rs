@@ -15,7 +15,7 @@ use okpay_engine::store::conformance;
 use okpay_engine::store::embedded::EmbeddedStore;
 use okpay_engine::store::memory::MemoryStore;
 use okpay_engine::store::redis::RedisStore;
-use okpay_engine::store::redis_config::DurabilityProblem;
+use okpay_engine::store::redis_config::{DurabilityProblem, RedisOptions};
 use okpay_engine::store::{JournalAppend, Snapshot, Store, StoreError};
 use support::redis_server::RedisServer;
 
@@ -230,6 +230,57 @@ async fn redis_store_fails_fast_while_down_and_recovers() {
     append_ok(&store, &[rec(a, 2, "a2")]).await;
     assert_eq!(payloads(&store, a).await, ["a1", "a2"]);
     assert!(store.claim_index("login", "k", "v").await.expect("claim"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_times_out_on_a_hung_server_and_recovers() {
+    let mut server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let options = RedisOptions {
+        connect_timeout: timeout,
+        response_timeout: timeout,
+    };
+    let store = RedisStore::connect_with(&server.url(), options)
+        .await
+        .expect("connect");
+    let a = AccountId::random();
+    append_ok(&store, &[rec(a, 1, "a1")]).await;
+
+    server.pause();
+    let started = Instant::now();
+    let append = store.append(&[rec(a, 2, "a2")]).await;
+    assert!(
+        matches!(append, Err(StoreError::Unavailable(_))),
+        "append to a hung redis: {append:?}"
+    );
+    let load = store.load(a).await;
+    assert!(
+        matches!(load, Err(StoreError::Unavailable(_))),
+        "load from a hung redis: {load:?}"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < timeout * 6,
+        "two operations against a hung redis took {elapsed:?}"
+    );
+    server.resume();
+
+    // The append's outcome was unknown; the seq check makes retrying it safe: it is
+    // either applied now or refused as already there, never stored twice.
+    let retried = store.append(&[rec(a, 2, "a2")]).await.expect("retry");
+    assert!(
+        retried[0].is_ok()
+            || retried[0]
+                == Err(StoreError::SequenceConflict {
+                    account: a,
+                    expected: 3,
+                    got: 2
+                }),
+        "retried append: {retried:?}"
+    );
+    assert_eq!(payloads(&store, a).await, ["a1", "a2"]);
+    // Keep the server alive (and killed on drop) until here.
+    server.kill9();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,27 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server with SIGSTOP: it keeps its connections open but answers
+    /// nothing, the case that only timeouts can detect.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts the server again on the same port and directory, so it replays its AOF.
     pub fn restart(&mut self) {
         self.kill9();
