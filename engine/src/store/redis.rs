@@ -52,6 +52,8 @@
 //! Seqs are compared as Lua numbers (doubles) inside the scripts, exact up to 2^53,
 //! far beyond any journal's length.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
@@ -210,14 +212,6 @@ enum Call {
     Script(&'static LuaScript, Cmd),
 }
 
-impl Call {
-    fn cmd(&self) -> &Cmd {
-        match self {
-            Call::Plain(cmd) | Call::Script(_, cmd) => cmd,
-        }
-    }
-}
-
 /// Whether a failed round trip may be sent again on a fresh connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Retry {
@@ -374,20 +368,22 @@ impl RedisStore {
     /// Runs `calls` in one pipeline. Script calls answered `NOSCRIPT` ran nothing; their
     /// scripts are loaded and just those calls are sent again.
     async fn exec(&self, calls: Vec<Call>, retry: Retry) -> Result<Vec<Value>, StoreError> {
+        // Commands move into the pipeline (payloads may be megabytes); only the rare
+        // NOSCRIPT resend below copies any of them.
         let mut pipe = Pipeline::with_capacity(calls.len());
-        for call in &calls {
-            pipe.add_command(call.cmd().clone());
+        let mut scripts = Vec::with_capacity(calls.len());
+        for call in calls {
+            let (script, cmd) = match call {
+                Call::Plain(cmd) => (None, cmd),
+                Call::Script(script, cmd) => (Some(script), cmd),
+            };
+            scripts.push(script);
+            pipe.add_command(cmd);
         }
         let mut replies = self.round_trip(&pipe, retry).await?;
-        if replies.len() != calls.len() {
-            return Err(StoreError::Unavailable(format!(
-                "redis sent {} replies to {} commands",
-                replies.len(),
-                calls.len()
-            )));
-        }
+        expect_replies(&replies, scripts.len())?;
 
-        let missing: Vec<usize> = (0..calls.len())
+        let missing: Vec<usize> = (0..replies.len())
             .filter(|&i| is_noscript(&replies[i]))
             .collect();
         if missing.is_empty() {
@@ -397,22 +393,22 @@ impl RedisStore {
         // original order, so records of one account still arrive in seq order.
         let mut load = Pipeline::new();
         let mut loaded: Vec<&str> = Vec::new();
-        for &i in &missing {
-            if let Call::Script(script, _) = &calls[i] {
-                if !loaded.contains(&script.hash.as_str()) {
-                    loaded.push(&script.hash);
-                    load.cmd("SCRIPT").arg("LOAD").arg(script.source);
-                }
+        for script in missing.iter().filter_map(|&i| scripts[i]) {
+            if !loaded.contains(&script.hash.as_str()) {
+                loaded.push(&script.hash);
+                load.cmd("SCRIPT").arg("LOAD").arg(script.source);
             }
         }
         for reply in self.round_trip(&load, Retry::Safe).await? {
             reply_error(&reply)?;
         }
+        let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
         let mut again = Pipeline::with_capacity(missing.len());
         for &i in &missing {
-            again.add_command(calls[i].cmd().clone());
+            again.add_command(cmds[i].clone());
         }
         let retried = self.round_trip(&again, retry).await?;
+        expect_replies(&retried, missing.len())?;
         for (i, reply) in missing.into_iter().zip(retried) {
             replies[i] = reply;
         }
@@ -428,6 +424,19 @@ impl RedisStore {
             .ok_or_else(|| StoreError::Unavailable("redis sent no reply".into()))?;
         reply_error(&reply)?;
         Ok(reply)
+    }
+}
+
+/// A pipeline answered with the wrong number of replies is out of step: nothing in it
+/// can be trusted to belong to the command it is matched with.
+fn expect_replies(replies: &[Value], sent: usize) -> Result<(), StoreError> {
+    if replies.len() == sent {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "redis sent {} replies to {sent} commands",
+            replies.len()
+        )))
     }
 }
 
@@ -519,17 +528,17 @@ fn decode_loaded(reply: Value) -> Result<Loaded, StoreError> {
 
 impl Store for RedisStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
-        let mut accounts: Vec<AccountId> = Vec::new();
+        // Each distinct account once, in order of first appearance, with its position
+        // among the leading ZADD commands.
+        let mut listed_at: HashMap<AccountId, usize> = HashMap::new();
+        let mut calls = Vec::with_capacity(batch.len() + 1);
         for rec in batch {
-            if !accounts.contains(&rec.account) {
-                accounts.push(rec.account);
+            if let Entry::Vacant(slot) = listed_at.entry(rec.account) {
+                slot.insert(calls.len());
+                let mut cmd = ::redis::cmd("ZADD");
+                cmd.arg(ACCOUNTS_KEY).arg(0).arg(rec.account.to_string());
+                calls.push(Call::Plain(cmd));
             }
-        }
-        let mut calls = Vec::with_capacity(accounts.len() + batch.len());
-        for account in &accounts {
-            let mut cmd = ::redis::cmd("ZADD");
-            cmd.arg(ACCOUNTS_KEY).arg(0).arg(account.to_string());
-            calls.push(Call::Plain(cmd));
         }
         for rec in batch {
             let (journal, seq) = (journal_key(rec.account), seq_key(rec.account));
@@ -539,33 +548,32 @@ impl Store for RedisStore {
                 .arg(rec.payload.as_slice());
             calls.push(Call::Script(&APPEND, cmd));
         }
-        let batch = batch.to_vec();
+        // Only what is needed to read the replies; the payloads already sit in `calls`.
+        let records: Vec<(AccountId, u64)> = batch.iter().map(|r| (r.account, r.seq)).collect();
         Box::pin(async move {
-            if batch.is_empty() {
+            if records.is_empty() {
                 return Ok(Vec::new());
             }
             let replies = self.exec(calls, Retry::Never).await?;
-            let (listed, appended) = replies.split_at(accounts.len());
-            let results = batch
+            let (listed, appended) = replies.split_at(listed_at.len());
+            let results = records
                 .iter()
                 .zip(appended)
-                .map(|(rec, reply)| {
+                .map(|(&(account, got), reply)| {
                     // If the account could not be added to the account set, report its
                     // records as unknown even if they landed: the caller retries, sees
-                    // a conflict, reloads, and the retry lists the account.
-                    let listed_ok = accounts
-                        .iter()
-                        .position(|a| *a == rec.account)
-                        .map_or(Ok(()), |i| reply_error(&listed[i]));
-                    listed_ok?;
-                    let (appended, seq): (i64, u64) = from_value(reply.clone())?;
+                    // a conflict, reloads, and that retry lists the account.
+                    if let Some(&i) = listed_at.get(&account) {
+                        reply_error(&listed[i])?;
+                    }
+                    let (appended, expected): (i64, u64) = from_value(reply.clone())?;
                     if appended == 1 {
                         Ok(())
                     } else {
                         Err(StoreError::SequenceConflict {
-                            account: rec.account,
-                            expected: seq,
-                            got: rec.seq,
+                            account,
+                            expected,
+                            got,
                         })
                     }
                 })
