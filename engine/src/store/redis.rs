@@ -357,7 +357,10 @@ impl RedisStore {
             // Whatever went wrong at the connection level, the connection is suspect
             // (it may be closed or out of step with its replies): replace it.
             self.discard(id).await;
-            let dead_connection = err.is_io_error() || err.is_connection_dropped();
+            // Only a connection found dead is worth a second try; a timeout already
+            // spent the caller's time budget, and a hung Redis would hang again.
+            let dead_connection =
+                (err.is_io_error() || err.is_connection_dropped()) && !err.is_timeout();
             if retry == Retry::Safe && dead_connection && attempt < 2 {
                 continue;
             }
