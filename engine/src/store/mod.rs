@@ -17,8 +17,12 @@
 //! the writer hands the store one batch holding the records of many accounts, and
 //! the backend must make that batch durable in one round trip / one transaction.
 
+pub mod conformance;
+pub mod embedded;
 pub mod journal_writer;
 pub mod memory;
+pub mod redis;
+pub mod redis_config;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,359 @@
+//! The embedded [`Store`]: one `redb` file in a data directory, the default backend
+//! when no Redis URL is given, so `okpay` runs on a fresh machine with nothing else
+//! installed.
+//!
+//! It gives the same guarantees as the Redis backend. Every mutating operation is one
+//! redb write transaction committed with [`Durability::Immediate`] (redb fsyncs before
+//! `commit` returns), so a resolved `append` survives a crash, and a whole group-commit
+//! batch costs one fsync. redb is a blocking library, so every transaction runs on
+//! tokio's blocking pool ([`tokio::task::spawn_blocking`]) and never stalls the async
+//! workers that drive the actors.
+//!
+//! Tables:
+//!
+//! | table       | key                   | value                 |
+//! |-------------|-----------------------|-----------------------|
+//! | `journal`   | `(account, seq)`      | payload bytes         |
+//! | `snapshots` | `account`             | `(seq, payload)`      |
+//! | `accounts`  | `account`             | last stored seq       |
+//! | `indexes`   | `(index name, key)`   | value                 |
+//!
+//! `accounts` is both the set behind [`Store::list_accounts`] and the source of the
+//! expected next seq, so the sequence check is one point read instead of a range scan
+//! over the journal (which may have been trimmed empty by a snapshot).
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{
+    AppendResult, JournalAppend, Loaded, Record, Snapshot, Store, StoreError, StoreFuture,
+};
+use crate::ids::AccountId;
+
+const JOURNAL: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("journal");
+const SNAPSHOTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("snapshots");
+const ACCOUNTS: TableDefinition<u64, u64> = TableDefinition::new("accounts");
+const INDEXES: TableDefinition<(&str, &str), &str> = TableDefinition::new("indexes");
+
+/// The file inside the data directory. One file holds every table so one commit
+/// (one fsync) covers a batch that touches the journal and the account set.
+const DB_FILE: &str = "okpay.redb";
+
+/// The redb-backed store. `Database` is `Send + Sync`; it sits in an `Arc` because each
+/// operation moves a handle into a blocking task that may outlive the borrow of `self`.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`, creating the directory if needed.
+    ///
+    /// This runs blocking file I/O; call it at start-up, not from a hot async path.
+    /// redb locks the file, so a second `open` of the same directory while this store
+    /// is alive fails instead of letting two writers corrupt each other.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let db = Database::create(dir.join(DB_FILE)).map_err(db_err)?;
+        // Create every table up front: a read transaction can't open a table that has
+        // never been written, and loads of unknown accounts must simply return nothing.
+        let txn = begin_write(&db)?;
+        txn.open_table(JOURNAL).map_err(db_err)?;
+        txn.open_table(SNAPSHOTS).map_err(db_err)?;
+        txn.open_table(ACCOUNTS).map_err(db_err)?;
+        txn.open_table(INDEXES).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Number of journal records currently kept for `account` (after trimming); for
+    /// tests and operators checking that snapshots really trim.
+    pub async fn journal_len(&self, account: AccountId) -> Result<usize, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let journal = txn.open_table(JOURNAL).map_err(db_err)?;
+            let mut n = 0;
+            for entry in journal
+                .range((account.0, 0)..=(account.0, u64::MAX))
+                .map_err(db_err)?
+            {
+                entry.map_err(db_err)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Runs `work` on the blocking pool with a handle to the database.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
+    }
+}
+
+/// Starts a write transaction that fsyncs on commit. `Immediate` is redb's default;
+/// it is set explicitly because the whole "durable before acknowledged" promise rests
+/// on it and a future default change must not weaken it silently.
+fn begin_write(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(db_err)?;
+    txn.set_durability(Durability::Immediate);
+    Ok(txn)
+}
+
+/// Maps any redb error: corruption is reported as such (retrying won't help), every
+/// other failure (I/O, lock, ...) as `Unavailable`, the outcome of the write unknown.
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Corrupted(msg) => StoreError::Corrupt(format!("redb: {msg}")),
+        other => StoreError::Unavailable(format!("redb: {other}")),
+    }
+}
+
+/// The last stored seq of `account` (0 when unknown), read inside a write transaction.
+fn last_seq(
+    accounts: &impl ReadableTable<u64, u64>,
+    account: AccountId,
+) -> Result<u64, StoreError> {
+    Ok(accounts
+        .get(account.0)
+        .map_err(db_err)?
+        .map_or(0, |v| v.value()))
+}
+
+impl Store for EmbeddedStore {
+    fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
+        let batch = batch.to_vec();
+        Box::pin(self.blocking(move |db| {
+            let txn = begin_write(db)?;
+            let mut results = Vec::with_capacity(batch.len());
+            {
+                let mut journal = txn.open_table(JOURNAL).map_err(db_err)?;
+                let mut accounts = txn.open_table(ACCOUNTS).map_err(db_err)?;
+                for rec in &batch {
+                    // The check reads what earlier records of this same batch wrote, so
+                    // a batch holding seqs 4, 5, 6 of one account is accepted whole.
+                    let expected = last_seq(&accounts, rec.account)? + 1;
+                    if rec.seq != expected {
+                        results.push(Err(StoreError::SequenceConflict {
+                            account: rec.account,
+                            expected,
+                            got: rec.seq,
+                        }));
+                        continue;
+                    }
+                    journal
+                        .insert((rec.account.0, rec.seq), rec.payload.as_slice())
+                        .map_err(db_err)?;
+                    accounts.insert(rec.account.0, rec.seq).map_err(db_err)?;
+                    results.push(Ok(()));
+                }
+            }
+            // One commit, one fsync for the whole batch. If it fails the outer error
+            // says so and none of the per-record `Ok`s above is reported.
+            txn.commit().map_err(db_err)?;
+            Ok(results)
+        }))
+    }
+
+    fn load(&self, account: AccountId) -> StoreFuture<'_, Loaded> {
+        Box::pin(self.blocking(move |db| {
+            // One read transaction: a consistent view, so a concurrent snapshot+trim
+            // can't make us miss records or see them twice.
+            let txn = db.begin_read().map_err(db_err)?;
+            let snapshots = txn.open_table(SNAPSHOTS).map_err(db_err)?;
+            let journal = txn.open_table(JOURNAL).map_err(db_err)?;
+            let snapshot = snapshots.get(account.0).map_err(db_err)?.map(|v| {
+                let (seq, payload) = v.value();
+                Snapshot {
+                    seq,
+                    payload: payload.to_vec(),
+                }
+            });
+            let after = snapshot.as_ref().map_or(0, |s| s.seq);
+            let mut records = Vec::new();
+            let range = (
+                Bound::Excluded((account.0, after)),
+                Bound::Included((account.0, u64::MAX)),
+            );
+            for entry in journal.range(range).map_err(db_err)? {
+                let (key, value) = entry.map_err(db_err)?;
+                records.push(Record {
+                    seq: key.value().1,
+                    payload: value.value().to_vec(),
+                });
+            }
+            Ok(Loaded { snapshot, records })
+        }))
+    }
+
+    fn save_snapshot(&self, account: AccountId, snapshot: Snapshot) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |db| {
+            let txn = begin_write(db)?;
+            let newer = {
+                let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_err)?;
+                let current = snapshots
+                    .get(account.0)
+                    .map_err(db_err)?
+                    .map(|v| v.value().0);
+                // An older (or equal) snapshot never replaces a newer one.
+                let newer = current.is_none_or(|seq| seq < snapshot.seq);
+                if newer {
+                    snapshots
+                        .insert(account.0, (snapshot.seq, snapshot.payload.as_slice()))
+                        .map_err(db_err)?;
+
+                    // Trimming in the same transaction as the snapshot write: records
+                    // disappear only if the snapshot covering them is committed too.
+                    let mut journal = txn.open_table(JOURNAL).map_err(db_err)?;
+                    journal
+                        .retain_in((account.0, 0)..=(account.0, snapshot.seq), |_, _| false)
+                        .map_err(db_err)?;
+
+                    // A snapshot ahead of the journal moves the expected next seq with
+                    // it, as in the memory store (last seq = max(journal, snapshot)).
+                    let mut accounts = txn.open_table(ACCOUNTS).map_err(db_err)?;
+                    let last = last_seq(&accounts, account)?;
+                    accounts
+                        .insert(account.0, last.max(snapshot.seq))
+                        .map_err(db_err)?;
+                }
+                newer
+            };
+            if newer {
+                txn.commit().map_err(db_err)?;
+            } else {
+                txn.abort().map_err(db_err)?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn list_accounts(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<AccountId>> {
+        Box::pin(self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let accounts = txn.open_table(ACCOUNTS).map_err(db_err)?;
+            let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.0));
+            let mut out = Vec::new();
+            for entry in accounts
+                .range::<u64>((start, Bound::Unbounded))
+                .map_err(db_err)?
+                .take(limit)
+            {
+                let (key, _) = entry.map_err(db_err)?;
+                out.push(AccountId(key.value()));
+            }
+            Ok(out)
+        }))
+    }
+
+    fn claim_index(&self, index: &str, key: &str, value: &str) -> StoreFuture<'_, bool> {
+        let (index, key, value) = (index.to_owned(), key.to_owned(), value.to_owned());
+        Box::pin(self.blocking(move |db| {
+            // redb runs one write transaction at a time, so the check and the insert
+            // can't interleave with another claim: exactly one claimant wins.
+            let txn = begin_write(db)?;
+            let claimed = {
+                let mut indexes = txn.open_table(INDEXES).map_err(db_err)?;
+                let taken = indexes
+                    .get((index.as_str(), key.as_str()))
+                    .map_err(db_err)?
+                    .is_some();
+                if !taken {
+                    indexes
+                        .insert((index.as_str(), key.as_str()), value.as_str())
+                        .map_err(db_err)?;
+                }
+                !taken
+            };
+            if claimed {
+                txn.commit().map_err(db_err)?;
+            } else {
+                txn.abort().map_err(db_err)?;
+            }
+            Ok(claimed)
+        }))
+    }
+
+    fn get_index(&self, index: &str, key: &str) -> StoreFuture<'_, Option<String>> {
+        let (index, key) = (index.to_owned(), key.to_owned());
+        Box::pin(self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let indexes = txn.open_table(INDEXES).map_err(db_err)?;
+            let value = indexes
+                .get((index.as_str(), key.as_str()))
+                .map_err(db_err)?
+                .map(|v| v.value().to_owned());
+            Ok(value)
+        }))
+    }
+
+    fn delete_index(&self, index: &str, key: &str) -> StoreFuture<'_, ()> {
+        let (index, key) = (index.to_owned(), key.to_owned());
+        Box::pin(self.blocking(move |db| {
+            let txn = begin_write(db)?;
+            {
+                let mut indexes = txn.open_table(INDEXES).map_err(db_err)?;
+                indexes
+                    .remove((index.as_str(), key.as_str()))
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)?;
+            Ok(())
+        }))
+    }
+
+    fn scan_index(
+        &self,
+        index: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(String, String)>> {
+        let (index, after) = (index.to_owned(), after.map(str::to_owned));
+        Box::pin(self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let indexes = txn.open_table(INDEXES).map_err(db_err)?;
+            // Keys are (index, key) tuples compared element by element, so one index's
+            // entries are contiguous and ordered by key bytes; stop at the first entry
+            // of the next index.
+            let start = match after.as_deref() {
+                Some(a) => Bound::Excluded((index.as_str(), a)),
+                None => Bound::Included((index.as_str(), "")),
+            };
+            let mut out = Vec::new();
+            for entry in indexes
+                .range::<(&str, &str)>((start, Bound::Unbounded))
+                .map_err(db_err)?
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = entry.map_err(db_err)?;
+                let (name, key) = k.value();
+                if name != index {
+                    break;
+                }
+                out.push((key.to_owned(), v.value().to_owned()));
+            }
+            Ok(out)
+        }))
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+}

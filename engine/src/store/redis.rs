@@ -1,0 +1,700 @@
+//! The Redis [`Store`]: production and multi-node storage, one journal per account.
+//!
+//! # Key layout
+//!
+//! Everything about one account lives under one hash tag, so every multi-key script
+//! touches a single slot and the layout works unchanged on Redis Cluster:
+//!
+//! | key                          | type   | content                                   |
+//! |------------------------------|--------|-------------------------------------------|
+//! | `okpay:{acc_<hex>}:journal`  | stream | one entry per record, id `<seq>-1`, field `p` = payload |
+//! | `okpay:{acc_<hex>}:seq`      | string | last stored seq (survives trimming)       |
+//! | `okpay:{acc_<hex>}:snapshot` | hash   | `seq`, `payload`                          |
+//! | `okpay:accounts`             | zset   | account ids, all score 0                  |
+//! | `okpay:idx:{<name>}`         | hash   | index key → value                         |
+//! | `okpay:idx:{<name>}:keys`    | zset   | the same keys, all score 0, for ordered scans |
+//!
+//! The journal is a **stream** rather than a list or a sorted set because the stream
+//! id carries the seq natively: `XADD` with an explicit id refuses an id that does
+//! not grow (a second guard behind the Lua seq check), `XTRIM MINID` trims exactly
+//! "everything up to the snapshot", and `XRANGE`/`XREAD` can later tail a journal by
+//! seq for cross-node consumers. A list would need index arithmetic to trim, and a
+//! sorted set would need the seq folded into each member to keep members unique.
+//!
+//! Account ids and index keys are listed from sorted sets with all scores 0 through
+//! `ZRANGEBYLEX`, which orders by bytes: ids are fixed-width lower-case hex, so byte
+//! order is numeric order, and index keys come out in the byte order the trait
+//! promises. Pages cost O(log n + limit), however big the set grows.
+//!
+//! # Append: one pipeline, one round trip
+//!
+//! A batch is sent as one pipeline: first `ZADD okpay:accounts 0 <id>` per distinct
+//! account (a different slot, so it can't be inside the per-account script; it is
+//! idempotent, so an account listed without records after a crash is harmless), then
+//! one `EVALSHA` of [`APPEND_LUA`] per record, which checks the seq and appends, or
+//! writes nothing and reports the expected seq. With `appendfsync always` Redis
+//! fsyncs its AOF once for everything the pipeline wrote before replying: that is the
+//! group commit. Scripts are invoked by hash; after a Redis restart the script cache
+//! is empty, so the calls answered `NOSCRIPT` (which ran nothing) are loaded and
+//! retried.
+//!
+//! # Failures
+//!
+//! The connection is one multiplexed connection shared by all callers, replaced when
+//! it fails: any I/O error or timeout drops it and the next operation reconnects, so
+//! the store recovers by itself when Redis comes back. Connecting and every round
+//! trip are bounded by [`RedisOptions`] (2 s by default), so while Redis is down
+//! operations fail fast with [`StoreError::Unavailable`]. Reads and idempotent writes
+//! (snapshot, index delete) retry once on a fresh connection when the old one turns
+//! out dead; appends and claims never retry, because a retried append that had in
+//! fact landed would be reported as a conflict, and a retried claim as lost.
+//!
+//! Seqs are compared as Lua numbers (doubles) inside the scripts, exact up to 2^53,
+//! far beyond any journal's length.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, Script, Value};
+
+use super::redis_config::{DurabilityReport, RedisOptions, REQUIRED_SETTINGS};
+use super::{
+    AppendResult, JournalAppend, Loaded, Record, Snapshot, Store, StoreError, StoreFuture,
+};
+use crate::ids::AccountId;
+
+/// The set of every account with a journal record or snapshot.
+const ACCOUNTS_KEY: &str = "okpay:accounts";
+
+/// Appends one record if its seq follows the last stored one.
+///
+/// KEYS: journal stream, last-seq counter. ARGV: seq, stream id `<seq>-1`, payload.
+/// Returns `{1, seq}` when appended, `{0, expected}` when refused (nothing written).
+/// A refusal is a normal reply rather than a Redis error so that it can't be confused
+/// with a failure of the script itself.
+const APPEND_LUA: &str = r"
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local seq = tonumber(ARGV[1])
+if seq ~= last + 1 then
+  return {0, last + 1}
+end
+redis.call('XADD', KEYS[1], ARGV[2], 'p', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1])
+return {1, seq}
+";
+
+/// Stores a snapshot unless a newer or equal one is stored, then trims the journal
+/// up to it, in one atomic step: records vanish only with the snapshot covering them.
+///
+/// KEYS: snapshot hash, journal stream, last-seq counter. ARGV: seq, payload, the
+/// smallest stream id to keep (`<seq + 1>-0`, computed by the caller so no large
+/// number is ever formatted by Lua, which would print it in exponent notation).
+/// Returns 1 when stored, 0 when ignored as older.
+const SAVE_SNAPSHOT_LUA: &str = r"
+local current = redis.call('HGET', KEYS[1], 'seq')
+local seq = tonumber(ARGV[1])
+if current and tonumber(current) >= seq then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'payload', ARGV[2])
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if seq > last then
+  redis.call('SET', KEYS[3], ARGV[1])
+end
+return 1
+";
+
+/// Reads the snapshot and the journal in one atomic step, so a concurrent snapshot
+/// and trim can't slip between the two reads and hide records.
+///
+/// KEYS: snapshot hash, journal stream. Returns `{seq|nil, payload|nil, entries}`.
+const LOAD_LUA: &str = r"
+local snap = redis.call('HMGET', KEYS[1], 'seq', 'payload')
+return {snap[1], snap[2], redis.call('XRANGE', KEYS[2], '-', '+')}
+";
+
+/// Claims an index key unless taken, keeping the ordered key set in step.
+///
+/// KEYS: index hash, index key zset. ARGV: key, value. Returns 1 when claimed.
+const CLAIM_INDEX_LUA: &str = r"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// Removes an index key from both the hash and the ordered key set.
+///
+/// KEYS: index hash, index key zset. ARGV: key.
+const DELETE_INDEX_LUA: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+";
+
+/// One page of an index in key order, keys and values read in one atomic step.
+///
+/// KEYS: index hash, index key zset. ARGV: ZRANGEBYLEX lower bound, limit.
+/// Returns a flat `{key, value, key, value, ...}`.
+const SCAN_INDEX_LUA: &str = r"
+local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, k in ipairs(keys) do
+  local v = redis.call('HGET', KEYS[1], k)
+  if v then
+    out[#out + 1] = k
+    out[#out + 1] = v
+  end
+end
+return out
+";
+
+/// A Lua script with its SHA1, which `EVALSHA` names it by. (`redis::Script` computes
+/// the hash but keeps the source private, and `SCRIPT LOAD` needs the source.)
+struct LuaScript {
+    source: &'static str,
+    hash: String,
+}
+
+impl LuaScript {
+    fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// An `EVALSHA` of this script on `keys`; the caller adds the `ARGV` arguments.
+    fn call(&'static self, keys: &[&str]) -> Cmd {
+        let mut cmd = ::redis::cmd("EVALSHA");
+        cmd.arg(&self.hash).arg(keys.len()).arg(keys);
+        cmd
+    }
+}
+
+static APPEND: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(APPEND_LUA));
+static SAVE_SNAPSHOT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SAVE_SNAPSHOT_LUA));
+static LOAD: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(LOAD_LUA));
+static CLAIM_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_INDEX_LUA));
+static DELETE_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETE_INDEX_LUA));
+static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_INDEX_LUA));
+
+fn journal_key(account: AccountId) -> String {
+    format!("okpay:{{{account}}}:journal")
+}
+
+fn seq_key(account: AccountId) -> String {
+    format!("okpay:{{{account}}}:seq")
+}
+
+fn snapshot_key(account: AccountId) -> String {
+    format!("okpay:{{{account}}}:snapshot")
+}
+
+/// The index's hash and ordered key set. Both start with the same `{name` prefix, so
+/// whatever the name contains they share a hash tag and a Cluster slot.
+fn index_keys(index: &str) -> (String, String) {
+    (
+        format!("okpay:idx:{{{index}}}"),
+        format!("okpay:idx:{{{index}}}:keys"),
+    )
+}
+
+/// One command of a round trip: plain, or a script called by hash (which may have
+/// to be loaded and resent, so the script travels with the command).
+enum Call {
+    Plain(Cmd),
+    Script(&'static LuaScript, Cmd),
+}
+
+/// Whether a failed round trip may be sent again on a fresh connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads and idempotent writes: a second attempt can't do harm.
+    Safe,
+    /// Appends and claims: a first attempt may have landed, so the caller must learn
+    /// that the outcome is unknown.
+    Never,
+}
+
+/// The live connection and a number identifying it, so that a caller whose request
+/// failed drops only the connection it used, never a newer one another caller made.
+struct Cached {
+    id: u64,
+    conn: MultiplexedConnection,
+}
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    client: Client,
+    options: RedisOptions,
+    /// A tokio mutex (not a blocking one) because connecting happens while holding it:
+    /// callers arriving while a reconnect is under way wait for it instead of racing
+    /// to open connections of their own.
+    conn: tokio::sync::Mutex<Option<Cached>>,
+    next_conn_id: AtomicU64,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`) with default timeouts, and checks
+    /// that Redis answers, so a wrong URL fails at start-up rather than at the first
+    /// payment.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with explicit timeouts.
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let client = Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
+        let store = Self {
+            client,
+            options,
+            conn: tokio::sync::Mutex::new(None),
+            next_conn_id: AtomicU64::new(0),
+        };
+        let pong = store
+            .exec(vec![Call::Plain(::redis::cmd("PING"))], Retry::Safe)
+            .await?;
+        reply_error(&pong[0])?;
+        Ok(store)
+    }
+
+    /// Reads the server settings durability depends on. Never fails: a setting that
+    /// can't be read is itself reported as a problem.
+    pub async fn check_durability(&self) -> DurabilityReport {
+        let calls = REQUIRED_SETTINGS
+            .iter()
+            .map(|s| {
+                let mut cmd = ::redis::cmd("CONFIG");
+                cmd.arg("GET").arg(s.name);
+                Call::Plain(cmd)
+            })
+            .collect();
+        let read = match self.exec(calls, Retry::Safe).await {
+            Ok(replies) => {
+                let mut replies = replies.into_iter();
+                std::array::from_fn(|_| match replies.next() {
+                    Some(reply) => config_value(reply),
+                    None => Err("missing reply".to_owned()),
+                })
+            }
+            Err(e) => std::array::from_fn(|_| Err(e.to_string())),
+        };
+        DurabilityReport::evaluate(read)
+    }
+
+    /// Number of journal records currently kept for `account` (after trimming); for
+    /// tests and operators checking that snapshots really trim.
+    pub async fn journal_len(&self, account: AccountId) -> Result<usize, StoreError> {
+        let mut cmd = ::redis::cmd("XLEN");
+        cmd.arg(journal_key(account));
+        let reply = self.exec_one(Call::Plain(cmd), Retry::Safe).await?;
+        from_value(reply)
+    }
+
+    /// The shared connection, opening one if there is none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(cached) = slot.as_ref() {
+            return Ok((cached.id, cached.conn.clone()));
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(self.options.connect_timeout)
+            .set_response_timeout(self.options.response_timeout);
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| unavailable("connect", &e))?;
+        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(Cached {
+            id,
+            conn: conn.clone(),
+        });
+        Ok((id, conn))
+    }
+
+    /// Forgets connection `id` after it failed, so the next operation reconnects.
+    async fn discard(&self, id: u64) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|c| c.id == id) {
+            *slot = None;
+        }
+    }
+
+    /// Sends `pipe` in one round trip and returns one reply per command, Redis errors
+    /// included as [`Value::ServerError`] so each command's outcome stays separate.
+    async fn round_trip(&self, pipe: &Pipeline, retry: Retry) -> Result<Vec<Value>, StoreError> {
+        let count = pipe.cmd_iter().count();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (id, mut conn) = self.connection().await?;
+            // Bounded twice: by the connection's response timeout and by this one,
+            // which also covers a request stuck waiting to be written.
+            let sent = tokio::time::timeout(
+                self.options.response_timeout,
+                conn.req_packed_commands(pipe, 0, count),
+            )
+            .await;
+            let err = match sent {
+                Ok(Ok(replies)) => return Ok(replies),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    self.discard(id).await;
+                    return Err(StoreError::Unavailable(format!(
+                        "redis did not answer within {:?}",
+                        self.options.response_timeout
+                    )));
+                }
+            };
+            // Whatever went wrong at the connection level, the connection is suspect
+            // (it may be closed or out of step with its replies): replace it.
+            self.discard(id).await;
+            // Only a connection found dead is worth a second try; a timeout already
+            // spent the caller's time budget, and a hung Redis would hang again.
+            let dead_connection =
+                (err.is_io_error() || err.is_connection_dropped()) && !err.is_timeout();
+            if retry == Retry::Safe && dead_connection && attempt < 2 {
+                continue;
+            }
+            return Err(unavailable("request", &err));
+        }
+    }
+
+    /// Runs `calls` in one pipeline. Script calls answered `NOSCRIPT` ran nothing; their
+    /// scripts are loaded and just those calls are sent again.
+    async fn exec(&self, calls: Vec<Call>, retry: Retry) -> Result<Vec<Value>, StoreError> {
+        // Commands move into the pipeline (payloads may be megabytes); only the rare
+        // NOSCRIPT resend below copies any of them.
+        let mut pipe = Pipeline::with_capacity(calls.len());
+        let mut scripts = Vec::with_capacity(calls.len());
+        for call in calls {
+            let (script, cmd) = match call {
+                Call::Plain(cmd) => (None, cmd),
+                Call::Script(script, cmd) => (Some(script), cmd),
+            };
+            scripts.push(script);
+            pipe.add_command(cmd);
+        }
+        let mut replies = self.round_trip(&pipe, retry).await?;
+        expect_replies(&replies, scripts.len())?;
+
+        let missing: Vec<usize> = (0..replies.len())
+            .filter(|&i| is_noscript(&replies[i]))
+            .collect();
+        if missing.is_empty() {
+            return Ok(replies);
+        }
+        // Load each missing script once, then resend the refused calls in their
+        // original order, so records of one account still arrive in seq order.
+        let mut load = Pipeline::new();
+        let mut loaded: Vec<&str> = Vec::new();
+        for script in missing.iter().filter_map(|&i| scripts[i]) {
+            if !loaded.contains(&script.hash.as_str()) {
+                loaded.push(&script.hash);
+                load.cmd("SCRIPT").arg("LOAD").arg(script.source);
+            }
+        }
+        for reply in self.round_trip(&load, Retry::Safe).await? {
+            reply_error(&reply)?;
+        }
+        let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
+        let mut again = Pipeline::with_capacity(missing.len());
+        for &i in &missing {
+            again.add_command(cmds[i].clone());
+        }
+        let retried = self.round_trip(&again, retry).await?;
+        expect_replies(&retried, missing.len())?;
+        for (i, reply) in missing.into_iter().zip(retried) {
+            replies[i] = reply;
+        }
+        Ok(replies)
+    }
+
+    /// Runs one call and turns a Redis error reply into `Unavailable`.
+    async fn exec_one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
+        let reply = self
+            .exec(vec![call], retry)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("redis sent no reply".into()))?;
+        reply_error(&reply)?;
+        Ok(reply)
+    }
+}
+
+/// A pipeline answered with the wrong number of replies is out of step: nothing in it
+/// can be trusted to belong to the command it is matched with.
+fn expect_replies(replies: &[Value], sent: usize) -> Result<(), StoreError> {
+    if replies.len() == sent {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "redis sent {} replies to {sent} commands",
+            replies.len()
+        )))
+    }
+}
+
+fn is_noscript(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT")
+}
+
+fn unavailable(what: &str, e: &RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis {what}: {e}"))
+}
+
+/// A Redis error reply (out of memory, loading, script error...) as `Unavailable`:
+/// the command didn't do what was asked, and trying later may work.
+fn reply_error(reply: &Value) -> Result<(), StoreError> {
+    match reply {
+        Value::ServerError(e) => Err(StoreError::Unavailable(format!(
+            "redis replied {}: {}",
+            e.code(),
+            e.details().unwrap_or("")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes a reply into `T`; a reply of the wrong shape means the data or the
+/// scripts are not what this code wrote.
+fn from_value<T: ::redis::FromRedisValue>(reply: Value) -> Result<T, StoreError> {
+    reply_error(&reply)?;
+    ::redis::from_owned_redis_value(reply)
+        .map_err(|e| StoreError::Corrupt(format!("unexpected redis reply: {e}")))
+}
+
+/// The value in a `CONFIG GET <name>` reply (`[name, value]`, or a map in RESP3).
+fn config_value(reply: Value) -> Result<String, String> {
+    if let Value::ServerError(e) = &reply {
+        return Err(format!("{} {}", e.code(), e.details().unwrap_or("")));
+    }
+    let pairs: Vec<(String, String)> = match reply {
+        Value::Map(map) => ::redis::from_owned_redis_value(Value::Map(map)),
+        other => ::redis::from_owned_redis_value::<Vec<String>>(other).map(|flat| {
+            flat.chunks_exact(2)
+                .map(|c| (c[0].clone(), c[1].clone()))
+                .collect()
+        }),
+    }
+    .map_err(|e| format!("unexpected reply: {e}"))?;
+    pairs
+        .into_iter()
+        .next()
+        .map(|(_, value)| value)
+        .ok_or_else(|| "setting not known to this server".to_owned())
+}
+
+/// The seq encoded in a journal stream id `<seq>-1`.
+fn seq_of_stream_id(id: &str) -> Result<u64, StoreError> {
+    id.split_once('-')
+        .and_then(|(seq, _)| seq.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("bad journal entry id {id:?}")))
+}
+
+/// Decodes the reply of [`LOAD_LUA`].
+fn decode_loaded(reply: Value) -> Result<Loaded, StoreError> {
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let (snap_seq, snap_payload, entries): (Option<u64>, Option<Vec<u8>>, Vec<Entry>) =
+        from_value(reply)?;
+    let snapshot = match (snap_seq, snap_payload) {
+        (Some(seq), Some(payload)) => Some(Snapshot { seq, payload }),
+        (None, None) => None,
+        _ => return Err(StoreError::Corrupt("half-written snapshot hash".into())),
+    };
+    let after = snapshot.as_ref().map_or(0, |s| s.seq);
+    let mut records = Vec::with_capacity(entries.len());
+    for (id, fields) in entries {
+        let seq = seq_of_stream_id(&id)?;
+        let payload = fields
+            .into_iter()
+            .find(|(name, _)| name == "p")
+            .map(|(_, payload)| payload)
+            .ok_or_else(|| StoreError::Corrupt(format!("journal entry {id} has no payload")))?;
+        // The trim runs atomically with the snapshot write, so nothing at or below
+        // the snapshot should remain; filtering anyway keeps `load`'s promise even if
+        // a record was written by hand.
+        if seq > after {
+            records.push(Record { seq, payload });
+        }
+    }
+    Ok(Loaded { snapshot, records })
+}
+
+impl Store for RedisStore {
+    fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
+        // Each distinct account once, in order of first appearance, with its position
+        // among the leading ZADD commands.
+        let mut listed_at: HashMap<AccountId, usize> = HashMap::new();
+        let mut calls = Vec::with_capacity(batch.len() + 1);
+        for rec in batch {
+            if let Entry::Vacant(slot) = listed_at.entry(rec.account) {
+                slot.insert(calls.len());
+                let mut cmd = ::redis::cmd("ZADD");
+                cmd.arg(ACCOUNTS_KEY).arg(0).arg(rec.account.to_string());
+                calls.push(Call::Plain(cmd));
+            }
+        }
+        for rec in batch {
+            let (journal, seq) = (journal_key(rec.account), seq_key(rec.account));
+            let mut cmd = APPEND.call(&[&journal, &seq]);
+            cmd.arg(rec.seq)
+                .arg(format!("{}-1", rec.seq))
+                .arg(rec.payload.as_slice());
+            calls.push(Call::Script(&APPEND, cmd));
+        }
+        // Only what is needed to read the replies; the payloads already sit in `calls`.
+        let records: Vec<(AccountId, u64)> = batch.iter().map(|r| (r.account, r.seq)).collect();
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(Vec::new());
+            }
+            let replies = self.exec(calls, Retry::Never).await?;
+            let (listed, appended) = replies.split_at(listed_at.len());
+            let results = records
+                .iter()
+                .zip(appended)
+                .map(|(&(account, got), reply)| {
+                    // If the account could not be added to the account set, report its
+                    // records as unknown even if they landed: the caller retries, sees
+                    // a conflict, reloads, and that retry lists the account.
+                    if let Some(&i) = listed_at.get(&account) {
+                        reply_error(&listed[i])?;
+                    }
+                    let (appended, expected): (i64, u64) = from_value(reply.clone())?;
+                    if appended == 1 {
+                        Ok(())
+                    } else {
+                        Err(StoreError::SequenceConflict {
+                            account,
+                            expected,
+                            got,
+                        })
+                    }
+                })
+                .collect();
+            Ok(results)
+        })
+    }
+
+    fn load(&self, account: AccountId) -> StoreFuture<'_, Loaded> {
+        Box::pin(async move {
+            let (snapshot, journal) = (snapshot_key(account), journal_key(account));
+            let call = Call::Script(&LOAD, LOAD.call(&[&snapshot, &journal]));
+            let reply = self.exec_one(call, Retry::Safe).await?;
+            decode_loaded(reply)
+        })
+    }
+
+    fn save_snapshot(&self, account: AccountId, snapshot: Snapshot) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut listed = ::redis::cmd("ZADD");
+            listed.arg(ACCOUNTS_KEY).arg(0).arg(account.to_string());
+            let (snap, journal, seq) = (
+                snapshot_key(account),
+                journal_key(account),
+                seq_key(account),
+            );
+            let mut save = SAVE_SNAPSHOT.call(&[&snap, &journal, &seq]);
+            save.arg(snapshot.seq)
+                .arg(snapshot.payload.as_slice())
+                .arg(format!("{}-0", snapshot.seq.saturating_add(1)));
+            let calls = vec![Call::Plain(listed), Call::Script(&SAVE_SNAPSHOT, save)];
+            // Safe to retry: storing the same snapshot twice is a no-op the second time.
+            for reply in self.exec(calls, Retry::Safe).await? {
+                reply_error(&reply)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn list_accounts(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<AccountId>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut cmd = ::redis::cmd("ZRANGEBYLEX");
+            cmd.arg(ACCOUNTS_KEY)
+                .arg(after.map_or("-".to_owned(), |a| format!("({a}")))
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+            let ids: Vec<String> = from_value(self.exec_one(Call::Plain(cmd), Retry::Safe).await?)?;
+            ids.iter()
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("bad account id {id:?}")))
+                })
+                .collect()
+        })
+    }
+
+    fn claim_index(&self, index: &str, key: &str, value: &str) -> StoreFuture<'_, bool> {
+        let (hash, keys) = index_keys(index);
+        let mut cmd = CLAIM_INDEX.call(&[&hash, &keys]);
+        cmd.arg(key).arg(value);
+        let call = Call::Script(&CLAIM_INDEX, cmd);
+        Box::pin(async move {
+            let claimed: i64 = from_value(self.exec_one(call, Retry::Never).await?)?;
+            Ok(claimed == 1)
+        })
+    }
+
+    fn get_index(&self, index: &str, key: &str) -> StoreFuture<'_, Option<String>> {
+        let (hash, _) = index_keys(index);
+        let mut cmd = ::redis::cmd("HGET");
+        cmd.arg(hash).arg(key);
+        Box::pin(async move { from_value(self.exec_one(Call::Plain(cmd), Retry::Safe).await?) })
+    }
+
+    fn delete_index(&self, index: &str, key: &str) -> StoreFuture<'_, ()> {
+        let (hash, keys) = index_keys(index);
+        let mut cmd = DELETE_INDEX.call(&[&hash, &keys]);
+        cmd.arg(key);
+        let call = Call::Script(&DELETE_INDEX, cmd);
+        Box::pin(async move {
+            self.exec_one(call, Retry::Safe).await?;
+            Ok(())
+        })
+    }
+
+    fn scan_index(
+        &self,
+        index: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(String, String)>> {
+        let (hash, keys) = index_keys(index);
+        let mut cmd = SCAN_INDEX.call(&[&hash, &keys]);
+        cmd.arg(after.map_or("-".to_owned(), |k| format!("({k}")))
+            .arg(limit);
+        let call = Call::Script(&SCAN_INDEX, cmd);
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let flat: Vec<String> = from_value(self.exec_one(call, Retry::Safe).await?)?;
+            Ok(flat
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect())
+        })
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+}
