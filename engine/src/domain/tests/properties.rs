@@ -964,8 +964,9 @@ proptest! {
     })]
 
     #[test]
-    #[ignore = "BUG: compaction forgets finished operations after idempotency_retention_s, \
-                so late saga re-drives decide differently (see rules.rs)"]
+    #[ignore = "BUG: compaction forgets finished operations after idempotency_retention_s \
+                (and credited ids after credit_dedupe_retention_s), so late saga re-drives \
+                decide differently on a compacted state (see rules.rs)"]
     fn compaction_changes_no_decision_even_for_late_re_drives(
         ops in prop::collection::vec(op_strategy(), 1..60),
         snapshot_at in any::<usize>(),
