@@ -18,3 +18,5 @@ pub use decide::decide;
 pub use event::{Event, EventBody};
 pub use rejection::Rejection;
 pub use state::{AccountState, AccountStatus};
+#[cfg(test)]
+mod tests;
