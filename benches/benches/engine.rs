@@ -4,9 +4,9 @@
 //! memory of an activated idle account (measured with a counting allocator and
 //! printed, since criterion measures time only).
 
-#![allow(unsafe_code)] // the counting allocator below only forwards to `System`.
+#![allow(unsafe_code)] // the counting allocator below only forwards to mimalloc.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ use okpay_engine::store::memory::MemoryStore;
 use okpay_engine::time::Timestamp;
 use rand::Rng;
 
-/// Counts live heap bytes, to measure memory per account.
+/// Counts live heap bytes (to measure memory per account) on top of mimalloc, the
+/// allocator the `okpay` server uses.
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -29,15 +30,15 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
+        mimalloc::MiMalloc.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
+        mimalloc::MiMalloc.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
+        mimalloc::MiMalloc.realloc(ptr, layout, new_size)
     }
 }
 

@@ -86,7 +86,7 @@ impl Engine {
     /// Starts the engine over `store`.
     pub fn start(config: EngineConfig, store: Arc<dyn Store>) -> Engine {
         let arbiters = start_arbiters(config.runtime.arbiters);
-        let writer = JournalWriter::start(
+        let writer = JournalWriter::new(
             store.clone(),
             config.runtime.journal_queue,
             config.runtime.max_batch,
@@ -128,15 +128,16 @@ impl Engine {
         account: AccountId,
         make: impl Fn(oneshot::Sender<Result<T, EngineError>>) -> Request,
     ) -> Result<T, EngineError> {
-        let capacity = self.shared.config.mailbox_capacity;
         for attempt in 0..MAX_MOVES {
             let (tx, rx) = oneshot::channel();
-            let handle = self.shared.directory.handle(&self.shared, account);
-            handle.deliver(make(tx), capacity)?;
+            let generation = self
+                .shared
+                .directory
+                .deliver(&self.shared, account, make(tx))?;
             match rx.await {
                 Ok(Err(EngineError::Moved)) | Err(_) => {
                     // The actor retired (or failed to activate) before serving us.
-                    self.shared.directory.remove(account, handle.generation);
+                    self.shared.directory.remove(account, generation);
                     if attempt > 2 {
                         tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
                     }
@@ -294,6 +295,11 @@ impl Engine {
     /// The account as its owner sees it (only durable state).
     pub async fn view(&self, account: AccountId) -> Result<AccountView, EngineError> {
         self.ask(account, |reply| Request::View { reply }).await
+    }
+
+    /// A copy of the account's whole durable state (tests and recovery checks).
+    pub async fn state(&self, account: AccountId) -> Result<crate::domain::AccountState, EngineError> {
+        self.ask(account, |reply| Request::State { reply }).await
     }
 
     /// One operation (deposit, withdrawal, outgoing transfer) if still remembered.

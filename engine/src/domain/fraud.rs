@@ -83,14 +83,19 @@ pub struct Verdict {
     pub message: String,
 }
 
-/// Outgoing operations (transfers, withdrawals) within the last `window_ms`.
-fn recent_outgoing(state: &AccountState, now: Timestamp, window_ms: i64) -> (u32, Decimal) {
+/// Outgoing operations (transfers, withdrawals) within the last `window_ms`,
+/// newest first (the marks are in time order).
+fn recent_outgoing(
+    state: &AccountState,
+    now: Timestamp,
+    window_ms: i64,
+) -> impl Iterator<Item = &crate::domain::state::OutgoingMark> {
     let since = now.millis() - window_ms;
     state
         .outgoing
         .iter()
-        .filter(|o| o.at.millis() > since)
-        .fold((0, Decimal::ZERO), |(n, sum), o| (n + 1, sum + o.amount))
+        .rev()
+        .take_while(move |o| o.at.millis() > since)
 }
 
 /// Velocity by count and by sum: more than `velocity_max_ops` outgoing operations
@@ -102,8 +107,12 @@ pub fn velocity(
     now: Timestamp,
 ) -> Option<Verdict> {
     let window_ms = i64::from(policy.velocity_window_s) * 1000;
-    let (count, sum) = recent_outgoing(state, now, window_ms);
-    if count >= policy.velocity_max_ops {
+    // Count only up to the threshold: the cost stays bounded by the rule, not by
+    // how busy the account is.
+    let count = recent_outgoing(state, now, window_ms)
+        .take(policy.velocity_max_ops as usize)
+        .count();
+    if count >= policy.velocity_max_ops as usize {
         return Some(Verdict {
             rule: FraudRule::VelocityCount,
             action: FraudAction::Block,
@@ -115,6 +124,7 @@ pub fn velocity(
         });
     }
     if let Some(max_sum) = policy.velocity_max_sum {
+        let sum: Decimal = recent_outgoing(state, now, window_ms).map(|o| o.amount).sum();
         if sum + amount.value() > max_sum {
             return Some(Verdict {
                 rule: FraudRule::VelocitySum,
@@ -142,12 +152,15 @@ pub fn fan_out(
         return None;
     }
     let since = now.millis() - i64::from(policy.fan_out_window_s) * 1000;
+    let max = policy.fan_out_max_new_recipients as usize;
     let recent_new = state
         .new_recipients
         .iter()
-        .filter(|r| r.at.millis() > since)
+        .rev()
+        .take_while(|r| r.at.millis() > since)
+        .take(max)
         .count();
-    if recent_new + 1 > policy.fan_out_max_new_recipients as usize {
+    if recent_new + 1 > max {
         return Some(Verdict {
             rule: FraudRule::FanOut,
             action: FraudAction::Freeze,

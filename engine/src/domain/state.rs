@@ -1,7 +1,9 @@
 //! `AccountState`: everything one account knows, as plain data. Only `apply`
 //! changes it; `decide` reads it. It is what a snapshot stores.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -253,11 +255,11 @@ impl AccountState {
             books: Vec::new(),
             next_op: 1,
             ops: BTreeMap::new(),
-            idempotency: HashMap::new(),
-            credited: HashMap::new(),
+            idempotency: HashMap::default(),
+            credited: HashMap::default(),
             outgoing: VecDeque::new(),
             daily: DailyUsage::default(),
-            known_recipients: HashSet::new(),
+            known_recipients: HashSet::default(),
             new_recipients: VecDeque::new(),
             raised: RaisedAlerts::default(),
             notifications: VecDeque::new(),

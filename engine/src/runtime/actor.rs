@@ -76,6 +76,10 @@ pub(crate) enum Request {
     Recover {
         reply: Reply<usize>,
     },
+    /// A copy of the durable state (tests, recovery checks).
+    State {
+        reply: Reply<AccountState>,
+    },
 }
 
 impl Message for Request {
@@ -91,6 +95,7 @@ impl Request {
             Request::Subscribe { reply, .. } => drop(reply.send(Err(err))),
             Request::Audit { reply } => drop(reply.send(Err(err))),
             Request::Recover { reply } => drop(reply.send(Err(err))),
+            Request::State { reply } => drop(reply.send(Err(err))),
         }
     }
 }
@@ -425,12 +430,14 @@ impl AccountActor {
             return;
         }
         let from = self.published_seq;
+        // The ring is ordered by seq: find the new ones from the back.
+        let ring = &self.state.notifications;
+        let newer = ring.iter().rev().take_while(|n| n.seq > from).count();
         self.shared.hub.publish(
             self.id,
-            self.state
-                .notifications
-                .iter()
-                .filter(|n| n.seq > from && n.seq <= upto),
+            ring.iter()
+                .skip(ring.len() - newer)
+                .filter(|n| n.seq <= upto),
         );
         self.published_seq = upto;
     }
@@ -594,7 +601,7 @@ fn transfer_result(state: &AccountState, n: u64) -> Result<Outcome, EngineError>
 }
 
 /// Rebuilds an account from its snapshot and the journal after it.
-pub(crate) fn rebuild(id: AccountId, loaded: &Loaded) -> Result<AccountState, StoreError> {
+pub fn rebuild(id: AccountId, loaded: &Loaded) -> Result<AccountState, StoreError> {
     let mut state = match &loaded.snapshot {
         Some(s) => postcard::from_bytes::<AccountState>(&s.payload)
             .map_err(|e| StoreError::Corrupt(format!("snapshot of {id}: {e}")))?,
@@ -700,6 +707,10 @@ impl Handler<Request> for AccountActor {
             Request::Recover { reply } => {
                 let open = self.state.open_transfers().count();
                 let _ = reply.send(Ok(open));
+            }
+            Request::State { reply } => {
+                let state = self.state.clone();
+                self.answer(Some(reply), Ok(state));
             }
         }
     }

@@ -7,12 +7,12 @@
 //! every fresh `Addr` clone queue one message past capacity, so each entry carries
 //! its own counter of queued requests, checked before every send.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Addr, ArbiterHandle};
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::actor::{AccountActor, Request};
 use super::{EngineError, Shared};
@@ -60,7 +60,7 @@ impl Directory {
             "the directory needs at least one arbiter"
         );
         Directory {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
             arbiters,
             next_generation: AtomicU64::new(1),
         }
@@ -68,6 +68,30 @@ impl Directory {
 
     fn shard(&self, account: AccountId) -> &Mutex<HashMap<AccountId, Handle>> {
         &self.shards[(account.0 >> 7) as usize % SHARDS]
+    }
+
+    /// Delivers `request` to the live actor of `account` (activating one if there
+    /// is none) and returns that actor's generation. Done under the shard lock, so
+    /// no `Addr` is cloned per request (actix allocates on every clone).
+    pub fn deliver(
+        &self,
+        shared: &Arc<Shared>,
+        account: AccountId,
+        request: Request,
+    ) -> Result<u64, EngineError> {
+        let capacity = shared.config.mailbox_capacity;
+        let mut shard = self.shard(account).lock();
+        if let Some(h) = shard.get(&account) {
+            if h.addr.connected() {
+                h.deliver(request, capacity)?;
+                return Ok(h.generation);
+            }
+        }
+        let h = Self::activate(&self.arbiters, &self.next_generation, shared, account);
+        h.deliver(request, capacity)?;
+        let generation = h.generation;
+        shard.insert(account, h);
+        Ok(generation)
     }
 
     /// The live actor of `account`, activated if there is none.
@@ -78,20 +102,29 @@ impl Directory {
                 return h.clone();
             }
         }
+        let h = Self::activate(&self.arbiters, &self.next_generation, shared, account);
+        shard.insert(account, h.clone());
+        h
+    }
+
+    fn activate(
+        arbiters: &[ArbiterHandle],
+        next_generation: &AtomicU64,
+        shared: &Arc<Shared>,
+        account: AccountId,
+    ) -> Handle {
         let queued = Arc::new(AtomicUsize::new(0));
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let arbiter = &self.arbiters[account.0 as usize % self.arbiters.len()];
+        let generation = next_generation.fetch_add(1, Ordering::Relaxed);
+        let arbiter = &arbiters[account.0 as usize % arbiters.len()];
         let (s, q) = (shared.clone(), queued.clone());
         let addr = AccountActor::start_in_arbiter(arbiter, move |_ctx| {
             AccountActor::new(account, s, q, generation)
         });
-        let handle = Handle {
+        Handle {
             addr,
             queued,
             generation,
-        };
-        shard.insert(account, handle.clone());
-        handle
+        }
     }
 
     /// Removes the entry of `account` if it still belongs to `generation`.

@@ -6,10 +6,10 @@
 //! from its last `seq` (the gateway disconnects it), so a slow client can never
 //! slow an actor or grow memory without bound.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::broadcast;
 
 use crate::domain::notification::{Notification, NotificationKind};
@@ -39,7 +39,7 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Hub {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
             admin: broadcast::channel(ADMIN_STREAM_CAPACITY).0,
         }
     }

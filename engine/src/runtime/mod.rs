@@ -3,6 +3,7 @@
 //! they all reach through.
 
 pub(crate) mod actor;
+pub use actor::rebuild;
 pub(crate) mod directory;
 pub mod hub;
 
@@ -49,7 +50,7 @@ pub struct RuntimeConfig {
     /// Messages that may wait in one account's mailbox before callers get
     /// `Overloaded`.
     pub mailbox_capacity: usize,
-    /// Records that may wait for the journal writer before `Overloaded`.
+    /// Records that may wait for one arbiter's journal writer before `Overloaded`.
     pub journal_queue: usize,
     /// The most records in one group commit.
     pub max_batch: usize,

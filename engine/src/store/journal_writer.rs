@@ -1,23 +1,32 @@
-//! Group commit: one writer batches the journal appends of every actor into one
-//! store call (one Redis pipeline, one fsync'd transaction), so actors never wait on
-//! storage one by one and throughput comes from batching, not from skipping
-//! durability.
+//! Group commit: appends are batched so that actors never wait on storage one by
+//! one and throughput comes from batching, not from skipping durability.
 //!
-//! The queue in front of the writer is bounded: when it is full `submit` fails at
-//! once with [`WriterFull`] and the actor answers `Overloaded` (503), rather than
-//! queueing without bound. One batch is in flight at a time; while it is being
-//! written the next one accumulates. That keeps each account's records in order
-//! across batches, which the store's sequence check relies on.
+//! Each arbiter thread (which hosts a share of the account actors) has its own
+//! writer task. An actor's `submit` only pushes the record onto its thread's
+//! buffer; the writer task runs after the actors that are ready on that thread have
+//! had their turn, and hands the whole buffer to the store as one batch (one Redis
+//! pipeline, one fsync'd redb transaction). While a batch is being written the next
+//! one accumulates. Keeping the writer on the actors' own thread costs no thread
+//! hop per record, and since an account lives on one arbiter and each arbiter has
+//! one batch in flight, each account's records reach the store in order — which the
+//! store's sequence check relies on. Several arbiters keep several batches in
+//! flight, which Redis folds into one fsync per event-loop turn anyway.
+//!
+//! The buffer is bounded: when it is full `submit` fails at once with
+//! [`WriterFull`] and the actor answers `Overloaded` (503) instead of queueing
+//! without bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{AppendResult, JournalAppend, Store, StoreError};
 
-/// The writer's queue is full; retry later.
+/// The writer's buffer is full; retry later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("journal queue full")]
 pub struct WriterFull;
@@ -27,7 +36,7 @@ struct Pending {
     done: oneshot::Sender<AppendResult>,
 }
 
-/// Counters of the writer, readable at any time (for `/metrics` and benches).
+/// Counters of the writers, readable at any time (for `/metrics` and benches).
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub batches: AtomicU64,
@@ -35,6 +44,8 @@ pub struct WriterStats {
     pub bytes: AtomicU64,
     pub max_batch: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// Records submitted and not yet written, over all arbiters.
+    pub queued: AtomicUsize,
 }
 
 impl WriterStats {
@@ -49,80 +60,129 @@ impl WriterStats {
     }
 }
 
-/// A handle to the journal writer. Cloning is cheap.
+/// The engine-wide handle; each arbiter thread lazily gets its own writer task.
 #[derive(Clone)]
 pub struct JournalWriter {
-    tx: mpsc::Sender<Pending>,
+    store: Arc<dyn Store>,
     stats: Arc<WriterStats>,
+    capacity_per_thread: usize,
+    max_batch: usize,
+}
+
+thread_local! {
+    /// The writer of the current arbiter thread (one engine per arbiter thread).
+    static LOCAL: RefCell<Option<Rc<LocalWriter>>> = const { RefCell::new(None) };
 }
 
 impl JournalWriter {
-    /// Starts the writer on its own thread (a current-thread tokio runtime), so it
-    /// keeps flushing whatever runtime the callers live on.
-    pub fn start(store: Arc<dyn Store>, queue_capacity: usize, max_batch: usize) -> Self {
-        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-        let stats = Arc::new(WriterStats::default());
-        let thread_stats = stats.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            // unwrap: building a current-thread runtime only fails if the OS refuses
-            // timers/IO drivers, and the engine cannot run at all then.
-            .unwrap();
-        std::thread::Builder::new()
-            .name("okpay-journal".into())
-            .spawn(move || runtime.block_on(run(store, rx, max_batch.max(1), thread_stats)))
-            // unwrap: failing to spawn the writer thread at start-up is fatal.
-            .unwrap();
-        JournalWriter { tx, stats }
+    /// `capacity_per_thread` bounds each arbiter's buffer; `max_batch` bounds one
+    /// store call.
+    pub fn new(store: Arc<dyn Store>, capacity_per_thread: usize, max_batch: usize) -> Self {
+        JournalWriter {
+            store,
+            stats: Arc::new(WriterStats::default()),
+            capacity_per_thread: capacity_per_thread.max(1),
+            max_batch: max_batch.max(1),
+        }
     }
 
-    /// Queues one record. The receiver resolves when its batch is durable (or failed).
+    /// Queues one record on the calling arbiter's writer. The receiver resolves
+    /// when its batch is durable (or failed). Must be called on an actix arbiter
+    /// (a tokio `LocalSet`), which is where every account actor runs.
     pub fn submit(
         &self,
         record: JournalAppend,
     ) -> Result<oneshot::Receiver<AppendResult>, WriterFull> {
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .try_send(Pending { record, done })
-            .map_err(|_| WriterFull)?;
-        Ok(rx)
+        let local = LOCAL.with(|l| {
+            l.borrow_mut()
+                .get_or_insert_with(|| {
+                    Rc::new(LocalWriter {
+                        store: self.store.clone(),
+                        stats: self.stats.clone(),
+                        buf: RefCell::new(Vec::new()),
+                        scheduled: Cell::new(false),
+                        capacity: self.capacity_per_thread,
+                        max_batch: self.max_batch,
+                    })
+                })
+                .clone()
+        });
+        local.submit(record)
     }
 
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
 
-    /// Records waiting in the queue right now.
+    /// Records waiting to be written right now.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.stats.queued.load(Ordering::Relaxed)
     }
 }
 
-async fn run(
+struct LocalWriter {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Pending>,
-    max_batch: usize,
     stats: Arc<WriterStats>,
-) {
-    let mut records = Vec::with_capacity(max_batch);
-    let mut waiters = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        records.push(first.record);
-        waiters.push(first.done);
-        while records.len() < max_batch {
-            match rx.try_recv() {
-                Ok(p) => {
+    buf: RefCell<Vec<Pending>>,
+    /// Whether the flush task is running (it exits when the buffer is empty).
+    scheduled: Cell<bool>,
+    capacity: usize,
+    max_batch: usize,
+}
+
+impl LocalWriter {
+    fn submit(
+        self: &Rc<Self>,
+        record: JournalAppend,
+    ) -> Result<oneshot::Receiver<AppendResult>, WriterFull> {
+        let mut buf = self.buf.borrow_mut();
+        if buf.len() >= self.capacity {
+            return Err(WriterFull);
+        }
+        let (done, rx) = oneshot::channel();
+        buf.push(Pending { record, done });
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if !self.scheduled.replace(true) {
+            let me = self.clone();
+            actix_rt::spawn(async move { me.flush_loop().await });
+        }
+        Ok(rx)
+    }
+
+    async fn flush_loop(self: Rc<Self>) {
+        let mut records = Vec::new();
+        let mut waiters = Vec::new();
+        loop {
+            // Let every actor already woken on this thread run first, so their
+            // records join this batch.
+            tokio::task::yield_now().await;
+            {
+                let mut buf = self.buf.borrow_mut();
+                let n = buf.len().min(self.max_batch);
+                for p in buf.drain(..n) {
                     records.push(p.record);
                     waiters.push(p.done);
                 }
-                Err(_) => break,
             }
+            if records.is_empty() {
+                self.scheduled.set(false);
+                return;
+            }
+            self.write(&mut records, &mut waiters).await;
         }
+    }
+
+    async fn write(
+        &self,
+        records: &mut Vec<JournalAppend>,
+        waiters: &mut Vec<oneshot::Sender<AppendResult>>,
+    ) {
         let started = Instant::now();
-        let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
-        let outcome = store.append(&records).await;
         let n = records.len() as u64;
+        let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
+        let outcome = self.store.append(records).await;
+        let stats = &self.stats;
+        stats.queued.fetch_sub(n as usize, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.records.fetch_add(n, Ordering::Relaxed);
         stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -135,15 +195,12 @@ async fn run(
                     let _ = done.send(result);
                 }
             }
-            Ok(_) => {
+            other => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                let err = StoreError::Corrupt("store returned a wrong number of results".into());
-                for done in waiters.drain(..) {
-                    let _ = done.send(Err(err.clone()));
-                }
-            }
-            Err(err) => {
-                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                let err = match other {
+                    Err(e) => e,
+                    Ok(_) => StoreError::Corrupt("store returned a wrong number of results".into()),
+                };
                 tracing::warn!(error = %err, records = n, "journal batch failed");
                 for done in waiters.drain(..) {
                     let _ = done.send(Err(err.clone()));
