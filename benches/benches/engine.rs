@@ -37,7 +37,10 @@ unsafe impl GlobalAlloc for Counting {
         mimalloc::MiMalloc.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         mimalloc::MiMalloc.realloc(ptr, layout, new_size)
     }
 }
@@ -79,7 +82,14 @@ fn transfers_through_actors(c: &mut Criterion) {
                             let (from, to) = pick_pair(&accounts);
                             async move {
                                 engine
-                                    .transfer(from, key(format!("b{r}-{i}")), to, amount("0.01"), None, false)
+                                    .transfer(
+                                        from,
+                                        key(format!("b{r}-{i}")),
+                                        to,
+                                        amount("0.01"),
+                                        None,
+                                        false,
+                                    )
                                     .await
                                     .is_ok()
                             }
@@ -122,7 +132,15 @@ fn decide_apply_one_transfer(c: &mut Criterion) {
     let now = Timestamp(1_700_000_000_000);
     let id = AccountId(1);
     let mut state = AccountState::new(id);
-    let open = decide(&policy, &state, &Command::Open { profile: Profile::default() }, now).unwrap();
+    let open = decide(
+        &policy,
+        &state,
+        &Command::Open {
+            profile: Profile::default(),
+        },
+        now,
+    )
+    .unwrap();
     open.iter().for_each(|e| apply(&mut state, e));
     let dep = Command::Deposit {
         key: key("fund".into()),
@@ -175,7 +193,12 @@ fn memory_per_idle_account(_c: &mut Criterion) {
         futures::stream::iter(ids.iter().copied())
             .map(|id| {
                 let engine = engine.clone();
-                async move { engine.open_account_with_id(id, Profile::default()).await.unwrap() }
+                async move {
+                    engine
+                        .open_account_with_id(id, Profile::default())
+                        .await
+                        .unwrap()
+                }
             })
             .buffer_unordered(256)
             .collect::<Vec<_>>()

@@ -63,7 +63,12 @@ pub async fn funded_accounts(engine: &Engine, n: usize, funds: &str) -> Vec<Acco
                     .await
                     .unwrap();
                 engine
-                    .deposit(id, key(format!("fund-{id}")), funds, DepositMethod::BankCard)
+                    .deposit(
+                        id,
+                        key(format!("fund-{id}")),
+                        funds,
+                        DepositMethod::BankCard,
+                    )
                     .await
                     .unwrap();
             }

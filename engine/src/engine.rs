@@ -298,7 +298,10 @@ impl Engine {
     }
 
     /// A copy of the account's whole durable state (tests and recovery checks).
-    pub async fn state(&self, account: AccountId) -> Result<crate::domain::AccountState, EngineError> {
+    pub async fn state(
+        &self,
+        account: AccountId,
+    ) -> Result<crate::domain::AccountState, EngineError> {
         self.ask(account, |reply| Request::State { reply }).await
     }
 

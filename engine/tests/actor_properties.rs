@@ -23,11 +23,24 @@ use rust_decimal::Decimal;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Deposit { acct: usize, cents: i64 },
-    Transfer { from: usize, to: usize, cents: i64 },
-    Withdraw { acct: usize, cents: i64, settle: bool },
+    Deposit {
+        acct: usize,
+        cents: i64,
+    },
+    Transfer {
+        from: usize,
+        to: usize,
+        cents: i64,
+    },
+    Withdraw {
+        acct: usize,
+        cents: i64,
+        settle: bool,
+    },
     /// Sends the request of an earlier op again, with the same key.
-    Duplicate { of: usize },
+    Duplicate {
+        of: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -120,7 +133,14 @@ async fn send(engine: &Engine, ids: &[AccountId], req: &Req) -> Result<Outcome, 
         }
         Op::Withdraw { acct, cents, .. } => {
             engine
-                .withdraw(ids[acct], key, cny(cents), WithdrawalMethod::BankCard, "6222".into(), false)
+                .withdraw(
+                    ids[acct],
+                    key,
+                    cny(cents),
+                    WithdrawalMethod::BankCard,
+                    "6222".into(),
+                    false,
+                )
                 .await
         }
         Op::Duplicate { .. } => unreachable!("resolved before sending"),
@@ -158,7 +178,10 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
     let mut ids: Vec<AccountId> = (0..=case.accounts).map(|_| AccountId::random()).collect();
     ids.sort();
     for id in &ids[..case.accounts] {
-        engine.open_account_with_id(*id, Profile::default()).await.unwrap();
+        engine
+            .open_account_with_id(*id, Profile::default())
+            .await
+            .unwrap();
         engine.set_kyc_tier(*id, 1).await.unwrap();
     }
     // Resolve duplicates to the request they repeat.
@@ -188,13 +211,21 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
             w.store.set_failing(false);
         }
         for (req, res) in chunk.iter().zip(results) {
-            answers.entry(req.key.as_str().to_owned()).or_default().push(res);
+            answers
+                .entry(req.key.as_str().to_owned())
+                .or_default()
+                .push(res);
         }
     }
     // Retry every request whose every answer was retryable, until it has an outcome.
-    let unique: HashMap<String, Req> = reqs.iter().map(|r| (r.key.as_str().to_owned(), r.clone())).collect();
+    let unique: HashMap<String, Req> = reqs
+        .iter()
+        .map(|r| (r.key.as_str().to_owned(), r.clone()))
+        .collect();
     for (key, req) in &unique {
-        let settled = answers[key].iter().any(|a| !matches!(a, Err(e) if e.is_retryable()));
+        let settled = answers[key]
+            .iter()
+            .any(|a| !matches!(a, Err(e) if e.is_retryable()));
         if settled {
             continue;
         }
@@ -216,16 +247,19 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
             .filter(|a| !matches!(a, Err(e) if e.is_retryable()))
             .collect();
         prop_assert!(!final_answers.is_empty(), "{key} never settled");
-        let first = final_answers[0];
-        for a in &final_answers {
-            match (first, a) {
-                (Ok(x), Ok(y)) => prop_assert_eq!(op_id(x), op_id(y), "{} named two operations", key),
-                (Err(x), Err(y)) => prop_assert_eq!(x, y),
-                // A rejection before a success is possible (e.g. funds arrived in
-                // between); a rejection does nothing, so only the success counts.
-                _ => {}
-            }
-        }
+        // Every success names the same operation. Rejections are not remembered (a
+        // rejected request did nothing, so its key may succeed later, e.g. after a
+        // deposit), but nothing may succeed twice.
+        let successes: Vec<Option<OpId>> = final_answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok().map(op_id))
+            .collect();
+        prop_assert!(
+            successes.windows(2).all(|w| w[0] == w[1]),
+            "{} named two operations: {:?}",
+            key,
+            successes
+        );
         let acked = final_answers.iter().find_map(|a| a.as_ref().ok());
         let Some(outcome) = acked else { continue };
         match req.op {
@@ -234,7 +268,11 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
                 available[from] -= cents;
                 available[to] += cents;
             }
-            Op::Withdraw { acct, cents, settle } => {
+            Op::Withdraw {
+                acct,
+                cents,
+                settle,
+            } => {
                 // unwrap: a withdrawal outcome always has an id.
                 finish_withdrawal(engine, op_id(outcome).unwrap(), settle).await;
                 if settle {
@@ -252,8 +290,17 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
             .find(|b| b.currency.code() == "CNY")
             .map_or((Decimal::ZERO, Decimal::ZERO), |b| (b.available, b.held));
         prop_assert!(avail >= Decimal::ZERO);
-        prop_assert_eq!(held, Decimal::ZERO, "every withdrawal was settled or failed");
-        prop_assert_eq!(avail, Decimal::new(available[i], 2), "account {} balance", i);
+        prop_assert_eq!(
+            held,
+            Decimal::ZERO,
+            "every withdrawal was settled or failed"
+        );
+        prop_assert_eq!(
+            avail,
+            Decimal::new(available[i], 2),
+            "account {} balance",
+            i
+        );
         // Recovery: the store's snapshot + journal rebuild the live state exactly.
         let live = engine.state(*id).await.unwrap();
         let loaded = w.store.load(*id).await.unwrap();

@@ -125,13 +125,17 @@ pub fn decide(
                 destination: destination.clone(),
             })])
         }
-        Command::SettleWithdrawal { id } => match withdrawal_status(state, id.n, id.account)? {
-            WithdrawalStatus::Processing => Ok(vec![ev(EventBody::WithdrawalSettled { op: id.n })]),
-            WithdrawalStatus::Completed => Ok(Vec::new()),
-            WithdrawalStatus::Failed { .. } => Err(Rejection::OperationClosed),
-        },
+        Command::SettleWithdrawal { id } => {
+            match withdrawal_status(policy, state, id.n, id.account, now)? {
+                WithdrawalStatus::Processing => {
+                    Ok(vec![ev(EventBody::WithdrawalSettled { op: id.n })])
+                }
+                WithdrawalStatus::Completed => Ok(Vec::new()),
+                WithdrawalStatus::Failed { .. } => Err(Rejection::OperationClosed),
+            }
+        }
         Command::FailWithdrawal { id, reason } => {
-            match withdrawal_status(state, id.n, id.account)? {
+            match withdrawal_status(policy, state, id.n, id.account, now)? {
                 WithdrawalStatus::Processing => Ok(vec![ev(EventBody::WithdrawalFailed {
                     op: id.n,
                     reason: reason.clone(),
@@ -193,7 +197,14 @@ pub fn decide(
             amount,
             memo,
         } => {
-            if state.credited.contains_key(transfer) {
+            // Remembered for `credit_dedupe_retention_s`; the source never re-drives
+            // a transfer that old (it raises it for manual reconciliation instead).
+            let dedupe_since = now.millis() - i64::from(policy.credit_dedupe_retention_s) * 1000;
+            if state
+                .credited
+                .get(transfer)
+                .is_some_and(|at| at.millis() > dedupe_since)
+            {
                 return Ok(Vec::new());
             }
             if *from == state.id {
@@ -212,7 +223,7 @@ pub fn decide(
             })])
         }
         Command::CompleteTransfer { transfer } => {
-            match transfer_status(state, transfer.n, transfer.account)? {
+            match transfer_status(policy, state, transfer.n, transfer.account, now)? {
                 TransferStatus::InFlight => {
                     Ok(vec![ev(EventBody::TransferCompleted { op: transfer.n })])
                 }
@@ -221,7 +232,7 @@ pub fn decide(
             }
         }
         Command::ReverseTransfer { transfer, reason } => {
-            match transfer_status(state, transfer.n, transfer.account)? {
+            match transfer_status(policy, state, transfer.n, transfer.account, now)? {
                 TransferStatus::InFlight => Ok(vec![ev(EventBody::TransferReversed {
                     op: transfer.n,
                     reason: *reason,
@@ -315,24 +326,45 @@ fn fits_cap(policy: &Policy, state: &AccountState, amount: Amount, incoming: Dec
     }
 }
 
+/// The operation `n` if this account still remembers it: open operations always,
+/// finished ones for `idempotency_retention_s` after their last change (the same
+/// horizon `compact` uses, so compaction never changes a decision).
+fn remembered_op<'a>(
+    policy: &Policy,
+    state: &'a AccountState,
+    n: u64,
+    account: crate::ids::AccountId,
+    now: Timestamp,
+) -> Option<&'a OpRecord> {
+    let since = now.millis() - i64::from(policy.idempotency_retention_s) * 1000;
+    state
+        .ops
+        .get(&n)
+        .filter(|op| account == state.id && (op.is_open() || op.last_change().millis() > since))
+}
+
 fn withdrawal_status(
+    policy: &Policy,
     state: &AccountState,
     n: u64,
     account: crate::ids::AccountId,
+    now: Timestamp,
 ) -> Result<WithdrawalStatus, Rejection> {
-    match state.ops.get(&n) {
-        Some(OpRecord::Withdrawal { status, .. }) if account == state.id => Ok(status.clone()),
+    match remembered_op(policy, state, n, account, now) {
+        Some(OpRecord::Withdrawal { status, .. }) => Ok(status.clone()),
         _ => Err(Rejection::UnknownOperation),
     }
 }
 
 fn transfer_status(
+    policy: &Policy,
     state: &AccountState,
     n: u64,
     account: crate::ids::AccountId,
+    now: Timestamp,
 ) -> Result<TransferStatus, Rejection> {
-    match state.ops.get(&n) {
-        Some(OpRecord::Transfer { status, .. }) if account == state.id => Ok(*status),
+    match remembered_op(policy, state, n, account, now) {
+        Some(OpRecord::Transfer { status, .. }) => Ok(*status),
         _ => Err(Rejection::UnknownOperation),
     }
 }

@@ -124,7 +124,9 @@ pub fn velocity(
         });
     }
     if let Some(max_sum) = policy.velocity_max_sum {
-        let sum: Decimal = recent_outgoing(state, now, window_ms).map(|o| o.amount).sum();
+        let sum: Decimal = recent_outgoing(state, now, window_ms)
+            .map(|o| o.amount)
+            .sum();
         if sum + amount.value() > max_sum {
             return Some(Verdict {
                 rule: FraudRule::VelocitySum,

@@ -151,7 +151,8 @@ impl OpRecord {
         )
     }
 
-    fn last_change(&self) -> Timestamp {
+    /// When the operation last changed status.
+    pub fn last_change(&self) -> Timestamp {
         match self {
             OpRecord::Deposit { at, .. } => *at,
             OpRecord::Withdrawal { updated, .. } | OpRecord::Transfer { updated, .. } => *updated,
@@ -309,7 +310,8 @@ impl AccountState {
     /// Forgets what no rule can look at any more: activity marks older than the
     /// longest window, idempotency keys and closed operations past their retention,
     /// credited-transfer ids past theirs. Pure and deterministic; no decision changes
-    /// because of it (rules filter by time themselves), so it only bounds memory.
+    /// because of it (`decide` ages the same data out by the same horizons itself),
+    /// so it only bounds memory.
     pub fn compact(&mut self, now: Timestamp, policy: &crate::policy::Policy) {
         let window_start = now.millis() - policy.longest_window_ms();
         while self

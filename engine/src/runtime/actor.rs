@@ -130,6 +130,8 @@ pub(crate) struct AccountActor {
     /// Clients waiting for a transfer (by operation number) to complete or reverse.
     transfer_waiters: HashMap<u64, Vec<Reply<Outcome>>>,
     last_activity: Instant,
+    /// Credits sent to destinations (or waiting to be retried) and not yet answered.
+    credits_in_progress: usize,
     loaded: bool,
     /// Set once the actor must not serve any more: retiring (passivation) or failed.
     closed: Option<EngineError>,
@@ -156,6 +158,7 @@ impl AccountActor {
             pending: VecDeque::new(),
             transfer_waiters: HashMap::new(),
             last_activity: Instant::now(),
+            credits_in_progress: 0,
             loaded: false,
             closed: None,
         }
@@ -293,16 +296,11 @@ impl AccountActor {
             notification_seq: self.state.notification_seq,
             then: Vec::new(),
         });
-        ctx.spawn(
-            durable
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    let res = res.unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable("journal writer stopped".into()))
-                    });
-                    act.on_durable(seq, res, ctx)
-                }),
-        );
+        ctx.spawn(durable.into_actor(self).map(move |res, act, ctx| {
+            let res = res
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("journal writer stopped".into())));
+            act.on_durable(seq, res, ctx)
+        }));
 
         if let Some(EventBody::Refused { rejection }) = events.last().map(|e| &e.body) {
             self.answer(reply, Err(EngineError::Rejected(*rejection)));
@@ -452,11 +450,21 @@ impl AccountActor {
             amount,
             memo,
             status: TransferStatus::InFlight,
+            at,
             ..
         }) = self.state.ops.get(&n)
         else {
             return;
         };
+        // The destination remembers credited ids for `credit_dedupe_retention_s`.
+        // Re-driving a transfer nearly that old could credit it twice, so it is left
+        // in flight (still counted by the audit) for manual reconciliation instead.
+        let horizon_ms = (i64::from(self.shared.policy.credit_dedupe_retention_s) - 86_400) * 1000;
+        if self.shared.clock.now().millis() - at.millis() >= horizon_ms {
+            metrics::counter!("okpay_transfers_stuck_total").increment(1);
+            tracing::error!(account = %self.id, n, "transfer in flight too long: needs manual reconciliation");
+            return;
+        }
         let (to, cmd) = (
             *to,
             Command::Credit {
@@ -470,6 +478,7 @@ impl AccountActor {
             },
         );
         let engine = self.engine();
+        self.credits_in_progress += 1;
         ctx.spawn(
             async move { engine.execute(to, cmd).await }
                 .into_actor(self)
@@ -484,6 +493,7 @@ impl AccountActor {
         result: Result<Outcome, EngineError>,
         ctx: &mut Context<Self>,
     ) {
+        self.credits_in_progress -= 1;
         if self.closed.is_some() {
             return;
         }
@@ -501,7 +511,11 @@ impl AccountActor {
                 // up to a second between attempts.
                 let delay = Duration::from_millis((5u64 << attempt.min(8)).min(1000));
                 tracing::debug!(account = %self.id, n, attempt, error = %err, "credit retry");
-                ctx.run_later(delay, move |act, ctx| act.start_credit(n, attempt + 1, ctx));
+                self.credits_in_progress += 1;
+                ctx.run_later(delay, move |act, ctx| {
+                    act.credits_in_progress -= 1;
+                    act.start_credit(n, attempt + 1, ctx)
+                });
             }
         }
     }
@@ -554,7 +568,7 @@ impl AccountActor {
     fn is_idle(&self) -> bool {
         self.pending.is_empty()
             && self.transfer_waiters.is_empty()
-            && self.state.open_transfers().next().is_none()
+            && self.credits_in_progress == 0
             && self.queued.load(Ordering::Acquire) == 0
             && self.last_activity.elapsed() >= self.shared.config.idle_after
     }

@@ -60,7 +60,9 @@ impl Directory {
             "the directory needs at least one arbiter"
         );
         Directory {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             arbiters,
             next_generation: AtomicU64::new(1),
         }

@@ -39,7 +39,9 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Hub {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             admin: broadcast::channel(ADMIN_STREAM_CAPACITY).0,
         }
     }
