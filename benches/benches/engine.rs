@@ -136,6 +136,7 @@ fn decide_apply_one_transfer(c: &mut Criterion) {
         &policy,
         &state,
         &Command::Open {
+            password_hash: String::new(),
             profile: Profile::default(),
         },
         now,
@@ -143,6 +144,7 @@ fn decide_apply_one_transfer(c: &mut Criterion) {
     .unwrap();
     open.iter().for_each(|e| apply(&mut state, e));
     let dep = Command::Deposit {
+        card: String::new(),
         key: key("fund".into()),
         amount: amount("1000000"),
         method: DepositMethod::BankCard,

@@ -176,9 +176,11 @@ impl Engine {
         id: AccountId,
         profile: Profile,
     ) -> Result<(), EngineError> {
-        self.execute(id, Command::Open { profile })
-            .await
-            .map(|_| ())
+        let cmd = Command::Open {
+            profile,
+            password_hash: String::new(),
+        };
+        self.execute(id, cmd).await.map(|_| ())
     }
 
     pub async fn deposit(
@@ -194,6 +196,7 @@ impl Engine {
                 key,
                 amount,
                 method,
+                card: String::new(),
             },
         )
         .await
@@ -295,6 +298,22 @@ impl Engine {
     /// The account as its owner sees it (only durable state).
     pub async fn view(&self, account: AccountId) -> Result<AccountView, EngineError> {
         self.ask(account, |reply| Request::View { reply }).await
+    }
+
+    /// The live session `n` of `account` if `token_hash` matches it. Fails with
+    /// `Rejected(UnknownOperation)` for an unknown, revoked or expired session.
+    pub async fn authenticate(
+        &self,
+        account: AccountId,
+        n: u64,
+        token_hash: [u8; 32],
+    ) -> Result<crate::domain::state::Session, EngineError> {
+        self.ask(account, |reply| Request::Authenticate {
+            n,
+            token_hash,
+            reply,
+        })
+        .await
     }
 
     /// A copy of the account's whole durable state (tests and recovery checks).

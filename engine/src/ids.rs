@@ -64,6 +64,9 @@ pub enum OpKind {
     Withdrawal,
     Transfer,
     Alert,
+    Session,
+    Contact,
+    Challenge,
 }
 
 impl OpKind {
@@ -73,6 +76,9 @@ impl OpKind {
             OpKind::Withdrawal => "wd_",
             OpKind::Transfer => "tx_",
             OpKind::Alert => "alr_",
+            OpKind::Session => "ses_",
+            OpKind::Contact => "ct_",
+            OpKind::Challenge => "chl_",
         }
     }
 }

@@ -8,8 +8,8 @@ use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::FraudRule;
 use crate::domain::notification::{Direction, Notification, NotificationKind, TxStatus};
 use crate::domain::state::{
-    AccountState, AccountStatus, IdempotencyEntry, NewRecipientMark, OpRecord, OutgoingMark,
-    TransferStatus, WithdrawalStatus, NOTIFICATIONS_RETAINED,
+    AccountState, AccountStatus, Contact, IdempotencyEntry, NewRecipientMark, OpRecord,
+    OutgoingMark, Session, TransferStatus, WithdrawalStatus, MAX_SESSIONS, NOTIFICATIONS_RETAINED,
 };
 use crate::ids::{OpId, OpKind};
 use crate::money::{Amount, Currency};
@@ -22,10 +22,14 @@ pub fn apply(state: &mut AccountState, event: &Event) {
         state.next_op = state.next_op.max(op + 1);
     }
     match &event.body {
-        EventBody::Opened { profile } => {
+        EventBody::Opened {
+            profile,
+            password_hash,
+        } => {
             state.opened = true;
             state.opened_at = Some(at);
             state.profile = profile.clone();
+            state.password_hash = password_hash.clone();
         }
         EventBody::Deposited {
             op,
@@ -33,6 +37,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             amount,
             fee,
             method,
+            card,
         } => {
             let book = state.book_mut(amount.currency());
             book.available += amount.value() - fee;
@@ -44,6 +49,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
                     amount: *amount,
                     fee: *fee,
                     method: *method,
+                    card: card.clone(),
                     at,
                 },
             );
@@ -291,6 +297,30 @@ pub fn apply(state: &mut AccountState, event: &Event) {
                 },
             );
         }
+        EventBody::SessionCreated { op, session } => {
+            state.sessions.push(Session {
+                n: *op,
+                token_hash: session.token_hash,
+                device_id: session.device_id.clone(),
+                device_name: session.device_name.clone(),
+                country: session.country.clone(),
+                created_at: at,
+                expires_at: session.expires_at,
+            });
+            if state.sessions.len() > MAX_SESSIONS {
+                state.sessions.remove(0);
+            }
+        }
+        EventBody::SessionRevoked { n } => state.sessions.retain(|s| s.n != *n),
+        EventBody::SessionsRevoked { except } => {
+            state.sessions.retain(|s| Some(s.n) == *except);
+        }
+        EventBody::ContactAdded { op, alias, account } => state.contacts.push(Contact {
+            n: *op,
+            alias: alias.clone(),
+            account: *account,
+        }),
+        EventBody::ContactRemoved { n } => state.contacts.retain(|c| c.n != *n),
         EventBody::Refused { .. } => {}
     }
     debug_assert!(

@@ -37,13 +37,19 @@ pub struct Profile {
 /// A command addressed to one account.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
-    /// Creates the account.
-    Open { profile: Profile },
+    /// Creates the account. `password_hash` is a PHC string (argon2id), computed by
+    /// the caller off the actor's thread.
+    Open {
+        profile: Profile,
+        password_hash: String,
+    },
     /// Money in from a card; completes at once (the processor already accepted it).
     Deposit {
         key: IdempotencyKey,
         amount: Amount,
         method: DepositMethod,
+        /// The masked card (`**** 1234`), part of what makes two requests the same.
+        card: String,
     },
     /// Holds `amount` until the payout processor settles or fails it.
     Withdraw {
@@ -84,6 +90,26 @@ pub enum Command {
     SetStatus { to: AccountStatus, reason: String },
     /// KYC review outcome.
     SetKycTier { tier: u8 },
+    /// A login succeeded: remember the session (its token only as a SHA-256 hash).
+    CreateSession(NewSession),
+    /// Log one session out.
+    RevokeSession { n: u64 },
+    /// Log out every session but `except`.
+    RevokeSessions { except: Option<u64> },
+    /// Save a contact.
+    AddContact { alias: String, account: AccountId },
+    /// Forget a contact.
+    RemoveContact { n: u64 },
+}
+
+/// What a new session is, as the gateway saw the login.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NewSession {
+    pub token_hash: [u8; 32],
+    pub device_id: String,
+    pub device_name: Option<String>,
+    pub country: Option<String>,
+    pub expires_at: crate::time::Timestamp,
 }
 
 impl Command {
@@ -103,7 +129,12 @@ impl Command {
     pub fn fingerprint(&self) -> u64 {
         let mut h = Fnv1a::default();
         match self {
-            Command::Deposit { amount, method, .. } => (0u8, amount, method).hash(&mut h),
+            Command::Deposit {
+                amount,
+                method,
+                card,
+                ..
+            } => (0u8, amount, method, card).hash(&mut h),
             Command::Withdraw {
                 amount,
                 method,

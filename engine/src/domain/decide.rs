@@ -30,12 +30,17 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<Vec<Event>, Rejection> {
     let ev = |body| Event { at: now, body };
-    if let Command::Open { profile } = cmd {
+    if let Command::Open {
+        profile,
+        password_hash,
+    } = cmd
+    {
         return if state.opened {
             Err(Rejection::AlreadyExists)
         } else {
             Ok(vec![ev(EventBody::Opened {
                 profile: profile.clone(),
+                password_hash: password_hash.clone(),
             })])
         };
     }
@@ -62,6 +67,7 @@ pub fn decide(
             key,
             amount,
             method,
+            card,
         } => {
             if state.status == AccountStatus::Closed {
                 return Err(Rejection::AccountClosed);
@@ -83,6 +89,7 @@ pub fn decide(
                 amount: *amount,
                 fee,
                 method: *method,
+                card: card.clone(),
             })])
         }
         Command::Withdraw {
@@ -260,6 +267,47 @@ pub fn decide(
                 to: *to,
                 reason: reason.clone(),
             })])
+        }
+        Command::CreateSession(session) => Ok(vec![ev(EventBody::SessionCreated {
+            op: state.next_op,
+            session: session.clone(),
+        })]),
+        Command::RevokeSession { n } => {
+            if state.sessions.iter().any(|s| s.n == *n) {
+                Ok(vec![ev(EventBody::SessionRevoked { n: *n })])
+            } else {
+                Err(Rejection::UnknownOperation)
+            }
+        }
+        Command::RevokeSessions { except } => {
+            if state.sessions.iter().any(|s| Some(s.n) != *except) {
+                Ok(vec![ev(EventBody::SessionsRevoked { except: *except })])
+            } else {
+                Ok(Vec::new())
+            }
+        }
+        Command::AddContact { alias, account } => {
+            if *account == state.id {
+                return Err(Rejection::SameAccount);
+            }
+            if state.contacts.iter().any(|c| c.account == *account) {
+                return Err(Rejection::AlreadyExists);
+            }
+            if state.contacts.len() >= crate::domain::state::MAX_CONTACTS {
+                return Err(Rejection::LimitExceeded);
+            }
+            Ok(vec![ev(EventBody::ContactAdded {
+                op: state.next_op,
+                alias: alias.clone(),
+                account: *account,
+            })])
+        }
+        Command::RemoveContact { n } => {
+            if state.contacts.iter().any(|c| c.n == *n) {
+                Ok(vec![ev(EventBody::ContactRemoved { n: *n })])
+            } else {
+                Err(Rejection::UnknownOperation)
+            }
         }
         Command::SetKycTier { tier } => {
             if *tier == state.kyc_tier {

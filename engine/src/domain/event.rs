@@ -5,7 +5,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::command::{DepositMethod, NewSession, Profile, WithdrawalMethod};
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::rejection::Rejection;
 use crate::domain::state::AccountStatus;
@@ -32,6 +32,7 @@ pub struct RequestRef {
 pub enum EventBody {
     Opened {
         profile: Profile,
+        password_hash: String,
     },
     Deposited {
         op: u64,
@@ -39,6 +40,8 @@ pub enum EventBody {
         amount: Amount,
         fee: Decimal,
         method: DepositMethod,
+        /// The masked card.
+        card: String,
     },
     WithdrawalRequested {
         op: u64,
@@ -99,6 +102,25 @@ pub enum EventBody {
         action: FraudAction,
         message: String,
     },
+    SessionCreated {
+        op: u64,
+        session: NewSession,
+    },
+    SessionRevoked {
+        n: u64,
+    },
+    /// Every session but `except` logged out.
+    SessionsRevoked {
+        except: Option<u64>,
+    },
+    ContactAdded {
+        op: u64,
+        alias: String,
+        account: AccountId,
+    },
+    ContactRemoved {
+        n: u64,
+    },
     /// The command was refused after side effects that must persist (an alert, a
     /// freeze); the caller gets this rejection once those are durable.
     Refused {
@@ -113,7 +135,9 @@ impl EventBody {
             EventBody::Deposited { op, .. }
             | EventBody::WithdrawalRequested { op, .. }
             | EventBody::TransferDebited { op, .. }
-            | EventBody::AlertRaised { op, .. } => Some(*op),
+            | EventBody::AlertRaised { op, .. }
+            | EventBody::SessionCreated { op, .. }
+            | EventBody::ContactAdded { op, .. } => Some(*op),
             _ => None,
         }
     }

@@ -116,7 +116,7 @@ impl NotificationKind {
                 "type": match kind {
                     OpKind::Deposit => "deposit",
                     OpKind::Withdrawal => "withdrawal",
-                    OpKind::Transfer | OpKind::Alert => "transfer",
+                    _ => "transfer",
                 },
                 "status": status.name(),
                 "amount": format_money(*amount, *currency),

@@ -114,6 +114,7 @@ pub enum OpRecord {
         amount: Amount,
         fee: Decimal,
         method: DepositMethod,
+        card: String,
         at: Timestamp,
     },
     Withdrawal {
@@ -209,6 +210,32 @@ pub struct RaisedAlerts {
     pub velocity: bool,
 }
 
+/// A logged-in session. The token itself is never stored, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub n: u64,
+    pub token_hash: [u8; 32],
+    pub device_id: String,
+    pub device_name: Option<String>,
+    pub country: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A saved recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub n: u64,
+    pub alias: String,
+    pub account: AccountId,
+}
+
+/// At most this many live sessions per account; a new login beyond it logs the
+/// oldest session out.
+pub const MAX_SESSIONS: usize = 32;
+/// At most this many contacts per account.
+pub const MAX_CONTACTS: usize = 500;
+
 /// The whole state of one account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountState {
@@ -216,6 +243,10 @@ pub struct AccountState {
     pub opened: bool,
     pub opened_at: Option<Timestamp>,
     pub profile: Profile,
+    /// The password as an argon2id PHC string.
+    pub password_hash: String,
+    pub sessions: Vec<Session>,
+    pub contacts: Vec<Contact>,
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     pub kyc_tier: u8,
@@ -250,6 +281,9 @@ impl AccountState {
             opened: false,
             opened_at: None,
             profile: Profile::default(),
+            password_hash: String::new(),
+            sessions: Vec::new(),
+            contacts: Vec::new(),
             status: AccountStatus::Active,
             status_reason: None,
             kyc_tier: 0,
@@ -302,6 +336,13 @@ impl AccountState {
         })
     }
 
+    /// The live session `n` whose token hashes to `token_hash`, if not expired.
+    pub fn session(&self, n: u64, token_hash: &[u8; 32], now: Timestamp) -> Option<&Session> {
+        self.sessions
+            .iter()
+            .find(|s| s.n == n && s.expires_at > now && constant_time_eq(&s.token_hash, token_hash))
+    }
+
     /// Notifications with `seq > after`, oldest first.
     pub fn notifications_after(&self, after: u64) -> impl Iterator<Item = &Notification> {
         self.notifications.iter().filter(move |n| n.seq > after)
@@ -334,8 +375,15 @@ impl AccountState {
             .retain(|_, op| op.is_open() || op.last_change().millis() > keys_start);
         let dedupe_start = now.millis() - i64::from(policy.credit_dedupe_retention_s) * 1000;
         self.credited.retain(|_, at| at.millis() > dedupe_start);
+        self.sessions.retain(|s| s.expires_at > now);
         if self.daily.day != now.utc_day() {
             self.daily = DailyUsage::default();
         }
     }
+}
+
+/// Compares two hashes without an early exit, so timing says nothing about how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

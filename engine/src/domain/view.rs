@@ -20,6 +20,7 @@ pub struct DepositView {
     pub fee: Decimal,
     pub net: Decimal,
     pub method: DepositMethod,
+    pub card: String,
     pub at: Timestamp,
 }
 
@@ -73,6 +74,7 @@ pub fn op_view(state: &AccountState, n: u64) -> Option<Outcome> {
             amount,
             fee,
             method,
+            card,
             at,
         } => Outcome::Deposit(DepositView {
             id,
@@ -80,6 +82,7 @@ pub fn op_view(state: &AccountState, n: u64) -> Option<Outcome> {
             fee: *fee,
             net: amount.value() - fee,
             method: *method,
+            card: card.clone(),
             at: *at,
         }),
         OpRecord::Withdrawal {

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::{EngineError, Shared};
 use crate::domain::notification::Notification;
-use crate::domain::state::{AccountState, OpRecord, TransferStatus};
+use crate::domain::state::{AccountState, OpRecord, Session, TransferStatus};
 use crate::domain::view::{op_view, AccountView, AuditShare, Outcome};
 use crate::domain::{apply, decide, Command, Event, EventBody};
 use crate::engine::Engine;
@@ -76,6 +76,12 @@ pub(crate) enum Request {
     Recover {
         reply: Reply<usize>,
     },
+    /// Checks a session token (by hash); answers the session if it is live.
+    Authenticate {
+        n: u64,
+        token_hash: [u8; 32],
+        reply: Reply<Session>,
+    },
     /// A copy of the durable state (tests, recovery checks).
     State {
         reply: Reply<AccountState>,
@@ -96,6 +102,7 @@ impl Request {
             Request::Audit { reply } => drop(reply.send(Err(err))),
             Request::Recover { reply } => drop(reply.send(Err(err))),
             Request::State { reply } => drop(reply.send(Err(err))),
+            Request::Authenticate { reply, .. } => drop(reply.send(Err(err))),
         }
     }
 }
@@ -721,6 +728,18 @@ impl Handler<Request> for AccountActor {
             Request::Recover { reply } => {
                 let open = self.state.open_transfers().count();
                 let _ = reply.send(Ok(open));
+            }
+            Request::Authenticate {
+                n,
+                token_hash,
+                reply,
+            } => {
+                let now = self.shared.clock.now();
+                let found = self.state.session(n, &token_hash, now).cloned();
+                let result = found.ok_or(EngineError::Rejected(
+                    crate::domain::Rejection::UnknownOperation,
+                ));
+                self.answer(Some(reply), result);
             }
             Request::State { reply } => {
                 let state = self.state.clone();

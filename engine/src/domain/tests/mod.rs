@@ -5,6 +5,7 @@
 //! step. This module holds the few helpers both share, so a scenario reads as the
 //! rule it checks rather than as set-up.
 
+mod identity;
 mod properties;
 mod rules;
 
@@ -64,6 +65,7 @@ pub(crate) fn run(
 pub(crate) fn opened(id: u64, now: Timestamp) -> AccountState {
     let mut s = AccountState::new(AccountId(id));
     let open = Command::Open {
+        password_hash: String::new(),
         profile: Profile {
             display_name: format!("user {id}"),
             email: Some(format!("u{id}@example.com")),
@@ -83,6 +85,7 @@ pub(crate) fn funded(id: u64, tier: u8, available: Decimal, now: Timestamp) -> A
     }
     if available > Decimal::ZERO {
         let dep = Command::Deposit {
+            card: String::new(),
             key: key("funding"),
             amount: cny_amount(available),
             method: DepositMethod::BankCard,
@@ -94,6 +97,7 @@ pub(crate) fn funded(id: u64, tier: u8, available: Decimal, now: Timestamp) -> A
 
 pub(crate) fn deposit(k: &str, value: Decimal, method: DepositMethod) -> Command {
     Command::Deposit {
+        card: String::new(),
         key: key(k),
         amount: cny_amount(value),
         method,

@@ -309,6 +309,7 @@ impl World {
         for n in 1..=OPENED {
             let id = AccountId(n);
             let open = Command::Open {
+                password_hash: String::new(),
                 profile: Profile {
                     display_name: format!("user {n}"),
                     email: None,
@@ -680,6 +681,7 @@ impl World {
                 credit_card,
             } => {
                 let cmd = Command::Deposit {
+                    card: String::new(),
                     key: self.fresh_key(),
                     amount: money_of(cents, usd),
                     method: if credit_card {

@@ -85,6 +85,7 @@ fn open_creates_the_account_once() {
         &p(),
         &mut s,
         &Command::Open {
+            password_hash: String::new(),
             profile: Default::default(),
         },
         T0,
@@ -95,6 +96,7 @@ fn open_creates_the_account_once() {
     assert_eq!(s.opened_at, Some(T0));
     assert_eq!(s.status, AccountStatus::Active);
     let again = Command::Open {
+        password_hash: String::new(),
         profile: Default::default(),
     };
     assert_eq!(decide(&p(), &s, &again, T0), Err(Rejection::AlreadyExists));
@@ -1384,6 +1386,7 @@ fn at_most_256_notifications_are_retained() {
 fn a_usd_book_is_separate_from_cny() {
     let mut a = opened(1, T0);
     let usd_dep = Command::Deposit {
+        card: String::new(),
         key: key("u"),
         amount: crate::money::Amount::new(dec!(10), usd()).unwrap(),
         method: DepositMethod::BankCard,
