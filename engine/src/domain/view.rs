@@ -59,6 +59,8 @@ pub enum Outcome {
     Transfer(TransferView),
     /// A saga credit applied (or already applied).
     Credited,
+    /// Something with an id was created (a session, a contact).
+    Created(OpId),
     /// Anything else that succeeded (status change, settlement...).
     Done,
 }

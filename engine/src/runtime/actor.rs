@@ -368,6 +368,13 @@ impl AccountActor {
         match cmd {
             Command::Open { .. } => Outcome::Opened { account: self.id },
             Command::Credit { .. } => Outcome::Credited,
+            Command::CreateSession(_) | Command::AddContact { .. } => match minted {
+                Some(n) => Outcome::Created(OpId {
+                    account: self.id,
+                    n,
+                }),
+                None => Outcome::Done,
+            },
             Command::Deposit { .. } | Command::Withdraw { .. } | Command::Transfer { .. } => op
                 .and_then(|n| op_view(&self.state, n))
                 .unwrap_or(Outcome::Done),

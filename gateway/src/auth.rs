@@ -1,0 +1,192 @@
+//! Authentication: opaque session tokens and the admin token.
+//!
+//! A session token is `okp_` + base64url(account id ‖ session number ‖ 32 random
+//! bytes). The account id routes the check to the account's actor without a global
+//! lookup; only the SHA-256 of the token is stored (in the account's sessions and in
+//! the global `session` index), so a leaked database holds no usable token. The
+//! random part alone is 256 bits.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpRequest};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use okpay_engine::ids::{AccountId, OpId, OpKind};
+use okpay_engine::{EngineError, Rejection};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const PREFIX: &str = "okp_";
+
+/// A freshly minted token: give `token` to the client, store `hash`.
+pub struct MintedToken {
+    pub secret: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Draws the random part of a new session token.
+pub fn mint() -> MintedToken {
+    let secret: [u8; 32] = rand::random();
+    MintedToken {
+        secret,
+        hash: Sha256::digest(secret).into(),
+    }
+}
+
+/// The token string for session `n` of `account` with `secret`.
+pub fn token_string(account: AccountId, n: u64, secret: &[u8; 32]) -> String {
+    let mut raw = Vec::with_capacity(48);
+    raw.extend_from_slice(&account.0.to_be_bytes());
+    raw.extend_from_slice(&n.to_be_bytes());
+    raw.extend_from_slice(secret);
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// What a presented token claims: account, session number, and the hash to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenClaim {
+    pub account: AccountId,
+    pub n: u64,
+    pub hash: [u8; 32],
+}
+
+/// Parses a token without checking it.
+pub fn parse_token(token: &str) -> Option<TokenClaim> {
+    let raw = URL_SAFE_NO_PAD.decode(token.strip_prefix(PREFIX)?).ok()?;
+    if raw.len() != 48 {
+        return None;
+    }
+    let account = AccountId(u64::from_be_bytes(raw[0..8].try_into().ok()?));
+    let n = u64::from_be_bytes(raw[8..16].try_into().ok()?);
+    Some(TokenClaim {
+        account,
+        n,
+        hash: Sha256::digest(&raw[16..48]).into(),
+    })
+}
+
+/// Hex SHA-256 of a token's secret: the key of the global `session` index.
+pub fn hash_hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// An authenticated user: their account and session.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth {
+    pub account: AccountId,
+    /// The session's number in the account (`ses_` id).
+    pub session: u64,
+}
+
+impl Auth {
+    pub fn session_id(&self) -> String {
+        OpId {
+            account: self.account,
+            n: self.session,
+        }
+        .display(OpKind::Session)
+    }
+}
+
+/// Checks a token with the account's actor.
+pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError> {
+    let claim = parse_token(token).ok_or_else(ApiError::unauthenticated)?;
+    match state
+        .engine
+        .authenticate(claim.account, claim.n, claim.hash)
+        .await
+    {
+        Ok(_) => Ok(Auth {
+            account: claim.account,
+            session: claim.n,
+        }),
+        Err(EngineError::Rejected(Rejection::UnknownOperation | Rejection::AccountNotFound)) => {
+            Err(ApiError::unauthenticated())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(ApiError::unauthenticated)?;
+            let token = token.ok_or_else(ApiError::unauthenticated)?;
+            check_token(&state, &token).await
+        })
+    }
+}
+
+/// An operator holding the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+/// Compares the presented admin token with the configured one in constant time.
+pub fn is_admin(state: &AppState, presented: &str) -> bool {
+    let Some(expected) = state.settings.admin_token.as_deref() else {
+        return false;
+    };
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ok = req
+            .app_data::<web::Data<AppState>>()
+            .zip(bearer(req))
+            .is_some_and(|(state, token)| is_admin(state, token));
+        std::future::ready(if ok {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthenticated())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_refused() {
+        let m = mint();
+        let t = token_string(AccountId(42), 7, &m.secret);
+        let c = parse_token(&t).unwrap();
+        assert_eq!(c.account, AccountId(42));
+        assert_eq!(c.n, 7);
+        assert_eq!(c.hash, m.hash);
+        assert!(parse_token("okp_abc").is_none());
+        assert!(parse_token(&t[1..]).is_none());
+        assert!(parse_token(&format!("{t}AA")).is_none());
+    }
+
+    #[test]
+    fn two_mints_differ() {
+        assert_ne!(mint().secret, mint().secret);
+    }
+}

@@ -1,0 +1,255 @@
+//! Configuration, in layers: built-in defaults, then the `--config` TOML file,
+//! then environment variables, then command-line flags (the last one set wins).
+//! Flags and env vars are the ones API.md lists; the TOML file additionally holds
+//! the whole business policy (`[policy]`), engine tuning (`[engine]`) and server
+//! limits (`[server]`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use okpay_engine::policy::Policy;
+use okpay_engine::RuntimeConfig;
+use serde::Deserialize;
+
+/// The `okpay` command line. Every flag also reads an env var.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "okpay", version, about = "The OKPay e-wallet server")]
+pub struct Cli {
+    /// Address to bind (default 127.0.0.1:8080).
+    #[arg(long, env = "OKPAY_LISTEN")]
+    pub listen: Option<String>,
+    /// Use Redis (journal + snapshots) instead of the embedded store.
+    #[arg(long = "redis", env = "OKPAY_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Embedded store location (default ./data).
+    #[arg(long, env = "OKPAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Bearer token for /v1/admin/*; without it admin routes answer 401.
+    #[arg(long, env = "OKPAY_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Dev mode: notifier writes to the admin-readable outbox; payouts settle after
+    /// --payout-delay-ms.
+    #[arg(long, env = "OKPAY_DEV", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
+    pub dev: Option<bool>,
+    /// TOML file overriding policy defaults (limits, fees, fraud thresholds, lockout,
+    /// currencies) and server settings.
+    #[arg(long, env = "OKPAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How long the dev payout processor takes to settle a withdrawal (default 1000).
+    #[arg(long, env = "OKPAY_PAYOUT_DELAY_MS")]
+    pub payout_delay_ms: Option<u64>,
+    /// Refuse to start on a Redis that is not configured for durability
+    /// (appendonly yes, appendfsync always, maxmemory-policy noeviction).
+    #[arg(long, env = "OKPAY_STRICT_DURABILITY", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
+    pub strict_durability: Option<bool>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `okpay=debug`.
+    #[arg(long, env = "OKPAY_LOG")]
+    pub log: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "OKPAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
+    pub log_json: Option<bool>,
+}
+
+/// `[server]` in the TOML file: the same settings as the flags, plus limits.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Option<String>,
+    pub redis_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    pub dev: Option<bool>,
+    pub payout_delay_ms: Option<u64>,
+    pub strict_durability: Option<bool>,
+    pub max_json_body_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub session_ttl_s: Option<u64>,
+    pub ws_queue: Option<usize>,
+    pub ws_max_connections: Option<usize>,
+    pub ws_heartbeat_s: Option<u64>,
+    pub workers: Option<usize>,
+}
+
+/// `[engine]` in the TOML file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineFile {
+    pub arbiters: Option<usize>,
+    pub mailbox_capacity: Option<usize>,
+    pub journal_queue: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub idle_after_s: Option<u64>,
+    pub snapshot_every: Option<u64>,
+}
+
+/// The whole TOML file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub engine: EngineFile,
+    pub policy: Option<Policy>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub redis_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub dev: bool,
+    pub payout_delay: Duration,
+    pub strict_durability: bool,
+    pub policy: Policy,
+    pub runtime: RuntimeConfig,
+    /// Largest JSON body accepted (413 beyond).
+    pub max_json_body_bytes: usize,
+    /// Concurrent HTTP connections per worker before new ones wait.
+    pub max_connections: usize,
+    pub session_ttl: Duration,
+    /// Frames that may wait for one websocket client before it is disconnected.
+    pub ws_queue: usize,
+    /// Open websocket connections before new ones get 503.
+    pub ws_max_connections: usize,
+    pub ws_heartbeat: Duration,
+    /// HTTP worker threads (default: one per core).
+    pub workers: usize,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::resolve(Cli::default(), FileConfig::default())
+    }
+}
+
+impl Settings {
+    /// Parses the command line (and env), reads the TOML file if one is named,
+    /// and layers everything.
+    pub fn load() -> anyhow::Result<Settings> {
+        let cli = Cli::parse();
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let settings = Settings::resolve(cli, file);
+        settings
+            .policy
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+        Ok(settings)
+    }
+
+    /// Layers flags/env (`cli`) over the file over the defaults.
+    pub fn resolve(cli: Cli, file: FileConfig) -> Settings {
+        let s = file.server;
+        let e = file.engine;
+        let dev = cli.dev.or(s.dev).unwrap_or(false);
+        let mut runtime = RuntimeConfig::default();
+        if let Some(v) = e.arbiters {
+            runtime.arbiters = v.max(1);
+        }
+        if let Some(v) = e.mailbox_capacity {
+            runtime.mailbox_capacity = v.max(1);
+        }
+        if let Some(v) = e.journal_queue {
+            runtime.journal_queue = v.max(1);
+        }
+        if let Some(v) = e.max_batch {
+            runtime.max_batch = v.max(1);
+        }
+        if let Some(v) = e.idle_after_s {
+            runtime.idle_after = Duration::from_secs(v);
+        }
+        if let Some(v) = e.snapshot_every {
+            runtime.snapshot_every = v.max(1);
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Settings {
+            listen: cli
+                .listen
+                .or(s.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            redis_url: cli.redis_url.or(s.redis_url),
+            data_dir: cli
+                .data_dir
+                .or(s.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            admin_token: cli.admin_token.or(s.admin_token).filter(|t| !t.is_empty()),
+            dev,
+            payout_delay: Duration::from_millis(
+                cli.payout_delay_ms.or(s.payout_delay_ms).unwrap_or(1000),
+            ),
+            strict_durability: cli.strict_durability.or(s.strict_durability).unwrap_or(false),
+            policy: file.policy.unwrap_or_default(),
+            runtime,
+            max_json_body_bytes: s.max_json_body_bytes.unwrap_or(64 * 1024),
+            max_connections: s.max_connections.unwrap_or(25_000),
+            session_ttl: Duration::from_secs(s.session_ttl_s.unwrap_or(30 * 86_400)),
+            ws_queue: s.ws_queue.unwrap_or(256),
+            ws_max_connections: s.ws_max_connections.unwrap_or(10_000),
+            ws_heartbeat: Duration::from_secs(s.ws_heartbeat_s.unwrap_or(15)),
+            workers: s.workers.unwrap_or(cores).max(1),
+            log: cli.log.unwrap_or_else(|| "info".into()),
+            log_json: cli.log_json.unwrap_or(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            data_dir = "/tmp/from-file"
+            payout_delay_ms = 5
+
+            [policy.tier0]
+            single_max = "100"
+            daily_out_max = "200"
+            withdrawals = false
+            "#,
+        )
+        .unwrap();
+        let cli = Cli {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Cli::default()
+        };
+        let s = Settings::resolve(cli, file);
+        assert_eq!(s.listen, "127.0.0.1:9001");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(s.payout_delay, Duration::from_millis(5));
+        assert_eq!(s.policy.tier0.single_max, rust_decimal::Decimal::from(100));
+        // Untouched sections keep the contract's defaults.
+        assert_eq!(s.policy.tier1, Policy::default().tier1);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<FileConfig>("[server]\nlisten_on = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[policy]\nvelocity = 3").is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::default();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(!s.dev);
+        assert_eq!(s.payout_delay, Duration::from_millis(1000));
+        assert!(s.admin_token.is_none());
+    }
+}

@@ -1,0 +1,207 @@
+//! The outside payment world: the card processor that accepts or declines
+//! deposits, and the payout processor that pays withdrawals out to bank cards and
+//! wallets. Both are traits; the dev implementations stand in for the real
+//! networks: card `4000000000000002` is declined, payouts settle after the
+//! configured delay, and destinations starting with `fail` fail (releasing the
+//! held funds).
+//!
+//! A withdrawal waiting for its payout is also recorded in the store's
+//! `payout_pending` index, so a restarted server resumes every payout that was
+//! in progress instead of leaving funds held forever.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use okpay_engine::ids::{OpId, OpKind};
+use okpay_engine::money::Amount;
+use okpay_engine::{Engine, EngineError, Rejection};
+
+/// A card number that passed the Luhn check (digits only, 12–19 of them).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardNumber(String);
+
+impl std::fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a card number, even in debug output.
+        write!(f, "CardNumber({})", self.masked())
+    }
+}
+
+impl CardNumber {
+    /// Accepts digits with optional spaces or dashes; checks length and Luhn.
+    pub fn parse(text: &str) -> Option<CardNumber> {
+        let digits: String = text.chars().filter(|c| *c != ' ' && *c != '-').collect();
+        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        luhn(&digits).then_some(CardNumber(digits))
+    }
+
+    /// `**** 1234`: all that is ever stored or shown.
+    pub fn masked(&self) -> String {
+        format!("**** {}", &self.0[self.0.len() - 4..])
+    }
+
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The Luhn checksum (ISO/IEC 7812).
+pub fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let dd = d * 2;
+                if dd > 9 {
+                    dd - 9
+                } else {
+                    dd
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// The processor declined the card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declined;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Charges cards for deposits.
+pub trait CardProcessor: Send + Sync + 'static {
+    fn charge(&self, card: &CardNumber, amount: Amount) -> BoxFuture<Result<(), Declined>>;
+}
+
+/// The dev card processor: accepts every card but the test decline card.
+#[derive(Debug, Default)]
+pub struct DevCards;
+
+/// The test card the dev processor declines.
+pub const DECLINED_TEST_CARD: &str = "4000000000000002";
+
+impl CardProcessor for DevCards {
+    fn charge(&self, card: &CardNumber, _amount: Amount) -> BoxFuture<Result<(), Declined>> {
+        let declined = card.digits() == DECLINED_TEST_CARD;
+        Box::pin(async move {
+            if declined {
+                Err(Declined)
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// Pays withdrawals out; reports back through the engine (settle or fail).
+pub trait PayoutProcessor: Send + Sync + 'static {
+    /// Starts paying out withdrawal `id` to `destination`.
+    fn submit(&self, id: OpId, destination: String);
+}
+
+/// The store index of withdrawals waiting for their payout.
+pub const PAYOUT_PENDING_INDEX: &str = "payout_pending";
+
+/// The dev payout processor: settles after `delay`; fails destinations starting
+/// with `fail`.
+pub struct DevPayouts {
+    engine: Engine,
+    delay: Duration,
+}
+
+impl DevPayouts {
+    pub fn new(engine: Engine, delay: Duration) -> Arc<Self> {
+        Arc::new(DevPayouts { engine, delay })
+    }
+
+    /// Resubmits every payout left pending by an earlier run.
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, EngineError> {
+        let store = self.engine.store().clone();
+        let mut after: Option<String> = None;
+        let mut n = 0;
+        loop {
+            let page = store
+                .scan_index(PAYOUT_PENDING_INDEX, after.as_deref(), 500)
+                .await
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            for (key, destination) in &page {
+                if let Ok(id) = OpId::parse(key, OpKind::Withdrawal) {
+                    self.submit(id, destination.clone());
+                    n += 1;
+                }
+            }
+            if page.len() < 500 {
+                return Ok(n);
+            }
+            after = page.last().map(|(k, _)| k.clone());
+        }
+    }
+}
+
+impl PayoutProcessor for DevPayouts {
+    fn submit(&self, id: OpId, destination: String) {
+        let engine = self.engine.clone();
+        let delay = self.delay;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let fail = destination.starts_with("fail");
+            // Keep trying through storage outages: the payout happened (or failed)
+            // and the account must learn it.
+            for attempt in 0u32..600 {
+                let result = if fail {
+                    engine
+                        .fail_withdrawal(id, "The payout was refused by the destination.".into())
+                        .await
+                } else {
+                    engine.settle_withdrawal(id).await
+                };
+                match result {
+                    Ok(_)
+                    | Err(EngineError::Rejected(
+                        Rejection::OperationClosed | Rejection::UnknownOperation,
+                    )) => break,
+                    Err(e) => {
+                        tracing::warn!(withdrawal = %id.display(OpKind::Withdrawal), attempt, error = %e, "payout report failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            let key = id.display(OpKind::Withdrawal);
+            if let Err(e) = engine.store().delete_index(PAYOUT_PENDING_INDEX, &key).await {
+                tracing::warn!(withdrawal = %key, error = %e, "could not clear pending payout");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_valid_numbers_and_refuses_typos() {
+        assert!(CardNumber::parse("4111 1111 1111 1111").is_some());
+        assert!(CardNumber::parse("4000000000000002").is_some());
+        assert!(CardNumber::parse("4111111111111112").is_none());
+        assert!(CardNumber::parse("4111-1111-1111-111a").is_none());
+        assert!(CardNumber::parse("42").is_none());
+        assert_eq!(
+            CardNumber::parse("4111111111111111").unwrap().masked(),
+            "**** 1111"
+        );
+        assert_eq!(
+            format!("{:?}", CardNumber::parse("4111111111111111").unwrap()),
+            "CardNumber(**** 1111)"
+        );
+    }
+}
