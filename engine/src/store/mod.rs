@@ -12,6 +12,9 @@
 //! - `save_snapshot` trims journal records only up to the seq of a snapshot that is
 //!   itself durable.
 //! - index claims are atomic: of two concurrent claims of one key, exactly one wins.
+//! - a record's history rows are upserted in the same transaction (or Lua call) as
+//!   the record, so they are written if and only if it is; trimming never touches
+//!   the history.
 //!
 //! Group commit lives above the store, in [`journal_writer`](crate::store::journal_writer):
 //! the writer hands the store one batch holding the records of many accounts, and
