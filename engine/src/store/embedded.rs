@@ -47,7 +47,7 @@ const INDEXES: TableDefinition<(&str, &str), &str> = TableDefinition::new("index
 const HISTORY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("history");
 
 /// The file inside the data directory. One file holds every table so one commit
-/// (one fsync) covers a batch that touches the journal and the account set.
+/// (one fsync) covers a batch that touches the journal, the account set and the history.
 const DB_FILE: &str = "okpay.redb";
 
 /// The redb-backed store. `Database` is `Send + Sync`; it sits in an `Arc` because each
