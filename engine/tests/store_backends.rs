@@ -16,7 +16,7 @@ use okpay_engine::store::embedded::EmbeddedStore;
 use okpay_engine::store::memory::MemoryStore;
 use okpay_engine::store::redis::RedisStore;
 use okpay_engine::store::redis_config::{DurabilityProblem, RedisOptions};
-use okpay_engine::store::{JournalAppend, Snapshot, Store, StoreError};
+use okpay_engine::store::{HistoryRow, JournalAppend, Snapshot, Store, StoreError};
 use support::redis_server::RedisServer;
 
 fn rec(account: AccountId, seq: u64, payload: &str) -> JournalAppend {
@@ -24,7 +24,31 @@ fn rec(account: AccountId, seq: u64, payload: &str) -> JournalAppend {
         account,
         seq,
         payload: payload.as_bytes().to_vec(),
+        history: Vec::new(),
     }
+}
+
+/// A record carrying one history row `key → "<payload>-row"`.
+fn rec_with_row(account: AccountId, seq: u64, payload: &str, key: &str) -> JournalAppend {
+    JournalAppend {
+        history: vec![HistoryRow {
+            key: key.to_owned(),
+            payload: format!("{payload}-row").into_bytes(),
+        }],
+        ..rec(account, seq, payload)
+    }
+}
+
+/// The keys and payloads of `account`'s whole history, newest first, as strings.
+async fn history(store: &dyn Store, account: AccountId) -> Vec<(String, String)> {
+    let rows = store.history(account, None, 100).await.expect("history");
+    rows.into_iter()
+        .map(|r| (r.key, String::from_utf8_lossy(&r.payload).into_owned()))
+        .collect()
+}
+
+fn row_text(key: &str, payload: &str) -> (String, String) {
+    (key.to_owned(), payload.to_owned())
 }
 
 /// Appends `batch` and asserts every record was accepted.
@@ -106,7 +130,15 @@ async fn embedded_data_survives_close_and_reopen() {
     let (a, b) = (AccountId::random(), AccountId::random());
     {
         let store = EmbeddedStore::open(dir.path()).expect("open");
-        append_ok(&store, &[rec(a, 1, "a1"), rec(a, 2, "a2"), rec(b, 1, "b1")]).await;
+        append_ok(
+            &store,
+            &[
+                rec_with_row(a, 1, "a1", "k1"),
+                rec_with_row(a, 2, "a2", "k2"),
+                rec(b, 1, "b1"),
+            ],
+        )
+        .await;
         store
             .save_snapshot(
                 b,
@@ -124,6 +156,10 @@ async fn embedded_data_survives_close_and_reopen() {
     }
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(payloads(&store, a).await, ["a1", "a2"]);
+    assert_eq!(
+        history(&store, a).await,
+        [row_text("k2", "a2-row"), row_text("k1", "a1-row")]
+    );
     let lb = store.load(b).await.expect("load b");
     assert_eq!(lb.snapshot.map(|s| s.payload), Some(b"b-state".to_vec()));
     assert!(lb.records.is_empty());
@@ -156,7 +192,15 @@ async fn redis_data_survives_kill9_and_restart() {
     let mut server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.expect("connect");
     let a = AccountId::random();
-    append_ok(&store, &[rec(a, 1, "a1"), rec(a, 2, "a2"), rec(a, 3, "a3")]).await;
+    append_ok(
+        &store,
+        &[
+            rec_with_row(a, 1, "a1", "k1"),
+            rec(a, 2, "a2"),
+            rec_with_row(a, 3, "a3", "k3"),
+        ],
+    )
+    .await;
     store
         .save_snapshot(
             a,
@@ -184,14 +228,20 @@ async fn redis_data_survives_kill9_and_restart() {
         Some(b"after-1".to_vec())
     );
     assert_eq!(payloads(&store, a).await, ["a2", "a3"]);
+    // The row of record 1 outlives both the trim and the kill.
+    assert_eq!(
+        history(&store, a).await,
+        [row_text("k3", "a3-row"), row_text("k1", "a1-row")]
+    );
     assert_eq!(
         store.get_index("login", "a@x").await.expect("get"),
         Some("acc_a".to_owned())
     );
     assert_eq!(store.list_accounts(None, 10).await.expect("list"), vec![a]);
     // Scripts are gone from the restarted server's cache: appends must reload them.
-    append_ok(&store, &[rec(a, 4, "a4")]).await;
+    append_ok(&store, &[rec_with_row(a, 4, "a4", "k4")]).await;
     assert_eq!(payloads(&store, a).await, ["a2", "a3", "a4"]);
+    assert_eq!(history(&store, a).await[0], row_text("k4", "a4-row"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

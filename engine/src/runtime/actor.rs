@@ -275,6 +275,7 @@ impl AccountActor {
             account: self.id,
             seq,
             payload: crate::domain::event::encode_events(&events),
+            history: Vec::new(),
         };
         let durable = match self.shared.writer.submit(record) {
             Ok(rx) => rx,

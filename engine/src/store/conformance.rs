@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{JournalAppend, Loaded, Snapshot, Store, StoreError};
+use super::{HistoryRow, JournalAppend, Loaded, Snapshot, Store, StoreError};
 use crate::ids::AccountId;
 
 /// The result of one conformance check: `Err` says what was wrong.
@@ -73,6 +73,26 @@ pub async fn run_all(store: &dyn Store) {
             "large_payloads_round_trip",
             large_payloads_round_trip(store).await,
         ),
+        (
+            "history_newest_first_with_upserts",
+            history_newest_first_with_upserts(store).await,
+        ),
+        (
+            "history_of_refused_records_not_written",
+            history_of_refused_records_not_written(store).await,
+        ),
+        (
+            "history_pages_exclusive_and_complete",
+            history_pages_exclusive_and_complete(store).await,
+        ),
+        (
+            "history_survives_snapshot_trim",
+            history_survives_snapshot_trim(store).await,
+        ),
+        (
+            "history_of_unknown_account_is_empty",
+            history_of_unknown_account_is_empty(store).await,
+        ),
     ];
     let failures: Vec<String> = checks
         .into_iter()
@@ -101,6 +121,7 @@ fn rec(account: AccountId, seq: u64) -> JournalAppend {
         account,
         seq,
         payload: payload(account, seq),
+        history: Vec::new(),
     }
 }
 
@@ -178,6 +199,7 @@ pub async fn conflicts_refused_per_record(store: &dyn Store) -> Check {
         account,
         seq,
         payload: b"must not be stored".to_vec(),
+        history: Vec::new(),
     };
     let batch = vec![
         rogue(a, 3), // duplicate of a stored record
@@ -493,11 +515,13 @@ pub async fn large_payloads_round_trip(store: &dyn Store) -> Check {
             account: a,
             seq: 1,
             payload: big.clone(),
+            history: Vec::new(),
         },
         JournalAppend {
             account: a,
             seq: 2,
             payload: Vec::new(),
+            history: Vec::new(),
         },
     ];
     let results = step("append", store.append(&batch).await)?;
@@ -533,5 +557,292 @@ pub async fn large_payloads_round_trip(store: &dyn Store) -> Check {
         vec![2],
         "records after snapshot"
     );
+    Ok(())
+}
+
+/// A history row key as the engine builds them: 16 hex digits of time, then an op id.
+fn history_key(ms: u64, op: &str) -> String {
+    format!("{ms:016x}{op}")
+}
+
+/// A history row whose payload names its account and a version, so a row of another
+/// account, or a stale version of an upserted row, is visible.
+fn row(account: AccountId, key: &str, version: &str) -> HistoryRow {
+    HistoryRow {
+        key: key.to_owned(),
+        payload: format!("{account}/{key}/{version}").into_bytes(),
+    }
+}
+
+/// A record carrying `rows`.
+fn rec_with(account: AccountId, seq: u64, rows: Vec<HistoryRow>) -> JournalAppend {
+    JournalAppend {
+        history: rows,
+        ..rec(account, seq)
+    }
+}
+
+/// `(key, payload as text)` of each row, for readable failure messages.
+fn rows_text(rows: &[HistoryRow]) -> Vec<(String, String)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.key.clone(),
+                String::from_utf8_lossy(&r.payload).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Rows written with records come back newest first (whatever order they were
+/// written in), `limit` cuts the newest page, an upsert replaces the payload without
+/// moving the row, and neighbouring accounts (ids one apart, same row keys) never
+/// see each other's rows.
+pub async fn history_newest_first_with_upserts(store: &dyn Store) -> Check {
+    let a = AccountId::random();
+    // Adjacent ids catch a range scan that runs past the account's own rows in either
+    // direction.
+    let (below, above) = (
+        AccountId(a.0.wrapping_sub(1)),
+        AccountId(a.0.wrapping_add(1)),
+    );
+    let (k1, k2, k3) = (
+        history_key(1_000, "t1"),
+        history_key(2_000, "t2"),
+        history_key(3_000, "t3"),
+    );
+    // Rows out of key order, spread over records, in a batch shared with neighbours
+    // who use the very same keys.
+    append_all(
+        store,
+        vec![
+            rec_with(below, 1, vec![row(below, &k1, "v1"), row(below, &k3, "v1")]),
+            rec_with(a, 1, vec![row(a, &k3, "v1"), row(a, &k1, "v1")]),
+            rec_with(above, 1, vec![row(above, &k2, "v1")]),
+            rec_with(a, 2, vec![row(a, &k2, "v1")]),
+        ],
+    )
+    .await?;
+    let want = vec![row(a, &k3, "v1"), row(a, &k2, "v1"), row(a, &k1, "v1")];
+    let got = step("history", store.history(a, None, 10).await)?;
+    ensure_eq!(rows_text(&got), rows_text(&want), "history of a");
+    let newest = step("history limit 2", store.history(a, None, 2).await)?;
+    ensure_eq!(
+        rows_text(&newest),
+        rows_text(&want[..2]),
+        "newest 2 rows of a"
+    );
+    let none = step("history limit 0", store.history(a, None, 0).await)?;
+    ensure!(none.is_empty(), "limit 0 returned {none:?}");
+    let got = step("history below", store.history(below, None, 10).await)?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(below, &k3, "v1"), row(below, &k1, "v1")]),
+        "history of the account just below a"
+    );
+    let got = step("history above", store.history(above, None, 10).await)?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(above, &k2, "v1")]),
+        "history of the account just above a"
+    );
+
+    // The oldest row completes: same key, new payload, same place.
+    append_all(store, vec![rec_with(a, 3, vec![row(a, &k1, "v2")])]).await?;
+    let got = step("history after upsert", store.history(a, None, 10).await)?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(a, &k3, "v1"), row(a, &k2, "v1"), row(a, &k1, "v2")]),
+        "history of a after upserting its oldest row"
+    );
+    Ok(())
+}
+
+/// A record refused for its seq writes none of its rows (neither new keys nor
+/// overwrites of existing ones), while the accepted records of the batch do.
+pub async fn history_of_refused_records_not_written(store: &dyn Store) -> Check {
+    let (a, c) = (AccountId::random(), AccountId::random());
+    let (k1, k2) = (history_key(1_000, "t1"), history_key(2_000, "t2"));
+    append_all(
+        store,
+        vec![
+            rec_with(a, 1, vec![row(a, &k1, "v1")]),
+            rec_with(a, 2, vec![row(a, &k2, "v1")]),
+        ],
+    )
+    .await?;
+
+    // The refused rows sort newest, so a leaked one would head the page.
+    let leaked = history_key(u64::MAX, "leak");
+    let batch = vec![
+        rec_with(a, 2, vec![row(a, &leaked, "dup"), row(a, &k1, "dup")]), // duplicate
+        rec_with(a, 4, vec![row(a, &leaked, "gap"), row(a, &k2, "gap")]), // gap after 2
+        rec_with(c, 2, vec![row(c, &leaked, "gap")]),                     // gap, new account
+        rec_with(a, 3, vec![row(a, &k2, "v2")]),                          // fine
+    ];
+    let results = step("append", store.append(&batch).await)?;
+    let oks: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    ensure_eq!(oks, vec![false, false, false, true], "which records landed");
+
+    let got = step("history of a", store.history(a, None, 10).await)?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(a, &k2, "v2"), row(a, &k1, "v1")]),
+        "history of a after refused records"
+    );
+    let got = step("history of c", store.history(c, None, 10).await)?;
+    ensure!(got.is_empty(), "refused record of c left rows: {got:?}");
+    Ok(())
+}
+
+/// Walking pages with `before` = the last key of the previous page visits every row
+/// exactly once, newest first; `before` is exclusive, also when it is no row's key,
+/// or a prefix of another key.
+pub async fn history_pages_exclusive_and_complete(store: &dyn Store) -> Check {
+    let a = AccountId::random();
+    // 23 rows over 5 records; several rows share a millisecond, and "t1" is a prefix
+    // of "t1x", so the exclusive bound must compare whole keys.
+    let mut keys: Vec<String> = Vec::new();
+    for ms in [5_u64, 1, 4, 2, 3, 9, 7, 8] {
+        for op in ["t1", "t1x", "u"] {
+            if keys.len() < 23 {
+                keys.push(history_key(1_700_000_000_000 + ms, op));
+            }
+        }
+    }
+    let batch: Vec<JournalAppend> = keys
+        .chunks(5)
+        .zip(1..)
+        .map(|(chunk, seq)| rec_with(a, seq, chunk.iter().map(|k| row(a, k, "v1")).collect()))
+        .collect();
+    append_all(store, batch).await?;
+
+    let mut want = keys.clone();
+    want.sort_unstable();
+    want.reverse();
+    let page_size = 4;
+    let mut seen: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = step(
+            "history page",
+            store.history(a, before.as_deref(), page_size).await,
+        )?;
+        ensure!(page.len() <= page_size, "page of {} > limit", page.len());
+        let Some(last) = page.last().map(|r| r.key.clone()) else {
+            break;
+        };
+        for r in page {
+            // Strictly decreasing across pages: no duplicates, and the walk ends.
+            ensure!(
+                seen.last().is_none_or(|prev| *prev > r.key),
+                "{} paged after {:?}: not newest first",
+                r.key,
+                seen.last()
+            );
+            ensure_eq!(
+                r.payload,
+                row(a, &r.key, "v1").payload,
+                "payload of {}",
+                r.key
+            );
+            seen.push(r.key);
+        }
+        before = Some(last);
+    }
+    ensure_eq!(seen, want, "keys visited by the page walk");
+
+    // Exclusive at an existing key: the row itself is not on the page.
+    let at = &want[5];
+    let page = step("history before a key", store.history(a, Some(at), 2).await)?;
+    let page: Vec<&str> = page.iter().map(|r| r.key.as_str()).collect();
+    ensure_eq!(
+        page,
+        vec![want[6].as_str(), want[7].as_str()],
+        "before {at}"
+    );
+    // A bound between keys: "…t1w" sorts after "…t1" and before "…t1x".
+    let between = history_key(1_700_000_000_005, "t1w");
+    let page = step(
+        "history before a gap",
+        store.history(a, Some(&between), 100).await,
+    )?;
+    let page: Vec<&str> = page.iter().map(|r| r.key.as_str()).collect();
+    let below: Vec<&str> = want
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k < between.as_str())
+        .collect();
+    ensure_eq!(page, below, "before {between}");
+    // Nothing lies before the oldest row, nor before the empty key.
+    let oldest = want.last().ok_or("no rows")?;
+    let none = step(
+        "history before oldest",
+        store.history(a, Some(oldest), 10).await,
+    )?;
+    ensure!(none.is_empty(), "rows before the oldest: {none:?}");
+    let none = step("history before \"\"", store.history(a, Some(""), 10).await)?;
+    ensure!(none.is_empty(), "rows before the empty key: {none:?}");
+    Ok(())
+}
+
+/// Snapshots trim the journal, never the history; rows stay upsertable afterwards.
+pub async fn history_survives_snapshot_trim(store: &dyn Store) -> Check {
+    let a = AccountId::random();
+    let keys: Vec<String> = (1..=4).map(|ms| history_key(ms, "t")).collect();
+    append_all(
+        store,
+        keys.iter()
+            .zip(1..)
+            .map(|(k, seq)| rec_with(a, seq, vec![row(a, k, "v1")]))
+            .collect(),
+    )
+    .await?;
+    let snap = Snapshot {
+        seq: 4,
+        payload: b"state after 4".to_vec(),
+    };
+    step("save snapshot 4", store.save_snapshot(a, snap).await)?;
+    let loaded = step("load", store.load(a).await)?;
+    ensure!(
+        loaded.records.is_empty(),
+        "journal not trimmed by snapshot 4: {loaded:?}"
+    );
+    let want: Vec<HistoryRow> = keys.iter().rev().map(|k| row(a, k, "v1")).collect();
+    let got = step("history after trim", store.history(a, None, 10).await)?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&want),
+        "history after snapshot trim"
+    );
+
+    // The row written by the trimmed record 1 can still be upserted.
+    append_all(store, vec![rec_with(a, 5, vec![row(a, &keys[0], "v2")])]).await?;
+    let got = step("history after upsert", store.history(a, None, 10).await)?;
+    let mut want = want;
+    want[3] = row(a, &keys[0], "v2");
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&want),
+        "history after upsert past a trim"
+    );
+    Ok(())
+}
+
+/// An account nobody wrote to has no history, with or without `before`; nor has an
+/// account whose records carried no rows.
+pub async fn history_of_unknown_account_is_empty(store: &dyn Store) -> Check {
+    let unknown = AccountId::random();
+    let none = step("history", store.history(unknown, None, 10).await)?;
+    ensure!(none.is_empty(), "unknown account has history {none:?}");
+    let none = step(
+        "history before",
+        store.history(unknown, Some("z"), 10).await,
+    )?;
+    ensure!(none.is_empty(), "unknown account has history {none:?}");
+    let quiet = AccountId::random();
+    append_all(store, vec![rec(quiet, 1)]).await?;
+    let none = step("history of quiet", store.history(quiet, None, 10).await)?;
+    ensure!(none.is_empty(), "account without rows has history {none:?}");
     Ok(())
 }

@@ -17,10 +17,16 @@
 //! | `snapshots` | `account`             | `(seq, payload)`      |
 //! | `accounts`  | `account`             | last stored seq       |
 //! | `indexes`   | `(index name, key)`   | value                 |
+//! | `history`   | `(account, row key)`  | payload bytes         |
 //!
 //! `accounts` is both the set behind [`Store::list_accounts`] and the source of the
 //! expected next seq, so the sequence check is one point read instead of a range scan
 //! over the journal (which may have been trimmed empty by a snapshot).
+//!
+//! `history` is a table of its own rather than part of the journal because the two
+//! live differently: the journal is trimmed at every snapshot, the history is kept.
+//! Tuple keys compare element by element, so one account's rows are contiguous and
+//! ordered by key bytes, and a page newest-first is one reverse range scan.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -29,7 +35,8 @@ use std::sync::Arc;
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
-    AppendResult, JournalAppend, Loaded, Record, Snapshot, Store, StoreError, StoreFuture,
+    AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
+    StoreFuture,
 };
 use crate::ids::AccountId;
 
@@ -37,9 +44,10 @@ const JOURNAL: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("journa
 const SNAPSHOTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("snapshots");
 const ACCOUNTS: TableDefinition<u64, u64> = TableDefinition::new("accounts");
 const INDEXES: TableDefinition<(&str, &str), &str> = TableDefinition::new("indexes");
+const HISTORY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("history");
 
 /// The file inside the data directory. One file holds every table so one commit
-/// (one fsync) covers a batch that touches the journal and the account set.
+/// (one fsync) covers a batch that touches the journal, the account set and the history.
 const DB_FILE: &str = "okpay.redb";
 
 /// The redb-backed store. `Database` is `Send + Sync`; it sits in an `Arc` because each
@@ -66,6 +74,7 @@ impl EmbeddedStore {
         txn.open_table(SNAPSHOTS).map_err(db_err)?;
         txn.open_table(ACCOUNTS).map_err(db_err)?;
         txn.open_table(INDEXES).map_err(db_err)?;
+        txn.open_table(HISTORY).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -140,6 +149,7 @@ impl Store for EmbeddedStore {
             {
                 let mut journal = txn.open_table(JOURNAL).map_err(db_err)?;
                 let mut accounts = txn.open_table(ACCOUNTS).map_err(db_err)?;
+                let mut history = txn.open_table(HISTORY).map_err(db_err)?;
                 for rec in &batch {
                     // The check reads what earlier records of this same batch wrote, so
                     // a batch holding seqs 4, 5, 6 of one account is accepted whole.
@@ -156,6 +166,14 @@ impl Store for EmbeddedStore {
                         .insert((rec.account.0, rec.seq), rec.payload.as_slice())
                         .map_err(db_err)?;
                     accounts.insert(rec.account.0, rec.seq).map_err(db_err)?;
+                    // Only past the seq check, and in the same transaction: a record's
+                    // rows land exactly when the record does. `insert` replaces, which
+                    // is the upsert a completing transfer needs.
+                    for row in &rec.history {
+                        history
+                            .insert((rec.account.0, row.key.as_str()), row.payload.as_slice())
+                            .map_err(db_err)?;
+                    }
                     results.push(Ok(()));
                 }
             }
@@ -219,6 +237,9 @@ impl Store for EmbeddedStore {
                     journal
                         .retain_in((account.0, 0)..=(account.0, snapshot.seq), |_, _| false)
                         .map_err(db_err)?;
+
+                    // The history table is left alone on purpose: it is the record
+                    // users page through, and it outlives the journal.
 
                     // A snapshot ahead of the journal moves the expected next seq with
                     // it, as in the memory store (last seq = max(journal, snapshot)).
@@ -348,6 +369,41 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 out.push((key.to_owned(), v.value().to_owned()));
+            }
+            Ok(out)
+        }))
+    }
+
+    fn history(
+        &self,
+        account: AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        let before = before.map(str::to_owned);
+        Box::pin(self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let history = txn.open_table(HISTORY).map_err(db_err)?;
+            // Without `before`, the account's rows end where the next account's begin
+            // (`""` is the smallest key); the last possible account has no next one.
+            let end = match (before.as_deref(), account.0.checked_add(1)) {
+                (Some(b), _) => Bound::Excluded((account.0, b)),
+                (None, Some(next)) => Bound::Excluded((next, "")),
+                (None, None) => Bound::Unbounded,
+            };
+            let start = Bound::Included((account.0, ""));
+            let mut out = Vec::new();
+            for entry in history
+                .range::<(u64, &str)>((start, end))
+                .map_err(db_err)?
+                .rev()
+                .take(limit)
+            {
+                let (k, v) = entry.map_err(db_err)?;
+                out.push(HistoryRow {
+                    key: k.value().1.to_owned(),
+                    payload: v.value().to_vec(),
+                });
             }
             Ok(out)
         }))

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use super::{
-    AppendResult, JournalAppend, Loaded, Record, Snapshot, Store, StoreError, StoreFuture,
+    AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
+    StoreFuture,
 };
 use crate::ids::AccountId;
 
@@ -19,6 +20,7 @@ use crate::ids::AccountId;
 struct AccountData {
     snapshot: Option<Snapshot>,
     journal: Vec<Record>,
+    history: BTreeMap<String, Vec<u8>>,
 }
 
 impl AccountData {
@@ -87,6 +89,9 @@ impl Store for MemoryStore {
                         seq: rec.seq,
                         payload: rec.payload.clone(),
                     });
+                    for row in &rec.history {
+                        data.history.insert(row.key.clone(), row.payload.clone());
+                    }
                     Ok(())
                 })
                 .collect()
@@ -193,6 +198,33 @@ impl Store for MemoryStore {
             map.range((start, std::ops::Bound::Unbounded))
                 .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn history(
+        &self,
+        account: AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        let result = self.check().map(|()| {
+            let accounts = self.accounts.lock();
+            let Some(data) = accounts.get(&account) else {
+                return Vec::new();
+            };
+            let end = before.map_or(std::ops::Bound::Unbounded, |b| {
+                std::ops::Bound::Excluded(b.to_owned())
+            });
+            data.history
+                .range((std::ops::Bound::Unbounded, end))
+                .rev()
+                .take(limit)
+                .map(|(k, v)| HistoryRow {
+                    key: k.clone(),
+                    payload: v.clone(),
+                })
                 .collect()
         });
         Box::pin(std::future::ready(result))

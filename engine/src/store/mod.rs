@@ -12,6 +12,9 @@
 //! - `save_snapshot` trims journal records only up to the seq of a snapshot that is
 //!   itself durable.
 //! - index claims are atomic: of two concurrent claims of one key, exactly one wins.
+//! - a record's history rows are upserted in the same transaction (or Lua call) as
+//!   the record, so they are written if and only if it is; trimming never touches
+//!   the history.
 //!
 //! Group commit lives above the store, in [`journal_writer`](crate::store::journal_writer):
 //! the writer hands the store one batch holding the records of many accounts, and
@@ -57,6 +60,19 @@ pub struct JournalAppend {
     pub account: AccountId,
     /// The record's position in the account's journal, starting at 1.
     pub seq: u64,
+    pub payload: Vec<u8>,
+    /// Transaction-history rows to upsert atomically with this record (same
+    /// transaction / same Lua call): written if and only if the record is.
+    pub history: Vec<HistoryRow>,
+}
+
+/// One row of an account's transaction history. The journal is trimmed at
+/// snapshots; the history is kept. Rows are upserted by key (a transfer's row is
+/// rewritten when it completes), and keys sort by time (`<16 hex ms><op id>`), so
+/// paging newest-first is a reverse range scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub key: String,
     pub payload: Vec<u8>,
 }
 
@@ -138,6 +154,15 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<(String, String)>>;
+
+    /// History rows of `account`, newest first (descending key), with keys strictly
+    /// less than `before` when given, at most `limit`.
+    fn history(
+        &self,
+        account: AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<HistoryRow>>;
 
     /// A short name for logs and metrics (`memory`, `embedded`, `redis`).
     fn backend_name(&self) -> &'static str;

@@ -5,14 +5,16 @@
 //! Everything about one account lives under one hash tag, so every multi-key script
 //! touches a single slot and the layout works unchanged on Redis Cluster:
 //!
-//! | key                          | type   | content                                   |
-//! |------------------------------|--------|-------------------------------------------|
-//! | `okpay:{acc_<hex>}:journal`  | stream | one entry per record, id `<seq>-1`, field `p` = payload |
-//! | `okpay:{acc_<hex>}:seq`      | string | last stored seq (survives trimming)       |
-//! | `okpay:{acc_<hex>}:snapshot` | hash   | `seq`, `payload`                          |
-//! | `okpay:accounts`             | zset   | account ids, all score 0                  |
-//! | `okpay:idx:{<name>}`         | hash   | index key → value                         |
-//! | `okpay:idx:{<name>}:keys`    | zset   | the same keys, all score 0, for ordered scans |
+//! | key                              | type   | content                                       |
+//! |----------------------------------|--------|-----------------------------------------------|
+//! | `okpay:{acc_<hex>}:journal`      | stream | one entry per record, id `<seq>-1`, field `p` = payload |
+//! | `okpay:{acc_<hex>}:seq`          | string | last stored seq (survives trimming)           |
+//! | `okpay:{acc_<hex>}:snapshot`     | hash   | `seq`, `payload`                              |
+//! | `okpay:{acc_<hex>}:history`      | hash   | history row key → payload (never trimmed)     |
+//! | `okpay:{acc_<hex>}:history:keys` | zset   | the same row keys, all score 0, for ordered pages |
+//! | `okpay:accounts`                 | zset   | account ids, all score 0                      |
+//! | `okpay:idx:{<name>}`             | hash   | index key → value                             |
+//! | `okpay:idx:{<name>}:keys`        | zset   | the same keys, all score 0, for ordered scans |
 //!
 //! The journal is a **stream** rather than a list or a sorted set because the stream
 //! id carries the seq natively: `XADD` with an explicit id refuses an id that does
@@ -24,15 +26,21 @@
 //! Account ids and index keys are listed from sorted sets with all scores 0 through
 //! `ZRANGEBYLEX`, which orders by bytes: ids are fixed-width lower-case hex, so byte
 //! order is numeric order, and index keys come out in the byte order the trait
-//! promises. Pages cost O(log n + limit), however big the set grows.
+//! promises. Pages cost O(log n + limit), however big the set grows. History rows
+//! use the same pair of a hash and a score-0 sorted set, read backwards with
+//! `ZREVRANGEBYLEX` from `(<before>` (exclusive) or `+`: row keys start with the
+//! time, so byte order is time order. The history is never trimmed; snapshots trim
+//! only the journal stream.
 //!
 //! # Append: one pipeline, one round trip
 //!
 //! A batch is sent as one pipeline: first `ZADD okpay:accounts 0 <id>` per distinct
 //! account (a different slot, so it can't be inside the per-account script; it is
 //! idempotent, so an account listed without records after a crash is harmless), then
-//! one `EVALSHA` of [`APPEND_LUA`] per record, which checks the seq and appends, or
-//! writes nothing and reports the expected seq. With `appendfsync always` Redis
+//! one `EVALSHA` of [`APPEND_LUA`] per record, which checks the seq and appends the
+//! record and its history rows, or writes nothing and reports the expected seq. The
+//! rows travel in the record's own script call, so they are written if and only if
+//! the record is, with no separate step that a crash could split off. With `appendfsync always` Redis
 //! fsyncs its AOF once for everything the pipeline wrote before replying: that is the
 //! group commit. Scripts are invoked by hash; after a Redis restart the script cache
 //! is empty, so the calls answered `NOSCRIPT` (which ran nothing) are loaded and
@@ -62,19 +70,23 @@ use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, Script, 
 
 use super::redis_config::{DurabilityReport, RedisOptions, REQUIRED_SETTINGS};
 use super::{
-    AppendResult, JournalAppend, Loaded, Record, Snapshot, Store, StoreError, StoreFuture,
+    AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
+    StoreFuture,
 };
 use crate::ids::AccountId;
 
 /// The set of every account with a journal record or snapshot.
 const ACCOUNTS_KEY: &str = "okpay:accounts";
 
-/// Appends one record if its seq follows the last stored one.
+/// Appends one record, and upserts its history rows, if its seq follows the last
+/// stored one.
 ///
-/// KEYS: journal stream, last-seq counter. ARGV: seq, stream id `<seq>-1`, payload.
-/// Returns `{1, seq}` when appended, `{0, expected}` when refused (nothing written).
-/// A refusal is a normal reply rather than a Redis error so that it can't be confused
-/// with a failure of the script itself.
+/// KEYS: journal stream, last-seq counter, history hash, history key zset.
+/// ARGV: seq, stream id `<seq>-1`, payload, then `row key, row payload` per row.
+/// Returns `{1, seq}` when appended, `{0, expected}` when refused (nothing written,
+/// rows included). A refusal is a normal reply rather than a Redis error so that it
+/// can't be confused with a failure of the script itself. Rows go one `HSET`/`ZADD`
+/// at a time rather than through `unpack`, whose argument count Lua's C stack limits.
 const APPEND_LUA: &str = r"
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local seq = tonumber(ARGV[1])
@@ -83,6 +95,10 @@ if seq ~= last + 1 then
 end
 redis.call('XADD', KEYS[1], ARGV[2], 'p', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1])
+for i = 4, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[4], 0, ARGV[i])
+end
 return {1, seq}
 ";
 
@@ -154,6 +170,25 @@ end
 return out
 ";
 
+/// One page of an account's history, newest first, keys and payloads read in one
+/// atomic step (rows are only ever upserted, so this matters little, but one script
+/// is also one round trip).
+///
+/// KEYS: history hash, history key zset. ARGV: ZREVRANGEBYLEX upper bound (`+` or
+/// `(<before>`), limit. Returns a flat `{key, payload, key, payload, ...}`.
+const HISTORY_LUA: &str = r"
+local keys = redis.call('ZREVRANGEBYLEX', KEYS[2], ARGV[1], '-', 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, k in ipairs(keys) do
+  local v = redis.call('HGET', KEYS[1], k)
+  if v then
+    out[#out + 1] = k
+    out[#out + 1] = v
+  end
+end
+return out
+";
+
 /// A Lua script with its SHA1, which `EVALSHA` names it by. (`redis::Script` computes
 /// the hash but keeps the source private, and `SCRIPT LOAD` needs the source.)
 struct LuaScript {
@@ -183,6 +218,7 @@ static LOAD: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(LOAD_LUA));
 static CLAIM_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_INDEX_LUA));
 static DELETE_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETE_INDEX_LUA));
 static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_INDEX_LUA));
+static HISTORY: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(HISTORY_LUA));
 
 fn journal_key(account: AccountId) -> String {
     format!("okpay:{{{account}}}:journal")
@@ -194,6 +230,15 @@ fn seq_key(account: AccountId) -> String {
 
 fn snapshot_key(account: AccountId) -> String {
     format!("okpay:{{{account}}}:snapshot")
+}
+
+/// The account's history hash and ordered row key set, under the account's hash tag
+/// so the append script can write them with the journal on one Cluster slot.
+fn history_keys(account: AccountId) -> (String, String) {
+    (
+        format!("okpay:{{{account}}}:history"),
+        format!("okpay:{{{account}}}:history:keys"),
+    )
 }
 
 /// The index's hash and ordered key set. Both start with the same `{name` prefix, so
@@ -545,10 +590,14 @@ impl Store for RedisStore {
         }
         for rec in batch {
             let (journal, seq) = (journal_key(rec.account), seq_key(rec.account));
-            let mut cmd = APPEND.call(&[&journal, &seq]);
+            let (history, history_keys) = history_keys(rec.account);
+            let mut cmd = APPEND.call(&[&journal, &seq, &history, &history_keys]);
             cmd.arg(rec.seq)
                 .arg(format!("{}-1", rec.seq))
                 .arg(rec.payload.as_slice());
+            for row in &rec.history {
+                cmd.arg(row.key.as_str()).arg(row.payload.as_slice());
+            }
             calls.push(Call::Script(&APPEND, cmd));
         }
         // Only what is needed to read the replies; the payloads already sit in `calls`.
@@ -691,6 +740,36 @@ impl Store for RedisStore {
                 .chunks_exact(2)
                 .map(|kv| (kv[0].clone(), kv[1].clone()))
                 .collect())
+        })
+    }
+
+    fn history(
+        &self,
+        account: AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        let (hash, keys) = history_keys(account);
+        let mut cmd = HISTORY.call(&[&hash, &keys]);
+        // `(` makes the bound exclusive whatever the key's first byte is. Redis reads
+        // LIMIT as a signed 64-bit count, so "everything" must not overflow it.
+        cmd.arg(before.map_or("+".to_owned(), |b| format!("({b}")))
+            .arg(limit.min(i64::MAX as usize));
+        let call = Call::Script(&HISTORY, cmd);
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let flat: Vec<Vec<u8>> = from_value(self.exec_one(call, Retry::Safe).await?)?;
+            let mut rows = Vec::with_capacity(flat.len() / 2);
+            let mut flat = flat.into_iter();
+            while let (Some(key), Some(payload)) = (flat.next(), flat.next()) {
+                let key = String::from_utf8(key).map_err(|_| {
+                    StoreError::Corrupt(format!("history key of {account} is not UTF-8"))
+                })?;
+                rows.push(HistoryRow { key, payload });
+            }
+            Ok(rows)
         })
     }
 
