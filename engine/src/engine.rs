@@ -316,6 +316,58 @@ impl Engine {
         .await
     }
 
+    /// A page of `account`'s transaction history, newest first: rows with keys
+    /// before `cursor`, of `kind` only when given, at most `limit`. Returns the rows
+    /// and the cursor of the next page (`None` at the end). Reads the store directly;
+    /// every row belongs to a durable record.
+    pub async fn history(
+        &self,
+        account: AccountId,
+        cursor: Option<String>,
+        limit: usize,
+        kind: Option<crate::ids::OpKind>,
+    ) -> Result<(Vec<crate::domain::history::TxRecord>, Option<String>), EngineError> {
+        use crate::domain::history::TxRecord;
+        // A filtered page scans at most this many rows, so one request stays bounded;
+        // the cursor then continues where the scan stopped.
+        const SCAN_MAX: usize = 2000;
+        let limit = limit.clamp(1, 200);
+        let mut items = Vec::new();
+        let mut cursor = cursor;
+        let mut scanned = 0;
+        loop {
+            let page = self
+                .shared
+                .store
+                .history(
+                    account,
+                    cursor.as_deref(),
+                    limit.min(SCAN_MAX - scanned).max(1),
+                )
+                .await
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let exhausted = page.is_empty();
+            for row in page {
+                scanned += 1;
+                cursor = Some(row.key.clone());
+                let record = TxRecord::decode(&row.payload)
+                    .map_err(|e| EngineError::Unavailable(format!("corrupt history row: {e}")))?;
+                if kind.is_none_or(|k| k == record.kind) {
+                    items.push(record);
+                    if items.len() == limit {
+                        return Ok((items, cursor));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((items, None));
+            }
+            if scanned >= SCAN_MAX {
+                return Ok((items, cursor));
+            }
+        }
+    }
+
     /// A copy of the account's whole durable state (tests and recovery checks).
     pub async fn state(
         &self,

@@ -372,3 +372,64 @@ async fn subscribers_get_durable_notifications_and_can_resume() {
     assert_eq!(resumed.backlog.len(), 1);
     assert_eq!(resumed.backlog[0].seq, second.seq);
 }
+
+#[tokio::test]
+async fn history_lists_each_operation_once_newest_first() {
+    use okpay_engine::domain::notification::{Direction, TxStatus};
+    use okpay_engine::ids::OpKind;
+    let (engine, _) = engine();
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::CreditCard)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        engine
+            .transfer(
+                alice,
+                key(&format!("t{i}")),
+                bob,
+                cny("10"),
+                Some(format!("m{i}")),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    // A replay does not add a row.
+    engine
+        .transfer(alice, key("t0"), bob, cny("10"), Some("m0".into()), false)
+        .await
+        .unwrap();
+    let (rows, next) = engine.history(alice, None, 50, None).await.unwrap();
+    assert_eq!(next, None);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows[3].kind, OpKind::Deposit);
+    assert_eq!(rows[3].fee, dec!(2.50));
+    assert!(rows[..3].iter().all(|r| r.kind == OpKind::Transfer
+        && r.status == TxStatus::Completed
+        && r.direction == Direction::Out));
+    assert_eq!(rows[0].memo.as_deref(), Some("m2"), "newest first");
+    // Paging two by two walks the same rows.
+    let (page1, cursor) = engine.history(alice, None, 2, None).await.unwrap();
+    let (page2, _) = engine.history(alice, cursor, 2, None).await.unwrap();
+    assert_eq!([page1, page2].concat(), rows);
+    // Filtering by type.
+    let (deposits, _) = engine
+        .history(alice, None, 50, Some(OpKind::Deposit))
+        .await
+        .unwrap();
+    assert_eq!(deposits.len(), 1);
+    // The recipient sees the incoming transfers with the same ids.
+    let (incoming, _) = engine.history(bob, None, 50, None).await.unwrap();
+    assert_eq!(incoming.len(), 3);
+    assert!(incoming
+        .iter()
+        .all(|r| r.direction == Direction::In && r.counterparty == Some(alice)));
+    let mut out_ids: Vec<_> = rows[..3].iter().map(|r| r.id).collect();
+    let mut in_ids: Vec<_> = incoming.iter().map(|r| r.id).collect();
+    out_ids.sort();
+    in_ids.sort();
+    assert_eq!(out_ids, in_ids);
+}

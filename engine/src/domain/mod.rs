@@ -7,6 +7,7 @@ pub mod command;
 pub mod decide;
 pub mod event;
 pub mod fraud;
+pub mod history;
 pub mod notification;
 pub mod rejection;
 pub mod state;

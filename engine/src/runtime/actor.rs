@@ -22,6 +22,7 @@ use actix::prelude::*;
 use tokio::sync::{broadcast, oneshot};
 
 use super::{EngineError, Shared};
+use crate::domain::history::history_rows;
 use crate::domain::notification::Notification;
 use crate::domain::state::{AccountState, OpRecord, Session, TransferStatus};
 use crate::domain::view::{op_view, AccountView, AuditShare, Outcome};
@@ -270,34 +271,43 @@ impl AccountActor {
             self.answer(reply, Ok(outcome));
             return;
         }
+        // Check for room before applying anything: the writer is this thread's own,
+        // so nothing else can take the room between this check and the submit.
+        if !self.shared.writer.has_room() {
+            metrics::counter!("okpay_journal_queue_full_total").increment(1);
+            match reply {
+                Some(r) => drop(r.send(Err(EngineError::Overloaded))),
+                // A saga step must happen eventually: try again shortly.
+                None => {
+                    ctx.run_later(Duration::from_millis(5), move |act, ctx| {
+                        if act.closed.is_none() {
+                            act.execute(cmd, None, ctx);
+                        }
+                    });
+                }
+            }
+            return;
+        }
+        for e in &events {
+            apply(&mut self.state, e);
+        }
         let seq = self.version + 1;
         let record = JournalAppend {
             account: self.id,
             seq,
             payload: crate::domain::event::encode_events(&events),
-            history: Vec::new(),
+            history: history_rows(&self.state, &events),
         };
         let durable = match self.shared.writer.submit(record) {
             Ok(rx) => rx,
-            Err(_full) => {
-                metrics::counter!("okpay_journal_queue_full_total").increment(1);
-                match reply {
-                    Some(r) => drop(r.send(Err(EngineError::Overloaded))),
-                    // A saga step must happen eventually: try again shortly.
-                    None => {
-                        ctx.run_later(Duration::from_millis(5), move |act, ctx| {
-                            if act.closed.is_none() {
-                                act.execute(cmd, None, ctx);
-                            }
-                        });
-                    }
-                }
+            Err(_) => {
+                // Unreachable after `has_room`; if it ever happens the state is ahead
+                // of storage, so start over from durable state.
+                self.answer(reply, Err(EngineError::Overloaded));
+                self.close(EngineError::Overloaded, ctx);
                 return;
             }
         };
-        for e in &events {
-            apply(&mut self.state, e);
-        }
         self.version = seq;
         self.pending.push_back(PendingRecord {
             seq,

@@ -114,6 +114,15 @@ impl JournalWriter {
         &self.stats
     }
 
+    /// Whether the calling arbiter's writer can take one more record now.
+    pub fn has_room(&self) -> bool {
+        LOCAL.with(|l| {
+            l.borrow()
+                .as_ref()
+                .is_none_or(|w| w.buf.borrow().len() < w.capacity)
+        })
+    }
+
     /// Records waiting to be written right now.
     pub fn queued(&self) -> usize {
         self.stats.queued.load(Ordering::Relaxed)

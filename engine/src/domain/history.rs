@@ -1,0 +1,178 @@
+//! Transaction history rows: what `GET /v1/transactions` lists. They are derived
+//! from events (a pure function of the state after the events and the events
+//! themselves) and written by the store atomically with the journal record, so a
+//! durable operation always has its row, and the row survives journal trimming.
+//! A row's key starts with its creation time in hex milliseconds, so keys sort by
+//! time; an update (a transfer completing) rewrites the same key.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::event::{Event, EventBody};
+use crate::domain::notification::{Direction, TxStatus};
+use crate::domain::state::{AccountState, OpRecord, TransferStatus, WithdrawalStatus};
+use crate::ids::{AccountId, OpId, OpKind};
+use crate::money::Currency;
+use crate::store::HistoryRow;
+use crate::time::Timestamp;
+
+/// One line of an account's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxRecord {
+    pub id: OpId,
+    pub kind: OpKind,
+    pub direction: Direction,
+    pub amount: Decimal,
+    pub fee: Decimal,
+    pub currency: Currency,
+    pub status: TxStatus,
+    pub counterparty: Option<AccountId>,
+    pub memo: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl TxRecord {
+    /// The public id (`tx_…`, `dep_…`, `wd_…`).
+    pub fn public_id(&self) -> String {
+        self.id.display(self.kind)
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{:016x}{}",
+            self.created_at.millis().max(0),
+            self.public_id()
+        )
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // unwrap: postcard into a Vec cannot fail for plain data.
+        postcard::to_stdvec(self).unwrap()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// The history rows that `events` create or update, given the state after them.
+pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
+    let mut rows: Vec<HistoryRow> = Vec::new();
+    for event in events {
+        let record = match &event.body {
+            EventBody::Deposited { op, .. }
+            | EventBody::WithdrawalRequested { op, .. }
+            | EventBody::WithdrawalSettled { op }
+            | EventBody::WithdrawalFailed { op, .. }
+            | EventBody::TransferDebited { op, .. }
+            | EventBody::TransferCompleted { op }
+            | EventBody::TransferReversed { op, .. } => own_op(state, *op, event.at),
+            EventBody::TransferCredited {
+                transfer,
+                from,
+                amount,
+                memo,
+            } => Some(TxRecord {
+                id: *transfer,
+                kind: OpKind::Transfer,
+                direction: Direction::In,
+                amount: amount.value(),
+                fee: Decimal::new(0, amount.currency().scale()),
+                currency: amount.currency(),
+                status: TxStatus::Completed,
+                counterparty: Some(*from),
+                memo: memo.clone(),
+                created_at: event.at,
+                updated_at: event.at,
+            }),
+            _ => None,
+        };
+        if let Some(r) = record {
+            let key = r.key();
+            // A later event of the same command supersedes an earlier row.
+            rows.retain(|row| row.key != key);
+            rows.push(HistoryRow {
+                key,
+                payload: r.encode(),
+            });
+        }
+    }
+    rows
+}
+
+/// The row of this account's own operation `n` as it stands in `state`.
+fn own_op(state: &AccountState, n: u64, at: Timestamp) -> Option<TxRecord> {
+    let id = OpId {
+        account: state.id,
+        n,
+    };
+    Some(match state.ops.get(&n)? {
+        OpRecord::Deposit {
+            amount,
+            fee,
+            at: created,
+            ..
+        } => TxRecord {
+            id,
+            kind: OpKind::Deposit,
+            direction: Direction::In,
+            amount: amount.value(),
+            fee: *fee,
+            currency: amount.currency(),
+            status: TxStatus::Completed,
+            counterparty: None,
+            memo: None,
+            created_at: *created,
+            updated_at: at,
+        },
+        OpRecord::Withdrawal {
+            amount,
+            fee,
+            status,
+            at: created,
+            ..
+        } => TxRecord {
+            id,
+            kind: OpKind::Withdrawal,
+            direction: Direction::Out,
+            amount: amount.value(),
+            fee: *fee,
+            currency: amount.currency(),
+            status: match status {
+                WithdrawalStatus::Processing => TxStatus::Processing,
+                WithdrawalStatus::Completed => TxStatus::Completed,
+                WithdrawalStatus::Failed { .. } => TxStatus::Failed,
+            },
+            counterparty: None,
+            memo: None,
+            created_at: *created,
+            updated_at: at,
+        },
+        OpRecord::Transfer {
+            to,
+            amount,
+            fee,
+            memo,
+            status,
+            at: created,
+            ..
+        } => TxRecord {
+            id,
+            kind: OpKind::Transfer,
+            direction: Direction::Out,
+            amount: amount.value(),
+            fee: *fee,
+            currency: amount.currency(),
+            status: match status {
+                TransferStatus::InFlight => TxStatus::Processing,
+                TransferStatus::Completed => TxStatus::Completed,
+                TransferStatus::Reversed(_) => TxStatus::Reversed,
+            },
+            counterparty: Some(*to),
+            memo: memo.clone(),
+            created_at: *created,
+            updated_at: at,
+        },
+    })
+}
