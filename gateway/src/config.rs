@@ -188,7 +188,10 @@ impl Settings {
             payout_delay: Duration::from_millis(
                 cli.payout_delay_ms.or(s.payout_delay_ms).unwrap_or(1000),
             ),
-            strict_durability: cli.strict_durability.or(s.strict_durability).unwrap_or(false),
+            strict_durability: cli
+                .strict_durability
+                .or(s.strict_durability)
+                .unwrap_or(false),
             policy: file.policy.unwrap_or_default(),
             runtime,
             max_json_body_bytes: s.max_json_body_bytes.unwrap_or(64 * 1024),

@@ -88,11 +88,19 @@ impl ApiError {
     }
 
     pub fn forbidden() -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "You are not allowed to do this.")
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "You are not allowed to do this.",
+        )
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("No such {what}."))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("No such {what}."),
+        )
     }
 
     pub fn overloaded() -> Self {
@@ -182,11 +190,7 @@ impl ResponseError for ApiError {
                 "https://okpay.dev/problems/{}",
                 self.code.to_ascii_lowercase().replace('_', "-")
             ),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_owned(),

@@ -1,1 +1,170 @@
-//! placeholder
+//! The OKPay gateway: the HTTP API v1, the websocket streams, the OpenAPI document
+//! and `/metrics`, over the engine. [`run`] serves on a listener until a shutdown
+//! signal; the `okpay` binary is a few lines around it, and the black-box tests
+//! start it on port 0.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod maintenance;
+pub mod notifier;
+pub mod openapi;
+pub mod passwords;
+pub mod payments;
+pub mod routes;
+pub mod state;
+pub mod stream;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use okpay_engine::store::embedded::EmbeddedStore;
+use okpay_engine::store::redis::RedisStore;
+use okpay_engine::store::Store;
+use okpay_engine::time::SystemClock;
+use okpay_engine::{Engine, EngineConfig};
+
+use crate::config::Settings;
+use crate::maintenance::Maintenance;
+use crate::notifier::{Notifier, NullNotifier, Outbox};
+use crate::passwords::PasswordHasher;
+use crate::payments::{DevCards, DevPayouts};
+use crate::state::AppState;
+use crate::stream::Streams;
+
+/// Opens the configured store: Redis when a URL is given (checking its durability
+/// settings), the embedded store in the data directory otherwise.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    match &settings.redis_url {
+        Some(url) => {
+            let store = RedisStore::connect(url)
+                .await
+                .with_context(|| "connecting to Redis".to_string())?;
+            let report = store.check_durability().await;
+            if !report.is_ok() {
+                let problems = format!("{report:?}");
+                if settings.strict_durability {
+                    anyhow::bail!(
+                        "Redis is not configured for durability and --strict-durability is set: {problems}"
+                    );
+                }
+                tracing::warn!(
+                    "!!! Redis is NOT configured for durability: acknowledged money may be lost on a crash. Set appendonly yes, appendfsync always, maxmemory-policy noeviction. {problems}"
+                );
+            }
+            Ok(Arc::new(store))
+        }
+        None => {
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+            let store = EmbeddedStore::open(&settings.data_dir)
+                .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Builds the application state: store, engine, processors, notifier.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let store = open_store(&settings).await?;
+    let engine = Engine::start(
+        EngineConfig {
+            policy: settings.policy.clone(),
+            runtime: settings.runtime.clone(),
+            clock: Arc::new(SystemClock),
+        },
+        store,
+    );
+    let outbox = settings.dev.then(|| Arc::new(Outbox::default()));
+    let notifier: Arc<dyn Notifier> = match &outbox {
+        Some(o) => o.clone(),
+        None => Arc::new(NullNotifier),
+    };
+    let payouts = DevPayouts::new(engine.clone(), settings.payout_delay);
+    let streams = Streams::new(settings.ws_max_connections);
+    let maintenance = Maintenance::new(streams.system.clone());
+    Ok(AppState {
+        engine,
+        passwords: PasswordHasher::new(),
+        outbox,
+        notifier,
+        cards: Arc::new(DevCards),
+        payouts: payouts.clone(),
+        payouts_dev: payouts,
+        streams,
+        maintenance,
+        metrics: telemetry::prometheus(),
+        settings: Arc::new(settings),
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves or SIGTERM/SIGINT
+/// arrives; then stops accepting, drains requests in flight, and flushes the
+/// journal (every account snapshots and stops). Must run inside an actix system.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> anyhow::Result<()> {
+    let workers = settings.workers;
+    let max_connections = settings.max_connections;
+    let json_limit = settings.max_json_body_bytes;
+    let state = web::Data::new(build_state(settings).await?);
+    let engine = state.engine.clone();
+    // Transfers a crash left in flight are driven to the end in the background, and
+    // payouts that were pending are resubmitted.
+    {
+        let engine = engine.clone();
+        actix_rt::spawn(async move {
+            match engine.recover_in_flight().await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(transfers = n, "re-driving transfers left in flight")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "recovery sweep failed"),
+            }
+        });
+        let payouts = state.payouts_dev.clone();
+        actix_rt::spawn(async move {
+            match payouts.resume().await {
+                Ok(n) if n > 0 => tracing::info!(payouts = n, "resumed pending payouts"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not resume pending payouts"),
+            }
+        });
+    }
+    let address = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(routes::extract::json_config(json_limit))
+            .app_data(routes::extract::path_config())
+            .app_data(routes::extract::query_config())
+            .wrap(from_fn(telemetry::track))
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(workers)
+    .max_connections(max_connections)
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    tracing::info!(%address, "okpay listening");
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    tracing::info!("draining: flushing the journal");
+    if !engine.passivate_all(Duration::from_secs(10)).await {
+        tracing::warn!("some accounts were still busy at shutdown");
+    }
+    Ok(())
+}

@@ -1,1 +1,15 @@
-fn main(){}
+//! `okpay`: the OKPay server. Flags and env vars are those of API.md; see
+//! `okpay --help`.
+
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = okpay_gateway::config::Settings::load()?;
+    okpay_gateway::telemetry::init_logs(&settings.log, settings.log_json);
+    let listener = std::net::TcpListener::bind(&settings.listen)?;
+    okpay_gateway::run(listener, settings, std::future::pending()).await
+}

@@ -177,7 +177,11 @@ impl PayoutProcessor for DevPayouts {
                 }
             }
             let key = id.display(OpKind::Withdrawal);
-            if let Err(e) = engine.store().delete_index(PAYOUT_PENDING_INDEX, &key).await {
+            if let Err(e) = engine
+                .store()
+                .delete_index(PAYOUT_PENDING_INDEX, &key)
+                .await
+            {
                 tracing::warn!(withdrawal = %key, error = %e, "could not clear pending payout");
             }
         });

@@ -6,6 +6,7 @@ use okpay_engine::store::Store;
 use okpay_engine::Engine;
 
 use crate::config::Settings;
+use crate::maintenance::Maintenance;
 use crate::notifier::{Notifier, Outbox};
 use crate::passwords::PasswordHasher;
 use crate::payments::{CardProcessor, PayoutProcessor};
@@ -21,7 +22,10 @@ pub struct AppState {
     pub notifier: Arc<dyn Notifier>,
     pub cards: Arc<dyn CardProcessor>,
     pub payouts: Arc<dyn PayoutProcessor>,
+    /// The dev payout processor (the only one so far), for resuming at start-up.
+    pub payouts_dev: Arc<crate::payments::DevPayouts>,
     pub streams: Streams,
+    pub maintenance: Maintenance,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 

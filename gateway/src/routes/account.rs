@@ -1,0 +1,332 @@
+//! Registration (`POST /v1/accounts`) and the owner's view of the account
+//! (`GET /v1/account`).
+//!
+//! Registration claims each login (email, phone) in the store's `login` index
+//! atomically before the account is opened, so two concurrent registrations of
+//! one email cannot both win; claims are released if a later step fails.
+
+use actix_web::{get, post, web, HttpResponse};
+use okpay_engine::domain::command::Profile;
+use okpay_engine::domain::state::AccountStatus;
+use okpay_engine::domain::view::AccountView;
+use okpay_engine::ids::AccountId;
+use okpay_engine::Command;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::routes::extract::money;
+use crate::state::AppState;
+
+/// The store index from logins (normalized email, phone) to account ids.
+pub const LOGIN_INDEX: &str = "login";
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "li.wei@example.com")]
+    pub email: String,
+    /// E.164, e.g. `+8613800138000`.
+    #[schema(example = "+8613800138000")]
+    pub phone: Option<String>,
+    /// 8–128 characters.
+    pub password: String,
+    #[schema(example = "Li Wei")]
+    pub display_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KycSummary {
+    /// `none`, `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub tier: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Registered {
+    pub account_id: String,
+    pub status: String,
+    pub kyc: KycSummary,
+}
+
+/// Lower-cases and checks an email address.
+pub fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let e = email.trim().to_ascii_lowercase();
+    let ok = e.len() <= 254
+        && !e.chars().any(char::is_whitespace)
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if ok {
+        Ok(e)
+    } else {
+        Err(ApiError::validation("The email address is not valid."))
+    }
+}
+
+/// Checks an E.164 phone number (`+` and 8–15 digits).
+pub fn normalize_phone(phone: &str) -> Result<String, ApiError> {
+    let p: String = phone.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = p.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(p)
+    } else {
+        Err(ApiError::validation(
+            "The phone number must be in E.164 form, e.g. +8613800138000.",
+        ))
+    }
+}
+
+/// The normalized login key for an email or a phone as typed at login.
+pub fn login_key(login: &str) -> Option<String> {
+    if login.contains('@') {
+        normalize_email(login).ok()
+    } else {
+        normalize_phone(login).ok()
+    }
+}
+
+/// Checks the password policy: 8–128 characters.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if (8..=128).contains(&n) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "The password must have 8 to 128 characters.",
+        ))
+    }
+}
+
+/// Registers a new account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = RegisterRequest,
+    responses(
+        (status = 201, body = Registered),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED"),
+        (status = 409, body = Problem, description = "ALREADY_EXISTS"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+    ))]
+#[post("/v1/accounts")]
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> ApiResult<HttpResponse> {
+    state.maintenance.check()?;
+    let body = body.into_inner();
+    let email = normalize_email(&body.email)?;
+    let phone = body.phone.as_deref().map(normalize_phone).transpose()?;
+    check_password(&body.password)?;
+    let display_name = body.display_name.trim().to_owned();
+    if display_name.is_empty() || display_name.chars().count() > 64 {
+        return Err(ApiError::validation(
+            "The display name must have 1 to 64 characters.",
+        ));
+    }
+    let password_hash = state.passwords.hash(body.password).await?;
+    let id = AccountId::random();
+    let store = state.store();
+    let value = id.to_string();
+    let mut claimed: Vec<String> = Vec::new();
+    for login in std::iter::once(&email).chain(phone.as_ref()) {
+        match store.claim_index(LOGIN_INDEX, login, &value).await {
+            Ok(true) => claimed.push(login.clone()),
+            Ok(false) => {
+                release(&state, &claimed).await;
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::CONFLICT,
+                    "ALREADY_EXISTS",
+                    "This email or phone is already registered.",
+                )
+                .with_hint("Log in instead, or reset your password."));
+            }
+            Err(_) => {
+                release(&state, &claimed).await;
+                return Err(ApiError::unavailable());
+            }
+        }
+    }
+    let open = Command::Open {
+        profile: Profile {
+            display_name,
+            email: Some(email),
+            phone,
+        },
+        password_hash,
+    };
+    if let Err(e) = state.engine.execute(id, open).await {
+        release(&state, &claimed).await;
+        return Err(e.into());
+    }
+    tracing::info!(account = %id, "account registered");
+    Ok(HttpResponse::Created().json(Registered {
+        account_id: id.to_string(),
+        status: AccountStatus::Active.name().into(),
+        kyc: KycSummary {
+            status: "none".into(),
+            tier: 0,
+            reason: None,
+        },
+    }))
+}
+
+async fn release(state: &AppState, claimed: &[String]) {
+    for login in claimed {
+        if let Err(e) = state.store().delete_index(LOGIN_INDEX, login).await {
+            tracing::warn!(error = %e, "could not release a login claim");
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Limits {
+    pub single_max: String,
+    pub daily_out_max: String,
+    /// Outgoing money today (UTC) in the first configured currency.
+    pub daily_out_used: String,
+    pub challenge_over: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Balance {
+    pub currency: String,
+    pub available: String,
+    pub held: String,
+    pub total: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountResponse {
+    pub account_id: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// `active`, `locked`, `restricted`, `frozen` or `closed`.
+    pub status: String,
+    /// Why the status is what it is, when it is not `active`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub kyc: KycSummary,
+    pub limits: Limits,
+    pub balances: Vec<Balance>,
+    pub totp_enabled: bool,
+}
+
+/// Shapes the engine's view for the API.
+pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse {
+    let policy = state.engine.policy();
+    let tier = policy.tier(view.kyc_tier);
+    let currencies: Vec<_> = policy
+        .currencies
+        .iter()
+        .filter_map(|c| policy.currency(&c.code).ok())
+        .collect();
+    let primary = currencies[0];
+    let used = view
+        .daily_out_used
+        .iter()
+        .find(|(c, _)| *c == primary)
+        .map_or(Decimal::ZERO, |(_, d)| *d);
+    let balances = currencies
+        .iter()
+        .map(|c| {
+            let (a, h) = view
+                .balances
+                .iter()
+                .find(|b| b.currency == *c)
+                .map_or((Decimal::ZERO, Decimal::ZERO), |b| (b.available, b.held));
+            Balance {
+                currency: c.code().into(),
+                available: money(a, *c),
+                held: money(h, *c),
+                total: money(a + h, *c),
+            }
+        })
+        .collect();
+    AccountResponse {
+        account_id: view.id.to_string(),
+        display_name: view.profile.display_name.clone(),
+        email: view.profile.email.clone(),
+        phone: view.profile.phone.clone(),
+        status: view.status.name().into(),
+        status_reason: (view.status != AccountStatus::Active)
+            .then(|| view.status_reason.clone())
+            .flatten(),
+        kyc: KycSummary {
+            status: if view.kyc_tier >= 1 {
+                "approved"
+            } else {
+                "none"
+            }
+            .into(),
+            tier: view.kyc_tier,
+            reason: None,
+        },
+        limits: Limits {
+            single_max: money(tier.single_max, primary),
+            daily_out_max: money(tier.daily_out_max, primary),
+            daily_out_used: money(used, primary),
+            challenge_over: money(policy.fraud.challenge_over, primary),
+        },
+        balances,
+        totp_enabled: false,
+    }
+}
+
+/// The caller's account: profile, status, KYC, limits and balances.
+#[utoipa::path(get, path = "/v1/account", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = AccountResponse), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
+#[get("/v1/account")]
+pub async fn get_account(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let view = state.engine.view(auth.account).await?;
+    Ok(HttpResponse::Ok().json(account_response(&state, &view)))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(register).service(get_account);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_and_phones_are_normalized_or_refused() {
+        assert_eq!(
+            normalize_email(" Li.Wei@Example.COM ").unwrap(),
+            "li.wei@example.com"
+        );
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            normalize_phone("+86 138-0013-8000").unwrap(),
+            "+8613800138000"
+        );
+        for bad in ["13800138000", "+12", "+861380013800000000", "+86abc"] {
+            assert!(normalize_phone(bad).is_err(), "{bad}");
+        }
+        assert_eq!(login_key("A@Example.com").as_deref(), Some("a@example.com"));
+    }
+
+    #[test]
+    fn password_policy_is_8_to_128_characters() {
+        assert!(check_password("1234567").is_err());
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password(&"x".repeat(128)).is_ok());
+        assert!(check_password(&"x".repeat(129)).is_err());
+    }
+}

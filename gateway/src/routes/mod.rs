@@ -1,0 +1,28 @@
+//! Every route of API.md, grouped by resource, wired in [`configure`]. Request
+//! bodies are parsed into typed values at the edge (`extract`); handlers then only
+//! call the engine and shape responses.
+
+pub mod account;
+pub mod extract;
+pub mod health;
+pub mod sessions;
+
+use actix_web::web;
+
+/// Registers all routes on an `App`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    account::configure(cfg);
+    sessions::configure(cfg);
+}
+
+/// The OpenAPI docs of route modules beyond the core ones (each module that adds
+/// routes adds its `Api::openapi()` here).
+pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
+    Vec::new()
+}
+
+/// Any unknown route: a problem+json 404.
+pub async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+    Err(crate::error::ApiError::not_found("route"))
+}

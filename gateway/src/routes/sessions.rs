@@ -1,0 +1,248 @@
+//! Sessions: log in (`POST /v1/sessions`), list, log out one, log out everywhere
+//! else. An unknown login costs the same argon2 verification as a wrong password
+//! and gets the same answer, so neither message nor timing tells which it was.
+
+use actix_web::{delete, get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use okpay_engine::domain::command::NewSession;
+use okpay_engine::ids::{AccountId, OpId, OpKind};
+use okpay_engine::{Command, Outcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{self, Auth};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::routes::account::{login_key, LOGIN_INDEX};
+use crate::routes::extract::time;
+use crate::state::AppState;
+
+/// The store index from token hashes to accounts (the global session index).
+pub const SESSION_INDEX: &str = "session";
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// An email or an E.164 phone number.
+    pub login: String,
+    pub password: String,
+    /// A stable id of the device (the app generates it once).
+    pub device_id: String,
+    pub device_name: Option<String>,
+    /// ISO 3166 alpha-2 of the client's location as seen by the edge.
+    pub country: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The bearer token. Shown once; only its hash is stored.
+    pub token: String,
+    pub session_id: String,
+    pub account_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::validation(format!(
+            "{field} must have at most {max} characters."
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Looks a login up in the `login` index.
+pub async fn account_of_login(
+    state: &AppState,
+    login: &str,
+) -> Result<Option<AccountId>, ApiError> {
+    let Some(key) = login_key(login) else {
+        return Ok(None);
+    };
+    let found = state
+        .store()
+        .get_index(LOGIN_INDEX, &key)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    Ok(found.and_then(|v| v.parse().ok()))
+}
+
+/// Logs in.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = LoginRequest,
+    responses(
+        (status = 201, body = LoginResponse),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED"),
+        (status = 401, body = Problem, description = "INVALID_CREDENTIALS"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+    ))]
+#[post("/v1/sessions")]
+pub async fn create_session(
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    state.maintenance.check()?;
+    let body = body.into_inner();
+    if body.device_id.is_empty() || body.device_id.len() > 128 {
+        return Err(ApiError::validation(
+            "device_id must have 1 to 128 characters.",
+        ));
+    }
+    let device_name = bounded("device_name", body.device_name, 128)?;
+    let country = bounded("country", body.country, 2)?.map(|c| c.to_ascii_uppercase());
+    if body.password.len() > 1024 {
+        return Err(ApiError::invalid_credentials());
+    }
+    let account = account_of_login(&state, &body.login).await?;
+    let hash = match account {
+        Some(id) => Some(state.engine.state(id).await?.password_hash).filter(|h| !h.is_empty()),
+        None => None,
+    };
+    let ok = state.passwords.verify(body.password, hash).await?;
+    let (true, Some(account)) = (ok, account) else {
+        tracing::info!("login failed");
+        return Err(ApiError::invalid_credentials());
+    };
+    let minted = auth::mint();
+    let expires = chrono::Duration::from_std(state.settings.session_ttl)
+        .unwrap_or_else(|_| chrono::Duration::days(30));
+    let expires_at = Utc::now() + expires;
+    let session = NewSession {
+        token_hash: minted.hash,
+        device_id: body.device_id,
+        device_name,
+        country,
+        expires_at: okpay_engine::time::Timestamp(expires_at.timestamp_millis()),
+    };
+    let outcome = state
+        .engine
+        .execute(account, Command::CreateSession(session))
+        .await?;
+    let Outcome::Created(id) = outcome else {
+        return Err(ApiError::unavailable());
+    };
+    // The global token index, claimed atomically (a collision of 256-bit random
+    // tokens would be refused rather than shared).
+    let _ = state
+        .store()
+        .claim_index(
+            SESSION_INDEX,
+            &auth::hash_hex(&minted.hash),
+            &account.to_string(),
+        )
+        .await;
+    tracing::info!(account = %account, session = %id.display(OpKind::Session), "logged in");
+    Ok(HttpResponse::Created().json(LoginResponse {
+        token: auth::token_string(account, id.n, &minted.secret),
+        session_id: id.display(OpKind::Session),
+        account_id: account.to_string(),
+        expires_at,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionItem {
+    pub session_id: String,
+    pub device_id: String,
+    pub device_name: Option<String>,
+    pub country: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionItem>,
+}
+
+/// The account's live sessions.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = SessionList), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
+#[get("/v1/sessions")]
+pub async fn list(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let account = state.engine.state(auth.account).await?;
+    let now = okpay_engine::time::Timestamp(Utc::now().timestamp_millis());
+    let items = account
+        .sessions
+        .iter()
+        .rev()
+        .filter(|s| s.expires_at > now)
+        .map(|s| SessionItem {
+            session_id: OpId {
+                account: auth.account,
+                n: s.n,
+            }
+            .display(OpKind::Session),
+            device_id: s.device_id.clone(),
+            device_name: s.device_name.clone(),
+            country: s.country.clone(),
+            created_at: time(s.created_at),
+            expires_at: time(s.expires_at),
+            current: s.n == auth.session,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(SessionList { items }))
+}
+
+async fn revoke(state: &AppState, account: AccountId, n: u64) -> ApiResult<HttpResponse> {
+    state
+        .engine
+        .execute(account, Command::RevokeSession { n })
+        .await
+        .map_err(|e| match e {
+            okpay_engine::EngineError::Rejected(_) => ApiError::not_found("session"),
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Logs the calling session out.
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
+#[delete("/v1/sessions/current")]
+pub async fn logout(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    revoke(&state, auth.account, auth.session).await
+}
+
+/// Logs one of the account's sessions out.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A `ses_` id")),
+    responses((status = 204), (status = 401, body = Problem, description = "UNAUTHENTICATED"), (status = 404, body = Problem, description = "NOT_FOUND")))]
+#[delete("/v1/sessions/{id}")]
+pub async fn revoke_one(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = OpId::parse(&path, OpKind::Session).map_err(|_| ApiError::not_found("session"))?;
+    if id.account != auth.account {
+        return Err(ApiError::not_found("session"));
+    }
+    revoke(&state, auth.account, id.n).await
+}
+
+/// Logs out everywhere else (keeps the calling session).
+#[utoipa::path(delete, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
+#[delete("/v1/sessions")]
+pub async fn revoke_others(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    state
+        .engine
+        .execute(
+            auth.account,
+            Command::RevokeSessions {
+                except: Some(auth.session),
+            },
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // `current` before `{id}`: actix matches in registration order.
+    cfg.service(create_session)
+        .service(list)
+        .service(logout)
+        .service(revoke_one)
+        .service(revoke_others);
+}

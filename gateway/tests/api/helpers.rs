@@ -1,0 +1,182 @@
+//! `TestApp`: a real server on port 0 with its own embedded store, and a few
+//! request helpers so tests read as user stories.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use okpay_gateway::config::Settings;
+use serde_json::{json, Value};
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts a server with test settings (dev mode, admin token, short payout
+    /// delay), adjusted by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.data_dir = dir.path().join("data");
+        settings.admin_token = Some(ADMIN.into());
+        settings.dev = true;
+        settings.payout_delay = Duration::from_millis(100);
+        settings.workers = 2;
+        tweak(&mut settings);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new()
+                .block_on(okpay_gateway::run(listener, settings, async move {
+                    let _ = stopped.await;
+                }))
+                .unwrap();
+        });
+        let app = TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            _dir: dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = app.client.get(app.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return app;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the server did not start");
+    }
+
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Registers a user and returns the account id.
+    pub async fn register(&self, email: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/v1/accounts"))
+            .json(&json!({"email": email, "password": "correct horse", "display_name": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Logs in and returns the token.
+    pub async fn login(&self, login: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/v1/sessions"))
+            .json(&json!({"login": login, "password": "correct horse", "device_id": "test-device"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Registers and logs in: (account id, token).
+    pub async fn user(&self, email: &str) -> (String, String) {
+        let id = self.register(email).await;
+        let token = self.login(email).await;
+        (id, token)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A POST with an Idempotency-Key.
+    pub async fn post_idem(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Asserts a problem+json error with `status` and `code`; returns the body.
+pub async fn assert_problem(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        ctype.starts_with("application/problem+json"),
+        "content-type {ctype}"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    body
+}

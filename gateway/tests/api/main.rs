@@ -1,0 +1,7 @@
+//! Black-box tests of the `okpay` server: each test starts the real server on a
+//! free loopback port with its own data directory and talks to it over HTTP and
+//! websockets, as clients do.
+
+mod accounts;
+mod helpers;
+mod sessions;
