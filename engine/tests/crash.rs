@@ -112,7 +112,10 @@ fn crash_child() {
 }
 
 async fn child_main(store_spec: &str, run: usize, history: &str, verify_only: bool) {
-    let history = History::parse(history).expect("history");
+    let history = match History::parse(history) {
+        Ok(history) => history,
+        Err(reason) => return say(&format!("VERIFY FAILED history: {reason}")),
+    };
     let store: Arc<dyn Store> = match store_spec.split_once(':') {
         Some(("embedded", dir)) => {
             Arc::new(EmbeddedStore::open(Path::new(dir)).expect("open embedded store"))
@@ -324,7 +327,12 @@ struct Campaign {
 /// what the verification found.
 fn check_lines(lines: &[String], run: usize, campaign: &mut Campaign) {
     for line in lines {
-        let bad = ["VERIFY FAILED", "WRONG", "LOAD TIMEOUT", "CHILD EXIT FAILED"];
+        let bad = [
+            "VERIFY FAILED",
+            "WRONG",
+            "LOAD TIMEOUT",
+            "CHILD EXIT FAILED",
+        ];
         if bad.iter().any(|b| line.starts_with(b)) {
             panic!("run {run}: {line}");
         }
@@ -382,7 +390,10 @@ fn campaign_seed() -> u64 {
 fn crash_campaign(mut backend: Backend) -> Campaign {
     let started = Instant::now();
     let seed = campaign_seed();
-    eprintln!("crash campaign on {}: OKPAY_CRASH_SEED={seed}", backend.spec());
+    eprintln!(
+        "crash campaign on {}: OKPAY_CRASH_SEED={seed}",
+        backend.spec()
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let work = tempfile::tempdir().expect("work dir");
     File::create(work.path().join("history.txt")).expect("create history");
@@ -510,7 +521,8 @@ async fn logging_client(
                     false
                 }
                 Err(EngineError::Rejected(r)) => {
-                    log.wrong.push(format!("{}: refused {}", attempt.key, r.code()));
+                    log.wrong
+                        .push(format!("{}: refused {}", attempt.key, r.code()));
                     false
                 }
                 Err(_) => {

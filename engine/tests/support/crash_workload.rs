@@ -231,7 +231,9 @@ where
             Ok(t) => return Ok(Ok(t)),
             Err(EngineError::Rejected(r)) => return Ok(Err(r)),
             Err(e) if Instant::now() > deadline => {
-                return Err(format!("{what}: still failing after {SETTLE_TIMEOUT:?}: {e}"))
+                return Err(format!(
+                    "{what}: still failing after {SETTLE_TIMEOUT:?}: {e}"
+                ))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -277,7 +279,11 @@ pub async fn settle(engine: &Engine, attempt: &Attempt) -> Result<TransferView, 
         Ok(other) => return Err(format!("{}: answered {other:?}", attempt.key)),
         Err(r) => return Err(format!("{}: refused with {}", attempt.key, r.code())),
     };
-    let asked = (account(attempt.from), account(attempt.to), cny(attempt.cents));
+    let asked = (
+        account(attempt.from),
+        account(attempt.to),
+        cny(attempt.cents),
+    );
     if (view.from, view.to, view.amount) != asked || view.status != TransferStatus::Completed {
         return Err(format!(
             "{}: answered {view:?} for {attempt:?}",
@@ -390,7 +396,9 @@ pub async fn check_balances(engine: &Engine, applied: &[Attempt]) -> Result<(), 
     }
     let funded = Decimal::new(FUNDING_CENTS * ACCOUNTS as i64, 2);
     if total != funded {
-        return Err(format!("money not conserved: {total} held, {funded} funded"));
+        return Err(format!(
+            "money not conserved: {total} held, {funded} funded"
+        ));
     }
     let ledger = until_settled("audit", || engine.audit())
         .await?

@@ -1,4 +1,4 @@
 //! Test support shared by integration tests.
 
-pub mod redis_server;
 pub mod crash_workload;
+pub mod redis_server;
