@@ -21,8 +21,14 @@
 //! the parent never opens it, and the kernel releases the child's lock on its death.
 //!
 //! On Redis the server outlives the children (it is a separate process), and every
-//! fourth crash also kills the server with SIGKILL and restarts it from its AOF, as a
+//! fourth run also kills the server with SIGKILL and restarts it from its AOF, as a
 //! whole machine going down would.
+//!
+//! What a SIGKILL can't show: data the store handed to the OS but never fsync'd
+//! survives a killed process (the page cache belongs to the kernel), so these tests
+//! catch acknowledgements given before a write, not a missing fsync; only pulling
+//! the power would. (They do catch redb commits made with `Durability::None`, which
+//! redb keeps out of the file until a durable commit.)
 //!
 //! Set `OKPAY_CRASH_SEED` to replay the kill timings of a failed run (the thread
 //! schedule is not replayable, so a failure may need a few tries).
