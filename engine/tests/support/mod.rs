@@ -1,3 +1,4 @@
 //! Test support shared by integration tests.
 
+pub mod crash_workload;
 pub mod redis_server;
