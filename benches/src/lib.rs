@@ -2,6 +2,10 @@
 //! accounts carry heavy load (fraud rules stay on, with raised thresholds), and a
 //! funded population of accounts.
 
+pub mod lua_baseline;
+pub mod redis_server;
+pub mod snapshot_gate;
+
 use std::sync::Arc;
 
 use okpay_engine::domain::command::{DepositMethod, Profile};

@@ -1,0 +1,513 @@
+//! Durable-path benchmarks (`cargo bench -p benches --bench durable`), each against a
+//! real `redis-server` that the bench starts on 127.0.0.1 with `appendonly yes` and
+//! `appendfsync always` and kills when done:
+//!
+//! - durable transfers per second through the engine on the Redis store (10,000
+//!   funded accounts, random pairs, 4,096 concurrent callers), with the group-commit
+//!   batch sizes;
+//! - the same transfers done the way a team would without the engine — one Lua
+//!   script per transfer via `EVALSHA` ([`benches::lua_baseline`]) — at the same
+//!   concurrency over several multiplexed connections, and the ratio of the two;
+//! - the same engine workload on the embedded store (redb, fsync'd, in a temp dir);
+//! - the latency of the first request to a passivated account whose durable form is
+//!   a snapshot followed by 100 journal records (p50/p99 from an HDR histogram).
+//!
+//! Criterion prints its own per-iteration estimates; the figures the design targets
+//! (transfers/s, engine/baseline ratio, activation p99) are printed after each group
+//! from the bench's own counters, so they do not depend on criterion's warm-up
+//! choices. Every load loop is bounded in count, and every batch in time
+//! ([`BATCH_TIME_LIMIT`]), so a stuck store fails the run instead of hanging it.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benches::lua_baseline::{BaselineOutcome, LuaBank};
+use benches::redis_server::RedisServer;
+use benches::snapshot_gate::SnapshotGate;
+use benches::{amount, funded_accounts, key, load_policy};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use okpay_engine::domain::command::DepositMethod;
+use okpay_engine::ids::AccountId;
+use okpay_engine::store::embedded::EmbeddedStore;
+use okpay_engine::store::journal_writer::WriterStats;
+use okpay_engine::store::redis::RedisStore;
+use okpay_engine::store::Store;
+use okpay_engine::{Engine, EngineConfig, RuntimeConfig};
+use rand::Rng;
+use tokio::runtime::Runtime;
+
+/// Funded accounts the transfers run between.
+const ACCOUNTS: usize = 10_000;
+/// Transfers in flight at once (callers waiting for their answer).
+const CONCURRENCY: usize = 4096;
+/// Transfers per criterion iteration: about a second of durable traffic.
+const TRANSFERS_PER_ITERATION: u64 = 20_000;
+/// Multiplexed connections the Lua baseline spreads its callers over.
+const BASELINE_CONNECTIONS: usize = 8;
+/// Each account's funds, in CNY (and the same amount in minor units for the baseline).
+const FUNDS_CNY: i64 = 1_000_000;
+/// Upper bound on one batch of operations; beyond it the store is considered stuck.
+const BATCH_TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// Accounts prepared for the activation benchmark (reused round after round).
+const ACTIVATION_ACCOUNTS: usize = 1_000;
+/// Journal records after each prepared account's snapshot.
+const RECORDS_AFTER_SNAPSHOT: usize = 100;
+
+/// The driver's runtime: two workers, like the machine (and the memory bench).
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pick_pair(accounts: &[AccountId]) -> (AccountId, AccountId) {
+    let mut rng = rand::thread_rng();
+    let a = rng.gen_range(0..accounts.len());
+    let mut b = rng.gen_range(0..accounts.len() - 1);
+    if b >= a {
+        b += 1;
+    }
+    (accounts[a], accounts[b])
+}
+
+/// Runs operations `0..n` with [`CONCURRENCY`] in flight and returns the elapsed
+/// time. Every operation must succeed (`true`), and the batch must finish within
+/// [`BATCH_TIME_LIMIT`].
+fn run_batch<F, Fut>(rt: &Runtime, what: &str, n: u64, op: F) -> Duration
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        let all = futures::stream::iter(0..n)
+            .map(&op)
+            .buffer_unordered(CONCURRENCY)
+            .filter(|ok| futures::future::ready(*ok))
+            .count();
+        let ok = tokio::time::timeout(BATCH_TIME_LIMIT, all)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {n} operations took over {BATCH_TIME_LIMIT:?}"));
+        assert_eq!(ok as u64, n, "{what}: every operation succeeds");
+        start.elapsed()
+    })
+}
+
+/// Transfers per second of each measured iteration.
+#[derive(Default)]
+struct Rates(Vec<f64>);
+
+impl Rates {
+    fn record(&mut self, n: u64, elapsed: Duration) {
+        self.0.push(n as f64 / elapsed.as_secs_f64());
+    }
+
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    fn min_max(&self) -> (f64, f64) {
+        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.0.iter().copied().fold(0.0, f64::max);
+        (min, max)
+    }
+
+    fn describe(&self) -> String {
+        let (min, max) = self.min_max();
+        format!(
+            "{:.0} transfers/s (median of {} iterations of {}; min {:.0}, max {:.0})",
+            self.median(),
+            self.0.len(),
+            TRANSFERS_PER_ITERATION,
+            min,
+            max
+        )
+    }
+}
+
+/// The group-commit counters at one moment, to report one phase's batches only.
+#[derive(Clone, Copy)]
+struct CommitCounters {
+    batches: u64,
+    records: u64,
+}
+
+impl CommitCounters {
+    fn read(stats: &WriterStats) -> Self {
+        CommitCounters {
+            batches: stats.batches.load(Ordering::Relaxed),
+            records: stats.records.load(Ordering::Relaxed),
+        }
+    }
+
+    fn describe_since(before: CommitCounters, stats: &WriterStats) -> String {
+        let now = Self::read(stats);
+        let batches = now.batches - before.batches;
+        let records = now.records - before.records;
+        format!(
+            "{batches} batches, {records} records, mean {:.1} records/batch, max {} (max over the whole run)",
+            records as f64 / batches.max(1) as f64,
+            stats.max_batch.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// One transfer of 0.01 CNY through the engine; `true` when it completed.
+async fn engine_transfer(engine: &Engine, accounts: &[AccountId], tag: &str, i: u64) -> bool {
+    let (from, to) = pick_pair(accounts);
+    engine
+        .transfer(
+            from,
+            key(format!("{tag}-{i}")),
+            to,
+            amount("0.01"),
+            None,
+            false,
+        )
+        .await
+        .is_ok()
+}
+
+/// An engine over `store` with funded accounts, ready for the transfer benchmark.
+///
+/// Its actors never passivate during the run (idle for an hour first): an engine
+/// waiting for its turn must not snapshot 10,000 accounts while another is measured.
+fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<AccountId>>) {
+    let engine = Engine::start(
+        EngineConfig {
+            policy: load_policy(),
+            runtime: RuntimeConfig {
+                idle_after: Duration::from_secs(3600),
+                ..RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        store,
+    );
+    let started = Instant::now();
+    let accounts = rt.block_on(funded_accounts(&engine, ACCOUNTS, &FUNDS_CNY.to_string()));
+    println!(
+        "{}: opened and funded {ACCOUNTS} accounts in {:.1} s",
+        engine.store().backend_name(),
+        started.elapsed().as_secs_f64()
+    );
+    (engine, Arc::new(accounts))
+}
+
+fn durable_transfers(c: &mut Criterion) {
+    let rt = runtime();
+
+    // The engine on Redis, its own server.
+    let engine_redis = RedisServer::start();
+    let redis_store = rt
+        .block_on(RedisStore::connect(&engine_redis.url()))
+        .expect("connect the engine's redis store");
+    let durability = rt.block_on(redis_store.check_durability());
+    assert!(durability.is_ok(), "{durability}");
+    println!("engine redis at {}: {durability}", engine_redis.url());
+    let (engine, engine_accounts) = funded_engine(&rt, Arc::new(redis_store));
+
+    // The Lua baseline, on a server of its own with the same settings, so neither
+    // side's keys or AOF weigh on the other.
+    let baseline_redis = RedisServer::start();
+    let bank = rt
+        .block_on(LuaBank::connect(
+            &baseline_redis.url(),
+            BASELINE_CONNECTIONS,
+        ))
+        .expect("connect the baseline");
+    let bank_accounts: Arc<Vec<AccountId>> =
+        Arc::new((0..ACCOUNTS).map(|_| AccountId::random()).collect());
+    let funds_minor = FUNDS_CNY * 100;
+    rt.block_on(bank.fund(&bank_accounts, funds_minor))
+        .expect("fund the baseline");
+
+    // The engine on the embedded store.
+    let embedded_dir = tempfile::tempdir().expect("tempdir for redb");
+    let embedded_store = EmbeddedStore::open(embedded_dir.path()).expect("open redb");
+    let (engine_embedded, embedded_accounts) = funded_engine(&rt, Arc::new(embedded_store));
+
+    let mut group = c.benchmark_group("durable");
+    group.sample_size(10);
+    // One iteration is ~a second of traffic: flat sampling runs ~10 of them instead
+    // of the 55 that linear sampling needs at minimum.
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Elements(TRANSFERS_PER_ITERATION));
+
+    let redis_before = CommitCounters::read(engine.journal_stats());
+    let mut engine_rates = Rates::default();
+    let mut round = 0u64;
+    group.bench_function("transfers_redis_engine_10k_accounts", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let tag = format!("r{round}");
+                let elapsed = run_batch(&rt, "engine on redis", TRANSFERS_PER_ITERATION, |i| {
+                    engine_transfer(&engine, &engine_accounts, &tag, i)
+                });
+                engine_rates.record(TRANSFERS_PER_ITERATION, elapsed);
+                total += elapsed;
+            }
+            total
+        })
+    });
+
+    let mut baseline_rates = Rates::default();
+    let mut round = 0u64;
+    group.bench_function("transfers_redis_lua_baseline_10k_accounts", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let elapsed = run_batch(&rt, "lua baseline", TRANSFERS_PER_ITERATION, |i| {
+                    let bank = &bank;
+                    let (from, to) = pick_pair(&bank_accounts);
+                    async move {
+                        matches!(
+                            bank.transfer(from, to, 1, &format!("b{round}-{i}")).await,
+                            Ok(BaselineOutcome::Transferred { .. })
+                        )
+                    }
+                });
+                baseline_rates.record(TRANSFERS_PER_ITERATION, elapsed);
+                total += elapsed;
+            }
+            total
+        })
+    });
+
+    let embedded_before = CommitCounters::read(engine_embedded.journal_stats());
+    let mut embedded_rates = Rates::default();
+    let mut round = 0u64;
+    group.bench_function("transfers_embedded_engine_10k_accounts", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let tag = format!("e{round}");
+                let elapsed = run_batch(&rt, "engine on embedded", TRANSFERS_PER_ITERATION, |i| {
+                    engine_transfer(&engine_embedded, &embedded_accounts, &tag, i)
+                });
+                embedded_rates.record(TRANSFERS_PER_ITERATION, elapsed);
+                total += elapsed;
+            }
+            total
+        })
+    });
+    group.finish();
+
+    println!(
+        "durable transfers, {ACCOUNTS} accounts, random pairs, {CONCURRENCY} concurrent callers:"
+    );
+    println!("  engine on redis:        {}", engine_rates.describe());
+    println!(
+        "    group commit: {}",
+        CommitCounters::describe_since(redis_before, engine.journal_stats())
+    );
+    println!(
+        "  lua baseline (EVALSHA, {BASELINE_CONNECTIONS} multiplexed connections): {}",
+        baseline_rates.describe()
+    );
+    println!(
+        "  engine / baseline:      {:.2}x (target >= 4x)",
+        engine_rates.median() / baseline_rates.median()
+    );
+    println!("  engine on embedded:     {}", embedded_rates.describe());
+    println!(
+        "    group commit: {}",
+        CommitCounters::describe_since(embedded_before, engine_embedded.journal_stats())
+    );
+    println!(
+        "  AOF written: engine {:.1} MiB, baseline {:.1} MiB",
+        engine_redis.aof_bytes() as f64 / (1 << 20) as f64,
+        baseline_redis.aof_bytes() as f64 / (1 << 20) as f64
+    );
+
+    // Whatever the figures, no money may have been made or lost on either side.
+    let ledger = rt.block_on(engine.audit()).expect("audit on redis");
+    assert!(
+        ledger.balanced(),
+        "engine ledger balanced after the benchmark"
+    );
+    let ledger = rt.block_on(engine_embedded.audit()).expect("audit on redb");
+    assert!(
+        ledger.balanced(),
+        "embedded ledger balanced after the benchmark"
+    );
+    let total = rt
+        .block_on(bank.total(&bank_accounts))
+        .expect("baseline total");
+    assert_eq!(
+        total,
+        funds_minor * ACCOUNTS as i64,
+        "baseline conserves money"
+    );
+
+    // The engines' actor threads stay parked for the rest of the process; their
+    // servers go now (the stores' reconnect attempts would only fail quietly).
+    drop(engine_redis);
+    drop(baseline_redis);
+}
+
+/// An engine that never snapshots on its own (only on passivation), over a gate
+/// that can drop those snapshots too.
+fn activation_engine(store: Arc<SnapshotGate>) -> Engine {
+    Engine::start(
+        EngineConfig {
+            policy: load_policy(),
+            runtime: RuntimeConfig {
+                snapshot_every: u64::MAX,
+                ..RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        store,
+    )
+}
+
+/// Prepares [`ACTIVATION_ACCOUNTS`] passivated accounts stored as a snapshot and
+/// then [`RECORDS_AFTER_SNAPSHOT`] records, and checks that the store holds exactly
+/// that.
+fn prepare_activation(
+    rt: &Runtime,
+    engine: &Engine,
+    gate: &SnapshotGate,
+    store: &RedisStore,
+) -> Vec<AccountId> {
+    let started = Instant::now();
+    let accounts = rt.block_on(funded_accounts(engine, ACTIVATION_ACCOUNTS, "1000"));
+    // Passivating with the gate open stores each account's snapshot.
+    assert!(rt.block_on(engine.passivate_all(Duration::from_secs(60))));
+    gate.set_open(false);
+    // Then 100 more records per account, one account's deposits in sequence (they
+    // are its journal's next seqs), all accounts at once.
+    let per_account = RECORDS_AFTER_SNAPSHOT as u64;
+    let deposits = ACTIVATION_ACCOUNTS as u64 * per_account;
+    run_batch(rt, "deposits after snapshot", deposits, |i| {
+        let account = accounts[(i % ACTIVATION_ACCOUNTS as u64) as usize];
+        async move {
+            engine
+                .deposit(
+                    account,
+                    key(format!("after-snapshot-{i}")),
+                    amount("1.00"),
+                    DepositMethod::BankCard,
+                )
+                .await
+                .is_ok()
+        }
+    });
+    // Passivating with the gate closed leaves the old snapshot and the records.
+    assert!(rt.block_on(engine.passivate_all(Duration::from_secs(60))));
+    assert_eq!(engine.active_actors(), 0);
+    for &account in &accounts {
+        let loaded = rt
+            .block_on(store.load(account))
+            .expect("load prepared account");
+        assert!(loaded.snapshot.is_some(), "{account} has a snapshot");
+        assert_eq!(
+            loaded.records.len(),
+            RECORDS_AFTER_SNAPSHOT,
+            "{account}: records after its snapshot"
+        );
+    }
+    println!(
+        "activation: prepared {ACTIVATION_ACCOUNTS} accounts as snapshot + {RECORDS_AFTER_SNAPSHOT} records in {:.1} s ({} snapshots dropped by the gate)",
+        started.elapsed().as_secs_f64(),
+        gate.dropped()
+    );
+    accounts
+}
+
+fn activation_from_snapshot_and_journal(c: &mut Criterion) {
+    let rt = runtime();
+    let server = RedisServer::start();
+    let store = Arc::new(
+        rt.block_on(RedisStore::connect(&server.url()))
+            .expect("connect redis store"),
+    );
+    let durability = rt.block_on(store.check_durability());
+    assert!(durability.is_ok(), "{durability}");
+    let gate = Arc::new(SnapshotGate::new(store.clone()));
+    let engine = activation_engine(gate.clone());
+    let accounts = prepare_activation(&rt, &engine, &gate, &store);
+
+    // Nanoseconds, 3 significant digits, from 1 µs to 10 s.
+    let mut latency_ns = Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3).unwrap();
+    let mut next = 0usize;
+    let mut rounds = 1u32;
+    let mut group = c.benchmark_group("activation");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("first_view_snapshot_plus_100_records_redis", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                if next == accounts.len() {
+                    // Every prepared account is active again: passivate them (the
+                    // gate is still closed, so their stored form does not change)
+                    // and start over. Not timed.
+                    assert!(rt.block_on(engine.passivate_all(Duration::from_secs(60))));
+                    next = 0;
+                    rounds += 1;
+                }
+                let account = accounts[next];
+                next += 1;
+                // One request at a time: the latency of an activation, not of a queue.
+                let elapsed = rt.block_on(async {
+                    let start = Instant::now();
+                    engine
+                        .view(account)
+                        .await
+                        .expect("view activates the account");
+                    start.elapsed()
+                });
+                latency_ns
+                    .record(elapsed.as_nanos() as u64)
+                    .expect("latency within the histogram's bounds");
+                total += elapsed;
+            }
+            total
+        })
+    });
+    group.finish();
+
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!(
+        "activation from snapshot + {RECORDS_AFTER_SNAPSHOT} records (redis on loopback, one at a time, {} activations over {rounds} rounds of {} accounts):",
+        latency_ns.len(),
+        accounts.len()
+    );
+    println!(
+        "  p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms (target <= 1 ms), max {:.3} ms",
+        ms(latency_ns.value_at_quantile(0.50)),
+        ms(latency_ns.value_at_quantile(0.90)),
+        ms(latency_ns.value_at_quantile(0.99)),
+        ms(latency_ns.max())
+    );
+    drop(server);
+}
+
+// Activation first: it needs a quiet machine, and the transfer benchmark leaves
+// two engines' actor threads behind.
+criterion_group!(
+    benches,
+    activation_from_snapshot_and_journal,
+    durable_transfers
+);
+criterion_main!(benches);
