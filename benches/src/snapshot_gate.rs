@@ -102,6 +102,15 @@ impl Store for SnapshotGate {
         self.inner.scan_index(index, after, limit)
     }
 
+    fn history(
+        &self,
+        account: AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<okpay_engine::store::HistoryRow>> {
+        self.inner.history(account, before, limit)
+    }
+
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
