@@ -22,12 +22,14 @@ impl TestApp {
     /// delay), adjusted by `tweak`.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::default();
-        settings.data_dir = dir.path().join("data");
-        settings.admin_token = Some(ADMIN.into());
-        settings.dev = true;
-        settings.payout_delay = Duration::from_millis(100);
-        settings.workers = 2;
+        let mut settings = Settings {
+            data_dir: dir.path().join("data"),
+            admin_token: Some(ADMIN.into()),
+            dev: true,
+            payout_delay: Duration::from_millis(100),
+            workers: 2,
+            ..Settings::default()
+        };
         tweak(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

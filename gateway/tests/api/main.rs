@@ -3,5 +3,7 @@
 //! websockets, as clients do.
 
 mod accounts;
+// Not every test module uses every helper.
+#[allow(dead_code)]
 mod helpers;
 mod sessions;
