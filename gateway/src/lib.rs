@@ -15,6 +15,7 @@ pub mod routes;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
+pub mod ws;
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -3,9 +3,11 @@
 //! call the engine and shape responses.
 
 pub mod account;
+pub mod admin;
 pub mod extract;
 pub mod health;
 pub mod sessions;
+pub mod stream;
 
 use actix_web::web;
 
@@ -14,12 +16,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     account::configure(cfg);
     sessions::configure(cfg);
+    stream::configure(cfg);
+    admin::configure(cfg);
 }
 
 /// The OpenAPI docs of route modules beyond the core ones (each module that adds
 /// routes adds its `Api::openapi()` here).
 pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
-    Vec::new()
+    use utoipa::OpenApi as _;
+    vec![stream::Api::openapi(), admin::Api::openapi()]
 }
 
 /// Any unknown route: a problem+json 404.
