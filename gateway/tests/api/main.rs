@@ -3,7 +3,10 @@
 //! websockets, as clients do.
 
 mod accounts;
+mod admin;
 // Not every test module uses every helper.
 #[allow(dead_code)]
 mod helpers;
 mod sessions;
+mod stream;
+mod ws_client;
