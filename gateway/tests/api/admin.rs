@@ -261,3 +261,46 @@ async fn maintenance_switches_and_validates() {
         .unwrap();
     assert_eq!(status, json!({"maintenance": false, "message": null}));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_streams_and_admin_routes() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for (path, method) in [
+        ("/v1/stream", "get"),
+        ("/v1/admin/stream", "get"),
+        ("/v1/admin/accounts/{id}", "get"),
+        ("/v1/admin/accounts/{id}/freeze", "post"),
+        ("/v1/admin/accounts/{id}/unfreeze", "post"),
+        ("/v1/admin/outbox", "get"),
+        ("/v1/admin/ledger", "get"),
+        ("/v1/admin/maintenance", "put"),
+    ] {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path}: no 401"
+        );
+    }
+    let stream = &paths["/v1/stream"]["get"];
+    assert!(stream["responses"]["101"].is_object());
+    let text = stream.to_string();
+    for word in ["seq", "resume", "system.status", "1009", "after_seq"] {
+        assert!(
+            text.contains(word),
+            "the stream's doc does not mention {word}"
+        );
+    }
+    // The core routes are still there.
+    assert!(paths["/v1/accounts"]["post"].is_object());
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
@@ -111,6 +113,7 @@ async fn a_freeze_reaches_every_socket_of_the_account_and_the_admin_stream() {
     assert_eq!(seen["data"], a["data"]);
     // Another account's socket saw nothing.
     other.assert_quiet().await;
+    assert!(app.metric("okpay_ws_frames_sent_total").await >= 3.0);
 }
 
 /// Freezes and unfreezes `cycles` times; returns the reasons in order.
@@ -174,12 +177,17 @@ async fn an_oversized_frame_closes_the_socket_with_1009() {
     match ws.next_within(Duration::from_secs(10)).await {
         Some(Frame::Close(Some((code, reason)))) => {
             assert_eq!(code, 1009, "{reason}");
+            assert!(reason.contains("larger than"), "{reason}");
         }
-        // The server may reset the connection while the rest of the frame is
-        // unread; then the close frame can be lost, but the socket must be gone.
-        Some(Frame::Ended) => {}
-        other => panic!("expected a close, got {other:?}"),
+        other => panic!("expected a close with 1009, got {other:?}"),
     }
+    // Frames under the limit that add up to more than it are refused too.
+    let mut ws = WsClient::connect(&app, "/v1/stream", &token).await;
+    for (opcode, last) in [(Data::Text, false), (Data::Continue, true)] {
+        let frame = RawFrame::message(vec![b' '; 40 * 1024], OpCode::Data(opcode), last);
+        ws.inner.send(Message::Frame(frame)).await.unwrap();
+    }
+    assert_eq!(ws.closed().await, Some(1009));
     // A message just under the limit is fine.
     let mut ws = WsClient::connect(&app, "/v1/stream", &token).await;
     let fits = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(60 * 1024));
