@@ -527,7 +527,13 @@ impl AccountActor {
             n,
         };
         match result {
-            Ok(_) => self.execute(Command::CompleteTransfer { transfer }, None, ctx),
+            Ok(_) => {
+                self.execute(Command::CompleteTransfer { transfer }, None, ctx);
+                // The debit and the credit are both durable, so the outcome is final:
+                // after a crash the re-drive finds the credit deduplicated and completes.
+                // The client need not wait for the completion record as well.
+                self.answer_completed(n);
+            }
             Err(EngineError::Rejected(reason)) => {
                 self.execute(Command::ReverseTransfer { transfer, reason }, None, ctx)
             }
@@ -542,6 +548,26 @@ impl AccountActor {
                     act.start_credit(n, attempt + 1, ctx)
                 });
             }
+        }
+    }
+
+    /// Answers the clients waiting for transfer `n` as completed (its credit is
+    /// durable at the destination).
+    fn answer_completed(&mut self, n: u64) {
+        let Some(waiters) = self.transfer_waiters.remove(&n) else {
+            return;
+        };
+        let view = match op_view(&self.state, n) {
+            Some(Outcome::Transfer(mut view)) => {
+                view.status = TransferStatus::Completed;
+                Ok(Outcome::Transfer(view))
+            }
+            _ => Err(EngineError::Unavailable(
+                "transfer record not retained".into(),
+            )),
+        };
+        for w in waiters {
+            let _ = w.send(view.clone());
         }
     }
 
