@@ -137,7 +137,10 @@ pub async fn transfer(
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(transfer), components(schemas(TransferRequest, TransferResponse)))]
+#[openapi(
+    paths(transfer),
+    components(schemas(TransferRequest, TransferResponse))
+)]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -248,9 +248,6 @@ mod tests {
         let saturday = Utc.with_ymd_and_hms(2024, 5, 4, 10, 0, 0).unwrap();
         assert_eq!(expected_by(saturday, WithdrawalMethod::ThirdParty), monday);
         let tuesday = Utc.with_ymd_and_hms(2024, 5, 7, 10, 0, 0).unwrap();
-        assert_eq!(
-            expected_by(monday, WithdrawalMethod::ThirdParty),
-            tuesday
-        );
+        assert_eq!(expected_by(monday, WithdrawalMethod::ThirdParty), tuesday);
     }
 }
