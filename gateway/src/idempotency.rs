@@ -35,19 +35,29 @@ use crate::payments::CardNumber;
 /// An account's idempotency key: the scope of a client key.
 type Slot = (AccountId, IdempotencyKey);
 
+/// One slot's lock and how many requests hold or wait for it (the entry goes
+/// when that drops to zero, so the table only holds keys in use).
+type SlotLock = (Arc<tokio::sync::Mutex<()>>, usize);
+
 /// Per-(account, key) async locks, created on demand and dropped when unused.
 #[derive(Default)]
 pub struct KeyLocks {
     /// A `parking_lot` mutex, not a tokio one: it is held only to look an entry up
     /// or count its users, never across an await.
-    slots: Mutex<HashMap<Slot, (Arc<tokio::sync::Mutex<()>>, usize)>>,
+    slots: Mutex<HashMap<Slot, SlotLock>>,
 }
 
 /// Holds one (account, key) slot until dropped.
 pub struct KeyGuard<'a> {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    _user: SlotUser<'a>,
+}
+
+/// One request's use of a slot, counted from before it waits, so a request
+/// cancelled while waiting (a client that hung up) still gives its count back.
+struct SlotUser<'a> {
     locks: &'a KeyLocks,
     slot: Slot,
-    _held: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl KeyLocks {
@@ -62,15 +72,15 @@ impl KeyLocks {
             entry.1 += 1;
             entry.0.clone()
         };
+        let user = SlotUser { locks: self, slot };
         KeyGuard {
-            locks: self,
-            slot,
             _held: mutex.lock_owned().await,
+            _user: user,
         }
     }
 }
 
-impl Drop for KeyGuard<'_> {
+impl Drop for SlotUser<'_> {
     fn drop(&mut self) {
         let mut slots = self.locks.slots.lock();
         if let Some(entry) = slots.get_mut(&self.slot) {
@@ -181,6 +191,11 @@ mod tests {
             .is_err());
         drop(a);
         drop(second.await);
+        // A waiter that gives up still frees its slot.
+        let waiting = locks.lock(AccountId(2), &key);
+        assert!(tokio::time::timeout(Duration::from_millis(20), waiting)
+            .await
+            .is_err());
         drop(_b);
         assert!(locks.slots.lock().is_empty());
     }

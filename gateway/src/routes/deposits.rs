@@ -152,7 +152,7 @@ pub async fn deposit(
         }
         // New: charge, unless this very request was charged and then not recorded.
         Ok(_) => {
-            if !charged.is_some_and(|m| m.card == digest) {
+            if charged.is_none_or(|m| m.card != digest) {
                 state
                     .cards
                     .charge(&card, amount)

@@ -168,6 +168,10 @@ async fn every_transfer_refusal_has_its_code() {
     assert_eq!(r.status(), 201);
     assert_eq!(app.balance(&a).await.0, "99.00");
     assert_eq!(app.balance(&b).await.0, "1.00");
+    // Refusals left no trace: the deposit and the one transfer, nothing reversed.
+    let history = app.all_transactions(&a, 50).await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history.iter().all(|t| t["status"] == "completed"));
 }
 
 #[tokio::test]

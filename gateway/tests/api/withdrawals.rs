@@ -206,3 +206,27 @@ async fn withdrawal_refusals_and_lookups() {
     assert_problem(r, 404, "NOT_FOUND").await;
     settled(&app, &token, wd).await;
 }
+
+#[tokio::test]
+async fn racing_identical_withdrawals_pay_out_once() {
+    let app = TestApp::spawn().await;
+    let (id, token) = app.user("w.race@example.com").await;
+    app.approve_kyc(&id).await;
+    app.deposit(&token, "500.00").await;
+    let body = out("100.00", "third_party", "wallet-1");
+    let sends = (0..6).map(|_| app.post_idem("/v1/withdrawals", &token, "race", body.clone()));
+    let mut bodies = Vec::new();
+    for r in futures::future::join_all(sends).await {
+        assert_eq!(r.status(), 202);
+        bodies.push(r.bytes().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    let w: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    settled(&app, &token, w["id"].as_str().unwrap()).await;
+    assert_eq!(app.balance(&token).await, ("400.00".into(), "0.00".into()));
+    let history = app.all_transactions(&token, 50).await;
+    assert_eq!(
+        history.iter().filter(|t| t["type"] == "withdrawal").count(),
+        1
+    );
+}
