@@ -3,9 +3,16 @@
 //! call the engine and shape responses.
 
 pub mod account;
+pub mod admin_kyc;
+pub mod contacts;
+pub mod deposits;
 pub mod extract;
 pub mod health;
+pub mod recipient;
 pub mod sessions;
+pub mod transactions;
+pub mod transfers;
+pub mod withdrawals;
 
 use actix_web::web;
 
@@ -14,12 +21,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     account::configure(cfg);
     sessions::configure(cfg);
+    deposits::configure(cfg);
+    withdrawals::configure(cfg);
+    transfers::configure(cfg);
+    transactions::configure(cfg);
+    contacts::configure(cfg);
+    admin_kyc::configure(cfg);
 }
 
 /// The OpenAPI docs of route modules beyond the core ones (each module that adds
 /// routes adds its `Api::openapi()` here).
 pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
-    Vec::new()
+    use utoipa::OpenApi as _;
+    vec![
+        deposits::Api::openapi(),
+        withdrawals::Api::openapi(),
+        transfers::Api::openapi(),
+        transactions::Api::openapi(),
+        contacts::Api::openapi(),
+        admin_kyc::Api::openapi(),
+    ]
 }
 
 /// Any unknown route: a problem+json 404.

@@ -3,7 +3,12 @@
 //! websockets, as clients do.
 
 mod accounts;
+mod contacts;
+mod deposits;
 // Not every test module uses every helper.
 #[allow(dead_code)]
 mod helpers;
 mod sessions;
+mod transactions;
+mod transfers;
+mod withdrawals;
