@@ -56,6 +56,49 @@ pub struct FraudPolicy {
     pub fan_out_window_s: u32,
 }
 
+/// Account security: login lockout, one-time codes, step-up challenges, and the
+/// login-related fraud rules.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityPolicy {
+    /// Consecutive failed logins that lock the account.
+    pub lockout_failures: u32,
+    /// How long a lockout lasts.
+    pub lockout_s: u32,
+    /// Lifetime of a one-time code (password reset, SMS step-up).
+    pub code_ttl_s: u32,
+    /// Wrong answers that kill a code or challenge.
+    pub code_attempts: u32,
+    /// Failed logins within `failed_login_window_s` that raise an alert.
+    pub failed_login_burst: u32,
+    pub failed_login_window_s: u32,
+    /// Alert when a session starts on a device never seen on the account.
+    pub new_device_alert: bool,
+    /// Logins from two countries less than this apart hold the account for review.
+    pub impossible_travel_s: u32,
+    /// A withdrawal of at least `quick_withdrawal_ratio` of the money deposited
+    /// within `quick_withdrawal_window_s` holds the account for review.
+    pub quick_withdrawal_window_s: u32,
+    pub quick_withdrawal_ratio: Decimal,
+}
+
+impl Default for SecurityPolicy {
+    fn default() -> Self {
+        SecurityPolicy {
+            lockout_failures: 5,
+            lockout_s: 15 * 60,
+            code_ttl_s: 10 * 60,
+            code_attempts: 5,
+            failed_login_burst: 10,
+            failed_login_window_s: 10 * 60,
+            new_device_alert: true,
+            impossible_travel_s: 60 * 60,
+            quick_withdrawal_window_s: 30 * 60,
+            quick_withdrawal_ratio: Decimal::new(8, 1),
+        }
+    }
+}
+
 /// A configured currency.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +118,7 @@ pub struct Policy {
     pub withdrawal_fees: WithdrawalFees,
     pub transfer_fee: FeeRule,
     pub fraud: FraudPolicy,
+    pub security: SecurityPolicy,
     /// How long a client idempotency key is remembered (at least 24 h).
     pub idempotency_retention_s: u32,
     /// How long a destination remembers a credited transfer id, deduplicating the
@@ -137,6 +181,7 @@ impl Default for Policy {
                 fan_out_max_new_recipients: 10,
                 fan_out_window_s: 600,
             },
+            security: SecurityPolicy::default(),
             idempotency_retention_s: 86_400,
             credit_dedupe_retention_s: 7 * 86_400,
         }

@@ -551,6 +551,7 @@ async fn redis_killed_and_restarted_under_load_loses_no_acknowledged_transfer() 
     let options = RedisOptions {
         connect_timeout: Duration::from_millis(300),
         response_timeout: Duration::from_secs(1),
+        ..RedisOptions::default()
     };
     let store = Arc::new(
         RedisStore::connect_with(&server.url(), options)

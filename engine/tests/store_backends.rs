@@ -89,6 +89,20 @@ async fn redis_store_conforms() {
     conformance::run_all(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_in_cluster_mode_conforms() {
+    // One script call per record (what Redis Cluster needs) instead of one per batch.
+    let server = RedisServer::start();
+    let options = okpay_engine::store::redis_config::RedisOptions {
+        cluster: true,
+        ..Default::default()
+    };
+    let store = RedisStore::connect_with(&server.url(), options)
+        .await
+        .expect("connect");
+    conformance::run_all(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_really_trim_the_journal() {
     // `load` hides trimmed records either way; this checks they are gone from storage.
@@ -289,6 +303,7 @@ async fn redis_store_times_out_on_a_hung_server_and_recovers() {
     let options = RedisOptions {
         connect_timeout: timeout,
         response_timeout: timeout,
+        ..RedisOptions::default()
     };
     let store = RedisStore::connect_with(&server.url(), options)
         .await

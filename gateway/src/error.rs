@@ -146,6 +146,9 @@ pub fn rejection(r: Rejection) -> ApiError {
         }
         VelocityBlocked => StatusCode::TOO_MANY_REQUESTS,
         ChallengeRequired => StatusCode::FORBIDDEN,
+        AccountLocked => StatusCode::LOCKED,
+        ChallengeFailed => StatusCode::UNAUTHORIZED,
+        ChallengeExpired => StatusCode::GONE,
     };
     let hint = match r {
         AccountFrozen => Some("Contact support and quote your account id to have it reviewed."),
@@ -159,6 +162,9 @@ pub fn rejection(r: Rejection) -> ApiError {
         RecipientNotFound => Some("Check the recipient's account id, email or phone."),
         RecipientUnavailable => Some("The recipient cannot receive money now; the transfer was reversed."),
         AmountTooSmall => Some("Send an amount larger than the fee."),
+        AccountLocked => Some("Wait until the lock ends, or reset your password to unlock at once."),
+        ChallengeFailed => Some("Check the code and try again."),
+        ChallengeExpired => Some("Start again to get a new code."),
         _ => None,
     };
     let mut e = ApiError::new(status, r.code(), r.message());

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod idempotency;
 pub mod maintenance;
 pub mod notifier;
 pub mod openapi;

@@ -8,8 +8,9 @@ use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::FraudRule;
 use crate::domain::notification::{Direction, Notification, NotificationKind, TxStatus};
 use crate::domain::state::{
-    AccountState, AccountStatus, Contact, IdempotencyEntry, NewRecipientMark, OpRecord,
-    OutgoingMark, Session, TransferStatus, WithdrawalStatus, MAX_SESSIONS, NOTIFICATIONS_RETAINED,
+    AccountState, AccountStatus, AlertRecord, Contact, IdempotencyEntry, NewRecipientMark,
+    OpRecord, OutgoingMark, Session, TransferStatus, WithdrawalStatus, ALERTS_RETAINED,
+    MAX_SESSIONS, NOTIFICATIONS_RETAINED,
 };
 use crate::ids::{OpId, OpKind};
 use crate::money::{Amount, Currency};
@@ -54,6 +55,11 @@ pub fn apply(state: &mut AccountState, event: &Event) {
                 },
             );
             remember(state, request, *op, at);
+            // Net of the fee: what actually became spendable.
+            state.recent_deposits.push_back(OutgoingMark {
+                at,
+                amount: amount.value() - fee,
+            });
             notify_balance(state, amount.currency(), at);
             notify_tx(
                 state,
@@ -251,6 +257,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             );
         }
         EventBody::StatusChanged { from, to, reason } => {
+            crate::domain::security::apply_security(state, event);
             state.status = *to;
             state.status_reason = Some(reason.clone());
             if *from == AccountStatus::Frozen && *to == AccountStatus::Active {
@@ -269,6 +276,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             );
         }
         EventBody::KycTierChanged { to, .. } => {
+            // Told to the user by the review's `kyc.updated`, which follows.
             state.kyc_tier = *to;
         }
         EventBody::AlertRaised {
@@ -280,6 +288,18 @@ pub fn apply(state: &mut AccountState, event: &Event) {
         } => {
             if matches!(rule, FraudRule::VelocityCount | FraudRule::VelocitySum) {
                 state.raised.velocity = true;
+            }
+            crate::domain::security::apply_security(state, event);
+            state.alerts.push_back(AlertRecord {
+                n: *op,
+                rule: *rule,
+                severity: *severity,
+                action: *action,
+                message: message.clone(),
+                at,
+            });
+            while state.alerts.len() > ALERTS_RETAINED {
+                state.alerts.pop_front();
             }
             let id = OpId {
                 account: state.id,
@@ -297,7 +317,26 @@ pub fn apply(state: &mut AccountState, event: &Event) {
                 },
             );
         }
-        EventBody::SessionCreated { op, session } => {
+        EventBody::SessionCreated {
+            op,
+            session,
+            new_device,
+        } => {
+            crate::domain::security::apply_security(state, event);
+            let id = OpId {
+                account: state.id,
+                n: *op,
+            };
+            notify(
+                state,
+                at,
+                NotificationKind::SessionCreated {
+                    session: id,
+                    device_id: session.device_id.clone(),
+                    country: session.country.clone(),
+                    new_device: *new_device,
+                },
+            );
             state.sessions.push(Session {
                 n: *op,
                 token_hash: session.token_hash,
@@ -321,6 +360,21 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             account: *account,
         }),
         EventBody::ContactRemoved { n } => state.contacts.retain(|c| c.n != *n),
+        EventBody::LoginFailed { .. }
+        | EventBody::ResetStarted { .. }
+        | EventBody::ResetAttemptFailed
+        | EventBody::PasswordChanged { .. }
+        | EventBody::TotpBegun { .. }
+        | EventBody::TotpEnabled { .. }
+        | EventBody::ChallengeCreated { .. }
+        | EventBody::ChallengeAttemptFailed { .. }
+        | EventBody::ChallengeConsumed { .. } => {
+            crate::domain::security::apply_security(state, event)
+        }
+        EventBody::KycSubmitted { .. } | EventBody::KycReviewed { .. } => {
+            crate::domain::security::apply_security(state, event);
+            notify_kyc(state, at);
+        }
         EventBody::Refused { .. } => {}
     }
     debug_assert!(
@@ -439,6 +493,18 @@ fn notify(state: &mut AccountState, at: Timestamp, kind: NotificationKind) {
     while state.notifications.len() > NOTIFICATIONS_RETAINED {
         state.notifications.pop_front();
     }
+}
+
+fn notify_kyc(state: &mut AccountState, at: Timestamp) {
+    notify(
+        state,
+        at,
+        NotificationKind::KycUpdated {
+            status: state.kyc.status,
+            tier: state.kyc_tier,
+            reason: state.kyc.reason.clone(),
+        },
+    );
 }
 
 fn notify_balance(state: &mut AccountState, currency: Currency, at: Timestamp) {

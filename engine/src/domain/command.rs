@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::rejection::Rejection;
+use crate::domain::security::{ChallengeMethod, ChallengeProof, KycSubmission};
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, IdempotencyKey, OpId, TransferId};
 use crate::money::Amount;
@@ -100,6 +101,35 @@ pub enum Command {
     AddContact { alias: String, account: AccountId },
     /// Forget a contact.
     RemoveContact { n: u64 },
+    /// A login attempt with a wrong password.
+    LoginFailed,
+    /// Start a password reset with a code (its SHA-256).
+    StartPasswordReset { code_hash: [u8; 32] },
+    /// Finish a password reset: the code's hash and the new password's PHC hash.
+    ConfirmPasswordReset {
+        code_hash: [u8; 32],
+        password_hash: String,
+    },
+    /// Start TOTP enrolment with an encrypted secret.
+    BeginTotp { secret: Vec<u8> },
+    /// Confirm TOTP enrolment: the time step the code matched (`None`: no match).
+    ConfirmTotp { step: Option<u64> },
+    /// Guard `command` (a transfer or withdrawal that needs step-up) with a challenge.
+    CreateChallenge {
+        key: IdempotencyKey,
+        command: Box<Command>,
+        method: ChallengeMethod,
+        code_hash: Option<[u8; 32]>,
+    },
+    /// Answer challenge `n`.
+    ConfirmChallenge { n: u64, proof: ChallengeProof },
+    /// Submit identity data for review.
+    SubmitKyc(KycSubmission),
+    /// An operator's KYC review.
+    ReviewKyc {
+        approve: bool,
+        reason: Option<String>,
+    },
 }
 
 /// What a new session is, as the gateway saw the login.

@@ -13,6 +13,7 @@ use crate::domain::command::{Command, DepositMethod, WithdrawalMethod};
 use crate::domain::event::{Event, EventBody, RequestRef};
 use crate::domain::fraud::{self, FraudRule, Verdict};
 use crate::domain::rejection::Rejection;
+use crate::domain::security;
 use crate::domain::state::{
     AccountState, AccountStatus, OpRecord, TransferStatus, WithdrawalStatus,
 };
@@ -119,6 +120,19 @@ pub fn decide(
             }
             if let Some(verdict) = fraud::velocity(&policy.fraud, state, *amount, now) {
                 return blocked(state, verdict, now);
+            }
+            if let Some(verdict) = fraud::quick_withdrawal(&policy.security, state, *amount, now) {
+                return Ok(vec![
+                    alert(state, verdict, now, 0),
+                    ev(EventBody::StatusChanged {
+                        from: state.status,
+                        to: AccountStatus::Restricted,
+                        reason: "Held for review: most of a recent deposit is being withdrawn. Contact support to lift it.".into(),
+                    }),
+                    ev(EventBody::Refused {
+                        rejection: Rejection::AccountRestricted,
+                    }),
+                ]);
             }
             if fraud::single_amount(&policy.fraud, *amount, *step_up_verified) {
                 return Err(Rejection::ChallengeRequired);
@@ -268,10 +282,32 @@ pub fn decide(
                 reason: reason.clone(),
             })])
         }
-        Command::CreateSession(session) => Ok(vec![ev(EventBody::SessionCreated {
-            op: state.next_op,
-            session: session.clone(),
-        })]),
+        Command::CreateSession(session) => security::decide_session(policy, state, session, now),
+        Command::LoginFailed => security::decide_login_failed(policy, state, now),
+        Command::StartPasswordReset { code_hash } => {
+            security::decide_start_reset(policy, state, *code_hash, now)
+        }
+        Command::ConfirmPasswordReset {
+            code_hash,
+            password_hash,
+        } => security::decide_confirm_reset(state, *code_hash, password_hash, now),
+        Command::BeginTotp { secret } => security::decide_begin_totp(secret, now),
+        Command::ConfirmTotp { step } => security::decide_confirm_totp(state, *step, now),
+        Command::CreateChallenge {
+            key,
+            command,
+            method,
+            code_hash,
+        } => {
+            security::decide_create_challenge(policy, state, key, command, *method, *code_hash, now)
+        }
+        Command::ConfirmChallenge { n, proof } => {
+            security::decide_confirm_challenge(policy, state, *n, *proof, now)
+        }
+        Command::SubmitKyc(submission) => security::decide_submit_kyc(state, submission, now),
+        Command::ReviewKyc { approve, reason } => {
+            security::decide_review_kyc(state, *approve, reason.clone(), now)
+        }
         Command::RevokeSession { n } => {
             if state.sessions.iter().any(|s| s.n == *n) {
                 Ok(vec![ev(EventBody::SessionRevoked { n: *n })])

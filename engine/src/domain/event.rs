@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::command::{DepositMethod, NewSession, Profile, WithdrawalMethod};
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::rejection::Rejection;
+use crate::domain::security::{Challenge, KycSubmission, PendingCode};
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, IdempotencyKey, TransferId};
 use crate::money::Amount;
@@ -105,6 +106,43 @@ pub enum EventBody {
     SessionCreated {
         op: u64,
         session: NewSession,
+        /// The device never logged in to this account before.
+        new_device: bool,
+    },
+    /// A wrong password; `locked_until` when this failure locks the account.
+    LoginFailed {
+        locked_until: Option<Timestamp>,
+    },
+    ResetStarted {
+        code: PendingCode,
+    },
+    ResetAttemptFailed,
+    PasswordChanged {
+        password_hash: String,
+    },
+    TotpBegun {
+        secret: Vec<u8>,
+    },
+    TotpEnabled {
+        step: u64,
+    },
+    ChallengeCreated {
+        challenge: Challenge,
+    },
+    ChallengeAttemptFailed {
+        n: u64,
+    },
+    /// The challenge was passed; the guarded operation's events follow.
+    ChallengeConsumed {
+        n: u64,
+        totp_step: Option<u64>,
+    },
+    KycSubmitted {
+        submission: KycSubmission,
+    },
+    KycReviewed {
+        approved: bool,
+        reason: Option<String>,
     },
     SessionRevoked {
         n: u64,
@@ -137,6 +175,9 @@ impl EventBody {
             | EventBody::TransferDebited { op, .. }
             | EventBody::AlertRaised { op, .. }
             | EventBody::SessionCreated { op, .. }
+            | EventBody::ChallengeCreated {
+                challenge: Challenge { n: op, .. },
+            }
             | EventBody::ContactAdded { op, .. } => Some(*op),
             _ => None,
         }

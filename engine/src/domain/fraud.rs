@@ -21,6 +21,10 @@ pub enum FraudRule {
     VelocityCount,
     VelocitySum,
     FanOut,
+    QuickWithdrawal,
+    FailedLoginBurst,
+    NewDevice,
+    ImpossibleTravel,
 }
 
 impl FraudRule {
@@ -30,6 +34,10 @@ impl FraudRule {
             FraudRule::VelocityCount => "velocity_count",
             FraudRule::VelocitySum => "velocity_sum",
             FraudRule::FanOut => "fan_out",
+            FraudRule::QuickWithdrawal => "deposit_then_quick_withdrawal",
+            FraudRule::FailedLoginBurst => "failed_login_burst",
+            FraudRule::NewDevice => "new_device",
+            FraudRule::ImpossibleTravel => "two_countries_too_close",
         }
     }
 }
@@ -171,6 +179,41 @@ pub fn fan_out(
                 "Money sent to more than {} new recipients within {} minutes.",
                 policy.fan_out_max_new_recipients,
                 policy.fan_out_window_s / 60
+            ),
+        });
+    }
+    None
+}
+
+/// Deposit then quick withdrawal: a withdrawal that takes at least
+/// `quick_withdrawal_ratio` of the money deposited within the window (a laundering
+/// or stolen-card pattern) holds the account for review. Only the part of the
+/// withdrawal that older money can't cover counts as taking fresh money, so an
+/// account with savings can deposit and withdraw freely.
+pub fn quick_withdrawal(
+    policy: &crate::policy::SecurityPolicy,
+    state: &AccountState,
+    amount: Amount,
+    now: Timestamp,
+) -> Option<Verdict> {
+    let since = now.millis() - i64::from(policy.quick_withdrawal_window_s) * 1000;
+    let deposited: Decimal = state
+        .recent_deposits
+        .iter()
+        .rev()
+        .take_while(|d| d.at.millis() > since)
+        .map(|d| d.amount)
+        .sum();
+    let older_money = (state.available(amount.currency()) - deposited).max(Decimal::ZERO);
+    let fresh_taken = amount.value() - older_money;
+    if deposited > Decimal::ZERO && fresh_taken >= deposited * policy.quick_withdrawal_ratio {
+        return Some(Verdict {
+            rule: FraudRule::QuickWithdrawal,
+            action: FraudAction::HoldForReview,
+            severity: Severity::High,
+            message: format!(
+                "A withdrawal of most of the money deposited within {} minutes.",
+                policy.quick_withdrawal_window_s / 60
             ),
         });
     }

@@ -10,6 +10,7 @@ pub mod fraud;
 pub mod history;
 pub mod notification;
 pub mod rejection;
+pub mod security;
 pub mod state;
 pub mod view;
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
+use crate::domain::security::KycStatus;
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, OpId, OpKind};
 use crate::money::{format_money, Currency};
@@ -77,6 +78,17 @@ pub enum NotificationKind {
         to: AccountStatus,
         reason: String,
     },
+    SessionCreated {
+        session: OpId,
+        device_id: String,
+        country: Option<String>,
+        new_device: bool,
+    },
+    KycUpdated {
+        status: KycStatus,
+        tier: u8,
+        reason: Option<String>,
+    },
 }
 
 impl NotificationKind {
@@ -87,6 +99,8 @@ impl NotificationKind {
             NotificationKind::TransactionUpdated { .. } => "transaction.updated",
             NotificationKind::AlertRaised { .. } => "alert.raised",
             NotificationKind::StatusChanged { .. } => "account.status_changed",
+            NotificationKind::SessionCreated { .. } => "session.created",
+            NotificationKind::KycUpdated { .. } => "kyc.updated",
         }
     }
 
@@ -141,6 +155,26 @@ impl NotificationKind {
             NotificationKind::StatusChanged { from, to, reason } => json!({
                 "from": from.name(),
                 "to": to.name(),
+                "reason": reason,
+            }),
+            NotificationKind::SessionCreated {
+                session,
+                device_id,
+                country,
+                new_device,
+            } => json!({
+                "session_id": session.display(OpKind::Session),
+                "device_id": device_id,
+                "country": country,
+                "new_device": new_device,
+            }),
+            NotificationKind::KycUpdated {
+                status,
+                tier,
+                reason,
+            } => json!({
+                "status": status.name(),
+                "tier": tier,
                 "reason": reason,
             }),
         }

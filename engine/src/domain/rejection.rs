@@ -39,6 +39,12 @@ pub enum Rejection {
     RecipientUnavailable,
     /// Closing an account that still holds money or has operations open.
     AccountNotEmpty,
+    /// Too many failed logins: locked until a time (the state says when).
+    AccountLocked,
+    /// A wrong or reused one-time code (2FA, password reset).
+    ChallengeFailed,
+    /// A code or challenge past its expiry or out of attempts.
+    ChallengeExpired,
     /// No such operation (e.g. settling an unknown withdrawal).
     UnknownOperation,
     /// The operation is no longer in a state that allows this (e.g. settled twice
@@ -66,6 +72,9 @@ impl Rejection {
             Rejection::RecipientNotFound => "RECIPIENT_NOT_FOUND",
             Rejection::RecipientUnavailable => "RECIPIENT_UNAVAILABLE",
             Rejection::AccountNotEmpty => "ACCOUNT_NOT_EMPTY",
+            Rejection::AccountLocked => "ACCOUNT_LOCKED",
+            Rejection::ChallengeFailed => "CHALLENGE_FAILED",
+            Rejection::ChallengeExpired => "CHALLENGE_EXPIRED",
             Rejection::UnknownOperation => "NOT_FOUND",
             Rejection::OperationClosed => "OPERATION_CLOSED",
         }
@@ -94,6 +103,11 @@ impl Rejection {
             Rejection::RecipientNotFound => "The recipient does not exist.",
             Rejection::RecipientUnavailable => "The recipient cannot receive this payment.",
             Rejection::AccountNotEmpty => "The account still holds money or open operations.",
+            Rejection::AccountLocked => {
+                "Too many failed logins: the account is locked for a while."
+            }
+            Rejection::ChallengeFailed => "The code is wrong or was already used.",
+            Rejection::ChallengeExpired => "The code has expired or had too many wrong attempts.",
             Rejection::UnknownOperation => "No such operation.",
             Rejection::OperationClosed => "The operation is already finished.",
         }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::notification::Notification;
 use crate::domain::rejection::Rejection;
+use crate::domain::security::{Challenge, Kyc, Security};
 use crate::ids::{AccountId, IdempotencyKey, TransferId};
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
@@ -230,6 +231,20 @@ pub struct Contact {
     pub account: AccountId,
 }
 
+/// An alert as remembered by the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub n: u64,
+    pub rule: crate::domain::fraud::FraudRule,
+    pub severity: crate::domain::fraud::Severity,
+    pub action: crate::domain::fraud::FraudAction,
+    pub message: String,
+    pub at: Timestamp,
+}
+
+/// How many alerts an account keeps.
+pub const ALERTS_RETAINED: usize = 100;
+
 /// At most this many live sessions per account; a new login beyond it logs the
 /// oldest session out.
 pub const MAX_SESSIONS: usize = 32;
@@ -247,6 +262,13 @@ pub struct AccountState {
     pub password_hash: String,
     pub sessions: Vec<Session>,
     pub contacts: Vec<Contact>,
+    pub security: Security,
+    pub challenges: Vec<Challenge>,
+    pub kyc: Kyc,
+    /// The most recent alerts (at most [`ALERTS_RETAINED`]), for `GET /v1/alerts`.
+    pub alerts: VecDeque<AlertRecord>,
+    /// Recent card deposits, for the deposit-then-quick-withdrawal rule.
+    pub recent_deposits: VecDeque<OutgoingMark>,
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     pub kyc_tier: u8,
@@ -284,6 +306,11 @@ impl AccountState {
             password_hash: String::new(),
             sessions: Vec::new(),
             contacts: Vec::new(),
+            security: Security::default(),
+            challenges: Vec::new(),
+            kyc: Kyc::default(),
+            alerts: VecDeque::new(),
+            recent_deposits: VecDeque::new(),
             status: AccountStatus::Active,
             status_reason: None,
             kyc_tier: 0,
@@ -369,6 +396,16 @@ impl AccountState {
         {
             self.new_recipients.pop_front();
         }
+        let deposits_start =
+            now.millis() - i64::from(policy.security.quick_withdrawal_window_s) * 1000;
+        while self
+            .recent_deposits
+            .front()
+            .is_some_and(|o| o.at.millis() <= deposits_start)
+        {
+            self.recent_deposits.pop_front();
+        }
+        crate::domain::security::compact_security(self, now, policy);
         let keys_start = now.millis() - i64::from(policy.idempotency_retention_s) * 1000;
         self.idempotency.retain(|_, e| e.at.millis() > keys_start);
         self.ops

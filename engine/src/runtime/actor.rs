@@ -238,17 +238,22 @@ impl AccountActor {
                 if reply.is_none() {
                     tracing::error!(account = %self.id, ?cmd, ?rejection, "saga step refused");
                 }
+                if matches!(cmd, Command::Transfer { .. }) {
+                    metrics::counter!("okpay_transfers_total", "outcome" => "rejected", "code" => rejection.code()).increment(1);
+                }
                 self.answer(reply, Err(EngineError::Rejected(rejection)));
                 return;
             }
         };
         if events.is_empty() {
             // Already done (idempotent replay, duplicate credit, no-op change).
-            if let (Command::Transfer { key, .. }, true) = (&cmd, reply.is_some()) {
+            let replayed_transfer = self
+                .replayed_op(&cmd)
+                .filter(|n| matches!(self.state.ops.get(n), Some(OpRecord::Transfer { .. })));
+            if let (Some(n), true) = (replayed_transfer, reply.is_some()) {
                 // unwrap: checked by the pattern above.
                 let r = reply.unwrap();
-                let n = self.state.idempotency.get(key).map(|e| e.op);
-                match n.and_then(|n| self.state.ops.get(&n).map(|op| (n, op))) {
+                match self.state.ops.get(&n).map(|op| (n, op)) {
                     Some((
                         n,
                         OpRecord::Transfer {
@@ -324,31 +329,27 @@ impl AccountActor {
             self.answer(reply, Err(EngineError::Rejected(*rejection)));
             return;
         }
-        match &cmd {
-            Command::Transfer { .. } => {
-                let n = events.iter().find_map(|e| match e.body {
-                    EventBody::TransferDebited { op, .. } => Some(op),
-                    _ => None,
-                });
-                let Some(n) = n else {
-                    self.answer(
-                        reply,
-                        Err(EngineError::Unavailable("transfer without debit".into())),
-                    );
-                    return;
-                };
-                if let Some(r) = reply {
-                    self.transfer_waiters.entry(n).or_default().push(r);
-                }
-                self.defer(
-                    Box::new(move |act, ctx, err| {
-                        if err.is_none() {
-                            act.start_credit(n, 0, ctx);
-                        }
-                    }),
-                    ctx,
-                );
+        let debited = events.iter().find_map(|e| match e.body {
+            EventBody::TransferDebited { op, .. } => Some(op),
+            _ => None,
+        });
+        if let Some(n) = debited {
+            // A transfer (direct, or released by a passed challenge): answer once it
+            // completed or reversed; start the credit once the debit is durable.
+            if let Some(r) = reply {
+                self.transfer_waiters.entry(n).or_default().push(r);
             }
+            self.defer(
+                Box::new(move |act, ctx, err| {
+                    if err.is_none() {
+                        act.start_credit(n, 0, ctx);
+                    }
+                }),
+                ctx,
+            );
+            return;
+        }
+        match &cmd {
             Command::CompleteTransfer { transfer } | Command::ReverseTransfer { transfer, .. } => {
                 let n = transfer.n;
                 self.defer(
@@ -366,6 +367,18 @@ impl AccountActor {
                 self.answer(reply, Ok(outcome));
             }
         }
+    }
+
+    /// The operation a replayed request refers to: its idempotency key's operation,
+    /// for a challenge confirmation the guarded request's.
+    fn replayed_op(&self, cmd: &Command) -> Option<u64> {
+        let key = match cmd {
+            Command::ConfirmChallenge { n, .. } => {
+                &self.state.challenges.iter().find(|c| c.n == *n)?.key
+            }
+            other => other.idempotency_key()?,
+        };
+        self.state.idempotency.get(key).map(|e| e.op)
     }
 
     /// What a successful command reports, read from the current state.
@@ -389,6 +402,23 @@ impl AccountActor {
             Command::Deposit { .. } | Command::Withdraw { .. } | Command::Transfer { .. } => op
                 .and_then(|n| op_view(&self.state, n))
                 .unwrap_or(Outcome::Done),
+            Command::ConfirmChallenge { .. } => minted
+                .or_else(|| self.replayed_op(cmd))
+                .and_then(|n| op_view(&self.state, n))
+                .unwrap_or(Outcome::Done),
+            Command::CreateChallenge { key, .. } => {
+                let now = self.shared.clock.now();
+                let n = minted.or_else(|| {
+                    crate::domain::security::live_challenge_for(&self.state, key, now).map(|c| c.n)
+                });
+                match n {
+                    Some(n) => Outcome::Created(OpId {
+                        account: self.id,
+                        n,
+                    }),
+                    None => Outcome::Done,
+                }
+            }
             _ => Outcome::Done,
         }
     }
@@ -527,8 +557,15 @@ impl AccountActor {
             n,
         };
         match result {
-            Ok(_) => self.execute(Command::CompleteTransfer { transfer }, None, ctx),
+            Ok(_) => {
+                self.execute(Command::CompleteTransfer { transfer }, None, ctx);
+                // The debit and the credit are both durable, so the outcome is final:
+                // after a crash the re-drive finds the credit deduplicated and completes.
+                // The client need not wait for the completion record as well.
+                self.answer_completed(n);
+            }
             Err(EngineError::Rejected(reason)) => {
+                metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
                 self.execute(Command::ReverseTransfer { transfer, reason }, None, ctx)
             }
             Err(err) => {
@@ -542,6 +579,28 @@ impl AccountActor {
                     act.start_credit(n, attempt + 1, ctx)
                 });
             }
+        }
+    }
+
+    /// Answers the clients waiting for transfer `n` as completed (its credit is
+    /// durable at the destination).
+    fn answer_completed(&mut self, n: u64) {
+        metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
+            .increment(1);
+        let Some(waiters) = self.transfer_waiters.remove(&n) else {
+            return;
+        };
+        let view = match op_view(&self.state, n) {
+            Some(Outcome::Transfer(mut view)) => {
+                view.status = TransferStatus::Completed;
+                Ok(Outcome::Transfer(view))
+            }
+            _ => Err(EngineError::Unavailable(
+                "transfer record not retained".into(),
+            )),
+        };
+        for w in waiters {
+            let _ = w.send(view.clone());
         }
     }
 

@@ -21,6 +21,11 @@ pub struct RedisOptions {
     /// Upper bound on one round trip (a whole append pipeline included). A reply this
     /// late makes the outcome unknown (`Unavailable`), and the connection is replaced.
     pub response_timeout: Duration,
+    /// Run against Redis Cluster: every script touches only one account's slot, so a
+    /// batch is sent as one script call per record. Off (standalone Redis), a whole
+    /// batch is one script call: one round trip, one AOF fsync, and far less
+    /// per-record work for Redis.
+    pub cluster: bool,
 }
 
 impl Default for RedisOptions {
@@ -30,6 +35,7 @@ impl Default for RedisOptions {
         Self {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            cluster: false,
         }
     }
 }

@@ -4,10 +4,17 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_kyc;
+pub mod contacts;
+pub mod deposits;
 pub mod extract;
 pub mod health;
+pub mod recipient;
 pub mod sessions;
 pub mod stream;
+pub mod transactions;
+pub mod transfers;
+pub mod withdrawals;
 
 use actix_web::web;
 
@@ -18,13 +25,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     sessions::configure(cfg);
     stream::configure(cfg);
     admin::configure(cfg);
+    deposits::configure(cfg);
+    withdrawals::configure(cfg);
+    transfers::configure(cfg);
+    transactions::configure(cfg);
+    contacts::configure(cfg);
+    admin_kyc::configure(cfg);
 }
 
 /// The OpenAPI docs of route modules beyond the core ones (each module that adds
 /// routes adds its `Api::openapi()` here).
 pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
-    vec![stream::Api::openapi(), admin::Api::openapi()]
+    vec![
+        stream::Api::openapi(),
+        admin::Api::openapi(),
+        deposits::Api::openapi(),
+        withdrawals::Api::openapi(),
+        transfers::Api::openapi(),
+        transactions::Api::openapi(),
+        contacts::Api::openapi(),
+        admin_kyc::Api::openapi(),
+    ]
 }
 
 /// Any unknown route: a problem+json 404.

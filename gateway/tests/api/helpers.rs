@@ -294,3 +294,95 @@ impl TestApp {
         panic!("the server did not start");
     }
 }
+
+/// A card the dev processor accepts.
+pub const CARD: &str = "4111 1111 1111 1111";
+
+impl TestApp {
+    /// Registers with an email and a phone; returns the account id.
+    pub async fn register_with_phone(&self, email: &str, phone: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/v1/accounts"))
+            .json(&json!({"email": email, "phone": phone, "password": "correct horse", "display_name": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Deposits `amount` CNY by bank card (no fee) with a fresh key; returns the body.
+    pub async fn deposit(&self, token: &str, amount: &str) -> Value {
+        let key = format!("dep-{}", rand_key());
+        let r = self
+            .post_idem(
+                "/v1/deposits",
+                token,
+                &key,
+                json!({"amount": amount, "currency": "CNY", "method": "bank_card", "card_number": CARD}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// Approves the account's KYC (tier 1) as an operator.
+    pub async fn approve_kyc(&self, account_id: &str) {
+        let r = self
+            .client
+            .post(self.url(&format!("/v1/admin/kyc/{account_id}/approve")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// The CNY balance as (available, held) strings.
+    pub async fn balance(&self, token: &str) -> (String, String) {
+        let body: Value = self.get("/v1/account", token).await.json().await.unwrap();
+        let cny = body["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["currency"] == "CNY")
+            .unwrap()
+            .clone();
+        (
+            cny["available"].as_str().unwrap().to_owned(),
+            cny["held"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Every transaction of the account, following cursors, `limit` per page.
+    pub async fn all_transactions(&self, token: &str, limit: usize) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let path = match &cursor {
+                Some(c) => format!("/v1/transactions?limit={limit}&cursor={c}"),
+                None => format!("/v1/transactions?limit={limit}"),
+            };
+            let r = self.get(&path, token).await;
+            assert_eq!(r.status(), 200);
+            let page: Value = r.json().await.unwrap();
+            let got = page["items"].as_array().unwrap();
+            assert!(got.len() <= limit);
+            items.extend(got.iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("history does not end");
+    }
+}
+
+/// A random idempotency key.
+pub fn rand_key() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

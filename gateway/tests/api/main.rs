@@ -4,9 +4,16 @@
 
 mod accounts;
 mod admin;
+mod contacts;
+mod deposits;
 // Not every test module uses every helper.
 #[allow(dead_code)]
 mod helpers;
+// mod openapi; (wired once every route group has landed)
+mod redis;
 mod sessions;
 mod stream;
+mod transactions;
+mod transfers;
+mod withdrawals;
 mod ws_client;
