@@ -3,6 +3,7 @@
 //! websockets, as clients do.
 
 mod accounts;
+mod binary;
 mod contacts;
 mod deposits;
 // Not every test module uses every helper.
