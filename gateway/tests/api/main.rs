@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod binary;
 mod contacts;
 mod deposits;
 // Not every test module uses every helper.
