@@ -13,6 +13,7 @@ mod helpers;
 // mod openapi; (wired once every route group has landed)
 mod redis;
 mod sessions;
+mod story;
 mod stream;
 mod transactions;
 mod transfers;
