@@ -12,7 +12,7 @@
 //!   that timed out on the client may still be finishing inside the server, so a
 //!   mismatch is re-read a few times before it counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -62,12 +62,11 @@ struct Seen {
     inbound: u32,
 }
 
+/// One account's scan: sampled ids seen, or why the history could not be read.
+type Scan = Result<HashMap<String, Seen>, String>;
+
 /// Pages through one account's transfer history, counting the ids of `wanted`.
-async fn scan(
-    api: &Api,
-    user: &User,
-    wanted: &HashMap<String, ()>,
-) -> Result<HashMap<String, Seen>, String> {
+async fn scan(api: &Api, user: &User, wanted: &HashSet<String>) -> Scan {
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut cursor: Option<String> = None;
     for _ in 0..HISTORY_PAGES_MAX {
@@ -75,7 +74,7 @@ async fn scan(
             .transfers_page(&user.token, cursor.as_deref())
             .await
             .map_err(|e| format!("GET /v1/transactions as {}: {e}", user.account_id))?;
-        for item in page.items.iter().filter(|i| wanted.contains_key(&i.id)) {
+        for item in page.items.iter().filter(|i| wanted.contains(&i.id)) {
             let s = seen.entry(item.id.clone()).or_default();
             match item.direction.as_str() {
                 "out" => s.out += 1,
@@ -101,21 +100,18 @@ async fn history(
     sample: &[SampledTransfer],
     notes: &mut Vec<String>,
 ) -> bool {
-    let mut by_account: BTreeMap<usize, HashMap<String, ()>> = BTreeMap::new();
+    let mut by_account: BTreeMap<usize, HashSet<String>> = BTreeMap::new();
     for t in sample {
-        by_account
-            .entry(t.from)
-            .or_default()
-            .insert(t.id.clone(), ());
-        by_account.entry(t.to).or_default().insert(t.id.clone(), ());
+        by_account.entry(t.from).or_default().insert(t.id.clone());
+        by_account.entry(t.to).or_default().insert(t.id.clone());
     }
-    let scans: Vec<(usize, Result<HashMap<String, Seen>, String>)> = futures::stream::iter(
-        by_account.iter(),
-    )
-    .map(|(&account, wanted)| async move { (account, scan(api, &users[account], wanted).await) })
-    .buffer_unordered(PARALLEL)
-    .collect()
-    .await;
+    let scans: Vec<(usize, Scan)> = futures::stream::iter(by_account.iter())
+        .map(
+            |(&account, wanted)| async move { (account, scan(api, &users[account], wanted).await) },
+        )
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
     let mut found: HashMap<usize, HashMap<String, Seen>> = HashMap::new();
     let mut ok = true;
     for (account, result) in scans {

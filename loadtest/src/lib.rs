@@ -234,6 +234,10 @@ async fn load_phase<T: load::TransferTarget>(
 
 async fn run_api(config: &Config, fund_minor: i64, run_tag: &str) -> anyhow::Result<Report> {
     let base = target::LoopbackUrl::parse(&config.url, &["http"])?;
+    anyhow::ensure!(
+        !config.admin_token.is_empty(),
+        "--admin-token is required against the API (KYC approval and the ledger check)"
+    );
     let api = Api::new(
         base.clone(),
         config.admin_token.clone(),
@@ -373,7 +377,7 @@ async fn run_baseline(
     }
     let params = Params {
         target: "redis-lua".into(),
-        url: base.as_str().to_owned(),
+        url: base.redacted(),
         accounts: config.accounts,
         duration_s: config.duration.as_secs_f64(),
         rate: config.rate.to_string(),

@@ -137,8 +137,12 @@ impl Report {
         row(
             "money",
             format!(
-                "funded {}, balances {}, transfer fees {}",
-                self.funded, self.balances, self.transfer_fees
+                "funded {} ({} per account{}), balances {}, transfer fees {}",
+                self.funded,
+                p.fund_per_account,
+                if p.kyc_approved { ", KYC tier 1" } else { "" },
+                self.balances,
+                self.transfer_fees
             ),
         );
         let mark = |b: bool| if b { "ok" } else { "FAILED" };

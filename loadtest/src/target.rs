@@ -43,6 +43,18 @@ impl LoopbackUrl {
         Ok(LoopbackUrl { base, host })
     }
 
+    /// The URL without credentials, for reports and messages.
+    pub fn redacted(&self) -> String {
+        match reqwest::Url::parse(&self.base) {
+            Ok(mut u) => {
+                let _ = u.set_password(None);
+                let _ = u.set_username("");
+                u.as_str().trim_end_matches('/').to_owned()
+            }
+            Err(_) => self.base.clone(),
+        }
+    }
+
     /// The URL as given (normalised), without a trailing slash.
     pub fn as_str(&self) -> &str {
         &self.base
@@ -131,5 +143,7 @@ mod tests {
             u.websocket("/v1/stream?token=t"),
             "ws://127.0.0.1:8080/v1/stream?token=t"
         );
+        let r = LoopbackUrl::parse("redis://:secret@127.0.0.1:6379/0", &["redis"]).unwrap();
+        assert_eq!(r.redacted(), "redis://127.0.0.1:6379/0");
     }
 }
