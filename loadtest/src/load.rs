@@ -13,8 +13,9 @@
 //!   concurrency, and latency runs from each actual send.
 //!
 //! Everything is bounded: no request is intended at or after the deadline, each
-//! request has a timeout, and the in-flight ones get `drain` to finish before
-//! they are abandoned (and counted as `ABANDONED`).
+//! request has a timeout, and nothing runs past `deadline + drain`: requests
+//! still in flight then are abandoned (counted as `ABANDONED`), scheduled ones
+//! never sent for want of a free connection are counted as `NOT_SENT`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,6 +165,8 @@ pub async fn drive<T: TransferTarget>(
 ) {
     let start = recorder.start();
     let deadline = start + shape.duration;
+    // Nothing runs past this: not the dispatcher, not the requests in flight.
+    let hard_stop = deadline + shape.drain;
     let connections = shape.connections.max(1);
     let mut tasks = JoinSet::new();
     match shape.rate {
@@ -176,7 +179,20 @@ pub async fn drive<T: TransferTarget>(
                 tokio::time::sleep_until(intended.into()).await;
                 // Waiting here when all permits are out is the harness queueing
                 // behind a slow server; the wait is part of the request's latency.
-                let Ok(permit) = permits.clone().acquire_owned().await else {
+                // A server so slow that the backlog outlives the drain gets the
+                // rest of the schedule counted as never sent.
+                let permit =
+                    tokio::time::timeout_at(hard_stop.into(), permits.clone().acquire_owned())
+                        .await;
+                let Ok(Ok(permit)) = permit else {
+                    let now = Instant::now();
+                    for _ in i..schedule.len() {
+                        recorder.failed(
+                            now,
+                            "NOT_SENT",
+                            "intended before the deadline, but no connection was free before the drain ran out",
+                        );
+                    }
                     break;
                 };
                 let spec = workload.next(&mut rng, i);
@@ -214,11 +230,10 @@ pub async fn drive<T: TransferTarget>(
             }
         }
     }
-    let drained =
-        tokio::time::timeout_at((deadline.max(Instant::now()) + shape.drain).into(), async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+    let drained = tokio::time::timeout_at(hard_stop.into(), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         let left = tasks.len();
         tasks.abort_all();
@@ -326,6 +341,39 @@ mod tests {
         assert_eq!(s.acked, 30);
         let max_ms = s.latency.max() as f64 / 1000.0;
         assert!(max_ms > 1000.0, "max {max_ms} ms");
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_backlog_never_outlives_the_drain() {
+        // One connection, 300 ms per request, 50/s for 200 ms: 10 scheduled, only
+        // the first fits before deadline + drain (400 ms).
+        let target = fake(300);
+        let w = Arc::new(Workload::new(4, 0.0, "b".into()).unwrap());
+        let recorder = Arc::new(Recorder::new(Instant::now(), 10, 1));
+        let shape = LoadShape {
+            rate: Rate::PerSecond(50.0),
+            duration: Duration::from_millis(200),
+            connections: 1,
+            request_timeout: Duration::from_secs(5),
+            drain: Duration::from_millis(200),
+            seed: 1,
+        };
+        let t0 = Instant::now();
+        drive(target, w, shape, recorder.clone()).await;
+        assert!(
+            t0.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t0.elapsed()
+        );
+        let s = recorder.finish();
+        let abandoned = s.errors.get("ABANDONED").copied().unwrap_or(0);
+        assert_eq!(
+            s.acked + s.errors["NOT_SENT"] + abandoned,
+            10,
+            "{:?}",
+            s.errors
+        );
+        assert_eq!(s.acked, 1);
     }
 
     #[tokio::test]
