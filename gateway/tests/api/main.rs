@@ -3,11 +3,15 @@
 //! websockets, as clients do.
 
 mod accounts;
+mod challenges;
 mod contacts;
 mod deposits;
+mod fraud;
 // Not every test module uses every helper.
 #[allow(dead_code)]
 mod helpers;
+mod kyc;
+mod security;
 mod sessions;
 mod transactions;
 mod transfers;
