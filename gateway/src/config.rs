@@ -101,6 +101,16 @@ pub struct FileConfig {
     pub policy: Option<Policy>,
 }
 
+/// A secret setting: `Debug` never prints it, so logging the settings is safe.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Everything resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -129,7 +139,7 @@ pub struct Settings {
     pub log_json: bool,
     /// The key for personal data at rest, as configured (hex or base64); see
     /// [`crate::crypto`] and `resolve_pii_key` in `lib.rs` for what happens when unset.
-    pub kyc_key: Option<String>,
+    pub kyc_key: Option<Redacted>,
     /// Failed logins from one client IP within `login_failure_window` before
     /// further attempts get 429 (successful logins never count).
     pub login_failures_per_ip: u32,
@@ -221,7 +231,11 @@ impl Settings {
             workers: s.workers.unwrap_or(cores).max(1),
             log: cli.log.unwrap_or_else(|| "info".into()),
             log_json: cli.log_json.unwrap_or(false),
-            kyc_key: cli.kyc_key.or(s.kyc_key).filter(|k| !k.trim().is_empty()),
+            kyc_key: cli
+                .kyc_key
+                .or(s.kyc_key)
+                .filter(|k| !k.trim().is_empty())
+                .map(Redacted),
             login_failures_per_ip: s.login_failures_per_ip.unwrap_or(20).max(1),
             login_failures_per_login: s.login_failures_per_login.unwrap_or(10).max(1),
             login_failure_window: Duration::from_secs(s.login_failure_window_s.unwrap_or(300)),
@@ -276,5 +290,19 @@ mod tests {
         assert!(!s.dev);
         assert_eq!(s.payout_delay, Duration::from_millis(1000));
         assert!(s.admin_token.is_none());
+        assert_eq!(s.login_failures_per_ip, 20);
+        assert_eq!(s.login_failures_per_login, 10);
+        assert_eq!(s.login_failure_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_pii_key_never_shows_in_debug_output() {
+        let cli = Cli {
+            kyc_key: Some("00".repeat(32)),
+            ..Cli::default()
+        };
+        let s = Settings::resolve(cli, FileConfig::default());
+        assert_eq!(s.kyc_key, Some(Redacted("00".repeat(32))));
+        assert!(!format!("{s:?}").contains(&"00".repeat(32)));
     }
 }

@@ -130,7 +130,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 /// does not parse stops the server rather than writing data no one can read.
 pub fn resolve_pii_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
     if let Some(text) = &settings.kyc_key {
-        return crypto::parse_key(text).map_err(|e| anyhow::anyhow!("invalid kyc_key: {e}"));
+        return crypto::parse_key(&text.0).map_err(|e| anyhow::anyhow!("invalid kyc_key: {e}"));
     }
     if settings.dev {
         tracing::warn!("no kyc_key configured: dev mode uses a fixed, public dev key");
@@ -236,4 +236,32 @@ pub async fn run(
         tracing::warn!("some accounts were still busy at shutdown");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pii_key_is_configured_dev_or_created_once_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings {
+            data_dir: dir.path().join("data"),
+            ..Settings::default()
+        };
+        let first = resolve_pii_key(&s).unwrap();
+        assert_ne!(first, crypto::DEV_KEY);
+        assert_eq!(
+            resolve_pii_key(&s).unwrap(),
+            first,
+            "reused after a restart"
+        );
+        s.dev = true;
+        s.data_dir = dir.path().join("other");
+        assert_eq!(resolve_pii_key(&s).unwrap(), crypto::DEV_KEY);
+        s.kyc_key = Some(config::Redacted("11".repeat(32)));
+        assert_eq!(resolve_pii_key(&s).unwrap(), [0x11; 32]);
+        s.kyc_key = Some(config::Redacted("short".into()));
+        assert!(resolve_pii_key(&s).is_err());
+    }
 }
