@@ -21,6 +21,7 @@ pub mod state;
 pub mod step_up;
 pub mod stream;
 pub mod telemetry;
+pub mod ws;
 
 use std::future::Future;
 use std::net::TcpListener;

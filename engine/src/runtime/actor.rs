@@ -238,6 +238,9 @@ impl AccountActor {
                 if reply.is_none() {
                     tracing::error!(account = %self.id, ?cmd, ?rejection, "saga step refused");
                 }
+                if matches!(cmd, Command::Transfer { .. }) {
+                    metrics::counter!("okpay_transfers_total", "outcome" => "rejected", "code" => rejection.code()).increment(1);
+                }
                 self.answer(reply, Err(EngineError::Rejected(rejection)));
                 return;
             }
@@ -562,6 +565,7 @@ impl AccountActor {
                 self.answer_completed(n);
             }
             Err(EngineError::Rejected(reason)) => {
+                metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
                 self.execute(Command::ReverseTransfer { transfer, reason }, None, ctx)
             }
             Err(err) => {
@@ -581,6 +585,8 @@ impl AccountActor {
     /// Answers the clients waiting for transfer `n` as completed (its credit is
     /// durable at the destination).
     fn answer_completed(&mut self, n: u64) {
+        metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
+            .increment(1);
         let Some(waiters) = self.transfer_waiters.remove(&n) else {
             return;
         };

@@ -6,6 +6,7 @@
 //! from its last `seq` (the gateway disconnects it), so a slow client can never
 //! slow an actor or grow memory without bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -33,6 +34,9 @@ type Senders = HashMap<AccountId, broadcast::Sender<Arc<Notification>>>;
 /// Where notifications fan out to subscribers.
 pub struct Hub {
     shards: Vec<Mutex<Senders>>,
+    /// Channels per shard, readable without the lock: publishing for an account
+    /// nobody watches (the common case under load) takes no lock at all.
+    channels: Vec<AtomicUsize>,
     admin: broadcast::Sender<AdminNotice>,
 }
 
@@ -42,6 +46,7 @@ impl Default for Hub {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(HashMap::default()))
                 .collect(),
+            channels: (0..SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             admin: broadcast::channel(ADMIN_STREAM_CAPACITY).0,
         }
     }
@@ -52,13 +57,18 @@ impl Hub {
         &self.shards[(account.0 as usize) % SHARDS]
     }
 
+    fn channels(&self, account: AccountId) -> &AtomicUsize {
+        &self.channels[(account.0 as usize) % SHARDS]
+    }
+
     /// A receiver of every notification published for `account` from now on.
     pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<Notification>> {
-        self.shard(account)
-            .lock()
-            .entry(account)
-            .or_insert_with(|| broadcast::channel(ACCOUNT_STREAM_CAPACITY).0)
-            .subscribe()
+        let mut shard = self.shard(account).lock();
+        let sender = shard.entry(account).or_insert_with(|| {
+            self.channels(account).fetch_add(1, Ordering::Release);
+            broadcast::channel(ACCOUNT_STREAM_CAPACITY).0
+        });
+        sender.subscribe()
     }
 
     /// A receiver of alerts and status changes of every account.
@@ -72,6 +82,21 @@ impl Hub {
         account: AccountId,
         notifications: impl Iterator<Item = &'a Notification>,
     ) {
+        if self.channels(account).load(Ordering::Acquire) == 0 {
+            // Nobody watches any account of this shard: only operators may care.
+            for n in notifications {
+                if matches!(
+                    n.kind,
+                    NotificationKind::AlertRaised { .. } | NotificationKind::StatusChanged { .. }
+                ) {
+                    let _ = self.admin.send(AdminNotice {
+                        account,
+                        notification: Arc::new(n.clone()),
+                    });
+                }
+            }
+            return;
+        }
         let mut shard = self.shard(account).lock();
         let sender = shard.get(&account);
         let mut any_receiver = false;
@@ -98,6 +123,7 @@ impl Hub {
         }
         if sender.is_some_and(|s| s.receiver_count() == 0) && !any_receiver {
             shard.remove(&account);
+            self.channels(account).fetch_sub(1, Ordering::Release);
         }
     }
 

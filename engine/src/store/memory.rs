@@ -33,18 +33,34 @@ impl AccountData {
     }
 }
 
-/// The in-memory store. A `parking_lot::Mutex` (not an async one) because no lock is
+/// Account shards: the arbiters append concurrently without fighting over one lock.
+const SHARDS: usize = 64;
+
+/// The in-memory store. `parking_lot::Mutex`es (not async ones) because no lock is
 /// held across an await: every operation completes before its future is returned.
-#[derive(Default)]
 pub struct MemoryStore {
-    accounts: Mutex<BTreeMap<AccountId, AccountData>>,
+    accounts: Vec<Mutex<BTreeMap<AccountId, AccountData>>>,
     indexes: Mutex<HashMap<String, BTreeMap<String, String>>>,
     failing: AtomicBool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            accounts: (0..SHARDS).map(|_| Mutex::new(BTreeMap::new())).collect(),
+            indexes: Mutex::default(),
+            failing: AtomicBool::default(),
+        }
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn shard(&self, account: AccountId) -> &Mutex<BTreeMap<AccountId, AccountData>> {
+        &self.accounts[(account.0 % SHARDS as u64) as usize]
     }
 
     /// While `true`, every operation fails with [`StoreError::Unavailable`].
@@ -62,7 +78,7 @@ impl MemoryStore {
 
     /// Number of journal records currently kept for `account` (after trimming).
     pub fn journal_len(&self, account: AccountId) -> usize {
-        self.accounts
+        self.shard(account)
             .lock()
             .get(&account)
             .map_or(0, |a| a.journal.len())
@@ -72,10 +88,10 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
         let result = self.check().map(|()| {
-            let mut accounts = self.accounts.lock();
             batch
                 .iter()
                 .map(|rec| {
+                    let mut accounts = self.shard(rec.account).lock();
                     let data = accounts.entry(rec.account).or_default();
                     let expected = data.last_seq() + 1;
                     if rec.seq != expected {
@@ -101,7 +117,7 @@ impl Store for MemoryStore {
 
     fn load(&self, account: AccountId) -> StoreFuture<'_, Loaded> {
         let result = self.check().map(|()| {
-            let accounts = self.accounts.lock();
+            let accounts = self.shard(account).lock();
             accounts
                 .get(&account)
                 .map(|a| Loaded {
@@ -115,7 +131,7 @@ impl Store for MemoryStore {
 
     fn save_snapshot(&self, account: AccountId, snapshot: Snapshot) -> StoreFuture<'_, ()> {
         let result = self.check().map(|()| {
-            let mut accounts = self.accounts.lock();
+            let mut accounts = self.shard(account).lock();
             let data = accounts.entry(account).or_default();
             if data
                 .snapshot
@@ -137,13 +153,22 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<AccountId>> {
         let result = self.check().map(|()| {
-            let accounts = self.accounts.lock();
             let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-            accounts
-                .range((start, std::ops::Bound::Unbounded))
-                .take(limit)
-                .map(|(id, _)| *id)
-                .collect()
+            let mut ids: Vec<AccountId> = self
+                .accounts
+                .iter()
+                .flat_map(|shard| {
+                    shard
+                        .lock()
+                        .range((start, std::ops::Bound::Unbounded))
+                        .take(limit)
+                        .map(|(id, _)| *id)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            ids.sort();
+            ids.truncate(limit);
+            ids
         });
         Box::pin(std::future::ready(result))
     }
@@ -210,7 +235,7 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
         let result = self.check().map(|()| {
-            let accounts = self.accounts.lock();
+            let accounts = self.shard(account).lock();
             let Some(data) = accounts.get(&account) else {
                 return Vec::new();
             };

@@ -3,6 +3,7 @@
 //! call the engine and shape responses.
 
 pub mod account;
+pub mod admin;
 pub mod admin_kyc;
 pub mod alerts;
 pub mod challenges;
@@ -11,10 +12,10 @@ pub mod deposits;
 pub mod extract;
 pub mod health;
 pub mod kyc;
-pub mod outbox;
 pub mod password_reset;
 pub mod recipient;
 pub mod sessions;
+pub mod stream;
 pub mod totp;
 pub mod transactions;
 pub mod transfers;
@@ -27,6 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     account::configure(cfg);
     sessions::configure(cfg);
+    stream::configure(cfg);
+    admin::configure(cfg);
     deposits::configure(cfg);
     withdrawals::configure(cfg);
     transfers::configure(cfg);
@@ -38,7 +41,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     totp::configure(cfg);
     kyc::configure(cfg);
     alerts::configure(cfg);
-    outbox::configure(cfg);
 }
 
 /// The OpenAPI docs of route modules beyond the core ones (each module that adds
@@ -46,6 +48,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
     vec![
+        stream::Api::openapi(),
+        admin::Api::openapi(),
         deposits::Api::openapi(),
         withdrawals::Api::openapi(),
         transfers::Api::openapi(),
@@ -57,7 +61,6 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
         totp::Api::openapi(),
         kyc::Api::openapi(),
         alerts::Api::openapi(),
-        outbox::Api::openapi(),
     ]
 }
 

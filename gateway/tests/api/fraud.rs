@@ -159,3 +159,51 @@ async fn a_burst_of_failed_logins_raises_one_alert() {
     assert_eq!(rules(&alerts, "failed_login_burst"), 1, "{alerts:?}");
     assert_eq!(app.admin_alerts_for(&id, "failed_login_burst").await, 1);
 }
+
+#[tokio::test]
+async fn a_new_device_login_is_pushed_to_the_other_sessions_and_operators() {
+    use crate::ws_client::WsClient;
+    let app = TestApp::spawn().await;
+    let (id, t) = app.user("live@example.com").await;
+    let mut ws = WsClient::connect(&app, "/v1/stream", &t).await;
+    let mut admin = WsClient::connect(&app, "/v1/admin/stream", crate::helpers::ADMIN).await;
+    ws.assert_quiet().await;
+    admin.assert_quiet().await;
+    let r = app
+        .try_login("live@example.com", "correct horse", "tablet-7", Some("CN"))
+        .await;
+    assert_eq!(r.status(), 201);
+    let session_id = r.json::<Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = [ws.event().await, ws.event().await];
+    let created = events
+        .iter()
+        .find(|e| e["type"] == "session.created")
+        .expect("session.created");
+    assert_eq!(created["data"]["new_device"], true, "{created}");
+    assert_eq!(created["data"]["device_id"], "tablet-7");
+    assert_eq!(created["data"]["session_id"], session_id.as_str());
+    let alert = events
+        .iter()
+        .find(|e| e["type"] == "alert.raised")
+        .expect("alert.raised");
+    assert_eq!(alert["data"]["rule"], "new_device", "{alert}");
+    assert!(alert["data"]["id"].as_str().unwrap().starts_with("alr_"));
+    let seen = admin.json().await;
+    assert_eq!(seen["type"], "alert.raised", "{seen}");
+    assert_eq!(seen["account_id"], id.as_str());
+    assert_eq!(seen["data"], alert["data"]);
+    // The same device again: session.created with new_device false, no alert.
+    assert_eq!(
+        app.try_login("live@example.com", "correct horse", "tablet-7", Some("CN"))
+            .await
+            .status(),
+        201
+    );
+    let again = ws.event().await;
+    assert_eq!(again["type"], "session.created");
+    assert_eq!(again["data"]["new_device"], false);
+    ws.assert_quiet().await;
+}

@@ -183,6 +183,118 @@ pub async fn assert_problem(r: reqwest::Response, status: u16, code: &str) -> Va
     body
 }
 
+/// Admin and websocket-test helpers.
+impl TestApp {
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Freezes `account` as an operator; asserts 200.
+    pub async fn freeze(&self, account: &str, reason: &str) {
+        let r = self
+            .post(
+                &format!("/v1/admin/accounts/{account}/freeze"),
+                ADMIN,
+                json!({"reason": reason}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// Unfreezes `account` as an operator; asserts 200.
+    pub async fn unfreeze(&self, account: &str, reason: &str) {
+        let r = self
+            .post(
+                &format!("/v1/admin/accounts/{account}/unfreeze"),
+                ADMIN,
+                json!({"reason": reason}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// Switches maintenance; asserts 200.
+    pub async fn maintenance(&self, enabled: bool, message: Option<&str>) {
+        let r = self
+            .put(
+                "/v1/admin/maintenance",
+                ADMIN,
+                json!({"enabled": enabled, "message": message}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// The sum of every series of a Prometheus metric (0 when absent). The
+    /// recorder is process-wide, so this counts what all test servers did.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl TestApp {
+    /// Like [`TestApp::spawn_with`], on a listener the test prepared (e.g. with a
+    /// small send buffer, so a client that does not read is noticed quickly).
+    pub async fn spawn_on(listener: TcpListener, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings {
+            data_dir: dir.path().join("data"),
+            admin_token: Some(ADMIN.into()),
+            dev: true,
+            payout_delay: Duration::from_millis(100),
+            workers: 2,
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new()
+                .block_on(okpay_gateway::run(listener, settings, async move {
+                    let _ = stopped.await;
+                }))
+                .unwrap();
+        });
+        let app = TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            _dir: dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = app.client.get(app.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return app;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the server did not start");
+    }
+}
+
 /// A card the dev processor accepts.
 pub const CARD: &str = "4111 1111 1111 1111";
 

@@ -73,9 +73,14 @@ async fn reject_with_reason_then_resubmit_then_approve_raises_limits_at_once() {
     let r = app.post_idem("/v1/transfers", &t, "t0", send.clone()).await;
     assert_problem(r, 422, "LIMIT_EXCEEDED").await;
 
+    let mut ws = crate::ws_client::WsClient::connect(&app, "/v1/stream", &t).await;
+    ws.assert_quiet().await;
     let r = app.post("/v1/kyc", &t, submission(&jpeg_b64())).await;
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "pending");
+    let pushed = ws.event().await;
+    assert_eq!(pushed["type"], "kyc.updated", "{pushed}");
+    assert_eq!(pushed["data"]["status"], "pending");
     let body: Value = app.get("/v1/kyc", &t).await.json().await.unwrap();
     assert_eq!(body["status"], "pending");
     assert_eq!(body["id_number_masked"], "****663X");
@@ -112,6 +117,12 @@ async fn reject_with_reason_then_resubmit_then_approve_raises_limits_at_once() {
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let pushed = ws.event().await;
+    assert_eq!(pushed["type"], "kyc.updated", "{pushed}");
+    assert_eq!(
+        pushed["data"],
+        json!({"status": "rejected", "tier": 0, "reason": "The photo is blurred."})
+    );
     let body: Value = app.get("/v1/kyc", &t).await.json().await.unwrap();
     assert_eq!(body["status"], "rejected");
     assert_eq!(body["reason"], "The photo is blurred.");
@@ -134,6 +145,14 @@ async fn reject_with_reason_then_resubmit_then_approve_raises_limits_at_once() {
     let q: Value = app.get("/v1/admin/kyc", ADMIN).await.json().await.unwrap();
     assert_eq!(q["items"].as_array().unwrap().len(), 1);
     app.approve_kyc(&id).await;
+    // Resubmitted (pending), then approved with the new tier.
+    assert_eq!(ws.event().await["data"]["status"], "pending");
+    let pushed = ws.event().await;
+    assert_eq!(
+        pushed["data"],
+        json!({"status": "approved", "tier": 1, "reason": null}),
+        "{pushed}"
+    );
     let acc: Value = app.get("/v1/account", &t).await.json().await.unwrap();
     assert_eq!(acc["kyc"]["status"], "approved");
     assert_eq!(acc["kyc"]["tier"], 1);

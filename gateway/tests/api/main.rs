@@ -3,6 +3,8 @@
 //! websockets, as clients do.
 
 mod accounts;
+mod admin;
+mod binary;
 mod challenges;
 mod contacts;
 mod deposits;
@@ -11,8 +13,13 @@ mod fraud;
 #[allow(dead_code)]
 mod helpers;
 mod kyc;
+// mod openapi; (wired once every route group has landed)
+mod redis;
 mod security;
 mod sessions;
+mod story;
+mod stream;
 mod transactions;
 mod transfers;
 mod withdrawals;
+mod ws_client;

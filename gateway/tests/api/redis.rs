@@ -1,0 +1,100 @@
+//! The server on Redis instead of the embedded store: the same user story against a
+//! private `redis-server`, data that outlives a server restart, and the start-up
+//! durability check (`--strict-durability` refuses a careless Redis).
+
+use okpay_gateway::config::Settings;
+use okpay_testsupport::redis_server::RedisServer;
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn the_money_story_runs_on_redis_and_survives_a_restart() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (alice_id, bob_id, tx_id);
+    {
+        let app = TestApp::spawn_with(|s| s.redis_url = Some(url.clone())).await;
+        let (a, a_token) = app.user("alice@example.com").await;
+        let (b, _) = app.user("bob@example.com").await;
+        let r = app
+            .post_idem(
+                "/v1/deposits",
+                &a_token,
+                "dep-1",
+                json!({"amount": "100.00", "currency": "CNY", "method": "bank_card", "card_number": "4111111111111111"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let r = app
+            .post_idem(
+                "/v1/transfers",
+                &a_token,
+                "tx-1",
+                json!({"to": "bob@example.com", "amount": "30.00", "currency": "CNY"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        (alice_id, bob_id, tx_id) = (a, b, body["id"].as_str().unwrap().to_owned());
+    }
+    // A new server process over the same Redis: logins, balances and history are there.
+    let app = TestApp::spawn_with(|s| s.redis_url = Some(url.clone())).await;
+    let token = app.login("bob@example.com").await;
+    let me: Value = app.get("/v1/account", &token).await.json().await.unwrap();
+    assert_eq!(me["account_id"], bob_id.as_str());
+    assert_eq!(me["balances"][0]["available"], "30.00");
+    let history: Value = app
+        .get("/v1/transactions", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], tx_id.as_str());
+    assert_eq!(items[0]["counterparty"], alice_id.as_str());
+    // Replaying the transfer after the restart is still recognized.
+    let alice = app.login("alice@example.com").await;
+    let r = app
+        .post_idem(
+            "/v1/transfers",
+            &alice,
+            "tx-1",
+            json!({"to": "bob@example.com", "amount": "30.00", "currency": "CNY"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], tx_id.as_str());
+    let me: Value = app.get("/v1/account", &token).await.json().await.unwrap();
+    assert_eq!(me["balances"][0]["available"], "30.00", "applied once");
+}
+
+#[tokio::test]
+async fn strict_durability_refuses_a_redis_without_aof() {
+    let careless = RedisServer::start_without_aof();
+    let settings = Settings {
+        redis_url: Some(careless.url()),
+        strict_durability: true,
+        ..Settings::default()
+    };
+    let err = match okpay_gateway::open_store(&settings).await {
+        Ok(_) => panic!("a Redis without appendonly was accepted under --strict-durability"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("durability"), "{err}");
+    // Without the flag it starts (with a loud warning).
+    let settings = Settings {
+        strict_durability: false,
+        ..settings
+    };
+    assert!(okpay_gateway::open_store(&settings).await.is_ok());
+    // A proper Redis passes the check even when strict.
+    let proper = RedisServer::start();
+    let settings = Settings {
+        redis_url: Some(proper.url()),
+        strict_durability: true,
+        ..Settings::default()
+    };
+    assert!(okpay_gateway::open_store(&settings).await.is_ok());
+}
