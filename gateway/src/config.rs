@@ -43,6 +43,11 @@ pub struct Cli {
     /// (appendonly yes, appendfsync always, maxmemory-policy noeviction).
     #[arg(long, env = "OKPAY_STRICT_DURABILITY", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub strict_durability: Option<bool>,
+    /// The 32-byte AES-256 key for personal data at rest (KYC data, TOTP secrets),
+    /// as 64 hex digits or base64. Unset: dev mode uses a fixed dev key; otherwise
+    /// a random key is created once in `<data-dir>/pii.key` (with a warning).
+    #[arg(long, env = "OKPAY_KYC_KEY", hide_env_values = true)]
+    pub kyc_key: Option<String>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `okpay=debug`.
     #[arg(long, env = "OKPAY_LOG")]
     pub log: Option<String>,
@@ -69,6 +74,10 @@ pub struct ServerFile {
     pub ws_max_connections: Option<usize>,
     pub ws_heartbeat_s: Option<u64>,
     pub workers: Option<usize>,
+    pub kyc_key: Option<String>,
+    pub login_failures_per_ip: Option<u32>,
+    pub login_failures_per_login: Option<u32>,
+    pub login_failure_window_s: Option<u64>,
 }
 
 /// `[engine]` in the TOML file.
@@ -90,6 +99,16 @@ pub struct FileConfig {
     pub server: ServerFile,
     pub engine: EngineFile,
     pub policy: Option<Policy>,
+}
+
+/// A secret setting: `Debug` never prints it, so logging the settings is safe.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Everything resolved.
@@ -118,6 +137,15 @@ pub struct Settings {
     pub workers: usize,
     pub log: String,
     pub log_json: bool,
+    /// The key for personal data at rest, as configured (hex or base64); see
+    /// [`crate::crypto`] and `resolve_pii_key` in `lib.rs` for what happens when unset.
+    pub kyc_key: Option<Redacted>,
+    /// Failed logins from one client IP within `login_failure_window` before
+    /// further attempts get 429 (successful logins never count).
+    pub login_failures_per_ip: u32,
+    /// Failed logins for one login name within the window before 429.
+    pub login_failures_per_login: u32,
+    pub login_failure_window: Duration,
 }
 
 impl Default for Settings {
@@ -203,6 +231,14 @@ impl Settings {
             workers: s.workers.unwrap_or(cores).max(1),
             log: cli.log.unwrap_or_else(|| "info".into()),
             log_json: cli.log_json.unwrap_or(false),
+            kyc_key: cli
+                .kyc_key
+                .or(s.kyc_key)
+                .filter(|k| !k.trim().is_empty())
+                .map(Redacted),
+            login_failures_per_ip: s.login_failures_per_ip.unwrap_or(20).max(1),
+            login_failures_per_login: s.login_failures_per_login.unwrap_or(10).max(1),
+            login_failure_window: Duration::from_secs(s.login_failure_window_s.unwrap_or(300)),
         }
     }
 }
@@ -254,5 +290,19 @@ mod tests {
         assert!(!s.dev);
         assert_eq!(s.payout_delay, Duration::from_millis(1000));
         assert!(s.admin_token.is_none());
+        assert_eq!(s.login_failures_per_ip, 20);
+        assert_eq!(s.login_failures_per_login, 10);
+        assert_eq!(s.login_failure_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_pii_key_never_shows_in_debug_output() {
+        let cli = Cli {
+            kyc_key: Some("00".repeat(32)),
+            ..Cli::default()
+        };
+        let s = Settings::resolve(cli, FileConfig::default());
+        assert_eq!(s.kyc_key, Some(Redacted("00".repeat(32))));
+        assert!(!format!("{s:?}").contains(&"00".repeat(32)));
     }
 }

@@ -3,17 +3,22 @@
 //! signal; the `okpay` binary is a few lines around it, and the black-box tests
 //! start it on port 0.
 
+pub mod alert_log;
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod idempotency;
 pub mod maintenance;
 pub mod notifier;
 pub mod openapi;
+pub mod otp;
 pub mod passwords;
 pub mod payments;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod step_up;
 pub mod stream;
 pub mod telemetry;
 pub mod ws;
@@ -32,11 +37,14 @@ use okpay_engine::store::Store;
 use okpay_engine::time::SystemClock;
 use okpay_engine::{Engine, EngineConfig};
 
+use crate::alert_log::AlertLog;
 use crate::config::Settings;
+use crate::crypto::PiiCipher;
 use crate::maintenance::Maintenance;
 use crate::notifier::{Notifier, NullNotifier, Outbox};
 use crate::passwords::PasswordHasher;
 use crate::payments::{DevCards, DevPayouts};
+use crate::rate_limit::LoginLimits;
 use crate::state::AppState;
 use crate::stream::Streams;
 
@@ -91,6 +99,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let payouts = DevPayouts::new(engine.clone(), settings.payout_delay);
     let streams = Streams::new(settings.ws_max_connections);
     let maintenance = Maintenance::new(streams.system.clone());
+    let pii = PiiCipher::new(&resolve_pii_key(&settings)?);
+    let limits = LoginLimits::new(
+        settings.login_failures_per_ip,
+        settings.login_failures_per_login,
+        settings.login_failure_window,
+    );
     Ok(AppState {
         engine,
         passwords: PasswordHasher::new(),
@@ -103,7 +117,54 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         maintenance,
         metrics: telemetry::prometheus(),
         settings: Arc::new(settings),
+        pii,
+        limits,
+        alerts: Arc::new(AlertLog::default()),
     })
+}
+
+/// The key for personal data at rest: the configured one (`--kyc-key` /
+/// `OKPAY_KYC_KEY` / `[server] kyc_key`); unset in dev mode, a fixed dev key;
+/// unset otherwise, a random key created once in `<data-dir>/pii.key` (mode 0600)
+/// and reused, with a loud warning: production must configure the key (in a secret
+/// store, not next to the data), and every node must use the same one. A key that
+/// does not parse stops the server rather than writing data no one can read.
+pub fn resolve_pii_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
+    if let Some(text) = &settings.kyc_key {
+        return crypto::parse_key(&text.0).map_err(|e| anyhow::anyhow!("invalid kyc_key: {e}"));
+    }
+    if settings.dev {
+        tracing::warn!("no kyc_key configured: dev mode uses a fixed, public dev key");
+        return Ok(crypto::DEV_KEY);
+    }
+    let path = settings.data_dir.join("pii.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return crypto::parse_key(&text)
+            .map_err(|e| anyhow::anyhow!("invalid key in {}: {e}", path.display()));
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &hex).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "!!! no kyc_key configured: generated a key for personal data next to the data. Set OKPAY_KYC_KEY in production."
+    );
+    Ok(key)
+}
+
+/// Writes a file readable by its owner only (where the platform has modes).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves or SIGTERM/SIGINT
@@ -119,6 +180,13 @@ pub async fn run(
     let json_limit = settings.max_json_body_bytes;
     let state = web::Data::new(build_state(settings).await?);
     let engine = state.engine.clone();
+    // Every alert across accounts goes to the operators' list (memory + store
+    // index); subscribed before serving so none raised by a request is missed.
+    actix_rt::spawn(alert_log::feed(
+        engine.subscribe_admin(),
+        state.alerts.clone(),
+        state.store().clone(),
+    ));
     // Transfers a crash left in flight are driven to the end in the background, and
     // payouts that were pending are resubmitted.
     {
@@ -169,4 +237,32 @@ pub async fn run(
         tracing::warn!("some accounts were still busy at shutdown");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pii_key_is_configured_dev_or_created_once_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings {
+            data_dir: dir.path().join("data"),
+            ..Settings::default()
+        };
+        let first = resolve_pii_key(&s).unwrap();
+        assert_ne!(first, crypto::DEV_KEY);
+        assert_eq!(
+            resolve_pii_key(&s).unwrap(),
+            first,
+            "reused after a restart"
+        );
+        s.dev = true;
+        s.data_dir = dir.path().join("other");
+        assert_eq!(resolve_pii_key(&s).unwrap(), crypto::DEV_KEY);
+        s.kyc_key = Some(config::Redacted("11".repeat(32)));
+        assert_eq!(resolve_pii_key(&s).unwrap(), [0x11; 32]);
+        s.kyc_key = Some(config::Redacted("short".into()));
+        assert!(resolve_pii_key(&s).is_err());
+    }
 }

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use okpay_engine::store::Store;
 use okpay_engine::Engine;
 
+use crate::alert_log::AlertLog;
 use crate::config::Settings;
+use crate::crypto::PiiCipher;
 use crate::maintenance::Maintenance;
 use crate::notifier::{Notifier, Outbox};
 use crate::passwords::PasswordHasher;
 use crate::payments::{CardProcessor, PayoutProcessor};
+use crate::rate_limit::LoginLimits;
 use crate::stream::Streams;
 
 /// Shared by all workers; cloning the `web::Data` is an `Arc` clone.
@@ -27,6 +30,12 @@ pub struct AppState {
     pub streams: Streams,
     pub maintenance: Maintenance,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// AES-256-GCM for personal data at rest (KYC data, TOTP secrets).
+    pub pii: PiiCipher,
+    /// Failed-login limits and the password-reset request limit.
+    pub limits: LoginLimits,
+    /// Recent alerts across accounts, for operators.
+    pub alerts: Arc<AlertLog>,
 }
 
 impl AppState {

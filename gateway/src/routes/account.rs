@@ -7,7 +7,8 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use okpay_engine::domain::command::Profile;
-use okpay_engine::domain::state::AccountStatus;
+use okpay_engine::domain::security::KycStatus;
+use okpay_engine::domain::state::{AccountState, AccountStatus};
 use okpay_engine::domain::view::AccountView;
 use okpay_engine::ids::AccountId;
 use okpay_engine::Command;
@@ -258,6 +259,8 @@ pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse
         status_reason: (view.status != AccountStatus::Active)
             .then(|| view.status_reason.clone())
             .flatten(),
+        // Derived from the tier here; `with_security` replaces it with the KYC
+        // record when the caller has the account's state.
         kyc: KycSummary {
             status: if view.kyc_tier >= 1 {
                 "approved"
@@ -275,6 +278,7 @@ pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse
             challenge_over: money(policy.fraud.challenge_over, primary),
         },
         balances,
+        // Known from the full state only; see `with_security`.
         totp_enabled: false,
     }
 }
@@ -284,8 +288,54 @@ pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse
     responses((status = 200, body = AccountResponse), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/account")]
 pub async fn get_account(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
-    let view = state.engine.view(auth.account).await?;
-    Ok(HttpResponse::Ok().json(account_response(&state, &view)))
+    let account = state.engine.state(auth.account).await?;
+    let view = AccountView::of(&account, state.engine.clock().now());
+    let response = with_security(account_response(&state, &view), &account);
+    Ok(HttpResponse::Ok().json(response))
+}
+
+/// The KYC summary of an account: its review record, or `approved` for an
+/// account raised to tier 1 without a submission (operators, dev mode).
+pub fn kyc_summary(account: &AccountState) -> KycSummary {
+    let status = match account.kyc.status {
+        KycStatus::None if account.kyc_tier >= 1 => KycStatus::Approved,
+        s => s,
+    };
+    KycSummary {
+        status: status.name().into(),
+        tier: account.kyc_tier,
+        reason: (status == KycStatus::Rejected)
+            .then(|| account.kyc.reason.clone())
+            .flatten(),
+    }
+}
+
+/// Fills what only the full state knows: the KYC record and TOTP enrolment.
+pub fn with_security(mut response: AccountResponse, account: &AccountState) -> AccountResponse {
+    response.kyc = kyc_summary(account);
+    response.totp_enabled = account.security.totp.as_ref().is_some_and(|t| t.enabled);
+    response
+}
+
+/// An engine error as the API answers it, with the account's own status reason
+/// added to `ACCOUNT_FROZEN` / `ACCOUNT_RESTRICTED` (why it is frozen, e.g. by
+/// fraud monitoring or an operator), so the user knows what happened and what to
+/// do. Costs one read of the account, only on those refusals.
+pub async fn explain(
+    state: &AppState,
+    account: AccountId,
+    e: okpay_engine::EngineError,
+) -> ApiError {
+    use okpay_engine::{EngineError, Rejection};
+    let mut api: ApiError = e.clone().into();
+    if let EngineError::Rejected(Rejection::AccountFrozen | Rejection::AccountRestricted) = e {
+        if let Ok(view) = state.engine.view(account).await {
+            if let Some(reason) = view.status_reason {
+                api.detail = format!("{} Reason: {reason}", api.detail);
+            }
+        }
+    }
+    api
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -1,18 +1,31 @@
-//! Operators' KYC review. For now only the approval
-//! (`POST /v1/admin/kyc/{account_id}/approve`), which raises the account to tier 1
-//! (higher limits, withdrawals allowed). The review queue, rejection with a
-//! reason and the user's `kyc.updated` event come with the KYC submission flow;
-//! they extend this module.
+//! Operators' KYC review: the queue (`GET /v1/admin/kyc?status=pending`), approval
+//! (`POST /v1/admin/kyc/{account_id}/approve`: tier 1, higher limits at once) and
+//! rejection with a reason the user sees (`.../reject` `{"reason"}`; the user may
+//! then submit again). Each review pushes `kyc.updated` to the user's sockets (the
+//! engine's notification) and removes the submission from the queue.
+//!
+//! The queue shows the full name decrypted for the operator (who needs it to
+//! compare with the document) and the ID number masked; the number itself is never
+//! shown by the API.
+//!
+//! Approving an account with no pending submission: in dev mode it raises the
+//! account to tier 1 directly (the load-test harness and local setups approve
+//! accounts that never submitted documents); outside dev mode it is refused with
+//! 409 `OPERATION_CLOSED`, because a production approval must review something.
 
-use actix_web::{post, web, HttpResponse};
-use okpay_engine::Command;
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use okpay_engine::domain::security::KycStatus;
+use okpay_engine::ids::AccountId;
+use okpay_engine::{Command, EngineError, Rejection};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::routes::account::KycSummary;
-use crate::routes::extract::account_id;
+use crate::routes::account::{kyc_summary, KycSummary};
+use crate::routes::extract::{account_id, time};
+use crate::routes::kyc::{id_type_name, pending_key, KYC_PENDING_INDEX};
 use crate::state::AppState;
 
 /// The tier an approved identity gets.
@@ -24,6 +37,78 @@ pub struct KycDecision {
     pub kyc: KycSummary,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    /// Shown to the user (1–500 characters), e.g. what to fix before resubmitting.
+    #[schema(example = "The photo of the document is blurred.")]
+    pub reason: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct QueueQuery {
+    /// Only `pending` (the default) is supported.
+    pub status: Option<String>,
+    /// At most this many (default 100, at most 500), oldest first.
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KycQueueItem {
+    pub account_id: String,
+    /// Decrypted for the reviewing operator.
+    pub full_name: Option<String>,
+    /// `national_id`, `passport` or `driver_license`.
+    pub id_type: String,
+    pub id_number_masked: String,
+    /// How many document images were submitted.
+    pub documents: usize,
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KycQueue {
+    pub items: Vec<KycQueueItem>,
+}
+
+fn not_pending() -> ApiError {
+    crate::error::rejection(Rejection::OperationClosed)
+        .with_hint("The account has no submission waiting for review.")
+}
+
+/// Runs a review command; maps "no such account" to 404.
+async fn review(state: &AppState, account: AccountId, cmd: Command) -> ApiResult<()> {
+    state
+        .engine
+        .execute(account, cmd)
+        .await
+        .map_err(|e| match e {
+            EngineError::Rejected(Rejection::AccountNotFound) => ApiError::not_found("account"),
+            EngineError::Rejected(Rejection::OperationClosed) => not_pending(),
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+/// The decision as the account now shows it.
+async fn decision(state: &AppState, account: AccountId) -> ApiResult<HttpResponse> {
+    let now = state.engine.state(account).await?;
+    Ok(HttpResponse::Ok().json(KycDecision {
+        account_id: account.to_string(),
+        kyc: kyc_summary(&now),
+    }))
+}
+
+/// Removes the account's submission from the review queue.
+async fn dequeue(state: &AppState, key: Option<String>) {
+    if let Some(key) = key {
+        if let Err(e) = state.store().delete_index(KYC_PENDING_INDEX, &key).await {
+            // Harmless: the queue skips accounts that are no longer pending.
+            tracing::warn!(error = %e, "could not remove a reviewed KYC submission from the queue");
+        }
+    }
+}
+
 /// Approves an account's identity (tier 1).
 #[utoipa::path(post, path = "/v1/admin/kyc/{account_id}/approve", tag = "admin", security(("admin" = [])),
     params(("account_id" = String, Path, description = "An `acc_` id")),
@@ -31,6 +116,7 @@ pub struct KycDecision {
         (status = 200, body = KycDecision),
         (status = 401, body = Problem, description = "UNAUTHENTICATED: no or wrong admin token"),
         (status = 404, body = Problem, description = "NOT_FOUND"),
+        (status = 409, body = Problem, description = "OPERATION_CLOSED: nothing pending (outside dev mode)"),
         (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
     ))]
 #[post("/v1/admin/kyc/{account_id}/approve")]
@@ -41,38 +127,145 @@ pub async fn approve(
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
     let account = account_id(&path)?;
-    state
-        .engine
-        .execute(
+    let current = state.engine.state(account).await?;
+    if !current.opened {
+        return Err(ApiError::not_found("account"));
+    }
+    if current.kyc.status == KycStatus::Pending {
+        review(
+            &state,
+            account,
+            Command::ReviewKyc {
+                approve: true,
+                reason: None,
+            },
+        )
+        .await?;
+        dequeue(
+            &state,
+            current.kyc.submission.as_ref().and_then(pending_key),
+        )
+        .await;
+    } else if state.settings.dev {
+        review(
+            &state,
             account,
             Command::SetKycTier {
                 tier: APPROVED_TIER,
             },
         )
-        .await
-        .map_err(|e| match e {
-            okpay_engine::EngineError::Rejected(_) => ApiError::not_found("account"),
-            other => other.into(),
-        })?;
+        .await?;
+    } else {
+        return Err(not_pending());
+    }
     tracing::info!(account = %account, "KYC approved");
-    Ok(HttpResponse::Ok().json(KycDecision {
-        account_id: account.to_string(),
-        kyc: KycSummary {
-            status: "approved".into(),
-            tier: APPROVED_TIER,
-            reason: None,
+    decision(&state, account).await
+}
+
+/// Rejects an account's pending submission with a reason the user sees.
+#[utoipa::path(post, path = "/v1/admin/kyc/{account_id}/reject", tag = "admin", security(("admin" = [])),
+    params(("account_id" = String, Path, description = "An `acc_` id")),
+    request_body = RejectRequest,
+    responses(
+        (status = 200, body = KycDecision),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: reason missing or too long"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 404, body = Problem, description = "NOT_FOUND"),
+        (status = 409, body = Problem, description = "OPERATION_CLOSED: nothing pending"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+    ))]
+#[post("/v1/admin/kyc/{account_id}/reject")]
+pub async fn reject(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    body: web::Json<RejectRequest>,
+) -> ApiResult<HttpResponse> {
+    state.maintenance.check()?;
+    let account = account_id(&path)?;
+    let reason = body.into_inner().reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::validation(
+            "reason must have 1 to 500 characters.",
+        ));
+    }
+    let current = state.engine.state(account).await?;
+    if !current.opened {
+        return Err(ApiError::not_found("account"));
+    }
+    review(
+        &state,
+        account,
+        Command::ReviewKyc {
+            approve: false,
+            reason: Some(reason),
         },
-    }))
+    )
+    .await?;
+    dequeue(
+        &state,
+        current.kyc.submission.as_ref().and_then(pending_key),
+    )
+    .await;
+    tracing::info!(account = %account, "KYC rejected");
+    decision(&state, account).await
+}
+
+/// The review queue, oldest submission first.
+#[utoipa::path(get, path = "/v1/admin/kyc", tag = "admin", security(("admin" = [])),
+    params(QueueQuery),
+    responses(
+        (status = 200, body = KycQueue),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: unsupported status"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+    ))]
+#[get("/v1/admin/kyc")]
+pub async fn queue(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    query: web::Query<QueueQuery>,
+) -> ApiResult<HttpResponse> {
+    if query.status.as_deref().is_some_and(|s| s != "pending") {
+        return Err(ApiError::validation(
+            "Only status=pending is supported: the queue holds submissions waiting for review.",
+        ));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let rows = state
+        .store()
+        .scan_index(KYC_PENDING_INDEX, None, limit)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    let mut items = Vec::with_capacity(rows.len());
+    for (_, value) in rows {
+        let Ok(account) = value.parse::<AccountId>() else {
+            continue;
+        };
+        let s = state.engine.state(account).await?;
+        // A submission still being recorded, or one reviewed meanwhile.
+        let (KycStatus::Pending, Some(sub)) = (s.kyc.status, &s.kyc.submission) else {
+            continue;
+        };
+        items.push(KycQueueItem {
+            account_id: account.to_string(),
+            full_name: state.pii.decrypt_text(&sub.full_name),
+            id_type: id_type_name(sub.id_type).into(),
+            id_number_masked: sub.id_number_masked.clone(),
+            documents: sub.documents.len(),
+            submitted_at: s.kyc.submitted_at.map(time),
+        });
+    }
+    Ok(HttpResponse::Ok().json(KycQueue { items }))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(approve),
-    components(schemas(KycDecision)),
+    paths(approve, reject, queue),
+    components(schemas(KycDecision, RejectRequest, KycQueue, KycQueueItem)),
     tags((name = "admin", description = "Operators (admin token)"))
 )]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(approve);
+    cfg.service(queue).service(approve).service(reject);
 }

@@ -5,13 +5,18 @@
 pub mod account;
 pub mod admin;
 pub mod admin_kyc;
+pub mod alerts;
+pub mod challenges;
 pub mod contacts;
 pub mod deposits;
 pub mod extract;
 pub mod health;
+pub mod kyc;
+pub mod password_reset;
 pub mod recipient;
 pub mod sessions;
 pub mod stream;
+pub mod totp;
 pub mod transactions;
 pub mod transfers;
 pub mod withdrawals;
@@ -31,6 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     transactions::configure(cfg);
     contacts::configure(cfg);
     admin_kyc::configure(cfg);
+    password_reset::configure(cfg);
+    challenges::configure(cfg);
+    totp::configure(cfg);
+    kyc::configure(cfg);
+    alerts::configure(cfg);
 }
 
 /// The OpenAPI docs of route modules beyond the core ones (each module that adds
@@ -46,6 +56,11 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
         transactions::Api::openapi(),
         contacts::Api::openapi(),
         admin_kyc::Api::openapi(),
+        password_reset::Api::openapi(),
+        challenges::Api::openapi(),
+        totp::Api::openapi(),
+        kyc::Api::openapi(),
+        alerts::Api::openapi(),
     ]
 }
 

@@ -1,12 +1,28 @@
 //! Sessions: log in (`POST /v1/sessions`), list, log out one, log out everywhere
 //! else. An unknown login costs the same argon2 verification as a wrong password
 //! and gets the same answer, so neither message nor timing tells which it was.
+//!
+//! Login protection, in order:
+//! 1. Failed-attempt limits per client IP and per login (`rate_limit.rs`):
+//!    429 `RATE_LIMITED` with `retry_after_s` once either saw too many *failures*
+//!    in the window (defaults 20 per IP, 10 per login, 5 minutes). The IP is the
+//!    TCP peer: forwarded-for headers are not trusted, since a client could forge
+//!    them; behind a proxy, the proxy must enforce its own limit.
+//! 2. The account lockout (engine): 5 consecutive wrong passwords lock login for
+//!    15 minutes; while locked, 423 `ACCOUNT_LOCKED` with `retry_after_s` before
+//!    any password is checked; the attempt that locks answers 423 too. A success
+//!    resets the count; a password reset unlocks at once.
+//! 3. A login on a device the account never used pushes `session.created` with
+//!    `new_device: true` to the other sessions and raises a `new_device` alert; a
+//!    login from another country too soon after the last one raises an alert and
+//!    restricts the account (engine rules).
 
-use actix_web::{delete, get, post, web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::command::NewSession;
+use okpay_engine::domain::AccountState;
 use okpay_engine::ids::{AccountId, OpId, OpKind};
-use okpay_engine::{Command, Outcome};
+use okpay_engine::{Command, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -72,15 +88,31 @@ pub async fn account_of_login(
         (status = 201, body = LoginResponse),
         (status = 400, body = Problem, description = "VALIDATION_FAILED"),
         (status = 401, body = Problem, description = "INVALID_CREDENTIALS"),
+        (status = 423, body = Problem, description = "ACCOUNT_LOCKED: too many failed logins; retry_after_s"),
+        (status = 429, body = Problem, description = "RATE_LIMITED: too many failed logins from this IP or for this login; retry_after_s"),
         (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
     ))]
 #[post("/v1/sessions")]
 pub async fn create_session(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
     let body = body.into_inner();
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let login_limit_key = login_key(&body.login).unwrap_or_else(|| body.login.to_lowercase());
+    if let Some(wait) = state
+        .limits
+        .per_ip
+        .blocked(&ip)
+        .or_else(|| state.limits.per_login.blocked(&login_limit_key))
+    {
+        tracing::info!("login refused: too many failed attempts");
+        return Err(rate_limited(wait));
+    }
     if body.device_id.is_empty() || body.device_id.len() > 128 {
         return Err(ApiError::validation(
             "device_id must have 1 to 128 characters.",
@@ -93,12 +125,35 @@ pub async fn create_session(
     }
     let account = account_of_login(&state, &body.login).await?;
     let hash = match account {
-        Some(id) => Some(state.engine.state(id).await?.password_hash).filter(|h| !h.is_empty()),
+        Some(id) => {
+            let current = state.engine.state(id).await?;
+            if let Some(wait) = locked_for(&state, &current) {
+                return Err(locked(wait));
+            }
+            Some(current.password_hash).filter(|h| !h.is_empty())
+        }
         None => None,
     };
     let ok = state.passwords.verify(body.password, hash).await?;
     let (true, Some(account)) = (ok, account) else {
         tracing::info!("login failed");
+        state.limits.per_ip.record(&ip);
+        state.limits.per_login.record(&login_limit_key);
+        if let Some(id) = account {
+            match state.engine.execute(id, Command::LoginFailed).await {
+                Ok(_) => {
+                    let after = state.engine.state(id).await?;
+                    if let Some(wait) = locked_for(&state, &after) {
+                        return Err(locked(wait));
+                    }
+                }
+                Err(EngineError::Rejected(Rejection::AccountLocked)) => {
+                    let after = state.engine.state(id).await?;
+                    return Err(locked(locked_for(&state, &after).unwrap_or(1)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         return Err(ApiError::invalid_credentials());
     };
     let minted = auth::mint();
@@ -112,10 +167,18 @@ pub async fn create_session(
         country,
         expires_at: okpay_engine::time::Timestamp(expires_at.timestamp_millis()),
     };
-    let outcome = state
+    let outcome = match state
         .engine
         .execute(account, Command::CreateSession(session))
-        .await?;
+        .await
+    {
+        // Locked between the check above and now (another client's failures).
+        Err(EngineError::Rejected(Rejection::AccountLocked)) => {
+            let after = state.engine.state(account).await?;
+            return Err(locked(locked_for(&state, &after).unwrap_or(1)));
+        }
+        other => other?,
+    };
     let Outcome::Created(id) = outcome else {
         return Err(ApiError::unavailable());
     };
@@ -136,6 +199,38 @@ pub async fn create_session(
         account_id: account.to_string(),
         expires_at,
     }))
+}
+
+/// Seconds until the account's login lockout ends, if it is locked now.
+fn locked_for(state: &AppState, account: &AccountState) -> Option<u64> {
+    let now = state.engine.clock().now().millis();
+    let until = account.security.locked_until?.millis();
+    (until > now).then(|| {
+        u64::try_from((until - now + 999) / 1000)
+            .unwrap_or(1)
+            .max(1)
+    })
+}
+
+/// 423 `ACCOUNT_LOCKED` with the time left.
+fn locked(retry_after_s: u64) -> ApiError {
+    crate::error::rejection(Rejection::AccountLocked)
+        .with_hint(format!(
+            "Try again in {} minute(s), or reset your password (POST /v1/password-reset) to unlock at once.",
+            retry_after_s.div_ceil(60)
+        ))
+        .retry_after(retry_after_s)
+}
+
+/// 429 `RATE_LIMITED` for too many failed logins.
+fn rate_limited(retry_after_s: u64) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "Too many failed login attempts from here or for this login.",
+    )
+    .with_hint("Wait before trying again, or reset your password.")
+    .retry_after(retry_after_s)
 }
 
 #[derive(Serialize, ToSchema)]

@@ -10,14 +10,15 @@
 //! and the memo, so naming the same person by email one time and by account id
 //! the next is the same request, while any other change is a conflict.
 //!
-//! Step-up: 1,000.00 or more answers `403 CHALLENGE_REQUIRED` for now; the 202
-//! challenge flow of API.md comes with the challenges endpoint.
+//! Step-up: 1,000.00 or more (by default) answers `202 challenge_required`
+//! (`step_up.rs`); confirming the challenge runs this very transfer once and
+//! answers what this route would have (`routes/challenges.rs`).
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::view::TransferView;
 use okpay_engine::ids::OpKind;
-use okpay_engine::{Command, Outcome};
+use okpay_engine::{Command, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -26,6 +27,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::routes::extract::{amount, idempotency_key, money, time};
 use crate::routes::recipient;
 use crate::state::AppState;
+use crate::step_up::{self, ChallengeRequired};
 
 /// The longest memo, in characters.
 pub const MEMO_MAX: usize = 140;
@@ -61,7 +63,7 @@ pub struct TransferResponse {
 }
 
 impl TransferResponse {
-    fn of(v: &TransferView) -> Self {
+    pub fn of(v: &TransferView) -> Self {
         let c = v.amount.currency();
         TransferResponse {
             id: v.id.display(OpKind::Transfer),
@@ -95,9 +97,10 @@ fn memo(text: Option<String>) -> Result<Option<String>, ApiError> {
     params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; the same key and body answer the first response again")),
     responses(
         (status = 201, body = TransferResponse),
+        (status = 202, body = ChallengeRequired, description = "1,000.00 or more: confirm with POST /v1/challenges/{id}/confirm"),
         (status = 400, body = Problem, description = "VALIDATION_FAILED"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
-        (status = 403, body = Problem, description = "ACCOUNT_FROZEN / ACCOUNT_RESTRICTED / ACCOUNT_CLOSED / CHALLENGE_REQUIRED (1,000.00 or more needs step-up)"),
+        (status = 403, body = Problem, description = "ACCOUNT_FROZEN / ACCOUNT_RESTRICTED / ACCOUNT_CLOSED"),
         (status = 404, body = Problem, description = "RECIPIENT_NOT_FOUND"),
         (status = 409, body = Problem, description = "IDEMPOTENCY_CONFLICT"),
         (status = 422, body = Problem, description = "SAME_ACCOUNT / INSUFFICIENT_FUNDS / LIMIT_EXCEEDED / RECIPIENT_UNAVAILABLE"),
@@ -117,19 +120,20 @@ pub async fn transfer(
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
     let memo = memo(body.memo)?;
     let to = recipient::resolve(&state, auth.account, &body.to).await?;
-    let outcome = state
-        .engine
-        .execute(
-            auth.account,
-            Command::Transfer {
-                key,
-                to,
-                amount,
-                memo,
-                step_up_verified: false,
-            },
-        )
-        .await?;
+    let command = Command::Transfer {
+        key: key.clone(),
+        to,
+        amount,
+        memo,
+        step_up_verified: false,
+    };
+    let outcome = match state.engine.execute(auth.account, command.clone()).await {
+        Err(EngineError::Rejected(Rejection::ChallengeRequired)) => {
+            return step_up::require(&state, auth.account, key, command).await;
+        }
+        Err(e) => return Err(crate::routes::account::explain(&state, auth.account, e).await),
+        Ok(outcome) => outcome,
+    };
     let Outcome::Transfer(view) = outcome else {
         return Err(ApiError::unavailable());
     };
@@ -139,7 +143,12 @@ pub async fn transfer(
 #[derive(OpenApi)]
 #[openapi(
     paths(transfer),
-    components(schemas(TransferRequest, TransferResponse))
+    components(schemas(
+        TransferRequest,
+        TransferResponse,
+        ChallengeRequired,
+        crate::step_up::ChallengeInfo
+    ))
 )]
 pub struct Api;
 

@@ -22,7 +22,7 @@ use okpay_engine::domain::command::WithdrawalMethod;
 use okpay_engine::domain::state::WithdrawalStatus;
 use okpay_engine::domain::view::WithdrawalView;
 use okpay_engine::ids::{OpId, OpKind};
-use okpay_engine::{Command, Outcome};
+use okpay_engine::{Command, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -31,6 +31,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::payments::PAYOUT_PENDING_INDEX;
 use crate::routes::extract::{amount, idempotency_key, money, time};
 use crate::state::AppState;
+use crate::step_up::{self, ChallengeRequired};
 
 /// Where a withdrawal is paid out.
 #[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
@@ -105,7 +106,7 @@ pub fn expected_by(created: DateTime<Utc>, method: WithdrawalMethod) -> DateTime
 
 impl WithdrawalResponse {
     /// The response for `v`; `as_first` shows it as the POST first reported it.
-    fn of(v: &WithdrawalView, as_first: bool) -> Self {
+    pub fn of(v: &WithdrawalView, as_first: bool) -> Self {
         let c = v.amount.currency();
         let (status, reason) = match (&v.status, as_first) {
             (_, true) | (WithdrawalStatus::Processing, _) => ("processing", None),
@@ -142,10 +143,10 @@ fn destination(text: &str) -> Result<String, ApiError> {
     request_body = WithdrawalRequest,
     params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; the same key and body answer the first response again")),
     responses(
-        (status = 202, body = WithdrawalResponse, description = "Held; the payout is processing"),
+        (status = 202, body = WithdrawalResponse, description = "Held; the payout is processing. Or, for 1,000.00 or more, a `ChallengeRequired` body: confirm with POST /v1/challenges/{id}/confirm"),
         (status = 400, body = Problem, description = "VALIDATION_FAILED"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
-        (status = 403, body = Problem, description = "KYC_REQUIRED / ACCOUNT_FROZEN / ACCOUNT_RESTRICTED / ACCOUNT_CLOSED / CHALLENGE_REQUIRED (1,000.00 or more needs step-up)"),
+        (status = 403, body = Problem, description = "KYC_REQUIRED / ACCOUNT_FROZEN / ACCOUNT_RESTRICTED / ACCOUNT_CLOSED"),
         (status = 409, body = Problem, description = "IDEMPOTENCY_CONFLICT"),
         (status = 422, body = Problem, description = "INSUFFICIENT_FUNDS / LIMIT_EXCEEDED / AMOUNT_TOO_SMALL"),
         (status = 429, body = Problem, description = "VELOCITY_BLOCKED"),
@@ -163,22 +164,29 @@ pub async fn withdraw(
     let body = body.into_inner();
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
     let destination = destination(&body.destination)?;
-    let outcome = state
-        .engine
-        .execute(
-            auth.account,
-            Command::Withdraw {
-                key,
-                amount,
-                method: body.method.into(),
-                destination,
-                step_up_verified: false,
-            },
-        )
-        .await?;
+    let command = Command::Withdraw {
+        key: key.clone(),
+        amount,
+        method: body.method.into(),
+        destination,
+        step_up_verified: false,
+    };
+    let outcome = match state.engine.execute(auth.account, command.clone()).await {
+        Err(EngineError::Rejected(Rejection::ChallengeRequired)) => {
+            return step_up::require(&state, auth.account, key, command).await;
+        }
+        Err(e) => return Err(crate::routes::account::explain(&state, auth.account, e).await),
+        Ok(outcome) => outcome,
+    };
     let Outcome::Withdrawal(view) = outcome else {
         return Err(ApiError::unavailable());
     };
+    accepted(&state, &view).await
+}
+
+/// Starts the payout of a recorded withdrawal (at most once, see the module doc)
+/// and answers 202 as the first response did. Shared with challenge confirmation.
+pub async fn accepted(state: &AppState, view: &WithdrawalView) -> ApiResult<HttpResponse> {
     if view.status == WithdrawalStatus::Processing {
         let id = view.id.display(OpKind::Withdrawal);
         let claimed = state
@@ -192,7 +200,7 @@ pub async fn withdraw(
             state.payouts.submit(view.id, view.destination.clone());
         }
     }
-    Ok(HttpResponse::Accepted().json(WithdrawalResponse::of(&view, true)))
+    Ok(HttpResponse::Accepted().json(WithdrawalResponse::of(view, true)))
 }
 
 /// One of the caller's withdrawals as it is now.
@@ -224,7 +232,12 @@ pub async fn get_withdrawal(
 #[derive(OpenApi)]
 #[openapi(
     paths(withdraw, get_withdrawal),
-    components(schemas(WithdrawalRequest, WithdrawalResponse, WithdrawalMethodBody))
+    components(schemas(
+        WithdrawalRequest,
+        WithdrawalResponse,
+        WithdrawalMethodBody,
+        ChallengeRequired
+    ))
 )]
 pub struct Api;
 

@@ -386,3 +386,96 @@ impl TestApp {
 pub fn rand_key() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+impl TestApp {
+    /// A login attempt with any password, device and country.
+    pub async fn try_login(
+        &self,
+        login: &str,
+        password: &str,
+        device: &str,
+        country: Option<&str>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/sessions"))
+            .json(&json!({"login": login, "password": password, "device_id": device, "country": country}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.get(path, ADMIN).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.post(path, ADMIN, body).await
+    }
+
+    /// The dev outbox's messages to `to`, newest first.
+    pub async fn outbox(&self, to: &str) -> Vec<Value> {
+        let r = self
+            .client
+            .get(self.url("/v1/admin/outbox"))
+            .query(&[("to", to)])
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// The newest code of `kind` sent to `to`.
+    pub async fn last_code(&self, to: &str, kind: &str) -> String {
+        self.outbox(to)
+            .await
+            .into_iter()
+            .find(|m| m["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} message to {to}"))["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The account's alerts (`GET /v1/alerts`), newest first.
+    pub async fn alerts(&self, token: &str) -> Vec<Value> {
+        let r = self.get("/v1/alerts", token).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until the operators' alert list holds an alert of `rule` for
+    /// `account` (the list is fed asynchronously); returns how many it holds.
+    pub async fn admin_alerts_for(&self, account: &str, rule: &str) -> usize {
+        let mut n = 0;
+        for _ in 0..100 {
+            let r = self.admin_get("/v1/admin/alerts?limit=500").await;
+            assert_eq!(r.status(), 200);
+            let body: Value = r.json().await.unwrap();
+            n = body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["account_id"] == account && a["rule"] == rule)
+                .count();
+            if n > 0 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        n
+    }
+}
+
+/// A tiny valid-looking JPEG (the magic bytes are what the server checks).
+pub fn jpeg_b64() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F'])
+}

@@ -5,13 +5,17 @@
 mod accounts;
 mod admin;
 mod binary;
+mod challenges;
 mod contacts;
 mod deposits;
+mod fraud;
 // Not every test module uses every helper.
 #[allow(dead_code)]
 mod helpers;
-// mod openapi; (wired once every route group has landed)
+mod kyc;
+mod openapi;
 mod redis;
+mod security;
 mod sessions;
 mod story;
 mod stream;

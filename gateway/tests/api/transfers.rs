@@ -189,7 +189,13 @@ async fn large_transfers_need_step_up_after_kyc() {
             send("bob@example.com", "1000.00"),
         )
         .await;
-    assert_problem(r, 403, "CHALLENGE_REQUIRED").await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "challenge_required", "{body}");
+    assert!(body["challenge"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("chl_"));
     // Just under the threshold goes through (tier 1 allows it).
     let r = app
         .post_idem(

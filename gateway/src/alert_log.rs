@@ -1,0 +1,153 @@
+//! The operators' list of fraud alerts across accounts (`GET /v1/admin/alerts`).
+//!
+//! Each account keeps its own recent alerts (engine state, `GET /v1/alerts`); the
+//! cross-account list is fed by the engine's admin channel from start-up: every
+//! `alert.raised` goes into a bounded in-memory ring (the fast path for the
+//! newest ones) and into the store index `alerts` under
+//! `<inverted ms, 16 hex>/<alr_ id>` with the alert as JSON, so a key-order scan
+//! is newest first and the list survives restarts. Writing the index is a claim,
+//! so an alert delivered twice is stored once.
+//!
+//! The admin channel is a bounded broadcast: if this task ever lags (thousands of
+//! alerts at once) the skipped alerts are missing from this list (they remain in
+//! each account's own list) and a warning with the count is logged.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use okpay_engine::domain::notification::NotificationKind;
+use okpay_engine::ids::OpKind;
+use okpay_engine::runtime::hub::AdminNotice;
+use okpay_engine::store::Store;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+
+use crate::routes::extract::time;
+
+/// The store index of alerts across accounts.
+pub const ALERTS_INDEX: &str = "alerts";
+/// Alerts kept in memory.
+const RING_CAPACITY: usize = 1_000;
+/// The most alerts one request lists.
+pub const LIST_MAX: usize = 500;
+
+/// One alert as operators see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminAlert {
+    /// An `alr_` id.
+    pub id: String,
+    pub account_id: String,
+    pub rule: String,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    pub message: String,
+    /// What the rule did: `allow`, `challenge`, `hold_for_review`, `block`, `freeze`.
+    pub action: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The in-memory ring of the newest alerts (newest at the back).
+#[derive(Default)]
+pub struct AlertLog {
+    /// `parking_lot`: held only to push or copy, never across an await.
+    ring: Mutex<VecDeque<AdminAlert>>,
+}
+
+impl AlertLog {
+    fn push(&self, alert: AdminAlert) {
+        let mut ring = self.ring.lock();
+        if ring.len() >= RING_CAPACITY {
+            ring.pop_front();
+        }
+        ring.push_back(alert);
+    }
+
+    /// The newest `limit` alerts, newest first: from memory when the ring holds
+    /// enough of them (everything raised since start-up is in it), else from the
+    /// durable index; from memory again if the store is unavailable.
+    pub async fn list(&self, store: &Arc<dyn Store>, limit: usize) -> Vec<AdminAlert> {
+        let limit = limit.clamp(1, LIST_MAX);
+        let from_ring =
+            || -> Vec<AdminAlert> { self.ring.lock().iter().rev().take(limit).cloned().collect() };
+        if self.ring.lock().len() >= limit {
+            return from_ring();
+        }
+        match store.scan_index(ALERTS_INDEX, None, limit).await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "alert index unavailable; listing the in-memory alerts");
+                from_ring()
+            }
+        }
+    }
+}
+
+/// The index key of an alert: newest sorts first.
+fn index_key(alert: &AdminAlert) -> String {
+    let ms = u64::try_from(alert.at.timestamp_millis()).unwrap_or(0);
+    format!("{:016x}/{}", u64::MAX - ms, alert.id)
+}
+
+/// The operators' view of an admin notice, when it is an alert.
+fn alert_of(notice: &AdminNotice) -> Option<AdminAlert> {
+    let NotificationKind::AlertRaised {
+        id,
+        rule,
+        severity,
+        message,
+        action,
+    } = &notice.notification.kind
+    else {
+        return None;
+    };
+    Some(AdminAlert {
+        id: id.display(OpKind::Alert),
+        account_id: notice.account.to_string(),
+        rule: rule.name().into(),
+        severity: severity.name().into(),
+        message: message.clone(),
+        action: action.name().into(),
+        at: time(notice.notification.at),
+    })
+}
+
+/// Feeds `log` and the store index from the admin channel until it closes.
+pub async fn feed(
+    mut notices: broadcast::Receiver<AdminNotice>,
+    log: Arc<AlertLog>,
+    store: Arc<dyn Store>,
+) {
+    loop {
+        match notices.recv().await {
+            Ok(notice) => {
+                let Some(alert) = alert_of(&notice) else {
+                    continue;
+                };
+                log.push(alert.clone());
+                let value = match serde_json::to_string(&alert) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                if let Err(e) = store
+                    .claim_index(ALERTS_INDEX, &index_key(&alert), &value)
+                    .await
+                {
+                    tracing::warn!(error = %e, alert = %alert.id, "could not store an alert in the admin index");
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    skipped = n,
+                    "admin alert feed lagged; alerts missing from the admin list"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

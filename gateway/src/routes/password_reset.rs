@@ -1,0 +1,201 @@
+//! Password reset: `POST /v1/password-reset` `{"login"}` sends a 6-digit code to
+//! the login (email or SMS through the notifier) and always answers 202 with the
+//! same body, whether or not the login exists; `POST /v1/password-reset/confirm`
+//! `{"login", "code", "new_password"}` sets the new password.
+//!
+//! The code is stored only as SHA-256(account ‖ code) in the account's state,
+//! expires after the policy's `code_ttl_s` (10 minutes), is good once, and dies
+//! after `code_attempts` (5) wrong answers. A correct answer sets the password,
+//! unlocks a locked account and logs every session out (one engine record), and
+//! the user is told by a `password_changed` message. Sessions are checked with the
+//! account's actor on every request (no gateway-side token cache), so revoked
+//! tokens stop working at once.
+//!
+//! A login gets at most `RESET_REQUESTS_MAX` codes per 10 minutes: beyond that the
+//! request still answers 202 but sends nothing, so nobody can flood a person's
+//! phone. Confirming for an unknown login answers like a login without a pending
+//! code (410), so the confirm route tells nothing either.
+
+use actix_web::{post, web, HttpResponse};
+use chrono::Utc;
+use okpay_engine::{Command, EngineError, Rejection};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::crypto::{code_hash, six_digit_code};
+use crate::error::{ApiResult, Problem};
+use crate::notifier::OutboxMessage;
+use crate::routes::account::{check_password, login_key};
+use crate::routes::sessions::account_of_login;
+use crate::state::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The email or phone the account logs in with.
+    #[schema(example = "li.wei@example.com")]
+    pub login: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResetAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    pub login: String,
+    /// The 6-digit code that was sent.
+    #[schema(example = "123456")]
+    pub code: String,
+    /// 8–128 characters.
+    pub new_password: String,
+}
+
+/// The channel a login's messages go by.
+fn channel_of(login: &str) -> &'static str {
+    if login.contains('@') {
+        "email"
+    } else {
+        "sms"
+    }
+}
+
+/// Sends a reset code if the login exists (always 202).
+#[utoipa::path(post, path = "/v1/password-reset", tag = "sessions", request_body = ResetRequest,
+    responses(
+        (status = 202, body = ResetAccepted, description = "Always, whether or not the login exists"),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED (malformed body)"),
+        (status = 503, body = Problem, description = "MAINTENANCE"),
+    ))]
+#[post("/v1/password-reset")]
+pub async fn start(
+    state: web::Data<AppState>,
+    body: web::Json<ResetRequest>,
+) -> ApiResult<HttpResponse> {
+    state.maintenance.check()?;
+    let accepted = HttpResponse::Accepted().json(ResetAccepted {
+        status: "accepted".into(),
+        message: "If this login exists, a code is on its way. It expires in 10 minutes.".into(),
+    });
+    let Some(login) = login_key(&body.login) else {
+        return Ok(accepted);
+    };
+    // Counted whether or not the login exists, so the limit tells nothing either.
+    if state.limits.reset_requests.blocked(&login).is_some() {
+        tracing::info!("password reset: too many codes requested for one login; none sent");
+        return Ok(accepted);
+    }
+    state.limits.reset_requests.record(&login);
+    // Storage trouble or an unknown login both end in the same 202: a reset the
+    // user does not receive is retried by the user, and an error here would tell
+    // an attacker which logins exist.
+    let Ok(Some(account)) = account_of_login(&state, &login).await else {
+        return Ok(accepted);
+    };
+    let code = six_digit_code();
+    let started = state
+        .engine
+        .execute(
+            account,
+            Command::StartPasswordReset {
+                code_hash: code_hash(account, &code),
+            },
+        )
+        .await;
+    match started {
+        Ok(_) => {
+            let minutes = state.engine.policy().security.code_ttl_s / 60;
+            state.notifier.send(OutboxMessage {
+                to: login.clone(),
+                channel: channel_of(&login).into(),
+                kind: "password_reset".into(),
+                body: format!(
+                    "Your OKPay password reset code is {code}. It expires in {minutes} minutes. If you did not ask for it, ignore this message."
+                ),
+                code: Some(code),
+                at: Utc::now(),
+            });
+            tracing::info!(account = %account, "password reset code sent");
+        }
+        Err(e) => tracing::info!(account = %account, error = %e, "password reset not started"),
+    }
+    Ok(accepted)
+}
+
+/// Sets a new password with the code; every session is logged out.
+#[utoipa::path(post, path = "/v1/password-reset/confirm", tag = "sessions", request_body = ResetConfirm,
+    responses(
+        (status = 204, description = "The password was changed, the account unlocked, every session revoked"),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED (password policy)"),
+        (status = 401, body = Problem, description = "CHALLENGE_FAILED: wrong code"),
+        (status = 410, body = Problem, description = "CHALLENGE_EXPIRED: no code pending, expired, used, or 5 wrong attempts"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+    ))]
+#[post("/v1/password-reset/confirm")]
+pub async fn confirm(
+    state: web::Data<AppState>,
+    body: web::Json<ResetConfirm>,
+) -> ApiResult<HttpResponse> {
+    state.maintenance.check()?;
+    let body = body.into_inner();
+    check_password(&body.new_password)?;
+    let expired = || crate::error::rejection(Rejection::ChallengeExpired);
+    let login = login_key(&body.login).ok_or_else(expired)?;
+    let account = account_of_login(&state, &login)
+        .await?
+        .ok_or_else(expired)?;
+    // Cheap check first, so a request without a live code costs no argon2 hash.
+    let current = state.engine.state(account).await?;
+    let now = state.engine.clock().now();
+    if !current
+        .security
+        .reset
+        .as_ref()
+        .is_some_and(|r| r.expires_at > now && r.attempts_left > 0)
+    {
+        return Err(expired());
+    }
+    let password_hash = state.passwords.hash(body.new_password).await?;
+    state
+        .engine
+        .execute(
+            account,
+            Command::ConfirmPasswordReset {
+                code_hash: code_hash(account, &body.code),
+                password_hash,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            EngineError::Rejected(Rejection::ChallengeFailed) => {
+                crate::error::rejection(Rejection::ChallengeFailed)
+                    .with_hint("Check the code; after 5 wrong codes, request a new one.")
+            }
+            other => other.into(),
+        })?;
+    state.notifier.send(OutboxMessage {
+        to: login.clone(),
+        channel: channel_of(&login).into(),
+        kind: "password_changed".into(),
+        code: None,
+        body: "Your OKPay password was changed and every device was logged out. If this was not you, contact support at once.".into(),
+        at: Utc::now(),
+    });
+    tracing::info!(account = %account, "password reset; all sessions revoked");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(start, confirm),
+    components(schemas(ResetRequest, ResetAccepted, ResetConfirm))
+)]
+pub struct Api;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(start).service(confirm);
+}
