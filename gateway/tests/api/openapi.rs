@@ -50,7 +50,12 @@ const API_ROUTES: &[(&str, &str)] = &[
 #[tokio::test]
 async fn the_openapi_document_is_valid_and_lists_every_route() {
     let app = TestApp::spawn().await;
-    let r = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
@@ -64,11 +69,17 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
             None => missing.push(format!("{} {path}", method.to_uppercase())),
             Some(op) => {
                 let responses = op["responses"].as_object().expect("responses");
-                assert!(!responses.is_empty(), "{method} {path} documents no response");
+                assert!(
+                    !responses.is_empty(),
+                    "{method} {path} documents no response"
+                );
             }
         }
     }
-    assert!(missing.is_empty(), "routes missing from /openapi.json: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from /openapi.json: {missing:?}"
+    );
     // Errors are documented with the problem schema.
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
