@@ -220,6 +220,13 @@ pub async fn run(
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })
+    // No Nagle: websocket frames are small and frequent, and Nagle holding one back
+    // until the client's delayed ACK adds ~40 ms to live delivery.
+    .on_connect(|conn, _ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(workers)
     .max_connections(max_connections)
     .shutdown_timeout(10)
