@@ -118,10 +118,7 @@ pub fn velocity(
     // The marks are in time order: a binary search counts the window in O(log n),
     // however busy the account is.
     let since = now.millis() - window_ms;
-    let count = state.outgoing.len()
-        - state
-            .outgoing
-            .partition_point(|o| o.at.millis() <= since);
+    let count = state.outgoing.len() - state.outgoing.partition_point(|o| o.at.millis() <= since);
     if count >= policy.velocity_max_ops as usize {
         return Some(Verdict {
             rule: FraudRule::VelocityCount,

@@ -21,42 +21,7 @@ impl TestApp {
     /// Starts a server with test settings (dev mode, admin token, short payout
     /// delay), adjusted by `tweak`.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings {
-            data_dir: dir.path().join("data"),
-            admin_token: Some(ADMIN.into()),
-            dev: true,
-            payout_delay: Duration::from_millis(100),
-            workers: 2,
-            ..Settings::default()
-        };
-        tweak(&mut settings);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new()
-                .block_on(okpay_gateway::run(listener, settings, async move {
-                    let _ = stopped.await;
-                }))
-                .unwrap();
-        });
-        let app = TestApp {
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-            _dir: dir,
-            stop: Some(stop),
-            thread: Some(thread),
-        };
-        for _ in 0..200 {
-            if let Ok(r) = app.client.get(app.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return app;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the server did not start");
+        Self::spawn_on(TcpListener::bind("127.0.0.1:0").unwrap(), tweak).await
     }
 
     pub async fn spawn() -> TestApp {
@@ -254,7 +219,8 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Like [`TestApp::spawn_with`], on a listener the test prepared (e.g. with a
+    /// Starts a server with test settings (dev mode, admin token, short payout
+    /// delay), adjusted by `tweak`, on a listener the test prepared (e.g. with a
     /// small send buffer, so a client that does not read is noticed quickly).
     pub async fn spawn_on(listener: TcpListener, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
