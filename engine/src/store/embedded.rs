@@ -40,6 +40,8 @@ use super::{
 };
 use crate::ids::AccountId;
 
+/// The page cache of the redb file (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 const JOURNAL: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("journal");
 const SNAPSHOTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("snapshots");
 const ACCOUNTS: TableDefinition<u64, u64> = TableDefinition::new("accounts");
@@ -54,7 +56,16 @@ const DB_FILE: &str = "okpay.redb";
 /// operation moves a handle into a blocking task that may outlive the borrow of `self`.
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Bounds the blocking threads in use at once. redb runs one write transaction
+    /// at a time anyway; without a bound, a burst (every actor snapshotting at
+    /// shutdown) would park hundreds of blocking-pool threads on redb's writer lock,
+    /// each with its own allocator heap: gigabytes for nothing. Waiting here is an
+    /// async wait that holds no thread.
+    permits: Arc<tokio::sync::Semaphore>,
 }
+
+/// Blocking transactions running at once (one writer plus readers).
+const BLOCKING_PERMITS: usize = 4;
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, creating the directory if needed.
@@ -66,7 +77,12 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let db = Database::create(dir.join(DB_FILE)).map_err(db_err)?;
+        // redb caches 1 GiB by default; the engine keeps hot state in its actors, so
+        // a modest page cache serves loads and keeps the server's footprint bounded.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join(DB_FILE))
+            .map_err(db_err)?;
         // Create every table up front: a read transaction can't open a table that has
         // never been written, and loads of unknown accounts must simply return nothing.
         let txn = begin_write(&db)?;
@@ -76,7 +92,10 @@ impl EmbeddedStore {
         txn.open_table(INDEXES).map_err(db_err)?;
         txn.open_table(HISTORY).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            permits: Arc::new(tokio::sync::Semaphore::new(BLOCKING_PERMITS)),
+        })
     }
 
     /// Number of journal records currently kept for `account` (after trimming); for
@@ -105,9 +124,17 @@ impl EmbeddedStore {
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
+            .map_err(|_| StoreError::Unavailable("embedded store closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let result = work(&db);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
     }
 }
 
