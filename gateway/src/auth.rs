@@ -163,8 +163,13 @@ impl FromRequest for Admin {
             .app_data::<web::Data<AppState>>()
             .zip(bearer(req))
             .is_some_and(|(state, token)| is_admin(state, token));
+        // A user's session token on an admin route: authenticated as somebody, just
+        // not allowed (403), rather than unknown (401).
+        let is_user_token = bearer(req).is_some_and(|t| parse_token(t).is_some());
         std::future::ready(if ok {
             Ok(Admin)
+        } else if is_user_token {
+            Err(ApiError::forbidden())
         } else {
             Err(ApiError::unauthenticated())
         })
