@@ -135,7 +135,8 @@ async fn kyc_approval_is_for_operators_only() {
     let r = app
         .post(&format!("/v1/admin/kyc/{id}/approve"), &token, json!({}))
         .await;
-    assert_problem(r, 401, "UNAUTHENTICATED").await;
+    // A user's session is authenticated, but not an operator's.
+    assert_problem(r, 403, "FORBIDDEN").await;
     let r = app
         .client
         .post(app.url("/v1/admin/kyc/acc_00000000000000bb/approve"))

@@ -94,7 +94,7 @@ async fn reject_with_reason_then_resubmit_then_approve_raises_limits_at_once() {
 
     // The operators' queue shows it, name decrypted, number masked.
     let r = app.get("/v1/admin/kyc?status=pending", &t).await;
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 403, "a user's session is not an operator's");
     let q: Value = app
         .get("/v1/admin/kyc?status=pending", ADMIN)
         .await
