@@ -18,7 +18,7 @@ use crate::domain::Command;
 use crate::ids::{AccountId, IdempotencyKey, OpId};
 use crate::money::Amount;
 use crate::policy::Policy;
-use crate::runtime::actor::{Passivate, Request};
+use crate::runtime::actor::{Passivate, ReadFn, Request};
 use crate::runtime::directory::Directory;
 use crate::runtime::hub::{AdminNotice, Hub};
 use crate::runtime::{EngineError, RuntimeConfig, Shared};
@@ -295,9 +295,40 @@ impl Engine {
         self.execute(account, Command::SetKycTier { tier }).await
     }
 
+    /// Runs `f` on `account`'s state inside its actor and returns what `f` made of
+    /// it, once everything `f` may have seen is durable. The one way to query an
+    /// account: callers copy out only what they need, never the whole state.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        account: AccountId,
+        f: impl Fn(&crate::domain::AccountState, &Policy, crate::time::Timestamp) -> T
+            + Send
+            + Sync
+            + 'static,
+    ) -> Result<T, EngineError> {
+        let f: ReadFn = Arc::new(move |state, policy, now| Box::new(f(state, policy, now)));
+        let out = self
+            .ask(account, |reply| Request::Read {
+                f: f.clone(),
+                reply,
+            })
+            .await?;
+        // unwrap: the function above boxes a `T`, and nothing else answers this read.
+        Ok(*out.downcast::<T>().unwrap())
+    }
+
     /// The account as its owner sees it (only durable state).
     pub async fn view(&self, account: AccountId) -> Result<AccountView, EngineError> {
-        self.ask(account, |reply| Request::View { reply }).await
+        self.read(account, |state, _, now| {
+            if state.opened {
+                Ok(AccountView::of(state, now))
+            } else {
+                Err(EngineError::Rejected(
+                    crate::domain::Rejection::AccountNotFound,
+                ))
+            }
+        })
+        .await?
     }
 
     /// The live session `n` of `account` if `token_hash` matches it. Fails with
@@ -308,12 +339,15 @@ impl Engine {
         n: u64,
         token_hash: [u8; 32],
     ) -> Result<crate::domain::state::Session, EngineError> {
-        self.ask(account, |reply| Request::Authenticate {
-            n,
-            token_hash,
-            reply,
+        self.read(account, move |state, _, now| {
+            state
+                .session(n, &token_hash, now)
+                .cloned()
+                .ok_or(EngineError::Rejected(
+                    crate::domain::Rejection::UnknownOperation,
+                ))
         })
-        .await
+        .await?
     }
 
     /// A page of `account`'s transaction history, newest first: rows with keys
@@ -373,13 +407,15 @@ impl Engine {
         &self,
         account: AccountId,
     ) -> Result<crate::domain::AccountState, EngineError> {
-        self.ask(account, |reply| Request::State { reply }).await
+        self.read(account, |state, _, _| state.clone()).await
     }
 
     /// One operation (deposit, withdrawal, outgoing transfer) if still remembered.
     pub async fn operation(&self, id: OpId) -> Result<Option<Outcome>, EngineError> {
-        self.ask(id.account, |reply| Request::Operation { n: id.n, reply })
-            .await
+        self.read(id.account, move |state, _, _| {
+            crate::domain::view::op_view(state, id.n)
+        })
+        .await
     }
 
     /// Subscribes to `account`'s notifications: the retained ones after `after`
@@ -403,7 +439,11 @@ impl Engine {
     pub async fn recover_in_flight(&self) -> Result<usize, EngineError> {
         let mut total = 0;
         self.for_each_account(
-            |engine, id| async move { engine.ask(id, |reply| Request::Recover { reply }).await },
+            |engine, id| async move {
+                engine
+                    .read(id, |state, _, _| state.open_transfers().count())
+                    .await
+            },
             |n| total += n,
         )
         .await?;
@@ -415,7 +455,7 @@ impl Engine {
     pub async fn audit(&self) -> Result<Ledger, EngineError> {
         let mut shares: Vec<AuditShare> = Vec::new();
         self.for_each_account(
-            |engine, id| async move { engine.ask(id, |reply| Request::Audit { reply }).await },
+            |engine, id| async move { engine.read(id, |state, _, _| AuditShare::of(state)).await },
             |share| shares.push(share),
         )
         .await?;

@@ -13,6 +13,7 @@
 //! completion or reversal and only then answers the client. On activation the actor
 //! drives again every transfer it finds in flight.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,12 +25,13 @@ use tokio::sync::{broadcast, oneshot};
 use super::{EngineError, Shared};
 use crate::domain::history::history_rows;
 use crate::domain::notification::Notification;
-use crate::domain::state::{AccountState, OpRecord, Session, TransferStatus};
-use crate::domain::view::{op_view, AccountView, AuditShare, Outcome};
+use crate::domain::state::{AccountState, OpRecord, TransferStatus};
+use crate::domain::view::{op_view, Outcome};
 use crate::domain::{apply, decide, Command, Event, EventBody};
 use crate::engine::Engine;
 use crate::ids::{AccountId, OpId};
 use crate::store::{JournalAppend, Loaded, Snapshot, StoreError};
+use crate::time::Timestamp;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
@@ -59,35 +61,25 @@ pub(crate) enum Request {
         cmd: Command,
         reply: Reply<Outcome>,
     },
-    View {
-        reply: Reply<AccountView>,
-    },
-    Operation {
-        n: u64,
-        reply: Reply<Option<Outcome>>,
+    /// Runs a read-only projection of the state inside the actor and answers its
+    /// result once everything it may have seen is durable. Every query (the view,
+    /// an operation, a session check, the audit share...) is one of these, so a
+    /// caller copies out only what it needs, never the whole state.
+    Read {
+        f: ReadFn,
+        reply: Reply<Box<dyn Any + Send>>,
     },
     Subscribe {
         after: Option<u64>,
         reply: Reply<Subscription>,
     },
-    Audit {
-        reply: Reply<AuditShare>,
-    },
-    /// Activate, drive in-flight transfers; answers with how many were in flight.
-    Recover {
-        reply: Reply<usize>,
-    },
-    /// Checks a session token (by hash); answers the session if it is live.
-    Authenticate {
-        n: u64,
-        token_hash: [u8; 32],
-        reply: Reply<Session>,
-    },
-    /// A copy of the durable state (tests, recovery checks).
-    State {
-        reply: Reply<AccountState>,
-    },
 }
+
+/// A read-only projection run by the actor: state, policy and `now` in, any value
+/// out. `Arc` so the engine can send it again when the actor retires meanwhile.
+pub(crate) type ReadFn = Arc<
+    dyn Fn(&AccountState, &crate::policy::Policy, Timestamp) -> Box<dyn Any + Send> + Send + Sync,
+>;
 
 impl Message for Request {
     type Result = ();
@@ -97,13 +89,8 @@ impl Request {
     fn fail(self, err: EngineError) {
         match self {
             Request::Execute { reply, .. } => drop(reply.send(Err(err))),
-            Request::View { reply } => drop(reply.send(Err(err))),
-            Request::Operation { reply, .. } => drop(reply.send(Err(err))),
+            Request::Read { reply, .. } => drop(reply.send(Err(err))),
             Request::Subscribe { reply, .. } => drop(reply.send(Err(err))),
-            Request::Audit { reply } => drop(reply.send(Err(err))),
-            Request::Recover { reply } => drop(reply.send(Err(err))),
-            Request::State { reply } => drop(reply.send(Err(err))),
-            Request::Authenticate { reply, .. } => drop(reply.send(Err(err))),
         }
     }
 }
@@ -763,22 +750,9 @@ impl Handler<Request> for AccountActor {
         }
         match request {
             Request::Execute { cmd, reply } => self.execute(cmd, Some(reply), ctx),
-            Request::View { reply } => {
-                let view = AccountView::of(&self.state, self.shared.clock.now());
-                if self.state.opened {
-                    self.answer(Some(reply), Ok(view));
-                } else {
-                    self.answer(
-                        Some(reply),
-                        Err(EngineError::Rejected(
-                            crate::domain::Rejection::AccountNotFound,
-                        )),
-                    );
-                }
-            }
-            Request::Operation { n, reply } => {
-                let view = op_view(&self.state, n);
-                self.answer(Some(reply), Ok(view));
+            Request::Read { f, reply } => {
+                let out = f(&self.state, &self.shared.policy, self.shared.clock.now());
+                self.answer(Some(reply), Ok(out));
             }
             Request::Subscribe { after, reply } => {
                 let receiver = self.shared.hub.subscribe(self.id);
@@ -797,30 +771,6 @@ impl Handler<Request> for AccountActor {
                     receiver,
                     gap,
                 }));
-            }
-            Request::Audit { reply } => {
-                let share = AuditShare::of(&self.state);
-                self.answer(Some(reply), Ok(share));
-            }
-            Request::Recover { reply } => {
-                let open = self.state.open_transfers().count();
-                let _ = reply.send(Ok(open));
-            }
-            Request::Authenticate {
-                n,
-                token_hash,
-                reply,
-            } => {
-                let now = self.shared.clock.now();
-                let found = self.state.session(n, &token_hash, now).cloned();
-                let result = found.ok_or(EngineError::Rejected(
-                    crate::domain::Rejection::UnknownOperation,
-                ));
-                self.answer(Some(reply), result);
-            }
-            Request::State { reply } => {
-                let state = self.state.clone();
-                self.answer(Some(reply), Ok(state));
             }
         }
     }

@@ -220,7 +220,12 @@ pub struct AccountResponse {
 }
 
 /// Shapes the engine's view for the API.
-pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse {
+pub fn account_response(
+    state: &AppState,
+    view: &AccountView,
+    kyc: KycSummary,
+    totp_enabled: bool,
+) -> AccountResponse {
     let policy = state.engine.policy();
     let tier = policy.tier(view.kyc_tier);
     let currencies: Vec<_> = policy
@@ -259,18 +264,7 @@ pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse
         status_reason: (view.status != AccountStatus::Active)
             .then(|| view.status_reason.clone())
             .flatten(),
-        // Derived from the tier here; `with_security` replaces it with the KYC
-        // record when the caller has the account's state.
-        kyc: KycSummary {
-            status: if view.kyc_tier >= 1 {
-                "approved"
-            } else {
-                "none"
-            }
-            .into(),
-            tier: view.kyc_tier,
-            reason: None,
-        },
+        kyc,
         limits: Limits {
             single_max: money(tier.single_max, primary),
             daily_out_max: money(tier.daily_out_max, primary),
@@ -278,8 +272,7 @@ pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse
             challenge_over: money(policy.fraud.challenge_over, primary),
         },
         balances,
-        // Known from the full state only; see `with_security`.
-        totp_enabled: false,
+        totp_enabled,
     }
 }
 
@@ -288,10 +281,22 @@ pub fn account_response(state: &AppState, view: &AccountView) -> AccountResponse
     responses((status = 200, body = AccountResponse), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/account")]
 pub async fn get_account(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
-    let account = state.engine.state(auth.account).await?;
-    let view = AccountView::of(&account, state.engine.clock().now());
-    let response = with_security(account_response(&state, &view), &account);
-    Ok(HttpResponse::Ok().json(response))
+    Ok(HttpResponse::Ok().json(load_account(&state, auth.account).await?))
+}
+
+/// Reads what the account view needs inside the account's actor (no copy of the
+/// whole state) and shapes it for the API; for the owner and for operators.
+pub async fn load_account(state: &AppState, id: AccountId) -> ApiResult<AccountResponse> {
+    let (view, kyc, totp_enabled) = state
+        .engine
+        .read(id, |account, _, now| {
+            let totp = account.security.totp.as_ref().is_some_and(|t| t.enabled);
+            let view = account.opened.then(|| AccountView::of(account, now));
+            (view, kyc_summary(account), totp)
+        })
+        .await?;
+    let view = view.ok_or_else(|| ApiError::not_found("account"))?;
+    Ok(account_response(state, &view, kyc, totp_enabled))
 }
 
 /// The KYC summary of an account: its review record, or `approved` for an
@@ -308,13 +313,6 @@ pub fn kyc_summary(account: &AccountState) -> KycSummary {
             .then(|| account.kyc.reason.clone())
             .flatten(),
     }
-}
-
-/// Fills what only the full state knows: the KYC record and TOTP enrolment.
-pub fn with_security(mut response: AccountResponse, account: &AccountState) -> AccountResponse {
-    response.kyc = kyc_summary(account);
-    response.totp_enabled = account.security.totp.as_ref().is_some_and(|t| t.enabled);
-    response
 }
 
 /// An engine error as the API answers it, with the account's own status reason

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::notifier::OutboxMessage;
-use crate::routes::account::{account_response, AccountResponse};
+use crate::routes::account::{load_account, AccountResponse};
 use crate::routes::extract::{account_id, money};
 use crate::state::AppState;
 use crate::stream::SystemStatus;
@@ -46,8 +46,7 @@ pub async fn get_account(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = account_id(&path)?;
-    let view = state.engine.view(id).await?;
-    Ok(HttpResponse::Ok().json(account_response(&state, &view)))
+    Ok(HttpResponse::Ok().json(load_account(&state, id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

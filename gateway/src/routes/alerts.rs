@@ -52,9 +52,11 @@ pub struct AdminAlertsQuery {
     responses((status = 200, body = AlertList), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/alerts")]
 pub async fn list(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
-    let account = state.engine.state(auth.account).await?;
-    let items = account
-        .alerts
+    let alerts = state
+        .engine
+        .read(auth.account, |account, _, _| account.alerts.clone())
+        .await?;
+    let items = alerts
         .iter()
         .rev()
         .map(|a| AlertItem {

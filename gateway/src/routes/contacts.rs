@@ -60,12 +60,11 @@ fn response(owner: AccountId, c: &Contact) -> ContactResponse {
     responses((status = 200, body = ContactList), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/contacts")]
 pub async fn list(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
-    let account = state.engine.state(auth.account).await?;
-    let items = account
-        .contacts
-        .iter()
-        .map(|c| response(auth.account, c))
-        .collect();
+    let contacts = state
+        .engine
+        .read(auth.account, |account, _, _| account.contacts.clone())
+        .await?;
+    let items = contacts.iter().map(|c| response(auth.account, c)).collect();
     Ok(HttpResponse::Ok().json(ContactList { items }))
 }
 

@@ -136,22 +136,29 @@ pub async fn deposit(
     let digest = CHARGES.digest(&card);
 
     let _serialized = KEY_LOCKS.lock(auth.account, &key).await;
-    let account = state.engine.state(auth.account).await?;
-    let now = state.engine.clock().now();
+    // What the engine would make of the command, decided in the actor without
+    // recording anything: `Ok(true)` for a replay of an earlier deposit.
+    let probe = cmd.clone();
+    let replay = state
+        .engine
+        .read(auth.account, move |account, policy, now| {
+            decide(policy, account, &probe, now).map(|events| events.is_empty())
+        })
+        .await?;
     let charged = CHARGES
         .get(auth.account, &key)
         .filter(|m| m.fingerprint == fingerprint);
-    match decide(state.engine.policy(), &account, &cmd, now) {
+    match replay {
         Err(r) => return Err(rejection(r)),
         // A replay: the engine answers the first deposit; nothing is charged. Another
         // card with the same last four digits is a different request.
-        Ok(events) if events.is_empty() => {
+        Ok(true) => {
             if charged.is_some_and(|m| m.card != digest) {
                 return Err(rejection(okpay_engine::Rejection::IdempotencyConflict));
             }
         }
         // New: charge, unless this very request was charged and then not recorded.
-        Ok(_) => {
+        Ok(false) => {
             if charged.is_none_or(|m| m.card != digest) {
                 state
                     .cards

@@ -56,11 +56,15 @@ pub async fn resolve(state: &AppState, owner: AccountId, to: &str) -> Result<Acc
     if id.account != owner {
         return Err(not_found());
     }
-    let account = state.engine.state(owner).await?;
-    account
-        .contacts
-        .iter()
-        .find(|c| c.n == id.n)
-        .map(|c| c.account)
+    state
+        .engine
+        .read(owner, move |account, _, _| {
+            account
+                .contacts
+                .iter()
+                .find(|c| c.n == id.n)
+                .map(|c| c.account)
+        })
+        .await?
         .ok_or_else(not_found)
 }

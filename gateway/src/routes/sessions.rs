@@ -20,7 +20,6 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::command::NewSession;
-use okpay_engine::domain::AccountState;
 use okpay_engine::ids::{AccountId, OpId, OpKind};
 use okpay_engine::{Command, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
@@ -126,11 +125,16 @@ pub async fn create_session(
     let account = account_of_login(&state, &body.login).await?;
     let hash = match account {
         Some(id) => {
-            let current = state.engine.state(id).await?;
-            if let Some(wait) = locked_for(&state, &current) {
+            let (until, hash) = state
+                .engine
+                .read(id, |s, _, _| {
+                    (s.security.locked_until, s.password_hash.clone())
+                })
+                .await?;
+            if let Some(wait) = locked_for(&state, until) {
                 return Err(locked(wait));
             }
-            Some(current.password_hash).filter(|h| !h.is_empty())
+            Some(hash).filter(|h| !h.is_empty())
         }
         None => None,
     };
@@ -142,14 +146,13 @@ pub async fn create_session(
         if let Some(id) = account {
             match state.engine.execute(id, Command::LoginFailed).await {
                 Ok(_) => {
-                    let after = state.engine.state(id).await?;
-                    if let Some(wait) = locked_for(&state, &after) {
+                    if let Some(wait) = locked_for(&state, lock_end(&state, id).await?) {
                         return Err(locked(wait));
                     }
                 }
                 Err(EngineError::Rejected(Rejection::AccountLocked)) => {
-                    let after = state.engine.state(id).await?;
-                    return Err(locked(locked_for(&state, &after).unwrap_or(1)));
+                    let until = lock_end(&state, id).await?;
+                    return Err(locked(locked_for(&state, until).unwrap_or(1)));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -174,8 +177,8 @@ pub async fn create_session(
     {
         // Locked between the check above and now (another client's failures).
         Err(EngineError::Rejected(Rejection::AccountLocked)) => {
-            let after = state.engine.state(account).await?;
-            return Err(locked(locked_for(&state, &after).unwrap_or(1)));
+            let until = lock_end(&state, account).await?;
+            return Err(locked(locked_for(&state, until).unwrap_or(1)));
         }
         other => other?,
     };
@@ -202,9 +205,21 @@ pub async fn create_session(
 }
 
 /// Seconds until the account's login lockout ends, if it is locked now.
-fn locked_for(state: &AppState, account: &AccountState) -> Option<u64> {
+/// When the account's login lockout ends, if it is locked.
+async fn lock_end(
+    state: &AppState,
+    account: AccountId,
+) -> Result<Option<okpay_engine::time::Timestamp>, ApiError> {
+    Ok(state
+        .engine
+        .read(account, |s, _, _| s.security.locked_until)
+        .await?)
+}
+
+/// Seconds until a lockout ending at `until` is over (`None`: not locked).
+fn locked_for(state: &AppState, until: Option<okpay_engine::time::Timestamp>) -> Option<u64> {
     let now = state.engine.clock().now().millis();
-    let until = account.security.locked_until?.millis();
+    let until = until?.millis();
     (until > now).then(|| {
         u64::try_from((until - now + 999) / 1000)
             .unwrap_or(1)
@@ -255,10 +270,12 @@ pub struct SessionList {
     responses((status = 200, body = SessionList), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/sessions")]
 pub async fn list(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
-    let account = state.engine.state(auth.account).await?;
+    let sessions = state
+        .engine
+        .read(auth.account, |account, _, _| account.sessions.clone())
+        .await?;
     let now = okpay_engine::time::Timestamp(Utc::now().timestamp_millis());
-    let items = account
-        .sessions
+    let items = sessions
         .iter()
         .rev()
         .filter(|s| s.expires_at > now)
