@@ -95,17 +95,15 @@ pub async fn require(
     key: IdempotencyKey,
     command: Command,
 ) -> ApiResult<HttpResponse> {
-    let now = state.engine.clock().now();
-    let before = state.engine.state(account).await?;
-    if let Some(c) = okpay_engine::domain::security::live_challenge_for(&before, &key, now) {
-        if c.fingerprint == command.fingerprint() {
-            return Ok(HttpResponse::Accepted().json(ChallengeRequired::of(account, c)));
-        }
-        return Err(crate::error::rejection(
-            okpay_engine::Rejection::IdempotencyConflict,
-        ));
-    }
-    let totp = before.security.totp.as_ref().is_some_and(|t| t.enabled);
+    // A retry of the same request is the engine's business: `CreateChallenge` then
+    // answers the live challenge (or IDEMPOTENCY_CONFLICT for a changed body), and
+    // the fresh code drawn here is simply not the one it kept, so it is not sent.
+    let totp = state
+        .engine
+        .read(account, |s, _, _| {
+            s.security.totp.as_ref().is_some_and(|t| t.enabled)
+        })
+        .await?;
     let (method, code) = if totp {
         (ChallengeMethod::Totp, None)
     } else {
@@ -127,17 +125,19 @@ pub async fn require(
     let Outcome::Created(id) = outcome else {
         return Err(ApiError::unavailable());
     };
-    let after = state.engine.state(account).await?;
-    let challenge = after
-        .challenges
-        .iter()
-        .find(|c| c.n == id.n)
-        .ok_or_else(ApiError::unavailable)?;
+    let (challenge, destination) = state
+        .engine
+        .read(account, move |s, _, _| {
+            let challenge = s.challenges.iter().find(|c| c.n == id.n).cloned();
+            (challenge, code_destination(s))
+        })
+        .await?;
+    let challenge = challenge.ok_or_else(ApiError::unavailable)?;
     if let (Some(code), true) = (
         code,
         challenge.code_hash.is_some() && challenge.code_hash == hash,
     ) {
-        match code_destination(&after) {
+        match destination {
             Some((to, channel)) => state.notifier.send(OutboxMessage {
                 to,
                 channel: channel.into(),
@@ -154,5 +154,5 @@ pub async fn require(
         }
     }
     tracing::info!(account = %account, method = challenge.method.name(), "step-up challenge issued");
-    Ok(HttpResponse::Accepted().json(ChallengeRequired::of(account, challenge)))
+    Ok(HttpResponse::Accepted().json(ChallengeRequired::of(account, &challenge)))
 }

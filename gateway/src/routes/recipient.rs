@@ -5,7 +5,7 @@
 //! fingerprint compares recipients by account, not by how they were spelled.
 
 use okpay_engine::ids::{AccountId, OpId, OpKind};
-use okpay_engine::{EngineError, Rejection};
+use okpay_engine::Rejection;
 
 use crate::error::{rejection, ApiError};
 use crate::routes::sessions::account_of_login;
@@ -20,11 +20,7 @@ pub fn not_found() -> ApiError {
 /// that was never registered is refused before any money moves, instead of being
 /// debited and then reversed by the saga.
 pub async fn exists(state: &AppState, account: AccountId) -> Result<bool, ApiError> {
-    match state.engine.view(account).await {
-        Ok(_) => Ok(true),
-        Err(EngineError::Rejected(Rejection::AccountNotFound)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(state.engine.read(account, |s, _, _| s.opened).await?)
 }
 
 /// Resolves a login (email or phone) or an account id to an existing account.
