@@ -110,7 +110,7 @@ fn declined() -> ApiError {
         (status = 403, body = Problem, description = "ACCOUNT_CLOSED"),
         (status = 409, body = Problem, description = "IDEMPOTENCY_CONFLICT"),
         (status = 422, body = Problem, description = "PAYMENT_DECLINED / AMOUNT_TOO_SMALL / LIMIT_EXCEEDED (balance cap)"),
-        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE (also: no card processor configured; `detail` names the setting)"),
     ))]
 #[post("/v1/deposits")]
 pub async fn deposit(
@@ -120,6 +120,9 @@ pub async fn deposit(
     body: web::Json<DepositRequest>,
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
+    let cards = state.cards.clone().ok_or_else(|| {
+        crate::integrations::not_configured("Card deposits", crate::integrations::PROCESSOR_SETTING)
+    })?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
@@ -160,8 +163,7 @@ pub async fn deposit(
         // New: charge, unless this very request was charged and then not recorded.
         Ok(false) => {
             if charged.is_none_or(|m| m.card != digest) {
-                state
-                    .cards
+                cards
                     .charge(&card, amount)
                     .await
                     .map_err(|_| {
