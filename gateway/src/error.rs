@@ -106,6 +106,12 @@ error_codes! {
     RecipientUnavailable = ("RECIPIENT_UNAVAILABLE", UNPROCESSABLE_ENTITY, "Recipient unavailable", Some("The recipient cannot receive money now; the transfer was reversed.")),
     /// A transfer to oneself.
     SameAccount = ("SAME_ACCOUNT", UNPROCESSABLE_ENTITY, "Same account", Some("Send to another account.")),
+    /// A statement would read more operations than one request may.
+    StatementTooLarge = ("STATEMENT_TOO_LARGE", UNPROCESSABLE_ENTITY, "Statement too large", Some("Ask operator support for an export of this account.")),
+    /// A date range that ends before it starts, or is longer than allowed.
+    InvalidPeriod = ("INVALID_PERIOD", UNPROCESSABLE_ENTITY, "Invalid period", Some("Send a from that is not after to, within the longest period allowed.")),
+    /// The card number is well formed but fails its checksum (Luhn).
+    CardInvalid = ("CARD_INVALID", UNPROCESSABLE_ENTITY, "Card number invalid", Some("Check the card number and send it again.")),
     /// The card processor declined the deposit.
     PaymentDeclined = ("PAYMENT_DECLINED", UNPROCESSABLE_ENTITY, "Payment declined", Some("Use another card or contact your bank.")),
     /// Too many failed logins; `retry_after_s` says for how long.

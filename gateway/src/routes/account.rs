@@ -57,8 +57,10 @@ pub struct Registered {
 /// Lower-cases and checks an email address.
 pub fn normalize_email(email: &str) -> Result<String, ApiError> {
     let e = email.trim().to_ascii_lowercase();
+    // ASCII only: what the OpenAPI pattern says, and what mail systems accept
+    // without SMTPUTF8.
     let ok = e.len() <= 254
-        && !e.chars().any(char::is_whitespace)
+        && e.bytes().all(|b| b.is_ascii_graphic())
         && e.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && domain.contains('.')

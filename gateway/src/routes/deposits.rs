@@ -123,8 +123,23 @@ pub async fn deposit(
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
-    let card = CardNumber::parse(&body.card_number).ok_or_else(|| {
-        ApiError::validation("The card number is not valid (it must pass the Luhn check).")
+    // The shape is validation (400); a well-formed number failing its checksum is
+    // a 422, since no schema can express Luhn.
+    let digits: String = body
+        .card_number
+        .chars()
+        .filter(|c| *c != ' ' && *c != '-')
+        .collect();
+    if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::validation(
+            "The card number must have 12 to 19 digits.",
+        ));
+    }
+    let card = CardNumber::parse(&digits).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::CardInvalid,
+            "The card number is not valid (it must be 12-19 digits passing the Luhn check).",
+        )
     })?;
     let cmd = Command::Deposit {
         key: key.clone(),

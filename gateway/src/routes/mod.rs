@@ -8,12 +8,14 @@ pub mod alerts;
 pub mod challenges;
 pub mod contacts;
 pub mod deposits;
+pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod kyc;
 pub mod password_reset;
 pub mod recipient;
 pub mod sessions;
+pub mod statements;
 pub mod stream;
 pub mod totp;
 pub mod transactions;
@@ -33,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     withdrawals::configure(cfg);
     transfers::configure(cfg);
     transactions::configure(cfg);
+    statements::configure(cfg);
+    docs::configure(cfg);
     contacts::configure(cfg);
     password_reset::configure(cfg);
     challenges::configure(cfg);
@@ -51,6 +55,7 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
         withdrawals::Api::openapi(),
         transfers::Api::openapi(),
         transactions::Api::openapi(),
+        statements::Api::openapi(),
         contacts::Api::openapi(),
         password_reset::Api::openapi(),
         challenges::Api::openapi(),
@@ -62,7 +67,27 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
     docs
 }
 
-/// Any unknown route: a problem+json 404.
-pub async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
-    Err(crate::error::ApiError::not_found("route"))
+/// Any request no route took: 405 with `Allow` when the path is a documented one
+/// (the method is not), a problem+json 404 otherwise.
+pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use crate::error::{ApiError, ErrorCode};
+    use actix_web::ResponseError as _;
+    match crate::openapi::allowed(req.path()) {
+        Some(methods) => {
+            let allow = methods.join(", ");
+            let mut resp = ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!(
+                    "{} is not served on this path; it serves {allow}.",
+                    req.method()
+                ),
+            )
+            .error_response();
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                resp.headers_mut().insert(actix_web::http::header::ALLOW, v);
+            }
+            resp
+        }
+        None => ApiError::not_found("route").error_response(),
+    }
 }

@@ -112,7 +112,7 @@ pub async fn create_session(
         tracing::info!("login refused: too many failed attempts");
         return Err(rate_limited(wait));
     }
-    if body.device_id.is_empty() || body.device_id.len() > 128 {
+    if body.device_id.is_empty() || body.device_id.chars().count() > 128 {
         return Err(ApiError::validation(
             "device_id must have 1 to 128 characters.",
         ));

@@ -18,6 +18,7 @@ mod openapi;
 mod redis;
 mod security;
 mod sessions;
+mod statements;
 mod story;
 mod stream;
 mod transactions;

@@ -29,6 +29,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/transfers"),
     ("post", "/v1/challenges/{id}/confirm"),
     ("get", "/v1/transactions"),
+    ("get", "/v1/transactions/{id}"),
+    ("get", "/v1/statements"),
     ("get", "/v1/contacts"),
     ("post", "/v1/contacts"),
     ("delete", "/v1/contacts/{id}"),
@@ -80,7 +82,43 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
         missing.is_empty(),
         "routes missing from /openapi.json: {missing:?}"
     );
-    // Errors are documented with the problem schema.
+    // Errors are documented with the problem schema, as problem+json, on every
+    // operation; the code table is listed.
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].to_string();
+    for code in [
+        "VALIDATION_FAILED",
+        "INSUFFICIENT_FUNDS",
+        "METHOD_NOT_ALLOWED",
+        "OVERLOADED",
+    ] {
+        assert!(codes.contains(code), "{code} not listed");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                if status.as_str() >= "400" {
+                    assert!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"]
+                            .as_str()
+                            .is_some_and(|s| s.ends_with("/Problem")),
+                        "{method} {path} {status} is not problem+json"
+                    );
+                    assert!(
+                        r["content"]["application/json"].is_null(),
+                        "{method} {path} {status} still says application/json"
+                    );
+                }
+            }
+            // Every operation that needs a token says which one.
+            if path.starts_with("/v1/admin/") {
+                assert_eq!(
+                    op["security"][0]["admin"],
+                    serde_json::json!([]),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
