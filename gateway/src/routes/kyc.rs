@@ -1,6 +1,6 @@
 //! Identity verification by the user: `POST /v1/kyc` submits name, ID and
 //! document images; `GET /v1/kyc` shows where the review is. Operators review in
-//! `admin_kyc.rs`.
+//! `admin/kyc.rs`.
 //!
 //! Personal data is encrypted before it leaves the gateway (AES-256-GCM with the
 //! configured key, `crypto.rs`): the full name and the ID number go into the

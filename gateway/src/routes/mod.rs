@@ -4,7 +4,6 @@
 
 pub mod account;
 pub mod admin;
-pub mod admin_kyc;
 pub mod alerts;
 pub mod challenges;
 pub mod contacts;
@@ -35,7 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     transfers::configure(cfg);
     transactions::configure(cfg);
     contacts::configure(cfg);
-    admin_kyc::configure(cfg);
     password_reset::configure(cfg);
     challenges::configure(cfg);
     totp::configure(cfg);
@@ -47,21 +45,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// routes adds its `Api::openapi()` here).
 pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
-    vec![
+    let mut docs = vec![
         stream::Api::openapi(),
-        admin::Api::openapi(),
         deposits::Api::openapi(),
         withdrawals::Api::openapi(),
         transfers::Api::openapi(),
         transactions::Api::openapi(),
         contacts::Api::openapi(),
-        admin_kyc::Api::openapi(),
         password_reset::Api::openapi(),
         challenges::Api::openapi(),
         totp::Api::openapi(),
         kyc::Api::openapi(),
         alerts::Api::openapi(),
-    ]
+    ];
+    docs.extend(admin::docs());
+    docs
 }
 
 /// Any unknown route: a problem+json 404.

@@ -1,0 +1,35 @@
+//! Operators' routes, one file per resource (`Authorization: Bearer <admin
+//! token>`; without a configured token every one answers 401). The operators'
+//! websocket is in `routes::stream`.
+//!
+//! Admin routes are not blocked by maintenance: operators must be able to freeze
+//! an account, or end maintenance, while it is on.
+
+pub mod accounts;
+pub mod kyc;
+pub mod ledger;
+pub mod maintenance;
+pub mod outbox;
+
+use actix_web::web;
+
+/// Registers every operator route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    accounts::configure(cfg);
+    outbox::configure(cfg);
+    ledger::configure(cfg);
+    maintenance::configure(cfg);
+    kyc::configure(cfg);
+}
+
+/// The OpenAPI docs of the operator routes (each resource adds its `Api` here).
+pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi as _;
+    vec![
+        accounts::Api::openapi(),
+        outbox::Api::openapi(),
+        ledger::Api::openapi(),
+        maintenance::Api::openapi(),
+        kyc::Api::openapi(),
+    ]
+}
