@@ -14,6 +14,7 @@ mod fraud;
 mod helpers;
 mod kyc;
 mod openapi;
+mod operators;
 mod redis;
 mod security;
 mod sessions;
