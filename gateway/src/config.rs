@@ -124,10 +124,205 @@ pub struct FileConfig {
     pub server: ServerFile,
     pub engine: EngineFile,
     pub policy: Option<Policy>,
+    pub integrations: Integrations,
+}
+
+/// `[integrations]`: the real services behind deposits, payouts and messages.
+/// A section left out disables its feature outside `--dev` (503 UNAVAILABLE naming
+/// the setting); see `crate::integrations`. Secrets and addresses can also come
+/// from env vars (`apply_env`), which win over the file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Integrations {
+    pub smtp: Option<SmtpSettings>,
+    pub sms: Option<SmsSettings>,
+    /// The card processor that charges deposits.
+    pub processor: Option<ProcessorSettings>,
+    /// The payout processor that pays withdrawals out.
+    pub payouts: Option<ProcessorSettings>,
+}
+
+/// `[integrations.smtp]`: email through an SMTP relay (lettre).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Also `OKPAY_SMTP_PASSWORD`.
+    #[serde(default)]
+    pub password: Option<Redacted>,
+    /// The sender, e.g. `OKPay <no-reply@okpay.example>`.
+    #[serde(default = "default_from")]
+    pub from: String,
+}
+
+fn default_from() -> String {
+    "OKPay <no-reply@okpay.localhost>".into()
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: only for a relay on the same host or in tests.
+    None,
+}
+
+/// `[integrations.sms]`: SMS through an HTTP gateway (a POST per message).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    pub url: String,
+    /// `form` (`To`, `From`, `Body` form fields) or `json` (`{"to","from","body"}`).
+    #[serde(default)]
+    pub encoding: SmsEncoding,
+    /// With a username, HTTP basic auth (username, token); without, a bearer token.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Also `OKPAY_SMS_TOKEN`.
+    #[serde(default)]
+    pub token: Option<Redacted>,
+    /// The sender id or number.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+/// How an SMS request body is encoded.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsEncoding {
+    #[default]
+    Form,
+    Json,
+}
+
+/// `[integrations.processor]` / `[integrations.payouts]`: a payment processor's
+/// HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSettings {
+    /// The API base URL.
+    pub url: String,
+    /// Sent as a bearer token. Also `OKPAY_PROCESSOR_API_KEY` / `OKPAY_PAYOUTS_API_KEY`.
+    #[serde(default)]
+    pub api_key: Option<Redacted>,
+    /// The HMAC-SHA256 key of the processor's signed callbacks. Also
+    /// `OKPAY_PROCESSOR_CALLBACK_SECRET` / `OKPAY_PAYOUTS_CALLBACK_SECRET`.
+    #[serde(default)]
+    pub callback_secret: Option<Redacted>,
+    /// Per-request timeout (default 10 s).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl ProcessorSettings {
+    fn at(url: String) -> Self {
+        ProcessorSettings {
+            url,
+            api_key: None,
+            callback_secret: None,
+            timeout_ms: None,
+        }
+    }
+}
+
+impl Integrations {
+    /// Layers env vars (looked up with `var`) over the file: addresses create a
+    /// section, secrets fill one in. Empty addresses disable a section.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(host) = var("OKPAY_SMTP_HOST") {
+            match &mut self.smtp {
+                Some(s) => s.host = host,
+                None => {
+                    self.smtp = Some(SmtpSettings {
+                        host,
+                        port: None,
+                        security: SmtpSecurity::default(),
+                        username: None,
+                        password: None,
+                        from: default_from(),
+                    })
+                }
+            }
+        }
+        if let Some(s) = &mut self.smtp {
+            if let Some(v) = var("OKPAY_SMTP_PORT").and_then(|p| p.parse().ok()) {
+                s.port = Some(v);
+            }
+            if let Some(v) = var("OKPAY_SMTP_USERNAME") {
+                s.username = Some(v);
+            }
+            if let Some(v) = var("OKPAY_SMTP_PASSWORD") {
+                s.password = Some(Redacted(v));
+            }
+            if let Some(v) = var("OKPAY_SMTP_FROM") {
+                s.from = v;
+            }
+        }
+        if let Some(url) = var("OKPAY_SMS_URL") {
+            match &mut self.sms {
+                Some(s) => s.url = url,
+                None => {
+                    self.sms = Some(SmsSettings {
+                        url,
+                        encoding: SmsEncoding::default(),
+                        username: None,
+                        token: None,
+                        from: None,
+                    })
+                }
+            }
+        }
+        if let Some(s) = &mut self.sms {
+            if let Some(v) = var("OKPAY_SMS_USERNAME") {
+                s.username = Some(v);
+            }
+            if let Some(v) = var("OKPAY_SMS_TOKEN") {
+                s.token = Some(Redacted(v));
+            }
+        }
+        for (slot, prefix) in [
+            (&mut self.processor, "OKPAY_PROCESSOR"),
+            (&mut self.payouts, "OKPAY_PAYOUTS"),
+        ] {
+            if let Some(url) = var(&format!("{prefix}_URL")) {
+                match slot {
+                    Some(p) => p.url = url,
+                    None => *slot = Some(ProcessorSettings::at(url)),
+                }
+            }
+            if let Some(p) = slot {
+                if let Some(v) = var(&format!("{prefix}_API_KEY")) {
+                    p.api_key = Some(Redacted(v));
+                }
+                if let Some(v) = var(&format!("{prefix}_CALLBACK_SECRET")) {
+                    p.callback_secret = Some(Redacted(v));
+                }
+            }
+        }
+        // A section with an empty address is no section.
+        self.smtp = self.smtp.take().filter(|s| !s.host.trim().is_empty());
+        self.sms = self.sms.take().filter(|s| !s.url.trim().is_empty());
+        self.processor = self.processor.take().filter(|p| !p.url.trim().is_empty());
+        self.payouts = self.payouts.take().filter(|p| !p.url.trim().is_empty());
+    }
 }
 
 /// A secret setting: `Debug` never prints it, so logging the settings is safe.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct Redacted(pub String);
 
 impl std::fmt::Debug for Redacted {
@@ -171,6 +366,8 @@ pub struct Settings {
     /// Failed logins for one login name within the window before 429.
     pub login_failures_per_login: u32,
     pub login_failure_window: Duration,
+    /// The real services (see `crate::integrations`).
+    pub integrations: Integrations,
 }
 
 impl Default for Settings {
@@ -197,7 +394,10 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
-        let settings = Settings::resolve(cli, file);
+        let mut settings = Settings::resolve(cli, file);
+        settings
+            .integrations
+            .apply_env(|name| std::env::var(name).ok());
         settings
             .policy
             .validate()
@@ -268,6 +468,12 @@ impl Settings {
             login_failures_per_ip: s.login_failures_per_ip.unwrap_or(20).max(1),
             login_failures_per_login: s.login_failures_per_login.unwrap_or(10).max(1),
             login_failure_window: Duration::from_secs(s.login_failure_window_s.unwrap_or(300)),
+            integrations: {
+                let mut i = file.integrations;
+                // Normalises empty addresses away; env vars are layered in `load`.
+                i.apply_env(|_| None);
+                i
+            },
         }
     }
 }
@@ -322,6 +528,52 @@ mod tests {
         assert_eq!(s.login_failures_per_ip, 20);
         assert_eq!(s.login_failures_per_login, 10);
         assert_eq!(s.login_failure_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn integrations_come_from_the_file_and_env_vars_with_secrets_redacted() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [integrations.smtp]
+            host = "smtp.example.com"
+            username = "okpay"
+            password = "file-secret"
+
+            [integrations.processor]
+            url = "https://processor.example.com"
+
+            [integrations.payouts]
+            url = ""
+            "#,
+        )
+        .unwrap();
+        let mut s = Settings::resolve(Cli::default(), file);
+        assert!(
+            s.integrations.payouts.is_none(),
+            "an empty url is no section"
+        );
+        assert!(s.integrations.sms.is_none());
+        s.integrations.apply_env(|name| match name {
+            "OKPAY_SMTP_PASSWORD" => Some("env-secret".into()),
+            "OKPAY_SMS_URL" => Some("http://127.0.0.1:9/sms".into()),
+            "OKPAY_SMS_TOKEN" => Some("sms-token".into()),
+            "OKPAY_PROCESSOR_CALLBACK_SECRET" => Some("whsec".into()),
+            _ => None,
+        });
+        let smtp = s.integrations.smtp.as_ref().unwrap();
+        assert_eq!(smtp.password, Some(Redacted("env-secret".into())));
+        assert_eq!(smtp.security, SmtpSecurity::Starttls);
+        let sms = s.integrations.sms.as_ref().unwrap();
+        assert_eq!(sms.url, "http://127.0.0.1:9/sms");
+        let p = s.integrations.processor.as_ref().unwrap();
+        assert_eq!(p.callback_secret, Some(Redacted("whsec".into())));
+        let debug = format!("{s:?}");
+        for secret in ["env-secret", "file-secret", "sms-token", "whsec"] {
+            assert!(!debug.contains(secret), "{secret} shows in {debug}");
+        }
+        assert!(
+            toml::from_str::<FileConfig>("[integrations.smtp]\nhost = \"h\"\nhots = 1").is_err()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod idempotency;
+pub mod integrations;
 pub mod maintenance;
 pub mod notifier;
 pub mod openapi;
@@ -45,7 +46,7 @@ use crate::crypto::PiiCipher;
 use crate::maintenance::Maintenance;
 use crate::notifier::{Notifier, NullNotifier, Outbox};
 use crate::passwords::PasswordHasher;
-use crate::payments::{DevCards, DevPayouts};
+use crate::payments::{CardProcessor, DevCards, DevPayouts, PayoutProcessor};
 use crate::rate_limit::LoginLimits;
 use crate::state::AppState;
 use crate::stream::Streams;
@@ -93,12 +94,20 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         },
         store,
     );
+    // Test adapters only with --dev (see `integrations`); without them and without
+    // a configured adapter, the feature answers 503 naming the setting.
+    integrations::log_missing(&settings);
     let outbox = settings.dev.then(|| Arc::new(Outbox::default()));
     let notifier: Arc<dyn Notifier> = match &outbox {
         Some(o) => o.clone(),
         None => Arc::new(NullNotifier),
     };
-    let payouts = DevPayouts::new(engine.clone(), settings.payout_delay);
+    let cards: Option<Arc<dyn CardProcessor>> = settings
+        .dev
+        .then(|| Arc::new(DevCards) as Arc<dyn CardProcessor>);
+    let payouts: Option<Arc<dyn PayoutProcessor>> = settings.dev.then(|| {
+        DevPayouts::new(engine.clone(), settings.payout_delay) as Arc<dyn PayoutProcessor>
+    });
     let streams = Streams::new(settings.ws_max_connections);
     let maintenance = Maintenance::new(streams.system.clone());
     let pii = PiiCipher::new(&resolve_pii_key(&settings)?);
@@ -112,9 +121,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         passwords: PasswordHasher::new(),
         outbox,
         notifier,
-        cards: Arc::new(DevCards),
-        payouts: payouts.clone(),
-        payouts_dev: payouts,
+        cards,
+        payouts,
         streams,
         maintenance,
         metrics: telemetry::prometheus(),
@@ -192,9 +200,9 @@ pub async fn run(
     // Transfers a crash left in flight are driven to the end in the background, and
     // payouts that were pending are resubmitted.
     {
-        let engine = engine.clone();
+        let recovering = engine.clone();
         actix_rt::spawn(async move {
-            match engine.recover_in_flight().await {
+            match recovering.recover_in_flight().await {
                 Ok(n) if n > 0 => {
                     tracing::info!(transfers = n, "re-driving transfers left in flight")
                 }
@@ -202,14 +210,16 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "recovery sweep failed"),
             }
         });
-        let payouts = state.payouts_dev.clone();
-        actix_rt::spawn(async move {
-            match payouts.resume().await {
-                Ok(n) if n > 0 => tracing::info!(payouts = n, "resumed pending payouts"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not resume pending payouts"),
-            }
-        });
+        if let Some(payouts) = state.payouts.clone() {
+            let engine = engine.clone();
+            actix_rt::spawn(async move {
+                match payments::resume_payouts(&engine, payouts.as_ref()).await {
+                    Ok(n) if n > 0 => tracing::info!(payouts = n, "resumed pending payouts"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not resume pending payouts"),
+                }
+            });
+        }
     }
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || {

@@ -1,7 +1,9 @@
 //! The notifier: how codes and messages reach people (SMS, email). In dev mode an
 //! outbox keeps them in memory, readable by admins (`GET /v1/admin/outbox`), so
-//! tests and local runs can read codes; otherwise a webhook sink POSTs them to a
-//! configured URL. The outbox is bounded (oldest messages dropped first).
+//! tests and local runs can read codes. The outbox is bounded (oldest messages
+//! dropped first). Outside dev mode a channel without a configured adapter is
+//! [`Notifier::missing`]: routes that must deliver a code answer 503 instead of
+//! pretending to send it.
 
 use std::collections::VecDeque;
 
@@ -28,6 +30,13 @@ pub struct OutboxMessage {
 /// Where messages go.
 pub trait Notifier: Send + Sync + 'static {
     fn send(&self, message: OutboxMessage);
+
+    /// The setting missing for delivering on `channel` (`email` or `sms`), or
+    /// `None` when messages on it are delivered.
+    fn missing(&self, channel: &str) -> Option<&'static str> {
+        let _ = channel;
+        None
+    }
 }
 
 /// Messages kept in memory for dev mode.
@@ -63,13 +72,30 @@ impl Notifier for Outbox {
     }
 }
 
-/// Drops messages (production without a webhook configured): logs that it did,
-/// never the content.
+/// Production without SMTP or SMS configured: every channel is missing, so no
+/// code is ever "sent" into the void; notices that are not codes are dropped with
+/// a log line (never their content).
 #[derive(Default)]
 pub struct NullNotifier;
 
 impl Notifier for NullNotifier {
     fn send(&self, message: OutboxMessage) {
         tracing::warn!(kind = %message.kind, channel = %message.channel, "no notifier configured; message dropped");
+    }
+
+    fn missing(&self, channel: &str) -> Option<&'static str> {
+        Some(crate::integrations::channel_setting(channel))
+    }
+}
+
+/// `503 UNAVAILABLE` when a code cannot be delivered on `channel`.
+pub fn require(
+    notifier: &dyn Notifier,
+    channel: &str,
+    feature: &str,
+) -> Result<(), crate::error::ApiError> {
+    match notifier.missing(channel) {
+        Some(setting) => Err(crate::integrations::not_configured(feature, setting)),
+        None => Ok(()),
     }
 }

@@ -1,7 +1,7 @@
 //! The outside payment world: the card processor that accepts or declines
 //! deposits, and the payout processor that pays withdrawals out to bank cards and
-//! wallets. Both are traits; the dev implementations stand in for the real
-//! networks: card `4000000000000002` is declined, payouts settle after the
+//! wallets. Both are traits; the dev implementations (used only with `--dev`, see
+//! `crate::integrations`) stand in for the real networks: card `4000000000000002` is declined, payouts settle after the
 //! configured delay, and destinations starting with `fail` fail (releasing the
 //! held funds).
 //!
@@ -123,28 +123,31 @@ impl DevPayouts {
     pub fn new(engine: Engine, delay: Duration) -> Arc<Self> {
         Arc::new(DevPayouts { engine, delay })
     }
+}
 
-    /// Resubmits every payout left pending by an earlier run.
-    pub async fn resume(self: &Arc<Self>) -> Result<usize, EngineError> {
-        let store = self.engine.store().clone();
-        let mut after: Option<String> = None;
-        let mut n = 0;
-        loop {
-            let page = store
-                .scan_index(PAYOUT_PENDING_INDEX, after.as_deref(), 500)
-                .await
-                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-            for (key, destination) in &page {
-                if let Ok(id) = OpId::parse(key, OpKind::Withdrawal) {
-                    self.submit(id, destination.clone());
-                    n += 1;
-                }
+/// Resubmits to `payouts` every payout left pending by an earlier run.
+pub async fn resume_payouts(
+    engine: &Engine,
+    payouts: &dyn PayoutProcessor,
+) -> Result<usize, EngineError> {
+    let store = engine.store().clone();
+    let mut after: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let page = store
+            .scan_index(PAYOUT_PENDING_INDEX, after.as_deref(), 500)
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        for (key, destination) in &page {
+            if let Ok(id) = OpId::parse(key, OpKind::Withdrawal) {
+                payouts.submit(id, destination.clone());
+                n += 1;
             }
-            if page.len() < 500 {
-                return Ok(n);
-            }
-            after = page.last().map(|(k, _)| k.clone());
         }
+        if page.len() < 500 {
+            return Ok(n);
+        }
+        after = page.last().map(|(k, _)| k.clone());
     }
 }
 

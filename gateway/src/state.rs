@@ -23,10 +23,10 @@ pub struct AppState {
     /// The dev-mode outbox (codes and messages readable by admins), when `--dev`.
     pub outbox: Option<Arc<Outbox>>,
     pub notifier: Arc<dyn Notifier>,
-    pub cards: Arc<dyn CardProcessor>,
-    pub payouts: Arc<dyn PayoutProcessor>,
-    /// The dev payout processor (the only one so far), for resuming at start-up.
-    pub payouts_dev: Arc<crate::payments::DevPayouts>,
+    /// The card processor; `None` when not configured (deposits answer 503).
+    pub cards: Option<Arc<dyn CardProcessor>>,
+    /// The payout processor; `None` when not configured (withdrawals answer 503).
+    pub payouts: Option<Arc<dyn PayoutProcessor>>,
     pub streams: Streams,
     pub maintenance: Maintenance,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,

@@ -98,12 +98,23 @@ pub async fn require(
     // A retry of the same request is the engine's business: `CreateChallenge` then
     // answers the live challenge (or IDEMPOTENCY_CONFLICT for a changed body), and
     // the fresh code drawn here is simply not the one it kept, so it is not sent.
-    let totp = state
+    let (totp, channel) = state
         .engine
         .read(account, |s, _, _| {
-            s.security.totp.as_ref().is_some_and(|t| t.enabled)
+            (
+                s.security.totp.as_ref().is_some_and(|t| t.enabled),
+                code_destination(s).map(|(_, channel)| channel),
+            )
         })
         .await?;
+    // A code that cannot be delivered must not guard money: 503 naming the setting.
+    if let (false, Some(channel)) = (totp, channel) {
+        crate::notifier::require(
+            state.notifier.as_ref(),
+            channel,
+            "Step-up confirmation by code",
+        )?;
+    }
     let (method, code) = if totp {
         (ChallengeMethod::Totp, None)
     } else {

@@ -11,7 +11,6 @@
 //! (see `idempotency.rs`). Card numbers never reach a log or the store: the engine
 //! sees the masked `**** 1234`.
 
-use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::command::DepositMethod;
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{rejection, ApiError, ApiResult, Problem};
+use crate::error::{rejection, ApiError, ApiResult, ErrorCode, Problem};
 use crate::idempotency::{CHARGES, KEY_LOCKS};
 use crate::payments::CardNumber;
 use crate::routes::extract::{amount, idempotency_key, money, time};
@@ -92,11 +91,9 @@ impl DepositResponse {
 
 fn declined() -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "PAYMENT_DECLINED",
+        ErrorCode::PaymentDeclined,
         "The card processor declined the payment.",
     )
-    .with_hint("Use another card or contact your bank.")
 }
 
 /// Deposits money from a card.
@@ -110,7 +107,7 @@ fn declined() -> ApiError {
         (status = 403, body = Problem, description = "ACCOUNT_CLOSED"),
         (status = 409, body = Problem, description = "IDEMPOTENCY_CONFLICT"),
         (status = 422, body = Problem, description = "PAYMENT_DECLINED / AMOUNT_TOO_SMALL / LIMIT_EXCEEDED (balance cap)"),
-        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE (also: no card processor configured; `detail` names the setting)"),
     ))]
 #[post("/v1/deposits")]
 pub async fn deposit(
@@ -120,6 +117,9 @@ pub async fn deposit(
     body: web::Json<DepositRequest>,
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
+    let cards = state.cards.clone().ok_or_else(|| {
+        crate::integrations::not_configured("Card deposits", crate::integrations::PROCESSOR_SETTING)
+    })?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
@@ -160,8 +160,7 @@ pub async fn deposit(
         // New: charge, unless this very request was charged and then not recorded.
         Ok(false) => {
             if charged.is_none_or(|m| m.card != digest) {
-                state
-                    .cards
+                cards
                     .charge(&card, amount)
                     .await
                     .map_err(|_| {

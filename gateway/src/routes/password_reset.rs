@@ -69,7 +69,7 @@ fn channel_of(login: &str) -> &'static str {
     responses(
         (status = 202, body = ResetAccepted, description = "Always, whether or not the login exists"),
         (status = 400, body = Problem, description = "VALIDATION_FAILED (malformed body)"),
-        (status = 503, body = Problem, description = "MAINTENANCE"),
+        (status = 503, body = Problem, description = "MAINTENANCE / UNAVAILABLE (no SMTP or SMS gateway configured for the login's channel; `detail` names the setting)"),
     ))]
 #[post("/v1/password-reset")]
 pub async fn start(
@@ -84,6 +84,13 @@ pub async fn start(
     let Some(login) = login_key(&body.login) else {
         return Ok(accepted);
     };
+    // No code goes into the void: without a way to deliver it, 503 naming the
+    // setting (the same for every login of this kind, so it tells nothing).
+    crate::notifier::require(
+        state.notifier.as_ref(),
+        channel_of(&login),
+        "Password reset by this channel",
+    )?;
     // Counted whether or not the login exists, so the limit tells nothing either.
     if state.limits.reset_requests.blocked(&login).is_some() {
         tracing::info!("password reset: too many codes requested for one login; none sent");

@@ -150,7 +150,7 @@ fn destination(text: &str) -> Result<String, ApiError> {
         (status = 409, body = Problem, description = "IDEMPOTENCY_CONFLICT"),
         (status = 422, body = Problem, description = "INSUFFICIENT_FUNDS / LIMIT_EXCEEDED / AMOUNT_TOO_SMALL"),
         (status = 429, body = Problem, description = "VELOCITY_BLOCKED"),
-        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE (also: no payout processor configured; `detail` names the setting)"),
     ))]
 #[post("/v1/withdrawals")]
 pub async fn withdraw(
@@ -160,6 +160,12 @@ pub async fn withdraw(
     body: web::Json<WithdrawalRequest>,
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
+    if state.payouts.is_none() {
+        return Err(crate::integrations::not_configured(
+            "Withdrawals",
+            crate::integrations::PAYOUTS_SETTING,
+        ));
+    }
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
@@ -196,8 +202,14 @@ pub async fn accepted(state: &AppState, view: &WithdrawalView) -> ApiResult<Http
             // The withdrawal is recorded but its payout not started: the client's
             // retry with the same key claims and submits it.
             .map_err(|_| ApiError::unavailable())?;
-        if claimed {
-            state.payouts.submit(view.id, view.destination.clone());
+        match (&state.payouts, claimed) {
+            (Some(payouts), true) => payouts.submit(view.id, view.destination.clone()),
+            // Only after a restart without the payout setting: the claim stays in the
+            // index and the payout starts when the processor is configured again.
+            (None, true) => {
+                tracing::warn!(withdrawal = %id, "no payout processor configured; payout left pending")
+            }
+            (_, false) => {}
         }
     }
     Ok(HttpResponse::Accepted().json(WithdrawalResponse::of(view, true)))

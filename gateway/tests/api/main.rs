@@ -9,6 +9,7 @@ mod challenges;
 mod contacts;
 mod deposits;
 mod fraud;
+mod integrations;
 // Not every test module uses every helper.
 #[allow(dead_code)]
 mod helpers;
