@@ -105,7 +105,7 @@ pub async fn find(
                 phone: a.phone,
                 status: a.status,
             }),
-            Err(e) if e.status == actix_web::http::StatusCode::NOT_FOUND => {}
+            Err(e) if matches!(e.code, crate::error::ErrorCode::NotFound) => {}
             Err(e) => return Err(e),
         }
     }

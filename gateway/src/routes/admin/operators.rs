@@ -96,8 +96,7 @@ pub async fn create(
         .map_err(|e| match e {
             AddError::BadName => ApiError::validation(e.to_string()),
             AddError::Taken => ApiError::new(
-                actix_web::http::StatusCode::CONFLICT,
-                "ALREADY_EXISTS",
+                crate::error::ErrorCode::AlreadyExists,
                 "An operator with this name exists.",
             ),
             AddError::Store(_) => ApiError::unavailable(),
