@@ -8,10 +8,8 @@
 //! `detail` naming the missing setting, and the server lists every missing one at
 //! start-up. In `--dev` a configured real adapter still wins over the test one.
 
-use actix_web::http::StatusCode;
-
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The setting that enables card deposits.
 pub const PROCESSOR_SETTING: &str = "[integrations.processor] url (OKPAY_PROCESSOR_URL)";
@@ -25,8 +23,7 @@ pub const SMS_SETTING: &str = "[integrations.sms] url (OKPAY_SMS_URL)";
 /// `503 UNAVAILABLE` for a feature whose adapter is not configured.
 pub fn not_configured(feature: &str, setting: &str) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
+        ErrorCode::Unavailable,
         format!("{feature} is unavailable: the server has no {setting} configured."),
     )
     .with_hint("Nothing was done. Try again later; the operator must configure this integration.")

@@ -11,7 +11,6 @@
 //! (see `idempotency.rs`). Card numbers never reach a log or the store: the engine
 //! sees the masked `**** 1234`.
 
-use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::command::DepositMethod;
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{rejection, ApiError, ApiResult, Problem};
+use crate::error::{rejection, ApiError, ApiResult, ErrorCode, Problem};
 use crate::idempotency::{CHARGES, KEY_LOCKS};
 use crate::payments::CardNumber;
 use crate::routes::extract::{amount, idempotency_key, money, time};
@@ -92,11 +91,9 @@ impl DepositResponse {
 
 fn declined() -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "PAYMENT_DECLINED",
+        ErrorCode::PaymentDeclined,
         "The card processor declined the payment.",
     )
-    .with_hint("Use another card or contact your bank.")
 }
 
 /// Deposits money from a card.
