@@ -16,6 +16,7 @@ mod integrations;
 mod helpers;
 mod kyc;
 mod openapi;
+mod operators;
 mod redis;
 mod security;
 mod sessions;
