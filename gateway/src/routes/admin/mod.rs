@@ -1,14 +1,18 @@
-//! Operators' routes, one file per resource (`Authorization: Bearer <admin
-//! token>`; without a configured token every one answers 401). The operators'
+//! Operators' routes, one file per resource (`Authorization: Bearer <token>` of
+//! a named operator or the bootstrap admin token; see `crate::operators` for the
+//! roles, and `crate::operator_audit` for the trail every action writes). The operators'
 //! websocket is in `routes::stream`.
 //!
 //! Admin routes are not blocked by maintenance: operators must be able to freeze
 //! an account, or end maintenance, while it is on.
 
 pub mod accounts;
+pub mod alerts;
+pub mod audit;
 pub mod kyc;
 pub mod ledger;
 pub mod maintenance;
+pub mod operators;
 pub mod outbox;
 
 use actix_web::web;
@@ -20,6 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ledger::configure(cfg);
     maintenance::configure(cfg);
     kyc::configure(cfg);
+    operators::configure(cfg);
+    audit::configure(cfg);
+    alerts::configure(cfg);
 }
 
 /// The OpenAPI docs of the operator routes (each resource adds its `Api` here).
@@ -31,5 +38,8 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         ledger::Api::openapi(),
         maintenance::Api::openapi(),
         kyc::Api::openapi(),
+        operators::Api::openapi(),
+        audit::Api::openapi(),
+        alerts::Api::openapi(),
     ]
 }
