@@ -230,6 +230,11 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             json!({ "pattern": NONBLANK, "maxLength": 500 }),
         ),
         ("MaintenanceRequest", "message", json!({ "maxLength": 500 })),
+        (
+            "NewOperator",
+            "name",
+            json!({ "pattern": "^[A-Za-z0-9._-]{1,64}$" }),
+        ),
     ]
 }
 
@@ -260,11 +265,28 @@ fn apply_field_rules(doc: &mut Value) -> Vec<String> {
 /// Constraints on query and path parameters, by path and name (like
 /// [`field_rules`] for bodies).
 fn parameter_rules() -> Vec<(&'static str, &'static str, Value)> {
-    vec![(
-        "/v1/admin/kyc",
-        "status",
-        json!({ "type": "string", "enum": ["pending"] }),
-    )]
+    vec![
+        (
+            "/v1/admin/kyc",
+            "status",
+            json!({ "type": "string", "enum": ["pending"] }),
+        ),
+        (
+            "/v1/admin/accounts",
+            "q",
+            json!({ "type": "string", "pattern": NONBLANK, "maxLength": 320 }),
+        ),
+        (
+            "/v1/admin/audit",
+            "after",
+            json!({ "type": "string", "pattern": "^aud_" }),
+        ),
+        (
+            "/v1/admin/audit",
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 500 }),
+        ),
+    ]
 }
 
 /// Applies [`parameter_rules`]; returns the rules whose parameter does not exist.

@@ -225,6 +225,11 @@ fn fuzz(bin: &Path, server: &Server, token: &str, label: &str) -> (bool, String)
         .arg("--report-dir")
         .arg(&report)
         .env("HYPOTHESIS_STORAGE_DIRECTORY", report.join("hypothesis"))
+        // Its working files go under the target directory, not the crate.
+        .current_dir({
+            std::fs::create_dir_all(&report).unwrap();
+            &report
+        })
         .output()
         .expect("run schemathesis");
     let text = format!(

@@ -86,7 +86,7 @@ pub async fn find(
     query: web::Query<FindQuery>,
 ) -> ApiResult<HttpResponse> {
     let q = query.q.trim();
-    if q.is_empty() || q.len() > 320 {
+    if q.is_empty() || q.chars().count() > 320 {
         return Err(ApiError::validation(
             "q must be an email, a phone number or an acc_ id.",
         ));
