@@ -6,10 +6,12 @@
 //! an account, or end maintenance, while it is on.
 
 pub mod accounts;
+pub mod deliveries;
 pub mod kyc;
 pub mod ledger;
 pub mod maintenance;
 pub mod outbox;
+pub mod withdrawals;
 
 use actix_web::web;
 
@@ -20,6 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ledger::configure(cfg);
     maintenance::configure(cfg);
     kyc::configure(cfg);
+    deliveries::configure(cfg);
+    withdrawals::configure(cfg);
 }
 
 /// The OpenAPI docs of the operator routes (each resource adds its `Api` here).
@@ -31,5 +35,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         ledger::Api::openapi(),
         maintenance::Api::openapi(),
         kyc::Api::openapi(),
+        deliveries::Api::openapi(),
+        withdrawals::Api::openapi(),
     ]
 }

@@ -1,0 +1,120 @@
+//! Operators settle or fail a payout by hand when the processor cannot report it
+//! (`POST /v1/admin/withdrawals/{id}/settle|fail` with a reason). Failing releases
+//! the held funds. Each action is audited: the engine records the settlement or
+//! failure on the account, and the operator's reason is kept in the store's
+//! `admin_audit` index and logged.
+
+use actix_web::{post, web, HttpResponse};
+use okpay_engine::ids::{OpId, OpKind};
+use okpay_engine::{Outcome, Rejection};
+use serde::Deserialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::Admin;
+use crate::error::{rejection, ApiError, ApiResult, Problem};
+use crate::integrations::payouts;
+use crate::routes::withdrawals::WithdrawalResponse;
+use crate::state::AppState;
+
+/// The store index of operators' actions.
+pub const AUDIT_INDEX: &str = "admin_audit";
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualPayout {
+    /// Why (1–500 characters); for `fail`, shown to the user.
+    pub reason: String,
+}
+
+async fn act(
+    state: &AppState,
+    path: &str,
+    body: ManualPayout,
+    completed: bool,
+) -> ApiResult<HttpResponse> {
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::validation(
+            "reason must have 1 to 500 characters.",
+        ));
+    }
+    let id =
+        OpId::parse(path, OpKind::Withdrawal).map_err(|_| ApiError::not_found("withdrawal"))?;
+    let action = if completed { "settle" } else { "fail" };
+    let changed = payouts::report(&state.engine, id, completed, Some(reason.clone())).await?;
+    if !changed {
+        return match state.engine.operation(id).await? {
+            Some(Outcome::Withdrawal(_)) => Err(rejection(Rejection::OperationClosed)
+                .with_hint("The withdrawal is already completed or failed.")),
+            _ => Err(ApiError::not_found("withdrawal")),
+        };
+    }
+    let now = chrono::Utc::now();
+    let key = format!("{:013}:{path}:{action}", now.timestamp_millis());
+    let record =
+        serde_json::json!({"action": action, "withdrawal": path, "reason": reason, "at": now});
+    if let Err(e) = state
+        .store()
+        .claim_index(AUDIT_INDEX, &key, &record.to_string())
+        .await
+    {
+        tracing::error!(error = %e, "could not store the audit record");
+    }
+    tracing::info!(withdrawal = %path, action, reason = %reason, "operator {action}d a payout by hand");
+    match state.engine.operation(id).await? {
+        Some(Outcome::Withdrawal(view)) => {
+            Ok(HttpResponse::Ok().json(WithdrawalResponse::of(&view, false)))
+        }
+        _ => Err(ApiError::not_found("withdrawal")),
+    }
+}
+
+/// Marks a processing withdrawal as paid out.
+#[utoipa::path(post, path = "/v1/admin/withdrawals/{id}/settle", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "A `wd_` id")),
+    request_body = ManualPayout,
+    responses(
+        (status = 200, body = WithdrawalResponse),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: reason"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 404, body = Problem, description = "NOT_FOUND"),
+        (status = 409, body = Problem, description = "OPERATION_CLOSED: already completed or failed"),
+    ))]
+#[post("/v1/admin/withdrawals/{id}/settle")]
+pub async fn settle(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<ManualPayout>,
+) -> ApiResult<HttpResponse> {
+    act(&state, &path, body.into_inner(), true).await
+}
+
+/// Fails a processing withdrawal; the held funds return to the user.
+#[utoipa::path(post, path = "/v1/admin/withdrawals/{id}/fail", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "A `wd_` id")),
+    request_body = ManualPayout,
+    responses(
+        (status = 200, body = WithdrawalResponse),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: reason"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 404, body = Problem, description = "NOT_FOUND"),
+        (status = 409, body = Problem, description = "OPERATION_CLOSED: already completed or failed"),
+    ))]
+#[post("/v1/admin/withdrawals/{id}/fail")]
+pub async fn fail(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<ManualPayout>,
+) -> ApiResult<HttpResponse> {
+    act(&state, &path, body.into_inner(), false).await
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(settle, fail), components(schemas(ManualPayout)))]
+pub struct Api;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(settle).service(fail);
+}
