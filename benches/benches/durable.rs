@@ -12,6 +12,13 @@
 //! - the latency of the first request to a passivated account whose durable form is
 //!   a snapshot followed by 100 journal records (p50/p99 from an HDR histogram).
 //!
+//! - the storage path of the sharded engine alone: transfer-shaped frames appended
+//!   to the per-shard logs ([`okpay_engine::store::shard_log`]) on Redis and on
+//!   disk, with the AOF bytes and Redis commands each transfer costs.
+//!
+//! Each group ends in one stable line to compare run to run: `durable: …` and
+//! `shardlog: …` (`grep -E '^(durable|shardlog):'`).
+//!
 //! Criterion prints its own per-iteration estimates; the figures the design targets
 //! (transfers/s, engine/baseline ratio, activation p99) are printed after each group
 //! from the bench's own counters, so they do not depend on criterion's warm-up
@@ -30,11 +37,15 @@ use benches::{amount, funded_accounts, key, load_policy};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use okpay_engine::codec::{BatchFrame, LogRecord, RecordKind, ShardId, ShardLayout};
 use okpay_engine::domain::command::DepositMethod;
 use okpay_engine::ids::AccountId;
 use okpay_engine::store::embedded::EmbeddedStore;
 use okpay_engine::store::journal_writer::WriterStats;
 use okpay_engine::store::redis::RedisStore;
+use okpay_engine::store::shard_log::embedded::EmbeddedShardLog;
+use okpay_engine::store::shard_log::redis::RedisShardLog;
+use okpay_engine::store::shard_log::{ShardAppend, ShardLog};
 use okpay_engine::store::Store;
 use okpay_engine::{Engine, EngineConfig, RuntimeConfig};
 use rand::Rng;
@@ -246,6 +257,9 @@ fn durable_transfers(c: &mut Criterion) {
     group.throughput(Throughput::Elements(TRANSFERS_PER_ITERATION));
 
     let redis_before = CommitCounters::read(engine.journal_stats());
+    let engine_aof_before = engine_redis.aof_bytes();
+    let engine_cmds_before = data_commands(&rt, &engine_redis.url());
+    let mut engine_done = 0u64;
     let mut engine_rates = Rates::default();
     let mut round = 0u64;
     group.bench_function("transfers_redis_engine_10k_accounts", |b| {
@@ -258,12 +272,19 @@ fn durable_transfers(c: &mut Criterion) {
                     engine_transfer(&engine, &engine_accounts, &tag, i)
                 });
                 engine_rates.record(TRANSFERS_PER_ITERATION, elapsed);
+                engine_done += TRANSFERS_PER_ITERATION;
                 total += elapsed;
             }
             total
         })
     });
 
+    let engine_aof = (engine_redis.aof_bytes() - engine_aof_before) as f64 / engine_done as f64;
+    let engine_cmds =
+        (data_commands(&rt, &engine_redis.url()) - engine_cmds_before) as f64 / engine_done as f64;
+    let baseline_aof_before = baseline_redis.aof_bytes();
+    let baseline_cmds_before = data_commands(&rt, &baseline_redis.url());
+    let mut baseline_done = 0u64;
     let mut baseline_rates = Rates::default();
     let mut round = 0u64;
     group.bench_function("transfers_redis_lua_baseline_10k_accounts", |b| {
@@ -282,12 +303,17 @@ fn durable_transfers(c: &mut Criterion) {
                     }
                 });
                 baseline_rates.record(TRANSFERS_PER_ITERATION, elapsed);
+                baseline_done += TRANSFERS_PER_ITERATION;
                 total += elapsed;
             }
             total
         })
     });
 
+    let baseline_aof =
+        (baseline_redis.aof_bytes() - baseline_aof_before) as f64 / baseline_done as f64;
+    let baseline_cmds = (data_commands(&rt, &baseline_redis.url()) - baseline_cmds_before) as f64
+        / baseline_done as f64;
     let embedded_before = CommitCounters::read(engine_embedded.journal_stats());
     let mut embedded_rates = Rates::default();
     let mut round = 0u64;
@@ -334,6 +360,24 @@ fn durable_transfers(c: &mut Criterion) {
         engine_redis.aof_bytes() as f64 / (1 << 20) as f64,
         baseline_redis.aof_bytes() as f64 / (1 << 20) as f64
     );
+    // The one stable line to compare run to run (grep '^durable:').
+    println!(
+        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2}",
+        engine_rates.median(),
+        baseline_rates.median(),
+        engine_rates.median() / baseline_rates.median(),
+        engine_aof,
+        baseline_aof,
+        engine_aof / baseline_aof,
+        engine_cmds,
+        baseline_cmds,
+        embedded_rates.median(),
+        embedded_rates.median() / engine_rates.median(),
+    );
+    let stats = engine.journal_stats();
+    let payload_bytes = (stats.bytes.load(Ordering::Relaxed)
+        / stats.records.load(Ordering::Relaxed).max(1)) as usize;
+    shard_log_writes(&rt, payload_bytes);
 
     // Whatever the figures, no money may have been made or lost on either side.
     let ledger = rt.block_on(engine.audit()).expect("audit on redis");
@@ -359,6 +403,172 @@ fn durable_transfers(c: &mut Criterion) {
     // servers go now (the stores' reconnect attempts would only fail quietly).
     drop(engine_redis);
     drop(baseline_redis);
+}
+
+/// Data commands Redis has executed so far (`INFO commandstats`), counting the
+/// commands scripts run and not the script calls, pings or INFO themselves: what
+/// a transfer costs the server in work, whatever the way it is sent.
+fn data_commands(rt: &Runtime, url: &str) -> u64 {
+    const NOT_DATA: &[&str] = &[
+        "evalsha",
+        "eval",
+        "script|load",
+        "info",
+        "ping",
+        "config|get",
+        "hello",
+        "client|setinfo",
+        "select",
+        "command|docs",
+        "command",
+    ];
+    let info: String = rt.block_on(async {
+        let client = redis::Client::open(url).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect for INFO");
+        redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO commandstats")
+    });
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            if NOT_DATA.contains(&name) {
+                return None;
+            }
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Transfers per executor batch in the shard-log write benchmark (two sizes: a
+/// lightly and a heavily loaded executor).
+const SHARD_LOG_BATCHES: [u64; 2] = [128, 1024];
+/// Transfers written per backend and batch size.
+const SHARD_LOG_TRANSFERS: u64 = 60_000;
+
+/// Writes the records of `n` transfers to `log` the way the sharded engine lays
+/// them out: per executor batch, one frame per shard touched, holding each
+/// transfer's debit and completion at the source's shard and its credit at the
+/// destination's; one `append` call per executor batch, waited for before the
+/// next (no overlap: a lower bound). Returns transfers per second.
+fn shard_log_run(
+    rt: &Runtime,
+    log: &dyn ShardLog,
+    accounts: &[AccountId],
+    n: u64,
+    per_batch: u64,
+    payload_bytes: usize,
+    lsns: &mut std::collections::HashMap<ShardId, u64>,
+) -> f64 {
+    let layout = rt
+        .block_on(log.init_layout(ShardLayout::default()))
+        .expect("layout");
+    let payload = vec![0x5au8; payload_bytes];
+    let mut seqs: std::collections::HashMap<AccountId, u64> = Default::default();
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let mut shards: std::collections::BTreeMap<ShardId, Vec<LogRecord>> = Default::default();
+        for _ in 0..per_batch.min(n - done) {
+            let (from, to) = pick_pair(accounts);
+            for account in [from, to, from] {
+                let seq = seqs.entry(account).or_default();
+                *seq += 1;
+                shards
+                    .entry(layout.shard_of(account))
+                    .or_default()
+                    .push(LogRecord {
+                        kind: RecordKind::Events,
+                        account,
+                        seq: *seq,
+                        payload: payload.clone(),
+                    });
+            }
+        }
+        done += per_batch.min(n - done);
+        let batch: Vec<ShardAppend> = shards
+            .into_iter()
+            .map(|(shard, records)| {
+                let lsn = lsns.entry(shard).or_default();
+                *lsn += 1;
+                let frame = BatchFrame {
+                    shard,
+                    lsn: *lsn,
+                    records,
+                }
+                .encode()
+                .expect("encode");
+                ShardAppend {
+                    shard,
+                    lsn: *lsn,
+                    frame,
+                }
+            })
+            .collect();
+        let results = tokio::time::timeout_at(
+            (Instant::now() + BATCH_TIME_LIMIT).into(),
+            log.append(batch),
+        );
+        let results = rt
+            .block_on(results)
+            .expect("shard log append within the time limit")
+            .expect("shard log append");
+        assert!(results.iter().all(Result::is_ok), "every frame accepted");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The sharded engine's storage path alone (issue 10's one log per shard): what
+/// the shard log sustains on Redis and on disk for transfer-shaped writes, with
+/// records of `payload_bytes` (the mean record size the engine just wrote).
+fn shard_log_writes(rt: &Runtime, payload_bytes: usize) {
+    let accounts: Vec<AccountId> = (0..ACCOUNTS).map(|_| AccountId::random()).collect();
+    let server = RedisServer::start();
+    let redis_log = rt
+        .block_on(RedisShardLog::connect(&server.url()))
+        .expect("connect the shard log");
+    let dir = tempfile::tempdir().expect("tempdir for the shard log");
+    let embedded_log = EmbeddedShardLog::open(dir.path()).expect("open the shard log");
+    // Positions continue from one batch size to the next (same logs).
+    let (mut redis_lsns, mut embedded_lsns) = (Default::default(), Default::default());
+    for per_batch in SHARD_LOG_BATCHES {
+        let aof_before = server.aof_bytes();
+        let cmds_before = data_commands(rt, &server.url());
+        let redis_tps = shard_log_run(
+            rt,
+            &redis_log,
+            &accounts,
+            SHARD_LOG_TRANSFERS,
+            per_batch,
+            payload_bytes,
+            &mut redis_lsns,
+        );
+        let aof = (server.aof_bytes() - aof_before) as f64 / SHARD_LOG_TRANSFERS as f64;
+        let cmds =
+            (data_commands(rt, &server.url()) - cmds_before) as f64 / SHARD_LOG_TRANSFERS as f64;
+        let embedded_tps = shard_log_run(
+            rt,
+            &embedded_log,
+            &accounts,
+            SHARD_LOG_TRANSFERS,
+            per_batch,
+            payload_bytes,
+            &mut embedded_lsns,
+        );
+        // The stable line to compare run to run (grep '^shardlog:').
+        println!(
+            "shardlog: transfers_per_batch={per_batch} payload_bytes={payload_bytes} redis_tps={redis_tps:.0} aof_bytes_per_transfer={aof:.0} redis_cmds_per_transfer={cmds:.2} embedded_tps={embedded_tps:.0}"
+        );
+    }
+    drop(server);
 }
 
 /// An engine that never snapshots on its own (only on passivation), over a gate

@@ -1,8 +1,9 @@
 //! Engine benchmarks on the in-memory store (`cargo bench -p benches --bench engine`):
-//! transfers per second through the actors (10,000 accounts, random pairs, many
-//! concurrent callers), the cost of `decide` + `apply` for one transfer, and the
+//! transfers per second through the actors (10,000 accounts, many concurrent
+//! callers, recipients uniform and Zipf(1.0)), the cost of `decide` + `apply` for one transfer, and the
 //! memory of an activated idle account (measured with a counting allocator and
-//! printed, since criterion measures time only).
+//! printed, since criterion measures time only). The figures end in one stable
+//! line, `engine: memory_tps=… zipf_tps=… idle_account_bytes=…`.
 
 #![allow(unsafe_code)] // the counting allocator below only forwards to mimalloc.
 
@@ -51,6 +52,81 @@ static GLOBAL: Counting = Counting;
 const ACCOUNTS: usize = 10_000;
 const CONCURRENCY: usize = 4096;
 
+/// How a transfer's recipient is drawn.
+#[derive(Clone, Copy)]
+enum Recipients {
+    Uniform,
+    /// Zipf(1.0) over the accounts: a few accounts receive most transfers (the
+    /// merchant-heavy shape), which piles commands onto a few accounts' queues.
+    Zipf,
+}
+
+/// The cumulative weights of Zipf(1.0) over `n` ranks (rank k weighs 1/k).
+fn zipf_cdf(n: usize) -> Vec<f64> {
+    let mut acc = 0.0;
+    let mut cdf: Vec<f64> = (1..=n)
+        .map(|k| {
+            acc += 1.0 / k as f64;
+            acc
+        })
+        .collect();
+    for c in &mut cdf {
+        *c /= acc;
+    }
+    cdf
+}
+
+/// A source drawn uniformly and a different recipient drawn by `recipients`.
+fn pick(accounts: &[AccountId], recipients: Recipients, cdf: &[f64]) -> (AccountId, AccountId) {
+    match recipients {
+        Recipients::Uniform => pick_pair(accounts),
+        Recipients::Zipf => {
+            let mut rng = rand::thread_rng();
+            let u: f64 = rng.gen();
+            let to = cdf.partition_point(|&c| c < u).min(accounts.len() - 1);
+            let mut from = rng.gen_range(0..accounts.len() - 1);
+            if from >= to {
+                from += 1;
+            }
+            (accounts[from], accounts[to])
+        }
+    }
+}
+
+/// Transfers per second of each measured iteration, for the stable line.
+static MEMORY_TPS: medians::Medians = medians::Medians::new();
+
+/// Per-benchmark samples; a std mutex is plenty for a few dozen of them.
+mod medians {
+    use std::sync::Mutex;
+
+    pub struct Medians(Mutex<Vec<(&'static str, f64)>>);
+
+    impl Medians {
+        pub const fn new() -> Self {
+            Medians(Mutex::new(Vec::new()))
+        }
+        pub fn record(&self, what: &'static str, v: f64) {
+            self.0.lock().unwrap().push((what, v));
+        }
+        pub fn median(&self, what: &str) -> f64 {
+            let mut v: Vec<f64> = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(w, _)| *w == what)
+                .map(|(_, v)| *v)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        }
+    }
+}
+
+/// Heap bytes per activated idle account, measured by [`memory_per_idle_account`].
+static IDLE_ACCOUNT_BYTES: AtomicIsize = AtomicIsize::new(0);
+
 fn transfers_through_actors(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -60,51 +136,60 @@ fn transfers_through_actors(c: &mut Criterion) {
     let engine = start_engine(Arc::new(MemoryStore::new()));
     let accounts = rt.block_on(funded_accounts(&engine, ACCOUNTS, "1000000"));
     let accounts = Arc::new(accounts);
+    let cdf = Arc::new(zipf_cdf(ACCOUNTS));
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    const BATCH: u64 = 100_000;
+    const BATCH: u64 = 50_000;
     group.throughput(Throughput::Elements(BATCH));
     let mut round = 0u64;
-    group.bench_function("transfers_memory_store_10k_accounts", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                round += 1;
-                let engine = engine.clone();
-                let accounts = accounts.clone();
-                let r = round;
-                total += rt.block_on(async move {
-                    let start = Instant::now();
-                    let ok = futures::stream::iter(0..BATCH)
-                        .map(|i| {
-                            let engine = engine.clone();
-                            let (from, to) = pick_pair(&accounts);
-                            async move {
-                                engine
-                                    .transfer(
-                                        from,
-                                        key(format!("b{r}-{i}")),
-                                        to,
-                                        amount("0.01"),
-                                        None,
-                                        false,
-                                    )
-                                    .await
-                                    .is_ok()
-                            }
-                        })
-                        .buffer_unordered(CONCURRENCY)
-                        .filter(|ok| futures::future::ready(*ok))
-                        .count()
-                        .await;
-                    assert_eq!(ok as u64, BATCH, "every transfer succeeds");
-                    start.elapsed()
-                });
-            }
-            total
-        })
-    });
+    for (name, recipients) in [
+        ("transfers_memory_store_10k_accounts", Recipients::Uniform),
+        ("transfers_memory_store_10k_accounts_zipf", Recipients::Zipf),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    let engine = engine.clone();
+                    let accounts = accounts.clone();
+                    let cdf = cdf.clone();
+                    let r = round;
+                    let elapsed = rt.block_on(async move {
+                        let start = Instant::now();
+                        let ok = futures::stream::iter(0..BATCH)
+                            .map(|i| {
+                                let engine = engine.clone();
+                                let (from, to) = pick(&accounts, recipients, &cdf);
+                                async move {
+                                    engine
+                                        .transfer(
+                                            from,
+                                            key(format!("b{r}-{i}")),
+                                            to,
+                                            amount("0.01"),
+                                            None,
+                                            false,
+                                        )
+                                        .await
+                                        .is_ok()
+                                }
+                            })
+                            .buffer_unordered(CONCURRENCY)
+                            .filter(|ok| futures::future::ready(*ok))
+                            .count()
+                            .await;
+                        assert_eq!(ok as u64, BATCH, "every transfer succeeds");
+                        start.elapsed()
+                    });
+                    MEMORY_TPS.record(name, BATCH as f64 / elapsed.as_secs_f64());
+                    total += elapsed;
+                }
+                total
+            })
+        });
+    }
     group.finish();
     let stats = engine.journal_stats();
     println!(
@@ -112,6 +197,13 @@ fn transfers_through_actors(c: &mut Criterion) {
         stats.batches.load(Ordering::Relaxed),
         stats.mean_batch(),
         stats.max_batch.load(Ordering::Relaxed)
+    );
+    // The one stable line to compare run to run (grep '^engine:').
+    println!(
+        "engine: memory_tps={:.0} zipf_tps={:.0} idle_account_bytes={}",
+        MEMORY_TPS.median("transfers_memory_store_10k_accounts"),
+        MEMORY_TPS.median("transfers_memory_store_10k_accounts_zipf"),
+        IDLE_ACCOUNT_BYTES.load(Ordering::Relaxed)
     );
     let ledger = rt.block_on(engine.audit()).unwrap();
     assert!(ledger.balanced(), "ledger balanced after the benchmark");
@@ -222,6 +314,7 @@ fn memory_per_idle_account(_c: &mut Criterion) {
     std::thread::sleep(Duration::from_millis(200));
     let after = LIVE.load(Ordering::SeqCst);
     assert_eq!(engine.active_actors(), N);
+    IDLE_ACCOUNT_BYTES.store((after - before) / N as isize, Ordering::Relaxed);
     println!(
         "memory per activated idle account: {} bytes ({} accounts, heap delta {} bytes)",
         (after - before) / N as isize,

@@ -5,9 +5,8 @@
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::stream::SystemStatus;
-use actix_web::http::StatusCode;
 
 /// The current maintenance state.
 pub struct Maintenance {
@@ -50,11 +49,7 @@ impl Maintenance {
                 .message
                 .clone()
                 .unwrap_or_else(|| "The service is in maintenance.".into());
-            return Err(
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "MAINTENANCE", detail)
-                    .with_hint("Reading still works; try again later.")
-                    .retry_after(60),
-            );
+            return Err(ApiError::new(ErrorCode::Maintenance, detail).retry_after(60));
         }
         Ok(())
     }

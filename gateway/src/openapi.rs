@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 
 /// Adds the bearer-token security schemes (sessions and admin).
 struct Security;
@@ -54,7 +54,7 @@ impl Modify for Security {
         crate::routes::sessions::revoke_one,
         crate::routes::sessions::revoke_others,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, ErrorCode)),
     modifiers(&Security),
     tags(
         (name = "system", description = "Health, status, metrics"),

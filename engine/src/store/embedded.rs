@@ -141,7 +141,7 @@ impl EmbeddedStore {
 /// Starts a write transaction that fsyncs on commit. `Immediate` is redb's default;
 /// it is set explicitly because the whole "durable before acknowledged" promise rests
 /// on it and a future default change must not weaken it silently.
-fn begin_write(db: &Database) -> Result<WriteTransaction, StoreError> {
+pub(crate) fn begin_write(db: &Database) -> Result<WriteTransaction, StoreError> {
     let mut txn = db.begin_write().map_err(db_err)?;
     txn.set_durability(Durability::Immediate);
     Ok(txn)
@@ -149,7 +149,7 @@ fn begin_write(db: &Database) -> Result<WriteTransaction, StoreError> {
 
 /// Maps any redb error: corruption is reported as such (retrying won't help), every
 /// other failure (I/O, lock, ...) as `Unavailable`, the outcome of the write unknown.
-fn db_err(e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
         redb::Error::Corrupted(msg) => StoreError::Corrupt(format!("redb: {msg}")),
         other => StoreError::Unavailable(format!("redb: {other}")),

@@ -26,6 +26,7 @@ pub mod journal_writer;
 pub mod memory;
 pub mod redis;
 pub mod redis_config;
+pub mod shard_log;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +50,10 @@ pub enum StoreError {
         expected: u64,
         got: u64,
     },
+    /// A shard log append whose position is not the shard's head + 1 (a stale or
+    /// concurrent writer); nothing was written.
+    #[error("fenced: shard {shard} is at {head}, refused frame {got}")]
+    Fenced { shard: u16, head: u64, got: u64 },
     /// Stored bytes could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -234,13 +234,13 @@ return out
 
 /// A Lua script with its SHA1, which `EVALSHA` names it by. (`redis::Script` computes
 /// the hash but keeps the source private, and `SCRIPT LOAD` needs the source.)
-struct LuaScript {
+pub(crate) struct LuaScript {
     source: &'static str,
     hash: String,
 }
 
 impl LuaScript {
-    fn new(source: &'static str) -> Self {
+    pub(crate) fn new(source: &'static str) -> Self {
         Self {
             source,
             hash: Script::new(source).get_hash().to_owned(),
@@ -248,7 +248,7 @@ impl LuaScript {
     }
 
     /// An `EVALSHA` of this script on `keys`; the caller adds the `ARGV` arguments.
-    fn call(&'static self, keys: &[&str]) -> Cmd {
+    pub(crate) fn call(&'static self, keys: &[&str]) -> Cmd {
         let mut cmd = ::redis::cmd("EVALSHA");
         cmd.arg(&self.hash).arg(keys.len()).arg(keys);
         cmd
@@ -296,14 +296,14 @@ fn index_keys(index: &str) -> (String, String) {
 
 /// One command of a round trip: plain, or a script called by hash (which may have
 /// to be loaded and resent, so the script travels with the command).
-enum Call {
+pub(crate) enum Call {
     Plain(Cmd),
     Script(&'static LuaScript, Cmd),
 }
 
 /// Whether a failed round trip may be sent again on a fresh connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub(crate) enum Retry {
     /// Reads and idempotent writes: a second attempt can't do harm.
     Safe,
     /// Appends and claims: a first attempt may have landed, so the caller must learn
@@ -459,7 +459,11 @@ impl RedisStore {
 
     /// Runs `calls` in one pipeline. Script calls answered `NOSCRIPT` ran nothing; their
     /// scripts are loaded and just those calls are sent again.
-    async fn exec(&self, calls: Vec<Call>, retry: Retry) -> Result<Vec<Value>, StoreError> {
+    pub(crate) async fn exec(
+        &self,
+        calls: Vec<Call>,
+        retry: Retry,
+    ) -> Result<Vec<Value>, StoreError> {
         // Commands move into the pipeline (payloads may be megabytes); only the rare
         // NOSCRIPT resend below copies any of them.
         let mut pipe = Pipeline::with_capacity(calls.len());
@@ -622,7 +626,7 @@ fn unavailable(what: &str, e: &RedisError) -> StoreError {
 
 /// A Redis error reply (out of memory, loading, script error...) as `Unavailable`:
 /// the command didn't do what was asked, and trying later may work.
-fn reply_error(reply: &Value) -> Result<(), StoreError> {
+pub(crate) fn reply_error(reply: &Value) -> Result<(), StoreError> {
     match reply {
         Value::ServerError(e) => Err(StoreError::Unavailable(format!(
             "redis replied {}: {}",
@@ -635,7 +639,7 @@ fn reply_error(reply: &Value) -> Result<(), StoreError> {
 
 /// Decodes a reply into `T`; a reply of the wrong shape means the data or the
 /// scripts are not what this code wrote.
-fn from_value<T: ::redis::FromRedisValue>(reply: Value) -> Result<T, StoreError> {
+pub(crate) fn from_value<T: ::redis::FromRedisValue>(reply: Value) -> Result<T, StoreError> {
     reply_error(&reply)?;
     ::redis::from_owned_redis_value(reply)
         .map_err(|e| StoreError::Corrupt(format!("unexpected redis reply: {e}")))

@@ -17,10 +17,8 @@ pub mod sms;
 pub mod smtp;
 pub mod templates;
 
-use actix_web::http::StatusCode;
-
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The setting that enables card deposits.
 pub const PROCESSOR_SETTING: &str = "[integrations.processor] url (OKPAY_PROCESSOR_URL)";
@@ -34,8 +32,7 @@ pub const SMS_SETTING: &str = "[integrations.sms] url (OKPAY_SMS_URL)";
 /// `503 UNAVAILABLE` for a feature whose adapter is not configured.
 pub fn not_configured(feature: &str, setting: &str) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
+        ErrorCode::Unavailable,
         format!("{feature} is unavailable: the server has no {setting} configured."),
     )
     .with_hint("Nothing was done. Try again later; the operator must configure this integration.")

@@ -122,7 +122,10 @@ pub async fn report(
     );
     if !processing {
         let key = id.display(OpKind::Withdrawal);
-        let _ = engine.store().delete_index(PAYOUT_PENDING_INDEX, &key).await;
+        let _ = engine
+            .store()
+            .delete_index(PAYOUT_PENDING_INDEX, &key)
+            .await;
         return Ok(false);
     }
     let result = if completed {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::routes::extract::money;
 use crate::state::AppState;
 
@@ -141,8 +141,7 @@ pub async fn register(
             Ok(false) => {
                 release(&state, &claimed).await;
                 return Err(ApiError::new(
-                    actix_web::http::StatusCode::CONFLICT,
-                    "ALREADY_EXISTS",
+                    ErrorCode::AlreadyExists,
                     "This email or phone is already registered.",
                 )
                 .with_hint("Log in instead, or reset your password."));

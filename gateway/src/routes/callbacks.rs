@@ -13,13 +13,12 @@
 //! effect, and the effect itself is idempotent in the engine (a settled
 //! withdrawal cannot settle again), so a duplicate never pays or refunds twice.
 
-use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use okpay_engine::ids::{OpId, OpKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::integrations::signature::{self, SignatureError};
 use crate::integrations::{self as integ, charges, payouts};
 use crate::payments::{Charge, ChargeStatus};
@@ -63,8 +62,7 @@ pub fn verify(req: &HttpRequest, secret: &str, body: &[u8]) -> Result<String, Ap
     .map_err(|e| {
         tracing::warn!(error = %e, "callback refused: bad signature");
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
+            ErrorCode::Unauthenticated,
             match e {
                 SignatureError::Missing => {
                     "The callback is not signed (webhook-id, webhook-timestamp, webhook-signature)."

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::routes::recipient;
 use crate::state::AppState;
 
@@ -108,8 +108,7 @@ pub async fn add(
         .await
         .map_err(|e| match e {
             EngineError::Rejected(Rejection::AlreadyExists) => ApiError::new(
-                actix_web::http::StatusCode::CONFLICT,
-                "ALREADY_EXISTS",
+                ErrorCode::AlreadyExists,
                 "That account is already one of your contacts.",
             ),
             other => other.into(),

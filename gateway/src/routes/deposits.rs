@@ -14,7 +14,6 @@
 //! Card numbers never reach a log or the engine (which sees `**** 1234`); the
 //! stored intent holds them encrypted until the deposit is settled.
 
-use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::command::DepositMethod;
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{rejection, ApiError, ApiResult, Problem};
+use crate::error::{rejection, ApiError, ApiResult, ErrorCode, Problem};
 use crate::idempotency::{CHARGES, KEY_LOCKS};
 use crate::integrations::charges::{self, Driven};
 use crate::payments::CardNumber;
@@ -99,11 +98,9 @@ impl DepositResponse {
 
 fn declined(reason: String) -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "PAYMENT_DECLINED",
+        ErrorCode::PaymentDeclined,
         format!("The card processor declined the payment: {reason}"),
     )
-    .with_hint("Use another card or contact your bank.")
 }
 
 /// Deposits money from a card.

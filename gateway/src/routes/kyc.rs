@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::routes::extract;
 use crate::state::AppState;
 
@@ -181,8 +181,7 @@ pub async fn submit(
         .transpose()?;
     let already = || {
         ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "ALREADY_EXISTS",
+            ErrorCode::AlreadyExists,
             "Your identity is already verified or under review.",
         )
         .with_hint("Wait for the review; GET /v1/kyc shows where it is.")

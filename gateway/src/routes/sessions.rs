@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{self, Auth};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::routes::account::{login_key, LOGIN_INDEX};
 use crate::routes::extract::time;
 use crate::state::AppState;
@@ -240,11 +240,9 @@ fn locked(retry_after_s: u64) -> ApiError {
 /// 429 `RATE_LIMITED` for too many failed logins.
 fn rate_limited(retry_after_s: u64) -> ApiError {
     ApiError::new(
-        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-        "RATE_LIMITED",
+        ErrorCode::RateLimited,
         "Too many failed login attempts from here or for this login.",
     )
-    .with_hint("Wait before trying again, or reset your password.")
     .retry_after(retry_after_s)
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::otp;
 use crate::state::AppState;
 
@@ -49,8 +49,7 @@ pub async fn begin(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResp
     let account = state.engine.state(auth.account).await?;
     if account.security.totp.as_ref().is_some_and(|t| t.enabled) {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "ALREADY_EXISTS",
+            ErrorCode::AlreadyExists,
             "TOTP is already on for this account.",
         )
         .with_hint(

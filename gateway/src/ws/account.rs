@@ -27,6 +27,7 @@ use tokio::sync::broadcast::Receiver;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 
 use crate::auth::{self, Auth};
+use crate::error::ErrorCode;
 use crate::state::AppState;
 use crate::stream::ConnectionSlot;
 use crate::ws::frame::{self, ClientMessage};
@@ -224,7 +225,7 @@ async fn resume(
         }
         // The live feed carries on; the client may try again.
         Ok(Err(_)) | Err(_) => link.push_text(frame::error(
-            "OVERLOADED",
+            ErrorCode::Overloaded,
             "The resume could not be served now; send it again shortly.",
         )),
     }
@@ -235,10 +236,9 @@ async fn resume(
 /// fault: the check is skipped until the next tick.
 async fn still_authenticated(state: &AppState, token: &str) -> Result<(), Ending> {
     match tokio::time::timeout(ENGINE_TIMEOUT, auth::check_token(state, token)).await {
-        Ok(Err(e)) if e.status == actix_web::http::StatusCode::UNAUTHORIZED => Err(Ending::Close(
-            CloseCode::Policy,
-            "session revoked or expired".into(),
-        )),
+        Ok(Err(e)) if e.status() == actix_web::http::StatusCode::UNAUTHORIZED => Err(
+            Ending::Close(CloseCode::Policy, "session revoked or expired".into()),
+        ),
         _ => Ok(()),
     }
 }

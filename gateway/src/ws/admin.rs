@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 
+use crate::error::ErrorCode;
 use crate::state::AppState;
 use crate::stream::ConnectionSlot;
 use crate::ws::frame::{self, ClientMessage};
@@ -75,7 +76,7 @@ async fn serve(
             }
             msg = messages.recv() => match link.on_inbound(msg) {
                 Ok(Some(ClientMessage::Resume { .. })) => link.push_text(frame::error(
-                    "UNSUPPORTED_MESSAGE",
+                    ErrorCode::UnsupportedMessage,
                     "The admin stream is live only; reload lists over HTTP instead of resuming.",
                 )),
                 Ok(Some(ClientMessage::Ping) | None) => Ok(()),

@@ -18,6 +18,7 @@ use okpay_engine::domain::notification::Notification;
 use okpay_engine::ids::AccountId;
 use serde_json::{json, Value};
 
+use crate::error::ErrorCode;
 use crate::routes::extract::time;
 use crate::stream::SystemStatus;
 
@@ -80,8 +81,8 @@ pub fn pong() -> String {
 
 /// A client message the server understood as JSON but cannot act on; the socket
 /// stays open (clients may be newer than the server).
-pub fn error(code: &str, detail: &str) -> String {
-    json!({"type": "error", "data": {"code": code, "detail": detail}}).to_string()
+pub fn error(code: ErrorCode, detail: &str) -> String {
+    json!({"type": "error", "data": {"code": code.as_str(), "detail": detail}}).to_string()
 }
 
 /// What a client may send.

@@ -29,6 +29,7 @@ use actix_ws::{
 use futures::Sink;
 use tokio::time::Instant;
 
+use crate::error::ErrorCode;
 use crate::stream::{METRIC_FRAMES_SENT, METRIC_SLOW_CONSUMERS};
 use crate::ws::frame::{self, BadMessage, ClientMessage};
 
@@ -231,7 +232,7 @@ impl Link {
                     "messages must be JSON text".into(),
                 )),
                 Err(BadMessage::Unsupported(detail)) => self
-                    .push_text(frame::error("UNSUPPORTED_MESSAGE", &detail))
+                    .push_text(frame::error(ErrorCode::UnsupportedMessage, &detail))
                     .map(|_| None),
             },
         }

@@ -43,6 +43,12 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/alerts"),
     ("get", "/v1/admin/outbox"),
     ("get", "/v1/admin/ledger"),
+    ("get", "/v1/quotes"),
+    ("post", "/v1/callbacks/processor"),
+    ("post", "/v1/callbacks/payouts"),
+    ("get", "/v1/admin/deliveries"),
+    ("post", "/v1/admin/withdrawals/{id}/settle"),
+    ("post", "/v1/admin/withdrawals/{id}/fail"),
     ("get", "/v1/stream"),
     ("get", "/v1/admin/stream"),
 ];

@@ -1,0 +1,264 @@
+//! The shard log on Redis. Keys of shard 7 share the hash tag `{s007}`, so a
+//! shard is one Redis Cluster slot and can move to another node whole:
+//!
+//! - `okpay:{s007}:log` — a stream, one entry `<lsn>-1` per batch frame;
+//! - `okpay:{s007}:pos` — a hash: `head` (last lsn appended), `ckpt` (checkpoint lsn);
+//! - `okpay:{s007}:state` — a hash: 8-byte little-endian account id → its state as
+//!   of the checkpoint.
+//!
+//! An append is one script call per shard ([`append.lua`](lua/append.lua)) that
+//! checks and advances the head; the calls of every shard in one `append` travel
+//! in one pipeline, so they cost one round trip and (with `appendfsync always`)
+//! one fsync. Connections, timeouts and `NOSCRIPT` reloads are the Redis store's
+//! ([`RedisStore`]), shared rather than duplicated.
+
+use std::sync::LazyLock;
+
+use ::redis::Value;
+
+use super::{ShardAppend, ShardHead, ShardLog, StoredFrame};
+use crate::codec::{ShardId, ShardLayout};
+use crate::ids::AccountId;
+use crate::store::redis::{from_value, reply_error, Call, LuaScript, RedisStore, Retry};
+use crate::store::{StoreError, StoreFuture};
+
+static APPEND: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/append.lua")));
+static CHECKPOINT: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/checkpoint.lua")));
+
+/// Where the shard layout is stored (one key for the deployment).
+const LAYOUT_KEY: &str = "okpay:layout";
+
+struct Keys {
+    log: String,
+    pos: String,
+    state: String,
+}
+
+fn keys(shard: ShardId) -> Keys {
+    let tag = shard.tag();
+    Keys {
+        log: format!("okpay:{{{tag}}}:log"),
+        pos: format!("okpay:{{{tag}}}:pos"),
+        state: format!("okpay:{{{tag}}}:state"),
+    }
+}
+
+/// The [`ShardLog`] on Redis.
+pub struct RedisShardLog {
+    redis: RedisStore,
+}
+
+impl RedisShardLog {
+    /// Connects to `url` (see [`RedisStore::connect`]).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(RedisShardLog {
+            redis: RedisStore::connect(url).await?,
+        })
+    }
+
+    /// Uses an existing connection.
+    pub fn over(redis: RedisStore) -> Self {
+        RedisShardLog { redis }
+    }
+
+    async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
+        let reply = self
+            .redis
+            .exec(vec![call], retry)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("redis sent no reply".into()))?;
+        reply_error(&reply)?;
+        Ok(reply)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unexpected redis reply to {what}"))
+}
+
+/// `{1, x}` / `{0, head}` from the scripts.
+fn script_status(reply: Value) -> Result<(bool, u64), StoreError> {
+    let v: Vec<i64> = from_value(reply)?;
+    match v.as_slice() {
+        [ok, n] if *n >= 0 => Ok((*ok == 1, *n as u64)),
+        _ => Err(corrupt("a shard log script")),
+    }
+}
+
+fn stream_lsn(id: &[u8]) -> Result<u64, StoreError> {
+    std::str::from_utf8(id)
+        .ok()
+        .and_then(|s| s.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| corrupt("XRANGE (entry id)"))
+}
+
+fn bytes_of(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// Decodes an `XRANGE` reply of `f <frame>` entries.
+fn decode_frames(reply: Value) -> Result<Vec<StoredFrame>, StoreError> {
+    reply_error(&reply)?;
+    let Value::Array(entries) = reply else {
+        return Err(corrupt("XRANGE"));
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let Value::Array(parts) = entry else {
+                return Err(corrupt("XRANGE (entry)"));
+            };
+            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+                return Err(corrupt("XRANGE (entry shape)"));
+            };
+            let lsn = stream_lsn(bytes_of(id).ok_or_else(|| corrupt("XRANGE (id)"))?)?;
+            let frame = fields
+                .get(1)
+                .and_then(bytes_of)
+                .ok_or_else(|| corrupt("XRANGE (field)"))?
+                .to_vec();
+            Ok(StoredFrame { lsn, frame })
+        })
+        .collect()
+}
+
+impl ShardLog for RedisShardLog {
+    fn init_layout(&self, proposed: ShardLayout) -> StoreFuture<'_, ShardLayout> {
+        Box::pin(async move {
+            let mut set = ::redis::cmd("SET");
+            set.arg(LAYOUT_KEY).arg(proposed.encode()).arg("NX");
+            let mut get = ::redis::cmd("GET");
+            get.arg(LAYOUT_KEY);
+            let replies = self
+                .redis
+                .exec(vec![Call::Plain(set), Call::Plain(get)], Retry::Safe)
+                .await?;
+            let stored: Vec<u8> =
+                from_value(replies.into_iter().nth(1).ok_or_else(|| corrupt("GET"))?)?;
+            ShardLayout::decode(&stored)
+                .map_err(|e| StoreError::Corrupt(format!("stored shard layout: {e}")))
+        })
+    }
+
+    fn append(&self, batch: Vec<ShardAppend>) -> StoreFuture<'_, Vec<Result<(), StoreError>>> {
+        Box::pin(async move {
+            let shards: Vec<(ShardId, u64)> = batch.iter().map(|a| (a.shard, a.lsn)).collect();
+            let calls = batch
+                .into_iter()
+                .map(|a| {
+                    let k = keys(a.shard);
+                    let mut cmd = APPEND.call(&[&k.log, &k.pos]);
+                    cmd.arg(a.lsn).arg(a.frame);
+                    Call::Script(&APPEND, cmd)
+                })
+                .collect();
+            // Never resent: a frame that landed would then be refused as fenced.
+            let replies = self.redis.exec(calls, Retry::Never).await?;
+            Ok(shards
+                .into_iter()
+                .zip(replies)
+                .map(|((shard, lsn), reply)| {
+                    let (ok, head) = script_status(reply)?;
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Fenced {
+                            shard: shard.0,
+                            head,
+                            got: lsn,
+                        })
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn head(&self, shard: ShardId) -> StoreFuture<'_, ShardHead> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("HMGET");
+            cmd.arg(keys(shard).pos).arg("head").arg("ckpt");
+            let reply = self.one(Call::Plain(cmd), Retry::Safe).await?;
+            let v: Vec<Option<u64>> = from_value(reply)?;
+            match v.as_slice() {
+                [head, ckpt] => Ok(ShardHead {
+                    head: head.unwrap_or(0),
+                    checkpoint: ckpt.unwrap_or(0),
+                }),
+                _ => Err(corrupt("HMGET")),
+            }
+        })
+    }
+
+    fn read(&self, shard: ShardId, after: u64, limit: usize) -> StoreFuture<'_, Vec<StoredFrame>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("XRANGE");
+            cmd.arg(keys(shard).log)
+                .arg(format!("{}-0", after + 1))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit.max(1));
+            decode_frames(self.one(Call::Plain(cmd), Retry::Safe).await?)
+        })
+    }
+
+    fn checkpoint(
+        &self,
+        shard: ShardId,
+        lsn: u64,
+        states: Vec<(AccountId, Vec<u8>)>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let k = keys(shard);
+            let mut cmd = CHECKPOINT.call(&[&k.log, &k.pos, &k.state]);
+            cmd.arg(lsn);
+            for (account, state) in states {
+                cmd.arg(&account.0.to_le_bytes()[..]).arg(state);
+            }
+            // Safe to resend: a second run finds the position already covered.
+            let reply = self
+                .one(Call::Script(&CHECKPOINT, cmd), Retry::Safe)
+                .await?;
+            match script_status(reply)? {
+                (true, _) => Ok(()),
+                (false, head) => Err(StoreError::Fenced {
+                    shard: shard.0,
+                    head,
+                    got: lsn,
+                }),
+            }
+        })
+    }
+
+    fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("HGET");
+            cmd.arg(keys(shard).state).arg(&account.0.to_le_bytes()[..]);
+            from_value(self.one(Call::Plain(cmd), Retry::Safe).await?)
+        })
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_shard_hash_tag() {
+        let k = keys(ShardId(7));
+        assert_eq!(k.log, "okpay:{s007}:log");
+        assert_eq!(k.pos, "okpay:{s007}:pos");
+        assert_eq!(k.state, "okpay:{s007}:state");
+    }
+}
