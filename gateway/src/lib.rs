@@ -108,11 +108,16 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         .as_ref()
         .map(integrations::sms::SmsGateway::new)
         .transpose()?;
+    let webhooks = Arc::new(integrations::webhooks::Webhooks::new(
+        engine.store().clone(),
+        pii.clone(),
+    )?);
     let deliveries = integrations::deliveries::Deliveries::new(
         engine.store().clone(),
         pii.clone(),
         mailer,
         sms,
+        webhooks,
         integrations.delivery.clone(),
     );
     let notifier: Arc<dyn Notifier> = Arc::new(Notifications {
@@ -131,7 +136,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             .then(|| Arc::new(DevCards) as Arc<dyn CardProcessor>),
     };
     let payouts: Option<Arc<dyn PayoutProcessor>> = match &settings.integrations.payouts {
-        Some(p) => Some(integrations::payouts::HttpPayouts::new(engine.clone(), p)?),
+        Some(p) => Some(integrations::payouts::HttpPayouts::new(
+            engine.clone(),
+            deliveries.clone(),
+            p,
+        )?),
         None => settings.dev.then(|| {
             DevPayouts::new(engine.clone(), settings.payout_delay) as Arc<dyn PayoutProcessor>
         }),
@@ -242,8 +251,9 @@ pub async fn run(
         if let Some(cards) = state.cards.clone() {
             let engine = engine.clone();
             let pii = state.pii.clone();
+            let deliveries = state.deliveries.clone();
             actix_rt::spawn(async move {
-                let n = integrations::charges::recover(&engine, &cards, &pii).await;
+                let n = integrations::charges::recover(&engine, &cards, &pii, &deliveries).await;
                 if n > 0 {
                     tracing::info!(
                         deposits = n,
@@ -263,9 +273,19 @@ pub async fn run(
             });
         }
     }
-    // The outbox worker: sends queued emails and SMS, including those a previous
-    // run left in the queue.
+    // The outbox worker: sends queued emails, SMS and webhooks, including those a
+    // previous run left in the queue; webhook endpoints are read first.
+    if let Err(e) = state.deliveries.webhooks.load().await {
+        tracing::warn!(error = %e, "could not read the webhook endpoints");
+    }
     actix_rt::spawn(state.deliveries.clone().run());
+    // Account status changes and alerts become user notices and webhook events.
+    actix_rt::spawn(integrations::events::feed(
+        engine.subscribe_admin(),
+        engine.clone(),
+        state.notifier.clone(),
+        state.deliveries.clone(),
+    ));
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()

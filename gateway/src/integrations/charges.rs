@@ -26,8 +26,10 @@ use okpay_engine::ids::{AccountId, IdempotencyKey};
 use okpay_engine::{Command, Engine, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
 
+use super::deliveries::Deliveries;
 use crate::crypto::PiiCipher;
 use crate::payments::{CardNumber, CardProcessor, Charge, ChargeRequest, ChargeStatus};
+use crate::routes::extract::money;
 
 /// Deposits charged or being charged, not yet credited, refunded or declined.
 pub const INTENT_INDEX: &str = "deposit_intents";
@@ -130,6 +132,50 @@ pub async fn drive(
     cipher: &PiiCipher,
     intent: &Intent,
     known: Option<Charge>,
+    events: &Deliveries,
+) -> Result<Driven, NotYet> {
+    let driven = drive_once(engine, cards, cipher, intent, known).await?;
+    let reference = intent.reference();
+    let (event, data) = match &driven {
+        Driven::Credited(v) => {
+            let c = v.amount.currency();
+            (
+                "deposit.completed",
+                serde_json::json!({
+                    "account": intent.account,
+                    "id": v.id.display(okpay_engine::ids::OpKind::Deposit),
+                    "reference": reference,
+                    "amount": money(v.amount.value(), c),
+                    "fee": money(v.fee, c),
+                    "net": money(v.net, c),
+                    "currency": c.code(),
+                }),
+            )
+        }
+        Driven::Pending(_) => (
+            "deposit.pending",
+            serde_json::json!({"account": intent.account, "reference": reference,
+                "amount": intent.amount, "currency": intent.currency}),
+        ),
+        Driven::Declined(reason) => (
+            "deposit.failed",
+            serde_json::json!({"account": intent.account, "reference": reference, "reason": reason}),
+        ),
+        Driven::Refunded(r) => (
+            "deposit.refunded",
+            serde_json::json!({"account": intent.account, "reference": reference, "reason": r.code()}),
+        ),
+    };
+    events.publish(event, data).await;
+    Ok(driven)
+}
+
+async fn drive_once(
+    engine: &Engine,
+    cards: &Arc<dyn CardProcessor>,
+    cipher: &PiiCipher,
+    intent: &Intent,
+    known: Option<Charge>,
 ) -> Result<Driven, NotYet> {
     let reference = intent.reference();
     let account: AccountId = intent
@@ -198,7 +244,12 @@ pub async fn drive(
 
 /// Drives every intent left by an earlier run (at start-up). Returns how many
 /// were credited, refunded or declined.
-pub async fn recover(engine: &Engine, cards: &Arc<dyn CardProcessor>, cipher: &PiiCipher) -> usize {
+pub async fn recover(
+    engine: &Engine,
+    cards: &Arc<dyn CardProcessor>,
+    cipher: &PiiCipher,
+    events: &Deliveries,
+) -> usize {
     let mut after: Option<String> = None;
     let mut done = 0;
     loop {
@@ -218,7 +269,7 @@ pub async fn recover(engine: &Engine, cards: &Arc<dyn CardProcessor>, cipher: &P
                 tracing::error!(%reference, "unreadable deposit intent left in place");
                 continue;
             };
-            match drive(engine, cards, cipher, &intent, None).await {
+            match drive(engine, cards, cipher, &intent, None, events).await {
                 Ok(Driven::Pending(_)) => {}
                 Ok(outcome) => {
                     tracing::info!(%reference, ?outcome, "deposit intent recovered");

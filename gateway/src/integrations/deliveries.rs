@@ -32,6 +32,7 @@ use utoipa::ToSchema;
 
 use super::sms::SmsGateway;
 use super::smtp::Mailer;
+use super::webhooks::{Webhooks, LOG_INDEX};
 use super::DeliveryError;
 use crate::config::DeliverySettings;
 use crate::crypto::PiiCipher;
@@ -54,13 +55,13 @@ const LIMITER_CAPACITY: usize = 100_000;
 pub struct Delivery {
     /// A `dlv_` id.
     pub id: String,
-    /// `email` or `sms`.
+    /// `email`, `sms` or `webhook`.
     pub channel: String,
-    /// The address or phone number.
+    /// The address, phone number or webhook endpoint id.
     pub to: String,
     /// What it is for (`password_reset`, `challenge`, ...).
     pub kind: String,
-    /// The email subject (empty for SMS).
+    /// The email subject (empty for SMS; for a webhook, its `webhook-id`).
     pub subject: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
@@ -78,6 +79,7 @@ pub struct Deliveries {
     cipher: PiiCipher,
     mailer: Option<Mailer>,
     sms: Option<SmsGateway>,
+    pub webhooks: Arc<Webhooks>,
     settings: DeliverySettings,
     /// Attempts and the time of the next one, per queued id (in memory: after a
     /// restart every queued message gets a fresh series of attempts).
@@ -92,6 +94,7 @@ impl Deliveries {
         cipher: PiiCipher,
         mailer: Option<Mailer>,
         sms: Option<SmsGateway>,
+        webhooks: Arc<Webhooks>,
         settings: DeliverySettings,
     ) -> Arc<Deliveries> {
         Arc::new(Deliveries {
@@ -99,6 +102,7 @@ impl Deliveries {
             cipher,
             mailer,
             sms,
+            webhooks,
             settings,
             retries: Mutex::new(HashMap::new()),
             recipients: Mutex::new(HashMap::new()),
@@ -111,8 +115,68 @@ impl Deliveries {
         match channel {
             "email" => self.mailer.is_some(),
             "sms" => self.sms.is_some(),
+            "webhook" => true,
             _ => false,
         }
+    }
+
+    /// Queues `event` with `data` for every webhook endpoint that wants it, and
+    /// logs each message for replays.
+    pub async fn publish(&self, event: &str, data: serde_json::Value) {
+        let targets = self.webhooks.targets(event);
+        if targets.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let body = serde_json::json!({"type": event, "timestamp": now, "data": data}).to_string();
+        for endpoint in targets {
+            let msg_id = format!(
+                "msg_{:013}{:016x}",
+                now.timestamp_millis(),
+                rand::random::<u64>()
+            );
+            let sealed = STANDARD.encode(self.cipher.encrypt(body.as_bytes()));
+            if let Err(e) = self
+                .store
+                .claim_index(LOG_INDEX, &format!("{endpoint}:{msg_id}"), &sealed)
+                .await
+            {
+                tracing::warn!(error = %e, "could not log a webhook message");
+            }
+            self.queue("webhook", &endpoint, event, msg_id, body.clone())
+                .await;
+        }
+    }
+
+    /// Queues again every logged message of `endpoint` (oldest first, at most
+    /// `limit`), with its original `webhook-id`. Returns how many.
+    pub async fn replay(&self, endpoint: &str, limit: usize) -> anyhow::Result<usize> {
+        let prefix = format!("{endpoint}:");
+        let page = self
+            .store
+            .scan_index(LOG_INDEX, Some(&prefix), limit)
+            .await?;
+        let mut n = 0;
+        for (key, sealed) in page {
+            let Some(msg_id) = key.strip_prefix(&prefix) else {
+                break;
+            };
+            let Some(body) = STANDARD
+                .decode(&sealed)
+                .ok()
+                .and_then(|b| self.cipher.decrypt_text(&b))
+            else {
+                continue;
+            };
+            let event = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            self.queue("webhook", endpoint, &event, msg_id.to_owned(), body)
+                .await;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Counts a message to `to`; false when the recipient had its hour's share.
@@ -156,6 +220,11 @@ impl Deliveries {
             );
             return;
         }
+        self.queue(channel, to, kind, subject, body).await;
+    }
+
+    /// Writes one message to the queue and wakes the worker (no rate limit).
+    async fn queue(&self, channel: &str, to: &str, kind: &str, subject: String, body: String) {
         let now = Utc::now();
         let id = format!(
             "dlv_{:013}{:016x}",
@@ -248,6 +317,7 @@ impl Deliveries {
         let result = match (d.channel.as_str(), &self.mailer, &self.sms) {
             ("email", Some(m), _) => m.send(&d.to, &d.subject, &d.body).await,
             ("sms", _, Some(s)) => s.send(&d.to, &d.body).await,
+            ("webhook", _, _) => self.webhooks.send(&d.to, &d.subject, &d.body).await,
             // The adapter was configured when it was queued, not now: keep it until
             // it is configured again.
             _ => Err(DeliveryError::Retry(format!(

@@ -11,11 +11,13 @@
 pub mod cards;
 pub mod charges;
 pub mod deliveries;
+pub mod events;
 pub mod payouts;
 pub mod signature;
 pub mod sms;
 pub mod smtp;
 pub mod templates;
+pub mod webhooks;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};

@@ -19,6 +19,7 @@ use okpay_engine::ids::{OpId, OpKind};
 use okpay_engine::{Engine, EngineError, Outcome, Rejection};
 use serde::Deserialize;
 
+use super::deliveries::Deliveries;
 use crate::config::ProcessorSettings;
 use crate::payments::{PayoutProcessor, PAYOUT_PENDING_INDEX};
 use crate::routes::extract::money;
@@ -37,17 +38,23 @@ pub struct PayoutAnswer {
 /// Pays out through the configured processor.
 pub struct HttpPayouts {
     engine: Engine,
+    events: Arc<Deliveries>,
     client: reqwest::Client,
     settings: ProcessorSettings,
 }
 
 impl HttpPayouts {
-    pub fn new(engine: Engine, settings: &ProcessorSettings) -> anyhow::Result<Arc<HttpPayouts>> {
+    pub fn new(
+        engine: Engine,
+        events: Arc<Deliveries>,
+        settings: &ProcessorSettings,
+    ) -> anyhow::Result<Arc<HttpPayouts>> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms.unwrap_or(10_000)))
             .build()?;
         Ok(Arc::new(HttpPayouts {
             engine,
+            events,
             client,
             settings: settings.clone(),
         }))
@@ -109,6 +116,7 @@ impl HttpPayouts {
 /// withdrawal changes nothing. Returns whether this call changed the withdrawal.
 pub async fn report(
     engine: &Engine,
+    events: &Deliveries,
     id: OpId,
     completed: bool,
     reason: Option<String>,
@@ -139,7 +147,21 @@ pub async fn report(
             .await
     };
     let changed = match result {
-        Ok(_) => true,
+        Ok(_) => {
+            let (event, data) = if completed {
+                (
+                    "withdrawal.completed",
+                    serde_json::json!({"account": id.account.to_string(), "id": id.display(OpKind::Withdrawal)}),
+                )
+            } else {
+                (
+                    "withdrawal.failed",
+                    serde_json::json!({"account": id.account.to_string(), "id": id.display(OpKind::Withdrawal)}),
+                )
+            };
+            events.publish(event, data).await;
+            true
+        }
         Err(EngineError::Rejected(Rejection::OperationClosed | Rejection::UnknownOperation)) => {
             false
         }
@@ -160,6 +182,7 @@ impl PayoutProcessor for HttpPayouts {
     fn submit(&self, id: OpId, destination: String) {
         let this = HttpPayouts {
             engine: self.engine.clone(),
+            events: self.events.clone(),
             client: self.client.clone(),
             settings: self.settings.clone(),
         };
@@ -178,8 +201,14 @@ impl PayoutProcessor for HttpPayouts {
                         };
                         if let Some(completed) = outcome {
                             for _ in 0..50 {
-                                match report(&this.engine, id, completed, answer.reason.clone())
-                                    .await
+                                match report(
+                                    &this.engine,
+                                    &this.events,
+                                    id,
+                                    completed,
+                                    answer.reason.clone(),
+                                )
+                                .await
                                 {
                                     Ok(_) => break,
                                     Err(e) => {

@@ -103,7 +103,13 @@ mod tests {
     #[test]
     fn every_kind_renders_in_both_locales_with_the_code() {
         for locale in LOCALES {
-            for kind in ["password_reset", "challenge", "password_changed", "notice"] {
+            for kind in [
+                "password_reset",
+                "challenge",
+                "password_changed",
+                "notice",
+                "account_status",
+            ] {
                 assert!(find(locale, kind).is_some(), "{locale}/{kind}");
                 let r = render(locale, kind, Some("123456"), 10, "hello 123456");
                 assert!(!r.subject.is_empty());

@@ -146,7 +146,15 @@ pub async fn payout_callback(
             status: "duplicate".into(),
         }));
     }
-    match payouts::report(&state.engine, id, completed, callback.reason).await {
+    match payouts::report(
+        &state.engine,
+        &state.deliveries,
+        id,
+        completed,
+        callback.reason,
+    )
+    .await
+    {
         Ok(changed) => Ok(HttpResponse::Ok().json(CallbackAck {
             status: if changed { "applied" } else { "duplicate" }.into(),
         })),
@@ -245,7 +253,16 @@ pub async fn processor_callback(
         id: callback.charge_id,
         status,
     };
-    match charges::drive(&state.engine, &cards, &state.pii, &intent, Some(known)).await {
+    match charges::drive(
+        &state.engine,
+        &cards,
+        &state.pii,
+        &intent,
+        Some(known),
+        &state.deliveries,
+    )
+    .await
+    {
         Ok(outcome) => {
             tracing::info!(reference = %callback.reference, ?outcome, "charge callback applied");
             Ok(HttpResponse::Ok().json(CallbackAck {

@@ -195,7 +195,16 @@ pub async fn deposit(
         }
         Err(_) => return Err(ApiError::unavailable()),
     };
-    match charges::drive(&state.engine, &cards, &state.pii, &intent, None).await {
+    match charges::drive(
+        &state.engine,
+        &cards,
+        &state.pii,
+        &intent,
+        None,
+        &state.deliveries,
+    )
+    .await
+    {
         Ok(Driven::Credited(view)) => {
             CHARGES.record(auth.account, &key, fingerprint, digest);
             Ok(HttpResponse::Created().json(DepositResponse::of(&view)))

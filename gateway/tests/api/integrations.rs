@@ -11,6 +11,7 @@ use okpay_testsupport::redis_server::RedisServer;
 use serde_json::json;
 
 use okpay_gateway::config::{DeliverySettings, Integrations, Settings};
+use okpay_gateway::integrations::signature;
 
 use crate::helpers::{assert_problem, TestApp, ADMIN, CARD};
 use crate::stand_ins::{HttpStandIn, SmtpSink};
@@ -456,4 +457,125 @@ fn decode(s: &str) -> String {
 fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_after_a_500_and_replayed_with_their_ids() {
+    // The receiver fails its first request, then accepts.
+    let receiver = HttpStandIn::start(|_, n| {
+        if n == 0 {
+            (500, "{}".into())
+        } else {
+            (204, String::new())
+        }
+    });
+    let app = TestApp::spawn_with(|s| s.integrations.delivery.backoff_ms = 100).await;
+    let url = format!("{}/hooks", receiver.base);
+    for bad in [
+        json!({"url": "ftp://x", "events": ["deposit.completed"]}),
+        json!({"url": url, "events": ["deposit.eaten"]}),
+        json!({"url": url, "events": []}),
+    ] {
+        assert_problem(
+            app.admin_post("/v1/admin/webhooks", bad).await,
+            400,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+    let r = app
+        .admin_post(
+            "/v1/admin/webhooks",
+            json!({"url": url, "events": ["deposit.completed", "account.status_changed"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: serde_json::Value = r.json().await.unwrap();
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let listed: serde_json::Value = app
+        .admin_get("/v1/admin/webhooks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], endpoint.as_str());
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once"
+    );
+
+    let (account, token) = app.user("hooks@example.com").await;
+    app.deposit(&token, "100.00").await;
+    let got = receiver.wait_for(2, |_| true).await;
+    assert_eq!((got[0].status, got[1].status), (500, 204));
+    let id = got[0].header("webhook-id").unwrap().to_owned();
+    assert_eq!(
+        got[1].header("webhook-id"),
+        Some(id.as_str()),
+        "a retry keeps its id"
+    );
+    for r in &got {
+        // The receiver's check, as the README shows it.
+        signature::verify(
+            &secret,
+            r.header("webhook-id"),
+            r.header("webhook-timestamp"),
+            r.header("webhook-signature"),
+            r.body.as_bytes(),
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap();
+    }
+    let event: serde_json::Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(event["type"], "deposit.completed");
+    assert_eq!(event["data"]["account"], account.as_str());
+    assert_eq!(event["data"]["amount"], "100.00");
+
+    // A freeze: the owner is told, and the endpoint gets the event.
+    app.freeze(&account, "Suspicious activity").await;
+    let got = receiver
+        .wait_for(1, |r| r.body.contains("account.status_changed"))
+        .await;
+    let event: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(event["data"]["to"], "frozen");
+    assert_eq!(event["data"]["reason"], "Suspicious activity");
+    let notices = app.outbox("hooks@example.com").await;
+    assert!(
+        notices.iter().any(|m| m["kind"] == "account_status"),
+        "{notices:?}"
+    );
+
+    // Replay: both messages again, with their original ids.
+    let r = app
+        .admin_post(&format!("/v1/admin/webhooks/{endpoint}/replay"), json!({}))
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["queued"], 2);
+    let all = receiver.wait_for(5, |_| true).await;
+    let replayed: Vec<&str> = all[3..]
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
+    assert!(replayed.contains(&id.as_str()), "{replayed:?}");
+
+    // Removed: nothing more is sent.
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/admin/webhooks/{endpoint}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let before = receiver.received().len();
+    let (_, other) = app.user("after@example.com").await;
+    app.deposit(&other, "5.00").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), before);
+    let r = app
+        .admin_post(&format!("/v1/admin/webhooks/{endpoint}/replay"), json!({}))
+        .await;
+    assert_eq!(r.status(), 404);
 }

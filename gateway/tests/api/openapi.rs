@@ -49,6 +49,10 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/deliveries"),
     ("post", "/v1/admin/withdrawals/{id}/settle"),
     ("post", "/v1/admin/withdrawals/{id}/fail"),
+    ("post", "/v1/admin/webhooks"),
+    ("get", "/v1/admin/webhooks"),
+    ("delete", "/v1/admin/webhooks/{id}"),
+    ("post", "/v1/admin/webhooks/{id}/replay"),
     ("get", "/v1/stream"),
     ("get", "/v1/admin/stream"),
 ];

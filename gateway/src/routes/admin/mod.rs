@@ -11,6 +11,7 @@ pub mod kyc;
 pub mod ledger;
 pub mod maintenance;
 pub mod outbox;
+pub mod webhooks;
 pub mod withdrawals;
 
 use actix_web::web;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     kyc::configure(cfg);
     deliveries::configure(cfg);
     withdrawals::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// The OpenAPI docs of the operator routes (each resource adds its `Api` here).
@@ -37,5 +39,6 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         kyc::Api::openapi(),
         deliveries::Api::openapi(),
         withdrawals::Api::openapi(),
+        webhooks::Api::openapi(),
     ]
 }

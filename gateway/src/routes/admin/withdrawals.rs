@@ -41,7 +41,14 @@ async fn act(
     let id =
         OpId::parse(path, OpKind::Withdrawal).map_err(|_| ApiError::not_found("withdrawal"))?;
     let action = if completed { "settle" } else { "fail" };
-    let changed = payouts::report(&state.engine, id, completed, Some(reason.clone())).await?;
+    let changed = payouts::report(
+        &state.engine,
+        &state.deliveries,
+        id,
+        completed,
+        Some(reason.clone()),
+    )
+    .await?;
     if !changed {
         return match state.engine.operation(id).await? {
             Some(Outcome::Withdrawal(_)) => Err(rejection(Rejection::OperationClosed)
