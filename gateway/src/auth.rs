@@ -1,4 +1,4 @@
-//! Authentication: opaque session tokens and the admin token.
+//! Authentication: opaque session tokens, the admin token and operators' tokens.
 //!
 //! A session token is `okp_` + base64url(account id ‖ session number ‖ 32 random
 //! bytes). The account id routes the check to the account's actor without a global
@@ -19,6 +19,7 @@ use okpay_engine::{EngineError, Rejection};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::operators::{self, Duty, Role};
 use crate::state::AppState;
 
 const PREFIX: &str = "okp_";
@@ -137,9 +138,28 @@ impl FromRequest for Auth {
     }
 }
 
-/// An operator holding the admin token.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// An authenticated operator: a named one (`okop_` token, see
+/// [`crate::operators`]) or the bootstrap `--admin-token` (named `admin`, role
+/// `admin`). Handlers check the duty with [`Admin::require`].
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Admin {
+    /// 403 FORBIDDEN unless the operator's role includes `duty`.
+    pub fn require(&self, duty: Duty) -> Result<(), ApiError> {
+        if self.role.may(duty) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden().with_hint(format!(
+                "The {} role may not do this; ask an operator with the right role.",
+                self.role.name()
+            )))
+        }
+    }
+}
 
 /// Compares the presented admin token with the configured one in constant time.
 pub fn is_admin(state: &AppState, presented: &str) -> bool {
@@ -154,24 +174,44 @@ pub fn is_admin(state: &AppState, presented: &str) -> bool {
         == 0
 }
 
+/// The operator holding `token`: the bootstrap token, or a named operator's.
+pub async fn operator(state: &AppState, token: &str) -> Result<Option<Admin>, ApiError> {
+    if is_admin(state, token) {
+        return Ok(Some(Admin {
+            name: operators::BOOTSTRAP_NAME.into(),
+            role: Role::Admin,
+        }));
+    }
+    let found = operators::lookup(state.store(), token)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    Ok(found.map(|r| Admin {
+        name: r.name,
+        role: r.role,
+    }))
+}
+
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ok = req
-            .app_data::<web::Data<AppState>>()
-            .zip(bearer(req))
-            .is_some_and(|(state, token)| is_admin(state, token));
-        // A user's session token on an admin route: authenticated as somebody, just
-        // not allowed (403), rather than unknown (401).
-        let is_user_token = bearer(req).is_some_and(|t| parse_token(t).is_some());
-        std::future::ready(if ok {
-            Ok(Admin)
-        } else if is_user_token {
-            Err(ApiError::forbidden())
-        } else {
-            Err(ApiError::unauthenticated())
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req).map(str::to_owned);
+        Box::pin(async move {
+            let (Some(state), Some(token)) = (state, token) else {
+                return Err(ApiError::unauthenticated());
+            };
+            if let Some(op) = operator(&state, &token).await? {
+                return Ok(op);
+            }
+            // A user's session token on an admin route: authenticated as somebody,
+            // just not allowed (403), rather than unknown (401).
+            if parse_token(&token).is_some() {
+                Err(ApiError::forbidden())
+            } else {
+                Err(ApiError::unauthenticated())
+            }
         })
     }
 }

@@ -54,6 +54,31 @@ pub struct Cli {
     /// Log as JSON lines.
     #[arg(long, env = "OKPAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub log_json: Option<bool>,
+    /// Without a command, `okpay` serves.
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+/// What `okpay` can do besides serving.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum CliCommand {
+    /// Named operators of the console and the admin API.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum OperatorCommand {
+    /// Creates an operator and prints its token once (only its hash is stored).
+    /// With the embedded store, run it while the server is stopped.
+    Add {
+        /// 1-64 letters, digits, dots, dashes or underscores.
+        name: String,
+        #[arg(long, value_parser = ["viewer", "reviewer", "risk", "admin"])]
+        role: String,
+    },
+    /// Lists the named operators.
+    List,
 }
 
 /// `[server]` in the TOML file: the same settings as the flags, plus limits.
@@ -387,7 +412,11 @@ impl Settings {
     /// Parses the command line (and env), reads the TOML file if one is named,
     /// and layers everything.
     pub fn load() -> anyhow::Result<Settings> {
-        let cli = Cli::parse();
+        Settings::load_with(Cli::parse())
+    }
+
+    /// As [`Settings::load`], from an already parsed command line.
+    pub fn load_with(cli: Cli) -> anyhow::Result<Settings> {
         let file = match &cli.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)

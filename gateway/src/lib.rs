@@ -13,6 +13,8 @@ pub mod integrations;
 pub mod maintenance;
 pub mod notifier;
 pub mod openapi;
+pub mod operator_audit;
+pub mod operators;
 pub mod otp;
 pub mod passwords;
 pub mod payments;

@@ -170,7 +170,8 @@ pub async fn admin_stream(
 ) -> ApiResult<HttpResponse> {
     let token =
         presented_token(&req, query.token.as_deref()).ok_or_else(ApiError::unauthenticated)?;
-    if !auth::is_admin(&state, &token) {
+    // Any operator may watch (every role may read).
+    if auth::operator(&state, &token).await?.is_none() {
         return Err(ApiError::unauthenticated());
     }
     let slot = slot(&state)?;

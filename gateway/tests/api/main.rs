@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod attacks;
 mod binary;
 mod challenges;
 mod contacts;
@@ -15,6 +16,7 @@ mod integrations;
 mod helpers;
 mod kyc;
 mod openapi;
+mod operators;
 mod rails;
 mod redis;
 mod security;

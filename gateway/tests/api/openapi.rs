@@ -55,6 +55,21 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/webhooks/{id}/replay"),
     ("get", "/v1/stream"),
     ("get", "/v1/admin/stream"),
+    // Operators' case tools (issue 13).
+    ("get", "/v1/admin/me"),
+    ("get", "/v1/admin/operators"),
+    ("post", "/v1/admin/operators"),
+    ("get", "/v1/admin/audit"),
+    ("get", "/v1/admin/accounts"),
+    ("get", "/v1/admin/accounts/{id}/case"),
+    ("post", "/v1/admin/accounts/{id}/lift-restriction"),
+    ("post", "/v1/admin/accounts/{id}/close"),
+    ("post", "/v1/admin/accounts/{id}/revoke-sessions"),
+    ("get", "/v1/admin/kyc/{account_id}/documents/{index}"),
+    ("post", "/v1/admin/kyc/{account_id}/request-resubmission"),
+    ("get", "/v1/admin/alerts/{id}"),
+    ("post", "/v1/admin/alerts/{id}/acknowledge"),
+    ("post", "/v1/admin/alerts/{id}/resolve"),
 ];
 
 #[tokio::test]

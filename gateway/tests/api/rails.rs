@@ -336,6 +336,14 @@ async fn payouts_go_to_the_processor_and_settle_or_fail_by_callback_or_by_an_ope
         )
         .await;
     assert_eq!(r.status(), 404);
+    let trail: Value = app
+        .admin_get("/v1/admin/audit?action=withdrawal.")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trail["items"][0]["action"], "withdrawal.settle", "{trail}");
+    assert_eq!(trail["items"][0]["reason"], "Paid by hand: processor ticket 4711");
     // 300 withdrawn in total, 100 of it returned: 200 gone, none held.
     assert_eq!(
         app.balance(&token).await,

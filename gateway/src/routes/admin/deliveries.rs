@@ -9,6 +9,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::integrations::deliveries::Delivery;
+use crate::operators::Duty;
 use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -37,10 +38,11 @@ pub struct DeliveryList {
     ))]
 #[get("/v1/admin/deliveries")]
 pub async fn list(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     query: web::Query<DeliveriesQuery>,
 ) -> ApiResult<HttpResponse> {
+    admin.require(Duty::Read)?;
     let dead = match query.state.as_deref().unwrap_or("queued") {
         "queued" => false,
         "dead" => true,

@@ -4,6 +4,11 @@
 //! then submit again). Each review pushes `kyc.updated` to the user's sockets (the
 //! engine's notification) and removes the submission from the queue.
 //!
+//! Decisions need the `reviewer` or `admin` role and go to the operator audit
+//! trail; so does each view of a document image
+//! (`GET /v1/admin/kyc/{account_id}/documents/{index}`, decrypted), and a request
+//! to resubmit (`.../request-resubmission`).
+//!
 //! The queue shows the full name decrypted for the operator (who needs it to
 //! compare with the document) and the ID number masked; the number itself is never
 //! shown by the API.
@@ -21,11 +26,17 @@ use okpay_engine::{Command, EngineError, Rejection};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::operator_audit;
+use crate::operators::Duty;
 use crate::routes::account::{kyc_summary, KycSummary};
+use crate::routes::admin::accounts::checked_reason;
 use crate::routes::extract::{account_id, time};
-use crate::routes::kyc::{id_type_name, pending_key, KYC_PENDING_INDEX};
+use crate::routes::kyc::{id_type_name, pending_key, KYC_DOCS_INDEX, KYC_PENDING_INDEX};
 use crate::state::AppState;
 
 /// The tier an approved identity gets.
@@ -115,6 +126,7 @@ async fn dequeue(state: &AppState, key: Option<String>) {
     responses(
         (status = 200, body = KycDecision),
         (status = 401, body = Problem, description = "UNAUTHENTICATED: no or wrong admin token"),
+        (status = 403, body = Problem, description = "FORBIDDEN: the role may not"),
         (status = 404, body = Problem, description = "NOT_FOUND"),
         (status = 409, body = Problem, description = "OPERATION_CLOSED: nothing pending (outside dev mode)"),
         (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
@@ -122,9 +134,10 @@ async fn dequeue(state: &AppState, key: Option<String>) {
 #[post("/v1/admin/kyc/{account_id}/approve")]
 pub async fn approve(
     state: web::Data<AppState>,
-    _admin: Admin,
+    admin: Admin,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    admin.require(Duty::ReviewKyc)?;
     state.maintenance.check()?;
     let account = account_id(&path)?;
     let current = state.engine.state(account).await?;
@@ -158,7 +171,8 @@ pub async fn approve(
     } else {
         return Err(not_pending());
     }
-    tracing::info!(account = %account, "KYC approved");
+    tracing::info!(account = %account, operator = %admin.name, "KYC approved");
+    operator_audit::record_done(&state, &admin, "kyc.approve", Some(account), None, None).await;
     decision(&state, account).await
 }
 
@@ -177,38 +191,145 @@ pub async fn approve(
 #[post("/v1/admin/kyc/{account_id}/reject")]
 pub async fn reject(
     state: web::Data<AppState>,
-    _admin: Admin,
+    admin: Admin,
     path: web::Path<String>,
     body: web::Json<RejectRequest>,
 ) -> ApiResult<HttpResponse> {
+    turn_down(&state, &admin, &path, &body.reason, "kyc.reject").await
+}
+
+/// Asks the user to submit again (e.g. a photo is unreadable): the submission
+/// is turned down with the reason the user sees, and the user may resubmit at
+/// once. Recorded as `kyc.resubmission_requested`, apart from outright
+/// rejections. Role `reviewer` or `admin`.
+#[utoipa::path(post, path = "/v1/admin/kyc/{account_id}/request-resubmission", tag = "admin", security(("admin" = [])),
+    params(("account_id" = String, Path, description = "An `acc_` id")),
+    request_body = RejectRequest,
+    responses(
+        (status = 200, body = KycDecision),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: reason missing or too long"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: the role may not"),
+        (status = 404, body = Problem, description = "NOT_FOUND"),
+        (status = 409, body = Problem, description = "OPERATION_CLOSED: nothing pending"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
+    ))]
+#[post("/v1/admin/kyc/{account_id}/request-resubmission")]
+pub async fn request_resubmission(
+    state: web::Data<AppState>,
+    admin: Admin,
+    path: web::Path<String>,
+    body: web::Json<RejectRequest>,
+) -> ApiResult<HttpResponse> {
+    turn_down(
+        &state,
+        &admin,
+        &path,
+        &body.reason,
+        "kyc.resubmission_requested",
+    )
+    .await
+}
+
+/// Rejects the pending submission with `reason`, recorded as `action`.
+async fn turn_down(
+    state: &AppState,
+    admin: &Admin,
+    path: &str,
+    reason: &str,
+    action: &str,
+) -> ApiResult<HttpResponse> {
+    admin.require(Duty::ReviewKyc)?;
     state.maintenance.check()?;
-    let account = account_id(&path)?;
-    let reason = body.into_inner().reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::validation(
-            "reason must have 1 to 500 characters.",
-        ));
-    }
+    let account = account_id(path)?;
+    let reason = checked_reason(reason)?;
     let current = state.engine.state(account).await?;
     if !current.opened {
         return Err(ApiError::not_found("account"));
     }
     review(
-        &state,
+        state,
         account,
         Command::ReviewKyc {
             approve: false,
-            reason: Some(reason),
+            reason: Some(reason.clone()),
         },
     )
     .await?;
-    dequeue(
+    dequeue(state, current.kyc.submission.as_ref().and_then(pending_key)).await;
+    tracing::info!(account = %account, operator = %admin.name, action, "KYC turned down");
+    operator_audit::record_done(state, admin, action, Some(account), Some(&reason), None).await;
+    decision(state, account).await
+}
+
+/// One document image of the account's latest submission, decrypted (`image/jpeg`
+/// or `image/png`; `index` 0 is the front). Every view is recorded in the audit
+/// trail before the image is sent, and refused (503) if it cannot be. Role
+/// `reviewer` or `admin`.
+#[utoipa::path(get, path = "/v1/admin/kyc/{account_id}/documents/{index}", tag = "admin", security(("admin" = [])),
+    params(
+        ("account_id" = String, Path, description = "An `acc_` id"),
+        ("index" = usize, Path, description = "0 for the front, 1 for the back"),
+    ),
+    responses(
+        (status = 200, description = "The image", content_type = "image/jpeg"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: the role may not"),
+        (status = 404, body = Problem, description = "NOT_FOUND: no such account or document"),
+        (status = 503, body = Problem, description = "UNAVAILABLE: the view could not be recorded"),
+    ))]
+#[get("/v1/admin/kyc/{account_id}/documents/{index}")]
+pub async fn document(
+    state: web::Data<AppState>,
+    admin: Admin,
+    path: web::Path<(String, usize)>,
+) -> ApiResult<HttpResponse> {
+    admin.require(Duty::ReviewKyc)?;
+    let (account, index) = path.into_inner();
+    let account = account_id(&account)?;
+    let key = state
+        .engine
+        .read(account, move |a, _, _| {
+            a.kyc
+                .submission
+                .as_ref()
+                .and_then(|s| s.documents.get(index).cloned())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("document"))?;
+    let sealed = state
+        .store()
+        .get_index(KYC_DOCS_INDEX, &key)
+        .await
+        .map_err(|_| ApiError::unavailable())?
+        .ok_or_else(|| ApiError::not_found("document"))?;
+    let image = STANDARD
+        .decode(sealed.as_bytes())
+        .ok()
+        .and_then(|raw| state.pii.decrypt(&raw).ok())
+        .ok_or_else(|| {
+            tracing::error!(account = %account, "a KYC document does not decrypt with the configured key");
+            ApiError::unavailable()
+        })?;
+    let side = key.split('/').nth(1).unwrap_or("front").to_owned();
+    operator_audit::record(
         &state,
-        current.kyc.submission.as_ref().and_then(pending_key),
+        &admin,
+        "kyc.document_viewed",
+        Some(account),
+        None,
+        Some(side),
     )
-    .await;
-    tracing::info!(account = %account, "KYC rejected");
-    decision(&state, account).await
+    .await?;
+    let content_type = if image.starts_with(&[0x89, b'P', b'N', b'G']) {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "no-store"))
+        .body(image))
 }
 
 /// The review queue, oldest submission first.
@@ -260,12 +381,16 @@ pub async fn queue(
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(approve, reject, queue),
+    paths(approve, reject, request_resubmission, document, queue),
     components(schemas(KycDecision, RejectRequest, KycQueue, KycQueueItem)),
     tags((name = "admin", description = "Operators (admin token)"))
 )]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(queue).service(approve).service(reject);
+    cfg.service(queue)
+        .service(approve)
+        .service(reject)
+        .service(request_resubmission)
+        .service(document);
 }

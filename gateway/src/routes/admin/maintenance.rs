@@ -30,13 +30,15 @@ pub struct MaintenanceRequest {
         (status = 200, body = SystemStatus),
         (status = 400, body = Problem, description = "VALIDATION_FAILED"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: not the admin role"),
     ))]
 #[put("/v1/admin/maintenance")]
 pub async fn maintenance(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<MaintenanceRequest>,
 ) -> ApiResult<HttpResponse> {
+    admin.require(crate::operators::Duty::Administer)?;
     let body = body.into_inner();
     let message = body
         .message
@@ -50,7 +52,20 @@ pub async fn maintenance(
             "message must have at most {MAX_MESSAGE_CHARS} characters."
         )));
     }
-    let status = state.maintenance.set(body.enabled, message);
+    let status = state.maintenance.set(body.enabled, message.clone());
+    crate::operator_audit::record_done(
+        &state,
+        &admin,
+        if body.enabled {
+            "maintenance.on"
+        } else {
+            "maintenance.off"
+        },
+        None,
+        message.as_deref(),
+        None,
+    )
+    .await;
     tracing::warn!(
         maintenance = status.maintenance,
         "maintenance switched by an operator"

@@ -1,15 +1,19 @@
-//! Operators' routes, one file per resource (`Authorization: Bearer <admin
-//! token>`; without a configured token every one answers 401). The operators'
+//! Operators' routes, one file per resource (`Authorization: Bearer <token>` of
+//! a named operator or the bootstrap admin token; see `crate::operators` for the
+//! roles, and `crate::operator_audit` for the trail every action writes). The operators'
 //! websocket is in `routes::stream`.
 //!
 //! Admin routes are not blocked by maintenance: operators must be able to freeze
 //! an account, or end maintenance, while it is on.
 
 pub mod accounts;
+pub mod alerts;
+pub mod audit;
 pub mod deliveries;
 pub mod kyc;
 pub mod ledger;
 pub mod maintenance;
+pub mod operators;
 pub mod outbox;
 pub mod webhooks;
 pub mod withdrawals;
@@ -23,6 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ledger::configure(cfg);
     maintenance::configure(cfg);
     kyc::configure(cfg);
+    operators::configure(cfg);
+    audit::configure(cfg);
+    alerts::configure(cfg);
     deliveries::configure(cfg);
     withdrawals::configure(cfg);
     webhooks::configure(cfg);
@@ -37,6 +44,9 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         ledger::Api::openapi(),
         maintenance::Api::openapi(),
         kyc::Api::openapi(),
+        operators::Api::openapi(),
+        audit::Api::openapi(),
+        alerts::Api::openapi(),
         deliveries::Api::openapi(),
         withdrawals::Api::openapi(),
         webhooks::Api::openapi(),

@@ -35,14 +35,17 @@ pub struct OutboxList {
     responses(
         (status = 200, body = OutboxList),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: not the admin role"),
         (status = 404, body = Problem, description = "NOT_FOUND: not in dev mode"),
     ))]
 #[get("/v1/admin/outbox")]
 pub async fn outbox(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     query: web::Query<OutboxQuery>,
 ) -> ApiResult<HttpResponse> {
+    // Codes sent to people: for the `admin` role only.
+    admin.require(crate::operators::Duty::Administer)?;
     let outbox = state
         .outbox
         .as_ref()

@@ -9,6 +9,8 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::integrations::webhooks::{valid_url, Endpoint, EVENT_TYPES};
+use crate::operator_audit;
+use crate::operators::Duty;
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -50,10 +52,11 @@ pub struct Replayed {
     ))]
 #[post("/v1/admin/webhooks")]
 pub async fn create(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<NewEndpoint>,
 ) -> ApiResult<HttpResponse> {
+    admin.require(Duty::Administer)?;
     let body = body.into_inner();
     if !valid_url(&body.url) {
         return Err(ApiError::validation("url must be an http or https URL."));
@@ -80,6 +83,15 @@ pub async fn create(
         .await
         .map_err(ApiError::validation)?;
     tracing::info!(endpoint = %endpoint.id, url = %endpoint.url, "webhook endpoint registered");
+    operator_audit::record_done(
+        &state,
+        &admin,
+        "webhook.add",
+        None,
+        None,
+        Some(format!("{} {}", endpoint.id, endpoint.url)),
+    )
+    .await;
     Ok(HttpResponse::Created().json(CreatedEndpoint { endpoint, secret }))
 }
 
@@ -90,7 +102,8 @@ pub async fn create(
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
     ))]
 #[get("/v1/admin/webhooks")]
-pub async fn list(_admin: Admin, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+pub async fn list(admin: Admin, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    admin.require(Duty::Read)?;
     Ok(HttpResponse::Ok().json(EndpointList {
         items: state.deliveries.webhooks.list(),
     }))
@@ -106,12 +119,17 @@ pub async fn list(_admin: Admin, state: web::Data<AppState>) -> ApiResult<HttpRe
     ))]
 #[delete("/v1/admin/webhooks/{id}")]
 pub async fn remove(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    admin.require(Duty::Administer)?;
     match state.deliveries.webhooks.remove(&path).await {
-        Ok(true) => Ok(HttpResponse::NoContent().finish()),
+        Ok(true) => {
+            operator_audit::record_done(&state, &admin, "webhook.remove", None, None, Some(path.clone()))
+                .await;
+            Ok(HttpResponse::NoContent().finish())
+        }
         Ok(false) => Err(ApiError::not_found("webhook endpoint")),
         Err(_) => Err(ApiError::unavailable()),
     }
@@ -129,10 +147,11 @@ pub async fn remove(
     ))]
 #[post("/v1/admin/webhooks/{id}/replay")]
 pub async fn replay(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    admin.require(Duty::Administer)?;
     if !state.deliveries.webhooks.exists(&path) {
         return Err(ApiError::not_found("webhook endpoint"));
     }
@@ -142,6 +161,15 @@ pub async fn replay(
         .await
         .map_err(|_| ApiError::unavailable())?;
     tracing::info!(endpoint = %path, queued, "webhook messages replayed");
+    operator_audit::record_done(
+        &state,
+        &admin,
+        "webhook.replay",
+        None,
+        None,
+        Some(format!("{} ({queued} messages)", path.as_str())),
+    )
+    .await;
     Ok(HttpResponse::Accepted().json(Replayed { queued }))
 }
 

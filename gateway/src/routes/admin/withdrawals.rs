@@ -1,8 +1,8 @@
 //! Operators settle or fail a payout by hand when the processor cannot report it
 //! (`POST /v1/admin/withdrawals/{id}/settle|fail` with a reason). Failing releases
-//! the held funds. Each action is audited: the engine records the settlement or
-//! failure on the account, and the operator's reason is kept in the store's
-//! `admin_audit` index and logged.
+//! the held funds. Takes the `risk` duty. Each action is audited: the engine
+//! records the settlement or failure on the account, and the operator, the action
+//! and the reason go to the operators' audit trail (`operator_audit`).
 
 use actix_web::{post, web, HttpResponse};
 use okpay_engine::ids::{OpId, OpKind};
@@ -13,11 +13,10 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Admin;
 use crate::error::{rejection, ApiError, ApiResult, Problem};
 use crate::integrations::payouts;
+use crate::operator_audit;
+use crate::operators::Duty;
 use crate::routes::withdrawals::WithdrawalResponse;
 use crate::state::AppState;
-
-/// The store index of operators' actions.
-pub const AUDIT_INDEX: &str = "admin_audit";
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,10 +27,12 @@ pub struct ManualPayout {
 
 async fn act(
     state: &AppState,
+    admin: &Admin,
     path: &str,
     body: ManualPayout,
     completed: bool,
 ) -> ApiResult<HttpResponse> {
+    admin.require(Duty::RiskAction)?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::validation(
@@ -56,17 +57,15 @@ async fn act(
             _ => Err(ApiError::not_found("withdrawal")),
         };
     }
-    let now = chrono::Utc::now();
-    let key = format!("{:013}:{path}:{action}", now.timestamp_millis());
-    let record =
-        serde_json::json!({"action": action, "withdrawal": path, "reason": reason, "at": now});
-    if let Err(e) = state
-        .store()
-        .claim_index(AUDIT_INDEX, &key, &record.to_string())
-        .await
-    {
-        tracing::error!(error = %e, "could not store the audit record");
-    }
+    operator_audit::record_done(
+        state,
+        admin,
+        &format!("withdrawal.{action}"),
+        Some(id.account),
+        Some(&reason),
+        Some(path.to_owned()),
+    )
+    .await;
     tracing::info!(withdrawal = %path, action, reason = %reason, "operator {action}d a payout by hand");
     match state.engine.operation(id).await? {
         Some(Outcome::Withdrawal(view)) => {
@@ -84,17 +83,18 @@ async fn act(
         (status = 200, body = WithdrawalResponse),
         (status = 400, body = Problem, description = "VALIDATION_FAILED: reason"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: the operator's role lacks the risk duty"),
         (status = 404, body = Problem, description = "NOT_FOUND"),
         (status = 409, body = Problem, description = "OPERATION_CLOSED: already completed or failed"),
     ))]
 #[post("/v1/admin/withdrawals/{id}/settle")]
 pub async fn settle(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<ManualPayout>,
 ) -> ApiResult<HttpResponse> {
-    act(&state, &path, body.into_inner(), true).await
+    act(&state, &admin, &path, body.into_inner(), true).await
 }
 
 /// Fails a processing withdrawal; the held funds return to the user.
@@ -105,17 +105,18 @@ pub async fn settle(
         (status = 200, body = WithdrawalResponse),
         (status = 400, body = Problem, description = "VALIDATION_FAILED: reason"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: the operator's role lacks the risk duty"),
         (status = 404, body = Problem, description = "NOT_FOUND"),
         (status = 409, body = Problem, description = "OPERATION_CLOSED: already completed or failed"),
     ))]
 #[post("/v1/admin/withdrawals/{id}/fail")]
 pub async fn fail(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<ManualPayout>,
 ) -> ApiResult<HttpResponse> {
-    act(&state, &path, body.into_inner(), false).await
+    act(&state, &admin, &path, body.into_inner(), false).await
 }
 
 #[derive(OpenApi)]
