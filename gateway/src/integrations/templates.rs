@@ -10,6 +10,16 @@ pub const LOCALES: &[&str] = &["zh-CN", "en"];
 const TEMPLATES: &[(&str, &str, &str)] = &[
     (
         "zh-CN",
+        "account_status",
+        include_str!("../../templates/zh-CN/account_status.txt"),
+    ),
+    (
+        "en",
+        "account_status",
+        include_str!("../../templates/en/account_status.txt"),
+    ),
+    (
+        "zh-CN",
         "password_reset",
         include_str!("../../templates/zh-CN/password_reset.txt"),
     ),

@@ -343,7 +343,10 @@ async fn payouts_go_to_the_processor_and_settle_or_fail_by_callback_or_by_an_ope
         .await
         .unwrap();
     assert_eq!(trail["items"][0]["action"], "withdrawal.settle", "{trail}");
-    assert_eq!(trail["items"][0]["reason"], "Paid by hand: processor ticket 4711");
+    assert_eq!(
+        trail["items"][0]["reason"],
+        "Paid by hand: processor ticket 4711"
+    );
     // 300 withdrawn in total, 100 of it returned: 200 gone, none held.
     assert_eq!(
         app.balance(&token).await,

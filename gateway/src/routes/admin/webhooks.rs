@@ -126,8 +126,15 @@ pub async fn remove(
     admin.require(Duty::Administer)?;
     match state.deliveries.webhooks.remove(&path).await {
         Ok(true) => {
-            operator_audit::record_done(&state, &admin, "webhook.remove", None, None, Some(path.clone()))
-                .await;
+            operator_audit::record_done(
+                &state,
+                &admin,
+                "webhook.remove",
+                None,
+                None,
+                Some(path.clone()),
+            )
+            .await;
             Ok(HttpResponse::NoContent().finish())
         }
         Ok(false) => Err(ApiError::not_found("webhook endpoint")),
