@@ -343,10 +343,11 @@ const METHODS: &[&str] = &[
 pub fn complete(doc: &mut Value) {
     let mut missing = apply_field_rules(doc);
     missing.extend(apply_parameter_rules(doc));
-    debug_assert!(
-        missing.is_empty(),
-        "field rules name no property: {missing:?}"
-    );
+    // A rule left behind by a renamed field is a bug the unit test reports; the
+    // server still serves the document.
+    if !missing.is_empty() {
+        tracing::warn!(?missing, "OpenAPI rules name no field or parameter");
+    }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
