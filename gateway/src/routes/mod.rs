@@ -59,6 +59,7 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
         alerts::Api::openapi(),
     ];
     docs.extend(admin::docs());
+    docs.push(crate::webapp::Api::openapi());
     docs
 }
 

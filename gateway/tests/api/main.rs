@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod binary;
+mod browser;
 mod challenges;
 mod contacts;
 mod deposits;
