@@ -513,12 +513,8 @@ fn shard_log_run(
                 }
             })
             .collect();
-        let results = tokio::time::timeout_at(
-            (Instant::now() + BATCH_TIME_LIMIT).into(),
-            log.append(batch),
-        );
         let results = rt
-            .block_on(results)
+            .block_on(async { tokio::time::timeout(BATCH_TIME_LIMIT, log.append(batch)).await })
             .expect("shard log append within the time limit")
             .expect("shard log append");
         assert!(results.iter().all(Result::is_ok), "every frame accepted");
