@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::FraudRule;
 use crate::domain::notification::{Direction, Notification, NotificationKind, TxStatus};
+use crate::domain::security;
 use crate::domain::state::{
     AccountState, AccountStatus, AlertRecord, Contact, IdempotencyEntry, NewRecipientMark,
     OpRecord, OutgoingMark, Session, TransferStatus, WithdrawalStatus, ALERTS_RETAINED,
@@ -257,7 +258,9 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             );
         }
         EventBody::StatusChanged { from, to, reason } => {
-            crate::domain::security::apply_security(state, event);
+            if legacy_lockout_status(state, *from, *to) {
+                return;
+            }
             state.status = *to;
             state.status_reason = Some(reason.clone());
             if *from == AccountStatus::Frozen && *to == AccountStatus::Active {
@@ -289,7 +292,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             if matches!(rule, FraudRule::VelocityCount | FraudRule::VelocitySum) {
                 state.raised.velocity = true;
             }
-            crate::domain::security::apply_security(state, event);
+            security::login_fraud::apply_alert(state, *rule);
             state.alerts.push_back(AlertRecord {
                 n: *op,
                 rule: *rule,
@@ -322,7 +325,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             session,
             new_device,
         } => {
-            crate::domain::security::apply_security(state, event);
+            security::login_fraud::apply_session(state, at, session);
             let id = OpId {
                 account: state.id,
                 n: *op,
@@ -360,19 +363,31 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             account: *account,
         }),
         EventBody::ContactRemoved { n } => state.contacts.retain(|c| c.n != *n),
-        EventBody::LoginFailed { .. }
-        | EventBody::ResetStarted { .. }
-        | EventBody::ResetAttemptFailed
-        | EventBody::PasswordChanged { .. }
-        | EventBody::TotpBegun { .. }
-        | EventBody::TotpEnabled { .. }
-        | EventBody::ChallengeCreated { .. }
-        | EventBody::ChallengeAttemptFailed { .. }
-        | EventBody::ChallengeConsumed { .. } => {
-            crate::domain::security::apply_security(state, event)
+        EventBody::LoginFailed { locked_until } => {
+            security::lockout::apply_login_failed(state, at, *locked_until)
         }
-        EventBody::KycSubmitted { .. } | EventBody::KycReviewed { .. } => {
-            crate::domain::security::apply_security(state, event);
+        EventBody::ResetStarted { code } => security::reset::apply_started(state, code),
+        EventBody::ResetAttemptFailed => security::reset::apply_attempt_failed(state),
+        EventBody::PasswordChanged { password_hash } => {
+            security::reset::apply_password_changed(state, password_hash)
+        }
+        EventBody::TotpBegun { secret } => security::totp::apply_begun(state, secret),
+        EventBody::TotpEnabled { step } => security::totp::apply_enabled(state, *step),
+        EventBody::ChallengeCreated { challenge } => {
+            security::challenges::apply_created(state, challenge)
+        }
+        EventBody::ChallengeAttemptFailed { n } => {
+            security::challenges::apply_attempt_failed(state, *n)
+        }
+        EventBody::ChallengeConsumed { n, totp_step } => {
+            security::challenges::apply_consumed(state, *n, *totp_step)
+        }
+        EventBody::KycSubmitted { submission } => {
+            security::kyc::apply_submitted(state, at, submission);
+            notify_kyc(state, at);
+        }
+        EventBody::KycReviewed { approved, reason } => {
+            security::kyc::apply_reviewed(state, *approved, reason);
             notify_kyc(state, at);
         }
         EventBody::Refused { .. } => {}
@@ -383,6 +398,20 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             && b.in_flight_out >= Decimal::ZERO),
         "negative balance after {event:?}"
     );
+}
+
+/// Journals written before the lockout became its own fact recorded it as a
+/// status change to and from `Locked`. Replayed today, such a change leaves the
+/// status alone (the lockout itself is in `LoginFailed`), so an old lockout can't
+/// have replaced a freeze either; only an account whose snapshot still says
+/// `Locked` leaves that status through the unlock. Other changes out of `Locked`
+/// (a freeze, a fraud hold) still apply. Returns whether `from → to` is skipped.
+fn legacy_lockout_status(state: &AccountState, from: AccountStatus, to: AccountStatus) -> bool {
+    let locking = to == AccountStatus::Locked;
+    let unlocking = from == AccountStatus::Locked
+        && to == AccountStatus::Active
+        && state.status != AccountStatus::Locked;
+    locking || unlocking
 }
 
 fn remember(

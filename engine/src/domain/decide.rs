@@ -266,7 +266,9 @@ pub fn decide(
             if state.status == AccountStatus::Closed {
                 return Err(Rejection::AccountClosed);
             }
-            if *to == state.status {
+            // `Locked` is no status any more (the lockout is `locked_until`):
+            // asking for it changes nothing.
+            if *to == state.status || *to == AccountStatus::Locked {
                 return Ok(Vec::new());
             }
             if *to == AccountStatus::Closed {

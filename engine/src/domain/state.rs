@@ -21,7 +21,10 @@ use crate::time::Timestamp;
 pub enum AccountStatus {
     #[default]
     Active,
-    /// Login lockout (temporary); money still moves for existing sessions.
+    /// Legacy: the login lockout used to be a status. It is now its own fact
+    /// (`Security::locked_until`) and never a status; the variant stays so that
+    /// older journals and snapshots decode (the stored enum index is positional).
+    /// An account still in it (an old snapshot) behaves as active.
     Locked,
     /// May receive, may not send.
     Restricted,
@@ -40,6 +43,11 @@ impl AccountStatus {
             AccountStatus::Frozen => "frozen",
             AccountStatus::Closed => "closed",
         }
+    }
+
+    /// Whether the account is in good standing (`Active`, or the legacy `Locked`).
+    pub fn is_active(self) -> bool {
+        matches!(self, AccountStatus::Active | AccountStatus::Locked)
     }
 
     /// The rejection an outgoing operation gets in this status, if any.

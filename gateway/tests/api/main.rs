@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod attacks;
 mod binary;
 mod challenges;
 mod contacts;
@@ -16,9 +17,11 @@ mod helpers;
 mod kyc;
 mod openapi;
 mod operators;
+mod rails;
 mod redis;
 mod security;
 mod sessions;
+mod stand_ins;
 mod story;
 mod stream;
 mod transactions;

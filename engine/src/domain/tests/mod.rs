@@ -9,6 +9,7 @@ mod identity;
 mod properties;
 mod rules;
 mod security;
+mod status_properties;
 
 use rust_decimal::Decimal;
 

@@ -155,7 +155,6 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let stage = prop_oneof![3 => Just(Stage::Full), 1 => Just(Stage::DebitOnly), 1 => Just(Stage::Credited)];
     let status = prop_oneof![
         3 => Just(AccountStatus::Active),
-        1 => Just(AccountStatus::Locked),
         1 => Just(AccountStatus::Restricted),
         1 => Just(AccountStatus::Frozen),
         1 => Just(AccountStatus::Closed),

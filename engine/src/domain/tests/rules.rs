@@ -259,14 +259,13 @@ fn transfer_to_oneself_is_refused() {
 }
 
 #[test]
-fn status_refuses_outgoing_money_but_locked_still_sends() {
+fn status_refuses_outgoing_money_from_frozen_and_restricted() {
     let cases = [
         (AccountStatus::Frozen, Some(Rejection::AccountFrozen)),
         (
             AccountStatus::Restricted,
             Some(Rejection::AccountRestricted),
         ),
-        (AccountStatus::Locked, None),
         (AccountStatus::Active, None),
     ];
     for (status, expected) in cases {

@@ -37,16 +37,20 @@ fn alerts(events: &[Event]) -> Vec<FraudRule> {
 }
 
 #[test]
-fn five_failures_lock_for_fifteen_minutes_then_the_lock_ends() {
+fn five_failures_lock_login_for_fifteen_minutes_then_the_lock_ends() {
     let mut s = opened(1, T0);
     for i in 0..4 {
-        let events = run(&p(), &mut s, &Command::LoginFailed, T0.plus_ms(i)).unwrap();
-        assert!(!events
-            .iter()
-            .any(|e| matches!(e.body, EventBody::StatusChanged { .. })));
+        run(&p(), &mut s, &Command::LoginFailed, T0.plus_ms(i)).unwrap();
+        assert_eq!(s.security.locked_until, None);
     }
-    run(&p(), &mut s, &Command::LoginFailed, T0.plus_ms(10)).unwrap();
-    assert_eq!(s.status, AccountStatus::Locked);
+    let events = run(&p(), &mut s, &Command::LoginFailed, T0.plus_ms(10)).unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::StatusChanged { .. })),
+        "a lockout is not a status"
+    );
+    assert_eq!(s.status, AccountStatus::Active);
     assert_eq!(
         s.security.locked_until,
         Some(T0.plus_ms(10 + 15 * MINUTE_MS))
@@ -60,18 +64,79 @@ fn five_failures_lock_for_fifteen_minutes_then_the_lock_ends() {
         run(&p(), &mut s, &Command::LoginFailed, T0.plus_ms(MINUTE_MS)),
         Err(Rejection::AccountLocked)
     );
-    // After 15 minutes the next login unlocks (a status change) and succeeds.
+    // After 15 minutes the next login succeeds; no status changes on the way.
     let events = run(&p(), &mut s, &login("d", None), T0.plus_ms(16 * MINUTE_MS)).unwrap();
-    assert!(matches!(
-        events[0].body,
-        EventBody::StatusChanged {
-            from: AccountStatus::Locked,
-            to: AccountStatus::Active,
-            ..
-        }
-    ));
+    assert!(matches!(events[0].body, EventBody::SessionCreated { .. }));
     assert_eq!(s.status, AccountStatus::Active);
     assert_eq!(s.security.failed_logins, 0);
+    assert_eq!(s.security.locked_until, None);
+}
+
+#[test]
+fn after_a_lockout_ends_the_count_starts_afresh() {
+    let mut s = opened(1, T0);
+    for _ in 0..5 {
+        run(&p(), &mut s, &Command::LoginFailed, T0).unwrap();
+    }
+    let later = T0.plus_ms(16 * MINUTE_MS);
+    run(&p(), &mut s, &Command::LoginFailed, later).unwrap();
+    assert_eq!(s.security.failed_logins, 1);
+    assert_eq!(
+        s.security.locked_until, None,
+        "one failure does not re-lock"
+    );
+}
+
+/// The attack of issue 9: freeze → 5 wrong passwords → the frozen account's
+/// existing session sent money (the lockout replaced the freeze), and the lockout's
+/// end or a password reset made it `active`.
+#[test]
+fn a_lockout_never_lifts_a_freeze_restriction_or_closure() {
+    for status in [
+        AccountStatus::Frozen,
+        AccountStatus::Restricted,
+        AccountStatus::Closed,
+    ] {
+        let mut s = funded(1, 1, dec!(0), T0);
+        run(
+            &p(),
+            &mut s,
+            &Command::SetStatus {
+                to: status,
+                reason: "operator".into(),
+            },
+            T0,
+        )
+        .unwrap();
+        for _ in 0..5 {
+            run(&p(), &mut s, &Command::LoginFailed, T0).unwrap();
+        }
+        assert_eq!(s.status, status);
+        assert!(s.security.locked_until.is_some());
+        let later = T0.plus_ms(16 * MINUTE_MS);
+        let _ = run(&p(), &mut s, &login("d", None), later);
+        assert_eq!(s.status, status, "the lockout's end");
+        if status != AccountStatus::Closed {
+            run(
+                &p(),
+                &mut s,
+                &Command::StartPasswordReset { code_hash: [7; 32] },
+                later,
+            )
+            .unwrap();
+            run(
+                &p(),
+                &mut s,
+                &Command::ConfirmPasswordReset {
+                    code_hash: [7; 32],
+                    password_hash: "new".into(),
+                },
+                later,
+            )
+            .unwrap();
+            assert_eq!(s.status, status, "a password reset");
+        }
+    }
 }
 
 #[test]
@@ -166,7 +231,7 @@ fn a_reset_code_is_single_use_limited_and_expires() {
     for _ in 0..5 {
         run(&p(), &mut s, &Command::LoginFailed, T0).unwrap();
     }
-    assert_eq!(s.status, AccountStatus::Locked);
+    assert!(s.security.locked_until.is_some());
     run(
         &p(),
         &mut s,
@@ -188,7 +253,8 @@ fn a_reset_code_is_single_use_limited_and_expires() {
     run(&p(), &mut s, &confirm(7), T0).unwrap();
     assert_eq!(s.password_hash, "new");
     assert!(s.sessions.is_empty(), "every session revoked");
-    assert_eq!(s.status, AccountStatus::Active, "unlocked");
+    assert_eq!(s.security.locked_until, None, "unlocked");
+    assert_eq!(s.status, AccountStatus::Active);
     assert_eq!(
         run(&p(), &mut s, &confirm(7), T0),
         Err(Rejection::ChallengeExpired),
@@ -491,4 +557,35 @@ fn kyc_submit_reject_resubmit_approve() {
         ),
         Err(Rejection::OperationClosed)
     );
+}
+
+/// A journal written when the lockout was a status (freeze, then lock, then the
+/// lock's end to `active`) replays to a frozen account today.
+#[test]
+fn an_old_journals_lockout_status_changes_leave_a_freeze_alone() {
+    let mut s = funded(1, 1, dec!(100), T0);
+    let change = |from, to| Event {
+        at: T0,
+        body: EventBody::StatusChanged {
+            from,
+            to,
+            reason: "old".into(),
+        },
+    };
+    for e in [
+        change(AccountStatus::Active, AccountStatus::Frozen),
+        change(AccountStatus::Frozen, AccountStatus::Locked),
+        change(AccountStatus::Locked, AccountStatus::Active),
+    ] {
+        apply(&mut s, &e);
+    }
+    assert_eq!(s.status, AccountStatus::Frozen);
+    // An operator's freeze of an account an old snapshot left `Locked` applies.
+    let mut t = funded(2, 1, dec!(100), T0);
+    t.status = AccountStatus::Locked;
+    apply(
+        &mut t,
+        &change(AccountStatus::Locked, AccountStatus::Frozen),
+    );
+    assert_eq!(t.status, AccountStatus::Frozen);
 }
