@@ -55,6 +55,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/webhooks"),
     ("delete", "/v1/admin/webhooks/{id}"),
     ("post", "/v1/admin/webhooks/{id}/replay"),
+    ("get", "/v1/admin/reconciliation"),
     ("get", "/v1/stream"),
     ("get", "/v1/admin/stream"),
     // Operators' case tools (issue 13).
@@ -72,6 +73,11 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/alerts/{id}"),
     ("post", "/v1/admin/alerts/{id}/acknowledge"),
     ("post", "/v1/admin/alerts/{id}/resolve"),
+    // The web apps.
+    ("get", "/"),
+    ("get", "/console"),
+    ("get", "/assets/{file}"),
+    ("post", "/web/qr"),
 ];
 
 #[tokio::test]
