@@ -156,6 +156,7 @@ impl ErrorCode {
             Rejection::ChallengeExpired => ErrorCode::ChallengeExpired,
             Rejection::UnknownOperation => ErrorCode::NotFound,
             Rejection::OperationClosed => ErrorCode::OperationClosed,
+            Rejection::TooManyAttempts => ErrorCode::RateLimited,
         }
     }
 
