@@ -151,6 +151,33 @@ pub struct Integrations {
     pub processor: Option<ProcessorSettings>,
     /// The payout processor that pays withdrawals out.
     pub payouts: Option<ProcessorSettings>,
+    /// Retries and limits of email and SMS delivery.
+    pub delivery: DeliverySettings,
+    /// The language of messages: `zh-CN` (default) or `en`.
+    pub locale: Option<String>,
+}
+
+/// `[integrations.delivery]`: how the outbox worker retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Attempts before a message is a dead letter (default 8).
+    pub max_attempts: u32,
+    /// The wait after the first failure, doubling after each (default 1000 ms,
+    /// capped at 10 minutes).
+    pub backoff_ms: u64,
+    /// Messages one recipient may get per hour (default 10): no SMS pumping.
+    pub per_recipient_per_hour: u32,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            max_attempts: 8,
+            backoff_ms: 1000,
+            per_recipient_per_hour: 10,
+        }
+    }
 }
 
 /// `[integrations.smtp]`: email through an SMTP relay (lettre).
@@ -235,6 +262,10 @@ pub struct ProcessorSettings {
     /// Per-request timeout (default 10 s).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Card processor: business days a bank-card deposit takes to arrive
+    /// (`expected_at`; default 1). Credit cards settle at once.
+    #[serde(default)]
+    pub bank_card_days: Option<u32>,
 }
 
 impl ProcessorSettings {
@@ -244,6 +275,7 @@ impl ProcessorSettings {
             api_key: None,
             callback_secret: None,
             timeout_ms: None,
+            bank_card_days: None,
         }
     }
 }

@@ -45,7 +45,7 @@ use crate::alert_log::AlertLog;
 use crate::config::Settings;
 use crate::crypto::PiiCipher;
 use crate::maintenance::Maintenance;
-use crate::notifier::{Notifier, NullNotifier, Outbox};
+use crate::notifier::{Notifications, Notifier, Outbox};
 use crate::passwords::PasswordHasher;
 use crate::payments::{CardProcessor, DevCards, DevPayouts, PayoutProcessor};
 use crate::rate_limit::LoginLimits;
@@ -99,19 +99,57 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     // a configured adapter, the feature answers 503 naming the setting.
     integrations::log_missing(&settings);
     let outbox = settings.dev.then(|| Arc::new(Outbox::default()));
-    let notifier: Arc<dyn Notifier> = match &outbox {
-        Some(o) => o.clone(),
-        None => Arc::new(NullNotifier),
-    };
-    let cards: Option<Arc<dyn CardProcessor>> = settings
-        .dev
-        .then(|| Arc::new(DevCards) as Arc<dyn CardProcessor>);
-    let payouts: Option<Arc<dyn PayoutProcessor>> = settings.dev.then(|| {
-        DevPayouts::new(engine.clone(), settings.payout_delay) as Arc<dyn PayoutProcessor>
+    let pii = PiiCipher::new(&resolve_pii_key(&settings)?);
+    let integrations = &settings.integrations;
+    let mailer = integrations
+        .smtp
+        .as_ref()
+        .map(integrations::smtp::Mailer::new)
+        .transpose()?;
+    let sms = integrations
+        .sms
+        .as_ref()
+        .map(integrations::sms::SmsGateway::new)
+        .transpose()?;
+    let webhooks = Arc::new(integrations::webhooks::Webhooks::new(
+        engine.store().clone(),
+        pii.clone(),
+    )?);
+    let deliveries = integrations::deliveries::Deliveries::new(
+        engine.store().clone(),
+        pii.clone(),
+        mailer,
+        sms,
+        webhooks,
+        integrations.delivery.clone(),
+    );
+    let notifier: Arc<dyn Notifier> = Arc::new(Notifications {
+        dev_outbox: outbox.clone(),
+        deliveries: deliveries.clone(),
+        minutes: u64::from(settings.policy.security.code_ttl_s / 60),
+        locale: integrations
+            .locale
+            .clone()
+            .unwrap_or_else(|| integrations::templates::LOCALES[0].to_owned()),
     });
+    let cards: Option<Arc<dyn CardProcessor>> = match &settings.integrations.processor {
+        Some(p) => Some(Arc::new(integrations::cards::HttpCards::new(p)?)),
+        None => settings
+            .dev
+            .then(|| Arc::new(DevCards) as Arc<dyn CardProcessor>),
+    };
+    let payouts: Option<Arc<dyn PayoutProcessor>> = match &settings.integrations.payouts {
+        Some(p) => Some(integrations::payouts::HttpPayouts::new(
+            engine.clone(),
+            deliveries.clone(),
+            p,
+        )?),
+        None => settings.dev.then(|| {
+            DevPayouts::new(engine.clone(), settings.payout_delay) as Arc<dyn PayoutProcessor>
+        }),
+    };
     let streams = Streams::new(settings.ws_max_connections);
     let maintenance = Maintenance::new(streams.system.clone());
-    let pii = PiiCipher::new(&resolve_pii_key(&settings)?);
     let limits = LoginLimits::new(
         settings.login_failures_per_ip,
         settings.login_failures_per_login,
@@ -139,6 +177,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         pii,
         limits,
         alerts: Arc::new(AlertLog::default()),
+        deliveries,
     })
 }
 
@@ -219,6 +258,21 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "recovery sweep failed"),
             }
         });
+        // Deposits charged but not credited (or refunded) by an earlier run.
+        if let Some(cards) = state.cards.clone() {
+            let engine = engine.clone();
+            let pii = state.pii.clone();
+            let deliveries = state.deliveries.clone();
+            actix_rt::spawn(async move {
+                let n = integrations::charges::recover(&engine, &cards, &pii, &deliveries).await;
+                if n > 0 {
+                    tracing::info!(
+                        deposits = n,
+                        "recovered deposits left between charge and credit"
+                    );
+                }
+            });
+        }
         if let Some(payouts) = state.payouts.clone() {
             let engine = engine.clone();
             actix_rt::spawn(async move {
@@ -230,6 +284,19 @@ pub async fn run(
             });
         }
     }
+    // The outbox worker: sends queued emails, SMS and webhooks, including those a
+    // previous run left in the queue; webhook endpoints are read first.
+    if let Err(e) = state.deliveries.webhooks.load().await {
+        tracing::warn!(error = %e, "could not read the webhook endpoints");
+    }
+    actix_rt::spawn(state.deliveries.clone().run());
+    // Account status changes and alerts become user notices and webhook events.
+    actix_rt::spawn(integrations::events::feed(
+        engine.subscribe_admin(),
+        engine.clone(),
+        state.notifier.clone(),
+        state.deliveries.clone(),
+    ));
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()

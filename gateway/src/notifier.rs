@@ -6,6 +6,7 @@
 //! pretending to send it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -72,22 +73,6 @@ impl Notifier for Outbox {
     }
 }
 
-/// Production without SMTP or SMS configured: every channel is missing, so no
-/// code is ever "sent" into the void; notices that are not codes are dropped with
-/// a log line (never their content).
-#[derive(Default)]
-pub struct NullNotifier;
-
-impl Notifier for NullNotifier {
-    fn send(&self, message: OutboxMessage) {
-        tracing::warn!(kind = %message.kind, channel = %message.channel, "no notifier configured; message dropped");
-    }
-
-    fn missing(&self, channel: &str) -> Option<&'static str> {
-        Some(crate::integrations::channel_setting(channel))
-    }
-}
-
 /// `503 UNAVAILABLE` when a code cannot be delivered on `channel`.
 pub fn require(
     notifier: &dyn Notifier,
@@ -97,5 +82,61 @@ pub fn require(
     match notifier.missing(channel) {
         Some(setting) => Err(crate::integrations::not_configured(feature, setting)),
         None => Ok(()),
+    }
+}
+
+/// The notifier the server runs with: real delivery (SMTP, SMS) for each
+/// configured channel through the durable outbox (`integrations::deliveries`),
+/// plus, in dev mode, the in-memory outbox that lets tests read codes. Outside
+/// dev mode an unconfigured channel is [`Notifier::missing`].
+pub struct Notifications {
+    pub dev_outbox: Option<Arc<Outbox>>,
+    pub deliveries: Arc<crate::integrations::deliveries::Deliveries>,
+    /// Codes' lifetime, for the templates.
+    pub minutes: u64,
+    pub locale: String,
+}
+
+impl Notifier for Notifications {
+    fn send(&self, message: OutboxMessage) {
+        if let Some(outbox) = &self.dev_outbox {
+            outbox.send(message.clone());
+        }
+        if !self.deliveries.delivers(&message.channel) {
+            if self.dev_outbox.is_none() {
+                tracing::warn!(kind = %message.kind, channel = %message.channel, "no adapter for this channel; message dropped");
+            }
+            return;
+        }
+        let rendered = crate::integrations::templates::render(
+            &self.locale,
+            &message.kind,
+            message.code.as_deref(),
+            self.minutes,
+            &message.body,
+        );
+        let deliveries = self.deliveries.clone();
+        // The caller already has the engine's acknowledgement of what caused the
+        // message; the queue write follows at once (see `deliveries` for the
+        // guarantees).
+        tokio::spawn(async move {
+            deliveries
+                .enqueue(
+                    &message.channel,
+                    &message.to,
+                    &message.kind,
+                    rendered.subject,
+                    rendered.body,
+                )
+                .await;
+        });
+    }
+
+    fn missing(&self, channel: &str) -> Option<&'static str> {
+        if self.dev_outbox.is_some() || self.deliveries.delivers(channel) {
+            None
+        } else {
+            Some(crate::integrations::channel_setting(channel))
+        }
     }
 }

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use okpay_engine::domain::command::DepositMethod;
 use okpay_engine::ids::{OpId, OpKind};
 use okpay_engine::money::Amount;
 use okpay_engine::{Engine, EngineError, Rejection};
@@ -72,15 +73,45 @@ pub fn luhn(digits: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// The processor declined the card.
+/// What the processor made of a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Declined;
+pub enum ChargeStatus {
+    /// The money is ours: credit the deposit.
+    Succeeded,
+    /// Accepted, settling later (bank transfers): a signed callback reports it.
+    Pending,
+    /// Declined, with the processor's reason.
+    Declined(String),
+}
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A charge as the processor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The processor's id of the charge (refunds name it).
+    pub id: String,
+    pub status: ChargeStatus,
+}
 
-/// Charges cards for deposits.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One charge request. `reference` is the deposit's `<account>:<Idempotency-Key>`
+/// and the processor's idempotency key: charging again with it returns the first
+/// charge instead of charging twice.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest {
+    pub reference: String,
+    pub card: CardNumber,
+    pub amount: Amount,
+    pub method: DepositMethod,
+}
+
+/// Charges cards for deposits. `Err` is a failure to learn the outcome (network,
+/// 5xx): the charge may or may not have happened, and asking again with the same
+/// reference finds out.
 pub trait CardProcessor: Send + Sync + 'static {
-    fn charge(&self, card: &CardNumber, amount: Amount) -> BoxFuture<Result<(), Declined>>;
+    fn charge(&self, request: ChargeRequest) -> BoxFuture<Result<Charge, String>>;
+    /// Gives a charge's money back (the engine refused the deposit).
+    fn refund(&self, charge_id: String, reference: String) -> BoxFuture<Result<(), String>>;
 }
 
 /// The dev card processor: accepts every card but the test decline card.
@@ -91,15 +122,23 @@ pub struct DevCards;
 pub const DECLINED_TEST_CARD: &str = "4000000000000002";
 
 impl CardProcessor for DevCards {
-    fn charge(&self, card: &CardNumber, _amount: Amount) -> BoxFuture<Result<(), Declined>> {
-        let declined = card.digits() == DECLINED_TEST_CARD;
+    fn charge(&self, request: ChargeRequest) -> BoxFuture<Result<Charge, String>> {
+        let declined = request.card.digits() == DECLINED_TEST_CARD;
+        let id = format!("dev_{}", request.reference);
         Box::pin(async move {
-            if declined {
-                Err(Declined)
-            } else {
-                Ok(())
-            }
+            Ok(Charge {
+                id,
+                status: if declined {
+                    ChargeStatus::Declined("The test card is always declined.".into())
+                } else {
+                    ChargeStatus::Succeeded
+                },
+            })
         })
+    }
+
+    fn refund(&self, _charge_id: String, _reference: String) -> BoxFuture<Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

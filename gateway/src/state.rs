@@ -36,6 +36,8 @@ pub struct AppState {
     pub limits: LoginLimits,
     /// Recent alerts across accounts, for operators.
     pub alerts: Arc<AlertLog>,
+    /// The durable outbox of emails and SMS.
+    pub deliveries: Arc<crate::integrations::deliveries::Deliveries>,
 }
 
 impl AppState {

@@ -8,6 +8,17 @@
 //! `detail` naming the missing setting, and the server lists every missing one at
 //! start-up. In `--dev` a configured real adapter still wins over the test one.
 
+pub mod cards;
+pub mod charges;
+pub mod deliveries;
+pub mod events;
+pub mod payouts;
+pub mod signature;
+pub mod sms;
+pub mod smtp;
+pub mod templates;
+pub mod webhooks;
+
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
 
@@ -73,4 +84,15 @@ pub fn log_missing(settings: &Settings) {
             "!!! {feature} unavailable (503 UNAVAILABLE): set {setting}; test adapters are used only with --dev"
         );
     }
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth another attempt later (timeouts, 5xx, 429, connection errors).
+    #[error("{0}")]
+    Retry(String),
+    /// Retrying will not help (a refused address, a 4xx).
+    #[error("{0}")]
+    Permanent(String),
 }

@@ -1,15 +1,18 @@
 //! Deposits (`POST /v1/deposits`): money in from a bank card or a credit card.
 //!
 //! The card is charged before the engine records the deposit, because a deposit
-//! the processor declined must leave no trace. So that a retry never charges
-//! twice, the request runs under its (account, key) lock and first asks the
-//! engine, with a dry run of the pure `decide` over the account's state, what the
-//! command would do: a replay (the key is known with the same fingerprint) is not
-//! charged, a conflict or any other refusal is answered before charging, and only
-//! a new request is charged. A charge whose engine command then failed (storage
-//! outage) is remembered in memory, so the client's retry is not charged again
-//! (see `idempotency.rs`). Card numbers never reach a log or the store: the engine
-//! sees the masked `**** 1234`.
+//! the processor declined must leave no trace. The request runs under its
+//! (account, key) lock and first asks the engine, with a dry run of the pure
+//! `decide` over the account's state, what the command would do: a replay (the key
+//! is known with the same fingerprint) is not charged, a conflict or any other
+//! refusal is answered before charging. A new request goes through
+//! `integrations::charges`: the intent is stored, the card charged with the
+//! reference `<account>:<key>` as the processor's idempotency key (so a retry never
+//! charges twice), the deposit credited, or refunded if the engine refuses it. A
+//! processor that settles later (bank transfers) answers `pending`: the response
+//! is `202` with `expected_at`, and the processor's signed callback credits it.
+//! Card numbers never reach a log or the engine (which sees `**** 1234`); the
+//! stored intent holds them encrypted until the deposit is settled.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -24,6 +27,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Auth;
 use crate::error::{rejection, ApiError, ApiResult, ErrorCode, Problem};
 use crate::idempotency::{CHARGES, KEY_LOCKS};
+use crate::integrations::charges::{self, Driven};
 use crate::payments::CardNumber;
 use crate::routes::extract::{amount, idempotency_key, money, time};
 use crate::state::AppState;
@@ -63,7 +67,7 @@ pub struct DepositRequest {
 pub struct DepositResponse {
     /// A `dep_` id.
     pub id: String,
-    /// Always `completed`: the processor accepted the charge.
+    /// `completed`: the processor accepted the charge and the balance grew.
     pub status: String,
     pub amount: String,
     /// Credit card 2.5%, bank card 0% by default, rounded half-up.
@@ -72,6 +76,8 @@ pub struct DepositResponse {
     pub net: String,
     pub currency: String,
     pub created_at: DateTime<Utc>,
+    /// When the money is on the balance (for a completed deposit: when it was).
+    pub expected_at: DateTime<Utc>,
 }
 
 impl DepositResponse {
@@ -85,14 +91,15 @@ impl DepositResponse {
             net: money(v.net, c),
             currency: c.code().into(),
             created_at: time(v.at),
+            expected_at: time(v.at),
         }
     }
 }
 
-fn declined() -> ApiError {
+fn declined(reason: String) -> ApiError {
     ApiError::new(
         ErrorCode::PaymentDeclined,
-        "The card processor declined the payment.",
+        format!("The card processor declined the payment: {reason}"),
     )
 }
 
@@ -102,6 +109,7 @@ fn declined() -> ApiError {
     params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; the same key and body answer the first response again")),
     responses(
         (status = 201, body = DepositResponse),
+        (status = 202, body = DepositPending, description = "The processor accepted the charge and settles it later (bank transfers)"),
         (status = 400, body = Problem, description = "VALIDATION_FAILED: body, amount, currency, card number (Luhn) or Idempotency-Key"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
         (status = 403, body = Problem, description = "ACCOUNT_CLOSED"),
@@ -145,43 +153,141 @@ pub async fn deposit(
             decide(policy, account, &probe, now).map(|events| events.is_empty())
         })
         .await?;
-    let charged = CHARGES
-        .get(auth.account, &key)
-        .filter(|m| m.fingerprint == fingerprint);
     match replay {
         Err(r) => return Err(rejection(r)),
         // A replay: the engine answers the first deposit; nothing is charged. Another
         // card with the same last four digits is a different request.
         Ok(true) => {
+            let charged = CHARGES
+                .get(auth.account, &key)
+                .filter(|m| m.fingerprint == fingerprint);
             if charged.is_some_and(|m| m.card != digest) {
                 return Err(rejection(okpay_engine::Rejection::IdempotencyConflict));
             }
+            let outcome = state.engine.execute(auth.account, cmd).await?;
+            let Outcome::Deposit(view) = outcome else {
+                return Err(ApiError::unavailable());
+            };
+            return Ok(HttpResponse::Created().json(DepositResponse::of(&view)));
         }
-        // New: charge, unless this very request was charged and then not recorded.
-        Ok(false) => {
-            if charged.is_none_or(|m| m.card != digest) {
-                cards
-                    .charge(&card, amount)
-                    .await
-                    .map_err(|_| {
-                        tracing::info!(account = %auth.account, card = %card.masked(), "deposit declined");
-                        declined()
-                    })?;
-                CHARGES.record(auth.account, &key, fingerprint, digest);
+        Ok(false) => {}
+    }
+    // New to the engine: charge (or find the charge of an earlier attempt).
+    let method: DepositMethod = body.method.into();
+    let fresh = charges::intent(&state.pii, auth.account, &key, amount, method, &card);
+    let intent = match charges::load(&state.engine, &fresh.reference()).await {
+        Ok(Some(earlier)) => {
+            let same_card = charges_card(&state, &earlier).is_some_and(|c| c == card);
+            if earlier.amount != fresh.amount
+                || earlier.currency != fresh.currency
+                || earlier.method != fresh.method
+                || !same_card
+            {
+                return Err(rejection(okpay_engine::Rejection::IdempotencyConflict));
             }
+            earlier
+        }
+        Ok(None) => {
+            charges::record(&state.engine, &fresh)
+                .await
+                .map_err(|_| ApiError::unavailable())?;
+            fresh
+        }
+        Err(_) => return Err(ApiError::unavailable()),
+    };
+    match charges::drive(
+        &state.engine,
+        &cards,
+        &state.pii,
+        &intent,
+        None,
+        &state.deliveries,
+    )
+    .await
+    {
+        Ok(Driven::Credited(view)) => {
+            CHARGES.record(auth.account, &key, fingerprint, digest);
+            Ok(HttpResponse::Created().json(DepositResponse::of(&view)))
+        }
+        Ok(Driven::Pending(_)) => {
+            let policy = state.engine.policy();
+            let rule = match method {
+                DepositMethod::BankCard => policy.deposit_fees.bank_card,
+                DepositMethod::CreditCard => policy.deposit_fees.credit_card,
+            };
+            let fee = rule.fee(amount);
+            let c = amount.currency();
+            Ok(HttpResponse::Accepted().json(DepositPending {
+                status: "pending".into(),
+                reference: intent.reference(),
+                amount: money(amount.value(), c),
+                fee: money(fee, c),
+                net: money(amount.value() - fee, c),
+                currency: c.code().into(),
+                expected_at: expected_at(&state, method, Utc::now()),
+            }))
+        }
+        Ok(Driven::Declined(reason)) => {
+            tracing::info!(account = %auth.account, card = %card.masked(), "deposit declined");
+            Err(declined(reason))
+        }
+        Ok(Driven::Refunded(r)) => Err(rejection(r).with_hint(
+            "The card was charged and the charge refunded: the deposit would break a limit.",
+        )),
+        Err(e) => {
+            tracing::warn!(account = %auth.account, error = %e, "deposit not settled yet; the retry or the start-up sweep finishes it");
+            Err(ApiError::unavailable())
         }
     }
-    let outcome = state.engine.execute(auth.account, cmd).await?;
-    let Outcome::Deposit(view) = outcome else {
-        return Err(ApiError::unavailable());
-    };
-    Ok(HttpResponse::Created().json(DepositResponse::of(&view)))
+}
+
+/// The card of a stored intent.
+fn charges_card(state: &AppState, intent: &charges::Intent) -> Option<CardNumber> {
+    use base64::Engine as _;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(&intent.card)
+        .ok()?;
+    CardNumber::parse(&state.pii.decrypt_text(&sealed)?)
+}
+
+/// When a deposit by `method` made at `at` is expected on the balance: credit
+/// cards at once, bank cards after `[integrations.processor] bank_card_days`
+/// business days (default 1).
+pub fn expected_at(state: &AppState, method: DepositMethod, at: DateTime<Utc>) -> DateTime<Utc> {
+    match method {
+        DepositMethod::CreditCard => at,
+        DepositMethod::BankCard => crate::routes::withdrawals::add_business_days(
+            at,
+            state
+                .settings
+                .integrations
+                .processor
+                .as_ref()
+                .and_then(|p| p.bank_card_days)
+                .unwrap_or(1),
+        ),
+    }
+}
+
+/// A deposit the processor accepted and settles later.
+#[derive(Serialize, ToSchema)]
+pub struct DepositPending {
+    /// Always `pending`: the balance grows when the processor reports the charge.
+    pub status: String,
+    /// The charge reference (`<account>:<Idempotency-Key>`).
+    pub reference: String,
+    pub amount: String,
+    pub fee: String,
+    pub net: String,
+    pub currency: String,
+    /// When the money is expected on the balance.
+    pub expected_at: DateTime<Utc>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     paths(deposit),
-    components(schemas(DepositRequest, DepositResponse, DepositMethodBody)),
+    components(schemas(DepositRequest, DepositResponse, DepositPending, DepositMethodBody)),
     tags((name = "payments", description = "Deposits, withdrawals and transfers"))
 )]
 pub struct Api;

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod admin;
 pub mod alerts;
+pub mod callbacks;
 pub mod challenges;
 pub mod contacts;
 pub mod deposits;
@@ -12,6 +13,7 @@ pub mod extract;
 pub mod health;
 pub mod kyc;
 pub mod password_reset;
+pub mod quotes;
 pub mod recipient;
 pub mod sessions;
 pub mod stream;
@@ -39,6 +41,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     totp::configure(cfg);
     kyc::configure(cfg);
     alerts::configure(cfg);
+    callbacks::configure(cfg);
+    quotes::configure(cfg);
 }
 
 /// The OpenAPI docs of route modules beyond the core ones (each module that adds
@@ -57,6 +61,8 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
         totp::Api::openapi(),
         kyc::Api::openapi(),
         alerts::Api::openapi(),
+        callbacks::Api::openapi(),
+        quotes::Api::openapi(),
     ];
     docs.extend(admin::docs());
     docs

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use okpay_testsupport::redis_server::RedisServer;
 use serde_json::json;
 
+use okpay_gateway::config::{DeliverySettings, Integrations, Settings};
+use okpay_gateway::integrations::signature;
+
 use crate::helpers::{assert_problem, TestApp, ADMIN, CARD};
+use crate::stand_ins::{HttpStandIn, SmtpSink};
 
 /// The dev PII key, so data written in dev mode reads back without `--dev`.
 const KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -184,4 +188,394 @@ async fn the_binary_lists_every_missing_integration_at_start_up() {
     ] {
         assert!(text.contains(setting), "{setting} not logged in:\n{text}");
     }
+}
+
+/// The six-digit code in a message.
+fn code_in(text: &str) -> String {
+    let digits: Vec<char> = text.chars().collect();
+    digits
+        .windows(6)
+        .find(|w| w.iter().all(char::is_ascii_digit))
+        .map(|w| w.iter().collect())
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+}
+
+/// Settings for real delivery: SMTP to `smtp_port` (no TLS), SMS to `sms_url`
+/// with basic auth, quick retries.
+fn with_delivery(s: &mut Settings, smtp_port: u16, sms_url: &str) {
+    s.dev = false;
+    s.kyc_key = Some(okpay_gateway::config::Redacted(KEY.into()));
+    s.integrations = Integrations {
+        smtp: Some(
+            toml::from_str(&format!(
+                "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"OKPay <no-reply@okpay.test>\""
+            ))
+            .unwrap(),
+        ),
+        sms: Some(
+            toml::from_str(&format!(
+                "url = \"{sms_url}\"\nusername = \"AC123\"\ntoken = \"sms-secret\"\nfrom = \"OKPay\""
+            ))
+            .unwrap(),
+        ),
+        delivery: DeliverySettings {
+            backoff_ms: 100,
+            ..DeliverySettings::default()
+        },
+        ..Integrations::default()
+    };
+}
+
+async fn reset(app: &TestApp, login: &str) {
+    let r = app
+        .client
+        .post(app.url("/v1/password-reset"))
+        .json(&json!({ "login": login }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+async fn confirm_reset(app: &TestApp, login: &str, code: &str) -> u16 {
+    app.client
+        .post(app.url("/v1/password-reset/confirm"))
+        .json(&json!({"login": login, "code": code, "new_password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn reset_codes_arrive_by_smtp_and_by_sms_with_a_retry_after_a_500() {
+    let smtp = SmtpSink::start();
+    // The SMS gateway fails the first request with a 500, then accepts.
+    let sms = HttpStandIn::start(|_, n| {
+        if n == 0 {
+            (500, "{\"error\":\"try later\"}".into())
+        } else {
+            (201, "{\"sid\":\"SM1\"}".into())
+        }
+    });
+    let sms_url = format!("{}/2010-04-01/Accounts/AC123/Messages.json", sms.base);
+    let app = TestApp::spawn_with(|s| with_delivery(s, smtp.port, &sms_url)).await;
+    app.register_with_phone("mail@example.com", "+8613800000002")
+        .await;
+
+    // By email: the recipient, the (Chinese, the default locale) subject, and a
+    // code that really resets the password.
+    reset(&app, "mail@example.com").await;
+    let mail = smtp.wait_for("mail@example.com").await;
+    assert_eq!(mail["from"], "no-reply@okpay.test");
+    assert_eq!(mail["subject"], "OKPay 密码重置验证码");
+    let code = code_in(mail["body"].as_str().unwrap());
+    assert_eq!(confirm_reset(&app, "mail@example.com", &code).await, 204);
+
+    // By SMS: retried after the 500, form-encoded with basic auth.
+    reset(&app, "+8613800000002").await;
+    let got = sms.wait_for(2, |r| r.method == "POST").await;
+    assert_eq!(got[0].status, 500);
+    assert_eq!(got[1].status, 201);
+    assert_eq!(got[0].body, got[1].body, "the same message is retried");
+    let form: Vec<(String, String)> = url_form(&got[1].body);
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    assert_eq!(field("To"), "+8613800000002");
+    assert_eq!(field("From"), "OKPay");
+    assert_eq!(
+        got[1].header("authorization"),
+        Some(format!("Basic {}", b64("AC123:sms-secret")).as_str())
+    );
+    let code = code_in(&field("Body"));
+    assert_eq!(confirm_reset(&app, "+8613800000002", &code).await, 204);
+    // Delivered messages leave the queue (the password-changed notices too); none
+    // is dead.
+    for state in ["queued", "dead"] {
+        let mut left = usize::MAX;
+        for _ in 0..200 {
+            let r = app
+                .get(&format!("/v1/admin/deliveries?state={state}"), ADMIN)
+                .await;
+            assert_eq!(r.status(), 200);
+            let body: serde_json::Value = r.json().await.unwrap();
+            left = body["items"].as_array().unwrap().len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(left, 0, "{state}");
+    }
+    // The SMS with the code went out once after its retry: no duplicate.
+    let with_code = sms
+        .received()
+        .iter()
+        .filter(|r| {
+            r.status == 201
+                && url_form(&r.body)
+                    .iter()
+                    .any(|(k, v)| k == "Body" && v.contains(&code))
+        })
+        .count();
+    assert_eq!(with_code, 1);
+    // One reset mail (and one password-changed mail) to the address.
+    let subjects = || -> Vec<String> {
+        smtp.mails()
+            .iter()
+            .filter(|m| m["to"][0] == "mail@example.com")
+            .map(|m| m["subject"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for _ in 0..100 {
+        if subjects().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(subjects(), ["OKPay 密码重置验证码", "OKPay 密码已修改"]);
+}
+
+#[tokio::test]
+async fn a_refused_number_is_a_dead_letter_with_its_code_masked_and_recipients_are_rate_limited() {
+    let smtp = SmtpSink::start();
+    let sms = HttpStandIn::start(|_, _| (400, "{\"error\":\"invalid number\"}".into()));
+    let sms_url = format!("{}/sms", sms.base);
+    let app = TestApp::spawn_with(|s| {
+        with_delivery(s, smtp.port, &sms_url);
+        s.integrations.delivery.per_recipient_per_hour = 2;
+    })
+    .await;
+    app.register_with_phone("dead@example.com", "+8613800000003")
+        .await;
+    reset(&app, "+8613800000003").await;
+    sms.wait_for(1, |_| true).await;
+    let mut dead = serde_json::Value::Null;
+    for _ in 0..100 {
+        let r = app.get("/v1/admin/deliveries?state=dead", ADMIN).await;
+        dead = r.json().await.unwrap();
+        if !dead["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let item = &dead["items"][0];
+    assert_eq!(item["to"], "+8613800000003");
+    assert_eq!(item["kind"], "password_reset");
+    assert_eq!(item["attempts"], 1, "a 4xx is not retried");
+    assert!(item["last_error"].as_str().unwrap().contains("400"));
+    assert!(item["body"].as_str().unwrap().contains("******"), "{item}");
+    assert_eq!(sms.received().len(), 1);
+
+    // Two mails an hour per recipient here: the third request sends nothing.
+    for _ in 0..3 {
+        reset(&app, "dead@example.com").await;
+    }
+    smtp.wait_for("dead@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to_them = smtp
+        .mails()
+        .iter()
+        .filter(|m| m["to"][0] == "dead@example.com")
+        .count();
+    assert_eq!(to_them, 2);
+}
+
+#[tokio::test]
+async fn a_message_queued_while_smtp_is_down_is_sent_after_a_restart() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // SMTP on a port where nothing listens yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sms = HttpStandIn::start(|_, _| (200, "{}".into()));
+    let sms_url = format!("{}/sms", sms.base);
+    {
+        let (url, sms_url) = (url.clone(), sms_url.clone());
+        let app = TestApp::spawn_with(move |s| {
+            with_delivery(s, port, &sms_url);
+            s.redis_url = Some(url);
+        })
+        .await;
+        app.register("down@example.com").await;
+        reset(&app, "down@example.com").await;
+        let mut queued = 0;
+        for _ in 0..100 {
+            let body: serde_json::Value = app
+                .get("/v1/admin/deliveries?state=queued", ADMIN)
+                .await
+                .json()
+                .await
+                .unwrap();
+            queued = body["items"].as_array().unwrap().len();
+            if queued == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(queued, 1, "the mail waits in the queue");
+    }
+    // The server is gone; SMTP comes up; a new server sends what was queued.
+    let smtp = SmtpSink::start_on(port);
+    let app = TestApp::spawn_with(move |s| {
+        with_delivery(s, port, &sms_url);
+        s.redis_url = Some(url);
+    })
+    .await;
+    let mail = smtp.wait_for("down@example.com").await;
+    let code = code_in(mail["body"].as_str().unwrap());
+    assert_eq!(confirm_reset(&app, "down@example.com", &code).await, 204);
+}
+
+fn url_form(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_after_a_500_and_replayed_with_their_ids() {
+    // The receiver fails its first request, then accepts.
+    let receiver = HttpStandIn::start(|_, n| {
+        if n == 0 {
+            (500, "{}".into())
+        } else {
+            (204, String::new())
+        }
+    });
+    let app = TestApp::spawn_with(|s| s.integrations.delivery.backoff_ms = 100).await;
+    let url = format!("{}/hooks", receiver.base);
+    for bad in [
+        json!({"url": "ftp://x", "events": ["deposit.completed"]}),
+        json!({"url": url, "events": ["deposit.eaten"]}),
+        json!({"url": url, "events": []}),
+    ] {
+        assert_problem(
+            app.admin_post("/v1/admin/webhooks", bad).await,
+            400,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+    let r = app
+        .admin_post(
+            "/v1/admin/webhooks",
+            json!({"url": url, "events": ["deposit.completed", "account.status_changed"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: serde_json::Value = r.json().await.unwrap();
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let listed: serde_json::Value = app
+        .admin_get("/v1/admin/webhooks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], endpoint.as_str());
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once"
+    );
+
+    let (account, token) = app.user("hooks@example.com").await;
+    app.deposit(&token, "100.00").await;
+    let got = receiver.wait_for(2, |_| true).await;
+    assert_eq!((got[0].status, got[1].status), (500, 204));
+    let id = got[0].header("webhook-id").unwrap().to_owned();
+    assert_eq!(
+        got[1].header("webhook-id"),
+        Some(id.as_str()),
+        "a retry keeps its id"
+    );
+    for r in &got {
+        // The receiver's check, as the README shows it.
+        signature::verify(
+            &secret,
+            r.header("webhook-id"),
+            r.header("webhook-timestamp"),
+            r.header("webhook-signature"),
+            r.body.as_bytes(),
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap();
+    }
+    let event: serde_json::Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(event["type"], "deposit.completed");
+    assert_eq!(event["data"]["account"], account.as_str());
+    assert_eq!(event["data"]["amount"], "100.00");
+
+    // A freeze: the owner is told, and the endpoint gets the event.
+    app.freeze(&account, "Suspicious activity").await;
+    let got = receiver
+        .wait_for(1, |r| r.body.contains("account.status_changed"))
+        .await;
+    let event: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(event["data"]["to"], "frozen");
+    assert_eq!(event["data"]["reason"], "Suspicious activity");
+    let notices = app.outbox("hooks@example.com").await;
+    assert!(
+        notices.iter().any(|m| m["kind"] == "account_status"),
+        "{notices:?}"
+    );
+
+    // Replay: both messages again, with their original ids.
+    let r = app
+        .admin_post(&format!("/v1/admin/webhooks/{endpoint}/replay"), json!({}))
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["queued"], 2);
+    let all = receiver.wait_for(5, |_| true).await;
+    let replayed: Vec<&str> = all[3..]
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
+    assert!(replayed.contains(&id.as_str()), "{replayed:?}");
+
+    // Removed: nothing more is sent.
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/admin/webhooks/{endpoint}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let before = receiver.received().len();
+    let (_, other) = app.user("after@example.com").await;
+    app.deposit(&other, "5.00").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), before);
+    let r = app
+        .admin_post(&format!("/v1/admin/webhooks/{endpoint}/replay"), json!({}))
+        .await;
+    assert_eq!(r.status(), 404);
 }

@@ -9,11 +9,14 @@
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
+pub mod deliveries;
 pub mod kyc;
 pub mod ledger;
 pub mod maintenance;
 pub mod operators;
 pub mod outbox;
+pub mod webhooks;
+pub mod withdrawals;
 
 use actix_web::web;
 
@@ -27,6 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     operators::configure(cfg);
     audit::configure(cfg);
     alerts::configure(cfg);
+    deliveries::configure(cfg);
+    withdrawals::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// The OpenAPI docs of the operator routes (each resource adds its `Api` here).
@@ -41,5 +47,8 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         operators::Api::openapi(),
         audit::Api::openapi(),
         alerts::Api::openapi(),
+        deliveries::Api::openapi(),
+        withdrawals::Api::openapi(),
+        webhooks::Api::openapi(),
     ]
 }

@@ -1,0 +1,424 @@
+//! The durable outbox of deliveries (emails and SMS) and the worker that sends
+//! them.
+//!
+//! A message is written to the store's `delivery_queue` index (encrypted with the
+//! PII key: it may carry a one-time code) right after the engine recorded what
+//! caused it, and the index entry is removed only once the relay or gateway
+//! accepted it, so a crash or restart never loses a queued message: the worker
+//! resumes from the index. A crash between a send and its removal sends that one
+//! message again (at least once); the id is stable so a relay that dedupes by
+//! `Message-ID`-like ids can drop it. Failed attempts are retried with exponential
+//! backoff (`backoff_ms` doubling, capped at 10 minutes); after `max_attempts`, or
+//! on a permanent refusal (a malformed address, a 4xx from the SMS gateway), the
+//! message moves to the `delivery_dead` index, which operators list at
+//! `GET /v1/admin/deliveries?state=dead`.
+//!
+//! Each recipient gets at most `per_recipient_per_hour` messages an hour (SMS
+//! pumping: an attacker asking for codes to premium numbers); beyond it messages
+//! are dropped with a warning and counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use okpay_engine::store::Store;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::sms::SmsGateway;
+use super::smtp::Mailer;
+use super::webhooks::{Webhooks, LOG_INDEX};
+use super::DeliveryError;
+use crate::config::DeliverySettings;
+use crate::crypto::PiiCipher;
+
+/// Messages waiting to be delivered (key: the delivery id).
+pub const QUEUE_INDEX: &str = "delivery_queue";
+/// Messages given up on.
+pub const DEAD_INDEX: &str = "delivery_dead";
+
+/// How many queued messages one sweep looks at, and sends at once.
+const SWEEP_PAGE: usize = 200;
+const CONCURRENCY: usize = 8;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// Recipients tracked by the rate limiter before old entries are swept.
+const LIMITER_CAPACITY: usize = 100_000;
+
+/// One message, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// A `dlv_` id.
+    pub id: String,
+    /// `email`, `sms` or `webhook`.
+    pub channel: String,
+    /// The address, phone number or webhook endpoint id.
+    pub to: String,
+    /// What it is for (`password_reset`, `challenge`, ...).
+    pub kind: String,
+    /// The email subject (empty for SMS; for a webhook, its `webhook-id`).
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// Attempts made (in dead letters).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last error (in dead letters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The queue, its worker and the adapters it sends through.
+pub struct Deliveries {
+    store: Arc<dyn Store>,
+    cipher: PiiCipher,
+    mailer: Option<Mailer>,
+    sms: Option<SmsGateway>,
+    pub webhooks: Arc<Webhooks>,
+    settings: DeliverySettings,
+    /// Attempts and the time of the next one, per queued id (in memory: after a
+    /// restart every queued message gets a fresh series of attempts).
+    retries: Mutex<HashMap<String, (u32, Instant)>>,
+    recipients: Mutex<HashMap<String, VecDeque<Instant>>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Deliveries {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cipher: PiiCipher,
+        mailer: Option<Mailer>,
+        sms: Option<SmsGateway>,
+        webhooks: Arc<Webhooks>,
+        settings: DeliverySettings,
+    ) -> Arc<Deliveries> {
+        Arc::new(Deliveries {
+            store,
+            cipher,
+            mailer,
+            sms,
+            webhooks,
+            settings,
+            retries: Mutex::new(HashMap::new()),
+            recipients: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Whether messages on `channel` can be delivered.
+    pub fn delivers(&self, channel: &str) -> bool {
+        match channel {
+            "email" => self.mailer.is_some(),
+            "sms" => self.sms.is_some(),
+            "webhook" => true,
+            _ => false,
+        }
+    }
+
+    /// Queues `event` with `data` for every webhook endpoint that wants it, and
+    /// logs each message for replays.
+    pub async fn publish(&self, event: &str, data: serde_json::Value) {
+        let targets = self.webhooks.targets(event);
+        if targets.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let body = serde_json::json!({"type": event, "timestamp": now, "data": data}).to_string();
+        for endpoint in targets {
+            let msg_id = format!(
+                "msg_{:013}{:016x}",
+                now.timestamp_millis(),
+                rand::random::<u64>()
+            );
+            let sealed = STANDARD.encode(self.cipher.encrypt(body.as_bytes()));
+            if let Err(e) = self
+                .store
+                .claim_index(LOG_INDEX, &format!("{endpoint}:{msg_id}"), &sealed)
+                .await
+            {
+                tracing::warn!(error = %e, "could not log a webhook message");
+            }
+            self.queue("webhook", &endpoint, event, msg_id, body.clone())
+                .await;
+        }
+    }
+
+    /// Queues again every logged message of `endpoint` (oldest first, at most
+    /// `limit`), with its original `webhook-id`. Returns how many.
+    pub async fn replay(&self, endpoint: &str, limit: usize) -> anyhow::Result<usize> {
+        let prefix = format!("{endpoint}:");
+        let page = self
+            .store
+            .scan_index(LOG_INDEX, Some(&prefix), limit)
+            .await?;
+        let mut n = 0;
+        for (key, sealed) in page {
+            let Some(msg_id) = key.strip_prefix(&prefix) else {
+                break;
+            };
+            let Some(body) = STANDARD
+                .decode(&sealed)
+                .ok()
+                .and_then(|b| self.cipher.decrypt_text(&b))
+            else {
+                continue;
+            };
+            let event = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            self.queue("webhook", endpoint, &event, msg_id.to_owned(), body)
+                .await;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Counts a message to `to`; false when the recipient had its hour's share.
+    fn allow(&self, to: &str) -> bool {
+        let now = Instant::now();
+        let window = Duration::from_secs(3600);
+        let mut map = self.recipients.lock();
+        if map.len() >= LIMITER_CAPACITY {
+            map.retain(|_, times| times.back().is_some_and(|t| now - *t < window));
+            if map.len() >= LIMITER_CAPACITY {
+                return false;
+            }
+        }
+        let times = map.entry(to.to_ascii_lowercase()).or_default();
+        while times.front().is_some_and(|t| now - *t >= window) {
+            times.pop_front();
+        }
+        if times.len() >= self.settings.per_recipient_per_hour as usize {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
+    /// Writes a message to the durable queue and wakes the worker. Returns once
+    /// the store has it (or failed to take it, logged).
+    pub async fn enqueue(
+        &self,
+        channel: &str,
+        to: &str,
+        kind: &str,
+        subject: String,
+        body: String,
+    ) {
+        if !self.allow(to) {
+            metrics::counter!("okpay_deliveries_total", "channel" => channel.to_owned(), "result" => "rate_limited").increment(1);
+            tracing::warn!(
+                channel,
+                kind,
+                "per-recipient message limit reached; message dropped"
+            );
+            return;
+        }
+        self.queue(channel, to, kind, subject, body).await;
+    }
+
+    /// Writes one message to the queue and wakes the worker (no rate limit).
+    async fn queue(&self, channel: &str, to: &str, kind: &str, subject: String, body: String) {
+        let now = Utc::now();
+        let id = format!(
+            "dlv_{:013}{:016x}",
+            now.timestamp_millis(),
+            rand::random::<u64>()
+        );
+        let delivery = Delivery {
+            id: id.clone(),
+            channel: channel.to_owned(),
+            to: to.to_owned(),
+            kind: kind.to_owned(),
+            subject,
+            body,
+            created_at: now,
+            attempts: 0,
+            last_error: None,
+        };
+        match self
+            .store
+            .claim_index(QUEUE_INDEX, &id, &self.seal(&delivery))
+            .await
+        {
+            Ok(_) => self.wake.notify_one(),
+            Err(e) => {
+                tracing::error!(delivery = %id, kind, error = %e, "could not queue a message")
+            }
+        }
+    }
+
+    fn seal(&self, d: &Delivery) -> String {
+        // unwrap: a struct of strings always serializes.
+        STANDARD.encode(self.cipher.encrypt(&serde_json::to_vec(d).unwrap()))
+    }
+
+    fn open(&self, text: &str) -> Option<Delivery> {
+        let sealed = STANDARD.decode(text).ok()?;
+        serde_json::from_slice(&self.cipher.decrypt(&sealed).ok()?).ok()
+    }
+
+    /// Runs the worker until the process ends: a sweep on every wake-up, and at
+    /// least once a second for retries that came due.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "delivery sweep failed");
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// One pass over the queue: sends every message that is due.
+    pub async fn sweep(&self) -> anyhow::Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .scan_index(QUEUE_INDEX, after.as_deref(), SWEEP_PAGE)
+                .await?;
+            let now = Instant::now();
+            let due: Vec<(String, String)> = {
+                let retries = self.retries.lock();
+                page.iter()
+                    .filter(|(id, _)| retries.get(id).is_none_or(|(_, at)| *at <= now))
+                    .cloned()
+                    .collect()
+            };
+            futures::stream::iter(due)
+                .for_each_concurrent(CONCURRENCY, |(id, sealed)| async move {
+                    self.attempt(&id, &sealed).await;
+                })
+                .await;
+            if page.len() < SWEEP_PAGE {
+                return Ok(());
+            }
+            after = page.last().map(|(k, _)| k.clone());
+        }
+    }
+
+    async fn attempt(&self, id: &str, sealed: &str) {
+        let Some(mut d) = self.open(sealed) else {
+            // Another key wrote it (or it is damaged): nothing can send it.
+            tracing::error!(delivery = %id, "queued message does not decrypt; moved to dead letters");
+            let _ = self.store.claim_index(DEAD_INDEX, id, sealed).await;
+            let _ = self.store.delete_index(QUEUE_INDEX, id).await;
+            return;
+        };
+        let result = match (d.channel.as_str(), &self.mailer, &self.sms) {
+            ("email", Some(m), _) => m.send(&d.to, &d.subject, &d.body).await,
+            ("sms", _, Some(s)) => s.send(&d.to, &d.body).await,
+            ("webhook", _, _) => self.webhooks.send(&d.to, &d.subject, &d.body).await,
+            // The adapter was configured when it was queued, not now: keep it until
+            // it is configured again.
+            _ => Err(DeliveryError::Retry(format!(
+                "no {} adapter configured",
+                d.channel
+            ))),
+        };
+        let attempts = self.retries.lock().get(id).map_or(0, |(n, _)| *n) + 1;
+        let channel = d.channel.clone();
+        match result {
+            Ok(()) => {
+                metrics::counter!("okpay_deliveries_total", "channel" => channel, "result" => "sent").increment(1);
+                if let Err(e) = self.store.delete_index(QUEUE_INDEX, id).await {
+                    tracing::warn!(delivery = %id, error = %e, "sent, but could not remove it from the queue");
+                }
+                self.retries.lock().remove(id);
+                tracing::info!(delivery = %id, kind = %d.kind, attempts, "message delivered");
+            }
+            Err(e) => {
+                let permanent = matches!(e, DeliveryError::Permanent(_));
+                if permanent || attempts >= self.settings.max_attempts {
+                    metrics::counter!("okpay_deliveries_total", "channel" => channel, "result" => "dead").increment(1);
+                    tracing::warn!(delivery = %id, kind = %d.kind, attempts, error = %e, "message given up; moved to dead letters");
+                    d.attempts = attempts;
+                    d.last_error = Some(e.to_string());
+                    // Dead letter first, then out of the queue: a crash between the
+                    // two leaves it in both, never in neither.
+                    if self
+                        .store
+                        .claim_index(DEAD_INDEX, id, &self.seal(&d))
+                        .await
+                        .is_ok()
+                        && self.store.delete_index(QUEUE_INDEX, id).await.is_ok()
+                    {
+                        self.retries.lock().remove(id);
+                    }
+                } else {
+                    metrics::counter!("okpay_deliveries_total", "channel" => channel, "result" => "retry").increment(1);
+                    let backoff = Duration::from_millis(self.settings.backoff_ms)
+                        .saturating_mul(1 << (attempts - 1).min(20))
+                        .min(MAX_BACKOFF);
+                    tracing::info!(delivery = %id, kind = %d.kind, attempts, error = %e, retry_in_ms = backoff.as_millis() as u64, "delivery failed; will retry");
+                    self.retries
+                        .lock()
+                        .insert(id.to_owned(), (attempts, Instant::now() + backoff));
+                }
+            }
+        }
+    }
+
+    /// Queued (`dead == false`) or dead messages, oldest first, at most `limit`,
+    /// with one-time codes masked (operators never see codes).
+    pub async fn list(&self, dead: bool, limit: usize) -> anyhow::Result<Vec<Delivery>> {
+        let index = if dead { DEAD_INDEX } else { QUEUE_INDEX };
+        let page = self.store.scan_index(index, None, limit).await?;
+        Ok(page
+            .iter()
+            .filter_map(|(_, sealed)| self.open(sealed))
+            .map(|mut d| {
+                d.body = mask_codes(&d.body);
+                d
+            })
+            .collect())
+    }
+}
+
+/// Replaces every run of 4 or more digits by asterisks.
+pub fn mask_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= 4 {
+            out.extend(std::iter::repeat_n('*', run.len()));
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_masked_for_operators() {
+        assert_eq!(
+            mask_codes("Your code is 123456. It expires in 10 minutes."),
+            "Your code is ******. It expires in 10 minutes."
+        );
+        assert_eq!(
+            mask_codes("验证码 987654，10 分钟"),
+            "验证码 ******，10 分钟"
+        );
+    }
+}
