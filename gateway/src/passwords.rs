@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 
 /// How long a request waits for a hashing slot before 503.
-pub const PERMIT_WAIT: Duration = Duration::from_secs(3);
+pub const PERMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// Hashes and verifies passwords.
 #[derive(Clone)]
