@@ -18,7 +18,7 @@ use crate::domain::Command;
 use crate::ids::{AccountId, IdempotencyKey, OpId};
 use crate::money::Amount;
 use crate::policy::Policy;
-use crate::runtime::actor::{Passivate, ReadFn, Request};
+use crate::runtime::actor::{Durable, Passivate, ReadFn, ReadNowFn, Request};
 use crate::runtime::directory::Directory;
 use crate::runtime::hub::{AdminNotice, Hub};
 use crate::runtime::{EngineError, RuntimeConfig, Shared};
@@ -317,6 +317,42 @@ impl Engine {
         Ok(*out.downcast::<T>().unwrap())
     }
 
+    /// Like [`read`](Self::read), but `f` also gets what is durable of the account
+    /// and says whether its answer holds there too; such an answer is sent at once
+    /// instead of after the account's pending writes. Hot checks (a session, a
+    /// recipient) use it so that they never queue behind someone's group commit.
+    async fn read_now<T: Send + 'static>(
+        &self,
+        account: AccountId,
+        f: impl Fn(&crate::domain::AccountState, &Policy, crate::time::Timestamp, Durable) -> (T, bool)
+            + Send
+            + Sync
+            + 'static,
+    ) -> Result<T, EngineError> {
+        let f: ReadNowFn = Arc::new(move |state, policy, now, durable| {
+            let (out, ok) = f(state, policy, now, durable);
+            (Box::new(out), ok)
+        });
+        let out = self
+            .ask(account, |reply| Request::ReadNow {
+                f: f.clone(),
+                reply,
+            })
+            .await?;
+        // unwrap: the function above boxes a `T`, and nothing else answers this read.
+        Ok(*out.downcast::<T>().unwrap())
+    }
+
+    /// Whether `account` was opened (and its opening is durable). Answers without
+    /// waiting for the account's pending writes once the opening is durable, since
+    /// an account never closes its `opened` flag.
+    pub async fn account_exists(&self, account: AccountId) -> Result<bool, EngineError> {
+        self.read_now(account, |state, _, _, durable| {
+            (state.opened, durable.opened)
+        })
+        .await
+    }
+
     /// The account as its owner sees it (only durable state).
     pub async fn view(&self, account: AccountId) -> Result<AccountView, EngineError> {
         self.read(account, |state, _, now| {
@@ -339,13 +375,16 @@ impl Engine {
         n: u64,
         token_hash: [u8; 32],
     ) -> Result<crate::domain::state::Session, EngineError> {
-        self.read(account, move |state, _, now| {
-            state
-                .session(n, &token_hash, now)
-                .cloned()
-                .ok_or(EngineError::Rejected(
-                    crate::domain::Rejection::UnknownOperation,
-                ))
+        // A live session whose creation is durable (its number was minted by a
+        // durable record) is answered at once; anything else waits for the
+        // account's pending writes, as every other read.
+        self.read_now(account, move |state, _, now, durable| {
+            let session = state.session(n, &token_hash, now).cloned();
+            let at_once = session.is_some() && n < durable.next_op;
+            let answer = session.ok_or(EngineError::Rejected(
+                crate::domain::Rejection::UnknownOperation,
+            ));
+            (answer, at_once)
         })
         .await?
     }

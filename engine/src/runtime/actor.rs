@@ -73,7 +73,33 @@ pub(crate) enum Request {
         after: Option<u64>,
         reply: Reply<Subscription>,
     },
+    /// A projection that may be answered at once, without waiting for the
+    /// account's pending writes, when it says its answer holds in the durable
+    /// state too (see [`Durable`]); otherwise answered like `Read`.
+    ReadNow {
+        f: ReadNowFn,
+        reply: Reply<Box<dyn Any + Send>>,
+    },
 }
+
+/// What is known durable of an account, for reads that answer without waiting:
+/// the state after the last durable record has `opened` and `next_op` as here.
+/// Both only grow, so "opened" and "operation `n < next_op` exists" seen here hold
+/// in every state a crash could bring back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Durable {
+    pub opened: bool,
+    pub next_op: u64,
+}
+
+/// A projection run by the actor that also says whether its answer may be sent
+/// before the account's pending writes are durable (`true` only when the answer
+/// holds in the durable state as well).
+pub(crate) type ReadNowFn = Arc<
+    dyn Fn(&AccountState, &crate::policy::Policy, Timestamp, Durable) -> (Box<dyn Any + Send>, bool)
+        + Send
+        + Sync,
+>;
 
 /// A read-only projection run by the actor: state, policy and `now` in, any value
 /// out. `Arc` so the engine can send it again when the actor retires meanwhile.
@@ -91,6 +117,7 @@ impl Request {
             Request::Execute { reply, .. } => drop(reply.send(Err(err))),
             Request::Read { reply, .. } => drop(reply.send(Err(err))),
             Request::Subscribe { reply, .. } => drop(reply.send(Err(err))),
+            Request::ReadNow { reply, .. } => drop(reply.send(Err(err))),
         }
     }
 }
@@ -105,6 +132,8 @@ struct PendingRecord {
     seq: u64,
     /// Notifications up to this seq become publishable with this record.
     notification_seq: u64,
+    /// What is durable once this record is.
+    marks: Durable,
     then: Vec<Deferred>,
 }
 
@@ -118,6 +147,8 @@ pub(crate) struct AccountActor {
     version: u64,
     /// Seq of the last record confirmed durable.
     durable: u64,
+    /// `opened` and `next_op` of the state after the last durable record.
+    durable_marks: Durable,
     snapshot_seq: u64,
     snapshot_in_progress: bool,
     published_seq: u64,
@@ -147,6 +178,10 @@ impl AccountActor {
             state: AccountState::new(id),
             version: 0,
             durable: 0,
+            durable_marks: Durable {
+                opened: false,
+                next_op: 0,
+            },
             snapshot_seq: 0,
             snapshot_in_progress: false,
             published_seq: 0,
@@ -172,6 +207,10 @@ impl AccountActor {
                 self.state = state;
                 self.version = loaded.last_seq();
                 self.durable = self.version;
+                self.durable_marks = Durable {
+                    opened: self.state.opened,
+                    next_op: self.state.next_op,
+                };
                 self.snapshot_seq = loaded.snapshot.as_ref().map_or(0, |s| s.seq);
                 self.published_seq = self.state.notification_seq;
                 self.state
@@ -304,6 +343,10 @@ impl AccountActor {
         self.pending.push_back(PendingRecord {
             seq,
             notification_seq: self.state.notification_seq,
+            marks: Durable {
+                opened: self.state.opened,
+                next_op: self.state.next_op,
+            },
             then: Vec::new(),
         });
         ctx.spawn(durable.into_actor(self).map(move |res, act, ctx| {
@@ -452,6 +495,7 @@ impl AccountActor {
         while self.pending.front().is_some_and(|p| p.seq <= self.durable) {
             // unwrap: checked by the loop condition.
             let p = self.pending.pop_front().unwrap();
+            self.durable_marks = p.marks;
             self.publish_up_to(p.notification_seq);
             for d in p.then {
                 d(self, ctx, None);
@@ -753,6 +797,15 @@ impl Handler<Request> for AccountActor {
             Request::Read { f, reply } => {
                 let out = f(&self.state, &self.shared.policy, self.shared.clock.now());
                 self.answer(Some(reply), Ok(out));
+            }
+            Request::ReadNow { f, reply } => {
+                let now = self.shared.clock.now();
+                let (out, durable) = f(&self.state, &self.shared.policy, now, self.durable_marks);
+                if durable {
+                    let _ = reply.send(Ok(out));
+                } else {
+                    self.answer(Some(reply), Ok(out));
+                }
             }
             Request::Subscribe { after, reply } => {
                 let receiver = self.shared.hub.subscribe(self.id);

@@ -45,6 +45,9 @@ pub struct Intent {
     pub method: String,
     /// The card number, AES-GCM under the PII key, base64.
     pub card: String,
+    /// When the deposit was first asked for (for reconciliation).
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Intent {
@@ -86,6 +89,7 @@ pub fn intent(
         currency: c.code().to_owned(),
         method: method_name(method).into(),
         card: STANDARD.encode(cipher.encrypt(card.digits().as_bytes())),
+        created_at: Some(chrono::Utc::now()),
     }
 }
 

@@ -18,9 +18,11 @@ pub fn not_found() -> ApiError {
 
 /// Whether `account` was opened. Asks its actor (activating it if idle), so an id
 /// that was never registered is refused before any money moves, instead of being
-/// debited and then reversed by the saga.
+/// debited and then reversed by the saga. Once the opening is durable the answer
+/// does not wait for the recipient's pending writes (a busy recipient would
+/// otherwise hold every payer behind its group commit).
 pub async fn exists(state: &AppState, account: AccountId) -> Result<bool, ApiError> {
-    Ok(state.engine.read(account, |s, _, _| s.opened).await?)
+    Ok(state.engine.account_exists(account).await?)
 }
 
 /// Resolves a login (email or phone) or an account id to an existing account.

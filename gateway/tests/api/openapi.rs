@@ -53,6 +53,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/webhooks"),
     ("delete", "/v1/admin/webhooks/{id}"),
     ("post", "/v1/admin/webhooks/{id}/replay"),
+    ("get", "/v1/admin/reconciliation"),
     ("get", "/v1/stream"),
     ("get", "/v1/admin/stream"),
     // Operators' case tools (issue 13).

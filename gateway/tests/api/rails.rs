@@ -150,6 +150,18 @@ async fn card_deposits_charge_once_pending_ones_settle_by_signed_callback_and_re
         pending["expected_at"].as_str().unwrap().parse().unwrap();
     assert!(expected > chrono::Utc::now() + chrono::Duration::hours(12));
     assert_eq!(app.balance(&token).await.0, "97.50");
+    let report: Value = app
+        .admin_get("/v1/admin/reconciliation")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report["open_deposits"][0]["reference"],
+        format!("{account}:k2").as_str(),
+        "{report}"
+    );
+    assert_eq!(report["open_deposits"][0]["amount"], "200.00");
     let charge_id = charges.lock()[&format!("{account}:k2")].clone();
     let report = json!({"type": "charge.succeeded", "charge_id": charge_id, "reference": format!("{account}:k2")});
     // Unsigned, wrongly signed or stale: refused, nothing credited.
@@ -277,6 +289,33 @@ async fn payouts_go_to_the_processor_and_settle_or_fail_by_callback_or_by_an_ope
         }
     };
     assert_eq!(status(w1.clone()).await["status"], "processing");
+    let report: Value = app
+        .admin_get("/v1/admin/reconciliation")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["open_payouts"][0]["id"], w1.as_str(), "{report}");
+    assert_eq!(report["open_payouts"][0]["ledger_status"], "processing");
+    assert_eq!(report["mismatches"].as_array().unwrap().len(), 0);
+    let r = app
+        .admin_get("/v1/admin/reconciliation?date=2026-13-01")
+        .await;
+    assert_problem(r, 400, "VALIDATION_FAILED").await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let report: Value = app
+        .admin_get(&format!("/v1/admin/reconciliation?date={yesterday}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report["open_payouts"].as_array().unwrap().len(),
+        0,
+        "{report}"
+    );
 
     // Completed by the processor's signed callback, exactly once.
     let report = json!({"type": "payout.completed", "payout_id": w1});
@@ -285,6 +324,17 @@ async fn payouts_go_to_the_processor_and_settle_or_fail_by_callback_or_by_an_ope
     let r = callback(&app, "/v1/callbacks/payouts", "p2", &report, SECRET).await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "duplicate");
     assert_eq!(status(w1.clone()).await["status"], "completed");
+    let report: Value = app
+        .admin_get("/v1/admin/reconciliation")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report["open_payouts"].as_array().unwrap().len(),
+        0,
+        "{report}"
+    );
 
     // Failed by the processor: the held money comes back.
     let w2 = withdraw("w2").await;

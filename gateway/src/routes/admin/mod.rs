@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod maintenance;
 pub mod operators;
 pub mod outbox;
+pub mod reconciliation;
 pub mod webhooks;
 pub mod withdrawals;
 
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     deliveries::configure(cfg);
     withdrawals::configure(cfg);
     webhooks::configure(cfg);
+    reconciliation::configure(cfg);
 }
 
 /// The OpenAPI docs of the operator routes (each resource adds its `Api` here).
@@ -50,5 +52,6 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         deliveries::Api::openapi(),
         withdrawals::Api::openapi(),
         webhooks::Api::openapi(),
+        reconciliation::Api::openapi(),
     ]
 }
