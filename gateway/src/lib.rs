@@ -25,6 +25,7 @@ pub mod state;
 pub mod step_up;
 pub mod stream;
 pub mod telemetry;
+pub mod webapp;
 pub mod ws;
 
 use std::future::Future;
@@ -306,6 +307,7 @@ pub async fn run(
             .app_data(routes::extract::query_config())
             .wrap(from_fn(telemetry::track))
             .configure(routes::configure)
+            .configure(crate::webapp::configure)
             .default_service(web::to(routes::not_found))
     })
     // No Nagle: websocket frames are small and frequent, and Nagle holding one back

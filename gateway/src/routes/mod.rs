@@ -65,6 +65,7 @@ pub fn extra_docs() -> Vec<utoipa::openapi::OpenApi> {
         quotes::Api::openapi(),
     ];
     docs.extend(admin::docs());
+    docs.push(crate::webapp::Api::openapi());
     docs
 }
 

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod attacks;
 mod binary;
+mod browser;
 mod challenges;
 mod contacts;
 mod deposits;

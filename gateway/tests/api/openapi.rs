@@ -71,6 +71,11 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/alerts/{id}"),
     ("post", "/v1/admin/alerts/{id}/acknowledge"),
     ("post", "/v1/admin/alerts/{id}/resolve"),
+    // The web apps.
+    ("get", "/"),
+    ("get", "/console"),
+    ("get", "/assets/{file}"),
+    ("post", "/web/qr"),
 ];
 
 #[tokio::test]
