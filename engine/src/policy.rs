@@ -47,13 +47,29 @@ pub struct FraudPolicy {
     /// More than this many outgoing operations within `velocity_window_s` → blocked.
     pub velocity_max_ops: u32,
     pub velocity_window_s: u32,
-    /// More than this sum of outgoing operations within `velocity_window_s` → blocked.
-    /// `None` disables the by-sum rule.
-    #[serde(default)]
+    /// More than this sum of outgoing operations within `velocity_window_s` → blocked
+    /// (amounts of all currencies at face value). Default 200,000 (the verified
+    /// tier's daily maximum: nobody legitimately moves a day's maximum within
+    /// one window); `None` (only from code) disables the by-sum rule.
+    #[serde(default = "default_velocity_max_sum")]
     pub velocity_max_sum: Option<Decimal>,
     /// More than this many distinct new recipients within `fan_out_window_s` → frozen.
     pub fan_out_max_new_recipients: u32,
     pub fan_out_window_s: u32,
+    /// Outgoing money that passed without step-up is summed per currency over this
+    /// rolling window; an operation that would bring the sum to `challenge_over`
+    /// needs step-up too, so splitting a large payment into small ones doesn't
+    /// avoid the second factor. Default 24 h.
+    #[serde(default = "one_day_s")]
+    pub unchallenged_window_s: u32,
+}
+
+fn default_velocity_max_sum() -> Option<Decimal> {
+    Some(Decimal::new(200_000, 0))
+}
+
+fn one_day_s() -> u32 {
+    86_400
 }
 
 /// Account security: login lockout, one-time codes, step-up challenges, and the
@@ -80,6 +96,14 @@ pub struct SecurityPolicy {
     /// within `quick_withdrawal_window_s` holds the account for review.
     pub quick_withdrawal_window_s: u32,
     pub quick_withdrawal_ratio: Decimal,
+    /// Failed password-reset confirmations per account (across codes) within
+    /// `failures_window_s` after which every confirmation is refused, even with
+    /// the right code (`429 RATE_LIMITED`), and an alert is raised.
+    pub reset_failures_max: u32,
+    /// Failed step-up confirmations per account (across challenges) within
+    /// `failures_window_s` that freeze the account and raise an alert.
+    pub step_up_failures_max: u32,
+    pub failures_window_s: u32,
 }
 
 impl Default for SecurityPolicy {
@@ -95,6 +119,9 @@ impl Default for SecurityPolicy {
             impossible_travel_s: 60 * 60,
             quick_withdrawal_window_s: 30 * 60,
             quick_withdrawal_ratio: Decimal::new(8, 1),
+            reset_failures_max: 10,
+            step_up_failures_max: 10,
+            failures_window_s: 86_400,
         }
     }
 }
@@ -177,9 +204,10 @@ impl Default for Policy {
                 challenge_over: dec(1_000, 0),
                 velocity_max_ops: 20,
                 velocity_window_s: 60,
-                velocity_max_sum: None,
+                velocity_max_sum: default_velocity_max_sum(),
                 fan_out_max_new_recipients: 10,
                 fan_out_window_s: 600,
+                unchallenged_window_s: one_day_s(),
             },
             security: SecurityPolicy::default(),
             idempotency_retention_s: 86_400,
@@ -242,7 +270,11 @@ impl Policy {
         if self.idempotency_retention_s < 86_400 {
             return Err("idempotency_retention_s must be at least 86400".into());
         }
-        if self.fraud.velocity_window_s == 0 || self.fraud.fan_out_window_s == 0 {
+        if self.fraud.velocity_window_s == 0
+            || self.fraud.fan_out_window_s == 0
+            || self.fraud.unchallenged_window_s == 0
+            || self.security.failures_window_s == 0
+        {
             return Err("fraud windows must be positive".into());
         }
         Ok(())

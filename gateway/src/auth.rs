@@ -4,7 +4,8 @@
 //! bytes). The account id routes the check to the account's actor without a global
 //! lookup; only the SHA-256 of the token is stored (in the account's sessions and in
 //! the global `session` index), so a leaked database holds no usable token. The
-//! random part alone is 256 bits.
+//! random part alone is 256 bits. A token is looked up in the global index before
+//! its account is touched: unknown tokens are refused without activating anything.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,9 +105,22 @@ impl Auth {
     }
 }
 
-/// Checks a token with the account's actor.
+/// Checks a token: first in the global session index (so a forged token naming
+/// a random account id never reaches, let alone activates, an account actor),
+/// then with the account's actor (revocation and expiry live there).
 pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError> {
     let claim = parse_token(token).ok_or_else(ApiError::unauthenticated)?;
+    let indexed = state
+        .store()
+        .get_index(
+            crate::routes::sessions::SESSION_INDEX,
+            &hash_hex(&claim.hash),
+        )
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    if indexed.as_deref() != Some(claim.account.to_string().as_str()) {
+        return Err(ApiError::unauthenticated());
+    }
     match state
         .engine
         .authenticate(claim.account, claim.n, claim.hash)

@@ -54,6 +54,15 @@ pub struct Cli {
     /// Log as JSON lines.
     #[arg(long, env = "OKPAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub log_json: Option<bool>,
+    /// Proxies whose `X-Forwarded-For` is believed, as `CIDR[,CIDR…]` (e.g.
+    /// `10.0.0.0/8,127.0.0.1/32`). The client is the right-most address not in
+    /// these ranges. Unset: the TCP peer is the client, headers are ignored.
+    #[arg(long, env = "OKPAY_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Password hashes (argon2id, 19 MiB each) computed at once; requests beyond
+    /// wait briefly, then get 503 OVERLOADED (default: 2 × cores).
+    #[arg(long, env = "OKPAY_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
     /// Without a command, `okpay` serves.
     #[command(subcommand)]
     pub command: Option<CliCommand>,
@@ -103,6 +112,8 @@ pub struct ServerFile {
     pub login_failures_per_ip: Option<u32>,
     pub login_failures_per_login: Option<u32>,
     pub login_failure_window_s: Option<u64>,
+    pub trusted_proxies: Option<String>,
+    pub hash_concurrency: Option<usize>,
 }
 
 /// `[engine]` in the TOML file.
@@ -400,6 +411,10 @@ pub struct Settings {
     pub login_failure_window: Duration,
     /// The real services (see `crate::integrations`).
     pub integrations: Integrations,
+    /// Peers whose `X-Forwarded-For` is honoured (`client_ip.rs`).
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
+    /// Password hashes computed at once (`passwords.rs`).
+    pub hash_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -426,6 +441,14 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        if let Some(list) = cli
+            .trusted_proxies
+            .as_ref()
+            .or(file.server.trusted_proxies.as_ref())
+        {
+            crate::client_ip::Cidr::try_parse_list(list)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
+        }
         let mut settings = Settings::resolve(cli, file);
         settings
             .integrations
@@ -506,6 +529,16 @@ impl Settings {
                 i.apply_env(|_| None);
                 i
             },
+            trusted_proxies: cli
+                .trusted_proxies
+                .or(s.trusted_proxies)
+                .map(|list| crate::client_ip::Cidr::parse_list(&list))
+                .unwrap_or_default(),
+            hash_concurrency: cli
+                .hash_concurrency
+                .or(s.hash_concurrency)
+                .unwrap_or(2 * cores)
+                .max(1),
         }
     }
 }

@@ -162,6 +162,7 @@ impl ErrorCode {
             Rejection::ChallengeExpired => ErrorCode::ChallengeExpired,
             Rejection::UnknownOperation => ErrorCode::NotFound,
             Rejection::OperationClosed => ErrorCode::OperationClosed,
+            Rejection::TooManyAttempts => ErrorCode::RateLimited,
         }
     }
 

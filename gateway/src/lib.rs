@@ -5,6 +5,7 @@
 
 pub mod alert_log;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -154,10 +155,18 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings.login_failures_per_ip,
         settings.login_failures_per_login,
         settings.login_failure_window,
+    )
+    .with_lockout(
+        settings.policy.security.lockout_failures,
+        std::time::Duration::from_secs(u64::from(settings.policy.security.lockout_s)),
+    )
+    .with_reset_confirms(
+        settings.policy.security.reset_failures_max,
+        std::time::Duration::from_secs(u64::from(settings.policy.security.failures_window_s)),
     );
     Ok(AppState {
         engine,
-        passwords: PasswordHasher::new(),
+        passwords: PasswordHasher::with_concurrency(settings.hash_concurrency),
         outbox,
         notifier,
         cards,

@@ -8,12 +8,27 @@
 //! times. When the table is full, keys whose window has passed are dropped first,
 //! then the keys idle the longest, so a flood of distinct IPs cannot grow it.
 //! The limits are per process (exact on one node; a multi-node deployment would
-//! move them to Redis with the same keys).
+//! move them to Redis with the same keys). Keys are bounded too: a key longer than
+//! [`MAX_KEY_BYTES`] (a very long login) is stored as its SHA-256.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+/// Keys longer than this are stored hashed, so a key costs at most ~64 bytes.
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// `key` itself when short, else `sha256:` and its hex digest (same length always).
+fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_KEY_BYTES {
+        return std::borrow::Cow::Borrowed(key);
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::borrow::Cow::Owned(format!("sha256:{hex}"))
+}
 
 /// A sliding-window counter of failures per key.
 pub struct FailureLimiter {
@@ -37,6 +52,8 @@ impl FailureLimiter {
     /// `Some(seconds until a retry may succeed)` when `key` already failed
     /// `max_failures` times within the window.
     pub fn blocked(&self, key: &str) -> Option<u64> {
+        let key = bounded_key(key);
+        let key = key.as_ref();
         let now = Instant::now();
         let mut map = self.failures.lock();
         let times = map.get_mut(key)?;
@@ -60,6 +77,8 @@ impl FailureLimiter {
 
     /// Records one failure of `key`.
     pub fn record(&self, key: &str) {
+        let key = bounded_key(key);
+        let key = key.as_ref();
         let now = Instant::now();
         let mut map = self.failures.lock();
         if !map.contains_key(key) && map.len() >= self.max_keys {
@@ -103,6 +122,13 @@ pub struct LoginLimits {
     pub per_ip: FailureLimiter,
     pub per_login: FailureLimiter,
     pub reset_requests: FailureLimiter,
+    /// Failed reset confirmations for logins that don't exist: the engine counts
+    /// those of real accounts durably; this makes unknown logins answer the same
+    /// 429 after as many failures, so the limit tells nothing either.
+    pub reset_confirms_unknown: FailureLimiter,
+    /// Failed logins for logins that don't exist, mirroring the engine's lockout
+    /// (`lockout_failures` within `lockout_s` → 423 for `lockout_s`).
+    pub unknown_logins: FailureLimiter,
 }
 
 /// Password-reset codes sent per login within [`RESET_WINDOW`].
@@ -118,7 +144,21 @@ impl LoginLimits {
             per_ip: FailureLimiter::new(per_ip, window, MAX_KEYS),
             per_login: FailureLimiter::new(per_login, window, MAX_KEYS),
             reset_requests: FailureLimiter::new(RESET_REQUESTS_MAX, RESET_WINDOW, MAX_KEYS),
+            reset_confirms_unknown: FailureLimiter::new(10, Duration::from_secs(86_400), MAX_KEYS),
+            unknown_logins: FailureLimiter::new(5, Duration::from_secs(900), MAX_KEYS),
         }
+    }
+
+    /// The unknown-login reset-confirmation limit, matched to the engine's policy.
+    pub fn with_reset_confirms(mut self, max: u32, window: Duration) -> Self {
+        self.reset_confirms_unknown = FailureLimiter::new(max, window, MAX_KEYS);
+        self
+    }
+
+    /// The unknown-login lockout, matched to the engine's lockout policy.
+    pub fn with_lockout(mut self, failures: u32, lockout: Duration) -> Self {
+        self.unknown_logins = FailureLimiter::new(failures, lockout, MAX_KEYS);
+        self
     }
 }
 
@@ -140,6 +180,17 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(l.blocked("ip").is_none());
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn long_keys_are_stored_hashed() {
+        let l = FailureLimiter::new(1, Duration::from_secs(60), 10);
+        let long = "x".repeat(10_000);
+        l.record(&long);
+        assert!(l.blocked(&long).is_some());
+        assert!(l.blocked(&"x".repeat(9_999)).is_none());
+        let stored: usize = l.failures.lock().keys().map(String::len).sum();
+        assert!(stored <= MAX_KEY_BYTES + 8, "{stored}");
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             );
             remember(state, request, *op, at);
             mark_outgoing(state, *amount, at);
+            security::challenges::mark_unchallenged(state, request, *amount, at);
             notify_balance(state, amount.currency(), at);
             notify_tx(
                 state,
@@ -183,6 +184,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             );
             remember(state, request, *op, at);
             mark_outgoing(state, *amount, at);
+            security::challenges::mark_unchallenged(state, request, *amount, at);
             if *new_recipient {
                 state.known_recipients.insert(*to);
                 state
@@ -367,7 +369,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             security::lockout::apply_login_failed(state, at, *locked_until)
         }
         EventBody::ResetStarted { code } => security::reset::apply_started(state, code),
-        EventBody::ResetAttemptFailed => security::reset::apply_attempt_failed(state),
+        EventBody::ResetAttemptFailed => security::reset::apply_attempt_failed(state, at),
         EventBody::PasswordChanged { password_hash } => {
             security::reset::apply_password_changed(state, password_hash)
         }
@@ -377,7 +379,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             security::challenges::apply_created(state, challenge)
         }
         EventBody::ChallengeAttemptFailed { n } => {
-            security::challenges::apply_attempt_failed(state, *n)
+            security::challenges::apply_attempt_failed(state, at, *n)
         }
         EventBody::ChallengeConsumed { n, totp_step } => {
             security::challenges::apply_consumed(state, *n, *totp_step)

@@ -130,6 +130,10 @@ pub enum Command {
         approve: bool,
         reason: Option<String>,
     },
+    /// Check a password-reset code before the new password is hashed: a wrong
+    /// code is counted (durably, across codes) without costing an argon2 hash;
+    /// the right one changes nothing (`ConfirmPasswordReset` then uses it).
+    CheckResetCode { code_hash: [u8; 32] },
 }
 
 /// What a new session is, as the gateway saw the login.

@@ -134,7 +134,7 @@ pub fn decide(
                     }),
                 ]);
             }
-            if fraud::single_amount(&policy.fraud, *amount, *step_up_verified) {
+            if fraud::needs_step_up(&policy.fraud, state, *amount, *step_up_verified, now) {
                 return Err(Rejection::ChallengeRequired);
             }
             Ok(vec![ev(EventBody::WithdrawalRequested {
@@ -199,7 +199,7 @@ pub fn decide(
                     }),
                 ]);
             }
-            if fraud::single_amount(&policy.fraud, *amount, *step_up_verified) {
+            if fraud::needs_step_up(&policy.fraud, state, *amount, *step_up_verified, now) {
                 return Err(Rejection::ChallengeRequired);
             }
             Ok(vec![ev(EventBody::TransferDebited {
@@ -292,7 +292,10 @@ pub fn decide(
         Command::ConfirmPasswordReset {
             code_hash,
             password_hash,
-        } => security::decide_confirm_reset(state, *code_hash, password_hash, now),
+        } => security::decide_confirm_reset(policy, state, *code_hash, password_hash, now),
+        Command::CheckResetCode { code_hash } => {
+            security::reset::decide_check_code(policy, state, *code_hash, now)
+        }
         Command::BeginTotp { secret } => security::decide_begin_totp(secret, now),
         Command::ConfirmTotp { step } => security::decide_confirm_totp(state, *step, now),
         Command::CreateChallenge {

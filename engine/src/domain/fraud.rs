@@ -25,6 +25,10 @@ pub enum FraudRule {
     FailedLoginBurst,
     NewDevice,
     ImpossibleTravel,
+    /// Too many wrong password-reset codes for one account (across codes).
+    ResetCodeGuessing,
+    /// Too many wrong step-up codes for one account (across challenges).
+    StepUpCodeGuessing,
 }
 
 impl FraudRule {
@@ -38,6 +42,8 @@ impl FraudRule {
             FraudRule::FailedLoginBurst => "failed_login_burst",
             FraudRule::NewDevice => "new_device",
             FraudRule::ImpossibleTravel => "two_countries_too_close",
+            FraudRule::ResetCodeGuessing => "reset_code_guessing",
+            FraudRule::StepUpCodeGuessing => "step_up_code_guessing",
         }
     }
 }
@@ -220,4 +226,31 @@ pub fn quick_withdrawal(
 /// second factor. Not an alert: a challenge is the normal path for large payments.
 pub fn single_amount(policy: &FraudPolicy, amount: Amount, step_up_verified: bool) -> bool {
     !step_up_verified && amount.value() >= policy.challenge_over
+}
+
+/// Whether an outgoing `amount` needs step-up: on its own (`single_amount`), or
+/// because with the money of the same currency that left without step-up within
+/// `unchallenged_window_s` it would reach `challenge_over` (split payments).
+pub fn needs_step_up(
+    policy: &FraudPolicy,
+    state: &AccountState,
+    amount: Amount,
+    step_up_verified: bool,
+    now: Timestamp,
+) -> bool {
+    if step_up_verified {
+        return false;
+    }
+    if single_amount(policy, amount, false) {
+        return true;
+    }
+    let since = now.millis() - i64::from(policy.unchallenged_window_s) * 1000;
+    let sum: Decimal = state
+        .security
+        .unchallenged_out
+        .iter()
+        .filter(|m| m.at.millis() > since && m.amount.currency() == amount.currency())
+        .map(|m| m.amount.value())
+        .sum();
+    sum + amount.value() >= policy.challenge_over
 }

@@ -50,6 +50,9 @@ pub enum Rejection {
     /// The operation is no longer in a state that allows this (e.g. settled twice
     /// with a different outcome).
     OperationClosed,
+    /// Too many failed confirmations of one-time codes for this account within
+    /// the policy's window (`failures_window_s`): refused whatever the code.
+    TooManyAttempts,
 }
 
 impl Rejection {
@@ -77,6 +80,7 @@ impl Rejection {
             Rejection::ChallengeExpired => "CHALLENGE_EXPIRED",
             Rejection::UnknownOperation => "NOT_FOUND",
             Rejection::OperationClosed => "OPERATION_CLOSED",
+            Rejection::TooManyAttempts => "RATE_LIMITED",
         }
     }
 
@@ -110,6 +114,7 @@ impl Rejection {
             Rejection::ChallengeExpired => "The code has expired or had too many wrong attempts.",
             Rejection::UnknownOperation => "No such operation.",
             Rejection::OperationClosed => "The operation is already finished.",
+            Rejection::TooManyAttempts => "Too many wrong codes for this account.",
         }
     }
 }

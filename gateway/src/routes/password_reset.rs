@@ -13,8 +13,16 @@
 //!
 //! A login gets at most `RESET_REQUESTS_MAX` codes per 10 minutes: beyond that the
 //! request still answers 202 but sends nothing, so nobody can flood a person's
-//! phone. Confirming for an unknown login answers like a login without a pending
-//! code (410), so the confirm route tells nothing either.
+//! phone.
+//!
+//! Confirming: every failure — a wrong, used or expired code, or a login that
+//! doesn't exist — answers the same 401 `CHALLENGE_FAILED`, so the route tells
+//! nothing about which logins exist. The code is checked (by the engine, which
+//! counts a wrong one durably per account across codes) *before* the new password
+//! is hashed, so guessing costs no argon2 work. After `reset_failures_max` (10)
+//! failures within `failures_window_s` (24 h) every confirmation for the login is
+//! refused with 429 `RATE_LIMITED` and `retry_after_s`, even with the right code,
+//! and an alert is raised; unknown logins hit the same limit (in memory).
 
 use actix_web::{post, web, HttpResponse};
 use chrono::Utc;
@@ -23,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::crypto::{code_hash, six_digit_code};
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::notifier::OutboxMessage;
 use crate::routes::account::{check_password, login_key};
 use crate::routes::sessions::account_of_login;
@@ -133,13 +141,26 @@ pub async fn start(
     Ok(accepted)
 }
 
+/// 429 `RATE_LIMITED`: too many wrong codes for this login.
+fn too_many(retry_after_s: u64) -> ApiError {
+    crate::error::rejection(Rejection::TooManyAttempts)
+        .with_hint("Too many wrong codes for this login: password reset is blocked for a while. Contact support if this was not you.")
+        .retry_after(retry_after_s)
+}
+
+/// 401 `CHALLENGE_FAILED`: the one answer to every failed confirmation.
+fn failed() -> ApiError {
+    crate::error::rejection(Rejection::ChallengeFailed)
+        .with_hint("Check the code, or request a new one; codes expire after 10 minutes.")
+}
+
 /// Sets a new password with the code; every session is logged out.
 #[utoipa::path(post, path = "/v1/password-reset/confirm", tag = "sessions", request_body = ResetConfirm,
     responses(
         (status = 204, description = "The password was changed, the account unlocked, every session revoked"),
         (status = 400, body = Problem, description = "VALIDATION_FAILED (password policy)"),
-        (status = 401, body = Problem, description = "CHALLENGE_FAILED: wrong code"),
-        (status = 410, body = Problem, description = "CHALLENGE_EXPIRED: no code pending, expired, used, or 5 wrong attempts"),
+        (status = 401, body = Problem, description = "CHALLENGE_FAILED: wrong, used or expired code, or no code for this login (one answer for all)"),
+        (status = 429, body = Problem, description = "RATE_LIMITED: too many wrong codes for this login within 24 h (even the right code is refused); retry_after_s"),
         (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED / UNAVAILABLE"),
     ))]
 #[post("/v1/password-reset/confirm")]
@@ -150,40 +171,67 @@ pub async fn confirm(
     state.maintenance.check()?;
     let body = body.into_inner();
     check_password(&body.new_password)?;
-    let expired = || crate::error::rejection(Rejection::ChallengeExpired);
-    let login = login_key(&body.login).ok_or_else(expired)?;
-    let account = account_of_login(&state, &login)
-        .await?
-        .ok_or_else(expired)?;
-    // Cheap check first, so a request without a live code costs no argon2 hash.
-    let current = state.engine.state(account).await?;
-    let now = state.engine.clock().now();
-    if !current
-        .security
-        .reset
-        .as_ref()
-        .is_some_and(|r| r.expires_at > now && r.attempts_left > 0)
+    let login = login_key(&body.login).unwrap_or_else(|| body.login.trim().to_lowercase());
+    let account = match login_key(&body.login) {
+        Some(key) => account_of_login(&state, &key).await?,
+        None => None,
+    };
+    let Some(account) = account else {
+        // An unknown login fails like a known one, and runs into the same limit.
+        let unknown = &state.limits.reset_confirms_unknown;
+        if let Some(wait) = unknown.blocked(&login) {
+            return Err(too_many(wait));
+        }
+        unknown.record(&login);
+        return Err(failed());
+    };
+    let code = code_hash(account, &body.code);
+    // The code first (counted durably when wrong), so a wrong code costs no hash.
+    let refused = |e: EngineError| async {
+        match e {
+            EngineError::Rejected(Rejection::ChallengeFailed | Rejection::ChallengeExpired) => {
+                failed()
+            }
+            EngineError::Rejected(Rejection::TooManyAttempts) => {
+                let policy = state.engine.policy().clone();
+                let now = state.engine.clock().now();
+                let wait = state
+                    .engine
+                    .read(account, move |s, _, _| {
+                        okpay_engine::domain::security::reset::retry_after_ms(&policy, s, now)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(1000);
+                too_many(u64::try_from(wait.div_euclid(1000) + 1).unwrap_or(1))
+            }
+            other => other.into(),
+        }
+    };
+    if let Err(e) = state
+        .engine
+        .execute(account, Command::CheckResetCode { code_hash: code })
+        .await
     {
-        return Err(expired());
+        return Err(refused(e).await);
     }
     let password_hash = state.passwords.hash(body.new_password).await?;
-    state
+    let sessions = crate::routes::sessions::token_hashes(&state, account, |_| true).await;
+    if let Err(e) = state
         .engine
         .execute(
             account,
             Command::ConfirmPasswordReset {
-                code_hash: code_hash(account, &body.code),
+                code_hash: code,
                 password_hash,
             },
         )
         .await
-        .map_err(|e| match e {
-            EngineError::Rejected(Rejection::ChallengeFailed) => {
-                crate::error::rejection(Rejection::ChallengeFailed)
-                    .with_hint("Check the code; after 5 wrong codes, request a new one.")
-            }
-            other => other.into(),
-        })?;
+    {
+        return Err(refused(e).await);
+    }
+    crate::routes::sessions::forget_tokens(&state, sessions).await;
     state.notifier.send(OutboxMessage {
         to: login.clone(),
         channel: channel_of(&login).into(),

@@ -6,8 +6,9 @@
 //! 1. Failed-attempt limits per client IP and per login (`rate_limit.rs`):
 //!    429 `RATE_LIMITED` with `retry_after_s` once either saw too many *failures*
 //!    in the window (defaults 20 per IP, 10 per login, 5 minutes). The IP is the
-//!    TCP peer: forwarded-for headers are not trusted, since a client could forge
-//!    them; behind a proxy, the proxy must enforce its own limit.
+//!    TCP peer, or behind `--trusted-proxies` the right-most untrusted
+//!    `X-Forwarded-For` hop (`client_ip.rs`); a header from any other peer is
+//!    ignored, since a client could forge it. Unknown logins lock like known ones.
 //! 2. The account lockout (engine): 5 consecutive wrong passwords lock login for
 //!    15 minutes; while locked, 423 `ACCOUNT_LOCKED` with `retry_after_s` before
 //!    any password is checked; the attempt that locks answers 423 too. A success
@@ -99,9 +100,7 @@ pub async fn create_session(
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
     let body = body.into_inner();
-    let ip = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let ip = crate::client_ip::of(&req, &state.settings.trusted_proxies);
     let login_limit_key = login_key(&body.login).unwrap_or_else(|| body.login.to_lowercase());
     if let Some(wait) = state
         .limits
@@ -123,6 +122,11 @@ pub async fn create_session(
         return Err(ApiError::invalid_credentials());
     }
     let account = account_of_login(&state, &body.login).await?;
+    if account.is_none() {
+        if let Some(wait) = state.limits.unknown_logins.blocked(&login_limit_key) {
+            return Err(locked(wait));
+        }
+    }
     let hash = match account {
         Some(id) => {
             let (until, hash) = state
@@ -143,19 +147,27 @@ pub async fn create_session(
         tracing::info!("login failed");
         state.limits.per_ip.record(&ip);
         state.limits.per_login.record(&login_limit_key);
-        if let Some(id) = account {
-            match state.engine.execute(id, Command::LoginFailed).await {
-                Ok(_) => {
-                    if let Some(wait) = locked_for(&state, lock_end(&state, id).await?) {
-                        return Err(locked(wait));
-                    }
-                }
-                Err(EngineError::Rejected(Rejection::AccountLocked)) => {
-                    let until = lock_end(&state, id).await?;
-                    return Err(locked(locked_for(&state, until).unwrap_or(1)));
-                }
-                Err(e) => return Err(e.into()),
+        let Some(id) = account else {
+            // An unknown login locks like a known one (the same 423 after as many
+            // failures, for as long), so the answers tell nothing.
+            let unknown = &state.limits.unknown_logins;
+            unknown.record(&login_limit_key);
+            if let Some(wait) = unknown.blocked(&login_limit_key) {
+                return Err(locked(wait));
             }
+            return Err(ApiError::invalid_credentials());
+        };
+        match state.engine.execute(id, Command::LoginFailed).await {
+            Ok(_) => {
+                if let Some(wait) = locked_for(&state, lock_end(&state, id).await?) {
+                    return Err(locked(wait));
+                }
+            }
+            Err(EngineError::Rejected(Rejection::AccountLocked)) => {
+                let until = lock_end(&state, id).await?;
+                return Err(locked(locked_for(&state, until).unwrap_or(1)));
+            }
+            Err(e) => return Err(e.into()),
         }
         return Err(ApiError::invalid_credentials());
     };
@@ -186,8 +198,9 @@ pub async fn create_session(
         return Err(ApiError::unavailable());
     };
     // The global token index, claimed atomically (a collision of 256-bit random
-    // tokens would be refused rather than shared).
-    let _ = state
+    // tokens would be refused rather than shared). Every request checks it first,
+    // so a session missing from it is unusable: answer 503 rather than a token.
+    let claimed = state
         .store()
         .claim_index(
             SESSION_INDEX,
@@ -195,6 +208,9 @@ pub async fn create_session(
             &account.to_string(),
         )
         .await;
+    if !matches!(claimed, Ok(true)) {
+        return Err(ApiError::unavailable());
+    }
     tracing::info!(account = %account, session = %id.display(OpKind::Session), "logged in");
     Ok(HttpResponse::Created().json(LoginResponse {
         token: auth::token_string(account, id.n, &minted.secret),
@@ -294,7 +310,40 @@ pub async fn list(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpRespo
     Ok(HttpResponse::Ok().json(SessionList { items }))
 }
 
+/// The token hashes of the account's sessions that `revoked` selects (read before
+/// they are revoked, so their index entries can be dropped afterwards).
+pub async fn token_hashes(
+    state: &AppState,
+    account: AccountId,
+    revoked: impl Fn(u64) -> bool + Send + Sync + 'static,
+) -> Vec<[u8; 32]> {
+    state
+        .engine
+        .read(account, move |s, _, _| {
+            s.sessions
+                .iter()
+                .filter(|x| revoked(x.n))
+                .map(|x| x.token_hash)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default()
+}
+
+/// Drops revoked sessions from the global index, so it doesn't grow with every
+/// login ever made (best effort: an entry left behind only costs space, since the
+/// account's actor refuses the revoked session anyway).
+pub async fn forget_tokens(state: &AppState, hashes: Vec<[u8; 32]>) {
+    for h in hashes {
+        let _ = state
+            .store()
+            .delete_index(SESSION_INDEX, &auth::hash_hex(&h))
+            .await;
+    }
+}
+
 async fn revoke(state: &AppState, account: AccountId, n: u64) -> ApiResult<HttpResponse> {
+    let hashes = token_hashes(state, account, move |x| x == n).await;
     state
         .engine
         .execute(account, Command::RevokeSession { n })
@@ -303,6 +352,7 @@ async fn revoke(state: &AppState, account: AccountId, n: u64) -> ApiResult<HttpR
             okpay_engine::EngineError::Rejected(_) => ApiError::not_found("session"),
             other => other.into(),
         })?;
+    forget_tokens(state, hashes).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -336,6 +386,8 @@ pub async fn revoke_one(
     responses((status = 204), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[delete("/v1/sessions")]
 pub async fn revoke_others(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let keep = auth.session;
+    let hashes = token_hashes(&state, auth.account, move |x| x != keep).await;
     state
         .engine
         .execute(
@@ -345,6 +397,7 @@ pub async fn revoke_others(state: web::Data<AppState>, auth: Auth) -> ApiResult<
             },
         )
         .await?;
+    forget_tokens(&state, hashes).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -27,7 +27,8 @@ async fn register_then_view_the_empty_account() {
 
 #[tokio::test]
 async fn a_login_can_be_registered_once_even_when_racing() {
-    let app = TestApp::spawn().await;
+    // Enough hashing slots for all six at once: the race, not the bound, is tested.
+    let app = TestApp::spawn_with(|s| s.hash_concurrency = 8).await;
     let body =
         json!({"email": "twice@example.com", "password": "correct horse", "display_name": "T"});
     let attempts = (0..6).map(|_| app.client.post(app.url("/v1/accounts")).json(&body).send());

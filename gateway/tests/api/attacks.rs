@@ -101,3 +101,243 @@ async fn a_lockout_does_not_lift_a_freeze() {
     assert_problem(w, 403, "ACCOUNT_FROZEN").await;
     assert_eq!(app.balance(&token).await.0, "500.00");
 }
+
+async fn reset_confirm(app: &TestApp, login: &str, code: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/password-reset/confirm"))
+        .json(&json!({"login": login, "code": code, "new_password": "a new password"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn reset_start(app: &TestApp, login: &str) {
+    let r = app
+        .client
+        .post(app.url("/v1/password-reset"))
+        .json(&json!({ "login": login }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
+/// Guessing reset codes across codes: each new code used to bring 5 fresh
+/// attempts. Now 10 wrong answers in 24 h block every confirmation, even the
+/// right code, with 429 and an alert.
+#[tokio::test]
+async fn reset_codes_cant_be_guessed_across_codes() {
+    let app = TestApp::spawn().await;
+    let (victim, _) = app.user("guess@example.com").await;
+    for round in 0..3 {
+        reset_start(&app, "guess@example.com").await;
+        let code = app.last_code("guess@example.com", "password_reset").await;
+        for _ in 0..if round < 2 { 4 } else { 2 } {
+            let r = reset_confirm(&app, "guess@example.com", wrong(&code)).await;
+            assert_problem(r, 401, "CHALLENGE_FAILED").await;
+        }
+    }
+    reset_start(&app, "guess@example.com").await;
+    let code = app.last_code("guess@example.com", "password_reset").await;
+    let r = reset_confirm(&app, "guess@example.com", &code).await;
+    let body = assert_problem(r, 429, "RATE_LIMITED").await;
+    assert!(body["retry_after_s"].as_u64().unwrap() > 3600);
+    assert_eq!(
+        app.admin_alerts_for(&victim, "reset_code_guessing").await,
+        1
+    );
+    // The password did not change.
+    app.login("guess@example.com").await;
+}
+
+/// Every failed reset confirmation answers the same, known login or not, with or
+/// without a pending code (a 410 for an expired code used to reveal the login).
+#[tokio::test]
+async fn reset_confirm_answers_tell_nothing_about_logins() {
+    let app = TestApp::spawn().await;
+    app.register("known@example.com").await;
+    let mut bodies = Vec::new();
+    for login in ["known@example.com", "nobody@example.com"] {
+        let r = reset_confirm(&app, login, "123456").await;
+        bodies.push(assert_problem(r, 401, "CHALLENGE_FAILED").await);
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    // After 10 failures both are blocked alike.
+    for login in ["known@example.com", "nobody@example.com"] {
+        for _ in 0..9 {
+            let r = reset_confirm(&app, login, "123456").await;
+            assert_problem(r, 401, "CHALLENGE_FAILED").await;
+        }
+        let r = reset_confirm(&app, login, "123456").await;
+        assert_problem(r, 429, "RATE_LIMITED").await;
+    }
+}
+
+/// Unknown logins lock like known ones: the same 423 with `retry_after_s` after 5
+/// failures (a 401 forever used to tell the login does not exist).
+#[tokio::test]
+async fn unknown_logins_lock_like_known_ones() {
+    let app = TestApp::spawn_with(|s| s.login_failures_per_login = 100).await;
+    app.register("real@example.com").await;
+    for login in ["real@example.com", "ghost@example.com"] {
+        for _ in 0..4 {
+            let r = app.try_login(login, "wrong pass", "d1", None).await;
+            assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+        }
+        let r = app.try_login(login, "wrong pass", "d1", None).await;
+        let body = assert_problem(r, 423, "ACCOUNT_LOCKED").await;
+        assert!(body["retry_after_s"].as_u64().unwrap() > 800);
+        let r = app.try_login(login, "wrong pass", "d1", None).await;
+        assert_problem(r, 423, "ACCOUNT_LOCKED").await;
+    }
+}
+
+/// Guessing step-up codes across challenges: each challenge brought 5 attempts.
+/// Now the 10th wrong code within 24 h freezes the account and raises an alert.
+#[tokio::test]
+async fn step_up_codes_cant_be_guessed_across_challenges() {
+    let app = TestApp::spawn().await;
+    let (thief_view, token) = app.user("stolen@example.com").await;
+    let (_, _) = app.user("mule@example.com").await;
+    app.approve_kyc(&thief_view).await;
+    app.deposit(&token, "5000.00").await;
+    let mut wrongs = 0;
+    for c in 0..4 {
+        let r = app
+            .post_idem(
+                "/v1/transfers",
+                &token,
+                &format!("big{c}"),
+                json!({"to": "mule@example.com", "amount": "1500.00", "currency": "CNY"}),
+            )
+            .await;
+        if wrongs >= 10 {
+            assert_problem(r, 403, "ACCOUNT_FROZEN").await;
+            break;
+        }
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["challenge"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let code = app.last_code("stolen@example.com", "challenge").await;
+        for _ in 0..4 {
+            if wrongs == 10 {
+                break;
+            }
+            let r = app
+                .post(
+                    &format!("/v1/challenges/{id}/confirm"),
+                    &token,
+                    json!({"code": wrong(&code)}),
+                )
+                .await;
+            assert_problem(r, 401, "CHALLENGE_FAILED").await;
+            wrongs += 1;
+        }
+    }
+    assert_eq!(wrongs, 10);
+    assert_eq!(status(&app, &token).await, "frozen");
+    assert_eq!(
+        app.admin_alerts_for(&thief_view, "step_up_code_guessing")
+            .await,
+        1
+    );
+    assert_eq!(app.balance(&token).await.0, "5000.00");
+}
+
+/// Splitting a large payment into amounts under the step-up threshold: once the
+/// day's unchallenged outgoing money would reach 1,000.00, a challenge is needed.
+#[tokio::test]
+async fn split_payments_need_step_up_once_the_days_sum_reaches_the_threshold() {
+    let app = TestApp::spawn().await;
+    let (id, token) = app.user("split@example.com").await;
+    let (_, _) = app.user("payee@example.com").await;
+    app.approve_kyc(&id).await;
+    app.deposit(&token, "5000.00").await;
+    for i in 0..3 {
+        let r = app
+            .post_idem(
+                "/v1/transfers",
+                &token,
+                &format!("s{i}"),
+                json!({"to": "payee@example.com", "amount": "300.00", "currency": "CNY"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let r = app
+        .post_idem(
+            "/v1/transfers",
+            &token,
+            "s3",
+            json!({"to": "payee@example.com", "amount": "100.00", "currency": "CNY"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["status"],
+        "challenge_required"
+    );
+    let r = app
+        .post_idem(
+            "/v1/withdrawals",
+            &token,
+            "w1",
+            json!({"amount": "100.00", "currency": "CNY", "method": "third_party", "destination": "wallet-1"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["status"],
+        "challenge_required"
+    );
+    assert_eq!(app.balance(&token).await.0, "4100.00");
+}
+
+/// 200 registrations at once: every one is answered (201, or 503 OVERLOADED with
+/// Retry-After beyond the hashing bound), none hangs or fails otherwise.
+#[tokio::test]
+async fn a_registration_flood_is_bounded_and_answered() {
+    let app = TestApp::spawn_with(|s| s.hash_concurrency = 2).await;
+    let sends = (0..200).map(|i| {
+        app.client
+            .post(app.url("/v1/accounts"))
+            .json(&json!({"email": format!("flood{i}@example.com"), "password": PW, "display_name": "f"}))
+            .send()
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut created = 0;
+    let mut overloaded = 0;
+    for r in answers {
+        let r = r.unwrap();
+        match r.status().as_u16() {
+            201 => created += 1,
+            503 => {
+                assert!(r.headers().contains_key("retry-after"));
+                assert_problem(r, 503, "OVERLOADED").await;
+                overloaded += 1;
+            }
+            other => panic!("unexpected {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    assert_eq!(created + overloaded, 200);
+    assert!(created > 0);
+    // The server runs in this test process: its peak resident memory (with the
+    // other tests' servers) stays far from what 200 parallel hashes would take.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(peak_kib < 1024 * 1024, "peak RSS {peak_kib} KiB");
+}

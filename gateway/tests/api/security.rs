@@ -179,8 +179,9 @@ async fn a_reset_code_works_once_unlocks_and_revokes_every_session() {
         204
     );
     // Used once: the same code again is dead.
+    // A used code fails like a wrong one (a 410 would tell the login exists).
     let r = confirm(&app, "reset@example.com", &code, "new password 2").await;
-    assert_problem(r, 410, "CHALLENGE_EXPIRED").await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
     // The old session is gone; the account is unlocked; the new password works.
     let r = app.get("/v1/account", &token).await;
     assert_problem(r, 401, "UNAUTHENTICATED").await;
@@ -207,7 +208,7 @@ async fn reset_codes_expire_and_die_after_five_wrong_answers() {
     let code = app.last_code("exp@example.com", "password_reset").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = confirm(&app, "exp@example.com", &code, "new password 1").await;
-    assert_problem(r, 410, "CHALLENGE_EXPIRED").await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
 
     let app = TestApp::spawn().await;
     app.register("wrong@example.com").await;
@@ -219,8 +220,8 @@ async fn reset_codes_expire_and_die_after_five_wrong_answers() {
         assert_problem(r, 401, "CHALLENGE_FAILED").await;
     }
     let r = confirm(&app, "wrong@example.com", &code, "new password 1").await;
-    assert_problem(r, 410, "CHALLENGE_EXPIRED").await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
     // Without a code at all: expired too, also for unknown logins.
     let r = confirm(&app, "nobody@example.com", "123456", "new password 1").await;
-    assert_problem(r, 410, "CHALLENGE_EXPIRED").await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
 }

@@ -1,15 +1,20 @@
 //! Step-up challenges: a transfer or withdrawal that needs a second factor is
 //! parked in a challenge (SMS code or TOTP); passing it runs the operation exactly
-//! once, in the same record as the challenge's consumption.
+//! once, in the same record as the challenge's consumption. Wrong answers are
+//! counted per account across challenges: too many within a day freeze it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::command::Command;
-use crate::domain::event::{Event, EventBody};
+use crate::domain::event::{Event, EventBody, RequestRef};
+use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::rejection::Rejection;
-use crate::domain::security::{constant_time_eq, ev, totp, MAX_CHALLENGES};
-use crate::domain::state::AccountState;
+use crate::domain::security::{
+    alert, constant_time_eq, ev, in_window, totp, UnchallengedMark, MAX_CHALLENGES,
+};
+use crate::domain::state::{AccountState, AccountStatus};
 use crate::ids::IdempotencyKey;
+use crate::money::Amount;
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
@@ -86,7 +91,9 @@ pub fn decide_create_challenge(
     if live >= MAX_CHALLENGES {
         return Err(Rejection::LimitExceeded);
     }
-    if method == ChallengeMethod::Totp && !totp::enabled(state) {
+    // The challenge is on the factor the account has: TOTP once enrolled (an SMS
+    // code must not stand in for it), SMS otherwise.
+    if (method == ChallengeMethod::Totp) != totp::enabled(state) {
         return Err(Rejection::ChallengeFailed);
     }
     Ok(vec![ev(
@@ -159,15 +166,7 @@ pub fn decide_confirm_challenge(
         _ => false,
     };
     if !passed {
-        return Ok(vec![
-            ev(now, EventBody::ChallengeAttemptFailed { n }),
-            ev(
-                now,
-                EventBody::Refused {
-                    rejection: Rejection::ChallengeFailed,
-                },
-            ),
-        ]);
+        return Ok(failed_attempt(policy, state, n, now));
     }
     let totp_step = match proof {
         ChallengeProof::TotpStep(s) => Some(s),
@@ -180,6 +179,50 @@ pub fn decide_confirm_challenge(
         Err(rejection) => events.push(ev(now, EventBody::Refused { rejection })),
     }
     Ok(events)
+}
+
+/// A wrong answer to challenge `n`: counted on the challenge and per account across
+/// challenges; the `step_up_failures_max`-th within `failures_window_s` freezes the
+/// account (someone holds a session and is guessing codes) and raises an alert.
+fn failed_attempt(policy: &Policy, state: &AccountState, n: u64, now: Timestamp) -> Vec<Event> {
+    let s = &policy.security;
+    let failures = in_window(&state.security.step_up_failures, s.failures_window_s, now) + 1;
+    let mut events = Vec::new();
+    if failures == s.step_up_failures_max as usize {
+        events.push(alert(
+            state,
+            0,
+            FraudRule::StepUpCodeGuessing,
+            Severity::High,
+            FraudAction::Freeze,
+            format!(
+                "{} wrong step-up codes within {} hours.",
+                s.step_up_failures_max,
+                s.failures_window_s / 3600
+            ),
+            now,
+        ));
+        // Only an active account is frozen: a restricted one already sends nothing
+        // and keeps the hold an operator must lift.
+        if state.status.is_active() {
+            events.push(ev(
+                now,
+                EventBody::StatusChanged {
+                    from: state.status,
+                    to: AccountStatus::Frozen,
+                    reason: "Frozen by fraud monitoring: too many wrong confirmation codes. Contact support to lift it.".into(),
+                },
+            ));
+        }
+    }
+    events.push(ev(now, EventBody::ChallengeAttemptFailed { n }));
+    events.push(ev(
+        now,
+        EventBody::Refused {
+            rejection: Rejection::ChallengeFailed,
+        },
+    ));
+    events
 }
 
 /// The same command, marked as having passed step-up.
@@ -197,11 +240,33 @@ pub fn with_step_up(command: &Command) -> Command {
     c
 }
 
+/// Records an outgoing operation for the split-payment rule unless it ran through
+/// a passed challenge: the challenge guarding its request was consumed just before,
+/// in the same record.
+pub fn mark_unchallenged(
+    state: &mut AccountState,
+    request: &RequestRef,
+    amount: Amount,
+    at: Timestamp,
+) {
+    let challenged = state
+        .challenges
+        .iter()
+        .any(|c| c.consumed && c.key == request.key);
+    if !challenged {
+        state
+            .security
+            .unchallenged_out
+            .push_back(UnchallengedMark { at, amount });
+    }
+}
+
 pub fn apply_created(state: &mut AccountState, challenge: &Challenge) {
     state.challenges.push(challenge.clone());
 }
 
-pub fn apply_attempt_failed(state: &mut AccountState, n: u64) {
+pub fn apply_attempt_failed(state: &mut AccountState, at: Timestamp, n: u64) {
+    state.security.step_up_failures.push_back(at);
     if let Some(c) = state.challenges.iter_mut().find(|c| c.n == n) {
         c.attempts_left = c.attempts_left.saturating_sub(1);
     }

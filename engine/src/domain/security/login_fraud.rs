@@ -133,6 +133,8 @@ pub fn apply_alert(state: &mut AccountState, rule: FraudRule) {
         | FraudRule::FanOut
         | FraudRule::QuickWithdrawal
         | FraudRule::NewDevice
-        | FraudRule::ImpossibleTravel => {}
+        | FraudRule::ImpossibleTravel
+        | FraudRule::ResetCodeGuessing
+        | FraudRule::StepUpCodeGuessing => {}
     }
 }

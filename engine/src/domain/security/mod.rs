@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::state::AccountState;
+use crate::money::Amount;
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
@@ -52,6 +53,42 @@ pub struct Security {
     pub known_devices: VecDeque<String>,
     /// When and from where the last login came.
     pub last_login: Option<(Timestamp, Option<String>)>,
+    /// Failed password-reset confirmations (across codes) in the failure window.
+    pub reset_failures: VecDeque<Timestamp>,
+    /// Failed step-up confirmations (across challenges) in the failure window.
+    pub step_up_failures: VecDeque<Timestamp>,
+    /// Outgoing money that left without step-up, for the split-payment rule.
+    pub unchallenged_out: VecDeque<UnchallengedMark>,
+}
+
+/// One outgoing operation that passed without step-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnchallengedMark {
+    pub at: Timestamp,
+    pub amount: Amount,
+}
+
+/// How many of `marks` are later than `window_s` before `now`.
+pub(crate) fn in_window(marks: &VecDeque<Timestamp>, window_s: u32, now: Timestamp) -> usize {
+    let since = now.millis() - i64::from(window_s) * 1000;
+    marks.iter().filter(|t| t.millis() > since).count()
+}
+
+/// Milliseconds until the oldest of `marks` in the window leaves it, so that fewer
+/// than `max` remain (`None`: already fewer).
+pub fn window_retry_after_ms(
+    marks: &VecDeque<Timestamp>,
+    max: u32,
+    window_s: u32,
+    now: Timestamp,
+) -> Option<i64> {
+    let since = now.millis() - i64::from(window_s) * 1000;
+    let recent: Vec<&Timestamp> = marks.iter().filter(|t| t.millis() > since).collect();
+    let excess = recent.len().checked_sub(max as usize)?;
+    // The (excess+1)-th oldest must leave for the count to drop below `max`.
+    recent
+        .get(excess)
+        .map(|t| (t.millis() + i64::from(window_s) * 1000 - now.millis()).max(1))
 }
 
 /// At most this many remembered devices.
@@ -103,6 +140,20 @@ pub fn compact_security(state: &mut AccountState, now: Timestamp, policy: &Polic
     }
     if sec.reset.as_ref().is_some_and(|r| r.expires_at <= now) {
         sec.reset = None;
+    }
+    let failures_start = now.millis() - i64::from(policy.security.failures_window_s) * 1000;
+    for marks in [&mut sec.reset_failures, &mut sec.step_up_failures] {
+        while marks.front().is_some_and(|t| t.millis() <= failures_start) {
+            marks.pop_front();
+        }
+    }
+    let unchallenged_start = now.millis() - i64::from(policy.fraud.unchallenged_window_s) * 1000;
+    while sec
+        .unchallenged_out
+        .front()
+        .is_some_and(|m| m.at.millis() <= unchallenged_start)
+    {
+        sec.unchallenged_out.pop_front();
     }
     let keep_since = now.millis() - i64::from(policy.idempotency_retention_s) * 1000;
     state

@@ -255,11 +255,17 @@ fn a_reset_code_is_single_use_limited_and_expires() {
     assert!(s.sessions.is_empty(), "every session revoked");
     assert_eq!(s.security.locked_until, None, "unlocked");
     assert_eq!(s.status, AccountStatus::Active);
-    assert_eq!(
-        run(&p(), &mut s, &confirm(7), T0),
-        Err(Rejection::ChallengeExpired),
-        "single use"
-    );
+    // Used, expired, out of attempts: the same refusal as a wrong code.
+    assert!(matches!(
+        run(&p(), &mut s, &confirm(7), T0)
+            .unwrap()
+            .last()
+            .unwrap()
+            .body,
+        EventBody::Refused {
+            rejection: Rejection::ChallengeFailed
+        }
+    ));
     // Expiry.
     run(
         &p(),
@@ -268,10 +274,12 @@ fn a_reset_code_is_single_use_limited_and_expires() {
         T0,
     )
     .unwrap();
-    assert_eq!(
-        run(&p(), &mut s, &confirm(9), T0.plus_ms(10 * MINUTE_MS)),
-        Err(Rejection::ChallengeExpired)
-    );
+    assert!(refused_as_failed(run(
+        &p(),
+        &mut s,
+        &confirm(9),
+        T0.plus_ms(10 * MINUTE_MS)
+    )));
     // Five wrong answers kill it.
     run(
         &p(),
@@ -283,10 +291,19 @@ fn a_reset_code_is_single_use_limited_and_expires() {
     for _ in 0..5 {
         run(&p(), &mut s, &confirm(4), T0).unwrap();
     }
-    assert_eq!(
-        run(&p(), &mut s, &confirm(3), T0),
-        Err(Rejection::ChallengeExpired)
-    );
+    assert!(refused_as_failed(run(&p(), &mut s, &confirm(3), T0)));
+}
+
+/// Whether a reset confirmation failed with the one answer for every failure.
+fn refused_as_failed(got: Result<Vec<Event>, Rejection>) -> bool {
+    got.is_ok_and(|e| {
+        matches!(
+            e.last().map(|e| &e.body),
+            Some(EventBody::Refused {
+                rejection: Rejection::ChallengeFailed
+            })
+        )
+    })
 }
 
 fn challenge_for(s: &mut AccountState, k: &str, cmd: Command, method: ChallengeMethod) -> u64 {
@@ -588,4 +605,179 @@ fn an_old_journals_lockout_status_changes_leave_a_freeze_alone() {
         &change(AccountStatus::Locked, AccountStatus::Frozen),
     );
     assert_eq!(t.status, AccountStatus::Frozen);
+}
+
+#[test]
+fn wrong_reset_codes_count_across_codes_and_block_even_the_right_one() {
+    let mut s = opened(1, T0);
+    let check = |h: u8| Command::CheckResetCode { code_hash: [h; 32] };
+    let mut raised = Vec::new();
+    // Each new code would bring 5 fresh attempts: 10 failures over 3 codes.
+    for i in 0..10u8 {
+        if i % 4 == 0 {
+            let start = Command::StartPasswordReset {
+                code_hash: [100 + i; 32],
+            };
+            run(&p(), &mut s, &start, T0).unwrap();
+        }
+        let events = run(&p(), &mut s, &check(1), T0).unwrap();
+        raised.extend(alerts(&events));
+        assert!(matches!(
+            events.last().unwrap().body,
+            EventBody::Refused {
+                rejection: Rejection::ChallengeFailed
+            }
+        ));
+    }
+    assert_eq!(raised, vec![FraudRule::ResetCodeGuessing]);
+    run(
+        &p(),
+        &mut s,
+        &Command::StartPasswordReset { code_hash: [7; 32] },
+        T0,
+    )
+    .unwrap();
+    let right = Command::ConfirmPasswordReset {
+        code_hash: [7; 32],
+        password_hash: "new".into(),
+    };
+    assert_eq!(
+        run(&p(), &mut s, &right, T0),
+        Err(Rejection::TooManyAttempts)
+    );
+    assert_eq!(
+        crate::domain::security::reset::retry_after_ms(&p(), &s, T0),
+        Some(DAY_MS)
+    );
+    // A day later the window has passed.
+    let later = T0.plus_ms(DAY_MS + 1);
+    run(
+        &p(),
+        &mut s,
+        &Command::StartPasswordReset { code_hash: [7; 32] },
+        later,
+    )
+    .unwrap();
+    run(&p(), &mut s, &right, later).unwrap();
+    assert_eq!(s.password_hash, "new");
+}
+
+#[test]
+fn a_missing_or_expired_reset_code_fails_like_a_wrong_one() {
+    let mut s = opened(1, T0);
+    let check = Command::CheckResetCode { code_hash: [1; 32] };
+    let events = run(&p(), &mut s, &check, T0).unwrap();
+    assert!(matches!(
+        events.last().unwrap().body,
+        EventBody::Refused {
+            rejection: Rejection::ChallengeFailed
+        }
+    ));
+    run(
+        &p(),
+        &mut s,
+        &Command::StartPasswordReset { code_hash: [1; 32] },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(run(&p(), &mut s, &check, T0), Ok(vec![]), "right: no-op");
+    let events = run(&p(), &mut s, &check, T0.plus_ms(11 * MINUTE_MS)).unwrap();
+    assert!(matches!(
+        events.last().unwrap().body,
+        EventBody::Refused {
+            rejection: Rejection::ChallengeFailed
+        }
+    ));
+}
+
+#[test]
+fn wrong_step_up_codes_across_challenges_freeze_the_account() {
+    let mut s = funded(1, 1, dec!(50000), T0);
+    let mut raised = Vec::new();
+    for c in 0..4 {
+        let n = challenge_for(
+            &mut s,
+            &format!("c{c}"),
+            transfer(&format!("c{c}"), 2, dec!(1500)),
+            ChallengeMethod::Sms,
+        );
+        for _ in 0..3 {
+            if s.security.step_up_failures.len() == 10 {
+                break;
+            }
+            let wrong = Command::ConfirmChallenge {
+                n,
+                proof: ChallengeProof::Code([0; 32]),
+            };
+            raised.extend(alerts(&run(&p(), &mut s, &wrong, T0).unwrap()));
+        }
+    }
+    assert_eq!(raised, vec![FraudRule::StepUpCodeGuessing]);
+    assert_eq!(s.status, AccountStatus::Frozen);
+    assert_eq!(
+        decide(&p(), &s, &verified(transfer("z", 2, dec!(1500))), T0),
+        Err(Rejection::AccountFrozen)
+    );
+}
+
+#[test]
+fn split_payments_reaching_the_threshold_need_step_up() {
+    let mut s = funded(1, 1, dec!(5000), T0);
+    for i in 0..3 {
+        run(&p(), &mut s, &transfer(&format!("s{i}"), 2, dec!(300)), T0).unwrap();
+    }
+    // 900 left without step-up today: 100 more would reach 1,000.
+    assert_eq!(
+        decide(&p(), &s, &transfer("s3", 2, dec!(100)), T0),
+        Err(Rejection::ChallengeRequired)
+    );
+    assert_eq!(
+        decide(
+            &p(),
+            &s,
+            &withdraw("w", dec!(100), WithdrawalMethod::ThirdParty),
+            T0
+        ),
+        Err(Rejection::ChallengeRequired)
+    );
+    run(&p(), &mut s, &transfer("s4", 2, dec!(99)), T0).unwrap();
+    // Through a passed challenge: allowed, and not added to the unchallenged sum.
+    let n = challenge_for(
+        &mut s,
+        "s5",
+        transfer("s5", 2, dec!(500)),
+        ChallengeMethod::Sms,
+    );
+    let pass = Command::ConfirmChallenge {
+        n,
+        proof: ChallengeProof::Code([5; 32]),
+    };
+    run(&p(), &mut s, &pass, T0).unwrap();
+    assert_eq!(s.available(cny()), dec!(3501));
+    assert_eq!(s.security.unchallenged_out.len(), 4);
+    // Another currency has its own sum; a day later the window has passed.
+    let later = T0.plus_ms(DAY_MS + 1);
+    run(&p(), &mut s, &transfer("s6", 2, dec!(100)), later).unwrap();
+}
+
+#[test]
+fn an_sms_challenge_cant_stand_in_for_an_enrolled_totp() {
+    let mut s = funded(1, 1, dec!(5000), T0);
+    run(
+        &p(),
+        &mut s,
+        &Command::BeginTotp {
+            secret: vec![1, 2, 3],
+        },
+        T0,
+    )
+    .unwrap();
+    run(&p(), &mut s, &Command::ConfirmTotp { step: Some(100) }, T0).unwrap();
+    let sms = Command::CreateChallenge {
+        key: key("t"),
+        command: Box::new(transfer("t", 2, dec!(1500))),
+        method: ChallengeMethod::Sms,
+        code_hash: Some([5; 32]),
+    };
+    assert_eq!(decide(&p(), &s, &sms, T0), Err(Rejection::ChallengeFailed));
 }
