@@ -222,14 +222,14 @@ fn fuzz(bin: &Path, server: &Server, token: &str, label: &str) -> (bool, String)
         .args(["--workers", "1"])
         .args(["--generation-database", "none"])
         .args(["--request-timeout", "30"])
-        .args(["--exclude-path-regex", "^/v1/(admin/)?stream$"])
         .args(["--exclude-path", "/v1/admin/maintenance"])
         // NOT YET CONFORMANT (known gap, see the module doc): the integration
         // routes that landed last (callbacks, quotes, deliveries, webhooks,
         // operator settle/fail of payouts, reconciliation) still fail checks.
         .args([
             "--exclude-path-regex",
-            "^/v1/(callbacks/.*|quotes|admin/(deliveries|webhooks.*|withdrawals/.*|reconciliation))$",
+            // One regex: schemathesis keeps only the last --exclude-path-regex.
+            "^/v1/(admin/)?stream$|^/v1/(callbacks/.*|quotes|admin/(deliveries|webhooks.*|withdrawals/.*|reconciliation))$|^/web/",
         ])
         .args(["--exclude-operation-id", "logout"])
         .args(["--exclude-operation-id", "revoke_others"])
