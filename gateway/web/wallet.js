@@ -251,9 +251,9 @@ function quoteText(q, kind) {
   if (!q) return OK.t("money.fee_after");
   const parts = [];
   if (q.fee !== undefined) parts.push(OK.t("money.fee") + ": " + q.fee + " " + (q.currency || ""));
-  const net = q.net || q.payout || q.receive;
+  const net = q.net;
   if (net !== undefined) parts.push(OK.t(kind === "deposit" ? "money.net" : "money.payout") + ": " + net);
-  const by = q.expected_by || q.arrives_by || q.arrival;
+  const by = q.expected_at;
   parts.push(OK.t("money.arrival") + ": " + (by ? (String(by).includes("T") ? OK.when(by) : by) : OK.t("money.instant")));
   return parts.join(" · ");
 }
