@@ -8,6 +8,7 @@ use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::FraudRule;
 use crate::domain::notification::{Direction, Notification, NotificationKind, TxStatus};
 use crate::domain::security;
+use crate::domain::security::SecurityChange;
 use crate::domain::state::{
     AccountState, AccountStatus, AlertRecord, Contact, IdempotencyEntry, NewRecipientMark,
     OpRecord, OutgoingMark, Session, TransferStatus, WithdrawalStatus, ALERTS_RETAINED,
@@ -371,9 +372,10 @@ pub fn apply(state: &mut AccountState, event: &Event) {
         EventBody::ResetStarted { code } => security::reset::apply_started(state, code),
         EventBody::ResetAttemptFailed => security::reset::apply_attempt_failed(state, at),
         EventBody::PasswordChanged { password_hash } => {
-            security::reset::apply_password_changed(state, password_hash)
+            security::reset::apply_password_changed(state, password_hash);
+            notify_security(state, at, SecurityChange::PasswordChanged);
         }
-        EventBody::TotpBegun { secret } => security::totp::apply_begun(state, secret),
+        EventBody::TotpBegun { secret } => security::totp::apply_begun(state, at, secret),
         EventBody::TotpEnabled { step } => security::totp::apply_enabled(state, *step),
         EventBody::ChallengeCreated { challenge } => {
             security::challenges::apply_created(state, challenge)
@@ -393,6 +395,26 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             notify_kyc(state, at);
         }
         EventBody::Refused { .. } => {}
+        EventBody::SecurityCodeSent { code } => security::totp::apply_code_sent(state, code),
+        EventBody::SecurityProofFailed => security::totp::apply_proof_failed(state, at),
+        EventBody::SecurityProofPassed { proof } => {
+            if let Some(change) = security::totp::apply_proof_passed(state, *proof) {
+                notify_security(state, at, change);
+            }
+        }
+        EventBody::TotpActivated { step, recovery } => {
+            if let Some(change) = security::totp::apply_activated(state, *step, recovery) {
+                notify_security(state, at, change);
+            }
+        }
+        EventBody::TotpRemoved { by_operator, .. } => {
+            let change = security::totp::apply_removed(state, *by_operator);
+            notify_security(state, at, change);
+        }
+        EventBody::RecoveryCodesRegenerated { hashes } => {
+            security::totp::apply_recovery_regenerated(state, hashes);
+            notify_security(state, at, SecurityChange::RecoveryCodesRegenerated);
+        }
     }
     debug_assert!(
         state.books.iter().all(|b| b.available >= Decimal::ZERO
@@ -524,6 +546,20 @@ fn notify(state: &mut AccountState, at: Timestamp, kind: NotificationKind) {
     while state.notifications.len() > NOTIFICATIONS_RETAINED {
         state.notifications.pop_front();
     }
+}
+
+fn notify_security(state: &mut AccountState, at: Timestamp, change: SecurityChange) {
+    let totp_enabled = security::totp::enabled(state);
+    let left = u32::try_from(state.security.recovery_codes.len()).unwrap_or(u32::MAX);
+    notify(
+        state,
+        at,
+        NotificationKind::SecurityChanged {
+            change,
+            totp_enabled,
+            recovery_codes_left: left,
+        },
+    );
 }
 
 fn notify_kyc(state: &mut AccountState, at: Timestamp) {

@@ -296,8 +296,24 @@ pub fn decide(
         Command::CheckResetCode { code_hash } => {
             security::reset::decide_check_code(policy, state, *code_hash, now)
         }
-        Command::BeginTotp { secret } => security::decide_begin_totp(secret, now),
-        Command::ConfirmTotp { step } => security::decide_confirm_totp(state, *step, now),
+        Command::BeginTotp {
+            secret,
+            proof,
+            replace,
+        } => security::totp::decide_begin_totp(policy, state, secret, *proof, *replace, now),
+        Command::ConfirmTotp { step, recovery } => {
+            security::totp::decide_confirm_totp(state, *step, recovery, now)
+        }
+        Command::RequestSecurityCode { code_hash } => {
+            security::totp::decide_request_code(policy, state, *code_hash, now)
+        }
+        Command::RemoveTotp { proof } => {
+            security::totp::decide_remove_totp(policy, state, *proof, now)
+        }
+        Command::RegenerateRecoveryCodes { hashes, proof } => {
+            security::totp::decide_regenerate_recovery(policy, state, hashes, *proof, now)
+        }
+        Command::ResetTotp { reason } => security::totp::decide_reset_totp(state, reason, now),
         Command::CreateChallenge {
             key,
             command,

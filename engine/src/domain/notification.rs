@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
-use crate::domain::security::KycStatus;
+use crate::domain::security::{KycStatus, SecurityChange};
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, OpId, OpKind};
 use crate::money::{format_money, Currency};
@@ -89,6 +89,12 @@ pub enum NotificationKind {
         tier: u8,
         reason: Option<String>,
     },
+    /// The password, the second factor or the recovery codes changed.
+    SecurityChanged {
+        change: SecurityChange,
+        totp_enabled: bool,
+        recovery_codes_left: u32,
+    },
 }
 
 impl NotificationKind {
@@ -101,6 +107,7 @@ impl NotificationKind {
             NotificationKind::StatusChanged { .. } => "account.status_changed",
             NotificationKind::SessionCreated { .. } => "session.created",
             NotificationKind::KycUpdated { .. } => "kyc.updated",
+            NotificationKind::SecurityChanged { .. } => "security.changed",
         }
     }
 
@@ -176,6 +183,16 @@ impl NotificationKind {
                 "status": status.name(),
                 "tier": tier,
                 "reason": reason,
+            }),
+            NotificationKind::SecurityChanged {
+                change,
+                totp_enabled,
+                recovery_codes_left,
+            } => json!({
+                "change": change.name(),
+                "message": change.sentence(),
+                "totp_enabled": totp_enabled,
+                "recovery_codes_left": recovery_codes_left,
             }),
         }
     }
