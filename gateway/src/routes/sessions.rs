@@ -233,7 +233,10 @@ pub(crate) async fn lock_end(
 }
 
 /// Seconds until a lockout ending at `until` is over (`None`: not locked).
-pub(crate) fn locked_for(state: &AppState, until: Option<okpay_engine::time::Timestamp>) -> Option<u64> {
+pub(crate) fn locked_for(
+    state: &AppState,
+    until: Option<okpay_engine::time::Timestamp>,
+) -> Option<u64> {
     let now = state.engine.clock().now().millis();
     let until = until?.millis();
     (until > now).then(|| {

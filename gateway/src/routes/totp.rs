@@ -214,7 +214,9 @@ fn refused(e: EngineError, what: &str) -> ApiError {
             ErrorCode::AlreadyExists,
             "TOTP is already on for this account.",
         )
-        .with_hint("To move it to a new device, send replace: true with a code of the current app."),
+        .with_hint(
+            "To move it to a new device, send replace: true with a code of the current app.",
+        ),
         other => other.into(),
     }
 }
@@ -501,7 +503,15 @@ pub async fn regenerate(
 #[derive(OpenApi)]
 #[openapi(
     paths(request_code, begin, confirm, remove, regenerate),
-    components(schemas(TotpEnrolment, TotpConfirm, TotpBegin, TotpChange, Reauth, RecoveryCodes, SecurityCodeSent))
+    components(schemas(
+        TotpEnrolment,
+        TotpConfirm,
+        TotpBegin,
+        TotpChange,
+        Reauth,
+        RecoveryCodes,
+        SecurityCodeSent
+    ))
 )]
 pub struct Api;
 

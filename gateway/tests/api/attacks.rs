@@ -422,7 +422,11 @@ async fn a_stolen_token_cant_enrol_its_own_totp() {
         .await;
     assert_problem(r, 401, "INVALID_CREDENTIALS").await;
     let r = app
-        .post("/v1/account/totp/code", &stolen, json!({"password": "guess"}))
+        .post(
+            "/v1/account/totp/code",
+            &stolen,
+            json!({"password": "guess"}),
+        )
         .await;
     assert_problem(r, 401, "INVALID_CREDENTIALS").await;
     // The password (phished, say) but not the owner's mailbox: the code the
@@ -442,19 +446,31 @@ async fn a_stolen_token_cant_enrol_its_own_totp() {
         .await;
     assert_problem(r, 401, "CHALLENGE_FAILED").await;
     let r = app
-        .post("/v1/account/totp/confirm", &stolen, json!({"code": "123456"}))
+        .post(
+            "/v1/account/totp/confirm",
+            &stolen,
+            json!({"code": "123456"}),
+        )
         .await;
     assert_problem(r, 404, "NOT_FOUND").await;
     assert!(!totp_enabled(&app, &stolen).await);
     // Wrong passwords here are failed logins: the fifth locks (423).
     for _ in 0..3 {
         let r = app
-            .post("/v1/account/totp/code", &stolen, json!({"password": "nope"}))
+            .post(
+                "/v1/account/totp/code",
+                &stolen,
+                json!({"password": "nope"}),
+            )
             .await;
         assert_problem(r, 401, "INVALID_CREDENTIALS").await;
     }
     let r = app
-        .post("/v1/account/totp/code", &stolen, json!({"password": "nope"}))
+        .post(
+            "/v1/account/totp/code",
+            &stolen,
+            json!({"password": "nope"}),
+        )
         .await;
     assert_problem(r, 423, "ACCOUNT_LOCKED").await;
 }
@@ -588,18 +604,26 @@ async fn an_operator_totp_reset_clears_it_and_is_audited() {
     let r = app.admin_post(&path, json!({"reason": ""})).await;
     assert_problem(r, 400, "VALIDATION_FAILED").await;
     let r = app
-        .admin_post(&path, json!({"reason": "lost phone, identity checked, ticket 812"}))
+        .admin_post(
+            &path,
+            json!({"reason": "lost phone, identity checked, ticket 812"}),
+        )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(r.json::<Value>().await.unwrap()["cleared"], true);
     assert!(!totp_enabled(&app, &owner).await);
     let r = app
-        .admin_get(&format!("/v1/admin/audit?account_id={id}&action=account.reset_totp"))
+        .admin_get(&format!(
+            "/v1/admin/audit?account_id={id}&action=account.reset_totp"
+        ))
         .await;
     assert_eq!(r.status(), 200);
     let items = r.json::<Value>().await.unwrap()["items"].clone();
     assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
-    assert_eq!(items[0]["reason"], "lost phone, identity checked, ticket 812");
+    assert_eq!(
+        items[0]["reason"],
+        "lost phone, identity checked, ticket 812"
+    );
     // The user can enrol again with a code sent to their email.
     let r = app
         .post("/v1/account/totp/code", &owner, json!({"password": PW}))

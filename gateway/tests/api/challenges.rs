@@ -189,7 +189,11 @@ async fn totp_enrolment_then_challenges_by_totp_and_no_code_twice() {
     let (_, a) = rich_user(&app, "alice@example.com").await;
     app.user("bob@example.com").await;
     let r = app
-        .post("/v1/account/totp/code", &a, json!({"password": "correct horse"}))
+        .post(
+            "/v1/account/totp/code",
+            &a,
+            json!({"password": "correct horse"}),
+        )
         .await;
     assert_eq!(r.status(), 202);
     let code = app.last_code("alice@example.com", "security_code").await;

@@ -150,7 +150,11 @@ pub fn compact_security(state: &mut AccountState, now: Timestamp, policy: &Polic
     }
     // `change_code` is kept past its expiry (one value): an expired code answers
     // `ChallengeExpired`, a missing one counts as a wrong proof.
-    if sec.totp_pending.as_ref().is_some_and(|p| p.expires_at <= now) {
+    if sec
+        .totp_pending
+        .as_ref()
+        .is_some_and(|p| p.expires_at <= now)
+    {
         sec.totp_pending = None;
     }
     let failures_start = now.millis() - i64::from(policy.security.failures_window_s) * 1000;

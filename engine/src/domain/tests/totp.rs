@@ -42,7 +42,13 @@ fn last_change(s: &AccountState) -> Option<SecurityChange> {
 fn enrolment_needs_the_code_sent_to_the_existing_factor() {
     let mut s = opened(1, T0);
     // No code requested: nothing to prove with; counted as a wrong proof.
-    let events = run(&p(), &mut s, &begin(ChallengeProof::Code([9; 32]), false), T0).unwrap();
+    let events = run(
+        &p(),
+        &mut s,
+        &begin(ChallengeProof::Code([9; 32]), false),
+        T0,
+    )
+    .unwrap();
     assert_eq!(refused_with(&events), Some(Rejection::ChallengeFailed));
     assert!(s.security.totp_pending.is_none());
     assert_eq!(s.security.step_up_failures.len(), 1);
@@ -60,11 +66,23 @@ fn enrolment_needs_the_code_sent_to_the_existing_factor() {
     }
     assert!(s.security.totp_pending.is_none());
     // The right code: the enrolment is pending, not active.
-    run(&p(), &mut s, &begin(ChallengeProof::Code([9; 32]), false), T0).unwrap();
+    run(
+        &p(),
+        &mut s,
+        &begin(ChallengeProof::Code([9; 32]), false),
+        T0,
+    )
+    .unwrap();
     assert!(s.security.totp_pending.is_some());
     assert!(!crate::domain::security::totp::enabled(&s));
     // The code is used up.
-    let events = run(&p(), &mut s, &begin(ChallengeProof::Code([9; 32]), false), T0).unwrap();
+    let events = run(
+        &p(),
+        &mut s,
+        &begin(ChallengeProof::Code([9; 32]), false),
+        T0,
+    )
+    .unwrap();
     assert_eq!(refused_with(&events), Some(Rejection::ChallengeFailed));
     let confirm = Command::ConfirmTotp {
         step: Some(50),
@@ -88,7 +106,12 @@ fn an_expired_security_code_answers_expired() {
     .unwrap();
     let later = T0.plus_ms(11 * MINUTE_MS);
     assert_eq!(
-        decide(&p(), &s, &begin(ChallengeProof::Code([9; 32]), false), later),
+        decide(
+            &p(),
+            &s,
+            &begin(ChallengeProof::Code([9; 32]), false),
+            later
+        ),
         Err(Rejection::ChallengeExpired)
     );
 }
@@ -135,7 +158,13 @@ fn replacing_needs_the_current_totp_and_keeps_it_until_the_new_one_is_confirmed(
         assert_eq!(refused_with(&events), Some(Rejection::ChallengeFailed));
     }
     assert!(s.security.totp_pending.is_none());
-    run(&p(), &mut s, &begin(ChallengeProof::TotpStep(101), true), T0).unwrap();
+    run(
+        &p(),
+        &mut s,
+        &begin(ChallengeProof::TotpStep(101), true),
+        T0,
+    )
+    .unwrap();
     assert_eq!(s.security.totp.as_ref().unwrap().secret, old_secret);
     assert!(crate::domain::security::totp::enabled(&s));
     let confirm = Command::ConfirmTotp {
@@ -261,7 +290,13 @@ fn wrong_proofs_count_towards_the_step_up_freeze() {
 fn an_operator_reset_clears_totp_pending_and_recovery_codes() {
     let mut s = opened(1, T0);
     enrol_totp(&mut s, 100, &[1, 2], T0);
-    run(&p(), &mut s, &begin(ChallengeProof::TotpStep(101), true), T0).unwrap();
+    run(
+        &p(),
+        &mut s,
+        &begin(ChallengeProof::TotpStep(101), true),
+        T0,
+    )
+    .unwrap();
     let reset = Command::ResetTotp {
         reason: "lost phone, ticket 7".into(),
     };
@@ -284,7 +319,13 @@ fn a_pending_enrolment_expires() {
         T0,
     )
     .unwrap();
-    run(&p(), &mut s, &begin(ChallengeProof::Code([9; 32]), false), T0).unwrap();
+    run(
+        &p(),
+        &mut s,
+        &begin(ChallengeProof::Code([9; 32]), false),
+        T0,
+    )
+    .unwrap();
     let confirm = Command::ConfirmTotp {
         step: Some(1),
         recovery: Vec::new(),

@@ -657,9 +657,8 @@ pub async fn reset_totp(
         .engine
         .read(id, |a, _, _| {
             let sec = &a.security;
-            let any = sec.totp.is_some()
-                || sec.totp_pending.is_some()
-                || !sec.recovery_codes.is_empty();
+            let any =
+                sec.totp.is_some() || sec.totp_pending.is_some() || !sec.recovery_codes.is_empty();
             (a.opened, any)
         })
         .await?;
@@ -682,7 +681,14 @@ pub async fn reset_totp(
         "account.reset_totp",
         Some(id),
         Some(&reason),
-        Some(if cleared { "totp cleared" } else { "nothing to clear" }.into()),
+        Some(
+            if cleared {
+                "totp cleared"
+            } else {
+                "nothing to clear"
+            }
+            .into(),
+        ),
     )
     .await;
     if cleared {
