@@ -24,7 +24,23 @@ use crate::time::Timestamp;
 
 /// Decides what `cmd` does to `state` at `now` under `policy`.
 /// `Ok(vec![])` means "already done": an idempotent replay or a no-op.
+///
+/// Events that move money are checked against the ledger's invariants before
+/// they are handed back ([`crate::domain::invariants`]): a decision that would
+/// break one is replaced by the fail-stop (alert, freeze, `LedgerInvariant`), in
+/// release builds too.
 pub fn decide(
+    policy: &Policy,
+    state: &AccountState,
+    cmd: &Command,
+    now: Timestamp,
+) -> Result<Vec<Event>, Rejection> {
+    let events = decide_rules(policy, state, cmd, now)?;
+    Ok(crate::domain::invariants::guard(state, events, now))
+}
+
+/// The business rules themselves (see [`decide`]).
+fn decide_rules(
     policy: &Policy,
     state: &AccountState,
     cmd: &Command,

@@ -6,6 +6,7 @@
 //! rule it checks rather than as set-up.
 
 mod identity;
+mod invariants;
 mod properties;
 mod rules;
 mod security;
