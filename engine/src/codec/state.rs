@@ -225,3 +225,133 @@ pub mod legacy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::ids::AccountId;
+    use crate::money::Currency;
+
+    /// Written by the code before issue 9 (commit `aef11fd^`): account 7, opened,
+    /// tier 1, 123.45 CNY deposited, one session, TOTP enrolled at step 1000 with
+    /// secret `[1, 2, 3, 4]`, one failed login. Untagged postcard.
+    const BEFORE_ISSUE_9: &[&str] = &[
+        "07010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000010203030303",
+        "03030303030303030303030303030303030303030303030303030303056465762d31010550686f6e",
+        "650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf63000001040102030401e8070105",
+        "6465762d310180d4a697bf630102434e00000000000001809aef93bf63063132332e343500000101",
+        "434e5902063132332e343504302e3030063132332e343504302e303004302e303004302e30300301",
+        "0100063132332e3435434e590204302e30300000809aef93bf63010766756e64696e67e6ddaf80ad",
+        "8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300434e5902063132332e343504",
+        "302e303002809aef93bf630107010001063132332e343504302e3030434e590200000380d4a697bf",
+        "63040702056465762d310102434e0103",
+    ];
+
+    /// The same account written by the first half of issue 9 (commit `7d9d8a5`):
+    /// `Security` had gained the failure counts and split-payment marks.
+    const BEFORE_RECOVERY_CODES: &[&str] = &[
+        "07010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000010203030303",
+        "03030303030303030303030303030303030303030303030303030303056465762d31010550686f6e",
+        "650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf63000001040102030401e8070105",
+        "6465762d310180d4a697bf630102434e00000000000000000001809aef93bf63063132332e343500",
+        "000101434e5902063132332e343504302e3030063132332e343504302e303004302e303004302e30",
+        "3003010100063132332e3435434e590204302e30300000809aef93bf63010766756e64696e67e6dd",
+        "af80ad8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300434e5902063132332e",
+        "343504302e303002809aef93bf630107010001063132332e343504302e3030434e590200000380d4",
+        "a697bf63040702056465762d310102434e0103",
+    ];
+
+    /// The same account in format version 1 (tag, version, postcard), as
+    /// `encode_state` writes it since issue 9's recovery codes.
+    const VERSION_1: &[&str] = &[
+        "4f4b5354010007010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000",
+        "01020303030303030303030303030303030303030303030303030303030303030303056465762d31",
+        "010550686f6e650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf6300000104010203",
+        "0401e80701056465762d310180d4a697bf630102434e00000000000000000000000001809aef93bf",
+        "63063132332e343500000101434e5902063132332e343504302e3030063132332e343504302e3030",
+        "04302e303004302e303003010100063132332e3435434e590204302e30300000809aef93bf630107",
+        "66756e64696e67e6ddaf80ad8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300",
+        "434e5902063132332e343504302e303002809aef93bf630107010001063132332e343504302e3030",
+        "434e590200000380d4a697bf63040702056465762d310102434e0103",
+    ];
+
+    fn bytes(hex: &[&str]) -> Vec<u8> {
+        let hex: String = hex.concat();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn check_golden_account(s: &AccountState) {
+        let cny = Currency::new("CNY", 2).unwrap();
+        assert_eq!(s.id, AccountId(7));
+        assert!(s.opened);
+        assert_eq!(s.profile.email.as_deref(), Some("u7@example.com"));
+        assert_eq!(s.kyc_tier, 1);
+        assert_eq!(s.available(cny), dec!(123.45));
+        assert_eq!(s.sessions.len(), 1);
+        assert_eq!(s.sessions[0].device_id, "dev-1");
+        let totp = s.security.totp.as_ref().unwrap();
+        assert_eq!((totp.enabled, totp.last_step), (true, 1000));
+        assert_eq!(totp.secret, vec![1, 2, 3, 4]);
+        assert_eq!(s.security.failed_logins, 1);
+        assert!(s.security.recovery_codes.is_empty());
+        assert!(s.security.totp_pending.is_none());
+        assert!(s.security.change_code.is_none());
+    }
+
+    #[test]
+    fn snapshots_from_before_issue_9_still_decode() {
+        let s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
+        check_golden_account(&s);
+        assert!(s.security.step_up_failures.is_empty());
+    }
+
+    #[test]
+    fn snapshots_from_before_recovery_codes_still_decode() {
+        let s = decode_state(&bytes(BEFORE_RECOVERY_CODES)).unwrap();
+        check_golden_account(&s);
+    }
+
+    #[test]
+    fn the_tagged_format_round_trips_and_is_pinned() {
+        let s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
+        let tagged = encode_state(&s);
+        assert_eq!(&tagged[..6], b"OKST\x01\x00");
+        assert_eq!(decode_state(&tagged).unwrap(), s);
+        // Untagged bytes of today's layout (written before the call sites moved to
+        // `encode_state`) decode too.
+        let untagged = postcard::to_stdvec(&s).unwrap();
+        assert_eq!(decode_state(&untagged).unwrap(), s);
+        // Version 1 is exactly postcard of today's state: a change to
+        // `AccountState` must bump the version (and freeze this shape).
+        assert_eq!(tagged[6..], untagged[..]);
+        assert_eq!(
+            tagged,
+            bytes(VERSION_1),
+            "version 1 must read as it was written"
+        );
+        check_golden_account(&decode_state(&bytes(VERSION_1)).unwrap());
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        let mut tagged = encode_state(&AccountState::new(AccountId(1)));
+        tagged[4] = 9;
+        assert_eq!(decode_state(&tagged), Err(CodecError::UnknownVersion(9)));
+        assert_eq!(
+            decode_state(b"OKST\x01"),
+            Err(CodecError::Truncated { needed: 1 })
+        );
+        assert!(decode_state(&[0xff; 40]).is_err());
+        let mut legacy = bytes(BEFORE_ISSUE_9);
+        legacy.push(0);
+        assert!(
+            decode_state(&legacy).is_err(),
+            "trailing bytes match no layout"
+        );
+    }
+}
