@@ -61,7 +61,7 @@ pub async fn quote(
     let policy = state.engine.policy();
     let value = amount(policy, &query.amount, &query.currency)?;
     let c = value.currency();
-    let now = Utc::now();
+    let now = state.now();
     let method = query.method.as_deref().unwrap_or("");
     let (method, fee, net, expected_at) = match query.operation.as_str() {
         "deposit" => {
