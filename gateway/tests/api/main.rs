@@ -7,6 +7,7 @@ mod admin;
 mod attacks;
 mod binary;
 mod browser;
+mod callbacks;
 mod challenges;
 mod contacts;
 mod deposits;
