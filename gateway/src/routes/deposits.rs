@@ -239,7 +239,7 @@ pub async fn deposit(
                 fee: money(fee, c),
                 net: money(amount.value() - fee, c),
                 currency: c.code().into(),
-                expected_at: expected_at(&state, method, Utc::now()),
+                expected_at: expected_at(&state, method, state.now()),
             }))
         }
         Ok(Driven::Declined(reason)) => {
