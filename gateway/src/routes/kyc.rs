@@ -294,7 +294,9 @@ pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        // Named, as `#[get]` resources are, so metrics label it without work.
         web::resource("/v1/kyc")
+            .name("kyc")
             .app_data(extract::json_config(KYC_BODY_MAX_BYTES))
             .route(web::post().to(submit))
             .route(web::get().to(status)),
