@@ -319,7 +319,7 @@ impl Notices {
                     kind: notice.template().into(),
                     code: None,
                     body: rendered.body.clone(),
-                    at: chrono::Utc::now(),
+                    at: crate::clock::now(&self.engine),
                 });
             }
             if self.deliveries.delivers(channel) {

@@ -71,7 +71,7 @@ pub async fn quote(
     let policy = state.engine.policy();
     let value = amount(policy, &query.amount, &query.currency)?;
     let c = value.currency();
-    let now = Utc::now();
+    let now = state.now();
     // An unknown method is malformed (400); a known one the operation does not
     // take is a 422 (see `unsupported`).
     let method = match query.method.as_deref() {
