@@ -204,3 +204,20 @@ async fn a_session_expires_by_the_engine_clock_even_when_cached() {
     clock.advance_ms(1);
     refused(&app, &token).await;
 }
+
+#[tokio::test]
+async fn a_login_that_pushes_the_oldest_session_out_refuses_it_at_once() {
+    // The engine keeps the newest 32 sessions of an account (MAX_SESSIONS).
+    const MAX_SESSIONS: usize = 32;
+    let app = TestApp::spawn().await;
+    let (_, oldest) = app.user("cache-many@example.com").await;
+    warm(&app, &oldest).await;
+    for _ in 1..MAX_SESSIONS {
+        app.login("cache-many@example.com").await;
+    }
+    // Still one of the newest 32, and still served from the cache.
+    warm(&app, &oldest).await;
+    let newest = app.login("cache-many@example.com").await;
+    refused(&app, &oldest).await;
+    warm(&app, &newest).await;
+}
