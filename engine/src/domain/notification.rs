@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
-use crate::domain::security::{KycStatus, SecurityChange};
+use crate::domain::security::KycStatus;
+/// What changed in a `security.changed` notification (defined with TOTP).
+pub use crate::domain::security::SecurityChange;
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, OpId, OpKind};
 use crate::money::{format_money, Currency};

@@ -86,6 +86,10 @@ pub struct Deliveries {
     retries: Mutex<HashMap<String, (u32, Instant)>>,
     recipients: Mutex<HashMap<String, VecDeque<Instant>>>,
     wake: tokio::sync::Notify,
+    /// Accounts to look at for notices (`notices`); bounded.
+    kicks: tokio::sync::mpsc::Sender<okpay_engine::ids::AccountId>,
+    /// The other end, taken once by the notices task.
+    kicked: Mutex<Option<tokio::sync::mpsc::Receiver<okpay_engine::ids::AccountId>>>,
 }
 
 impl Deliveries {
@@ -97,6 +101,7 @@ impl Deliveries {
         webhooks: Arc<Webhooks>,
         settings: DeliverySettings,
     ) -> Arc<Deliveries> {
+        let (kicks, kicked) = tokio::sync::mpsc::channel(super::notices::KICK_QUEUE);
         Arc::new(Deliveries {
             store,
             cipher,
@@ -107,7 +112,57 @@ impl Deliveries {
             retries: Mutex::new(HashMap::new()),
             recipients: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            kicks,
+            kicked: Mutex::new(Some(kicked)),
         })
+    }
+
+    /// Asks for a notices pass over `account` (after a command that may have
+    /// caused a notice). Never waits: when too many accounts wait already, the
+    /// kick is dropped and the notice is derived by the account's next pass.
+    pub fn kick(&self, account: okpay_engine::ids::AccountId) {
+        if self.kicks.try_send(account).is_err() {
+            tracing::warn!(%account, "notice queue full; the account's next pass derives its notices");
+        }
+    }
+
+    /// The receiving end of [`Self::kick`], for the notices task (once).
+    pub fn take_kicks(&self) -> Option<tokio::sync::mpsc::Receiver<okpay_engine::ids::AccountId>> {
+        self.kicked.lock().take()
+    }
+
+    /// Wakes the worker.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Writes a message under a given id (no rate limit: a notice is caused by
+    /// the account's own events). Writing an id already queued changes nothing.
+    pub async fn queue_with_id(
+        &self,
+        id: &str,
+        channel: &str,
+        to: &str,
+        kind: &str,
+        subject: String,
+        body: String,
+    ) -> anyhow::Result<()> {
+        let delivery = Delivery {
+            id: id.to_owned(),
+            channel: channel.to_owned(),
+            to: to.to_owned(),
+            kind: kind.to_owned(),
+            subject,
+            body,
+            created_at: Utc::now(),
+            attempts: 0,
+            last_error: None,
+        };
+        self.store
+            .claim_index(QUEUE_INDEX, id, &self.seal(&delivery))
+            .await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Whether messages on `channel` can be delivered.
@@ -307,6 +362,13 @@ impl Deliveries {
     }
 
     async fn attempt(&self, id: &str, sealed: &str) {
+        // A notice is sent only once its derivation is logged (see `notices`).
+        if let Some(key) = super::notices::log_key_of(id) {
+            match self.store.get_index(super::notices::LOG_INDEX, &key).await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
         let Some(mut d) = self.open(sealed) else {
             // Another key wrote it (or it is damaged): nothing can send it.
             tracing::error!(delivery = %id, "queued message does not decrypt; moved to dead letters");

@@ -19,7 +19,8 @@
 //! as a failed login (the lockout applies, 423 while locked). The engine checks
 //! the code: wrong codes count with step-up failures (the account is frozen at
 //! the bound). Every change notifies: a `security.changed` frame on every live
-//! websocket (from the engine) and a notice on every channel the user has.
+//! websocket and a `security_changed` notice (email, else SMS), both from the
+//! engine's durable notification.
 //!
 //! The secret is stored encrypted (AES-256-GCM, `crypto.rs`); recovery codes as
 //! SHA-256 hashes bound to the account.
@@ -221,40 +222,16 @@ fn refused(e: EngineError, what: &str) -> ApiError {
     }
 }
 
-/// Tells the user about a security change on every channel they have (the
-/// websocket frame comes from the engine's notification).
+/// Tells the user about a security change: the websocket frame comes from the
+/// engine's notification; the notice (email, else SMS) is derived from the same
+/// durable notification by `integrations::notices`, which this kicks.
 pub(crate) async fn notify_security_change(
     state: &AppState,
     account: AccountId,
     change: SecurityChange,
 ) {
-    let addresses = state
-        .engine
-        .read(account, |s, _, _| {
-            let mut to = Vec::new();
-            if let Some(e) = &s.profile.email {
-                to.push((e.clone(), "email"));
-            }
-            if let Some(p) = &s.profile.phone {
-                to.push((p.clone(), "sms"));
-            }
-            to
-        })
-        .await
-        .unwrap_or_default();
-    for (to, channel) in addresses {
-        state.notifier.send(OutboxMessage {
-            to,
-            channel: channel.into(),
-            kind: "security_changed".into(),
-            code: None,
-            body: format!(
-                "{} If this was not you, contact support at once.",
-                change.sentence()
-            ),
-            at: Utc::now(),
-        });
-    }
+    tracing::info!(%account, change = change.name(), "security changed");
+    state.deliveries.kick(account);
 }
 
 /// Sends the security code for a TOTP change (TOTP off), after the password.
