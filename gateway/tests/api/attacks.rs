@@ -541,16 +541,18 @@ async fn an_enrolled_totp_cant_be_replaced_or_removed_without_it() {
     let mut told = false;
     for _ in 0..100 {
         let msgs = app.outbox("owner@example.com").await;
-        if msgs
-            .iter()
-            .any(|m| m["kind"] == "security_changed" && m["body"].as_str().unwrap().contains("removed"))
-        {
+        if msgs.iter().any(|m| {
+            m["kind"] == "security_changed" && m["body"].as_str().unwrap().contains("removed")
+        }) {
             told = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(told, "the owner got a security_changed notice of the removal");
+    assert!(
+        told,
+        "the owner got a security_changed notice of the removal"
+    );
 }
 
 /// A recovery code stands in for a TOTP code once.
