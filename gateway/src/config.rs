@@ -63,6 +63,10 @@ pub struct Cli {
     /// wait briefly, then get 503 OVERLOADED (default: 2 × cores).
     #[arg(long, env = "OKPAY_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
+    /// KYC uploads (bodies up to 14 MiB) read at once; beyond, 503 OVERLOADED at
+    /// once (default 4).
+    #[arg(long, env = "OKPAY_KYC_UPLOADS")]
+    pub kyc_uploads: Option<usize>,
     /// Without a command, `okpay` serves.
     #[command(subcommand)]
     pub command: Option<CliCommand>,
@@ -114,6 +118,7 @@ pub struct ServerFile {
     pub login_failure_window_s: Option<u64>,
     pub trusted_proxies: Option<String>,
     pub hash_concurrency: Option<usize>,
+    pub kyc_uploads: Option<usize>,
 }
 
 /// `[engine]` in the TOML file.
@@ -415,6 +420,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<crate::client_ip::Cidr>,
     /// Password hashes computed at once (`passwords.rs`).
     pub hash_concurrency: usize,
+    /// KYC uploads read at once (`routes/kyc.rs`).
+    pub kyc_uploads: usize,
     /// The engine's clock, which is the gateway's too (`clock.rs`); tests inject one.
     pub clock: crate::clock::ClockSetting,
 }
@@ -541,6 +548,7 @@ impl Settings {
                 .or(s.hash_concurrency)
                 .unwrap_or(2 * cores)
                 .max(1),
+            kyc_uploads: cli.kyc_uploads.or(s.kyc_uploads).unwrap_or(4).max(1),
             clock: crate::clock::ClockSetting::default(),
         }
     }

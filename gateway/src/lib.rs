@@ -166,6 +166,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings.policy.security.reset_failures_max,
         std::time::Duration::from_secs(u64::from(settings.policy.security.failures_window_s)),
     );
+    let kyc_uploads = Arc::new(tokio::sync::Semaphore::new(settings.kyc_uploads));
     Ok(AppState {
         engine,
         passwords: PasswordHasher::with_concurrency(settings.hash_concurrency),
@@ -181,6 +182,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         limits,
         alerts: Arc::new(AlertLog::default()),
         deliveries,
+        kyc_uploads,
         sessions: Arc::new(session_cache::SessionCache::default()),
         accounts: Arc::new(open_accounts::OpenAccounts::default()),
     })

@@ -18,6 +18,8 @@ use crate::stream::Streams;
 /// Shared by all workers; cloning the `web::Data` is an `Arc` clone.
 pub struct AppState {
     pub engine: Engine,
+    /// Slots for KYC uploads being read (`routes/kyc.rs`): each holds up to 14 MiB.
+    pub kyc_uploads: Arc<tokio::sync::Semaphore>,
     pub settings: Arc<Settings>,
     pub passwords: PasswordHasher,
     /// The dev-mode outbox (codes and messages readable by admins), when `--dev`.

@@ -3,7 +3,11 @@
 //!
 //! Registration claims each login (email, phone) in the store's `login` index
 //! atomically before the account is opened, so two concurrent registrations of
-//! one email cannot both win; claims are released if a later step fails.
+//! one email cannot both win; claims are released if a later step fails. The
+//! claims and the opening run in a task of their own, so a client that goes away
+//! mid-request can't leave a claim behind without its account (the login would be
+//! taken forever): the task finishes either way, opening the account or releasing
+//! its claims.
 
 use actix_web::{get, post, web, HttpResponse};
 use okpay_engine::domain::command::Profile;
@@ -133,43 +137,19 @@ pub async fn register(
         ));
     }
     let password_hash = state.passwords.hash(body.password).await?;
-    let id = AccountId::random();
-    let store = state.store();
-    let value = id.to_string();
-    let mut claimed: Vec<String> = Vec::new();
-    for login in std::iter::once(&email).chain(phone.as_ref()) {
-        match store.claim_index(LOGIN_INDEX, login, &value).await {
-            Ok(true) => claimed.push(login.clone()),
-            Ok(false) => {
-                release(&state, &claimed).await;
-                return Err(ApiError::new(
-                    ErrorCode::AlreadyExists,
-                    "This email or phone is already registered.",
-                )
-                .with_hint("Log in instead, or reset your password."));
-            }
-            Err(_) => {
-                release(&state, &claimed).await;
-                return Err(ApiError::unavailable());
-            }
-        }
-    }
-    let open = Command::Open {
-        profile: Profile {
-            display_name,
-            email: Some(email),
-            phone,
-        },
-        password_hash,
+    let profile = Profile {
+        display_name,
+        email: Some(email.clone()),
+        phone: phone.clone(),
     };
-    // Into the recipient set before the opening, so that it never lacks an account
-    // that exists (even if the opening's answer is lost); the id is unknown to
-    // anyone until this request answers.
-    state.accounts.insert(id);
-    if let Err(e) = state.engine.execute(id, open).await {
-        release(&state, &claimed).await;
-        return Err(e.into());
-    }
+    // Not cancelled with the request (see the module's doc); this handler only
+    // waits for it.
+    let task_state = state.clone();
+    let id = actix_web::rt::spawn(async move {
+        claim_and_open(&task_state, email, phone, profile, password_hash).await
+    })
+    .await
+    .map_err(|_| ApiError::unavailable())??;
     tracing::info!(account = %id, "account registered");
     Ok(HttpResponse::Created().json(Registered {
         account_id: id.to_string(),
@@ -180,6 +160,50 @@ pub async fn register(
             reason: None,
         },
     }))
+}
+
+/// Claims the logins and opens the account, releasing the claims if it can't.
+async fn claim_and_open(
+    state: &AppState,
+    email: String,
+    phone: Option<String>,
+    profile: Profile,
+    password_hash: String,
+) -> ApiResult<AccountId> {
+    let id = AccountId::random();
+    let store = state.store();
+    let value = id.to_string();
+    let mut claimed: Vec<String> = Vec::new();
+    for login in std::iter::once(&email).chain(phone.as_ref()) {
+        match store.claim_index(LOGIN_INDEX, login, &value).await {
+            Ok(true) => claimed.push(login.clone()),
+            Ok(false) => {
+                release(state, &claimed).await;
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    "This email or phone is already registered.",
+                )
+                .with_hint("Log in instead, or reset your password."));
+            }
+            Err(_) => {
+                release(state, &claimed).await;
+                return Err(ApiError::unavailable());
+            }
+        }
+    }
+    let open = Command::Open {
+        profile,
+        password_hash,
+    };
+    // Into the recipient set before the opening, so that it never lacks an account
+    // that exists (even if the opening's answer is lost); the id is unknown to
+    // anyone until this request answers.
+    state.accounts.insert(id);
+    if let Err(e) = state.engine.execute(id, open).await {
+        release(state, &claimed).await;
+        return Err(e.into());
+    }
+    Ok(id)
 }
 
 async fn release(state: &AppState, claimed: &[String]) {

@@ -15,7 +15,10 @@
 //! queue and removed on review.
 //!
 //! This route alone accepts bodies up to 14 MiB (two 5 MiB images in base64);
-//! every other route keeps the server's limit.
+//! every other route keeps the server's limit. Before a byte of the body is read,
+//! the account's KYC state is checked (pending or approved: 409 at once) and an
+//! upload slot taken: at most `--kyc-uploads` bodies are read at once, beyond
+//! that 503 `OVERLOADED` with `Retry-After`, so big bodies can't pile up in memory.
 
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
@@ -167,10 +170,31 @@ fn id_number(text: &str) -> Result<String, ApiError> {
 pub async fn submit(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<KycRequest>,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     state.maintenance.check()?;
-    let body = body.into_inner();
+    let already = || {
+        ApiError::new(
+            ErrorCode::AlreadyExists,
+            "Your identity is already verified or under review.",
+        )
+        .with_hint("Wait for the review; GET /v1/kyc shows where it is.")
+    };
+    // Cheap checks first: nothing of a 14 MiB body is read for an account that
+    // can't submit, nor beyond the upload slots.
+    let status = state
+        .engine
+        .read(auth.account, |s, _, _| s.kyc.status)
+        .await?;
+    if matches!(status, KycStatus::Pending | KycStatus::Approved) {
+        return Err(already());
+    }
+    let Ok(_slot) = state.kyc_uploads.clone().try_acquire_owned() else {
+        metrics::counter!("okpay_kyc_uploads_overloaded_total").increment(1);
+        return Err(ApiError::overloaded());
+    };
+    let body = read_body(&req, payload).await?;
     let name = full_name(&body.full_name)?;
     let number = id_number(&body.id_number)?;
     let front = document("document_front", &body.document_front)?;
@@ -179,20 +203,6 @@ pub async fn submit(
         .as_deref()
         .map(|b| document("document_back", b))
         .transpose()?;
-    let already = || {
-        ApiError::new(
-            ErrorCode::AlreadyExists,
-            "Your identity is already verified or under review.",
-        )
-        .with_hint("Wait for the review; GET /v1/kyc shows where it is.")
-    };
-    let current = state
-        .engine
-        .read(auth.account, |s, _, _| s.kyc.status)
-        .await?;
-    if matches!(current, KycStatus::Pending | KycStatus::Approved) {
-        return Err(already());
-    }
     let ms = state.engine.clock().now().millis().max(0);
     let store = state.store().clone();
     let mut keys = Vec::new();
@@ -238,6 +248,32 @@ pub async fn submit(
     Ok(HttpResponse::Accepted().json(KycSubmitted {
         status: "pending".into(),
     }))
+}
+
+/// The JSON body, read up to [`KYC_BODY_MAX_BYTES`] (413 beyond) and parsed.
+async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+) -> ApiResult<KycRequest> {
+    use futures::StreamExt as _;
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(ApiError::validation("Send the body as application/json."));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::validation(format!("Unreadable body: {e}")))?;
+        if body.len() + chunk.len() > KYC_BODY_MAX_BYTES {
+            return Err(ApiError::payload_too_large(KYC_BODY_MAX_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::validation(format!("Malformed JSON body: {e}")))
 }
 
 /// Removes what a failed submission stored.

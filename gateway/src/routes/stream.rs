@@ -46,10 +46,35 @@ fn presented_token(req: &HttpRequest, query: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// An operator's slot (the operators' reserve included).
 fn slot(state: &AppState) -> Result<ConnectionSlot, ApiError> {
     state.streams.open().ok_or_else(|| {
         ApiError::overloaded().with_hint("Too many open streams; reconnect shortly.")
     })
+}
+
+/// A user's slot: 429 `RATE_LIMITED` past the account's or the address's own
+/// bound, 503 `OVERLOADED` when the server is full for users.
+fn user_slot(
+    state: &AppState,
+    req: &HttpRequest,
+    account: okpay_engine::ids::AccountId,
+) -> Result<ConnectionSlot, ApiError> {
+    let ip = crate::client_ip::of(req, &state.settings.trusted_proxies);
+    state
+        .streams
+        .open_user(&account.to_string(), &ip)
+        .map_err(|refusal| match refusal {
+            crate::stream::Refusal::Full => {
+                ApiError::overloaded().with_hint("Too many open streams; reconnect shortly.")
+            }
+            crate::stream::Refusal::TooManyForClient => ApiError::new(
+                crate::error::ErrorCode::RateLimited,
+                "Too many open streams for this account or from this address.",
+            )
+            .with_hint("Close a stream you no longer use, then reconnect.")
+            .retry_after(5),
+        })
 }
 
 /// The upgrade: the 101 response, the session and the client's messages (at most
@@ -116,7 +141,8 @@ fn upgrade(
         (status = 101, description = "Switching to the websocket protocol; frames as described above."),
         (status = 400, body = Problem, description = "VALIDATION_FAILED: not a websocket handshake, or a malformed after_seq"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
-        (status = 503, body = Problem, description = "OVERLOADED: too many open streams"),
+        (status = 429, body = Problem, description = "RATE_LIMITED: too many open streams of this account (8) or from this address (64); retry_after_s"),
+        (status = 503, body = Problem, description = "OVERLOADED: too many open streams (a twentieth of the bound is kept for operators)"),
     ))]
 #[get("/v1/stream")]
 pub async fn account_stream(
@@ -129,7 +155,7 @@ pub async fn account_stream(
     let token =
         presented_token(&req, query.token.as_deref()).ok_or_else(ApiError::unauthenticated)?;
     let who = auth::check_token(&state, &token).await?;
-    let slot = slot(&state)?;
+    let slot = user_slot(&state, &req, who.account)?;
     let subscription = state.engine.subscribe(who.account, query.after_seq).await?;
     let (response, session, messages) = upgrade(&req, body)?;
     let link = Link::new(

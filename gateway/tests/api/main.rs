@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod attacks;
 mod binary;
+mod bounds;
 mod browser;
 mod callbacks;
 mod challenges;

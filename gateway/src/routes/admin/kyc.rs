@@ -2,7 +2,8 @@
 //! (`POST /v1/admin/kyc/{account_id}/approve`: tier 1, higher limits at once) and
 //! rejection with a reason the user sees (`.../reject` `{"reason"}`; the user may
 //! then submit again). Each review pushes `kyc.updated` to the user's sockets (the
-//! engine's notification) and removes the submission from the queue.
+//! engine's notification) and removes the submission from the queue. A rejection
+//! (or a request to resubmit) deletes the submission's document images.
 //!
 //! Decisions need the `reviewer` or `admin` role and go to the operator audit
 //! trail; so does each view of a document image
@@ -117,6 +118,8 @@ struct ReviewState {
     status: KycStatus,
     /// The submission's key in the review queue.
     pending_key: Option<String>,
+    /// The store keys of the submission's document images.
+    documents: Vec<String>,
 }
 
 /// The account's KYC status and queue key; 404 for an account never opened.
@@ -127,6 +130,12 @@ async fn review_state(state: &AppState, account: AccountId) -> ApiResult<ReviewS
             s.opened.then(|| ReviewState {
                 status: s.kyc.status,
                 pending_key: s.kyc.submission.as_ref().and_then(pending_key),
+                documents: s
+                    .kyc
+                    .submission
+                    .as_ref()
+                    .map(|sub| sub.documents.clone())
+                    .unwrap_or_default(),
             })
         })
         .await?
@@ -270,6 +279,13 @@ async fn turn_down(
     )
     .await?;
     dequeue(state, current.pending_key).await;
+    // A turned-down submission's images are personal data nobody needs any more
+    // (the user sends new ones): deleted, so rejected documents don't pile up.
+    for key in &current.documents {
+        if let Err(e) = state.store().delete_index(KYC_DOCS_INDEX, key).await {
+            tracing::warn!(error = %e, "could not delete a rejected KYC document");
+        }
+    }
     tracing::info!(account = %account, operator = %admin.name, action, "KYC turned down");
     operator_audit::record_done(state, admin, action, Some(account), Some(&reason), None).await;
     decision(state, account).await
