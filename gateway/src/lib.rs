@@ -95,7 +95,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             clock: Arc::new(SystemClock),
         },
         store,
-    );
+    )
+    .await
+    .context("starting the engine")?;
     // Test adapters only with --dev (see `integrations`); without them and without
     // a configured adapter, the feature answers 503 naming the setting.
     integrations::log_missing(&settings);

@@ -9,6 +9,7 @@ pub mod event;
 pub mod fraud;
 pub mod history;
 pub mod notification;
+pub mod protocol;
 pub mod rejection;
 pub mod security;
 pub mod state;
