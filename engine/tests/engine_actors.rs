@@ -475,3 +475,64 @@ async fn history_lists_each_operation_once_newest_first() {
     in_ids.sort();
     assert_eq!(out_ids, in_ids);
 }
+
+/// Accounts written by the actor runtime (one journal per account) are moved
+/// into the shard logs on the first start, once, and keep their money.
+#[tokio::test]
+async fn accounts_of_the_old_per_account_journals_are_moved_into_the_shard_logs() {
+    use okpay_engine::domain::event::{encode_events, Event, EventBody, RequestRef};
+    use okpay_engine::store::{JournalAppend, Store};
+    use okpay_engine::time::Timestamp;
+
+    let store = Arc::new(MemoryStore::new());
+    let old = AccountId::random();
+    let at = Timestamp(1_700_000_000_000);
+    let events = vec![
+        Event {
+            at,
+            body: EventBody::Opened {
+                profile: Profile {
+                    display_name: "old".into(),
+                    ..Profile::default()
+                },
+                password_hash: String::new(),
+            },
+        },
+        Event {
+            at,
+            body: EventBody::Deposited {
+                op: 1,
+                request: RequestRef {
+                    key: key("old-deposit"),
+                    fingerprint: 1,
+                },
+                amount: cny("12.34"),
+                fee: Decimal::ZERO,
+                method: DepositMethod::BankCard,
+                card: String::new(),
+            },
+        },
+    ];
+    let written = store
+        .append(&[JournalAppend {
+            account: old,
+            seq: 1,
+            payload: encode_events(&events),
+            history: Vec::new(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![Ok(())]);
+
+    let engine = engine_with(store.clone(), RuntimeConfig::default()).await;
+    assert_eq!(available(&engine, old).await, dec!(12.34));
+    engine
+        .deposit(old, key("new-deposit"), cny("1"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    drop(engine);
+    // The second start does not move the old journal again over newer state.
+    let engine = engine_with(store, RuntimeConfig::default()).await;
+    assert_eq!(available(&engine, old).await, dec!(13.34));
+    assert!(engine.audit().await.unwrap().balanced());
+}
