@@ -105,11 +105,28 @@ impl Auth {
     }
 }
 
-/// Checks a token: first in the global session index (so a forged token naming
-/// a random account id never reaches, let alone activates, an account actor),
-/// then with the account's actor (revocation and expiry live there).
+/// Checks a token: first in the session cache (a session the engine validated
+/// lately and nobody revoked since, see [`crate::session_cache`]), else in the
+/// global session index (so a forged token naming a random account id never
+/// reaches, let alone activates, an account actor), then with the account's actor
+/// (revocation and expiry live there), filling the cache.
 pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError> {
     let claim = parse_token(token).ok_or_else(ApiError::unauthenticated)?;
+    let auth = Auth {
+        account: claim.account,
+        session: claim.n,
+    };
+    let now = state.engine.clock().now();
+    if state
+        .sessions
+        .check(claim.account, claim.n, &claim.hash, now)
+    {
+        metrics::counter!("okpay_session_cache_total", "result" => "hit").increment(1);
+        return Ok(auth);
+    }
+    metrics::counter!("okpay_session_cache_total", "result" => "miss").increment(1);
+    // Taken before the engine is asked: a revocation after this voids the fill.
+    let ticket = state.sessions.ticket(claim.account);
     let indexed = state
         .store()
         .get_index(
@@ -126,10 +143,16 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError
         .authenticate(claim.account, claim.n, claim.hash)
         .await
     {
-        Ok(_) => Ok(Auth {
-            account: claim.account,
-            session: claim.n,
-        }),
+        Ok(session) => {
+            state.sessions.insert(
+                ticket,
+                claim.account,
+                claim.n,
+                claim.hash,
+                session.expires_at,
+            );
+            Ok(auth)
+        }
         Err(EngineError::Rejected(Rejection::UnknownOperation | Rejection::AccountNotFound)) => {
             Err(ApiError::unauthenticated())
         }

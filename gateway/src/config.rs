@@ -421,6 +421,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<crate::client_ip::Cidr>,
     /// Password hashes computed at once (`passwords.rs`).
     pub hash_concurrency: usize,
+    /// The engine's clock, which is the gateway's too (`clock.rs`); tests inject one.
+    pub clock: crate::clock::ClockSetting,
 }
 
 impl Default for Settings {
@@ -548,6 +550,7 @@ impl Settings {
                 .or(s.hash_concurrency)
                 .unwrap_or(2 * cores)
                 .max(1),
+            clock: crate::clock::ClockSetting::default(),
         }
     }
 }

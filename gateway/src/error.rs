@@ -112,6 +112,8 @@ error_codes! {
     InvalidPeriod = ("INVALID_PERIOD", UNPROCESSABLE_ENTITY, "Invalid period", Some("Send a from that is not after to, within the longest period allowed.")),
     /// The card number is well formed but fails its checksum (Luhn).
     CardInvalid = ("CARD_INVALID", UNPROCESSABLE_ENTITY, "Card number invalid", Some("Check the card number and send it again.")),
+    /// A method (`bank_card`, `third_party`, …) the operation does not take.
+    MethodNotSupported = ("METHOD_NOT_SUPPORTED", UNPROCESSABLE_ENTITY, "Method not supported", Some("Use a method this operation supports (the detail lists them).")),
     /// The card processor declined the deposit.
     PaymentDeclined = ("PAYMENT_DECLINED", UNPROCESSABLE_ENTITY, "Payment declined", Some("Use another card or contact your bank.")),
     /// Too many failed logins; `retry_after_s` says for how long.

@@ -6,6 +6,7 @@
 pub mod alert_log;
 pub mod auth;
 pub mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod maintenance;
 pub mod notifier;
+pub mod open_accounts;
 pub mod openapi;
 pub mod operator_audit;
 pub mod operators;
@@ -21,6 +23,7 @@ pub mod passwords;
 pub mod payments;
 pub mod rate_limit;
 pub mod routes;
+pub mod session_cache;
 pub mod state;
 pub mod step_up;
 pub mod stream;
@@ -39,7 +42,6 @@ use anyhow::Context as _;
 use okpay_engine::store::embedded::EmbeddedStore;
 use okpay_engine::store::redis::RedisStore;
 use okpay_engine::store::Store;
-use okpay_engine::time::SystemClock;
 use okpay_engine::{Engine, EngineConfig};
 
 use crate::alert_log::AlertLog;
@@ -92,7 +94,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         EngineConfig {
             policy: settings.policy.clone(),
             runtime: settings.runtime.clone(),
-            clock: Arc::new(SystemClock),
+            clock: settings.clock.0.clone(),
         },
         store,
     )
@@ -181,6 +183,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         limits,
         alerts: Arc::new(AlertLog::default()),
         deliveries,
+        sessions: Arc::new(session_cache::SessionCache::default()),
+        accounts: Arc::new(open_accounts::OpenAccounts::default()),
     })
 }
 
@@ -248,6 +252,15 @@ pub async fn run(
         state.alerts.clone(),
         state.store().clone(),
     ));
+    // Status changes the engine makes on its own (a fraud rule freezing an account)
+    // evict the account's cached sessions; subscribed before serving.
+    actix_rt::spawn(session_cache::feed(
+        engine.subscribe_admin(),
+        state.sessions.clone(),
+    ));
+    // The recipient set reads the stored accounts in the background: start-up does
+    // not wait for it (misses ask the engine until it is complete).
+    actix_rt::spawn(state.accounts.clone().load(state.store().clone()));
     // Transfers a crash left in flight are driven to the end in the background, and
     // payouts that were pending are resubmitted.
     {

@@ -21,6 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorCode, Problem};
+use crate::integrations::webhooks;
 
 /// Adds the bearer-token security schemes (sessions and admin).
 struct Security;
@@ -231,6 +232,45 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("MaintenanceRequest", "message", json!({ "maxLength": 500 })),
         (
+            "ManualPayout",
+            "reason",
+            json!({ "pattern": NONBLANK, "maxLength": 500 }),
+        ),
+        (
+            "NewEndpoint",
+            "url",
+            json!({ "pattern": "^https?://[!-~]*$", "maxLength": webhooks::MAX_URL_LEN }),
+        ),
+        (
+            "NewEndpoint",
+            "events",
+            json!({
+                "minItems": 1,
+                "maxItems": webhooks::EVENT_TYPES.len(),
+                "items": { "type": "string", "enum": webhooks::EVENT_TYPES },
+            }),
+        ),
+        (
+            "QrRequest",
+            "text",
+            json!({ "minLength": 1, "maxLength": crate::webapp::QR_MAX_CHARS }),
+        ),
+        (
+            "PayoutCallback",
+            "type",
+            json!({ "enum": ["payout.completed", "payout.failed"] }),
+        ),
+        (
+            "PayoutCallback",
+            "payout_id",
+            json!({ "pattern": "^wd_[0-9a-f]{32}$" }),
+        ),
+        (
+            "ChargeCallback",
+            "type",
+            json!({ "enum": ["charge.succeeded", "charge.failed"] }),
+        ),
+        (
             "NewOperator",
             "name",
             json!({ "pattern": "^[A-Za-z0-9._-]{1,64}$" }),
@@ -265,7 +305,44 @@ fn apply_field_rules(doc: &mut Value) -> Vec<String> {
 /// Constraints on query and path parameters, by path and name (like
 /// [`field_rules`] for bodies).
 fn parameter_rules() -> Vec<(&'static str, &'static str, Value)> {
+    let currencies: Vec<String> = okpay_engine::policy::Policy::default()
+        .currencies
+        .iter()
+        .map(|c| c.code.clone())
+        .collect();
     vec![
+        (
+            "/v1/quotes",
+            "operation",
+            json!({ "type": "string", "enum": ["deposit", "withdrawal", "transfer"] }),
+        ),
+        // Every method of any operation: which ones an operation takes is in the
+        // description (a pair it does not take is a 422, not a 400).
+        (
+            "/v1/quotes",
+            "method",
+            json!({ "type": "string", "enum": ["bank_card", "credit_card", "third_party", "wallet"] }),
+        ),
+        (
+            "/v1/quotes",
+            "amount",
+            json!({ "type": "string", "pattern": AMOUNT, "example": "25.00" }),
+        ),
+        (
+            "/v1/quotes",
+            "currency",
+            json!({ "type": "string", "enum": currencies, "example": "CNY" }),
+        ),
+        (
+            "/v1/admin/deliveries",
+            "state",
+            json!({ "type": "string", "enum": ["queued", "dead"] }),
+        ),
+        (
+            "/v1/admin/reconciliation",
+            "date",
+            json!({ "type": "string", "format": "date", "example": "2026-11-29" }),
+        ),
         (
             "/v1/admin/kyc",
             "status",

@@ -52,7 +52,7 @@ pub async fn record(
     reason: Option<&str>,
     detail: Option<String>,
 ) -> Result<AuditEntry, ApiError> {
-    let at = Utc::now();
+    let at = state.now();
     let micros = u64::try_from(at.timestamp_micros()).unwrap_or(0);
     // Two entries in the same microsecond differ by the random part; a clash of
     // both is retried with a new one.

@@ -128,6 +128,7 @@ pub async fn add(
     name: &str,
     role: Role,
     created_by: &str,
+    created_at: DateTime<Utc>,
 ) -> Result<(OperatorRecord, String), AddError> {
     if !valid_name(name) || name == BOOTSTRAP_NAME {
         return Err(if name == BOOTSTRAP_NAME {
@@ -142,7 +143,7 @@ pub async fn add(
     let record = OperatorRecord {
         name: name.to_owned(),
         role,
-        created_at: Utc::now(),
+        created_at,
         created_by: created_by.to_owned(),
     };
     // unwrap: a struct of strings and a date always serializes.
@@ -197,6 +198,12 @@ pub async fn list(
     Ok(out)
 }
 
+/// Now, for an offline command: the configured clock (the wall clock outside
+/// tests), read through the same conversion the server uses.
+fn cli_now(settings: &crate::config::Settings) -> DateTime<Utc> {
+    crate::clock::to_chrono(settings.clock.0.now())
+}
+
 /// Runs an `okpay operator ...` command against the configured store.
 pub async fn run_command(
     command: crate::config::CliCommand,
@@ -209,7 +216,7 @@ pub async fn run_command(
         OperatorCommand::Add { name, role } => {
             // clap only lets the four role names through.
             let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role}"))?;
-            let (record, token) = add(&store, &name, role, "cli")
+            let (record, token) = add(&store, &name, role, "cli", cli_now(settings))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!(

@@ -38,10 +38,20 @@ pub struct AppState {
     pub alerts: Arc<AlertLog>,
     /// The durable outbox of emails and SMS.
     pub deliveries: Arc<crate::integrations::deliveries::Deliveries>,
+    /// Sessions already validated by the engine (see `session_cache`); every path
+    /// that revokes a session evicts its account here before answering.
+    pub sessions: Arc<crate::session_cache::SessionCache>,
+    /// Accounts that exist, for the recipient check (see `open_accounts`).
+    pub accounts: Arc<crate::open_accounts::OpenAccounts>,
 }
 
 impl AppState {
     pub fn store(&self) -> &Arc<dyn Store> {
         self.engine.store()
+    }
+
+    /// Now, by the engine's clock (the only clock the gateway reads).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::clock::now(&self.engine)
     }
 }

@@ -159,7 +159,7 @@ pub async fn require(
                     state.engine.policy().security.code_ttl_s / 60
                 ),
                 code: Some(code),
-                at: Utc::now(),
+                at: state.now(),
             }),
             None => tracing::warn!(account = %account, "no phone or email to send a challenge code to"),
         }

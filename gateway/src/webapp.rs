@@ -15,7 +15,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::error::{ApiError, ApiResult, Problem};
 
 /// The longest text drawn as a QR code (an otpauth URI is ~120 characters).
-const QR_MAX_CHARS: usize = 512;
+pub const QR_MAX_CHARS: usize = 512;
 
 /// Scripts and styles come from this server only; no inline script runs, so an
 /// injected string cannot execute. Images may be blobs (KYC documents).

@@ -80,6 +80,7 @@ pub fn intent(
     amount: okpay_engine::money::Amount,
     method: DepositMethod,
     card: &CardNumber,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Intent {
     let c = amount.currency();
     Intent {
@@ -89,7 +90,7 @@ pub fn intent(
         currency: c.code().to_owned(),
         method: method_name(method).into(),
         card: STANDARD.encode(cipher.encrypt(card.digits().as_bytes())),
-        created_at: Some(chrono::Utc::now()),
+        created_at: Some(now),
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use okpay_engine::domain::notification::NotificationKind;
 use okpay_engine::ids::OpKind;
 use okpay_engine::runtime::hub::AdminNotice;
@@ -62,7 +61,7 @@ pub async fn feed(
                     kind: "account_status".into(),
                     code: None,
                     body: format!("Your OKPay account is now {}: {reason}", to.name()),
-                    at: Utc::now(),
+                    at: crate::clock::now(&engine),
                 });
             }
         }

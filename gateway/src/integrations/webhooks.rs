@@ -123,9 +123,9 @@ impl Webhooks {
         &self,
         url: String,
         events: Vec<String>,
-    ) -> Result<(Endpoint, String), String> {
+    ) -> Result<(Endpoint, String), RegisterError> {
         if self.endpoints.read().len() >= MAX_ENDPOINTS {
-            return Err(format!("at most {MAX_ENDPOINTS} endpoints"));
+            return Err(RegisterError::Full);
         }
         let secret = format!("whsec_{}", STANDARD.encode(rand::random::<[u8; 24]>()));
         let now = Utc::now();
@@ -142,7 +142,7 @@ impl Webhooks {
         self.store
             .claim_index(ENDPOINTS_INDEX, &id, &text)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RegisterError::Storage(e.to_string()))?;
         let endpoint = Endpoint {
             id,
             url,
@@ -234,8 +234,23 @@ impl Webhooks {
 }
 
 /// Whether `url` is an http(s) URL.
+/// An `http(s)://` URL of printable ASCII without spaces, at most
+/// [`MAX_URL_LEN`] characters: exactly the OpenAPI document's pattern, so a client
+/// can check it before sending.
 pub fn valid_url(url: &str) -> bool {
     (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2000
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && url.len() <= MAX_URL_LEN
+        && url.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The longest endpoint URL accepted.
+pub const MAX_URL_LEN: usize = 2000;
+
+/// Why an endpoint was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("at most {MAX_ENDPOINTS} endpoints may be registered")]
+    Full,
+    #[error("storage: {0}")]
+    Storage(String),
 }

@@ -162,6 +162,10 @@ pub async fn register(
         },
         password_hash,
     };
+    // Into the recipient set before the opening, so that it never lacks an account
+    // that exists (even if the opening's answer is lost); the id is unknown to
+    // anyone until this request answers.
+    state.accounts.insert(id);
     if let Err(e) = state.engine.execute(id, open).await {
         release(&state, &claimed).await;
         return Err(e.into());

@@ -12,6 +12,13 @@
 //! replay-safe twice over: a `webhook-id` already seen is acknowledged without
 //! effect, and the effect itself is idempotent in the engine (a settled
 //! withdrawal cannot settle again), so a duplicate never pays or refunds twice.
+//!
+//! The checks run in an order that never lets an outsider reach a 5xx: missing
+//! signature headers are a 401 before anything else; then the secret (without
+//! one, outside `--dev`, the route is unconfigured: 503 naming the setting, which
+//! a processor retries); then the signature (401); then the body (400). In `--dev`
+//! without a configured secret, [`DEV_CALLBACK_SECRET`] stands in, so callbacks can
+//! be tried (and fuzzed) against a dev server.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use okpay_engine::ids::{OpId, OpKind};
@@ -26,6 +33,10 @@ use crate::state::AppState;
 
 /// Webhook ids already handled (key: `<source>:<webhook-id>`).
 pub const SEEN_INDEX: &str = "callback_seen";
+
+/// The callback secret of a `--dev` server whose processor has none configured.
+/// It is public (it is in the source), which is why only `--dev` uses it.
+pub const DEV_CALLBACK_SECRET: &str = "whsec_ZGV2LWNhbGxiYWNrLXNlY3JldA==";
 
 /// A payout processor's report.
 #[derive(Deserialize, ToSchema)]
@@ -47,6 +58,50 @@ pub struct CallbackAck {
     pub status: String,
 }
 
+/// Refuses a request without the three Standard Webhooks headers (401), before
+/// anything else is looked at.
+pub fn require_signature_headers(req: &HttpRequest) -> Result<(), ApiError> {
+    let present = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .all(|name| req.headers().get(*name).is_some());
+    if present {
+        Ok(())
+    } else {
+        Err(signature_refused(SignatureError::Missing))
+    }
+}
+
+/// The secret that signs one processor's callbacks: the configured one, the dev
+/// one in `--dev`, or 503 naming the setting.
+fn callback_secret(
+    state: &AppState,
+    configured: Option<&crate::config::Redacted>,
+    feature: &str,
+    setting: &str,
+) -> ApiResult<String> {
+    match configured {
+        Some(secret) => Ok(secret.0.clone()),
+        None if state.settings.dev => Ok(DEV_CALLBACK_SECRET.to_owned()),
+        None => Err(integ::not_configured(feature, setting)),
+    }
+}
+
+fn signature_refused(e: SignatureError) -> ApiError {
+    tracing::warn!(error = %e, "callback refused: bad signature");
+    ApiError::new(
+        ErrorCode::Unauthenticated,
+        match e {
+            SignatureError::Missing => {
+                "The callback is not signed (webhook-id, webhook-timestamp, webhook-signature)."
+            }
+            SignatureError::Stale => {
+                "The callback's webhook-timestamp is more than 5 minutes from now."
+            }
+            SignatureError::Mismatch => "The callback's signature does not match.",
+        },
+    )
+}
+
 /// Checks the Standard Webhooks headers of `req` against `secret`.
 pub fn verify(req: &HttpRequest, secret: &str, body: &[u8]) -> Result<String, ApiError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -59,21 +114,7 @@ pub fn verify(req: &HttpRequest, secret: &str, body: &[u8]) -> Result<String, Ap
         body,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(|e| {
-        tracing::warn!(error = %e, "callback refused: bad signature");
-        ApiError::new(
-            ErrorCode::Unauthenticated,
-            match e {
-                SignatureError::Missing => {
-                    "The callback is not signed (webhook-id, webhook-timestamp, webhook-signature)."
-                }
-                SignatureError::Stale => {
-                    "The callback's webhook-timestamp is more than 5 minutes from now."
-                }
-                SignatureError::Mismatch => "The callback's signature does not match.",
-            },
-        )
-    })?;
+    .map_err(signature_refused)?;
     // unwrap: verify refuses a missing id.
     Ok(id.unwrap().to_owned())
 }
@@ -115,19 +156,19 @@ pub async fn payout_callback(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let secret = state
-        .settings
-        .integrations
-        .payouts
-        .as_ref()
-        .and_then(|p| p.callback_secret.clone())
-        .ok_or_else(|| {
-            integ::not_configured(
-                "Payout callbacks",
-                "[integrations.payouts] callback_secret (OKPAY_PAYOUTS_CALLBACK_SECRET)",
-            )
-        })?;
-    let webhook_id = verify(&req, &secret.0, &body)?;
+    require_signature_headers(&req)?;
+    let secret = callback_secret(
+        &state,
+        state
+            .settings
+            .integrations
+            .payouts
+            .as_ref()
+            .and_then(|p| p.callback_secret.as_ref()),
+        "Payout callbacks",
+        "[integrations.payouts] callback_secret (OKPAY_PAYOUTS_CALLBACK_SECRET)",
+    )?;
+    let webhook_id = verify(&req, &secret, &body)?;
     let callback: PayoutCallback = serde_json::from_slice(&body)
         .map_err(|e| ApiError::validation(format!("The body is not a payout callback: {e}")))?;
     let completed = match callback.kind.as_str() {
@@ -200,21 +241,26 @@ pub async fn processor_callback(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let missing = || {
-        integ::not_configured(
-            "Processor callbacks",
-            "[integrations.processor] callback_secret (OKPAY_PROCESSOR_CALLBACK_SECRET)",
-        )
-    };
-    let secret = state
-        .settings
-        .integrations
-        .processor
-        .as_ref()
-        .and_then(|p| p.callback_secret.clone())
-        .ok_or_else(missing)?;
-    let cards = state.cards.clone().ok_or_else(missing)?;
-    let webhook_id = verify(&req, &secret.0, &body)?;
+    require_signature_headers(&req)?;
+    const FEATURE: &str = "Processor callbacks";
+    const SETTING: &str =
+        "[integrations.processor] callback_secret (OKPAY_PROCESSOR_CALLBACK_SECRET)";
+    let secret = callback_secret(
+        &state,
+        state
+            .settings
+            .integrations
+            .processor
+            .as_ref()
+            .and_then(|p| p.callback_secret.as_ref()),
+        FEATURE,
+        SETTING,
+    )?;
+    let cards = state
+        .cards
+        .clone()
+        .ok_or_else(|| integ::not_configured(FEATURE, SETTING))?;
+    let webhook_id = verify(&req, &secret, &body)?;
     let callback: ChargeCallback = serde_json::from_slice(&body)
         .map_err(|e| ApiError::validation(format!("The body is not a charge callback: {e}")))?;
     let status = match callback.kind.as_str() {

@@ -189,7 +189,15 @@ pub async fn deposit(
     }
     // New to the engine: charge (or find the charge of an earlier attempt).
     let method: DepositMethod = body.method.into();
-    let fresh = charges::intent(&state.pii, auth.account, &key, amount, method, &card);
+    let fresh = charges::intent(
+        &state.pii,
+        auth.account,
+        &key,
+        amount,
+        method,
+        &card,
+        state.now(),
+    );
     let intent = match charges::load(&state.engine, &fresh.reference()).await {
         Ok(Some(earlier)) => {
             let same_card = charges_card(&state, &earlier).is_some_and(|c| c == card);
@@ -239,7 +247,7 @@ pub async fn deposit(
                 fee: money(fee, c),
                 net: money(amount.value() - fee, c),
                 currency: c.code().into(),
-                expected_at: expected_at(&state, method, Utc::now()),
+                expected_at: expected_at(&state, method, state.now()),
             }))
         }
         Ok(Driven::Declined(reason)) => {

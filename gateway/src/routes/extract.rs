@@ -4,7 +4,7 @@
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use okpay_engine::ids::{AccountId, IdempotencyKey};
 use okpay_engine::money::{format_money, Amount, Currency, MoneyError};
 use okpay_engine::policy::Policy;
@@ -85,9 +85,7 @@ pub fn money(value: Decimal, currency: Currency) -> String {
 
 /// An engine timestamp as RFC 3339 UTC.
 pub fn time(t: Timestamp) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(t.millis())
-        .single()
-        .unwrap_or_else(Utc::now)
+    crate::clock::to_chrono(t)
 }
 
 /// Parses an `acc_…` id from a path or body.

@@ -25,7 +25,6 @@
 //! and an alert is raised; unknown logins hit the same limit (in memory).
 
 use actix_web::{post, web, HttpResponse};
-use chrono::Utc;
 use okpay_engine::{Command, EngineError, Rejection};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -132,7 +131,7 @@ pub async fn start(
                     "Your OKPay password reset code is {code}. It expires in {minutes} minutes. If you did not ask for it, ignore this message."
                 ),
                 code: Some(code),
-                at: Utc::now(),
+                at: state.now(),
             });
             tracing::info!(account = %account, "password reset code sent");
         }
@@ -218,7 +217,7 @@ pub async fn confirm(
     }
     let password_hash = state.passwords.hash(body.new_password).await?;
     let sessions = crate::routes::sessions::token_hashes(&state, account, |_| true).await;
-    if let Err(e) = state
+    let reset = state
         .engine
         .execute(
             account,
@@ -227,8 +226,11 @@ pub async fn confirm(
                 password_hash,
             },
         )
-        .await
-    {
+        .await;
+    // Every session is revoked: none may answer from the cache any more (evicted
+    // even on an error, since the reset may have been applied before it).
+    state.sessions.evict(account);
+    if let Err(e) = reset {
         return Err(refused(e).await);
     }
     crate::routes::sessions::forget_tokens(&state, sessions).await;
@@ -238,7 +240,7 @@ pub async fn confirm(
         kind: "password_changed".into(),
         code: None,
         body: "Your OKPay password was changed and every device was logged out. If this was not you, contact support at once.".into(),
-        at: Utc::now(),
+        at: state.now(),
     });
     tracing::info!(account = %account, "password reset; all sessions revoked");
     Ok(HttpResponse::NoContent().finish())

@@ -11,9 +11,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{rejection, ApiError, ApiResult, Problem};
+use crate::error::{rejection, ApiError, ApiResult, ErrorCode, Problem};
 use crate::routes::extract::{amount, money};
 use crate::state::AppState;
+
+/// Every method of any operation (the document's enum).
+const METHODS: [&str; 4] = ["bank_card", "credit_card", "third_party", "wallet"];
+
+/// A method the operation does not take. A 422, not a 400: each value is valid on
+/// its own (the document lists every method), only the pair is not, and OpenAPI
+/// can't tie two query parameters together.
+fn unsupported(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotSupported, message)
+}
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -50,7 +60,7 @@ pub struct Quote {
         (status = 200, body = Quote),
         (status = 400, body = Problem, description = "VALIDATION_FAILED: operation, method, amount or currency"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
-        (status = 422, body = Problem, description = "AMOUNT_TOO_SMALL: the fee would take it all"),
+        (status = 422, body = Problem, description = "AMOUNT_TOO_SMALL: the fee would take it all; METHOD_NOT_SUPPORTED: a method the operation does not take"),
     ))]
 #[get("/v1/quotes")]
 pub async fn quote(
@@ -61,15 +71,26 @@ pub async fn quote(
     let policy = state.engine.policy();
     let value = amount(policy, &query.amount, &query.currency)?;
     let c = value.currency();
-    let now = Utc::now();
-    let method = query.method.as_deref().unwrap_or("");
+    let now = state.now();
+    // An unknown method is malformed (400); a known one the operation does not
+    // take is a 422 (see `unsupported`).
+    let method = match query.method.as_deref() {
+        None => "",
+        Some(m) if METHODS.contains(&m) => m,
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "method must be one of {}.",
+                METHODS.join(", ")
+            )))
+        }
+    };
     let (method, fee, net, expected_at) = match query.operation.as_str() {
         "deposit" => {
             let m = match method {
                 "bank_card" => DepositMethod::BankCard,
                 "credit_card" => DepositMethod::CreditCard,
                 _ => {
-                    return Err(ApiError::validation(
+                    return Err(unsupported(
                         "method must be bank_card or credit_card for a deposit.",
                     ))
                 }
@@ -87,7 +108,7 @@ pub async fn quote(
                 "bank_card" => WithdrawalMethod::BankCard,
                 "third_party" => WithdrawalMethod::ThirdParty,
                 _ => {
-                    return Err(ApiError::validation(
+                    return Err(unsupported(
                         "method must be bank_card or third_party for a withdrawal.",
                     ))
                 }
@@ -105,9 +126,7 @@ pub async fn quote(
         }
         "transfer" => {
             if !matches!(method, "" | "wallet") {
-                return Err(ApiError::validation(
-                    "a transfer has no method (or `wallet`).",
-                ));
+                return Err(unsupported("a transfer has no method (or `wallet`)."));
             }
             let fee = policy.transfer_fee.fee(value);
             ("wallet", fee, value.value(), now)

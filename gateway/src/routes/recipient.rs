@@ -16,13 +16,13 @@ pub fn not_found() -> ApiError {
     rejection(Rejection::RecipientNotFound)
 }
 
-/// Whether `account` was opened. Asks its actor (activating it if idle), so an id
-/// that was never registered is refused before any money moves, instead of being
-/// debited and then reversed by the saga. Once the opening is durable the answer
-/// does not wait for the recipient's pending writes (a busy recipient would
-/// otherwise hold every payer behind its group commit).
+/// Whether `account` was opened, so that an id that was never registered is
+/// refused before any money moves, instead of being debited and then reversed by
+/// the saga. Answered by the set of open accounts (no actor round trip, nothing
+/// activated for an unknown id); while that set is incomplete, a miss asks the
+/// account's actor (see `open_accounts`).
 pub async fn exists(state: &AppState, account: AccountId) -> Result<bool, ApiError> {
-    Ok(state.engine.account_exists(account).await?)
+    Ok(state.accounts.exists(&state.engine, account).await?)
 }
 
 /// Resolves a login (email or phone) or an account id to an existing account.

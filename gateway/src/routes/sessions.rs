@@ -174,19 +174,22 @@ pub async fn create_session(
     let minted = auth::mint();
     let expires = chrono::Duration::from_std(state.settings.session_ttl)
         .unwrap_or_else(|_| chrono::Duration::days(30));
-    let expires_at = Utc::now() + expires;
+    let expires_at = state.now() + expires;
     let session = NewSession {
         token_hash: minted.hash,
         device_id: body.device_id,
         device_name,
         country,
-        expires_at: okpay_engine::time::Timestamp(expires_at.timestamp_millis()),
+        expires_at: crate::clock::to_engine(expires_at),
     };
-    let outcome = match state
+    let created = state
         .engine
         .execute(account, Command::CreateSession(session))
-        .await
-    {
+        .await;
+    // An account keeps at most `MAX_SESSIONS`: a new one may have pushed the oldest
+    // out, which is a revocation like any other.
+    state.sessions.evict(account);
+    let outcome = match created {
         // Locked between the check above and now (another client's failures).
         Err(EngineError::Rejected(Rejection::AccountLocked)) => {
             let until = lock_end(&state, account).await?;
@@ -284,15 +287,21 @@ pub struct SessionList {
     responses((status = 200, body = SessionList), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/sessions")]
 pub async fn list(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    // Only the live sessions leave the actor, judged by the engine's clock.
     let sessions = state
         .engine
-        .read(auth.account, |account, _, _| account.sessions.clone())
+        .read(auth.account, |account, _, now| {
+            account
+                .sessions
+                .iter()
+                .filter(|s| s.expires_at > now)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .await?;
-    let now = okpay_engine::time::Timestamp(Utc::now().timestamp_millis());
     let items = sessions
         .iter()
         .rev()
-        .filter(|s| s.expires_at > now)
         .map(|s| SessionItem {
             session_id: OpId {
                 account: auth.account,
@@ -344,14 +353,16 @@ pub async fn forget_tokens(state: &AppState, hashes: Vec<[u8; 32]>) {
 
 async fn revoke(state: &AppState, account: AccountId, n: u64) -> ApiResult<HttpResponse> {
     let hashes = token_hashes(state, account, move |x| x == n).await;
-    state
+    let revoked = state
         .engine
         .execute(account, Command::RevokeSession { n })
-        .await
-        .map_err(|e| match e {
-            okpay_engine::EngineError::Rejected(_) => ApiError::not_found("session"),
-            other => other.into(),
-        })?;
+        .await;
+    // Before answering, so the revoked token is refused from the next request on.
+    state.sessions.evict(account);
+    revoked.map_err(|e| match e {
+        okpay_engine::EngineError::Rejected(_) => ApiError::not_found("session"),
+        other => other.into(),
+    })?;
     forget_tokens(state, hashes).await;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -388,7 +399,7 @@ pub async fn revoke_one(
 pub async fn revoke_others(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
     let keep = auth.session;
     let hashes = token_hashes(&state, auth.account, move |x| x != keep).await;
-    state
+    let revoked = state
         .engine
         .execute(
             auth.account,
@@ -396,7 +407,9 @@ pub async fn revoke_others(state: web::Data<AppState>, auth: Auth) -> ApiResult<
                 except: Some(auth.session),
             },
         )
-        .await?;
+        .await;
+    state.sessions.evict(auth.account);
+    revoked?;
     forget_tokens(&state, hashes).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use actix_web::{get, web, HttpResponse};
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use okpay_engine::domain::history::TxRecord;
 use okpay_engine::domain::notification::{Direction, TxStatus};
 use okpay_engine::ids::{AccountId, OpKind};
@@ -245,7 +245,7 @@ fn latin1(text: &str) -> Vec<u8> {
 }
 
 /// The statement as a PDF (A4, Helvetica, as many pages as the lines need).
-pub fn pdf(st: &Statement) -> Vec<u8> {
+pub fn pdf(st: &Statement, generated_at: DateTime<Utc>) -> Vec<u8> {
     const LINES_PER_PAGE: usize = 52;
     let mut text: Vec<(f32, String)> = vec![
         (14.0, "OKPay account statement".into()),
@@ -256,7 +256,7 @@ pub fn pdf(st: &Statement) -> Vec<u8> {
         (10.0, format!("Period: {} to {} (UTC)", st.from, st.to)),
         (
             10.0,
-            format!("Generated: {}", Utc::now().format("%Y-%m-%d %H:%M UTC")),
+            format!("Generated: {}", generated_at.format("%Y-%m-%d %H:%M UTC")),
         ),
         (10.0, String::new()),
     ];
@@ -377,7 +377,7 @@ pub async fn statement(
                 "Content-Disposition",
                 format!("attachment; filename=\"{name}.pdf\""),
             ))
-            .body(pdf(&st)),
+            .body(pdf(&st, state.now())),
     })
 }
 

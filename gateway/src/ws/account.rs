@@ -63,10 +63,19 @@ struct Feed {
 impl Feed {
     /// Takes over a fresh subscription made after `after_seq`; tells the client
     /// when events it asked for are no longer retained.
-    fn start(link: &mut Link, sub: Subscription, after_seq: Option<u64>) -> Result<Feed, Ending> {
+    fn start(
+        state: &AppState,
+        link: &mut Link,
+        sub: Subscription,
+        after_seq: Option<u64>,
+    ) -> Result<Feed, Ending> {
         if sub.gap {
             let after = after_seq.unwrap_or(0);
-            link.push_text(frame::gap(after, sub.backlog.first().map(|n| n.seq)))?;
+            link.push_text(frame::gap(
+                after,
+                sub.backlog.first().map(|n| n.seq),
+                state.now(),
+            ))?;
         }
         Ok(Feed {
             backlog: sub.backlog.into(),
@@ -140,14 +149,14 @@ async fn serve(
     let mut ticker = interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut system = state.streams.system.subscribe();
-    let mut feed = match Feed::start(link, subscription, after_seq) {
+    let mut feed = match Feed::start(state, link, subscription, after_seq) {
         Ok(feed) => feed,
         Err(ending) => return ending,
     };
     // A client connecting during maintenance learns it at once.
     let status = state.maintenance.status();
     if status.maintenance {
-        if let Err(ending) = link.push_text(frame::system_status(&status)) {
+        if let Err(ending) = link.push_text(frame::system_status(&status, state.now())) {
             return ending;
         }
     }
@@ -184,10 +193,10 @@ async fn serve(
                 Err(RecvError::Closed) => Err(Ending::Close(CloseCode::Away, "stream ended".into())),
             },
             s = system.recv() => match s {
-                Ok(status) => link.push_text(frame::system_status(&status)),
+                Ok(status) => link.push_text(frame::system_status(&status, state.now())),
                 // Missed toggles: the current status is what matters.
                 Err(RecvError::Lagged(_)) => {
-                    link.push_text(frame::system_status(&state.maintenance.status()))
+                    link.push_text(frame::system_status(&state.maintenance.status(), state.now()))
                 }
                 Err(RecvError::Closed) => Ok(()),
             },
@@ -220,7 +229,7 @@ async fn resume(
     match sub {
         Ok(Ok(sub)) => {
             link.drop_events();
-            *feed = Feed::start(link, sub, Some(after_seq))?;
+            *feed = Feed::start(state, link, sub, Some(after_seq))?;
             Ok(())
         }
         // The live feed carries on; the client may try again.

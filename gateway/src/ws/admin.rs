@@ -58,7 +58,7 @@ async fn serve(
     let mut system = state.streams.system.subscribe();
     let status = state.maintenance.status();
     if status.maintenance {
-        if let Err(ending) = link.push_text(frame::system_status(&status)) {
+        if let Err(ending) = link.push_text(frame::system_status(&status, state.now())) {
             return ending;
         }
     }
@@ -90,9 +90,9 @@ async fn serve(
                 Err(RecvError::Closed) => Err(Ending::Close(CloseCode::Away, "stream ended".into())),
             },
             s = system.recv() => match s {
-                Ok(status) => link.push_text(frame::system_status(&status)),
+                Ok(status) => link.push_text(frame::system_status(&status, state.now())),
                 Err(RecvError::Lagged(_)) => {
-                    link.push_text(frame::system_status(&state.maintenance.status()))
+                    link.push_text(frame::system_status(&state.maintenance.status(), state.now()))
                 }
                 Err(RecvError::Closed) => Ok(()),
             },

@@ -54,10 +54,10 @@ pub fn admin_event(account: AccountId, n: &Notification) -> String {
 }
 
 /// Maintenance switched on or off.
-pub fn system_status(status: &SystemStatus) -> String {
+pub fn system_status(status: &SystemStatus, at: DateTime<Utc>) -> String {
     json!({
         "type": "system.status",
-        "at": rfc3339(Utc::now()),
+        "at": rfc3339(at),
         "data": status,
     })
     .to_string()
@@ -65,10 +65,10 @@ pub fn system_status(status: &SystemStatus) -> String {
 
 /// The replay could not start right after `after_seq`: the events from there up
 /// to `first_seq` (exclusive) were no longer retained.
-pub fn gap(after_seq: u64, first_seq: Option<u64>) -> String {
+pub fn gap(after_seq: u64, first_seq: Option<u64>, at: DateTime<Utc>) -> String {
     json!({
         "type": "stream.gap",
-        "at": rfc3339(Utc::now()),
+        "at": rfc3339(at),
         "data": {"after_seq": after_seq, "first_seq": first_seq},
     })
     .to_string()
@@ -131,6 +131,7 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, BadMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone as _;
     use okpay_engine::domain::notification::NotificationKind;
     use okpay_engine::domain::state::AccountStatus;
     use okpay_engine::time::Timestamp;
@@ -166,11 +167,16 @@ mod tests {
 
     #[test]
     fn system_frames_carry_no_seq() {
-        let v: Value = serde_json::from_str(&system_status(&SystemStatus {
-            maintenance: true,
-            message: Some("upgrade".into()),
-        }))
+        let at = Utc.timestamp_millis_opt(1_764_408_600_000).unwrap();
+        let v: Value = serde_json::from_str(&system_status(
+            &SystemStatus {
+                maintenance: true,
+                message: Some("upgrade".into()),
+            },
+            at,
+        ))
         .unwrap();
+        assert_eq!(v["at"], "2025-11-29T09:30:00.000Z");
         assert_eq!(v["type"], "system.status");
         assert!(v.get("seq").is_none());
         assert_eq!(

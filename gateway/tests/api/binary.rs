@@ -114,3 +114,55 @@ async fn the_binary_stops_cleanly_on_sigterm_and_keeps_its_data() {
     assert_eq!(me["balances"][0]["available"], "12.34", "{me}");
     assert!(terminate(&mut child).success());
 }
+
+#[tokio::test]
+async fn accounts_of_an_earlier_run_are_found_as_recipients() {
+    use crate::helpers::{assert_problem, TestApp};
+    use crate::recipients::send;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(&data, port);
+    wait_ready(&client, &base).await;
+    let r = client
+        .post(format!("{base}/v1/accounts"))
+        .json(&json!({"email": "earlier@example.com", "password": "correct horse", "display_name": "E"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let earlier = r.json::<Value>().await.unwrap()["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(terminate(&mut child).success());
+    // The same data, served again: at once (the set may still be loading, and a
+    // miss asks the engine) and a moment later (the set is complete).
+    let app = TestApp::spawn_with(move |s| s.data_dir = data).await;
+    let (_, a) = app.user("later@example.com").await;
+    app.deposit(&a, "10.00").await;
+    for (i, pause_ms) in [0u64, 300].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        let r = app
+            .post_idem(
+                "/v1/transfers",
+                &a,
+                &format!("r{i}"),
+                send(&earlier, "1.00"),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let r = app
+            .post_idem(
+                "/v1/transfers",
+                &a,
+                &format!("u{i}"),
+                send("acc_00000000000000b2", "1.00"),
+            )
+            .await;
+        assert_problem(r, 404, "RECIPIENT_NOT_FOUND").await;
+    }
+}

@@ -12,6 +12,9 @@
 //! - Alice's large transfer asks for the step-up code (read from the dev outbox)
 //!   and goes through once she types it.
 //!
+//! - The interactive API docs at `/docs/` (Swagger UI, served from the binary)
+//!   load the server's own document and list every operation in it.
+//!
 //! With `OKPAY_SCREENSHOTS=<dir>` the main pages are saved there as PNG files
 //! (that is how `docs/screenshots/` is made).
 
@@ -510,6 +513,67 @@ async fn the_wallet_and_the_console_work_end_to_end_in_a_real_browser() {
     for c in [alice, bob, ops] {
         c.close().await.unwrap();
     }
+}
+
+/// Swagger UI at `/docs/` renders in a real browser: its scripts load (nothing
+/// from the network, nothing the page's policy blocks), it fetches the server's
+/// `/openapi.json`, and it lists exactly the operations that document declares.
+#[tokio::test]
+async fn the_api_docs_render_in_a_real_browser_and_list_every_operation() {
+    ensure_browser();
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            expected.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    expected.sort();
+    assert!(expected.len() > 50, "{expected:?}");
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let c = driver.browser(&profiles.path().join("docs")).await;
+    c.goto(&app.url("/docs/")).await.unwrap();
+    wait_text(
+        &c,
+        ".swagger-ui .info .title",
+        "the document's title",
+        |t| t.contains(doc["info"]["title"].as_str().unwrap()),
+    )
+    .await;
+    // Operations render tag by tag; wait until they are all there.
+    let listed = |c: Client| async move {
+        let v = js(
+            &c,
+            "return Array.from(document.querySelectorAll('.swagger-ui .opblock')).map(o =>                o.querySelector('.opblock-summary-method').textContent.trim() + ' ' +                o.querySelector('.opblock-summary-path').getAttribute('data-path'));",
+            vec![],
+        )
+        .await;
+        let mut ops: Vec<String> = serde_json::from_value(v).unwrap();
+        ops.sort();
+        ops
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut ops = listed(c.clone()).await;
+    while ops != expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ops = listed(c.clone()).await;
+    }
+    assert_eq!(
+        ops, expected,
+        "Swagger UI lists what /openapi.json declares"
+    );
+    shot(&c, "docs").await;
+    c.close().await.unwrap();
 }
 
 /// Both apps and their assets come from the binary, with a content security

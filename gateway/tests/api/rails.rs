@@ -639,6 +639,14 @@ async fn quotes_show_the_figures_the_operations_then_use() {
         "AMOUNT_TOO_SMALL",
     )
     .await;
+    // Each value valid, the pair not: a method the operation does not take.
+    for pair in [
+        "operation=deposit&method=third_party&amount=1&currency=CNY",
+        "operation=withdrawal&method=credit_card&amount=1&currency=CNY",
+        "operation=transfer&method=bank_card&amount=1&currency=CNY",
+    ] {
+        assert_problem(quote(pair).await, 422, "METHOD_NOT_SUPPORTED").await;
+    }
     let r = app
         .client
         .get(app.url("/v1/quotes?operation=transfer&amount=1&currency=CNY"))

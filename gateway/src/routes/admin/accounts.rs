@@ -208,10 +208,9 @@ pub async fn case(
 ) -> ApiResult<HttpResponse> {
     let id = account_id(&path)?;
     let account = load_account(&state, id).await?;
-    let now = okpay_engine::time::Timestamp(Utc::now().timestamp_millis());
     let parts = state
         .engine
-        .read(id, move |a, _, _| {
+        .read(id, move |a, _, now| {
             let sub = a.kyc.submission.as_ref();
             CaseParts {
                 opened_at: a.opened_at.map(time),
@@ -549,10 +548,12 @@ pub async fn close(
         .engine
         .set_status(id, AccountStatus::Closed, reason.clone())
         .await?;
-    state
+    let revoked = state
         .engine
         .execute(id, Command::RevokeSessions { except: None })
-        .await?;
+        .await;
+    state.sessions.evict(id);
+    revoked?;
     tracing::info!(account = %id, operator = %admin.name, "account closed by an operator");
     operator_audit::record_done(
         &state,
@@ -601,10 +602,12 @@ pub async fn revoke_sessions(
     if !opened {
         return Err(ApiError::not_found("account"));
     }
-    state
+    let revoked = state
         .engine
         .execute(id, Command::RevokeSessions { except: None })
-        .await?;
+        .await;
+    state.sessions.evict(id);
+    revoked?;
     operator_audit::record_done(
         &state,
         &admin,

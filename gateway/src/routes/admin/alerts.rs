@@ -121,7 +121,7 @@ async fn take_step(
     let alert_id = op.display(OpKind::Alert);
     let record = HandlingStep {
         operator: admin.name.clone(),
-        at: Utc::now(),
+        at: state.now(),
         note: note.clone(),
     };
     // unwrap: a struct of strings and a date always serializes.

@@ -103,11 +103,32 @@ async fn review(state: &AppState, account: AccountId, cmd: Command) -> ApiResult
 
 /// The decision as the account now shows it.
 async fn decision(state: &AppState, account: AccountId) -> ApiResult<HttpResponse> {
-    let now = state.engine.state(account).await?;
+    let kyc = state.engine.read(account, |s, _, _| kyc_summary(s)).await?;
     Ok(HttpResponse::Ok().json(KycDecision {
         account_id: account.to_string(),
-        kyc: kyc_summary(&now),
+        kyc,
     }))
+}
+
+/// What a review needs to know of the account before deciding.
+struct ReviewState {
+    status: KycStatus,
+    /// The submission's key in the review queue.
+    pending_key: Option<String>,
+}
+
+/// The account's KYC status and queue key; 404 for an account never opened.
+async fn review_state(state: &AppState, account: AccountId) -> ApiResult<ReviewState> {
+    state
+        .engine
+        .read(account, |s, _, _| {
+            s.opened.then(|| ReviewState {
+                status: s.kyc.status,
+                pending_key: s.kyc.submission.as_ref().and_then(pending_key),
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))
 }
 
 /// Removes the account's submission from the review queue.
@@ -140,11 +161,8 @@ pub async fn approve(
     admin.require(Duty::ReviewKyc)?;
     state.maintenance.check()?;
     let account = account_id(&path)?;
-    let current = state.engine.state(account).await?;
-    if !current.opened {
-        return Err(ApiError::not_found("account"));
-    }
-    if current.kyc.status == KycStatus::Pending {
+    let current = review_state(&state, account).await?;
+    if current.status == KycStatus::Pending {
         review(
             &state,
             account,
@@ -154,11 +172,7 @@ pub async fn approve(
             },
         )
         .await?;
-        dequeue(
-            &state,
-            current.kyc.submission.as_ref().and_then(pending_key),
-        )
-        .await;
+        dequeue(&state, current.pending_key).await;
     } else if state.settings.dev {
         review(
             &state,
@@ -243,10 +257,7 @@ async fn turn_down(
     state.maintenance.check()?;
     let account = account_id(path)?;
     let reason = checked_reason(reason)?;
-    let current = state.engine.state(account).await?;
-    if !current.opened {
-        return Err(ApiError::not_found("account"));
-    }
+    let current = review_state(state, account).await?;
     review(
         state,
         account,
@@ -256,7 +267,7 @@ async fn turn_down(
         },
     )
     .await?;
-    dequeue(state, current.kyc.submission.as_ref().and_then(pending_key)).await;
+    dequeue(state, current.pending_key).await;
     tracing::info!(account = %account, operator = %admin.name, action, "KYC turned down");
     operator_audit::record_done(state, admin, action, Some(account), Some(&reason), None).await;
     decision(state, account).await
@@ -362,18 +373,32 @@ pub async fn queue(
         let Ok(account) = value.parse::<AccountId>() else {
             continue;
         };
-        let s = state.engine.state(account).await?;
-        // A submission still being recorded, or one reviewed meanwhile.
-        let (KycStatus::Pending, Some(sub)) = (s.kyc.status, &s.kyc.submission) else {
+        let pending = state
+            .engine
+            .read(account, |s, _, _| {
+                // A submission still being recorded, or one reviewed meanwhile.
+                let (KycStatus::Pending, Some(sub)) = (s.kyc.status, &s.kyc.submission) else {
+                    return None;
+                };
+                Some((
+                    sub.full_name.clone(),
+                    sub.id_type,
+                    sub.id_number_masked.clone(),
+                    sub.documents.len(),
+                    s.kyc.submitted_at,
+                ))
+            })
+            .await?;
+        let Some((full_name, id_type, id_number_masked, documents, submitted_at)) = pending else {
             continue;
         };
         items.push(KycQueueItem {
             account_id: account.to_string(),
-            full_name: state.pii.decrypt_text(&sub.full_name),
-            id_type: id_type_name(sub.id_type).into(),
-            id_number_masked: sub.id_number_masked.clone(),
-            documents: sub.documents.len(),
-            submitted_at: s.kyc.submitted_at.map(time),
+            full_name: state.pii.decrypt_text(&full_name),
+            id_type: id_type_name(id_type).into(),
+            id_number_masked,
+            documents,
+            submitted_at: submitted_at.map(time),
         });
     }
     Ok(HttpResponse::Ok().json(KycQueue { items }))

@@ -91,16 +91,22 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     admin.require(Duty::Administer)?;
     let body = body.into_inner();
-    let (record, token) = operators::add(state.store(), body.name.trim(), body.role, &admin.name)
-        .await
-        .map_err(|e| match e {
-            AddError::BadName => ApiError::validation(e.to_string()),
-            AddError::Taken => ApiError::new(
-                crate::error::ErrorCode::AlreadyExists,
-                "An operator with this name exists.",
-            ),
-            AddError::Store(_) => ApiError::unavailable(),
-        })?;
+    let (record, token) = operators::add(
+        state.store(),
+        body.name.trim(),
+        body.role,
+        &admin.name,
+        state.now(),
+    )
+    .await
+    .map_err(|e| match e {
+        AddError::BadName => ApiError::validation(e.to_string()),
+        AddError::Taken => ApiError::new(
+            crate::error::ErrorCode::AlreadyExists,
+            "An operator with this name exists.",
+        ),
+        AddError::Store(_) => ApiError::unavailable(),
+    })?;
     operator_audit::record_done(
         &state,
         &admin,

@@ -100,7 +100,7 @@ pub async fn reconciliation(
     let date = match query.date.as_deref() {
         Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map_err(|_| ApiError::validation("date must be YYYY-MM-DD."))?,
-        None => Utc::now().date_naive(),
+        None => state.now().date_naive(),
     };
     let store = state.store();
     let mut mismatches = Vec::new();

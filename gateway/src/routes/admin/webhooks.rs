@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::integrations::webhooks::{valid_url, Endpoint, EVENT_TYPES};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::integrations::webhooks::{valid_url, Endpoint, RegisterError, EVENT_TYPES};
 use crate::operator_audit;
 use crate::operators::Duty;
 use crate::state::AppState;
@@ -46,7 +46,8 @@ pub struct Replayed {
     request_body = NewEndpoint,
     responses(
         (status = 201, body = CreatedEndpoint),
-        (status = 400, body = Problem, description = "VALIDATION_FAILED: url, unknown event type, or too many endpoints"),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: url or unknown event type"),
+        (status = 422, body = Problem, description = "LIMIT_EXCEEDED: as many endpoints as allowed are registered"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
         (status = 503, body = Problem, description = "UNAVAILABLE"),
     ))]
@@ -81,7 +82,14 @@ pub async fn create(
         .webhooks
         .register(body.url, body.events)
         .await
-        .map_err(ApiError::validation)?;
+        .map_err(|e| match e {
+            RegisterError::Full => ApiError::new(ErrorCode::LimitExceeded, e.to_string())
+                .with_hint("Delete an endpoint you no longer use first."),
+            RegisterError::Storage(_) => {
+                tracing::warn!(error = %e, "webhook endpoint not stored");
+                ApiError::unavailable()
+            }
+        })?;
     tracing::info!(endpoint = %endpoint.id, url = %endpoint.url, "webhook endpoint registered");
     operator_audit::record_done(
         &state,

@@ -33,8 +33,10 @@ async fn act(
     completed: bool,
 ) -> ApiResult<HttpResponse> {
     admin.require(Duty::RiskAction)?;
+    // Counted before trimming, as the document's maxLength counts.
+    let too_long = body.reason.chars().count() > 500;
     let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    if reason.is_empty() || too_long {
         return Err(ApiError::validation(
             "reason must have 1 to 500 characters.",
         ));
