@@ -542,6 +542,34 @@ impl Engine {
         Ok(audit(&shares))
     }
 
+    /// Every opened account of `shard`: those checkpointed and those in memory.
+    /// (An account opened since its shard's last checkpoint is in memory: recovery
+    /// loads every account the log tail names.)
+    pub async fn accounts_in_shard(
+        &self,
+        shard: crate::codec::ShardId,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        let shared = self.shared();
+        let (tx, rx) = oneshot::channel::<Result<AuditPart, EngineError>>();
+        self.inner.inboxes[shared.executor_of_shard(shard)]
+            .send(Msg::Audit { shard, reply: tx })
+            .await
+            .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
+        let (resident, _) = rx
+            .await
+            .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))??;
+        let mut ids: Vec<AccountId> = shared
+            .log
+            .accounts(shard)
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        ids.retain(|id| *id != crate::codec::checkpoint::SHARD_ENTRY);
+        ids.extend(resident.iter().map(|share| share.account));
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Accounts held in memory.
     pub fn active_actors(&self) -> usize {
         self.stats().resident.load(Ordering::Relaxed)

@@ -260,7 +260,7 @@ pub async fn run(
     ));
     // The recipient set reads the stored accounts in the background: start-up does
     // not wait for it (misses ask the engine until it is complete).
-    actix_rt::spawn(state.accounts.clone().load(state.store().clone()));
+    actix_rt::spawn(state.accounts.clone().load(state.engine.clone()));
     // Transfers a crash left in flight are driven to the end in the background, and
     // payouts that were pending are resubmitted.
     {

@@ -164,7 +164,7 @@ impl Msg {
 
     /// Whether the message comes from a client (and so may be refused at a
     /// bound); saga messages must always be taken.
-    fn from_client(&self) -> bool {
+    fn is_client(&self) -> bool {
         !matches!(self, Msg::Credit(_) | Msg::Answer(_))
     }
 }
@@ -354,7 +354,7 @@ enum Task {
         shard: ShardId,
         generation: u64,
         account: AccountId,
-        result: Result<Option<(u64, AccountState)>, StoreError>,
+        result: Result<Option<(u64, Box<AccountState>)>, StoreError>,
     },
     Recovered {
         shard: ShardId,
@@ -550,11 +550,11 @@ impl Executor {
                     let _ = reply.send(Ok((shares, ids)));
                 }
             }
-            Target::Account(account) => self.to_account(account, msg),
+            Target::Account(account) => self.deliver(account, msg),
         }
     }
 
-    fn to_account(&mut self, account: AccountId, msg: Msg) {
+    fn deliver(&mut self, account: AccountId, msg: Msg) {
         let shard_id = self.shared.layout.shard_of(account);
         let owner = self.shared.executor_of_shard(shard_id);
         if owner != self.index {
@@ -568,7 +568,7 @@ impl Executor {
             );
         };
         if let Phase::Recovering(queue) = &mut shard.phase {
-            if msg.from_client() && queue.len() >= capacity * 8 {
+            if msg.is_client() && queue.len() >= capacity * 8 {
                 metrics::counter!("okpay_mailbox_full_total").increment(1);
                 return fail(msg, EngineError::Overloaded);
             }
@@ -577,7 +577,7 @@ impl Executor {
         match shard.accounts.get_mut(&account) {
             Some(Entry::Ready(_)) => {}
             Some(Entry::Loading(queue)) => {
-                if msg.from_client() && queue.len() >= capacity {
+                if msg.is_client() && queue.len() >= capacity {
                     metrics::counter!("okpay_mailbox_full_total").increment(1);
                     return fail(msg, EngineError::Overloaded);
                 }
@@ -589,7 +589,9 @@ impl Executor {
                     .insert(account, Entry::Loading(VecDeque::from([msg])));
                 let (log, generation) = (self.log.clone(), shard.generation);
                 self.tasks.push(Box::pin(async move {
-                    let result = recovery::load_account(log, shard_id, account).await;
+                    let result = recovery::load_account(log, shard_id, account)
+                        .await
+                        .map(|loaded| loaded.map(|(seq, state)| (seq, Box::new(state))));
                     Task::Loaded {
                         shard: shard_id,
                         generation,
@@ -982,9 +984,8 @@ impl Executor {
                 if let Some(Phase::Recovering(queue)) =
                     self.shards.get_mut(&shard_id).map(|s| &mut s.phase)
                 {
-                    let (clients, saga): (VecDeque<Msg>, VecDeque<Msg>) = std::mem::take(queue)
-                        .into_iter()
-                        .partition(Msg::from_client);
+                    let (clients, saga): (VecDeque<Msg>, VecDeque<Msg>) =
+                        std::mem::take(queue).into_iter().partition(Msg::is_client);
                     *queue = saga;
                     let err = EngineError::Unavailable(err.to_string());
                     for msg in clients {
@@ -1080,7 +1081,7 @@ impl Executor {
         shard_id: ShardId,
         generation: u64,
         account: AccountId,
-        result: Result<Option<(u64, AccountState)>, StoreError>,
+        result: Result<Option<(u64, Box<AccountState>)>, StoreError>,
     ) {
         let Some(shard) = self.shards.get_mut(&shard_id) else {
             return;
@@ -1093,7 +1094,8 @@ impl Executor {
         };
         match result {
             Ok(loaded) => {
-                let (seq, state) = loaded.unwrap_or_else(|| (0, AccountState::new(account)));
+                let (seq, state) =
+                    loaded.map_or_else(|| (0, AccountState::new(account)), |(seq, s)| (seq, *s));
                 shard
                     .accounts
                     .insert(account, Entry::Ready(Slot::new(seq, state, 0)));
@@ -1249,12 +1251,11 @@ impl Executor {
                 slot.state.compact(now, policy);
             }
             let idle = all || rounds.saturating_sub(slot.last_used) >= idle_rounds;
-            let keep = !idle
+            !idle
                 || slot.pending()
                 || slot.dirty_lsn != 0
                 || !slot.waiters.is_empty()
-                || slot.has_open_transfers();
-            keep
+                || slot.has_open_transfers()
         });
         let gone = before - shard.accounts.len();
         self.shared
