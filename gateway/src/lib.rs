@@ -309,10 +309,24 @@ pub async fn run(
     // Account status changes and alerts become user notices and webhook events.
     actix_rt::spawn(integrations::events::feed(
         engine.subscribe_admin(),
-        engine.clone(),
-        state.notifier.clone(),
         state.deliveries.clone(),
     ));
+    // Notices (KYC results, status changes, new-device logins, large withdrawals,
+    // security changes) derived from the accounts' durable notifications.
+    if let Some(kicks) = state.deliveries.take_kicks() {
+        let notices = integrations::notices::Notices::new(
+            engine.clone(),
+            state.deliveries.clone(),
+            state.outbox.clone(),
+            state
+                .settings
+                .integrations
+                .locale
+                .clone()
+                .unwrap_or_else(|| integrations::templates::LOCALES[0].to_owned()),
+        );
+        actix_rt::spawn(notices.run(kicks));
+    }
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()

@@ -171,7 +171,8 @@ pub async fn feed(mut notices: broadcast::Receiver<AdminNotice>, cache: Arc<Sess
                 | NotificationKind::TransactionUpdated { .. }
                 | NotificationKind::AlertRaised { .. }
                 | NotificationKind::SessionCreated { .. }
-                | NotificationKind::KycUpdated { .. } => {}
+                | NotificationKind::KycUpdated { .. }
+                | NotificationKind::SecurityChanged { .. } => {}
             },
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(

@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 
 use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::FraudRule;
-use crate::domain::notification::{Direction, Notification, NotificationKind, TxStatus};
+use crate::domain::notification::{
+    Direction, Notification, NotificationKind, SecurityChange, TxStatus,
+};
 use crate::domain::security;
 use crate::domain::state::{
     AccountState, AccountStatus, AlertRecord, Contact, IdempotencyEntry, NewRecipientMark,
@@ -371,7 +373,14 @@ pub fn apply(state: &mut AccountState, event: &Event) {
         EventBody::ResetStarted { code } => security::reset::apply_started(state, code),
         EventBody::ResetAttemptFailed => security::reset::apply_attempt_failed(state, at),
         EventBody::PasswordChanged { password_hash } => {
-            security::reset::apply_password_changed(state, password_hash)
+            security::reset::apply_password_changed(state, password_hash);
+            notify(
+                state,
+                at,
+                NotificationKind::SecurityChanged {
+                    change: SecurityChange::Password,
+                },
+            );
         }
         EventBody::TotpBegun { secret } => security::totp::apply_begun(state, secret),
         EventBody::TotpEnabled { step } => security::totp::apply_enabled(state, *step),

@@ -89,6 +89,24 @@ pub enum NotificationKind {
         tier: u8,
         reason: Option<String>,
     },
+    /// A credential of the account changed (appended last: stored states keep
+    /// their variant order). The gateway tells the owner by email or SMS.
+    SecurityChanged { change: SecurityChange },
+}
+
+/// Which credential changed. New kinds are appended (stored states name them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecurityChange {
+    /// The password was reset (every session was revoked with it).
+    Password,
+}
+
+impl SecurityChange {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityChange::Password => "password",
+        }
+    }
 }
 
 impl NotificationKind {
@@ -101,6 +119,7 @@ impl NotificationKind {
             NotificationKind::StatusChanged { .. } => "account.status_changed",
             NotificationKind::SessionCreated { .. } => "session.created",
             NotificationKind::KycUpdated { .. } => "kyc.updated",
+            NotificationKind::SecurityChanged { .. } => "security.changed",
         }
     }
 
@@ -177,6 +196,7 @@ impl NotificationKind {
                 "tier": tier,
                 "reason": reason,
             }),
+            NotificationKind::SecurityChanged { change } => json!({ "change": change.name() }),
         }
     }
 }

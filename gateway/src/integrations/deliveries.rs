@@ -8,7 +8,9 @@
 //! resumes from the index. A crash between a send and its removal sends that one
 //! message again (at least once); the id is stable so a relay that dedupes by
 //! `Message-ID`-like ids can drop it. Failed attempts are retried with exponential
-//! backoff (`backoff_ms` doubling, capped at 10 minutes); after `max_attempts`, or
+//! backoff (`backoff_ms` doubling, capped at 10 minutes; each failed attempt is
+//! recorded in the store, so a restart resumes the count and the wait); after
+//! `max_attempts`, or
 //! on a permanent refusal (a malformed address, a 4xx from the SMS gateway), the
 //! message moves to the `delivery_dead` index, which operators list at
 //! `GET /v1/admin/deliveries?state=dead`.
@@ -41,6 +43,11 @@ use crate::crypto::PiiCipher;
 pub const QUEUE_INDEX: &str = "delivery_queue";
 /// Messages given up on.
 pub const DEAD_INDEX: &str = "delivery_dead";
+/// Failed attempts, one entry each: `<delivery id>:<attempt, 3 digits>` → when the
+/// next attempt is due (Unix ms). Written once per failure and never updated in
+/// place (the store's indexes have no update), so a restart resumes a message's
+/// series of attempts and its backoff where they were.
+pub const ATTEMPTS_INDEX: &str = "delivery_attempts";
 
 /// How many queued messages one sweep looks at, and sends at once.
 const SWEEP_PAGE: usize = 200;
@@ -81,11 +88,15 @@ pub struct Deliveries {
     sms: Option<SmsGateway>,
     pub webhooks: Arc<Webhooks>,
     settings: DeliverySettings,
-    /// Attempts and the time of the next one, per queued id (in memory: after a
-    /// restart every queued message gets a fresh series of attempts).
+    /// Attempts and the time of the next one, per queued id: a cache of
+    /// [`ATTEMPTS_INDEX`], loaded for a queued id the first time a sweep sees it.
     retries: Mutex<HashMap<String, (u32, Instant)>>,
     recipients: Mutex<HashMap<String, VecDeque<Instant>>>,
     wake: tokio::sync::Notify,
+    /// Accounts to look at for notices (`notices`); bounded.
+    kicks: tokio::sync::mpsc::Sender<okpay_engine::ids::AccountId>,
+    /// The other end, taken once by the notices task.
+    kicked: Mutex<Option<tokio::sync::mpsc::Receiver<okpay_engine::ids::AccountId>>>,
 }
 
 impl Deliveries {
@@ -97,6 +108,7 @@ impl Deliveries {
         webhooks: Arc<Webhooks>,
         settings: DeliverySettings,
     ) -> Arc<Deliveries> {
+        let (kicks, kicked) = tokio::sync::mpsc::channel(super::notices::KICK_QUEUE);
         Arc::new(Deliveries {
             store,
             cipher,
@@ -107,7 +119,57 @@ impl Deliveries {
             retries: Mutex::new(HashMap::new()),
             recipients: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            kicks,
+            kicked: Mutex::new(Some(kicked)),
         })
+    }
+
+    /// Asks for a notices pass over `account` (after a command that may have
+    /// caused a notice). Never waits: when too many accounts wait already, the
+    /// kick is dropped and the notice is derived by the account's next pass.
+    pub fn kick(&self, account: okpay_engine::ids::AccountId) {
+        if self.kicks.try_send(account).is_err() {
+            tracing::warn!(%account, "notice queue full; the account's next pass derives its notices");
+        }
+    }
+
+    /// The receiving end of [`Self::kick`], for the notices task (once).
+    pub fn take_kicks(&self) -> Option<tokio::sync::mpsc::Receiver<okpay_engine::ids::AccountId>> {
+        self.kicked.lock().take()
+    }
+
+    /// Wakes the worker.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Writes a message under a given id (no rate limit: a notice is caused by
+    /// the account's own events). Writing an id already queued changes nothing.
+    pub async fn queue_with_id(
+        &self,
+        id: &str,
+        channel: &str,
+        to: &str,
+        kind: &str,
+        subject: String,
+        body: String,
+    ) -> anyhow::Result<()> {
+        let delivery = Delivery {
+            id: id.to_owned(),
+            channel: channel.to_owned(),
+            to: to.to_owned(),
+            kind: kind.to_owned(),
+            subject,
+            body,
+            created_at: Utc::now(),
+            attempts: 0,
+            last_error: None,
+        };
+        self.store
+            .claim_index(QUEUE_INDEX, id, &self.seal(&delivery))
+            .await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Whether messages on `channel` can be delivered.
@@ -247,7 +309,11 @@ impl Deliveries {
             .claim_index(QUEUE_INDEX, &id, &self.seal(&delivery))
             .await
         {
-            Ok(_) => self.wake.notify_one(),
+            Ok(_) => {
+                // A new id has no attempts to load.
+                self.retries.lock().insert(id, (0, Instant::now()));
+                self.wake.notify_one();
+            }
             Err(e) => {
                 tracing::error!(delivery = %id, kind, error = %e, "could not queue a message")
             }
@@ -286,6 +352,17 @@ impl Deliveries {
                 .store
                 .scan_index(QUEUE_INDEX, after.as_deref(), SWEEP_PAGE)
                 .await?;
+            let unknown: Vec<String> = {
+                let retries = self.retries.lock();
+                page.iter()
+                    .filter(|(id, _)| !retries.contains_key(id))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            };
+            for id in unknown {
+                let known = self.load_attempts(&id).await?;
+                self.retries.lock().insert(id, known);
+            }
             let now = Instant::now();
             let due: Vec<(String, String)> = {
                 let retries = self.retries.lock();
@@ -306,7 +383,45 @@ impl Deliveries {
         }
     }
 
+    /// A message's failed attempts and when the next is due, from the store.
+    async fn load_attempts(&self, id: &str) -> anyhow::Result<(u32, Instant)> {
+        let prefix = format!("{id}:");
+        let limit = self.settings.max_attempts as usize + 1;
+        let page = self
+            .store
+            .scan_index(ATTEMPTS_INDEX, Some(&prefix), limit)
+            .await?;
+        let mine: Vec<&(String, String)> = page
+            .iter()
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .collect();
+        let attempts = u32::try_from(mine.len()).unwrap_or(u32::MAX);
+        let due_ms: i64 = mine.last().and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let wait_ms = due_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
+        let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)).min(MAX_BACKOFF);
+        Ok((attempts, Instant::now() + wait))
+    }
+
+    /// Forgets a finished message's attempts (best effort: leftovers name a
+    /// delivery id that is never queued again).
+    async fn clear_attempts(&self, id: &str, attempts: u32) {
+        for n in 1..=attempts {
+            let _ = self
+                .store
+                .delete_index(ATTEMPTS_INDEX, &format!("{id}:{n:03}"))
+                .await;
+        }
+        self.retries.lock().remove(id);
+    }
+
     async fn attempt(&self, id: &str, sealed: &str) {
+        // A notice is sent only once its derivation is logged (see `notices`).
+        if let Some(key) = super::notices::log_key_of(id) {
+            match self.store.get_index(super::notices::LOG_INDEX, &key).await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
         let Some(mut d) = self.open(sealed) else {
             // Another key wrote it (or it is damaged): nothing can send it.
             tracing::error!(delivery = %id, "queued message does not decrypt; moved to dead letters");
@@ -333,7 +448,7 @@ impl Deliveries {
                 if let Err(e) = self.store.delete_index(QUEUE_INDEX, id).await {
                     tracing::warn!(delivery = %id, error = %e, "sent, but could not remove it from the queue");
                 }
-                self.retries.lock().remove(id);
+                self.clear_attempts(id, attempts - 1).await;
                 tracing::info!(delivery = %id, kind = %d.kind, attempts, "message delivered");
             }
             Err(e) => {
@@ -352,7 +467,7 @@ impl Deliveries {
                         .is_ok()
                         && self.store.delete_index(QUEUE_INDEX, id).await.is_ok()
                     {
-                        self.retries.lock().remove(id);
+                        self.clear_attempts(id, attempts - 1).await;
                     }
                 } else {
                     metrics::counter!("okpay_deliveries_total", "channel" => channel, "result" => "retry").increment(1);
@@ -360,6 +475,20 @@ impl Deliveries {
                         .saturating_mul(1 << (attempts - 1).min(20))
                         .min(MAX_BACKOFF);
                     tracing::info!(delivery = %id, kind = %d.kind, attempts, error = %e, retry_in_ms = backoff.as_millis() as u64, "delivery failed; will retry");
+                    let due_ms = Utc::now().timestamp_millis()
+                        + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
+                    // Durable first: a restart resumes from this count.
+                    if let Err(e) = self
+                        .store
+                        .claim_index(
+                            ATTEMPTS_INDEX,
+                            &format!("{id}:{attempts:03}"),
+                            &due_ms.to_string(),
+                        )
+                        .await
+                    {
+                        tracing::warn!(delivery = %id, error = %e, "attempt count not stored; a restart may retry it more often");
+                    }
                     self.retries
                         .lock()
                         .insert(id.to_owned(), (attempts, Instant::now() + backoff));

@@ -1,28 +1,21 @@
-//! Engine notices that reach people and integrators: an account's status change
-//! (frozen, restricted, active again) is told to its owner on their channel and
-//! sent to webhook endpoints as `account.status_changed`; every fraud alert goes
-//! out as `alert.raised`. Fed by the engine's operator stream, which carries
-//! exactly these two kinds.
+//! Engine notices that reach integrators: an account's status change (frozen,
+//! restricted, active again) is sent to webhook endpoints as
+//! `account.status_changed` and prompts a notices pass over the account (the
+//! owner's email or SMS is derived there, from the durable notification: see
+//! `notices`); every fraud alert goes out as `alert.raised`. Fed by the engine's
+//! operator stream, which carries exactly these two kinds.
 
 use std::sync::Arc;
 
 use okpay_engine::domain::notification::NotificationKind;
 use okpay_engine::ids::OpKind;
 use okpay_engine::runtime::hub::AdminNotice;
-use okpay_engine::Engine;
 use tokio::sync::broadcast;
 
 use super::deliveries::Deliveries;
-use crate::notifier::{Notifier, OutboxMessage};
-use crate::step_up::code_destination;
 
 /// Runs until the engine's operator stream closes.
-pub async fn feed(
-    mut notices: broadcast::Receiver<AdminNotice>,
-    engine: Engine,
-    notifier: Arc<dyn Notifier>,
-    deliveries: Arc<Deliveries>,
-) {
+pub async fn feed(mut notices: broadcast::Receiver<AdminNotice>, deliveries: Arc<Deliveries>) {
     loop {
         let notice = match notices.recv().await {
             Ok(n) => n,
@@ -44,26 +37,9 @@ pub async fn feed(
                         "to": to.name(), "reason": reason}),
                 )
                 .await;
-            let destination = engine
-                .read(account, |s, _, _| {
-                    // Email first for a notice; the phone when there is no email.
-                    s.profile
-                        .email
-                        .clone()
-                        .map(|e| (e, "email"))
-                        .or_else(|| code_destination(s))
-                })
-                .await;
-            if let Ok(Some((to_address, channel))) = destination {
-                notifier.send(OutboxMessage {
-                    to: to_address,
-                    channel: channel.into(),
-                    kind: "account_status".into(),
-                    code: None,
-                    body: format!("Your OKPay account is now {}: {reason}", to.name()),
-                    at: crate::clock::now(&engine),
-                });
-            }
+            // The owner's notice is derived from the account's durable
+            // notifications (`notices`); this stream is only the prompt.
+            deliveries.kick(account);
         }
         if let NotificationKind::AlertRaised {
             id,

@@ -12,6 +12,7 @@ pub mod cards;
 pub mod charges;
 pub mod deliveries;
 pub mod events;
+pub mod notices;
 pub mod payouts;
 pub mod signature;
 pub mod sms;

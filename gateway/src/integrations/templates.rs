@@ -1,63 +1,38 @@
 //! Message templates, one file per kind and locale under `gateway/templates/`
 //! (`zh-CN` and `en`), compiled into the binary. A file is a `Subject:` line, a
-//! blank line and the body; `{code}`, `{minutes}` and `{message}` (the plain
-//! English text the caller composed) are filled in. An unknown kind falls back
+//! blank line and the body; `{name}` placeholders are filled in: `{code}`,
+//! `{minutes}` and `{message}` (the plain English text the caller composed) for
+//! codes, and each notice's own values (`{reason}`, `{device}`, `{country}`,
+//! `{amount}`, `{id}`; see `notices`). An unknown kind falls back
 //! to `notice`, an unknown locale to `zh-CN`.
 
 /// Locales with templates; the first is the default.
 pub const LOCALES: &[&str] = &["zh-CN", "en"];
 
-const TEMPLATES: &[(&str, &str, &str)] = &[
-    (
-        "zh-CN",
-        "account_status",
-        include_str!("../../templates/zh-CN/account_status.txt"),
-    ),
-    (
-        "en",
-        "account_status",
-        include_str!("../../templates/en/account_status.txt"),
-    ),
-    (
-        "zh-CN",
-        "password_reset",
-        include_str!("../../templates/zh-CN/password_reset.txt"),
-    ),
-    (
-        "zh-CN",
-        "challenge",
-        include_str!("../../templates/zh-CN/challenge.txt"),
-    ),
-    (
-        "zh-CN",
-        "password_changed",
-        include_str!("../../templates/zh-CN/password_changed.txt"),
-    ),
-    (
-        "zh-CN",
-        "notice",
-        include_str!("../../templates/zh-CN/notice.txt"),
-    ),
-    (
-        "en",
-        "password_reset",
-        include_str!("../../templates/en/password_reset.txt"),
-    ),
-    (
-        "en",
-        "challenge",
-        include_str!("../../templates/en/challenge.txt"),
-    ),
-    (
-        "en",
-        "password_changed",
-        include_str!("../../templates/en/password_changed.txt"),
-    ),
-    (
-        "en",
-        "notice",
-        include_str!("../../templates/en/notice.txt"),
-    ),
+/// Every template of `kind`, in both locales, from `templates/<locale>/<kind>.txt`.
+macro_rules! templates {
+    ($($kind:literal),+ $(,)?) => {
+        &[$(
+            ("zh-CN", $kind, include_str!(concat!("../../templates/zh-CN/", $kind, ".txt"))),
+            ("en", $kind, include_str!(concat!("../../templates/en/", $kind, ".txt"))),
+        )+]
+    };
+}
+
+/// (locale, kind, text). A new kind is one name here and one file per locale.
+const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "notice",
+    "password_reset",
+    "challenge",
+    "password_changed",
+    "account_status",
+    "account_frozen",
+    "account_restricted",
+    "account_active",
+    "kyc_approved",
+    "kyc_rejected",
+    "new_device_login",
+    "large_withdrawal",
 ];
 
 /// A rendered message.
@@ -74,7 +49,12 @@ fn find(locale: &str, kind: &str) -> Option<&'static str> {
         .map(|(_, _, t)| *t)
 }
 
-/// Renders `kind` in `locale`.
+/// Whether `kind` has a template in `locale`.
+pub fn has(locale: &str, kind: &str) -> bool {
+    find(locale, kind).is_some()
+}
+
+/// Renders `kind` in `locale` with a code, its lifetime and a composed message.
 pub fn render(
     locale: &str,
     kind: &str,
@@ -82,6 +62,19 @@ pub fn render(
     minutes: u64,
     message: &str,
 ) -> Rendered {
+    render_vars(
+        locale,
+        kind,
+        &[
+            ("code", code.unwrap_or("").to_owned()),
+            ("minutes", minutes.to_string()),
+            ("message", message.to_owned()),
+        ],
+    )
+}
+
+/// Renders `kind` in `locale`, replacing each `{name}` of `vars`.
+pub fn render_vars(locale: &str, kind: &str, vars: &[(&str, String)]) -> Rendered {
     let locale = if LOCALES.contains(&locale) {
         locale
     } else {
@@ -91,10 +84,33 @@ pub fn render(
         .or_else(|| find(locale, "notice"))
         // unwrap: every locale has a `notice` template (checked by a test).
         .unwrap();
+    // One pass over the template, so a value containing `{x}` is not filled in
+    // again.
     let fill = |s: &str| {
-        s.replace("{code}", code.unwrap_or(""))
-            .replace("{minutes}", &minutes.to_string())
-            .replace("{message}", message)
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open..];
+            let var = after.find('}').and_then(|close| {
+                let name = &after[1..close];
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (v, close))
+            });
+            match var {
+                Some((value, close)) => {
+                    out.push_str(value);
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push('{');
+                    rest = &after[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     };
     let (subject, body) = match template.split_once("\n\n") {
         Some((head, body)) => (head.strip_prefix("Subject:").unwrap_or(head).trim(), body),

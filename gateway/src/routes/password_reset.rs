@@ -234,14 +234,9 @@ pub async fn confirm(
         return Err(refused(e).await);
     }
     crate::routes::sessions::forget_tokens(&state, sessions).await;
-    state.notifier.send(OutboxMessage {
-        to: login.clone(),
-        channel: channel_of(&login).into(),
-        kind: "password_changed".into(),
-        code: None,
-        body: "Your OKPay password was changed and every device was logged out. If this was not you, contact support at once.".into(),
-        at: state.now(),
-    });
+    // The `password_changed` notice comes from the engine's durable notification
+    // of the change (`integrations::notices`).
+    state.deliveries.kick(account);
     tracing::info!(account = %account, "password reset; all sessions revoked");
     Ok(HttpResponse::NoContent().finish())
 }

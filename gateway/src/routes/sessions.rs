@@ -197,6 +197,8 @@ pub async fn create_session(
         }
         other => other?,
     };
+    // A login from a new device is a notice (`integrations::notices`).
+    state.deliveries.kick(account);
     let Outcome::Created(id) = outcome else {
         return Err(ApiError::unavailable());
     };

@@ -193,6 +193,8 @@ pub async fn withdraw(
 /// Starts the payout of a recorded withdrawal (at most once, see the module doc)
 /// and answers 202 as the first response did. Shared with challenge confirmation.
 pub async fn accepted(state: &AppState, view: &WithdrawalView) -> ApiResult<HttpResponse> {
+    // A large withdrawal is a notice (`integrations::notices`).
+    state.deliveries.kick(view.id.account);
     if view.status == WithdrawalStatus::Processing {
         let id = view.id.display(OpKind::Withdrawal);
         let claimed = state

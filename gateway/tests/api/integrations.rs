@@ -381,6 +381,47 @@ async fn a_refused_number_is_a_dead_letter_with_its_code_masked_and_recipients_a
     assert_eq!(to_them, 2);
 }
 
+/// The attempt count survives a restart: `max_attempts` is a bound on attempts
+/// in all, not per server process.
+#[tokio::test]
+async fn retry_counts_are_durable_across_a_restart() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let smtp = SmtpSink::start();
+    let sms = HttpStandIn::start(|_, _| (500, "{\"error\":\"down\"}".into()));
+    let sms_url = format!("{}/sms", sms.base);
+    let port = smtp.port;
+    let tweak = move |s: &mut Settings, sms_url: &str, url: &str| {
+        with_delivery(s, port, sms_url);
+        s.redis_url = Some(url.to_owned());
+        s.integrations.delivery.max_attempts = 2;
+        s.integrations.delivery.backoff_ms = 2000;
+    };
+    {
+        let (u, s) = (url.clone(), sms_url.clone());
+        let app = TestApp::spawn_with(move |x| tweak(x, &s, &u)).await;
+        app.register_with_phone("retry@example.com", "+8613800000009")
+            .await;
+        reset(&app, "+8613800000009").await;
+        // The first attempt fails; the server stops before the second is due.
+        sms.wait_for(1, |_| true).await;
+    }
+    let app = TestApp::spawn_with(move |x| tweak(x, &sms_url, &url)).await;
+    let mut dead = serde_json::Value::Null;
+    for _ in 0..200 {
+        let r = app.get("/v1/admin/deliveries?state=dead", ADMIN).await;
+        dead = r.json().await.unwrap();
+        if !dead["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead["items"][0]["attempts"], 2, "{dead}");
+    // One attempt per server: two in all, not 1 + 2.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sms.received().len(), 2);
+}
+
 #[tokio::test]
 async fn a_message_queued_while_smtp_is_down_is_sent_after_a_restart() {
     let redis = RedisServer::start();
@@ -541,9 +582,17 @@ async fn webhooks_are_signed_retried_after_a_500_and_replayed_with_their_ids() {
     let event: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
     assert_eq!(event["data"]["to"], "frozen");
     assert_eq!(event["data"]["reason"], "Suspicious activity");
-    let notices = app.outbox("hooks@example.com").await;
+    // The owner's notice is derived from the durable change, in the background.
+    let mut notices = Vec::new();
+    for _ in 0..100 {
+        notices = app.outbox("hooks@example.com").await;
+        if notices.iter().any(|m| m["kind"] == "account_frozen") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
-        notices.iter().any(|m| m["kind"] == "account_status"),
+        notices.iter().any(|m| m["kind"] == "account_frozen"),
         "{notices:?}"
     );
 

@@ -17,6 +17,7 @@ mod integrations;
 #[allow(dead_code)]
 mod helpers;
 mod kyc;
+mod notices;
 mod openapi;
 mod operators;
 mod rails;

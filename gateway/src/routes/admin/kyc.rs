@@ -98,6 +98,8 @@ async fn review(state: &AppState, account: AccountId, cmd: Command) -> ApiResult
             EngineError::Rejected(Rejection::OperationClosed) => not_pending(),
             other => other.into(),
         })?;
+    // The result is told to the owner (`integrations::notices`).
+    state.deliveries.kick(account);
     Ok(())
 }
 
