@@ -166,13 +166,18 @@ impl FeeRule {
     };
 
     /// The fee for `amount`: `percent` of it rounded half-up to the currency's minor
-    /// unit, at least `min`. This is the only place the system rounds money.
+    /// unit, at least `min`, and at least one minor unit when `percent` is not
+    /// zero (a fee that rounds to nothing would let many tiny operations pass
+    /// free). This is the only place the system rounds money.
     pub fn fee(&self, amount: Amount) -> Decimal {
         let scale = amount.currency().scale();
         let raw = amount.value() * self.percent / Decimal::ONE_HUNDRED;
         let mut fee = raw
             .round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
             .max(self.min);
+        if self.percent > Decimal::ZERO && amount.value() > Decimal::ZERO {
+            fee = fee.max(Decimal::new(1, scale));
+        }
         fee.rescale(scale);
         fee
     }
@@ -238,12 +243,29 @@ mod tests {
             percent: dec!(2.5),
             min: dec!(0),
         };
-        // 2.5% of 10.10 = 0.2525 -> 0.25; of 10.30 = 0.2575 -> 0.26; of 0.02 = 0.0005 -> 0.00
+        // 2.5% of 10.10 = 0.2525 -> 0.25; of 10.30 = 0.2575 -> 0.26
         assert_eq!(card.fee(Amount::parse("10.10", cny()).unwrap()), dec!(0.25));
         assert_eq!(card.fee(Amount::parse("10.30", cny()).unwrap()), dec!(0.26));
-        assert_eq!(card.fee(Amount::parse("0.02", cny()).unwrap()), dec!(0.00));
         // exactly half a minor unit rounds up: 2.5% of 0.20 = 0.005 -> 0.01
         assert_eq!(card.fee(Amount::parse("0.20", cny()).unwrap()), dec!(0.01));
+    }
+
+    #[test]
+    fn a_non_zero_rate_charges_at_least_one_minor_unit() {
+        let card = FeeRule {
+            percent: dec!(2.5),
+            min: dec!(0),
+        };
+        // 2.5% of 0.02 = 0.0005 would round to 0.00: one fen instead.
+        assert_eq!(card.fee(Amount::parse("0.02", cny()).unwrap()), dec!(0.01));
+        assert_eq!(card.fee(Amount::parse("0.01", cny()).unwrap()), dec!(0.01));
+        let jpy = Currency::new("JPY", 0).unwrap();
+        assert_eq!(card.fee(Amount::parse("1", jpy).unwrap()), dec!(1));
+        // A zero rate stays free.
+        assert_eq!(
+            FeeRule::FREE.fee(Amount::parse("0.02", cny()).unwrap()),
+            dec!(0)
+        );
     }
 
     #[test]

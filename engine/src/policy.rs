@@ -48,9 +48,11 @@ pub struct FraudPolicy {
     pub velocity_max_ops: u32,
     pub velocity_window_s: u32,
     /// More than this sum of outgoing operations within `velocity_window_s` → blocked
-    /// (amounts of all currencies at face value). Default 200,000 (the verified
-    /// tier's daily maximum: nobody legitimately moves a day's maximum within
-    /// one window); `None` (only from code) disables the by-sum rule.
+    /// (amounts of all currencies at face value). Default 100,000: two of the
+    /// verified tier's largest single operations (50,000) per window pass, a third
+    /// is blocked, so a taken-over account can't empty a day's limit (200,000) in
+    /// one minute. (200,000 equalled the daily limit, so the rule never fired
+    /// before the limit did.) `None` (only from code) disables the by-sum rule.
     #[serde(default = "default_velocity_max_sum")]
     pub velocity_max_sum: Option<Decimal>,
     /// More than this many distinct new recipients within `fan_out_window_s` → frozen.
@@ -65,7 +67,7 @@ pub struct FraudPolicy {
 }
 
 fn default_velocity_max_sum() -> Option<Decimal> {
-    Some(Decimal::new(200_000, 0))
+    Some(Decimal::new(100_000, 0))
 }
 
 fn one_day_s() -> u32 {

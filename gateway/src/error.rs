@@ -126,6 +126,9 @@ error_codes! {
     Maintenance = ("MAINTENANCE", SERVICE_UNAVAILABLE, "Maintenance", Some("Reading still works; try again later.")),
     /// A bound was hit; nothing was done.
     Overloaded = ("OVERLOADED", SERVICE_UNAVAILABLE, "Overloaded", Some("Retry shortly with the same Idempotency-Key.")),
+    /// A decision would have broken a ledger invariant: nothing was done, the
+    /// account is frozen for review and an alert raised (a bug, never the client's).
+    LedgerInvariant = ("LEDGER_INVARIANT", INTERNAL_SERVER_ERROR, "Ledger check failed", Some("Nothing was done. The account is held for review; contact support.")),
     /// Storage is unavailable; the request was not acknowledged.
     Unavailable = ("UNAVAILABLE", SERVICE_UNAVAILABLE, "Unavailable", Some("Retry shortly with the same Idempotency-Key: it will be applied exactly once.")),
 }
@@ -165,6 +168,7 @@ impl ErrorCode {
             Rejection::UnknownOperation => ErrorCode::NotFound,
             Rejection::OperationClosed => ErrorCode::OperationClosed,
             Rejection::TooManyAttempts => ErrorCode::RateLimited,
+            Rejection::LedgerInvariant => ErrorCode::LedgerInvariant,
         }
     }
 

@@ -311,6 +311,8 @@ pub async fn run(
         engine.subscribe_admin(),
         state.deliveries.clone(),
     ));
+    // The webhook log and the seen callback ids stay bounded by time.
+    actix_rt::spawn(integrations::retention::run(engine.clone()));
     // Notices (KYC results, status changes, new-device logins, large withdrawals,
     // security changes) derived from the accounts' durable notifications.
     if let Some(kicks) = state.deliveries.take_kicks() {

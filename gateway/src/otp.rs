@@ -88,8 +88,53 @@ pub fn matching_step(secret: &[u8], code: &str, unix_s: u64) -> Option<u64> {
     found
 }
 
+/// Characters of a recovery code: the RFC 4648 base32 alphabet (no 0, 1, 8, 9).
+const RECOVERY_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// Characters of a recovery code without its dashes: 16 × 5 = 80 random bits, so
+/// its stored SHA-256 can't be searched through.
+pub const RECOVERY_LEN: usize = 16;
+
+/// A fresh recovery code, shown as `XXXX-XXXX-XXXX-XXXX`.
+pub fn new_recovery_code() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::thread_rng();
+    let chars: Vec<char> = (0..RECOVERY_LEN)
+        .map(|_| RECOVERY_ALPHABET[rng.gen_range(0..32)] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A typed recovery code in its canonical form (upper case, no dashes or
+/// spaces), or `None` when it can't be one (then it is no recovery code at all).
+pub fn normalize_recovery_code(code: &str) -> Option<String> {
+    let canonical: String = code
+        .chars()
+        .filter(|c| *c != '-' && !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (canonical.len() == RECOVERY_LEN && canonical.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then_some(canonical)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recovery_codes_normalize_to_their_canonical_form() {
+        let code = new_recovery_code();
+        assert_eq!(code.len(), RECOVERY_LEN + 3);
+        let canonical = normalize_recovery_code(&code).unwrap();
+        assert_eq!(
+            normalize_recovery_code(&code.to_lowercase().replace('-', " ")),
+            Some(canonical)
+        );
+        assert_eq!(normalize_recovery_code("123456"), None);
+        assert_ne!(new_recovery_code(), new_recovery_code());
+    }
+
     use super::*;
 
     /// RFC 6238 Appendix B: the SHA-1 seed and 8-digit codes.

@@ -197,7 +197,10 @@ document.querySelectorAll("[data-action]").forEach(b => b.addEventListener("clic
   try {
     const r = await call("POST", "/v1/admin/accounts/" + C.account + "/" + b.dataset.action,
       { reason: $("action-reason").value });
-    say("action-msg", OK.t("console.done", { status: r.body.status || (r.body.revoked + " sessions") }), "ok");
+    const status = r.body.status
+      || (r.body.cleared === undefined ? r.body.revoked + " sessions"
+        : OK.t(r.body.cleared ? "console.totp_cleared" : "console.totp_none"));
+    say("action-msg", OK.t("console.done", { status }), "ok");
     await openCase(C.account);
   } catch (e) { say("action-msg", OK.explain(e), "error"); }
 }));

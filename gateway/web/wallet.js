@@ -354,9 +354,25 @@ $("logout-others").addEventListener("click", async () => {
   catch (e) { say("sessions-msg", OK.explain(e), "error"); }
 });
 
-$("totp-start").addEventListener("click", async () => {
+// A TOTP change takes the password and the code sent to the phone or email, so a
+// stolen session can't give itself a second factor.
+$("totp-start").addEventListener("click", () => {
+  $("totp-auth").classList.remove("hidden");
+  $("totp-password").focus();
+});
+$("totp-send").addEventListener("click", async () => {
   try {
-    const r = await call("POST", "/v1/account/totp");
+    await call("POST", "/v1/account/totp/code", { password: $("totp-password").value });
+    say("totp-msg", OK.t("sec.totp_sent"), "ok");
+    $("totp-proof").focus();
+  } catch (e) { say("totp-msg", OK.explain(e), "error"); }
+});
+$("totp-begin").addEventListener("click", async () => {
+  try {
+    const r = await call("POST", "/v1/account/totp",
+      { password: $("totp-password").value, code: $("totp-proof").value.trim() });
+    $("totp-password").value = "";
+    $("totp-auth").classList.add("hidden");
     $("totp-secret").textContent = r.body.secret;
     const svg = await fetch("/web/qr", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ text: r.body.otpauth_uri }) });
@@ -370,9 +386,11 @@ $("totp-start").addEventListener("click", async () => {
 });
 $("totp-confirm").addEventListener("click", async () => {
   try {
-    await call("POST", "/v1/account/totp/confirm", { code: $("totp-code").value.trim() });
+    const r = await call("POST", "/v1/account/totp/confirm", { code: $("totp-code").value.trim() });
     $("totp-setup").classList.add("hidden");
-    say("totp-msg", OK.t("sec.totp_done"), "ok");
+    $("totp-recovery").textContent = r.body.recovery_codes.join("\n");
+    $("totp-recovery").classList.remove("hidden");
+    say("totp-msg", OK.t("sec.totp_done") + " " + OK.t("sec.totp_recovery"), "ok");
     await loadAccount();
   } catch (e) { say("totp-msg", OK.explain(e), "error"); }
 });

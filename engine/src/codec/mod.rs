@@ -19,10 +19,12 @@
 pub mod checkpoint;
 pub mod frame;
 pub mod shard;
+pub mod state;
 pub mod wire;
 
 pub use frame::{BatchFrame, LogRecord, RecordKind, FORMAT_VERSION, MAGIC};
 pub use shard::{shard_of, ShardId, ShardLayout, DEFAULT_SHARDS};
+pub use state::{decode_state, encode_state};
 
 use rust_decimal::Decimal;
 

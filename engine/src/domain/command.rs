@@ -110,10 +110,20 @@ pub enum Command {
         code_hash: [u8; 32],
         password_hash: String,
     },
-    /// Start TOTP enrolment with an encrypted secret.
-    BeginTotp { secret: Vec<u8> },
-    /// Confirm TOTP enrolment: the time step the code matched (`None`: no match).
-    ConfirmTotp { step: Option<u64> },
+    /// Start TOTP enrolment (or replacement: `replace`) with an encrypted secret,
+    /// behind a proof on the factor the account has (the gateway checked the
+    /// password first).
+    BeginTotp {
+        secret: Vec<u8>,
+        proof: ChallengeProof,
+        replace: bool,
+    },
+    /// Confirm TOTP enrolment: the time step the new app's code matched (`None`:
+    /// no match) and the hashes of the recovery codes to hand out.
+    ConfirmTotp {
+        step: Option<u64>,
+        recovery: Vec<[u8; 32]>,
+    },
     /// Guard `command` (a transfer or withdrawal that needs step-up) with a challenge.
     CreateChallenge {
         key: IdempotencyKey,
@@ -134,6 +144,18 @@ pub enum Command {
     /// code is counted (durably, across codes) without costing an argon2 hash;
     /// the right one changes nothing (`ConfirmPasswordReset` then uses it).
     CheckResetCode { code_hash: [u8; 32] },
+    /// A code (its SHA-256) sent by SMS/email to prove a security change while TOTP
+    /// is off.
+    RequestSecurityCode { code_hash: [u8; 32] },
+    /// Remove TOTP behind a proof (the current code or a recovery code).
+    RemoveTotp { proof: ChallengeProof },
+    /// Replace the recovery codes (their hashes) behind a proof.
+    RegenerateRecoveryCodes {
+        hashes: Vec<[u8; 32]>,
+        proof: ChallengeProof,
+    },
+    /// An operator clears TOTP and the recovery codes (audited by the gateway).
+    ResetTotp { reason: String },
 }
 
 /// What a new session is, as the gateway saw the login.

@@ -24,7 +24,23 @@ use crate::time::Timestamp;
 
 /// Decides what `cmd` does to `state` at `now` under `policy`.
 /// `Ok(vec![])` means "already done": an idempotent replay or a no-op.
+///
+/// Events that move money are checked against the ledger's invariants before
+/// they are handed back ([`crate::domain::invariants`]): a decision that would
+/// break one is replaced by the fail-stop (alert, freeze, `LedgerInvariant`), in
+/// release builds too.
 pub fn decide(
+    policy: &Policy,
+    state: &AccountState,
+    cmd: &Command,
+    now: Timestamp,
+) -> Result<Vec<Event>, Rejection> {
+    let events = decide_rules(policy, state, cmd, now)?;
+    Ok(crate::domain::invariants::guard(state, events, now))
+}
+
+/// The business rules themselves (see [`decide`]).
+fn decide_rules(
     policy: &Policy,
     state: &AccountState,
     cmd: &Command,
@@ -296,8 +312,24 @@ pub fn decide(
         Command::CheckResetCode { code_hash } => {
             security::reset::decide_check_code(policy, state, *code_hash, now)
         }
-        Command::BeginTotp { secret } => security::decide_begin_totp(secret, now),
-        Command::ConfirmTotp { step } => security::decide_confirm_totp(state, *step, now),
+        Command::BeginTotp {
+            secret,
+            proof,
+            replace,
+        } => security::totp::decide_begin_totp(policy, state, secret, *proof, *replace, now),
+        Command::ConfirmTotp { step, recovery } => {
+            security::totp::decide_confirm_totp(state, *step, recovery, now)
+        }
+        Command::RequestSecurityCode { code_hash } => {
+            security::totp::decide_request_code(policy, state, *code_hash, now)
+        }
+        Command::RemoveTotp { proof } => {
+            security::totp::decide_remove_totp(policy, state, *proof, now)
+        }
+        Command::RegenerateRecoveryCodes { hashes, proof } => {
+            security::totp::decide_regenerate_recovery(policy, state, hashes, *proof, now)
+        }
+        Command::ResetTotp { reason } => security::totp::decide_reset_totp(state, reason, now),
         Command::CreateChallenge {
             key,
             command,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::command::{DepositMethod, NewSession, Profile, WithdrawalMethod};
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::rejection::Rejection;
-use crate::domain::security::{Challenge, KycSubmission, PendingCode};
+use crate::domain::security::{Challenge, KycSubmission, PassedProof, PendingCode};
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, IdempotencyKey, TransferId};
 use crate::money::Amount;
@@ -163,6 +163,31 @@ pub enum EventBody {
     /// freeze); the caller gets this rejection once those are durable.
     Refused {
         rejection: Rejection,
+    },
+    // New variants go below, never between: the stored enum index is positional.
+    /// A security code (SMS/email) was sent for a change while TOTP is off.
+    SecurityCodeSent {
+        code: PendingCode,
+    },
+    /// A wrong proof for a security change (counted with step-up failures).
+    SecurityProofFailed,
+    /// A proof passed and is used up (a TOTP step, a recovery code, the code).
+    SecurityProofPassed {
+        proof: PassedProof,
+    },
+    /// The pending TOTP secret is now the active factor, with these recovery
+    /// code hashes.
+    TotpActivated {
+        step: u64,
+        recovery: Vec<[u8; 32]>,
+    },
+    /// TOTP and the recovery codes cleared, by the user or by an operator.
+    TotpRemoved {
+        by_operator: bool,
+        reason: Option<String>,
+    },
+    RecoveryCodesRegenerated {
+        hashes: Vec<[u8; 32]>,
     },
 }
 

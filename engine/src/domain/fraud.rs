@@ -29,6 +29,8 @@ pub enum FraudRule {
     ResetCodeGuessing,
     /// Too many wrong step-up codes for one account (across challenges).
     StepUpCodeGuessing,
+    /// A decision would have broken a ledger invariant (fail-stop: frozen).
+    LedgerInvariant,
 }
 
 impl FraudRule {
@@ -44,6 +46,7 @@ impl FraudRule {
             FraudRule::ImpossibleTravel => "two_countries_too_close",
             FraudRule::ResetCodeGuessing => "reset_code_guessing",
             FraudRule::StepUpCodeGuessing => "step_up_code_guessing",
+            FraudRule::LedgerInvariant => "ledger_invariant",
         }
     }
 }

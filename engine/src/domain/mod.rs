@@ -8,6 +8,7 @@ pub mod decide;
 pub mod event;
 pub mod fraud;
 pub mod history;
+pub mod invariants;
 pub mod notification;
 pub mod protocol;
 pub mod rejection;

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::security::KycStatus;
+/// What changed in a `security.changed` notification (defined with TOTP).
+pub use crate::domain::security::SecurityChange;
 use crate::domain::state::AccountStatus;
 use crate::ids::{AccountId, OpId, OpKind};
 use crate::money::{format_money, Currency};
@@ -89,24 +91,12 @@ pub enum NotificationKind {
         tier: u8,
         reason: Option<String>,
     },
-    /// A credential of the account changed (appended last: stored states keep
-    /// their variant order). The gateway tells the owner by email or SMS.
-    SecurityChanged { change: SecurityChange },
-}
-
-/// Which credential changed. New kinds are appended (stored states name them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SecurityChange {
-    /// The password was reset (every session was revoked with it).
-    Password,
-}
-
-impl SecurityChange {
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityChange::Password => "password",
-        }
-    }
+    /// The password, the second factor or the recovery codes changed.
+    SecurityChanged {
+        change: SecurityChange,
+        totp_enabled: bool,
+        recovery_codes_left: u32,
+    },
 }
 
 impl NotificationKind {
@@ -196,7 +186,16 @@ impl NotificationKind {
                 "tier": tier,
                 "reason": reason,
             }),
-            NotificationKind::SecurityChanged { change } => json!({ "change": change.name() }),
+            NotificationKind::SecurityChanged {
+                change,
+                totp_enabled,
+                recovery_codes_left,
+            } => json!({
+                "change": change.name(),
+                "message": change.sentence(),
+                "totp_enabled": totp_enabled,
+                "recovery_codes_left": recovery_codes_left,
+            }),
         }
     }
 }

@@ -53,6 +53,10 @@ pub enum Rejection {
     /// Too many failed confirmations of one-time codes for this account within
     /// the policy's window (`failures_window_s`): refused whatever the code.
     TooManyAttempts,
+    /// The command would have broken a ledger invariant (a negative balance, hold
+    /// or amount in flight, or closing an operation that is not open): nothing was
+    /// done, an alert was raised and the account is frozen for review.
+    LedgerInvariant,
 }
 
 impl Rejection {
@@ -81,6 +85,7 @@ impl Rejection {
             Rejection::UnknownOperation => "NOT_FOUND",
             Rejection::OperationClosed => "OPERATION_CLOSED",
             Rejection::TooManyAttempts => "RATE_LIMITED",
+            Rejection::LedgerInvariant => "LEDGER_INVARIANT",
         }
     }
 
@@ -115,6 +120,9 @@ impl Rejection {
             Rejection::UnknownOperation => "No such operation.",
             Rejection::OperationClosed => "The operation is already finished.",
             Rejection::TooManyAttempts => "Too many wrong codes for this account.",
+            Rejection::LedgerInvariant => {
+                "An internal ledger check failed: nothing was done and the account is held for review."
+            }
         }
     }
 }

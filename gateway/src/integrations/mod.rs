@@ -14,6 +14,7 @@ pub mod deliveries;
 pub mod events;
 pub mod notices;
 pub mod payouts;
+pub mod retention;
 pub mod signature;
 pub mod sms;
 pub mod smtp;

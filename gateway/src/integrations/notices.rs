@@ -120,7 +120,9 @@ impl Notice {
                 amount: format!("{} {}", format_money(*amount, *currency), currency.code()),
                 id: id.display(OpKind::Withdrawal),
             }),
-            NotificationKind::SecurityChanged { change } => Some(Notice::SecurityChanged(*change)),
+            NotificationKind::SecurityChanged { change, .. } => {
+                Some(Notice::SecurityChanged(*change))
+            }
             NotificationKind::TransactionUpdated { .. }
             | NotificationKind::BalanceUpdated { .. }
             | NotificationKind::AlertRaised { .. } => None,
@@ -137,14 +139,18 @@ impl Notice {
             Notice::AccountActive { .. } => "account_active",
             Notice::NewDeviceLogin { .. } => "new_device_login",
             Notice::LargeWithdrawal { .. } => "large_withdrawal",
-            Notice::SecurityChanged(SecurityChange::Password) => "password_changed",
+            Notice::SecurityChanged(SecurityChange::PasswordChanged) => "password_changed",
+            Notice::SecurityChanged(_) => "security_changed",
         }
     }
 
     /// The values the template fills in (`{name}`).
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         match self {
-            Notice::KycApproved | Notice::SecurityChanged(_) => Vec::new(),
+            Notice::KycApproved | Notice::SecurityChanged(SecurityChange::PasswordChanged) => {
+                Vec::new()
+            }
+            Notice::SecurityChanged(change) => vec![("message", change.sentence().to_owned())],
             Notice::KycRejected { reason }
             | Notice::AccountFrozen { reason }
             | Notice::AccountRestricted { reason }
@@ -362,7 +368,8 @@ mod tests {
                 amount: "1,000.00 CNY".into(),
                 id: "wd_1".into(),
             },
-            Notice::SecurityChanged(SecurityChange::Password),
+            Notice::SecurityChanged(SecurityChange::PasswordChanged),
+            Notice::SecurityChanged(SecurityChange::TotpEnabled),
         ];
         for locale in templates::LOCALES {
             for notice in &all {

@@ -33,6 +33,7 @@ const TEMPLATES: &[(&str, &str, &str)] = templates![
     "kyc_rejected",
     "new_device_login",
     "large_withdrawal",
+    "security_changed",
 ];
 
 /// A rendered message.

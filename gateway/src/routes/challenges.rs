@@ -2,7 +2,8 @@
 //!
 //! The gateway turns the code into a proof the engine can check without seeing
 //! it: for SMS, the code's hash; for TOTP, the time step the code matches (within
-//! ±1 step of now), or `Wrong`. The engine consumes the challenge and runs the
+//! ±1 step of now), else the hash of a recovery code (each works once), or
+//! `Wrong`. The engine consumes the challenge and runs the
 //! guarded operation in one record, so however many confirmations race, the
 //! operation happens once; every successful confirmation (and any later one)
 //! answers the operation's response exactly as its own route would: 201 and the
@@ -22,7 +23,6 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Auth;
 use crate::crypto::code_hash;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::otp;
 use crate::routes::transfers::TransferResponse;
 use crate::routes::withdrawals::{self, WithdrawalResponse};
 use crate::state::AppState;
@@ -60,27 +60,27 @@ pub async fn confirm(
         .ok()
         .filter(|id| id.account == auth.account)
         .ok_or_else(|| ApiError::not_found("challenge"))?;
-    let account = state.engine.state(auth.account).await?;
-    let challenge = account
-        .challenges
-        .iter()
-        .find(|c| c.n == id.n)
-        .ok_or_else(|| ApiError::not_found("challenge"))?;
-    let code = body.into_inner().code;
-    let proof = match challenge.method {
-        ChallengeMethod::Sms => ChallengeProof::Code(code_hash(auth.account, &code)),
-        ChallengeMethod::Totp => {
-            let secret = account
+    let found = state
+        .engine
+        .read(auth.account, move |s, _, _| {
+            let method = s.challenges.iter().find(|c| c.n == id.n).map(|c| c.method);
+            let secret = s
                 .security
                 .totp
                 .as_ref()
-                .and_then(|t| state.pii.decrypt(&t.secret).ok());
-            let now_s = u64::try_from(state.engine.clock().now().millis() / 1000).unwrap_or(0);
-            match secret.and_then(|s| otp::matching_step(&s, &code, now_s)) {
-                Some(step) => ChallengeProof::TotpStep(step),
-                None => ChallengeProof::Wrong,
-            }
+                .filter(|t| t.enabled)
+                .map(|t| t.secret.clone());
+            method.map(|m| (m, secret))
+        })
+        .await?;
+    let (method, secret) = found.ok_or_else(|| ApiError::not_found("challenge"))?;
+    let code = body.into_inner().code;
+    let proof = match (method, secret) {
+        (ChallengeMethod::Sms, _) => ChallengeProof::Code(code_hash(auth.account, &code)),
+        (ChallengeMethod::Totp, Some(sealed)) => {
+            crate::routes::totp::totp_or_recovery(&state, auth.account, &sealed, &code)
         }
+        (ChallengeMethod::Totp, None) => ChallengeProof::Wrong,
     };
     let outcome = state
         .engine

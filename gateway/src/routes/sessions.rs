@@ -227,7 +227,7 @@ pub async fn create_session(
 
 /// Seconds until the account's login lockout ends, if it is locked now.
 /// When the account's login lockout ends, if it is locked.
-async fn lock_end(
+pub(crate) async fn lock_end(
     state: &AppState,
     account: AccountId,
 ) -> Result<Option<okpay_engine::time::Timestamp>, ApiError> {
@@ -238,7 +238,10 @@ async fn lock_end(
 }
 
 /// Seconds until a lockout ending at `until` is over (`None`: not locked).
-fn locked_for(state: &AppState, until: Option<okpay_engine::time::Timestamp>) -> Option<u64> {
+pub(crate) fn locked_for(
+    state: &AppState,
+    until: Option<okpay_engine::time::Timestamp>,
+) -> Option<u64> {
     let now = state.engine.clock().now().millis();
     let until = until?.millis();
     (until > now).then(|| {
@@ -249,7 +252,7 @@ fn locked_for(state: &AppState, until: Option<okpay_engine::time::Timestamp>) ->
 }
 
 /// 423 `ACCOUNT_LOCKED` with the time left.
-fn locked(retry_after_s: u64) -> ApiError {
+pub(crate) fn locked(retry_after_s: u64) -> ApiError {
     crate::error::rejection(Rejection::AccountLocked)
         .with_hint(format!(
             "Try again in {} minute(s), or reset your password (POST /v1/password-reset) to unlock at once.",

@@ -85,7 +85,13 @@ fn upgrade(
 /// Types: `balance.updated` `{currency, available, held}`, `transaction.updated`
 /// `{id, type, status, amount, fee, currency, direction, counterparty}`,
 /// `alert.raised` `{id, rule, severity, message, action}`, `account.status_changed`
-/// `{from, to, reason}`. Every socket of the account receives every event.
+/// `{from, to, reason}`, `session.created` `{session_id, device_id, country,
+/// new_device}`, `kyc.updated` `{status, tier, reason}`, `security.changed`
+/// `{change, message, totp_enabled, recovery_codes_left}` (the password, the
+/// authenticator app or the recovery codes changed: `totp_enabled`,
+/// `totp_replaced`, `totp_removed`, `totp_reset`, `recovery_codes_regenerated`,
+/// `recovery_code_used`, `password_changed`). Every socket of the account receives
+/// every event.
 ///
 /// Server frames without `seq` (they are not account events and never move the
 /// resume point): `system.status` `{maintenance, message}` when maintenance is

@@ -341,3 +341,303 @@ async fn a_registration_flood_is_bounded_and_answered() {
         .unwrap();
     assert!(peak_kib < 1024 * 1024, "peak RSS {peak_kib} KiB");
 }
+
+// ---- TOTP enrolment can't be used by a stolen session ----------------------------
+
+fn totp_code(secret: &str, step: u64) -> String {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let bytes = Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, bytes).generate(step * 30)
+}
+
+fn current_step() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
+}
+
+async fn totp_enabled(app: &TestApp, token: &str) -> bool {
+    let body: Value = app.get("/v1/account", token).await.json().await.unwrap();
+    body["totp_enabled"].as_bool().unwrap()
+}
+
+/// The owner enrols TOTP the proper way (password, the code sent to their email,
+/// a first code of the app): (secret, recovery codes).
+async fn enrol(app: &TestApp, token: &str, email: &str) -> (String, Vec<String>) {
+    let r = app
+        .post("/v1/account/totp/code", token, json!({"password": PW}))
+        .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let code = app.last_code(email, "security_code").await;
+    let r = app
+        .post(
+            "/v1/account/totp",
+            token,
+            json!({"password": PW, "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let secret = r.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            "/v1/account/totp/confirm",
+            token,
+            json!({"code": totp_code(&secret, current_step())}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let codes: Vec<String> = r.json::<Value>().await.unwrap()["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    assert!(totp_enabled(app, token).await);
+    (secret, codes)
+}
+
+/// A stolen session token enrolled its own TOTP (`POST /v1/account/totp` with an
+/// empty body) and then confirmed every large transfer with it. Now the password
+/// and the code sent to the owner's email are both needed, and a wrong password
+/// counts towards the login lockout.
+#[tokio::test]
+async fn a_stolen_token_cant_enrol_its_own_totp() {
+    let app = TestApp::spawn().await;
+    let (_, stolen) = app.user("victim@example.com").await;
+    // No password: refused before anything happens.
+    let r = app.post("/v1/account/totp", &stolen, json!({})).await;
+    assert_eq!(r.status(), 400);
+    let r = app
+        .post(
+            "/v1/account/totp",
+            &stolen,
+            json!({"password": "guess", "code": "123456"}),
+        )
+        .await;
+    assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+    let r = app
+        .post(
+            "/v1/account/totp/code",
+            &stolen,
+            json!({"password": "guess"}),
+        )
+        .await;
+    assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+    // The password (phished, say) but not the owner's mailbox: the code the
+    // attacker asks for goes to the owner, and guesses fail.
+    let r = app
+        .post("/v1/account/totp/code", &stolen, json!({"password": PW}))
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["method"], "email");
+    let sent = app.last_code("victim@example.com", "security_code").await;
+    let r = app
+        .post(
+            "/v1/account/totp",
+            &stolen,
+            json!({"password": PW, "code": wrong(&sent)}),
+        )
+        .await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
+    let r = app
+        .post(
+            "/v1/account/totp/confirm",
+            &stolen,
+            json!({"code": "123456"}),
+        )
+        .await;
+    assert_problem(r, 404, "NOT_FOUND").await;
+    assert!(!totp_enabled(&app, &stolen).await);
+    // Wrong passwords here are failed logins: the fifth locks (423).
+    for _ in 0..3 {
+        let r = app
+            .post(
+                "/v1/account/totp/code",
+                &stolen,
+                json!({"password": "nope"}),
+            )
+            .await;
+        assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+    }
+    let r = app
+        .post(
+            "/v1/account/totp/code",
+            &stolen,
+            json!({"password": "nope"}),
+        )
+        .await;
+    assert_problem(r, 423, "ACCOUNT_LOCKED").await;
+}
+
+/// With TOTP on, replacing or removing it takes the current app's code: the
+/// password and an SMS/email code are not enough, and "already enrolled" is
+/// refused by the engine (409) without `replace`.
+#[tokio::test]
+async fn an_enrolled_totp_cant_be_replaced_or_removed_without_it() {
+    let app = TestApp::spawn().await;
+    let (_, owner) = app.user("owner@example.com").await;
+    let (secret, _) = enrol(&app, &owner, "owner@example.com").await;
+    let stolen = app.login("owner@example.com").await;
+    let mut ws = crate::ws_client::WsClient::connect(&app, "/v1/stream", &owner).await;
+    // No code is sent any more: the app is the factor.
+    let r = app
+        .post("/v1/account/totp/code", &stolen, json!({"password": PW}))
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["method"], "totp");
+    assert_eq!(
+        app.outbox("owner@example.com")
+            .await
+            .iter()
+            .filter(|m| m["kind"] == "security_code")
+            .count(),
+        1,
+        "only the enrolment's code was ever sent"
+    );
+    let r = app
+        .post(
+            "/v1/account/totp",
+            &stolen,
+            json!({"password": PW, "code": "123456"}),
+        )
+        .await;
+    assert_problem(r, 409, "ALREADY_EXISTS").await;
+    for path in ["/v1/account/totp/remove", "/v1/account/totp/recovery-codes"] {
+        let r = app
+            .post(path, &stolen, json!({"password": PW, "code": "12345x"}))
+            .await;
+        assert_problem(r, 401, "CHALLENGE_FAILED").await;
+    }
+    let r = app
+        .post(
+            "/v1/account/totp",
+            &stolen,
+            json!({"password": PW, "code": "000000", "replace": true}),
+        )
+        .await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
+    assert!(totp_enabled(&app, &owner).await);
+    // The owner, with the app, removes it; every session hears of it.
+    let r = app
+        .post(
+            "/v1/account/totp/remove",
+            &owner,
+            json!({"password": PW, "code": totp_code(&secret, current_step() + 1)}),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    assert!(!totp_enabled(&app, &owner).await);
+    let frame = ws.event().await;
+    assert_eq!(frame["type"], "security.changed", "{frame}");
+    assert_eq!(frame["data"]["change"], "totp_removed");
+    assert_eq!(frame["data"]["totp_enabled"], false);
+    // The notice is derived from the durable notification, asynchronously.
+    let mut told = false;
+    for _ in 0..100 {
+        let msgs = app.outbox("owner@example.com").await;
+        if msgs.iter().any(|m| {
+            m["kind"] == "security_changed" && m["body"].as_str().unwrap().contains("removed")
+        }) {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        told,
+        "the owner got a security_changed notice of the removal"
+    );
+}
+
+/// A recovery code stands in for a TOTP code once.
+#[tokio::test]
+async fn a_recovery_code_works_once() {
+    let app = TestApp::spawn().await;
+    let (id, owner) = app.user("rec@example.com").await;
+    app.user("payee@example.com").await;
+    app.approve_kyc(&id).await;
+    app.deposit(&owner, "3000.00").await;
+    let (_, codes) = enrol(&app, &owner, "rec@example.com").await;
+    let send = json!({"to": "payee@example.com", "amount": "1000.00", "currency": "CNY"});
+    let challenge = |key: &'static str| {
+        let (app, owner, send) = (&app, &owner, send.clone());
+        async move {
+            let r = app.post_idem("/v1/transfers", owner, key, send).await;
+            assert_eq!(r.status(), 202);
+            let c: Value = r.json().await.unwrap();
+            assert_eq!(c["challenge"]["method"], "totp");
+            c["challenge"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = challenge("r1").await;
+    let r = app
+        .post(
+            &format!("/v1/challenges/{first}/confirm"),
+            &owner,
+            json!({"code": codes[0].to_lowercase()}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let second = challenge("r2").await;
+    let r = app
+        .post(
+            &format!("/v1/challenges/{second}/confirm"),
+            &owner,
+            json!({"code": codes[0]}),
+        )
+        .await;
+    assert_problem(r, 401, "CHALLENGE_FAILED").await;
+    let r = app
+        .post(
+            &format!("/v1/challenges/{second}/confirm"),
+            &owner,
+            json!({"code": codes[1]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    assert_eq!(app.balance(&owner).await.0, "1000.00");
+}
+
+/// An operator's reset clears TOTP (step-up falls back to a code by email), and
+/// the audit trail has it with the reason.
+#[tokio::test]
+async fn an_operator_totp_reset_clears_it_and_is_audited() {
+    let app = TestApp::spawn().await;
+    let (id, owner) = app.user("lost@example.com").await;
+    enrol(&app, &owner, "lost@example.com").await;
+    let path = format!("/v1/admin/accounts/{id}/totp/reset");
+    let r = app.admin_post(&path, json!({"reason": ""})).await;
+    assert_problem(r, 400, "VALIDATION_FAILED").await;
+    let r = app
+        .admin_post(
+            &path,
+            json!({"reason": "lost phone, identity checked, ticket 812"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.json::<Value>().await.unwrap()["cleared"], true);
+    assert!(!totp_enabled(&app, &owner).await);
+    let r = app
+        .admin_get(&format!(
+            "/v1/admin/audit?account_id={id}&action=account.reset_totp"
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let items = r.json::<Value>().await.unwrap()["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(
+        items[0]["reason"],
+        "lost phone, identity checked, ticket 812"
+    );
+    // The user can enrol again with a code sent to their email.
+    let r = app
+        .post("/v1/account/totp/code", &owner, json!({"password": PW}))
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["method"], "email");
+}

@@ -466,6 +466,14 @@ async fn the_wallet_and_the_console_work_end_to_end_in_a_real_browser() {
     .await;
     shot(&ops, "console-case").await;
 
+    // Alice lost her phone: the operator resets her authenticator app (audited).
+    fill(&ops, "#action-reason", "lost phone, identity checked").await;
+    click(&ops, "[data-action='totp/reset']").await;
+    wait_text(&ops, "#action-msg", "TOTP reset", |t| {
+        t.contains("authenticator app")
+    })
+    .await;
+
     // Both apps speak Chinese.
     click(&alice, "[data-tab=home]").await;
     click(&alice, "#lang").await;
@@ -508,7 +516,11 @@ async fn the_wallet_and_the_console_work_end_to_end_in_a_real_browser() {
         .filter(|e| e["operator"] == "olivia")
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(mine, ["kyc.approve", "kyc.document_viewed"], "{trail}");
+    assert_eq!(
+        mine,
+        ["account.reset_totp", "kyc.approve", "kyc.document_viewed"],
+        "{trail}"
+    );
 
     for c in [alice, bob, ops] {
         c.close().await.unwrap();

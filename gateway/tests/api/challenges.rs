@@ -188,7 +188,22 @@ async fn totp_enrolment_then_challenges_by_totp_and_no_code_twice() {
     let app = TestApp::spawn().await;
     let (_, a) = rich_user(&app, "alice@example.com").await;
     app.user("bob@example.com").await;
-    let r = app.post("/v1/account/totp", &a, json!({})).await;
+    let r = app
+        .post(
+            "/v1/account/totp/code",
+            &a,
+            json!({"password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let code = app.last_code("alice@example.com", "security_code").await;
+    let r = app
+        .post(
+            "/v1/account/totp",
+            &a,
+            json!({"password": "correct horse", "code": code}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let enrol: Value = r.json().await.unwrap();
     let secret = enrol["secret"].as_str().unwrap().to_owned();
@@ -207,11 +222,17 @@ async fn totp_enrolment_then_challenges_by_totp_and_no_code_twice() {
             json!({"code": totp_code(&secret, step)}),
         )
         .await;
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 200);
     let body: Value = app.get("/v1/account", &a).await.json().await.unwrap();
     assert_eq!(body["totp_enabled"], true);
     // Enrolling again while on is refused.
-    let r = app.post("/v1/account/totp", &a, json!({})).await;
+    let r = app
+        .post(
+            "/v1/account/totp",
+            &a,
+            json!({"password": "correct horse", "code": code}),
+        )
+        .await;
     assert_problem(r, 409, "ALREADY_EXISTS").await;
 
     let r = app

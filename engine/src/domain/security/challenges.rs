@@ -43,6 +43,8 @@ pub enum ChallengeProof {
     TotpStep(u64),
     /// A TOTP code that matched no acceptable step.
     Wrong,
+    /// The SHA-256 of a recovery code typed in place of a TOTP code.
+    Recovery([u8; 32]),
 }
 
 /// A step-up challenge guarding one operation.
@@ -163,16 +165,33 @@ pub fn decide_confirm_challenge(
             .totp
             .as_ref()
             .is_some_and(|t| t.enabled && step > t.last_step),
+        (ChallengeMethod::Totp, ChallengeProof::Recovery(h)) => {
+            totp::enabled(state) && totp::has_recovery_code(state, &h)
+        }
         _ => false,
     };
     if !passed {
-        return Ok(failed_attempt(policy, state, n, now));
+        return Ok(step_up_failure(
+            policy,
+            state,
+            now,
+            EventBody::ChallengeAttemptFailed { n },
+        ));
     }
     let totp_step = match proof {
         ChallengeProof::TotpStep(s) => Some(s),
-        ChallengeProof::Code(_) | ChallengeProof::Wrong => None,
+        ChallengeProof::Code(_) | ChallengeProof::Wrong | ChallengeProof::Recovery(_) => None,
     };
     let mut events = vec![ev(now, EventBody::ChallengeConsumed { n, totp_step })];
+    if let ChallengeProof::Recovery(h) = proof {
+        // Used up in the same record as the consumption: it works once.
+        events.push(ev(
+            now,
+            EventBody::SecurityProofPassed {
+                proof: totp::PassedProof::Recovery(h),
+            },
+        ));
+    }
     let verified = with_step_up(&c.command);
     match crate::domain::decide(policy, state, &verified, now) {
         Ok(more) => events.extend(more),
@@ -181,10 +200,16 @@ pub fn decide_confirm_challenge(
     Ok(events)
 }
 
-/// A wrong answer to challenge `n`: counted on the challenge and per account across
-/// challenges; the `step_up_failures_max`-th within `failures_window_s` freezes the
-/// account (someone holds a session and is guessing codes) and raises an alert.
-fn failed_attempt(policy: &Policy, state: &AccountState, n: u64, now: Timestamp) -> Vec<Event> {
+/// A wrong step-up answer (`failure`: to a challenge, or to a security change's
+/// proof): counted per account across challenges and changes; the
+/// `step_up_failures_max`-th within `failures_window_s` freezes the account
+/// (someone holds a session and is guessing codes) and raises an alert.
+pub(crate) fn step_up_failure(
+    policy: &Policy,
+    state: &AccountState,
+    now: Timestamp,
+    failure: EventBody,
+) -> Vec<Event> {
     let s = &policy.security;
     let failures = in_window(&state.security.step_up_failures, s.failures_window_s, now) + 1;
     let mut events = Vec::new();
@@ -215,7 +240,7 @@ fn failed_attempt(policy: &Policy, state: &AccountState, n: u64, now: Timestamp)
             ));
         }
     }
-    events.push(ev(now, EventBody::ChallengeAttemptFailed { n }));
+    events.push(ev(now, failure));
     events.push(ev(
         now,
         EventBody::Refused {

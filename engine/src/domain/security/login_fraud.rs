@@ -135,6 +135,7 @@ pub fn apply_alert(state: &mut AccountState, rule: FraudRule) {
         | FraudRule::NewDevice
         | FraudRule::ImpossibleTravel
         | FraudRule::ResetCodeGuessing
-        | FraudRule::StepUpCodeGuessing => {}
+        | FraudRule::StepUpCodeGuessing
+        | FraudRule::LedgerInvariant => {}
     }
 }

@@ -35,7 +35,7 @@ pub use kyc::{decide_review_kyc, decide_submit_kyc, IdType, Kyc, KycStatus, KycS
 pub use lockout::decide_login_failed;
 pub use login_fraud::decide_session;
 pub use reset::{decide_confirm_reset, decide_start_reset, PendingCode};
-pub use totp::{decide_begin_totp, decide_confirm_totp, TotpState};
+pub use totp::{PassedProof, PendingTotp, SecurityChange, TotpState};
 
 /// Where the account's login security stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,13 @@ pub struct Security {
     pub step_up_failures: VecDeque<Timestamp>,
     /// Outgoing money that left without step-up, for the split-payment rule.
     pub unchallenged_out: VecDeque<UnchallengedMark>,
+    /// A begun TOTP enrolment waiting for its first code (the active factor, if
+    /// any, stays in force meanwhile).
+    pub totp_pending: Option<PendingTotp>,
+    /// SHA-256 hashes of the unused recovery codes (each works once for TOTP).
+    pub recovery_codes: Vec<[u8; 32]>,
+    /// The SMS/email code proving a security change while TOTP is off.
+    pub change_code: Option<PendingCode>,
 }
 
 /// One outgoing operation that passed without step-up.
@@ -140,6 +147,15 @@ pub fn compact_security(state: &mut AccountState, now: Timestamp, policy: &Polic
     }
     if sec.reset.as_ref().is_some_and(|r| r.expires_at <= now) {
         sec.reset = None;
+    }
+    // `change_code` is kept past its expiry (one value): an expired code answers
+    // `ChallengeExpired`, a missing one counts as a wrong proof.
+    if sec
+        .totp_pending
+        .as_ref()
+        .is_some_and(|p| p.expires_at <= now)
+    {
+        sec.totp_pending = None;
     }
     let failures_start = now.millis() - i64::from(policy.security.failures_window_s) * 1000;
     for marks in [&mut sec.reset_failures, &mut sec.step_up_failures] {

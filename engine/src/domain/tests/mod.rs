@@ -6,10 +6,12 @@
 //! rule it checks rather than as set-up.
 
 mod identity;
+mod invariants;
 mod properties;
 mod rules;
 mod security;
 mod status_properties;
+mod totp;
 
 use rust_decimal::Decimal;
 
@@ -140,4 +142,25 @@ pub(crate) fn verified(mut cmd: Command) -> Command {
         other => panic!("no step-up on {other:?}"),
     }
     cmd
+}
+
+/// Enrols TOTP the way the gateway does (a security code, the secret behind it,
+/// then a first code of step `step`), with recovery codes `[r; 32]` for `r` in
+/// `recovery`.
+pub(crate) fn enrol_totp(state: &mut AccountState, step: u64, recovery: &[u8], now: Timestamp) {
+    use crate::domain::security::ChallengeProof;
+    let policy = Policy::default();
+    let code = Command::RequestSecurityCode { code_hash: [9; 32] };
+    run(&policy, state, &code, now).unwrap();
+    let begin = Command::BeginTotp {
+        secret: vec![1, 2, 3],
+        proof: ChallengeProof::Code([9; 32]),
+        replace: false,
+    };
+    run(&policy, state, &begin, now).unwrap();
+    let confirm = Command::ConfirmTotp {
+        step: Some(step),
+        recovery: recovery.iter().map(|r| [*r; 32]).collect(),
+    };
+    run(&policy, state, &confirm, now).unwrap();
 }

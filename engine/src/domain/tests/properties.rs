@@ -62,9 +62,15 @@ fn world_policy() -> Policy {
 /// The fee rule of API.md computed independently of `FeeRule::fee`: percent of the
 /// amount rounded half-up to the cent, at least the minimum.
 fn expected_fee(rule: FeeRule, amount: Amount) -> Decimal {
-    (amount.value() * rule.percent / dec!(100))
+    let fee = (amount.value() * rule.percent / dec!(100))
         .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-        .max(rule.min)
+        .max(rule.min);
+    // A non-zero rate charges at least one minor unit.
+    if rule.percent > dec!(0) {
+        fee.max(dec!(0.01))
+    } else {
+        fee
+    }
 }
 
 fn ms(seconds: u32) -> i64 {

@@ -355,13 +355,15 @@ fn tier_one_single_and_daily_limits() {
         decide(&lp(), &s, &verified(transfer("a", 2, dec!(50000.01))), T0),
         Err(Rejection::LimitExceeded)
     );
+    // A minute apart: the velocity-by-sum rule (100,000 a minute) is not what
+    // this test is about.
     for i in 0..4 {
         let cmd = verified(transfer(&format!("t{i}"), 2, dec!(50000)));
-        run(&lp(), &mut s, &cmd, at(i * 1000)).unwrap();
+        run(&lp(), &mut s, &cmd, at(i * 61_000)).unwrap();
     }
     // 200,000.00 used: the daily maximum is reached exactly.
     assert_eq!(
-        decide(&lp(), &s, &transfer("x", 2, dec!(0.01)), at(5000)),
+        decide(&lp(), &s, &transfer("x", 2, dec!(0.01)), at(305000)),
         Err(Rejection::LimitExceeded)
     );
     // Withdrawals count towards the same daily limit.
@@ -370,7 +372,7 @@ fn tier_one_single_and_daily_limits() {
             &lp(),
             &s,
             &withdraw("w", dec!(10), WithdrawalMethod::BankCard),
-            at(5000)
+            at(305000)
         ),
         Err(Rejection::LimitExceeded)
     );
@@ -442,20 +444,22 @@ fn a_reversed_transfer_gives_back_its_daily_usage_on_the_same_day_only() {
 fn a_failed_withdrawal_gives_back_its_daily_usage() {
     let mut s = funded(1, 1, dec!(250000), T0);
     let mut ids = Vec::new();
+    // A minute apart: the velocity-by-sum rule (100,000 a minute) is not what
+    // this test is about.
     for i in 0..4 {
         let cmd = verified(withdraw(
             &format!("w{i}"),
             dec!(50000),
             WithdrawalMethod::BankCard,
         ));
-        ids.push(minted(&run(&lp(), &mut s, &cmd, at(i * 1000)).unwrap()));
+        ids.push(minted(&run(&lp(), &mut s, &cmd, at(i * 61_000)).unwrap()));
     }
     assert_eq!(
         decide(
             &lp(),
             &s,
             &withdraw("x", dec!(0.01), WithdrawalMethod::BankCard),
-            at(5000)
+            at(305000)
         ),
         Err(Rejection::LimitExceeded)
     );
@@ -463,18 +467,18 @@ fn a_failed_withdrawal_gives_back_its_daily_usage() {
         id: op_id(&s, ids[0]),
         reason: "card expired".into(),
     };
-    run(&lp(), &mut s, &fail, at(6000)).unwrap();
+    run(&lp(), &mut s, &fail, at(366000)).unwrap();
     assert_eq!(s.daily.used_on(T0.utc_day(), cny()), dec!(150000));
     // A settled one keeps counting.
     let settle = Command::SettleWithdrawal {
         id: op_id(&s, ids[1]),
     };
-    run(&lp(), &mut s, &settle, at(7000)).unwrap();
+    run(&lp(), &mut s, &settle, at(427000)).unwrap();
     assert_eq!(s.daily.used_on(T0.utc_day(), cny()), dec!(150000));
     let again = verified(withdraw("w9", dec!(50000), WithdrawalMethod::BankCard));
     // A minute later, past the velocity-by-sum window.
     assert_eq!(
-        run(&lp(), &mut s, &again, at(68000)).map(|e| e.len()),
+        run(&lp(), &mut s, &again, at(4148000)).map(|e| e.len()),
         Ok(1)
     );
 }
@@ -591,7 +595,7 @@ fn deposit_fees_by_method_round_half_up() {
         (dec!(10.10), DepositMethod::CreditCard, dec!(0.25)), // 0.2525
         (dec!(10.30), DepositMethod::CreditCard, dec!(0.26)), // 0.2575
         (dec!(0.20), DepositMethod::CreditCard, dec!(0.01)),  // 0.005 -> up
-        (dec!(0.19), DepositMethod::CreditCard, dec!(0.00)),  // 0.00475
+        (dec!(0.19), DepositMethod::CreditCard, dec!(0.01)),  // 0.00475: at least 1 fen
         (dec!(1234.56), DepositMethod::BankCard, dec!(0)),
     ];
     for (value, method, fee) in cases {

@@ -422,17 +422,34 @@ fn a_totp_step_is_accepted_once() {
     run(
         &p(),
         &mut s,
+        &Command::RequestSecurityCode { code_hash: [9; 32] },
+        T0,
+    )
+    .unwrap();
+    run(
+        &p(),
+        &mut s,
         &Command::BeginTotp {
             secret: vec![1, 2, 3],
+            proof: ChallengeProof::Code([9; 32]),
+            replace: false,
         },
         T0,
     )
     .unwrap();
+    let no_match = Command::ConfirmTotp {
+        step: None,
+        recovery: Vec::new(),
+    };
     assert_eq!(
-        run(&p(), &mut s, &Command::ConfirmTotp { step: None }, T0),
+        run(&p(), &mut s, &no_match, T0),
         Err(Rejection::ChallengeFailed)
     );
-    run(&p(), &mut s, &Command::ConfirmTotp { step: Some(100) }, T0).unwrap();
+    let confirm = Command::ConfirmTotp {
+        step: Some(100),
+        recovery: Vec::new(),
+    };
+    run(&p(), &mut s, &confirm, T0).unwrap();
     assert!(s.security.totp.as_ref().unwrap().enabled);
     let a = challenge_for(
         &mut s,
@@ -763,16 +780,7 @@ fn split_payments_reaching_the_threshold_need_step_up() {
 #[test]
 fn an_sms_challenge_cant_stand_in_for_an_enrolled_totp() {
     let mut s = funded(1, 1, dec!(5000), T0);
-    run(
-        &p(),
-        &mut s,
-        &Command::BeginTotp {
-            secret: vec![1, 2, 3],
-        },
-        T0,
-    )
-    .unwrap();
-    run(&p(), &mut s, &Command::ConfirmTotp { step: Some(100) }, T0).unwrap();
+    enrol_totp(&mut s, 100, &[], T0);
     let sms = Command::CreateChallenge {
         key: key("t"),
         command: Box::new(transfer("t", 2, dec!(1500))),

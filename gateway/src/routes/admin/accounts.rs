@@ -2,7 +2,7 @@
 //! whole case (profile, status history, balances, transactions, sessions,
 //! alerts, KYC history); and the status actions, each with a reason and recorded
 //! in the audit trail: freeze, unfreeze, lift a restriction, close (empty
-//! accounts only), revoke every session.
+//! accounts only), revoke every session, reset TOTP (a user who lost their app).
 
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -623,8 +623,94 @@ pub async fn revoke_sessions(
     }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TotpResetDone {
+    pub account_id: String,
+    /// Whether there was anything to clear (TOTP, an enrolment, recovery codes).
+    pub cleared: bool,
+}
+
+/// Resets the account's TOTP: the authenticator app, any begun enrolment and the
+/// recovery codes are cleared, so step-up falls back to SMS/email codes and the
+/// user can enrol again (with a code sent to their phone or email). For a user who
+/// lost their device, after checking who they are. The user is told on every
+/// channel and socket (`security.changed`). Role `risk` or `admin`; audited with
+/// the reason.
+#[utoipa::path(post, path = "/v1/admin/accounts/{id}/totp/reset", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "An `acc_` id")),
+    request_body = StatusChangeRequest,
+    responses(
+        (status = 200, body = TotpResetDone),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 403, body = Problem, description = "FORBIDDEN: the role may not"),
+        (status = 404, body = Problem, description = "NOT_FOUND"),
+    ))]
+#[post("/v1/admin/accounts/{id}/totp/reset")]
+pub async fn reset_totp(
+    admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<StatusChangeRequest>,
+) -> ApiResult<HttpResponse> {
+    admin.require(Duty::RiskAction)?;
+    let id = account_id(&path)?;
+    let reason = checked_reason(&body.reason)?;
+    let (opened, cleared) = state
+        .engine
+        .read(id, |a, _, _| {
+            let sec = &a.security;
+            let any =
+                sec.totp.is_some() || sec.totp_pending.is_some() || !sec.recovery_codes.is_empty();
+            (a.opened, any)
+        })
+        .await?;
+    if !opened {
+        return Err(ApiError::not_found("account"));
+    }
+    state
+        .engine
+        .execute(
+            id,
+            Command::ResetTotp {
+                reason: reason.clone(),
+            },
+        )
+        .await?;
+    tracing::info!(account = %id, operator = %admin.name, cleared, "TOTP reset by an operator");
+    operator_audit::record_done(
+        &state,
+        &admin,
+        "account.reset_totp",
+        Some(id),
+        Some(&reason),
+        Some(
+            if cleared {
+                "totp cleared"
+            } else {
+                "nothing to clear"
+            }
+            .into(),
+        ),
+    )
+    .await;
+    if cleared {
+        crate::routes::totp::notify_security_change(
+            &state,
+            id,
+            okpay_engine::domain::security::SecurityChange::TotpReset,
+        )
+        .await;
+    }
+    Ok(HttpResponse::Ok().json(TotpResetDone {
+        account_id: id.to_string(),
+        cleared,
+    }))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(find)
+    cfg.service(reset_totp)
+        .service(find)
         .service(get_account)
         .service(case)
         .service(freeze)
@@ -637,8 +723,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The OpenAPI part of the account routes.
 #[derive(OpenApi)]
 #[openapi(
-    paths(find, get_account, case, freeze, unfreeze, lift_restriction, close, revoke_sessions),
-    components(schemas(StatusChangeRequest, StatusChanged, FoundAccount, FoundAccounts, Case, CaseSession, CaseAlert, CaseTransaction, CaseKyc, AuditEntry, SessionsRevoked)),
+    paths(find, get_account, case, freeze, unfreeze, lift_restriction, close, revoke_sessions, reset_totp),
+    components(schemas(TotpResetDone, StatusChangeRequest, StatusChanged, FoundAccount, FoundAccounts, Case, CaseSession, CaseAlert, CaseTransaction, CaseKyc, AuditEntry, SessionsRevoked)),
     tags((name = "admin", description = "Operators' routes (operator or admin token)")),
 )]
 pub struct Api;

@@ -1,0 +1,357 @@
+//! The bytes of an account snapshot: `AccountState` behind a format tag, and the
+//! untagged layouts older code wrote, so an existing data directory keeps loading.
+//!
+//! Snapshots used to be plain postcard of `AccountState`, which is positional: a
+//! field added to the struct (issue 9 added some to `Security`) made every older
+//! snapshot undecodable, and journals are trimmed at snapshots, so replaying
+//! instead is no way out. Now a snapshot is `"OKST"` ‖ format version (u16 LE) ‖
+//! postcard of the state; [`decode_state`] reads every version it knows and the
+//! untagged layouts written before the tag, each through a frozen copy of the
+//! shape it had ([`legacy`]). A legacy snapshot can't start with the tag: its
+//! first byte would be a one-byte account-id varint and its second (`opened`)
+//! must be 0 or 1, never `K`.
+//!
+//! Changing `AccountState` (or anything inside it) changes what version
+//! [`STATE_VERSION`] means: freeze today's shape as a legacy struct for the old
+//! version first, then bump the version. The golden-bytes tests below fail when
+//! a change would read an existing snapshot differently.
+
+use serde::de::DeserializeOwned;
+
+use crate::codec::CodecError;
+use crate::domain::state::AccountState;
+
+/// What every tagged snapshot starts with.
+pub const STATE_MAGIC: [u8; 4] = *b"OKST";
+/// The version [`encode_state`] writes: postcard of today's `AccountState`.
+pub const STATE_VERSION: u16 = 1;
+
+/// A snapshot's bytes: the tag, the version, then the state.
+pub fn encode_state(state: &AccountState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&STATE_MAGIC);
+    out.extend_from_slice(&STATE_VERSION.to_le_bytes());
+    // unwrap: postcard into a Vec only fails on writer errors, and a Vec never fails.
+    postcard::to_extend(state, out).unwrap()
+}
+
+/// The state in a snapshot written by this or any earlier version.
+pub fn decode_state(bytes: &[u8]) -> Result<AccountState, CodecError> {
+    if let Some(rest) = bytes.strip_prefix(&STATE_MAGIC) {
+        let [lo, hi, body @ ..] = rest else {
+            return Err(CodecError::Truncated {
+                needed: 2 - rest.len(),
+            });
+        };
+        return match u16::from_le_bytes([*lo, *hi]) {
+            1 => exact::<AccountState>(body).ok_or(CodecError::Invalid(
+                "account state (version 1) does not decode",
+            )),
+            v => Err(CodecError::UnknownVersion(v)),
+        };
+    }
+    // Untagged: written before the tag, newest layout first. Each must consume
+    // every byte, so a layout that merely parses a prefix is not taken for another.
+    if let Some(s) = exact::<AccountState>(bytes) {
+        return Ok(s);
+    }
+    if let Some(s) = exact::<legacy::UntaggedState<legacy::SecurityBeforeRecovery>>(bytes) {
+        return Ok(s.into());
+    }
+    if let Some(s) = exact::<legacy::UntaggedState<legacy::SecurityBeforeIssue9>>(bytes) {
+        return Ok(s.into());
+    }
+    Err(CodecError::Invalid(
+        "account snapshot matches no known layout",
+    ))
+}
+
+/// `T` decoded from all of `bytes` (none left over).
+fn exact<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).ok()?;
+    rest.is_empty().then_some(value)
+}
+
+/// Frozen shapes of untagged snapshots. Only `Security` differs between them and
+/// today (every other part of `AccountState` kept its layout, checked by the
+/// golden bytes), so the legacy state is today's field list with the old
+/// `Security` in its place.
+pub mod legacy {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+    use serde::Deserialize;
+
+    use crate::domain::command::Profile;
+    use crate::domain::notification::Notification;
+    use crate::domain::security::{
+        Challenge, Kyc, PendingCode, Security, TotpState, UnchallengedMark,
+    };
+    use crate::domain::state::{
+        AccountState, AccountStatus, AlertRecord, Book, Contact, DailyUsage, IdempotencyEntry,
+        NewRecipientMark, OpRecord, OutgoingMark, RaisedAlerts, Session,
+    };
+    use crate::ids::{AccountId, IdempotencyKey, TransferId};
+    use crate::time::Timestamp;
+
+    /// `Security` before issue 9 (the lockout as a status; no failure counts).
+    #[derive(Deserialize)]
+    pub struct SecurityBeforeIssue9 {
+        pub failed_logins: u32,
+        pub locked_until: Option<Timestamp>,
+        pub recent_failures: VecDeque<Timestamp>,
+        pub failed_burst_raised: bool,
+        pub reset: Option<PendingCode>,
+        pub totp: Option<TotpState>,
+        pub known_devices: VecDeque<String>,
+        pub last_login: Option<(Timestamp, Option<String>)>,
+    }
+
+    /// `Security` after the first half of issue 9 (failure counts, split-payment
+    /// marks), before recovery codes and pending enrolments.
+    #[derive(Deserialize)]
+    pub struct SecurityBeforeRecovery {
+        pub failed_logins: u32,
+        pub locked_until: Option<Timestamp>,
+        pub recent_failures: VecDeque<Timestamp>,
+        pub failed_burst_raised: bool,
+        pub reset: Option<PendingCode>,
+        pub totp: Option<TotpState>,
+        pub known_devices: VecDeque<String>,
+        pub last_login: Option<(Timestamp, Option<String>)>,
+        pub reset_failures: VecDeque<Timestamp>,
+        pub step_up_failures: VecDeque<Timestamp>,
+        pub unchallenged_out: VecDeque<UnchallengedMark>,
+    }
+
+    impl From<SecurityBeforeIssue9> for Security {
+        fn from(s: SecurityBeforeIssue9) -> Security {
+            Security {
+                failed_logins: s.failed_logins,
+                locked_until: s.locked_until,
+                recent_failures: s.recent_failures,
+                failed_burst_raised: s.failed_burst_raised,
+                reset: s.reset,
+                totp: s.totp,
+                known_devices: s.known_devices,
+                last_login: s.last_login,
+                ..Security::default()
+            }
+        }
+    }
+
+    impl From<SecurityBeforeRecovery> for Security {
+        fn from(s: SecurityBeforeRecovery) -> Security {
+            Security {
+                failed_logins: s.failed_logins,
+                locked_until: s.locked_until,
+                recent_failures: s.recent_failures,
+                failed_burst_raised: s.failed_burst_raised,
+                reset: s.reset,
+                totp: s.totp,
+                known_devices: s.known_devices,
+                last_login: s.last_login,
+                reset_failures: s.reset_failures,
+                step_up_failures: s.step_up_failures,
+                unchallenged_out: s.unchallenged_out,
+                ..Security::default()
+            }
+        }
+    }
+
+    /// `AccountState` as untagged snapshots hold it, with security shape `S`.
+    #[derive(Deserialize)]
+    pub struct UntaggedState<S> {
+        pub id: AccountId,
+        pub opened: bool,
+        pub opened_at: Option<Timestamp>,
+        pub profile: Profile,
+        pub password_hash: String,
+        pub sessions: Vec<Session>,
+        pub contacts: Vec<Contact>,
+        pub security: S,
+        pub challenges: Vec<Challenge>,
+        pub kyc: Kyc,
+        pub alerts: VecDeque<AlertRecord>,
+        pub recent_deposits: VecDeque<OutgoingMark>,
+        pub status: AccountStatus,
+        pub status_reason: Option<String>,
+        pub kyc_tier: u8,
+        pub books: Vec<Book>,
+        pub next_op: u64,
+        pub ops: BTreeMap<u64, OpRecord>,
+        pub idempotency: HashMap<IdempotencyKey, IdempotencyEntry>,
+        pub credited: HashMap<TransferId, Timestamp>,
+        pub outgoing: VecDeque<OutgoingMark>,
+        pub daily: DailyUsage,
+        pub known_recipients: HashSet<AccountId>,
+        pub new_recipients: VecDeque<NewRecipientMark>,
+        pub raised: RaisedAlerts,
+        pub notifications: VecDeque<Notification>,
+        pub notification_seq: u64,
+    }
+
+    impl<S: Into<Security>> From<UntaggedState<S>> for AccountState {
+        fn from(s: UntaggedState<S>) -> AccountState {
+            AccountState {
+                id: s.id,
+                opened: s.opened,
+                opened_at: s.opened_at,
+                profile: s.profile,
+                password_hash: s.password_hash,
+                sessions: s.sessions,
+                contacts: s.contacts,
+                security: s.security.into(),
+                challenges: s.challenges,
+                kyc: s.kyc,
+                alerts: s.alerts,
+                recent_deposits: s.recent_deposits,
+                status: s.status,
+                status_reason: s.status_reason,
+                kyc_tier: s.kyc_tier,
+                books: s.books,
+                next_op: s.next_op,
+                ops: s.ops,
+                idempotency: s.idempotency,
+                credited: s.credited,
+                outgoing: s.outgoing,
+                daily: s.daily,
+                known_recipients: s.known_recipients,
+                new_recipients: s.new_recipients,
+                raised: s.raised,
+                notifications: s.notifications,
+                notification_seq: s.notification_seq,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::ids::AccountId;
+    use crate::money::Currency;
+
+    /// Written by the code before issue 9 (commit `aef11fd^`): account 7, opened,
+    /// tier 1, 123.45 CNY deposited, one session, TOTP enrolled at step 1000 with
+    /// secret `[1, 2, 3, 4]`, one failed login. Untagged postcard.
+    const BEFORE_ISSUE_9: &[&str] = &[
+        "07010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000010203030303",
+        "03030303030303030303030303030303030303030303030303030303056465762d31010550686f6e",
+        "650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf63000001040102030401e8070105",
+        "6465762d310180d4a697bf630102434e00000000000001809aef93bf63063132332e343500000101",
+        "434e5902063132332e343504302e3030063132332e343504302e303004302e303004302e30300301",
+        "0100063132332e3435434e590204302e30300000809aef93bf63010766756e64696e67e6ddaf80ad",
+        "8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300434e5902063132332e343504",
+        "302e303002809aef93bf630107010001063132332e343504302e3030434e590200000380d4a697bf",
+        "63040702056465762d310102434e0103",
+    ];
+
+    /// The same account written by the first half of issue 9 (commit `7d9d8a5`):
+    /// `Security` had gained the failure counts and split-payment marks.
+    const BEFORE_RECOVERY_CODES: &[&str] = &[
+        "07010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000010203030303",
+        "03030303030303030303030303030303030303030303030303030303056465762d31010550686f6e",
+        "650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf63000001040102030401e8070105",
+        "6465762d310180d4a697bf630102434e00000000000000000001809aef93bf63063132332e343500",
+        "000101434e5902063132332e343504302e3030063132332e343504302e303004302e303004302e30",
+        "3003010100063132332e3435434e590204302e30300000809aef93bf63010766756e64696e67e6dd",
+        "af80ad8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300434e5902063132332e",
+        "343504302e303002809aef93bf630107010001063132332e343504302e3030434e590200000380d4",
+        "a697bf63040702056465762d310102434e0103",
+    ];
+
+    /// The same account in format version 1 (tag, version, postcard), as
+    /// `encode_state` writes it since issue 9's recovery codes.
+    const VERSION_1: &[&str] = &[
+        "4f4b5354010007010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000",
+        "01020303030303030303030303030303030303030303030303030303030303030303056465762d31",
+        "010550686f6e650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf6300000104010203",
+        "0401e80701056465762d310180d4a697bf630102434e00000000000000000000000001809aef93bf",
+        "63063132332e343500000101434e5902063132332e343504302e3030063132332e343504302e3030",
+        "04302e303004302e303003010100063132332e3435434e590204302e30300000809aef93bf630107",
+        "66756e64696e67e6ddaf80ad8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300",
+        "434e5902063132332e343504302e303002809aef93bf630107010001063132332e343504302e3030",
+        "434e590200000380d4a697bf63040702056465762d310102434e0103",
+    ];
+
+    fn bytes(hex: &[&str]) -> Vec<u8> {
+        let hex: String = hex.concat();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn check_golden_account(s: &AccountState) {
+        let cny = Currency::new("CNY", 2).unwrap();
+        assert_eq!(s.id, AccountId(7));
+        assert!(s.opened);
+        assert_eq!(s.profile.email.as_deref(), Some("u7@example.com"));
+        assert_eq!(s.kyc_tier, 1);
+        assert_eq!(s.available(cny), dec!(123.45));
+        assert_eq!(s.sessions.len(), 1);
+        assert_eq!(s.sessions[0].device_id, "dev-1");
+        let totp = s.security.totp.as_ref().unwrap();
+        assert_eq!((totp.enabled, totp.last_step), (true, 1000));
+        assert_eq!(totp.secret, vec![1, 2, 3, 4]);
+        assert_eq!(s.security.failed_logins, 1);
+        assert!(s.security.recovery_codes.is_empty());
+        assert!(s.security.totp_pending.is_none());
+        assert!(s.security.change_code.is_none());
+    }
+
+    #[test]
+    fn snapshots_from_before_issue_9_still_decode() {
+        let s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
+        check_golden_account(&s);
+        assert!(s.security.step_up_failures.is_empty());
+    }
+
+    #[test]
+    fn snapshots_from_before_recovery_codes_still_decode() {
+        let s = decode_state(&bytes(BEFORE_RECOVERY_CODES)).unwrap();
+        check_golden_account(&s);
+    }
+
+    #[test]
+    fn the_tagged_format_round_trips_and_is_pinned() {
+        let s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
+        let tagged = encode_state(&s);
+        assert_eq!(&tagged[..6], b"OKST\x01\x00");
+        assert_eq!(decode_state(&tagged).unwrap(), s);
+        // Untagged bytes of today's layout (written before the call sites moved to
+        // `encode_state`) decode too.
+        let untagged = postcard::to_stdvec(&s).unwrap();
+        assert_eq!(decode_state(&untagged).unwrap(), s);
+        // Version 1 is exactly postcard of today's state: a change to
+        // `AccountState` must bump the version (and freeze this shape).
+        assert_eq!(tagged[6..], untagged[..]);
+        assert_eq!(
+            tagged,
+            bytes(VERSION_1),
+            "version 1 must read as it was written"
+        );
+        check_golden_account(&decode_state(&bytes(VERSION_1)).unwrap());
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        let mut tagged = encode_state(&AccountState::new(AccountId(1)));
+        tagged[4] = 9;
+        assert_eq!(decode_state(&tagged), Err(CodecError::UnknownVersion(9)));
+        assert_eq!(
+            decode_state(b"OKST\x01"),
+            Err(CodecError::Truncated { needed: 1 })
+        );
+        assert!(decode_state(&[0xff; 40]).is_err());
+        let mut legacy = bytes(BEFORE_ISSUE_9);
+        legacy.push(0);
+        assert!(
+            decode_state(&legacy).is_err(),
+            "trailing bytes match no layout"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Keeps two ever-growing indexes bounded by time: the log of webhook messages
+//! kept for replays (`webhook_log`, [`LOG_RETENTION`]) and the set of processor
+//! callback ids already handled (`callback_seen`, [`SEEN_RETENTION`]). A task
+//! trims both at start-up and then every [`TRIM_EVERY`].
+//!
+//! Forgetting a seen callback id is safe once no message with that id can pass
+//! the signature check again: a signed timestamp more than five minutes from now
+//! is refused (`signature::TOLERANCE_S`), so after a day the id is only a
+//! memory. The webhook log is what `POST /v1/admin/webhooks/{id}/replay` sends
+//! again; messages older than the retention are no longer replayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use okpay_engine::store::Store;
+use okpay_engine::Engine;
+
+use super::webhooks::LOG_INDEX;
+use crate::routes::callbacks::SEEN_INDEX;
+
+/// How long webhook messages stay replayable.
+pub const LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a handled callback id is remembered (far beyond the signature's
+/// five-minute window).
+pub const SEEN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often the indexes are trimmed.
+pub const TRIM_EVERY: Duration = Duration::from_secs(3600);
+/// Entries read per page while trimming.
+const PAGE: usize = 500;
+
+/// Trims both indexes now, then every [`TRIM_EVERY`], until the process ends.
+pub async fn run(engine: Engine) {
+    loop {
+        let now = crate::clock::now(&engine);
+        let store = engine.store().clone();
+        match trim_log(&store, now, LOG_RETENTION).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "old webhook messages trimmed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "webhook log not trimmed"),
+        }
+        match trim_seen(&store, now, SEEN_RETENTION).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "old callback ids trimmed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "callback ids not trimmed"),
+        }
+        tokio::time::sleep(TRIM_EVERY).await;
+    }
+}
+
+/// Removes the entries of `index` for which `old` holds; returns how many.
+async fn trim(
+    store: &Arc<dyn Store>,
+    index: &str,
+    old: impl Fn(&str, &str) -> bool,
+) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.scan_index(index, after.as_deref(), PAGE).await?;
+        for (key, value) in &page {
+            if old(key, value) {
+                store.delete_index(index, key).await?;
+                removed += 1;
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(removed);
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
+fn cutoff(now: DateTime<Utc>, keep: Duration) -> i64 {
+    now.timestamp_millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Webhook messages older than `keep` (their `msg_<Unix ms>…` id tells when).
+pub async fn trim_log(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> anyhow::Result<usize> {
+    let before = cutoff(now, keep);
+    trim(store, LOG_INDEX, |key, _| {
+        key.rsplit_once(":msg_")
+            .and_then(|(_, id)| id.get(..13))
+            .and_then(|ms| ms.parse::<i64>().ok())
+            // An entry that does not say when is kept (and logged nowhere: it
+            // is not ours to judge).
+            .is_some_and(|ms| ms < before)
+    })
+    .await
+}
+
+/// Callback ids handled more than `keep` ago (the value is when).
+pub async fn trim_seen(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> anyhow::Result<usize> {
+    let before = cutoff(now, keep);
+    trim(store, SEEN_INDEX, |_, value| {
+        DateTime::parse_from_rfc3339(value).is_ok_and(|at| at.timestamp_millis() < before)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use okpay_engine::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn old_entries_go_and_recent_ones_stay() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let now: DateTime<Utc> = "2026-11-29T12:00:00Z".parse().unwrap();
+        let day = chrono::Duration::days(1);
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        for (key, at) in [
+            ("whk_1:msg_", now - day * 8),
+            ("whk_1:msg_", now - day * 6),
+            ("whk_2:msg_", now - day * 30),
+            ("whk_2:msg_", now),
+        ] {
+            let key = format!("{key}{:013}{:016x}", ms(at), ms(at));
+            store.claim_index(LOG_INDEX, &key, "sealed").await.unwrap();
+        }
+        store
+            .claim_index(LOG_INDEX, "whk_3:odd", "sealed")
+            .await
+            .unwrap();
+        for (key, at) in [
+            ("processor:a", now - day * 2),
+            ("processor:b", now - chrono::Duration::hours(1)),
+            ("payouts:c", now - day * 40),
+        ] {
+            store
+                .claim_index(SEEN_INDEX, key, &at.to_rfc3339())
+                .await
+                .unwrap();
+        }
+        assert_eq!(trim_log(&store, now, LOG_RETENTION).await.unwrap(), 2);
+        assert_eq!(trim_seen(&store, now, SEEN_RETENTION).await.unwrap(), 2);
+        let log: Vec<String> = store
+            .scan_index(LOG_INDEX, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(log.len(), 3, "{log:?}");
+        assert!(log.iter().any(|k| k == "whk_3:odd"));
+        let seen: Vec<String> = store
+            .scan_index(SEEN_INDEX, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(seen, ["processor:b"]);
+        // Trimming again removes nothing.
+        assert_eq!(trim_log(&store, now, LOG_RETENTION).await.unwrap(), 0);
+    }
+}
