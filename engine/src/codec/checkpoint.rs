@@ -5,7 +5,7 @@
 //! checkpoint skips the records the state already holds:
 //!
 //! ```text
-//! version u8 (= 1) | seq u64 | state (the account-state encoding)
+//! version u8 (= 1) | seq u64 | state (`codec::state`: format tag, version, body)
 //! ```
 //!
 //! The shard's own entry sits under the reserved account id 0 (never a real
@@ -29,8 +29,7 @@ const SHARD_VERSION: u8 = 1;
 
 /// An account's checkpoint entry.
 pub fn encode_account(seq: u64, state: &AccountState) -> Vec<u8> {
-    // unwrap: postcard into a Vec cannot fail for plain data.
-    let body = postcard::to_stdvec(state).unwrap();
+    let body = super::state::encode_state(state);
     let mut w = Writer::with_capacity(9 + body.len());
     w.u8(ACCOUNT_VERSION);
     w.u64(seq);
@@ -46,8 +45,7 @@ pub fn decode_account(bytes: &[u8]) -> Result<(u64, AccountState), CodecError> {
         return Err(CodecError::UnknownVersion(u16::from(version)));
     }
     let seq = r.u64()?;
-    let state = postcard::from_bytes(r.take(r.remaining())?)
-        .map_err(|_| CodecError::Invalid("account state does not decode"))?;
+    let state = super::state::decode_state(r.take(r.remaining())?)?;
     Ok((seq, state))
 }
 

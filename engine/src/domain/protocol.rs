@@ -203,6 +203,10 @@ fn outcome_of(state: &AccountState, cmd: &Command, events: &[Event], now: Timest
         | Command::ConfirmTotp { .. }
         | Command::SubmitKyc(_)
         | Command::ReviewKyc { .. }
-        | Command::CheckResetCode { .. } => Outcome::Done,
+        | Command::CheckResetCode { .. }
+        | Command::RequestSecurityCode { .. }
+        | Command::RemoveTotp { .. }
+        | Command::RegenerateRecoveryCodes { .. }
+        | Command::ResetTotp { .. } => Outcome::Done,
     }
 }

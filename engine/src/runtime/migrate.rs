@@ -26,7 +26,8 @@ const PAGE: usize = 1000;
 /// journal after it.
 pub fn rebuild_from_journal(id: AccountId, loaded: &Loaded) -> Result<AccountState, StoreError> {
     let mut state = match &loaded.snapshot {
-        Some(s) => postcard::from_bytes::<AccountState>(&s.payload)
+        // The snapshot codec also reads the untagged layouts older code wrote.
+        Some(s) => crate::codec::state::decode_state(&s.payload)
             .map_err(|e| StoreError::Corrupt(format!("snapshot of {id}: {e}")))?,
         None => AccountState::new(id),
     };
