@@ -32,21 +32,18 @@ use std::time::{Duration, Instant};
 
 use benches::lua_baseline::{BaselineOutcome, LuaBank};
 use benches::redis_server::RedisServer;
-use benches::snapshot_gate::SnapshotGate;
 use benches::{amount, funded_accounts, key, load_policy};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use okpay_engine::codec::{BatchFrame, LogRecord, RecordKind, ShardId, ShardLayout};
-use okpay_engine::domain::command::DepositMethod;
 use okpay_engine::ids::AccountId;
 use okpay_engine::store::embedded::EmbeddedStore;
-use okpay_engine::store::journal_writer::WriterStats;
 use okpay_engine::store::redis::RedisStore;
 use okpay_engine::store::shard_log::embedded::EmbeddedShardLog;
 use okpay_engine::store::shard_log::redis::RedisShardLog;
 use okpay_engine::store::shard_log::{ShardAppend, ShardLog};
 use okpay_engine::store::Store;
+use okpay_engine::RuntimeStats;
 use okpay_engine::{Engine, EngineConfig, RuntimeConfig};
 use rand::Rng;
 use tokio::runtime::Runtime;
@@ -63,11 +60,6 @@ const BASELINE_CONNECTIONS: usize = 8;
 const FUNDS_CNY: i64 = 1_000_000;
 /// Upper bound on one batch of operations; beyond it the store is considered stuck.
 const BATCH_TIME_LIMIT: Duration = Duration::from_secs(120);
-
-/// Accounts prepared for the activation benchmark (reused round after round).
-const ACTIVATION_ACCOUNTS: usize = 1_000;
-/// Journal records after each prepared account's snapshot.
-const RECORDS_AFTER_SNAPSHOT: usize = 100;
 
 /// The driver's runtime: two workers, like the machine (and the memory bench).
 fn runtime() -> Runtime {
@@ -153,14 +145,14 @@ struct CommitCounters {
 }
 
 impl CommitCounters {
-    fn read(stats: &WriterStats) -> Self {
+    fn read(stats: &RuntimeStats) -> Self {
         CommitCounters {
             batches: stats.batches.load(Ordering::Relaxed),
             records: stats.records.load(Ordering::Relaxed),
         }
     }
 
-    fn describe_since(before: CommitCounters, stats: &WriterStats) -> String {
+    fn describe_since(before: CommitCounters, stats: &RuntimeStats) -> String {
         let now = Self::read(stats);
         let batches = now.batches - before.batches;
         let records = now.records - before.records;
@@ -204,6 +196,7 @@ fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<Accoun
         },
         store,
     );
+    let engine = rt.block_on(engine).expect("the engine starts");
     let started = Instant::now();
     let accounts = rt.block_on(funded_accounts(&engine, ACCOUNTS, &FUNDS_CNY.to_string()));
     println!(
@@ -256,7 +249,7 @@ fn durable_transfers(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(TRANSFERS_PER_ITERATION));
 
-    let redis_before = CommitCounters::read(engine.journal_stats());
+    let redis_before = CommitCounters::read(engine.stats());
     let engine_aof_before = engine_redis.aof_bytes();
     let engine_cmds_before = data_commands(&rt, &engine_redis.url());
     let mut engine_done = 0u64;
@@ -314,7 +307,7 @@ fn durable_transfers(c: &mut Criterion) {
         (baseline_redis.aof_bytes() - baseline_aof_before) as f64 / baseline_done as f64;
     let baseline_cmds = (data_commands(&rt, &baseline_redis.url()) - baseline_cmds_before) as f64
         / baseline_done as f64;
-    let embedded_before = CommitCounters::read(engine_embedded.journal_stats());
+    let embedded_before = CommitCounters::read(engine_embedded.stats());
     let mut embedded_rates = Rates::default();
     let mut round = 0u64;
     group.bench_function("transfers_embedded_engine_10k_accounts", |b| {
@@ -340,7 +333,7 @@ fn durable_transfers(c: &mut Criterion) {
     println!("  engine on redis:        {}", engine_rates.describe());
     println!(
         "    group commit: {}",
-        CommitCounters::describe_since(redis_before, engine.journal_stats())
+        CommitCounters::describe_since(redis_before, engine.stats())
     );
     println!(
         "  lua baseline (EVALSHA, {BASELINE_CONNECTIONS} multiplexed connections): {}",
@@ -353,7 +346,7 @@ fn durable_transfers(c: &mut Criterion) {
     println!("  engine on embedded:     {}", embedded_rates.describe());
     println!(
         "    group commit: {}",
-        CommitCounters::describe_since(embedded_before, engine_embedded.journal_stats())
+        CommitCounters::describe_since(embedded_before, engine_embedded.stats())
     );
     println!(
         "  AOF written: engine {:.1} MiB, baseline {:.1} MiB",
@@ -374,7 +367,7 @@ fn durable_transfers(c: &mut Criterion) {
         embedded_rates.median(),
         embedded_rates.median() / engine_rates.median(),
     );
-    let stats = engine.journal_stats();
+    let stats = engine.stats();
     let payload_bytes = (stats.bytes.load(Ordering::Relaxed)
         / stats.records.load(Ordering::Relaxed).max(1)) as usize;
     shard_log_writes(&rt, payload_bytes);
@@ -567,153 +560,5 @@ fn shard_log_writes(rt: &Runtime, payload_bytes: usize) {
     drop(server);
 }
 
-/// An engine that never snapshots on its own (only on passivation), over a gate
-/// that can drop those snapshots too.
-fn activation_engine(store: Arc<SnapshotGate>) -> Engine {
-    Engine::start(
-        EngineConfig {
-            policy: load_policy(),
-            runtime: RuntimeConfig {
-                snapshot_every: u64::MAX,
-                ..RuntimeConfig::default()
-            },
-            ..EngineConfig::default()
-        },
-        store,
-    )
-}
-
-/// Prepares [`ACTIVATION_ACCOUNTS`] passivated accounts stored as a snapshot and
-/// then [`RECORDS_AFTER_SNAPSHOT`] records, and checks that the store holds exactly
-/// that.
-fn prepare_activation(
-    rt: &Runtime,
-    engine: &Engine,
-    gate: &SnapshotGate,
-    store: &RedisStore,
-) -> Vec<AccountId> {
-    let started = Instant::now();
-    let accounts = rt.block_on(funded_accounts(engine, ACTIVATION_ACCOUNTS, "1000"));
-    // Passivating with the gate open stores each account's snapshot.
-    assert!(rt.block_on(engine.passivate_all(Duration::from_secs(60))));
-    gate.set_open(false);
-    // Then 100 more records per account, one account's deposits in sequence (they
-    // are its journal's next seqs), all accounts at once.
-    let per_account = RECORDS_AFTER_SNAPSHOT as u64;
-    let deposits = ACTIVATION_ACCOUNTS as u64 * per_account;
-    run_batch(rt, "deposits after snapshot", deposits, |i| {
-        let account = accounts[(i % ACTIVATION_ACCOUNTS as u64) as usize];
-        async move {
-            engine
-                .deposit(
-                    account,
-                    key(format!("after-snapshot-{i}")),
-                    amount("1.00"),
-                    DepositMethod::BankCard,
-                )
-                .await
-                .is_ok()
-        }
-    });
-    // Passivating with the gate closed leaves the old snapshot and the records.
-    assert!(rt.block_on(engine.passivate_all(Duration::from_secs(60))));
-    assert_eq!(engine.active_actors(), 0);
-    for &account in &accounts {
-        let loaded = rt
-            .block_on(store.load(account))
-            .expect("load prepared account");
-        assert!(loaded.snapshot.is_some(), "{account} has a snapshot");
-        assert_eq!(
-            loaded.records.len(),
-            RECORDS_AFTER_SNAPSHOT,
-            "{account}: records after its snapshot"
-        );
-    }
-    println!(
-        "activation: prepared {ACTIVATION_ACCOUNTS} accounts as snapshot + {RECORDS_AFTER_SNAPSHOT} records in {:.1} s ({} snapshots dropped by the gate)",
-        started.elapsed().as_secs_f64(),
-        gate.dropped()
-    );
-    accounts
-}
-
-fn activation_from_snapshot_and_journal(c: &mut Criterion) {
-    let rt = runtime();
-    let server = RedisServer::start();
-    let store = Arc::new(
-        rt.block_on(RedisStore::connect(&server.url()))
-            .expect("connect redis store"),
-    );
-    let durability = rt.block_on(store.check_durability());
-    assert!(durability.is_ok(), "{durability}");
-    let gate = Arc::new(SnapshotGate::new(store.clone()));
-    let engine = activation_engine(gate.clone());
-    let accounts = prepare_activation(&rt, &engine, &gate, &store);
-
-    // Nanoseconds, 3 significant digits, from 1 µs to 10 s.
-    let mut latency_ns = Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3).unwrap();
-    let mut next = 0usize;
-    let mut rounds = 1u32;
-    let mut group = c.benchmark_group("activation");
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(4));
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("first_view_snapshot_plus_100_records_redis", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                if next == accounts.len() {
-                    // Every prepared account is active again: passivate them (the
-                    // gate is still closed, so their stored form does not change)
-                    // and start over. Not timed.
-                    assert!(rt.block_on(engine.passivate_all(Duration::from_secs(60))));
-                    next = 0;
-                    rounds += 1;
-                }
-                let account = accounts[next];
-                next += 1;
-                // One request at a time: the latency of an activation, not of a queue.
-                let elapsed = rt.block_on(async {
-                    let start = Instant::now();
-                    engine
-                        .view(account)
-                        .await
-                        .expect("view activates the account");
-                    start.elapsed()
-                });
-                latency_ns
-                    .record(elapsed.as_nanos() as u64)
-                    .expect("latency within the histogram's bounds");
-                total += elapsed;
-            }
-            total
-        })
-    });
-    group.finish();
-
-    let ms = |ns: u64| ns as f64 / 1e6;
-    println!(
-        "activation from snapshot + {RECORDS_AFTER_SNAPSHOT} records (redis on loopback, one at a time, {} activations over {rounds} rounds of {} accounts):",
-        latency_ns.len(),
-        accounts.len()
-    );
-    println!(
-        "  p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms (target <= 1 ms), max {:.3} ms",
-        ms(latency_ns.value_at_quantile(0.50)),
-        ms(latency_ns.value_at_quantile(0.90)),
-        ms(latency_ns.value_at_quantile(0.99)),
-        ms(latency_ns.max())
-    );
-    drop(server);
-}
-
-// Activation first: it needs a quiet machine, and the transfer benchmark leaves
-// two engines' actor threads behind.
-criterion_group!(
-    benches,
-    activation_from_snapshot_and_journal,
-    durable_transfers
-);
+criterion_group!(benches, durable_transfers);
 criterion_main!(benches);

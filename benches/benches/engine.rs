@@ -133,7 +133,7 @@ fn transfers_through_actors(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let engine = start_engine(Arc::new(MemoryStore::new()));
+    let engine = rt.block_on(start_engine(Arc::new(MemoryStore::new())));
     let accounts = rt.block_on(funded_accounts(&engine, ACCOUNTS, "1000000"));
     let accounts = Arc::new(accounts);
     let cdf = Arc::new(zipf_cdf(ACCOUNTS));
@@ -191,7 +191,7 @@ fn transfers_through_actors(c: &mut Criterion) {
         });
     }
     group.finish();
-    let stats = engine.journal_stats();
+    let stats = engine.stats();
     println!(
         "group commit: {} batches, mean {:.1} records/batch, max {}",
         stats.batches.load(Ordering::Relaxed),
@@ -279,7 +279,7 @@ fn memory_per_idle_account(_c: &mut Criterion) {
         .build()
         .unwrap();
     let store = Arc::new(MemoryStore::new());
-    let engine = start_engine(store.clone());
+    let engine = rt.block_on(start_engine(store.clone()));
     const N: usize = 10_000;
     let ids: Vec<AccountId> = (0..N).map(|_| AccountId::random()).collect();
     // Open the accounts, then passivate them all so only the store holds them.

@@ -48,6 +48,7 @@ fn main() {
         },
         store,
     );
+    let engine = rt.block_on(engine).expect("the engine starts");
     println!("start: RSS {:.0} MiB", rss_mib());
     let ids: Vec<AccountId> = (0..REGISTERED).map(|_| AccountId::random()).collect();
     let started = Instant::now();

@@ -4,7 +4,6 @@
 
 pub mod lua_baseline;
 pub mod redis_server;
-pub mod snapshot_gate;
 
 use std::sync::Arc;
 
@@ -42,7 +41,7 @@ pub fn key(s: String) -> IdempotencyKey {
 }
 
 /// Starts an engine with the load policy over `store`.
-pub fn start_engine(store: Arc<dyn Store>) -> Engine {
+pub async fn start_engine(store: Arc<dyn Store>) -> Engine {
     Engine::start(
         EngineConfig {
             policy: load_policy(),
@@ -51,6 +50,8 @@ pub fn start_engine(store: Arc<dyn Store>) -> Engine {
         },
         store,
     )
+    .await
+    .expect("the engine starts")
 }
 
 /// Opens `n` accounts and deposits `funds` CNY into each.

@@ -1,15 +1,14 @@
 //! `Engine`: the one entry point. Commands in, outcomes out, subscriptions to
 //! notifications. The gateway, the benches and the tests all use it; nothing
-//! outside the engine sees an actor or the journal.
+//! outside the engine sees an executor, a shard or the log.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Arbiter, ArbiterHandle, System};
-use futures::StreamExt;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::codec::ShardLayout;
 use crate::domain::audit::{audit, Ledger};
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::state::AccountStatus;
@@ -18,18 +17,13 @@ use crate::domain::Command;
 use crate::ids::{AccountId, IdempotencyKey, OpId};
 use crate::money::Amount;
 use crate::policy::Policy;
-use crate::runtime::actor::{Durable, Passivate, ReadFn, ReadNowFn, Request};
-use crate::runtime::directory::Directory;
+use crate::runtime::executor::{AuditPart, Durable, Executor, Msg, ReadFn, ReadNowFn, Reply};
 use crate::runtime::hub::{AdminNotice, Hub};
-use crate::runtime::{EngineError, RuntimeConfig, Shared};
-use crate::store::journal_writer::{JournalWriter, WriterStats};
+use crate::runtime::{EngineError, RuntimeConfig, RuntimeStats, Shared};
 use crate::store::Store;
 use crate::time::{Clock, SystemClock};
 
-pub use crate::runtime::actor::Subscription;
-
-/// How many times a request follows an actor that retired under it.
-const MAX_MOVES: usize = 16;
+pub use crate::runtime::executor::Subscription;
 
 /// Everything the engine needs to start.
 pub struct EngineConfig {
@@ -48,114 +42,138 @@ impl Default for EngineConfig {
     }
 }
 
+struct Inner {
+    shared: Arc<Shared>,
+    /// One bounded inbox per executor. Dropping the last engine handle closes
+    /// them, and the executors stop.
+    inboxes: Vec<mpsc::Sender<Msg>>,
+}
+
 /// A handle to a running engine. Cloning is cheap; all clones drive one engine.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("store", &self.shared.store.backend_name())
-            .field("active_actors", &self.active_actors())
+            .field("store", &self.shared().store.backend_name())
+            .field("shards", &self.shared().layout.shards)
+            .field("resident_accounts", &self.active_actors())
             .finish()
     }
 }
 
-/// Starts an actix system on its own thread with `n` arbiters for the actors, so
-/// the engine runs the same under actix-web, plain tokio, or criterion.
-fn start_arbiters(n: usize) -> Vec<ArbiterHandle> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("okpay-actors".into())
-        .spawn(move || {
-            let system = System::new();
-            let arbiters: Vec<Arbiter> = (0..n.max(1)).map(|_| Arbiter::new()).collect();
-            let _ = tx.send(arbiters.iter().map(Arbiter::handle).collect::<Vec<_>>());
-            system.run().ok();
-            drop(arbiters);
-        })
-        // unwrap: failing to spawn the actor system at start-up is fatal.
-        .unwrap();
-    // unwrap: the thread sends before anything can fail.
-    rx.recv().unwrap()
-}
-
 impl Engine {
-    /// Starts the engine over `store`.
-    pub fn start(config: EngineConfig, store: Arc<dyn Store>) -> Engine {
-        let arbiters = start_arbiters(config.runtime.arbiters);
-        let writer = JournalWriter::new(
-            store.clone(),
-            config.runtime.journal_queue,
-            config.runtime.max_batch,
-        );
-        Engine {
-            shared: Arc::new(Shared {
-                policy: config.policy,
-                store,
-                writer,
-                hub: Hub::default(),
-                clock: config.clock,
-                directory: Directory::new(arbiters),
-                config: config.runtime,
-                active: Default::default(),
-            }),
+    /// Starts the engine over `store`: reads (or stores) the shard layout, then
+    /// starts one executor thread per configured executor, each recovering its
+    /// shards in the background (requests for a shard wait until it is ready).
+    pub async fn start(config: EngineConfig, store: Arc<dyn Store>) -> Result<Engine, EngineError> {
+        let unavailable = |e: crate::store::StoreError| EngineError::Unavailable(e.to_string());
+        let log = store.shard_log().await.map_err(unavailable)?;
+        let proposed = ShardLayout::new(config.runtime.shards.max(1))
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let layout = log.init_layout(proposed).await.map_err(unavailable)?;
+        crate::runtime::migrate::journals_to_shard_logs(&*store, &*log, layout)
+            .await
+            .map_err(unavailable)?;
+        let mut runtime = config.runtime;
+        runtime.executors = runtime.executors.clamp(1, usize::from(layout.shards));
+        let n = runtime.executors;
+        let shared = Arc::new(Shared {
+            policy: config.policy,
+            store,
+            log,
+            layout,
+            hub: Hub::default(),
+            clock: config.clock,
+            stats: Arc::new(RuntimeStats::default()),
+            config: runtime,
+        });
+        let mut inboxes = Vec::with_capacity(n);
+        let mut receivers = Vec::with_capacity(n);
+        let mut saga_senders = Vec::with_capacity(n);
+        let mut saga_receivers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(shared.config.inbox_capacity.max(1));
+            inboxes.push(tx);
+            receivers.push(rx);
+            let (tx, rx) = mpsc::unbounded_channel();
+            saga_senders.push(tx);
+            saga_receivers.push(rx);
         }
+        let peers = Arc::new(saga_senders);
+        for (index, (inbox, saga_inbox)) in receivers.into_iter().zip(saga_receivers).enumerate() {
+            let (shared, peers) = (shared.clone(), peers.clone());
+            std::thread::Builder::new()
+                .name(format!("okpay-exec-{index}"))
+                .spawn(move || {
+                    let executor = Executor::new(index, shared, inbox, saga_inbox, peers);
+                    actix_rt::System::new().block_on(executor.run());
+                })
+                .map_err(|e| EngineError::Unavailable(format!("starting an executor: {e}")))?;
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner { shared, inboxes }),
+        })
     }
 
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Engine {
-        Engine { shared }
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     pub fn policy(&self) -> &Policy {
-        &self.shared.policy
+        &self.shared().policy
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+        &self.shared().store
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.shared.clock
+        &self.shared().clock
     }
 
-    /// Sends a request to `account`'s actor (activating it), following it if it
-    /// retires meanwhile.
+    /// The shard layout stored with the data.
+    pub fn layout(&self) -> ShardLayout {
+        self.shared().layout
+    }
+
+    /// Sends `msg` to executor `e` unless its inbox is full.
+    fn send_to(&self, e: usize, msg: Msg) -> Result<(), EngineError> {
+        self.inner.inboxes[e]
+            .try_send(msg)
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => {
+                    metrics::counter!("okpay_mailbox_full_total").increment(1);
+                    EngineError::Overloaded
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    EngineError::Unavailable("the engine has stopped".into())
+                }
+            })
+    }
+
+    /// Sends a message for `account` and waits for its answer.
     async fn ask<T>(
         &self,
         account: AccountId,
-        make: impl Fn(oneshot::Sender<Result<T, EngineError>>) -> Request,
+        make: impl FnOnce(Reply<T>) -> Msg,
     ) -> Result<T, EngineError> {
-        for attempt in 0..MAX_MOVES {
-            let (tx, rx) = oneshot::channel();
-            let generation = self
-                .shared
-                .directory
-                .deliver(&self.shared, account, make(tx))?;
-            match rx.await {
-                Ok(Err(EngineError::Moved)) | Err(_) => {
-                    // The actor retired (or failed to activate) before serving us.
-                    self.shared.directory.remove(account, generation);
-                    if attempt > 2 {
-                        tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
-                    }
-                }
-                Ok(result) => return result,
-            }
-        }
-        Err(EngineError::Unavailable(
-            "account could not be activated".into(),
-        ))
+        let (tx, rx) = oneshot::channel();
+        self.send_to(self.shared().executor_of(account), make(tx))?;
+        rx.await
+            .unwrap_or_else(|_| Err(EngineError::Unavailable("the engine has stopped".into())))
     }
 
     /// Runs any command on `account`.
     pub async fn execute(&self, account: AccountId, cmd: Command) -> Result<Outcome, EngineError> {
         let timer = std::time::Instant::now();
         let result = self
-            .ask(account, |reply| Request::Execute {
-                cmd: cmd.clone(),
+            .ask(account, |reply| Msg::Execute {
+                account,
+                cmd,
                 reply,
             })
             .await;
@@ -295,9 +313,9 @@ impl Engine {
         self.execute(account, Command::SetKycTier { tier }).await
     }
 
-    /// Runs `f` on `account`'s state inside its actor and returns what `f` made of
-    /// it, once everything `f` may have seen is durable. The one way to query an
-    /// account: callers copy out only what they need, never the whole state.
+    /// Runs `f` on `account`'s state and returns what `f` made of it, once
+    /// everything `f` may have seen is durable. The one way to query an account:
+    /// callers copy out only what they need, never the whole state.
     pub async fn read<T: Send + 'static>(
         &self,
         account: AccountId,
@@ -308,10 +326,7 @@ impl Engine {
     ) -> Result<T, EngineError> {
         let f: ReadFn = Arc::new(move |state, policy, now| Box::new(f(state, policy, now)));
         let out = self
-            .ask(account, |reply| Request::Read {
-                f: f.clone(),
-                reply,
-            })
+            .ask(account, |reply| Msg::Read { account, f, reply })
             .await?;
         // unwrap: the function above boxes a `T`, and nothing else answers this read.
         Ok(*out.downcast::<T>().unwrap())
@@ -334,10 +349,7 @@ impl Engine {
             (Box::new(out), ok)
         });
         let out = self
-            .ask(account, |reply| Request::ReadNow {
-                f: f.clone(),
-                reply,
-            })
+            .ask(account, |reply| Msg::ReadNow { account, f, reply })
             .await?;
         // unwrap: the function above boxes a `T`, and nothing else answers this read.
         Ok(*out.downcast::<T>().unwrap())
@@ -410,7 +422,7 @@ impl Engine {
         let mut scanned = 0;
         loop {
             let page = self
-                .shared
+                .shared()
                 .store
                 .history(
                     account,
@@ -464,121 +476,127 @@ impl Engine {
         account: AccountId,
         after: Option<u64>,
     ) -> Result<Subscription, EngineError> {
-        self.ask(account, |reply| Request::Subscribe { after, reply })
-            .await
+        self.ask(account, |reply| Msg::Subscribe {
+            account,
+            after,
+            reply,
+        })
+        .await
     }
 
     /// Alerts and status changes of every account, for operators.
     pub fn subscribe_admin(&self) -> broadcast::Receiver<AdminNotice> {
-        self.shared.hub.subscribe_admin()
+        self.shared().hub.subscribe_admin()
     }
 
-    /// Activates every stored account so that transfers left in flight by a crash
-    /// are driven to completion or reversal. Returns how many were in flight.
+    /// Waits until every shard is recovered (its log replayed, its transfers in
+    /// flight driven on again), and returns how many transfers were found in
+    /// flight by recoveries so far.
     pub async fn recover_in_flight(&self) -> Result<usize, EngineError> {
-        let mut total = 0;
-        self.for_each_account(
-            |engine, id| async move {
-                engine
-                    .read(id, |state, _, _| state.open_transfers().count())
-                    .await
-            },
-            |n| total += n,
-        )
-        .await?;
-        Ok(total)
+        for e in 0..self.inner.inboxes.len() {
+            let (tx, rx) = oneshot::channel();
+            self.inner.inboxes[e]
+                .send(Msg::Ready { reply: tx })
+                .await
+                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
+            rx.await
+                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
+        }
+        Ok(self.stats().recovered_in_flight.load(Ordering::Relaxed) as usize)
     }
 
-    /// The ledger audit over every stored account. Exact at rest; while money
-    /// moves, a transfer may be seen on neither or both sides.
+    /// The ledger audit over every account: those in memory as they are, the
+    /// others from their checkpoints. Exact at rest; while money moves, a transfer
+    /// may be seen on neither or both sides.
     pub async fn audit(&self) -> Result<Ledger, EngineError> {
+        let shared = self.shared();
         let mut shares: Vec<AuditShare> = Vec::new();
-        self.for_each_account(
-            |engine, id| async move { engine.read(id, |state, _, _| AuditShare::of(state)).await },
-            |share| shares.push(share),
-        )
-        .await?;
+        for shard in shared.layout.all() {
+            let (tx, rx) = oneshot::channel::<Result<AuditPart, EngineError>>();
+            self.inner.inboxes[shared.executor_of_shard(shard)]
+                .send(Msg::Audit { shard, reply: tx })
+                .await
+                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
+            let (resident_shares, resident) = rx
+                .await
+                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))??;
+            shares.extend(resident_shares);
+            let stored = shared
+                .log
+                .accounts(shard)
+                .await
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let resident: rustc_hash::FxHashSet<AccountId> = resident.into_iter().collect();
+            for id in stored {
+                if id == crate::codec::checkpoint::SHARD_ENTRY || resident.contains(&id) {
+                    continue;
+                }
+                let loaded = crate::runtime::recovery::load_account(shared.log.clone(), shard, id)
+                    .await
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+                if let Some((_, state)) = loaded.filter(|(_, s)| s.opened) {
+                    shares.push(AuditShare::of(&state));
+                }
+            }
+        }
         Ok(audit(&shares))
     }
 
-    async fn for_each_account<T, F, Fut>(
+    /// Every opened account of `shard`: those checkpointed and those in memory.
+    /// (An account opened since its shard's last checkpoint is in memory: recovery
+    /// loads every account the log tail names.)
+    pub async fn accounts_in_shard(
         &self,
-        ask: F,
-        mut sink: impl FnMut(T),
-    ) -> Result<(), EngineError>
-    where
-        F: Fn(Engine, AccountId) -> Fut,
-        Fut: std::future::Future<Output = Result<T, EngineError>>,
-    {
-        const PAGE: usize = 1000;
-        let mut after = None;
-        loop {
-            let page = self
-                .shared
-                .store
-                .list_accounts(after, PAGE)
-                .await
-                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-            let Some(last) = page.last().copied() else {
-                break;
-            };
-            let mut results = futures::stream::iter(page.iter().map(|id| ask(self.clone(), *id)))
-                .buffer_unordered(64);
-            while let Some(r) = results.next().await {
-                match r {
-                    Ok(t) => sink(t),
-                    // An id listed but never opened (a crash between the two writes).
-                    Err(EngineError::Rejected(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if page.len() < PAGE {
-                break;
-            }
-            after = Some(last);
-        }
-        Ok(())
+        shard: crate::codec::ShardId,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        let shared = self.shared();
+        let (tx, rx) = oneshot::channel::<Result<AuditPart, EngineError>>();
+        self.inner.inboxes[shared.executor_of_shard(shard)]
+            .send(Msg::Audit { shard, reply: tx })
+            .await
+            .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
+        let (resident, _) = rx
+            .await
+            .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))??;
+        let mut ids: Vec<AccountId> = shared
+            .log
+            .accounts(shard)
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        ids.retain(|id| *id != crate::codec::checkpoint::SHARD_ENTRY);
+        ids.extend(resident.iter().map(|share| share.account));
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 
-    /// Live account actors.
+    /// Accounts held in memory.
     pub fn active_actors(&self) -> usize {
-        self.shared.active.load(Ordering::Relaxed)
-    }
-
-    /// Accounts with an entry in the directory.
-    pub fn directory_len(&self) -> usize {
-        self.shared.directory.len()
+        self.stats().resident.load(Ordering::Relaxed)
     }
 
     /// Accounts with at least one live notification channel.
     pub fn subscribed_accounts(&self) -> usize {
-        self.shared.hub.subscribed_accounts()
+        self.shared().hub.subscribed_accounts()
     }
 
-    /// Group-commit counters.
-    pub fn journal_stats(&self) -> &Arc<WriterStats> {
-        self.shared.writer.stats()
+    /// Batching counters.
+    pub fn stats(&self) -> &Arc<RuntimeStats> {
+        &self.shared().stats
     }
 
-    /// Records waiting for the journal writer.
+    /// Records decided and not yet durable.
     pub fn journal_queued(&self) -> usize {
-        self.shared.writer.queued()
+        self.stats().queued.load(Ordering::Relaxed)
     }
 
-    /// The generation of `account`'s live actor, if one is live (tests use it to
-    /// prove a single activation).
-    pub fn actor_generation(&self, account: AccountId) -> Option<u64> {
-        self.shared.directory.generation_of(account)
-    }
-
-    /// Asks every live actor to snapshot and stop once idle of in-flight work, and
-    /// waits (up to `timeout`) until the journal queue is empty and no actor lives.
+    /// Checkpoints every shard and lets every idle account leave memory; waits
+    /// (up to `timeout`) until nothing is pending and no account is resident.
     pub async fn passivate_all(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            for id in self.shared.directory.accounts() {
-                let handle = self.shared.directory.handle(&self.shared, id);
-                handle.passivate();
+            for e in 0..self.inner.inboxes.len() {
+                let _ = self.send_to(e, Msg::Passivate);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             if self.active_actors() == 0 && self.journal_queued() == 0 {
@@ -588,11 +606,5 @@ impl Engine {
                 return false;
             }
         }
-    }
-}
-
-impl crate::runtime::directory::Handle {
-    fn passivate(&self) {
-        self.addr().do_send(Passivate);
     }
 }

@@ -15,4 +15,4 @@ pub mod time;
 pub use domain::view::Outcome;
 pub use domain::{Command, Rejection};
 pub use engine::{Engine, EngineConfig, Subscription};
-pub use runtime::{EngineError, RuntimeConfig};
+pub use runtime::{EngineError, RuntimeConfig, RuntimeStats};

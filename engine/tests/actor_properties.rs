@@ -16,7 +16,6 @@ use okpay_engine::ids::{AccountId, IdempotencyKey, OpId};
 use okpay_engine::money::{Amount, Currency};
 use okpay_engine::runtime::rebuild;
 use okpay_engine::store::memory::MemoryStore;
-use okpay_engine::store::Store;
 use okpay_engine::{Engine, EngineConfig, EngineError, Outcome, RuntimeConfig};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -87,21 +86,23 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let store = Arc::new(MemoryStore::new());
-        let engine = Engine::start(
-            EngineConfig {
-                runtime: RuntimeConfig {
-                    // Small snapshots interval so rebuilds mix snapshot and journal.
-                    snapshot_every: 5,
-                    ..RuntimeConfig::default()
-                },
-                ..EngineConfig::default()
-            },
-            store.clone(),
-        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
+            .unwrap();
+        let engine = rt
+            .block_on(Engine::start(
+                EngineConfig {
+                    runtime: RuntimeConfig {
+                        // Frequent checkpoints so rebuilds mix checkpoint and log.
+                        checkpoint_every: 5,
+                        ..RuntimeConfig::default()
+                    },
+                    ..EngineConfig::default()
+                },
+                store.clone(),
+            ))
             .unwrap();
         World { engine, store, rt }
     })
@@ -301,10 +302,9 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
             "account {} balance",
             i
         );
-        // Recovery: the store's snapshot + journal rebuild the live state exactly.
+        // Recovery: the shard's checkpoint + log rebuild the live state exactly.
         let live = engine.state(*id).await.unwrap();
-        let loaded = w.store.load(*id).await.unwrap();
-        let mut rebuilt = rebuild(*id, &loaded).unwrap();
+        let mut rebuilt = rebuild(&*w.store, *id).await.unwrap().unwrap();
         let mut live = live;
         let now = engine.clock().now();
         live.compact(now, engine.policy());

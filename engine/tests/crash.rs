@@ -129,7 +129,9 @@ async fn child_main(store_spec: &str, run: usize, history: &str, verify_only: bo
         Some(("redis", url)) => Arc::new(RedisStore::connect(url).await.expect("connect redis")),
         _ => panic!("bad {STORE_ENV}: {store_spec}"),
     };
-    let engine = Engine::start(workload::engine_config(), store.clone());
+    let engine = Engine::start(workload::engine_config(), store.clone())
+        .await
+        .expect("the engine starts");
     match workload::verify(&engine, &*store, &history).await {
         Ok(v) => say(&format!(
             "VERIFIED ok attempts={} acked={} in_flight_at_recovery={}",
@@ -558,7 +560,9 @@ async fn redis_killed_and_restarted_under_load_loses_no_acknowledged_transfer() 
             .await
             .expect("connect"),
     );
-    let engine = Engine::start(workload::engine_config(), store.clone());
+    let engine = Engine::start(workload::engine_config(), store.clone())
+        .await
+        .expect("the engine starts");
     workload::open_and_fund(&engine).await.expect("fund");
 
     let seed = campaign_seed();
@@ -632,7 +636,9 @@ async fn redis_killed_and_restarted_under_load_loses_no_acknowledged_transfer() 
 /// from them).
 async fn rebuild_equals_live_after_load(store: Arc<dyn Store>, transfers: usize) {
     use futures::StreamExt;
-    let engine = Engine::start(workload::engine_config(), store.clone());
+    let engine = Engine::start(workload::engine_config(), store.clone())
+        .await
+        .expect("the engine starts");
     workload::open_and_fund(&engine).await.expect("fund");
     let mut rng = StdRng::from_entropy();
     let attempts: Vec<Attempt> = (0..transfers)

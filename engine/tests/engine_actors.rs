@@ -1,7 +1,7 @@
-//! The actor runtime end to end on the in-memory store: activation, the transfer
-//! saga, idempotency through the actors, passivation and recovery, bounded
-//! mailboxes, notifications, and the single-actor guarantee under concurrent
-//! first activation.
+//! The runtime end to end on the in-memory store: loading accounts, the transfer
+//! saga, idempotency, idle accounts leaving memory and coming back from their
+//! checkpoints, recovery by a fresh engine, bounded inboxes, notifications, and a
+//! single load under concurrent first requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use okpay_engine::{Engine, EngineConfig, EngineError, Outcome, Rejection, Runtim
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-fn engine_with(store: Arc<MemoryStore>, runtime: RuntimeConfig) -> Engine {
+async fn engine_with(store: Arc<MemoryStore>, runtime: RuntimeConfig) -> Engine {
     Engine::start(
         EngineConfig {
             runtime,
@@ -24,11 +24,16 @@ fn engine_with(store: Arc<MemoryStore>, runtime: RuntimeConfig) -> Engine {
         },
         store,
     )
+    .await
+    .unwrap()
 }
 
-fn engine() -> (Engine, Arc<MemoryStore>) {
+async fn engine() -> (Engine, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    (engine_with(store.clone(), RuntimeConfig::default()), store)
+    (
+        engine_with(store.clone(), RuntimeConfig::default()).await,
+        store,
+    )
 }
 
 fn cny(s: &str) -> Amount {
@@ -62,7 +67,7 @@ async fn available(engine: &Engine, id: AccountId) -> Decimal {
 
 #[tokio::test]
 async fn deposit_transfer_and_balances() {
-    let (engine, _) = engine();
+    let (engine, _) = engine().await;
     let alice = open(&engine, "alice").await;
     let bob = open(&engine, "bob").await;
     let dep = engine
@@ -97,7 +102,7 @@ async fn deposit_transfer_and_balances() {
 
 #[tokio::test]
 async fn idempotent_transfer_applies_once_and_conflicts_on_change() {
-    let (engine, _) = engine();
+    let (engine, _) = engine().await;
     let alice = open(&engine, "alice").await;
     let bob = open(&engine, "bob").await;
     engine
@@ -130,7 +135,7 @@ async fn idempotent_transfer_applies_once_and_conflicts_on_change() {
 
 #[tokio::test]
 async fn refused_credit_reverses_the_transfer() {
-    let (engine, _) = engine();
+    let (engine, _) = engine().await;
     let alice = open(&engine, "alice").await;
     engine
         .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
@@ -152,7 +157,7 @@ async fn refused_credit_reverses_the_transfer() {
 
 #[tokio::test]
 async fn withdrawal_holds_then_settles_or_releases() {
-    let (engine, _) = engine();
+    let (engine, _) = engine().await;
     let alice = open(&engine, "alice").await;
     engine.set_kyc_tier(alice, 1).await.unwrap();
     engine
@@ -206,15 +211,15 @@ async fn withdrawal_holds_then_settles_or_releases() {
 }
 
 #[tokio::test]
-async fn passivated_accounts_come_back_from_snapshot_and_journal() {
+async fn idle_accounts_leave_memory_and_come_back_from_their_checkpoints() {
     let store = Arc::new(MemoryStore::new());
     let runtime = RuntimeConfig {
         idle_after: Duration::from_millis(50),
         tick: Duration::from_millis(20),
-        snapshot_every: 3,
+        checkpoint_every: 3,
         ..RuntimeConfig::default()
     };
-    let engine = engine_with(store.clone(), runtime);
+    let engine = engine_with(store.clone(), runtime).await;
     let alice = open(&engine, "alice").await;
     let bob = open(&engine, "bob").await;
     for i in 0..10 {
@@ -233,33 +238,70 @@ async fn passivated_accounts_come_back_from_snapshot_and_journal() {
         .await
         .unwrap();
     let before = engine.view(alice).await.unwrap();
-    let generation = engine.actor_generation(alice).unwrap();
-    // Wait until both actors passivate by themselves.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Wait until both accounts are checkpointed and leave memory by themselves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while engine.active_actors() > 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(engine.active_actors(), 0, "idle actors passivate");
+    assert_eq!(engine.active_actors(), 0, "idle accounts leave memory");
     assert!(
-        store.journal_len(alice) < 12,
-        "snapshots trimmed the journal"
+        engine
+            .stats()
+            .checkpoints
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "checkpoints were written"
     );
     let after = engine.view(alice).await.unwrap();
-    assert_eq!(before, after);
-    assert_ne!(
-        engine.actor_generation(alice),
-        Some(generation),
-        "a new activation"
-    );
+    assert_eq!(before, after, "loaded back from its checkpoint");
     // A fresh engine over the same store sees the same state.
-    let engine2 = engine_with(store, RuntimeConfig::default());
+    drop(engine);
+    let engine2 = engine_with(store, RuntimeConfig::default()).await;
     assert_eq!(engine2.view(alice).await.unwrap(), before);
     assert_eq!(available(&engine2, bob).await, dec!(25));
 }
 
 #[tokio::test]
-async fn concurrent_first_activation_makes_one_actor() {
-    let (engine, _) = engine();
+async fn a_fresh_engine_recovers_from_the_log_alone() {
+    // No checkpoint ever: everything comes back by replaying the shards' logs.
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeConfig {
+        checkpoint_every: u64::MAX,
+        idle_after: Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    };
+    let engine = engine_with(store.clone(), runtime.clone()).await;
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    engine
+        .transfer(alice, key("t"), bob, cny("40"), None, false)
+        .await
+        .unwrap();
+    let (a, b) = (
+        engine.state(alice).await.unwrap(),
+        engine.state(bob).await.unwrap(),
+    );
+    drop(engine);
+    let engine2 = engine_with(store, runtime).await;
+    assert_eq!(engine2.state(alice).await.unwrap(), a);
+    assert_eq!(engine2.state(bob).await.unwrap(), b);
+    assert_eq!(available(&engine2, bob).await, dec!(40));
+    // The replayed idempotency record still answers the same transfer.
+    let again = engine2
+        .transfer(alice, key("t"), bob, cny("40"), None, false)
+        .await
+        .unwrap();
+    assert!(matches!(again, Outcome::Transfer(_)), "{again:?}");
+    assert_eq!(available(&engine2, alice).await, dec!(60));
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_load_an_account_once() {
+    let (engine, _) = engine().await;
     let id = open(&engine, "hot").await;
     assert!(engine.passivate_all(Duration::from_secs(5)).await);
     assert_eq!(engine.active_actors(), 0);
@@ -271,17 +313,17 @@ async fn concurrent_first_activation_makes_one_actor() {
                     .deposit(id, key(&format!("k{i}")), cny("1"), DepositMethod::BankCard)
                     .await
                     .unwrap();
-                engine.actor_generation(id)
             })
         })
         .collect();
-    let mut generations = Vec::new();
     for t in tasks {
-        generations.push(t.await.unwrap());
+        t.await.unwrap();
     }
-    generations.dedup();
-    assert_eq!(generations.len(), 1, "every request saw the same actor");
-    assert_eq!(engine.active_actors(), 1);
+    assert_eq!(
+        engine.active_actors(),
+        1,
+        "one resident copy of the account"
+    );
     assert_eq!(available(&engine, id).await, dec!(64));
 }
 
@@ -289,11 +331,11 @@ async fn concurrent_first_activation_makes_one_actor() {
 async fn a_full_mailbox_answers_overloaded() {
     let store = Arc::new(MemoryStore::new());
     let runtime = RuntimeConfig {
-        mailbox_capacity: 4,
-        arbiters: 1,
+        inbox_capacity: 4,
+        executors: 1,
         ..RuntimeConfig::default()
     };
-    let engine = engine_with(store, runtime);
+    let engine = engine_with(store, runtime).await;
     let id = open(&engine, "busy").await;
     let calls = (0..500)
         .map(|i| engine.deposit(id, key(&format!("k{i}")), cny("1"), DepositMethod::BankCard));
@@ -310,7 +352,7 @@ async fn a_full_mailbox_answers_overloaded() {
 
 #[tokio::test]
 async fn storage_failure_answers_unavailable_and_loses_nothing_acknowledged() {
-    let (engine, store) = engine();
+    let (engine, store) = engine().await;
     let id = open(&engine, "a").await;
     engine
         .deposit(id, key("ok"), cny("5"), DepositMethod::BankCard)
@@ -337,7 +379,7 @@ async fn storage_failure_answers_unavailable_and_loses_nothing_acknowledged() {
 
 #[tokio::test]
 async fn subscribers_get_durable_notifications_and_can_resume() {
-    let (engine, _) = engine();
+    let (engine, _) = engine().await;
     let alice = open(&engine, "alice").await;
     let bob = open(&engine, "bob").await;
     let mut sub = engine.subscribe(bob, None).await.unwrap();
@@ -377,7 +419,7 @@ async fn subscribers_get_durable_notifications_and_can_resume() {
 async fn history_lists_each_operation_once_newest_first() {
     use okpay_engine::domain::notification::{Direction, TxStatus};
     use okpay_engine::ids::OpKind;
-    let (engine, _) = engine();
+    let (engine, _) = engine().await;
     let alice = open(&engine, "alice").await;
     let bob = open(&engine, "bob").await;
     engine
@@ -432,4 +474,65 @@ async fn history_lists_each_operation_once_newest_first() {
     out_ids.sort();
     in_ids.sort();
     assert_eq!(out_ids, in_ids);
+}
+
+/// Accounts written by the actor runtime (one journal per account) are moved
+/// into the shard logs on the first start, once, and keep their money.
+#[tokio::test]
+async fn accounts_of_the_old_per_account_journals_are_moved_into_the_shard_logs() {
+    use okpay_engine::domain::event::{encode_events, Event, EventBody, RequestRef};
+    use okpay_engine::store::{JournalAppend, Store};
+    use okpay_engine::time::Timestamp;
+
+    let store = Arc::new(MemoryStore::new());
+    let old = AccountId::random();
+    let at = Timestamp(1_700_000_000_000);
+    let events = vec![
+        Event {
+            at,
+            body: EventBody::Opened {
+                profile: Profile {
+                    display_name: "old".into(),
+                    ..Profile::default()
+                },
+                password_hash: String::new(),
+            },
+        },
+        Event {
+            at,
+            body: EventBody::Deposited {
+                op: 1,
+                request: RequestRef {
+                    key: key("old-deposit"),
+                    fingerprint: 1,
+                },
+                amount: cny("12.34"),
+                fee: Decimal::ZERO,
+                method: DepositMethod::BankCard,
+                card: String::new(),
+            },
+        },
+    ];
+    let written = store
+        .append(&[JournalAppend {
+            account: old,
+            seq: 1,
+            payload: encode_events(&events),
+            history: Vec::new(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![Ok(())]);
+
+    let engine = engine_with(store.clone(), RuntimeConfig::default()).await;
+    assert_eq!(available(&engine, old).await, dec!(12.34));
+    engine
+        .deposit(old, key("new-deposit"), cny("1"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    drop(engine);
+    // The second start does not move the old journal again over newer state.
+    let engine = engine_with(store, RuntimeConfig::default()).await;
+    assert_eq!(available(&engine, old).await, dec!(13.34));
+    assert!(engine.audit().await.unwrap().balanced());
 }

@@ -8,26 +8,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use okpay_engine::codec::{ShardId, ShardLayout};
 use okpay_engine::domain::command::{DepositMethod, NewSession, Profile};
 use okpay_engine::ids::{AccountId, IdempotencyKey};
 use okpay_engine::money::{Amount, Currency};
 use okpay_engine::store::memory::MemoryStore;
+use okpay_engine::store::shard_log::memory::MemoryShardLog;
+use okpay_engine::store::shard_log::{ShardAppend, ShardHead, ShardLog, StoredFrame};
 use okpay_engine::store::{
-    AppendResult, HistoryRow, JournalAppend, Loaded, Snapshot, Store, StoreFuture,
+    AppendResult, HistoryRow, JournalAppend, Loaded, Snapshot, Store, StoreError, StoreFuture,
 };
 use okpay_engine::time::Timestamp;
 use okpay_engine::{Command, Engine, EngineConfig, Outcome};
 
-/// The memory store, except that appends wait while `held`.
-#[derive(Default)]
+/// The memory store, except that its shard log's appends wait while `held`.
 struct HeldStore {
     inner: MemoryStore,
-    held: AtomicBool,
+    held: Arc<AtomicBool>,
+    log: Arc<HeldLog>,
 }
 
-impl Store for HeldStore {
-    fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
-        let batch = batch.to_vec();
+impl Default for HeldStore {
+    fn default() -> Self {
+        let held = Arc::new(AtomicBool::new(false));
+        HeldStore {
+            inner: MemoryStore::new(),
+            held: held.clone(),
+            log: Arc::new(HeldLog {
+                inner: Arc::new(MemoryShardLog::new()),
+                held,
+            }),
+        }
+    }
+}
+
+struct HeldLog {
+    inner: Arc<MemoryShardLog>,
+    held: Arc<AtomicBool>,
+}
+
+impl ShardLog for HeldLog {
+    fn init_layout(&self, proposed: ShardLayout) -> StoreFuture<'_, ShardLayout> {
+        self.inner.init_layout(proposed)
+    }
+    fn append(&self, batch: Vec<ShardAppend>) -> StoreFuture<'_, Vec<Result<(), StoreError>>> {
         Box::pin(async move {
             // Bounded: a test that forgets to release still ends (in ~20 s).
             for _ in 0..4000 {
@@ -36,8 +60,44 @@ impl Store for HeldStore {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            self.inner.append(&batch).await
+            self.inner.append(batch).await
         })
+    }
+    fn head(&self, shard: ShardId) -> StoreFuture<'_, ShardHead> {
+        self.inner.head(shard)
+    }
+    fn read(&self, shard: ShardId, after: u64, limit: usize) -> StoreFuture<'_, Vec<StoredFrame>> {
+        self.inner.read(shard, after, limit)
+    }
+    fn checkpoint(
+        &self,
+        shard: ShardId,
+        lsn: u64,
+        states: Vec<(AccountId, Vec<u8>)>,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.checkpoint(shard, lsn, states)
+    }
+    fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.inner.load_account(shard, account)
+    }
+    fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
+        self.inner.accounts(shard)
+    }
+    fn backend_name(&self) -> &'static str {
+        "held"
+    }
+}
+
+impl Store for HeldStore {
+    fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
+        self.inner.append(batch)
+    }
+    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+        self.inner.put_history(rows)
+    }
+    fn shard_log(&self) -> StoreFuture<'_, Arc<dyn ShardLog>> {
+        let log: Arc<dyn ShardLog> = self.log.clone();
+        Box::pin(async move { Ok(log) })
     }
     fn load(&self, account: AccountId) -> StoreFuture<'_, Loaded> {
         self.inner.load(account)
@@ -87,7 +147,9 @@ const SHORT: Duration = Duration::from_millis(300);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_and_recipient_checks_do_not_wait_for_pending_writes() {
     let store = Arc::new(HeldStore::default());
-    let engine = Engine::start(EngineConfig::default(), store.clone());
+    let engine = Engine::start(EngineConfig::default(), store.clone())
+        .await
+        .unwrap();
     let a = engine.open_account(Profile::default()).await.unwrap();
     let token_hash = [7u8; 32];
     let created = engine

@@ -125,12 +125,18 @@ pub struct ServerFile {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineFile {
-    pub arbiters: Option<usize>,
+    /// Executor threads (the old actor runtime called them arbiters).
+    #[serde(alias = "arbiters")]
+    pub executors: Option<usize>,
+    /// Shards of a new deployment; an existing one keeps its stored number.
+    pub shards: Option<u16>,
     pub mailbox_capacity: Option<usize>,
-    pub journal_queue: Option<usize>,
+    #[serde(alias = "journal_queue")]
+    pub inbox_capacity: Option<usize>,
     pub max_batch: Option<usize>,
     pub idle_after_s: Option<u64>,
-    pub snapshot_every: Option<u64>,
+    #[serde(alias = "snapshot_every")]
+    pub checkpoint_every: Option<u64>,
 }
 
 /// The whole TOML file.
@@ -475,14 +481,17 @@ impl Settings {
         let e = file.engine;
         let dev = cli.dev.or(s.dev).unwrap_or(false);
         let mut runtime = RuntimeConfig::default();
-        if let Some(v) = e.arbiters {
-            runtime.arbiters = v.max(1);
+        if let Some(v) = e.executors {
+            runtime.executors = v.max(1);
+        }
+        if let Some(v) = e.shards {
+            runtime.shards = v.max(1);
         }
         if let Some(v) = e.mailbox_capacity {
             runtime.mailbox_capacity = v.max(1);
         }
-        if let Some(v) = e.journal_queue {
-            runtime.journal_queue = v.max(1);
+        if let Some(v) = e.inbox_capacity {
+            runtime.inbox_capacity = v.max(1);
         }
         if let Some(v) = e.max_batch {
             runtime.max_batch = v.max(1);
@@ -490,8 +499,8 @@ impl Settings {
         if let Some(v) = e.idle_after_s {
             runtime.idle_after = Duration::from_secs(v);
         }
-        if let Some(v) = e.snapshot_every {
-            runtime.snapshot_every = v.max(1);
+        if let Some(v) = e.checkpoint_every {
+            runtime.checkpoint_every = v.max(1);
         }
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Settings {

@@ -371,7 +371,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Rejected(r) => rejection(r),
             EngineError::Overloaded => ApiError::overloaded(),
-            EngineError::Unavailable(_) | EngineError::Moved => ApiError::unavailable(),
+            EngineError::Unavailable(_) => ApiError::unavailable(),
         }
     }
 }

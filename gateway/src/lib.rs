@@ -97,7 +97,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             clock: settings.clock.0.clone(),
         },
         store,
-    );
+    )
+    .await
+    .context("starting the engine")?;
     // Test adapters only with --dev (see `integrations`); without them and without
     // a configured adapter, the feature answers 503 naming the setting.
     integrations::log_missing(&settings);
@@ -260,7 +262,7 @@ pub async fn run(
     ));
     // The recipient set reads the stored accounts in the background: start-up does
     // not wait for it (misses ask the engine until it is complete).
-    actix_rt::spawn(state.accounts.clone().load(state.store().clone()));
+    actix_rt::spawn(state.accounts.clone().load(state.engine.clone()));
     // Transfers a crash left in flight are driven to the end in the background, and
     // payouts that were pending are resubmitted.
     {

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use okpay_engine::ids::AccountId;
-use okpay_engine::store::Store;
 use okpay_engine::Engine;
 use parking_lot::RwLock;
 use rustc_hash::FxHashSet;
@@ -25,9 +24,6 @@ use rustc_hash::FxHashSet;
 /// Ids held at most: about 16 bytes each in the set, so at most ~64 MiB. Past it
 /// the set stops growing and misses ask the engine.
 pub const DEFAULT_MAX_IDS: usize = 4_000_000;
-
-/// Accounts read from the store per page at start-up.
-const PAGE: usize = 1_000;
 
 pub struct OpenAccounts {
     ids: RwLock<FxHashSet<u64>>,
@@ -119,18 +115,14 @@ impl OpenAccounts {
     /// Reads every stored account into the set, then marks it complete. Run once,
     /// in the background, at start-up; on a store error the set stays incomplete
     /// (misses keep asking the engine) and the error is logged.
-    pub async fn load(self: Arc<Self>, store: Arc<dyn Store>) {
-        let mut after = None;
-        loop {
-            let page = match store.list_accounts(after, PAGE).await {
+    pub async fn load(self: Arc<Self>, engine: Engine) {
+        for shard in engine.layout().all() {
+            let page = match engine.accounts_in_shard(shard).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not list the accounts; recipients are checked with the engine");
                     return;
                 }
-            };
-            let Some(last) = page.last().copied() else {
-                break;
             };
             for id in &page {
                 self.insert(*id);
@@ -139,7 +131,6 @@ impl OpenAccounts {
                 tracing::warn!(max = self.max_ids, "more accounts than the recipient set holds; recipients beyond it are checked with the engine");
                 return;
             }
-            after = Some(last);
         }
         self.complete.store(true, Ordering::Release);
         tracing::info!(accounts = self.ids.read().len(), "recipient set loaded");
@@ -150,6 +141,7 @@ impl OpenAccounts {
 mod tests {
     use super::*;
     use okpay_engine::store::memory::MemoryStore;
+    use okpay_engine::store::Store;
 
     #[test]
     fn unsure_until_complete_then_a_miss_is_absent() {
@@ -176,7 +168,9 @@ mod tests {
     #[tokio::test]
     async fn load_reads_every_stored_account() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        let engine = Engine::start(Default::default(), store.clone());
+        let engine = Engine::start(Default::default(), store.clone())
+            .await
+            .unwrap();
         let mut opened = Vec::new();
         for i in 0..3 {
             let profile = okpay_engine::domain::command::Profile {
@@ -187,7 +181,7 @@ mod tests {
             opened.push(engine.open_account(profile).await.unwrap());
         }
         let set = Arc::new(OpenAccounts::default());
-        set.clone().load(store).await;
+        set.clone().load(engine.clone()).await;
         for id in opened {
             assert_eq!(set.lookup(id), Known::Exists);
         }
@@ -201,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn an_incomplete_set_asks_the_engine_and_remembers_a_yes() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        let engine = Engine::start(Default::default(), store);
+        let engine = Engine::start(Default::default(), store).await.unwrap();
         let profile = okpay_engine::domain::command::Profile {
             display_name: "u".into(),
             email: None,

@@ -16,6 +16,7 @@
 //! an existing log read differently: change the format by adding a version, not
 //! by editing one.
 
+pub mod checkpoint;
 pub mod frame;
 pub mod shard;
 pub mod state;

@@ -10,6 +10,7 @@ pub mod fraud;
 pub mod history;
 pub mod invariants;
 pub mod notification;
+pub mod protocol;
 pub mod rejection;
 pub mod security;
 pub mod state;

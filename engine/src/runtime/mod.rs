@@ -1,19 +1,35 @@
-//! The actor shell around the pure core: one actix actor per account, a directory
-//! that activates them on demand, the notification hub, and the shared context
-//! they all reach through.
+//! The shell around the pure core: per-core executors that host the shards and
+//! their account actors, the transfer saga between them, recovery from a shard's
+//! checkpoint and log, and the notification hub.
+//!
+//! - [`executor`]: one thread per core (an actix system) hosting the shards
+//!   `s` with `s % executors == index`. Each account is an actor in the sense of
+//!   the design: its own state and its own FIFO, one command at a time, in
+//!   arrival order; but it costs no task, mailbox or allocation of its own.
+//!   Commands arrive in batches over one bounded channel per executor, are
+//!   decided and applied at once, and their records join the open batch; a batch
+//!   is one frame per touched shard, written in one store call, and its replies
+//!   and notifications are released when it is durable.
+//! - [`saga`]: the transfer state machine and the messages it sends between
+//!   executors.
+//! - [`recovery`]: loading a shard (checkpoint, then the log after it) and single
+//!   accounts, off the executor's thread of control.
 
-pub(crate) mod actor;
-pub use actor::rebuild;
-pub(crate) mod directory;
+pub(crate) mod executor;
 pub mod hub;
+pub mod migrate;
+pub mod recovery;
+pub use recovery::rebuild;
+pub(crate) mod saga;
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::codec::ShardLayout;
 use crate::domain::Rejection;
 use crate::policy::Policy;
-use crate::store::journal_writer::JournalWriter;
+use crate::store::shard_log::ShardLog;
 use crate::store::Store;
 use crate::time::Clock;
 
@@ -23,16 +39,14 @@ pub enum EngineError {
     /// The business rules refused the command (maps to the API's 4xx codes).
     #[error("rejected: {}", .0.code())]
     Rejected(Rejection),
-    /// A bound was hit (mailbox, journal queue); nothing happened. Retry shortly.
+    /// A bound was hit (an executor's inbox, an account's queue); nothing
+    /// happened. Retry shortly.
     #[error("overloaded: retry shortly")]
     Overloaded,
     /// Storage failed; the command was not acknowledged. Retry with the same
     /// idempotency key: the outcome is then reported exactly once.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
-    /// Internal: the actor was passivating; the engine retries on a fresh one.
-    #[error("account actor moved")]
-    Moved,
 }
 
 impl EngineError {
@@ -42,49 +56,100 @@ impl EngineError {
     }
 }
 
-/// Tuning of the actor runtime.
+/// Tuning of the runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// Arbiters (threads) that host actors; accounts are spread over them by id.
-    pub arbiters: usize,
-    /// Messages that may wait in one account's mailbox before callers get
+    /// Executor threads; shards are spread over them (`shard % executors`).
+    pub executors: usize,
+    /// Shards of a new deployment (an existing one keeps its stored number).
+    pub shards: u16,
+    /// Commands that may wait in one executor's inbox before callers get
     /// `Overloaded`.
+    pub inbox_capacity: usize,
+    /// Commands that may wait for one account (while it loads, or while its
+    /// shard recovers) before callers get `Overloaded`.
     pub mailbox_capacity: usize,
-    /// Records that may wait for one arbiter's journal writer before `Overloaded`.
-    pub journal_queue: usize,
-    /// The most records in one group commit.
+    /// The most records in one batch; past it the executor stops taking commands
+    /// until the batch in flight is durable.
     pub max_batch: usize,
-    /// An actor idle this long is passivated (snapshot, then stop).
+    /// An account idle this long (and fully checkpointed) leaves memory.
     pub idle_after: Duration,
-    /// How often an actor checks whether it is idle (and compacts its state).
+    /// How often states are compacted and idle accounts leave memory.
     pub tick: Duration,
-    /// A snapshot is written after this many journal records.
-    pub snapshot_every: u64,
+    /// A shard is checkpointed once this many frames follow its checkpoint.
+    pub checkpoint_every: u64,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            executors: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            shards: crate::codec::DEFAULT_SHARDS,
+            inbox_capacity: 65_536,
             mailbox_capacity: 1024,
-            journal_queue: 65_536,
-            max_batch: 4096,
+            max_batch: 8192,
             idle_after: Duration::from_secs(60),
             tick: Duration::from_secs(10),
-            snapshot_every: 256,
+            checkpoint_every: 256,
         }
     }
 }
 
-/// What every actor and the facade share.
+/// Counters of the runtime, readable at any time (for `/metrics` and benches).
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    /// Batches written (one store call each, one frame per touched shard).
+    pub batches: AtomicU64,
+    /// Records in those batches.
+    pub records: AtomicU64,
+    /// Bytes of the frames written.
+    pub bytes: AtomicU64,
+    /// The most records in one batch so far.
+    pub max_batch: AtomicU64,
+    /// Batches whose write failed (their shards were recovered).
+    pub failed_batches: AtomicU64,
+    /// Records decided and not yet durable, over all executors.
+    pub queued: AtomicUsize,
+    /// Accounts held in memory, over all executors.
+    pub resident: AtomicUsize,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// Transfers found in flight when shards were recovered (driven on since).
+    pub recovered_in_flight: AtomicU64,
+}
+
+impl RuntimeStats {
+    /// Mean records per batch so far.
+    pub fn mean_batch(&self) -> f64 {
+        let b = self.batches.load(Ordering::Relaxed);
+        if b == 0 {
+            0.0
+        } else {
+            self.records.load(Ordering::Relaxed) as f64 / b as f64
+        }
+    }
+}
+
+/// What every executor and the facade share (never the executors' inboxes:
+/// executors stop when the last [`Engine`](crate::Engine) handle is dropped).
 pub(crate) struct Shared {
     pub policy: Policy,
     pub store: Arc<dyn Store>,
-    pub writer: JournalWriter,
+    pub log: Arc<dyn ShardLog>,
+    pub layout: ShardLayout,
     pub hub: hub::Hub,
     pub clock: Arc<dyn Clock>,
-    pub directory: directory::Directory,
     pub config: RuntimeConfig,
-    /// Live actors, for metrics and the memory benchmark.
-    pub active: AtomicUsize,
+    pub stats: Arc<RuntimeStats>,
+}
+
+impl Shared {
+    /// The executor hosting `account`.
+    pub fn executor_of(&self, account: crate::ids::AccountId) -> usize {
+        self.executor_of_shard(self.layout.shard_of(account))
+    }
+
+    pub fn executor_of_shard(&self, shard: crate::codec::ShardId) -> usize {
+        usize::from(shard.0) % self.config.executors.max(1)
+    }
 }

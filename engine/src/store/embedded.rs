@@ -62,7 +62,14 @@ pub struct EmbeddedStore {
     /// each with its own allocator heap: gigabytes for nothing. Waiting here is an
     /// async wait that holds no thread.
     permits: Arc<tokio::sync::Semaphore>,
+    dir: std::path::PathBuf,
+    /// The shard log beside the database, opened on first use (opening it twice
+    /// would fail on its file lock).
+    log: parking_lot::Mutex<Option<Arc<super::shard_log::embedded::EmbeddedShardLog>>>,
 }
+
+/// Where the shard log lives, under the store's directory.
+const SHARD_LOG_DIR: &str = "shards";
 
 /// Blocking transactions running at once (one writer plus readers).
 const BLOCKING_PERMITS: usize = 4;
@@ -95,6 +102,8 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(db),
             permits: Arc::new(tokio::sync::Semaphore::new(BLOCKING_PERMITS)),
+            dir: dir.to_path_buf(),
+            log: parking_lot::Mutex::new(None),
         })
     }
 
@@ -434,6 +443,39 @@ impl Store for EmbeddedStore {
             }
             Ok(out)
         }))
+    }
+
+    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |db| {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let txn = begin_write(db)?;
+            {
+                let mut history = txn.open_table(HISTORY).map_err(db_err)?;
+                for (account, row) in &rows {
+                    history
+                        .insert((account.0, row.key.as_str()), row.payload.as_slice())
+                        .map_err(db_err)?;
+                }
+            }
+            txn.commit().map_err(db_err)
+        }))
+    }
+
+    fn shard_log(&self) -> StoreFuture<'_, Arc<dyn super::shard_log::ShardLog>> {
+        let result = (|| {
+            let mut slot = self.log.lock();
+            if let Some(log) = slot.as_ref() {
+                return Ok(log.clone() as Arc<dyn super::shard_log::ShardLog>);
+            }
+            let log = Arc::new(super::shard_log::embedded::EmbeddedShardLog::open(
+                &self.dir.join(SHARD_LOG_DIR),
+            )?);
+            *slot = Some(log.clone());
+            Ok(log as Arc<dyn super::shard_log::ShardLog>)
+        })();
+        Box::pin(async move { result })
     }
 
     fn backend_name(&self) -> &'static str {

@@ -41,15 +41,20 @@ const SHARDS: usize = 64;
 pub struct MemoryStore {
     accounts: Vec<Mutex<BTreeMap<AccountId, AccountData>>>,
     indexes: Mutex<HashMap<String, BTreeMap<String, String>>>,
-    failing: AtomicBool,
+    failing: std::sync::Arc<AtomicBool>,
+    log: std::sync::Arc<super::shard_log::memory::MemoryShardLog>,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
+        let failing = std::sync::Arc::new(AtomicBool::default());
         MemoryStore {
             accounts: (0..SHARDS).map(|_| Mutex::new(BTreeMap::new())).collect(),
             indexes: Mutex::default(),
-            failing: AtomicBool::default(),
+            failing: failing.clone(),
+            log: std::sync::Arc::new(super::shard_log::memory::MemoryShardLog::with_failing(
+                failing,
+            )),
         }
     }
 }
@@ -253,6 +258,25 @@ impl Store for MemoryStore {
                 .collect()
         });
         Box::pin(std::future::ready(result))
+    }
+
+    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+        let result = self.check().map(|()| {
+            for (account, row) in rows {
+                self.shard(account)
+                    .lock()
+                    .entry(account)
+                    .or_default()
+                    .history
+                    .insert(row.key, row.payload);
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {
+        let log: std::sync::Arc<dyn super::shard_log::ShardLog> = self.log.clone();
+        Box::pin(async move { Ok(log) })
     }
 
     fn backend_name(&self) -> &'static str {

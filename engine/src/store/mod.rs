@@ -16,13 +16,9 @@
 //!   the record, so they are written if and only if it is; trimming never touches
 //!   the history.
 //!
-//! Group commit lives above the store, in [`journal_writer`](crate::store::journal_writer):
-//! the writer hands the store one batch holding the records of many accounts, and
-//! the backend must make that batch durable in one round trip / one transaction.
 
 pub mod conformance;
 pub mod embedded;
-pub mod journal_writer;
 pub mod memory;
 pub mod redis;
 pub mod redis_config;
@@ -168,6 +164,16 @@ pub trait Store: Send + Sync + 'static {
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>>;
+
+    /// Upserts history rows (each `(account, row)`), durably when it resolves `Ok`.
+    /// The runtime writes the rows of a batch after its frames are durable and
+    /// before anyone is answered; recovery writes those of replayed frames again,
+    /// so the upsert must be idempotent.
+    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()>;
+
+    /// The shard log that lives beside this store (same backend, same place): one
+    /// per store, the same one on every call.
+    fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn shard_log::ShardLog>>;
 
     /// A short name for logs and metrics (`memory`, `embedded`, `redis`).
     fn backend_name(&self) -> &'static str;

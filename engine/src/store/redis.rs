@@ -327,6 +327,9 @@ pub struct RedisStore {
     /// to open connections of their own.
     conn: tokio::sync::Mutex<Option<Cached>>,
     next_conn_id: AtomicU64,
+    /// The shard log on its own connection (so frames never queue behind index
+    /// and history traffic), made on first use.
+    log: parking_lot::Mutex<Option<std::sync::Arc<super::shard_log::redis::RedisShardLog>>>,
 }
 
 impl RedisStore {
@@ -346,6 +349,7 @@ impl RedisStore {
             options,
             conn: tokio::sync::Mutex::new(None),
             next_conn_id: AtomicU64::new(0),
+            log: parking_lot::Mutex::new(None),
         };
         let pong = store
             .exec(vec![Call::Plain(::redis::cmd("PING"))], Retry::Safe)
@@ -902,6 +906,48 @@ impl Store for RedisStore {
             }
             Ok(rows)
         })
+    }
+
+    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+        let mut calls = Vec::with_capacity(rows.len() * 2);
+        for (account, row) in &rows {
+            let (hash, keys) = history_keys(*account);
+            let mut hset = ::redis::cmd("HSET");
+            hset.arg(&hash)
+                .arg(row.key.as_str())
+                .arg(row.payload.as_slice());
+            let mut zadd = ::redis::cmd("ZADD");
+            zadd.arg(&keys).arg(0).arg(row.key.as_str());
+            calls.push(Call::Plain(hset));
+            calls.push(Call::Plain(zadd));
+        }
+        Box::pin(async move {
+            if calls.is_empty() {
+                return Ok(());
+            }
+            // Upserts: resending after a lost reply writes the same rows again.
+            for reply in self.exec(calls, Retry::Safe).await? {
+                reply_error(&reply)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {
+        let log = self
+            .log
+            .lock()
+            .get_or_insert_with(|| {
+                std::sync::Arc::new(super::shard_log::redis::RedisShardLog::over(RedisStore {
+                    client: self.client.clone(),
+                    options: self.options,
+                    conn: tokio::sync::Mutex::new(None),
+                    next_conn_id: AtomicU64::new(0),
+                    log: parking_lot::Mutex::new(None),
+                }))
+            })
+            .clone();
+        Box::pin(async move { Ok(log as std::sync::Arc<dyn super::shard_log::ShardLog>) })
     }
 
     fn backend_name(&self) -> &'static str {

@@ -81,15 +81,15 @@ pub fn load_policy() -> Policy {
     p
 }
 
-/// The engine configuration of every crash test: the load policy, and snapshots
-/// every few records so crashes land between snapshot and trim, and recovery mixes
-/// snapshots with journal tails.
+/// The engine configuration of every crash test: the load policy, two executors
+/// (so transfers cross executors), and checkpoints every few frames so crashes land
+/// between checkpoint and trim, and recovery mixes checkpoints with log tails.
 pub fn engine_config() -> EngineConfig {
     EngineConfig {
         policy: load_policy(),
         runtime: RuntimeConfig {
-            arbiters: 2,
-            snapshot_every: 8,
+            executors: 2,
+            checkpoint_every: 8,
             ..RuntimeConfig::default()
         },
         ..EngineConfig::default()
@@ -423,11 +423,10 @@ pub async fn check_rebuild_equals_live(
         let mut live = until_settled("state", || engine.state(id))
             .await?
             .map_err(|r| format!("state of account {n}: {}", r.code()))?;
-        let loaded = store
-            .load(id)
+        let mut rebuilt = rebuild(store, id)
             .await
-            .map_err(|e| format!("load {id}: {e}"))?;
-        let mut rebuilt = rebuild(id, &loaded).map_err(|e| format!("rebuild {id}: {e}"))?;
+            .map_err(|e| format!("rebuild {id}: {e}"))?
+            .ok_or_else(|| format!("account {n} is not in the store"))?;
         let now = engine.clock().now();
         live.compact(now, engine.policy());
         rebuilt.compact(now, engine.policy());

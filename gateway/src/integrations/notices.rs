@@ -63,8 +63,6 @@ pub const KICK_QUEUE: usize = 10_000;
 /// Accounts whose last derived seq is remembered (a shortcut only: the log is
 /// what counts); the map is cleared when it reaches this size.
 const CURSORS_MAX: usize = 100_000;
-/// Accounts read per page by the start-up pass.
-const START_UP_PAGE: usize = 500;
 
 /// One notice, with the values its template fills in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,27 +210,17 @@ impl Notices {
     pub async fn run(self: Arc<Self>, mut kicks: mpsc::Receiver<AccountId>) {
         let horizon = self.engine.clock().now().millis()
             - i64::try_from(START_UP_LOOKBACK.as_millis()).unwrap_or(i64::MAX);
-        let mut after = None;
-        loop {
-            let page = match self
-                .engine
-                .store()
-                .list_accounts(after, START_UP_PAGE)
-                .await
-            {
-                Ok(p) => p,
+        for shard in self.engine.layout().all() {
+            let accounts = match self.engine.accounts_in_shard(shard).await {
+                Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "notice start-up pass stopped early");
                     break;
                 }
             };
-            for account in &page {
+            for account in &accounts {
                 self.pass(*account, Some(horizon)).await;
             }
-            if page.len() < START_UP_PAGE {
-                break;
-            }
-            after = page.last().copied();
         }
         while let Some(account) = kicks.recv().await {
             self.pass(account, None).await;

@@ -199,12 +199,21 @@ async fn click(c: &Client, css: &str) {
         vec![json!(css)],
     )
     .await;
-    c.find(Locator::Css(css))
-        .await
-        .expect(css)
-        .click()
-        .await
-        .expect("click");
+    // A page that re-renders (a websocket update) may replace the element between
+    // finding and clicking it: find it again, a bounded number of times.
+    for attempt in 0.. {
+        let clicked = c.find(Locator::Css(css)).await.expect(css).click().await;
+        match clicked {
+            Ok(_) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && attempt < 5 =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("click {css}: {e:?}"),
+        }
+    }
 }
 
 async fn select(c: &Client, css: &str, value: &str) {

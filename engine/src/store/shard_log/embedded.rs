@@ -461,6 +461,22 @@ impl ShardLog for EmbeddedShardLog {
         }))
     }
 
+    fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
+        Box::pin(self.blocking(move |_, db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(STATES).map_err(db_err)?;
+            let mut ids = Vec::new();
+            for entry in table
+                .range((shard.0, 0)..=(shard.0, u64::MAX))
+                .map_err(db_err)?
+            {
+                let (k, _) = entry.map_err(db_err)?;
+                ids.push(AccountId(k.value().1));
+            }
+            Ok(ids)
+        }))
+    }
+
     fn backend_name(&self) -> &'static str {
         "embedded"
     }

@@ -2,6 +2,8 @@
 //! nothing survives the process.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -27,11 +29,30 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryShardLog {
     inner: Mutex<Inner>,
+    /// Shared with the [`MemoryStore`](crate::store::memory::MemoryStore) that owns
+    /// this log: while set, every operation fails.
+    failing: Arc<AtomicBool>,
 }
 
 impl MemoryShardLog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A log that fails whenever `failing` is set.
+    pub fn with_failing(failing: Arc<AtomicBool>) -> Self {
+        MemoryShardLog {
+            inner: Mutex::default(),
+            failing,
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("memory log told to fail".into()))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -43,6 +64,9 @@ impl ShardLog for MemoryShardLog {
     }
 
     fn append(&self, batch: Vec<ShardAppend>) -> StoreFuture<'_, Vec<Result<(), StoreError>>> {
+        if let Err(e) = self.check() {
+            return Box::pin(async move { Err(e) });
+        }
         let mut inner = self.inner.lock();
         let results = batch
             .into_iter()
@@ -58,6 +82,9 @@ impl ShardLog for MemoryShardLog {
     }
 
     fn head(&self, shard: ShardId) -> StoreFuture<'_, ShardHead> {
+        if let Err(e) = self.check() {
+            return Box::pin(async move { Err(e) });
+        }
         let head = self
             .inner
             .lock()
@@ -69,6 +96,9 @@ impl ShardLog for MemoryShardLog {
     }
 
     fn read(&self, shard: ShardId, after: u64, limit: usize) -> StoreFuture<'_, Vec<StoredFrame>> {
+        if let Err(e) = self.check() {
+            return Box::pin(async move { Err(e) });
+        }
         let frames = self
             .inner
             .lock()
@@ -94,6 +124,7 @@ impl ShardLog for MemoryShardLog {
         states: Vec<(AccountId, Vec<u8>)>,
     ) -> StoreFuture<'_, ()> {
         let result = (|| {
+            self.check()?;
             let mut inner = self.inner.lock();
             let s = inner.shards.entry(shard).or_default();
             if !check_checkpoint(shard, s.head, lsn)? {
@@ -108,6 +139,9 @@ impl ShardLog for MemoryShardLog {
     }
 
     fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>> {
+        if let Err(e) = self.check() {
+            return Box::pin(async move { Err(e) });
+        }
         let state = self
             .inner
             .lock()
@@ -115,6 +149,17 @@ impl ShardLog for MemoryShardLog {
             .get(&shard)
             .and_then(|s| s.states.get(&account).cloned());
         Box::pin(async move { Ok(state) })
+    }
+
+    fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
+        let mut ids: Vec<AccountId> = self
+            .inner
+            .lock()
+            .shards
+            .get(&shard)
+            .map_or_else(Vec::new, |s| s.states.keys().copied().collect());
+        ids.sort_unstable();
+        Box::pin(async move { Ok(ids) })
     }
 
     fn backend_name(&self) -> &'static str {

@@ -94,6 +94,9 @@ pub trait ShardLog: Send + Sync + 'static {
     /// The checkpointed state of `account` (which lives in `shard`), if any.
     fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>>;
 
+    /// Every account of `shard` with a checkpointed state (the audit walks them).
+    fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>>;
+
     /// A short name for logs and metrics.
     fn backend_name(&self) -> &'static str;
 }

@@ -245,6 +245,24 @@ impl ShardLog for RedisShardLog {
         })
     }
 
+    fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("HKEYS");
+            cmd.arg(keys(shard).state);
+            let raw: Vec<Vec<u8>> = from_value(self.one(Call::Plain(cmd), Retry::Safe).await?)?;
+            let mut ids = raw
+                .iter()
+                .map(|k| {
+                    <[u8; 8]>::try_from(k.as_slice())
+                        .map(|b| AccountId(u64::from_le_bytes(b)))
+                        .map_err(|_| StoreError::Corrupt(format!("state key of {shard}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.sort_unstable();
+            Ok(ids)
+        })
+    }
+
     fn backend_name(&self) -> &'static str {
         "redis"
     }

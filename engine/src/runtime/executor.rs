@@ -1,0 +1,1572 @@
+//! An executor: one thread (an actix system) hosting a share of the shards and
+//! every resident account actor of those shards.
+//!
+//! The loop: take a batch of messages from the bounded inbox (and the saga
+//! messages of the other executors), run each one on its account at once —
+//! decide, apply, append the record to the open batch — and keep going while the
+//! previous batch is written. A batch holds one frame per shard it touched and
+//! is written in one store call (one round trip, one fsync), then the history
+//! rows of its records; when both are durable, its effects run in order:
+//! replies, notifications, the next saga steps. Nothing is answered before the
+//! records it depends on are durable, and a read answers only from state whose
+//! records are durable.
+//!
+//! Per account: its state, its journal position, what is durable, and the
+//! clients waiting for its transfers. An account that is not in memory is
+//! loaded from its checkpointed state while its messages wait in its own queue
+//! (bounded); an account idle and fully checkpointed leaves memory.
+//!
+//! When a shard's write fails, its in-memory state may be ahead of the store, so
+//! the shard is dropped from memory (its waiting clients get `Unavailable`) and
+//! recovered from its checkpoint and log, as at start-up; its messages wait
+//! meanwhile.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rustc_hash::FxHashMap;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::recovery::{self, RecoveredShard};
+use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, SourceStep};
+use super::{EngineError, Shared};
+use crate::codec::{checkpoint, BatchFrame, LogRecord, RecordKind, ShardId};
+use crate::domain::history::history_rows;
+use crate::domain::notification::Notification;
+use crate::domain::protocol::{self, Reply as DomainReply, SagaStep};
+use crate::domain::view::{AuditShare, Outcome};
+use crate::domain::{AccountState, Command};
+use crate::ids::AccountId;
+use crate::policy::Policy;
+use crate::store::shard_log::{ShardAppend, ShardLog};
+use crate::store::{HistoryRow, StoreError};
+use crate::time::Timestamp;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// A read-only projection run on an account's state: state, policy and `now`
+/// in, any value out.
+pub(crate) type ReadFn =
+    Arc<dyn Fn(&AccountState, &Policy, Timestamp) -> Box<dyn Any + Send> + Send + Sync>;
+
+/// A projection that also says whether its answer holds in the durable state
+/// too (then it is sent at once, before the account's pending writes).
+pub(crate) type ReadNowFn = Arc<
+    dyn Fn(&AccountState, &Policy, Timestamp, Durable) -> (Box<dyn Any + Send>, bool) + Send + Sync,
+>;
+
+/// What is known durable of an account, for reads that answer without waiting:
+/// the state after its last durable record has `opened` and `next_op` as here.
+/// Both only grow, so "opened" and "operation `n < next_op` exists" seen here
+/// hold in every state a crash could bring back.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Durable {
+    pub opened: bool,
+    pub next_op: u64,
+}
+
+impl Durable {
+    fn of(state: &AccountState) -> Self {
+        Durable {
+            opened: state.opened,
+            next_op: state.next_op,
+        }
+    }
+}
+
+/// A live subscription to an account's notifications.
+pub struct Subscription {
+    /// Retained notifications after the requested seq, oldest first.
+    pub backlog: Vec<Notification>,
+    /// Everything published after the backlog.
+    pub receiver: broadcast::Receiver<Arc<Notification>>,
+    /// True when notifications between the requested seq and the backlog were no
+    /// longer retained: the client should refetch state.
+    pub gap: bool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("backlog", &self.backlog.len())
+            .field("gap", &self.gap)
+            .finish()
+    }
+}
+
+/// An account's audit shares of one shard, and which accounts they cover.
+pub(crate) type AuditPart = (Vec<AuditShare>, Vec<AccountId>);
+
+/// What an executor is asked.
+pub(crate) enum Msg {
+    Execute {
+        account: AccountId,
+        cmd: Command,
+        reply: Reply<Outcome>,
+    },
+    Read {
+        account: AccountId,
+        f: ReadFn,
+        reply: Reply<Box<dyn Any + Send>>,
+    },
+    ReadNow {
+        account: AccountId,
+        f: ReadNowFn,
+        reply: Reply<Box<dyn Any + Send>>,
+    },
+    Subscribe {
+        account: AccountId,
+        after: Option<u64>,
+        reply: Reply<Subscription>,
+    },
+    /// Saga, at the destination.
+    Credit(CreditRequest),
+    /// Saga, at the source.
+    Answer(CreditAnswer),
+    /// The audit shares of the accounts of `shard` held in memory.
+    Audit {
+        shard: ShardId,
+        reply: Reply<AuditPart>,
+    },
+    /// Checkpoint every shard now and let every idle account leave memory.
+    Passivate,
+    /// Answered once every shard of the executor is recovered.
+    Ready { reply: oneshot::Sender<()> },
+}
+
+/// Where a message goes.
+enum Target {
+    Account(AccountId),
+    Shard(ShardId),
+    Executor,
+}
+
+impl Msg {
+    fn target(&self) -> Target {
+        match self {
+            Msg::Execute { account, .. }
+            | Msg::Read { account, .. }
+            | Msg::ReadNow { account, .. }
+            | Msg::Subscribe { account, .. } => Target::Account(*account),
+            Msg::Credit(req) => Target::Account(req.to),
+            Msg::Answer(ans) => Target::Account(ans.transfer.account),
+            Msg::Audit { shard, .. } => Target::Shard(*shard),
+            Msg::Passivate | Msg::Ready { .. } => Target::Executor,
+        }
+    }
+
+    /// Whether the message comes from a client (and so may be refused at a
+    /// bound); saga messages must always be taken.
+    fn is_client(&self) -> bool {
+        !matches!(self, Msg::Credit(_) | Msg::Answer(_))
+    }
+}
+
+/// An account in memory.
+struct Slot {
+    state: AccountState,
+    /// The journal position of the last record applied in memory.
+    seq: u64,
+    /// The journal position of the last durable record.
+    durable_seq: u64,
+    durable: Durable,
+    published_seq: u64,
+    /// The first frame since the account's last checkpoint that changed it
+    /// (0: its checkpointed state is current).
+    dirty_lsn: u64,
+    /// The batch holding the account's last record.
+    last_batch: u64,
+    /// Clients waiting for transfer `n` to be final.
+    waiters: Vec<(u64, Reply<Outcome>)>,
+    /// Executor tick of the last message.
+    last_used: u64,
+}
+
+impl Slot {
+    fn new(seq: u64, state: AccountState, dirty_lsn: u64) -> Box<Slot> {
+        Box::new(Slot {
+            durable: Durable::of(&state),
+            published_seq: state.notification_seq,
+            state,
+            seq,
+            durable_seq: seq,
+            dirty_lsn,
+            last_batch: 0,
+            waiters: Vec::new(),
+            last_used: 0,
+        })
+    }
+
+    fn pending(&self) -> bool {
+        self.seq > self.durable_seq
+    }
+
+    fn has_open_transfers(&self) -> bool {
+        self.state.open_transfers().next().is_some()
+    }
+}
+
+enum Entry {
+    /// Being read from the checkpoint; its messages wait here, in order.
+    Loading(VecDeque<Msg>),
+    Ready(Box<Slot>),
+}
+
+enum Phase {
+    /// Being recovered; its messages wait here, in order.
+    Recovering(VecDeque<Msg>),
+    Ready,
+}
+
+struct Shard {
+    accounts: FxHashMap<AccountId, Entry>,
+    phase: Phase,
+    /// Bumped on every recovery, so results of loads started before it are
+    /// recognised and dropped.
+    generation: u64,
+    /// The lsn the next sealed frame gets.
+    next_lsn: u64,
+    durable_lsn: u64,
+    checkpoint_lsn: u64,
+    checkpointing: bool,
+    /// No checkpoint before this batch is durable (it rewrites the history rows
+    /// of frames replayed by recovery, which a checkpoint would trim).
+    hold_checkpoint_until: u64,
+}
+
+/// Work done when a batch is durable (or failed), in order.
+enum Effect {
+    /// The account's record `seq` is durable.
+    Durable {
+        account: AccountId,
+        seq: u64,
+        notification_seq: u64,
+        marks: Durable,
+    },
+    Answer(Answer),
+    /// Transfer `n` of `account` is debited durably: ask for its credit.
+    StartCredit {
+        account: AccountId,
+        n: u64,
+    },
+    /// Transfer `n` of `account` is final: answer its waiters.
+    Finished {
+        account: AccountId,
+        n: u64,
+    },
+    /// At the destination: the credit's outcome is durable; tell the source.
+    Credit(CreditAnswer),
+}
+
+enum Answer {
+    Outcome(Reply<Outcome>, Result<Outcome, EngineError>),
+    Any(Reply<Box<dyn Any + Send>>, Box<dyn Any + Send>),
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::Outcome(reply, result) => drop(reply.send(result)),
+            Answer::Any(reply, out) => drop(reply.send(Ok(out))),
+        }
+    }
+
+    fn fail(self, err: EngineError) {
+        match self {
+            Answer::Outcome(reply, _) => drop(reply.send(Err(err))),
+            Answer::Any(reply, _) => drop(reply.send(Err(err))),
+        }
+    }
+}
+
+/// One batch: one frame per shard it touched, the history rows of its records,
+/// and what to do once it is durable.
+struct Batch {
+    id: u64,
+    frames: Vec<(ShardId, Vec<LogRecord>)>,
+    /// Filled when sealed: the encoded frames and their positions.
+    appends: Vec<ShardAppend>,
+    history: Vec<(AccountId, HistoryRow)>,
+    /// Shards whose recovery put rows in `history`.
+    history_shards: Vec<ShardId>,
+    effects: Vec<(ShardId, Effect)>,
+    records: usize,
+}
+
+impl Batch {
+    fn new(id: u64) -> Self {
+        Batch {
+            id,
+            frames: Vec::new(),
+            appends: Vec::new(),
+            history: Vec::new(),
+            history_shards: Vec::new(),
+            effects: Vec::new(),
+            records: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records == 0 && self.history.is_empty() && self.effects.is_empty()
+    }
+
+    fn push(&mut self, shard: ShardId, record: LogRecord) {
+        self.records += 1;
+        // A batch touches few shards; a linear scan from the back beats a map.
+        match self.frames.iter_mut().rev().find(|(s, _)| *s == shard) {
+            Some((_, records)) => records.push(record),
+            None => self.frames.push((shard, vec![record])),
+        }
+    }
+
+    fn shards(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.frames
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(self.appends.iter().map(|a| a.shard))
+            .chain(self.history_shards.iter().copied())
+    }
+}
+
+/// The outcome of writing one batch.
+struct Written {
+    /// Per frame written: its shard and outcome. `Err` for all when the whole
+    /// call failed.
+    results: Vec<(ShardId, u64, Result<(), StoreError>)>,
+    /// The history rows failed (the batch's shards are recovered, which writes
+    /// them again).
+    history: Result<(), StoreError>,
+    bytes: usize,
+}
+
+type WriteFuture = Pin<Box<dyn Future<Output = Written>>>;
+
+/// Background work whose result comes back to the loop.
+enum Task {
+    Loaded {
+        shard: ShardId,
+        generation: u64,
+        account: AccountId,
+        result: Result<Option<(u64, Box<AccountState>)>, StoreError>,
+    },
+    Recovered {
+        shard: ShardId,
+        result: Result<RecoveredShard, StoreError>,
+    },
+    RecoverAgain(ShardId),
+    Checkpointed {
+        shard: ShardId,
+        generation: u64,
+        lsn: u64,
+        written: Vec<(AccountId, u64)>,
+        result: Result<(), StoreError>,
+    },
+    AskAgain {
+        account: AccountId,
+        n: u64,
+        attempt: u32,
+    },
+}
+
+type TaskFuture = Pin<Box<dyn Future<Output = Task>>>;
+
+/// The most messages taken from a channel at once.
+const TAKE: usize = 1024;
+/// How often checkpoints are considered.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// A shard whose log has any frame past its checkpoint is checkpointed after
+/// this many housekeeping rounds without reaching `checkpoint_every`.
+const CHECKPOINT_IDLE_ROUNDS: u64 = 20;
+
+/// The executor's channels to every executor (itself included), for saga
+/// messages: unbounded, because a saga step must never be refused; their number
+/// is bounded by the transfers admitted through the bounded inboxes.
+pub(crate) type Peers = Arc<Vec<mpsc::UnboundedSender<Msg>>>;
+
+pub(crate) struct Executor {
+    index: usize,
+    shared: Arc<Shared>,
+    log: Arc<dyn ShardLog>,
+    shards: FxHashMap<ShardId, Shard>,
+    inbox: mpsc::Receiver<Msg>,
+    saga_inbox: mpsc::UnboundedReceiver<Msg>,
+    peers: Peers,
+    /// Messages for this executor produced by itself (saga steps between its
+    /// shards, messages released by a load or a recovery), run before new ones.
+    local: VecDeque<Msg>,
+    /// Saga messages for other executors, sent once per loop turn.
+    outbound: Vec<Vec<Msg>>,
+    /// Sealed batches, oldest first; the front one is being written when
+    /// `writing` is set.
+    sealed: VecDeque<Batch>,
+    open: Batch,
+    writing: Option<WriteFuture>,
+    durable_batch: u64,
+    tasks: FuturesUnordered<TaskFuture>,
+    ready_waiters: Vec<oneshot::Sender<()>>,
+    rounds: u64,
+    last_tick: Instant,
+    rounds_since_checkpoint: FxHashMap<ShardId, u64>,
+}
+
+impl Executor {
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        inbox: mpsc::Receiver<Msg>,
+        saga_inbox: mpsc::UnboundedReceiver<Msg>,
+        peers: Peers,
+    ) -> Self {
+        let log = shared.log.clone();
+        let executors = shared.config.executors.max(1);
+        let shards = shared
+            .layout
+            .all()
+            .filter(|s| shared.executor_of_shard(*s) == index)
+            .map(|id| {
+                (
+                    id,
+                    Shard {
+                        accounts: FxHashMap::default(),
+                        phase: Phase::Recovering(VecDeque::new()),
+                        generation: 0,
+                        next_lsn: 1,
+                        durable_lsn: 0,
+                        checkpoint_lsn: 0,
+                        checkpointing: false,
+                        hold_checkpoint_until: 0,
+                    },
+                )
+            })
+            .collect();
+        Executor {
+            index,
+            shared,
+            log,
+            shards,
+            inbox,
+            saga_inbox,
+            peers,
+            local: VecDeque::new(),
+            outbound: (0..executors).map(|_| Vec::new()).collect(),
+            sealed: VecDeque::new(),
+            open: Batch::new(1),
+            writing: None,
+            durable_batch: 0,
+            tasks: FuturesUnordered::new(),
+            ready_waiters: Vec::new(),
+            rounds: 0,
+            last_tick: Instant::now(),
+            rounds_since_checkpoint: FxHashMap::default(),
+        }
+    }
+
+    /// Runs until every engine handle is dropped.
+    pub(crate) async fn run(mut self) {
+        let ids: Vec<ShardId> = self.shards.keys().copied().collect();
+        for id in ids {
+            self.start_recovery(id);
+        }
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut taken = Vec::with_capacity(TAKE);
+        let mut saga_taken = Vec::with_capacity(TAKE);
+        loop {
+            while let Some(msg) = self.local.pop_front() {
+                self.dispatch(msg);
+            }
+            self.send_outbound();
+            self.pump();
+            let accepting = self.accepting();
+            tokio::select! {
+                biased;
+                written = async { self.writing.as_mut().expect("checked by the guard").await },
+                    if self.writing.is_some() =>
+                {
+                    self.writing = None;
+                    self.on_written(written);
+                }
+                Some(task) = self.tasks.next(), if !self.tasks.is_empty() => self.on_task(task),
+                n = self.saga_inbox.recv_many(&mut saga_taken, TAKE) => {
+                    if n == 0 {
+                        return; // every peer is gone: the engine stopped
+                    }
+                    for msg in saga_taken.drain(..) {
+                        self.dispatch(msg);
+                    }
+                }
+                n = self.inbox.recv_many(&mut taken, TAKE), if accepting => {
+                    if n == 0 {
+                        return; // every engine handle is gone
+                    }
+                    for msg in taken.drain(..) {
+                        self.dispatch(msg);
+                    }
+                }
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+        }
+    }
+
+    /// Whether new client messages may be taken: not while a full open batch
+    /// waits behind a full pipeline.
+    fn accepting(&self) -> bool {
+        self.open.records < self.shared.config.max_batch || self.sealed.len() < 2
+    }
+
+    // ---- routing ----------------------------------------------------------------
+
+    fn dispatch(&mut self, msg: Msg) {
+        match msg.target() {
+            Target::Executor => self.on_executor_msg(msg),
+            Target::Shard(shard) => {
+                let Some(s) = self.shards.get_mut(&shard) else {
+                    return fail(
+                        msg,
+                        EngineError::Unavailable("shard not hosted here".into()),
+                    );
+                };
+                if let Phase::Recovering(queue) = &mut s.phase {
+                    return queue.push_back(msg);
+                }
+                if let Msg::Audit { reply, .. } = msg {
+                    let mut shares = Vec::new();
+                    let mut ids = Vec::new();
+                    for (id, entry) in &s.accounts {
+                        if let Entry::Ready(slot) = entry {
+                            ids.push(*id);
+                            if slot.state.opened {
+                                shares.push(AuditShare::of(&slot.state));
+                            }
+                        }
+                    }
+                    let _ = reply.send(Ok((shares, ids)));
+                }
+            }
+            Target::Account(account) => self.deliver(account, msg),
+        }
+    }
+
+    fn deliver(&mut self, account: AccountId, msg: Msg) {
+        let shard_id = self.shared.layout.shard_of(account);
+        let owner = self.shared.executor_of_shard(shard_id);
+        if owner != self.index {
+            return self.outbound[owner].push(msg);
+        }
+        let capacity = self.shared.config.mailbox_capacity;
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return fail(
+                msg,
+                EngineError::Unavailable("shard not hosted here".into()),
+            );
+        };
+        if let Phase::Recovering(queue) = &mut shard.phase {
+            if msg.is_client() && queue.len() >= capacity * 8 {
+                metrics::counter!("okpay_mailbox_full_total").increment(1);
+                return fail(msg, EngineError::Overloaded);
+            }
+            return queue.push_back(msg);
+        }
+        match shard.accounts.get_mut(&account) {
+            Some(Entry::Ready(_)) => {}
+            Some(Entry::Loading(queue)) => {
+                if msg.is_client() && queue.len() >= capacity {
+                    metrics::counter!("okpay_mailbox_full_total").increment(1);
+                    return fail(msg, EngineError::Overloaded);
+                }
+                return queue.push_back(msg);
+            }
+            None => {
+                shard
+                    .accounts
+                    .insert(account, Entry::Loading(VecDeque::from([msg])));
+                let (log, generation) = (self.log.clone(), shard.generation);
+                self.tasks.push(Box::pin(async move {
+                    let result = recovery::load_account(log, shard_id, account)
+                        .await
+                        .map(|loaded| loaded.map(|(seq, state)| (seq, Box::new(state))));
+                    Task::Loaded {
+                        shard: shard_id,
+                        generation,
+                        account,
+                        result,
+                    }
+                }));
+                return;
+            }
+        }
+        let next_lsn = shard.next_lsn;
+        let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&account) else {
+            unreachable!("checked above");
+        };
+        slot.last_used = self.rounds;
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            open: &mut self.open,
+            sealed: &mut self.sealed,
+            durable_batch: self.durable_batch,
+            local: &mut self.local,
+            outbound: &mut self.outbound,
+            tasks: &mut self.tasks,
+            index: self.index,
+            shard: shard_id,
+            next_lsn,
+        };
+        ctx.run(slot, msg);
+    }
+
+    fn on_executor_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Passivate => {
+                let ids: Vec<ShardId> = self.shards.keys().copied().collect();
+                for id in ids {
+                    self.evict(id, true);
+                    self.checkpoint(id, true);
+                }
+            }
+            Msg::Ready { reply } => {
+                if self.all_ready() {
+                    let _ = reply.send(());
+                } else {
+                    self.ready_waiters.push(reply);
+                }
+            }
+            other => fail(other, EngineError::Unavailable("misrouted message".into())),
+        }
+    }
+
+    fn all_ready(&self) -> bool {
+        self.shards
+            .values()
+            .all(|s| matches!(s.phase, Phase::Ready))
+    }
+
+    fn send_outbound(&mut self) {
+        for (e, msgs) in self.outbound.iter_mut().enumerate() {
+            if msgs.is_empty() {
+                continue;
+            }
+            for msg in msgs.drain(..) {
+                // An error only means that executor stopped: the engine is going
+                // away, and recovery drives every transfer again on the next start.
+                let _ = self.peers[e].send(msg);
+            }
+        }
+    }
+
+    // ---- the write pipeline -----------------------------------------------------
+
+    /// Seals the open batch and starts writing when the pipeline has room.
+    fn pump(&mut self) {
+        let full = self.open.records >= self.shared.config.max_batch;
+        let room = if self.writing.is_none() {
+            self.sealed.is_empty()
+        } else {
+            full && self.sealed.len() < 2
+        };
+        if room && !self.open.is_empty() {
+            self.seal();
+        }
+        if self.writing.is_none() {
+            if let Some(front) = self.sealed.front_mut() {
+                let (log, store) = (self.log.clone(), self.shared.store.clone());
+                self.writing = Some(start_write(log, store, front));
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        let next = self.open.id + 1;
+        let mut batch = std::mem::replace(&mut self.open, Batch::new(next));
+        for (shard_id, records) in std::mem::take(&mut batch.frames) {
+            let Some(shard) = self.shards.get_mut(&shard_id) else {
+                continue;
+            };
+            let lsn = shard.next_lsn;
+            shard.next_lsn += 1;
+            let frame = BatchFrame {
+                shard: shard_id,
+                lsn,
+                records,
+            };
+            // unwrap: a frame holds at most `max_batch` records of bounded size,
+            // far from the 4 GiB a frame can describe.
+            let bytes = frame.encode().expect("a bounded batch encodes");
+            batch.appends.push(ShardAppend {
+                shard: shard_id,
+                lsn,
+                frame: bytes,
+            });
+        }
+        self.shared
+            .stats
+            .queued
+            .fetch_add(batch.records, Ordering::Relaxed);
+        self.sealed.push_back(batch);
+    }
+}
+
+/// Writes a sealed batch: its frames in one log call, then its history rows.
+fn start_write(
+    log: Arc<dyn ShardLog>,
+    store: Arc<dyn crate::store::Store>,
+    batch: &mut Batch,
+) -> WriteFuture {
+    let appends = std::mem::take(&mut batch.appends);
+    let history = std::mem::take(&mut batch.history);
+    let positions: Vec<(ShardId, u64)> = appends.iter().map(|a| (a.shard, a.lsn)).collect();
+    let bytes = appends.iter().map(|a| a.frame.len()).sum();
+    Box::pin(async move {
+        let results = if appends.is_empty() {
+            Ok(Vec::new())
+        } else {
+            log.append(appends).await
+        };
+        let results: Vec<(ShardId, u64, Result<(), StoreError>)> = match results {
+            Ok(per) if per.len() == positions.len() => positions
+                .into_iter()
+                .zip(per)
+                .map(|((s, l), r)| (s, l, r))
+                .collect(),
+            other => {
+                let err = match other {
+                    Err(e) => e,
+                    Ok(_) => StoreError::Corrupt("the log answered a wrong count".into()),
+                };
+                positions
+                    .into_iter()
+                    .map(|(s, l)| (s, l, Err(err.clone())))
+                    .collect()
+            }
+        };
+        // The rows of frames that did not land must not be written: they
+        // would describe operations that never happened.
+        let landed: Vec<ShardId> = results
+            .iter()
+            .filter(|r| r.2.is_ok())
+            .map(|r| r.0)
+            .collect();
+        let history: Vec<(AccountId, HistoryRow)> = if landed.len() == results.len() {
+            history
+        } else {
+            Vec::new()
+        };
+        let history = if history.is_empty() {
+            Ok(())
+        } else {
+            store.put_history(history).await
+        };
+        Written {
+            results,
+            history,
+            bytes,
+        }
+    })
+}
+
+impl Executor {
+    fn on_written(&mut self, written: Written) {
+        // unwrap: `writing` is only set for the front sealed batch.
+        let batch = self.sealed.pop_front().expect("a batch was being written");
+        let stats = &self.shared.stats;
+        stats.queued.fetch_sub(batch.records, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add(batch.records as u64, Ordering::Relaxed);
+        stats
+            .bytes
+            .fetch_add(written.bytes as u64, Ordering::Relaxed);
+        stats
+            .max_batch
+            .fetch_max(batch.records as u64, Ordering::Relaxed);
+        let mut failed: Vec<(ShardId, StoreError)> = Vec::new();
+        for (shard_id, lsn, result) in written.results {
+            match result {
+                Ok(()) => {
+                    if let Some(shard) = self.shards.get_mut(&shard_id) {
+                        shard.durable_lsn = shard.durable_lsn.max(lsn);
+                    }
+                }
+                Err(e) => failed.push((shard_id, e)),
+            }
+        }
+        if let Err(e) = written.history {
+            // The frames are durable but their rows are not: recovery replays the
+            // frames and writes the rows again.
+            for s in batch.shards() {
+                if !failed.iter().any(|(f, _)| *f == s) {
+                    failed.push((s, e.clone()));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.durable_batch = batch.id;
+        for (shard, effect) in batch.effects {
+            match failed.iter().find(|(f, _)| *f == shard) {
+                Some((_, err)) => {
+                    self.fail_effect(effect, &EngineError::Unavailable(err.to_string()))
+                }
+                None => self.run_effect(shard, effect),
+            }
+        }
+        for (shard, err) in failed {
+            tracing::warn!(%shard, error = %err, "shard write failed: recovering the shard");
+            self.fail_shard(shard, EngineError::Unavailable(err.to_string()));
+        }
+    }
+
+    fn run_effect(&mut self, shard_id: ShardId, effect: Effect) {
+        match effect {
+            Effect::Answer(answer) => answer.send(),
+            Effect::Durable {
+                account,
+                seq,
+                notification_seq,
+                marks,
+            } => {
+                let hub = &self.shared.hub;
+                let Some(Entry::Ready(slot)) = self
+                    .shards
+                    .get_mut(&shard_id)
+                    .and_then(|s| s.accounts.get_mut(&account))
+                else {
+                    return;
+                };
+                slot.durable_seq = slot.durable_seq.max(seq);
+                slot.durable = marks;
+                if notification_seq > slot.published_seq {
+                    let from = slot.published_seq;
+                    slot.published_seq = notification_seq;
+                    let ring = &slot.state.notifications;
+                    let newer = ring.iter().rev().take_while(|n| n.seq > from).count();
+                    hub.publish(
+                        account,
+                        ring.iter()
+                            .skip(ring.len() - newer)
+                            .filter(|n| n.seq <= notification_seq),
+                    );
+                }
+            }
+            Effect::StartCredit { account, n } => {
+                let request = self
+                    .slot_mut(shard_id, account)
+                    .and_then(|slot| CreditRequest::of(&slot.state, n, 0));
+                if let Some(request) = request {
+                    let e = self.shared.executor_of(request.to);
+                    self.route(e, Msg::Credit(request));
+                }
+            }
+            Effect::Finished { account, n } => {
+                if let Some(slot) = self.slot_mut(shard_id, account) {
+                    finish_waiters(slot, n);
+                }
+            }
+            Effect::Credit(answer) => {
+                let e = self.shared.executor_of(answer.transfer.account);
+                self.route(e, Msg::Answer(answer));
+            }
+        }
+    }
+
+    fn fail_effect(&mut self, effect: Effect, err: &EngineError) {
+        match effect {
+            Effect::Answer(answer) => answer.fail(err.clone()),
+            Effect::Credit(answer) => {
+                // The destination's record did not land: the source asks again.
+                let e = self.shared.executor_of(answer.transfer.account);
+                let retry = CreditAnswer {
+                    outcome: CreditOutcome::Retry,
+                    ..answer
+                };
+                self.route(e, Msg::Answer(retry));
+            }
+            // The shard is recovered: recovery publishes, re-drives and answers.
+            Effect::Durable { .. } | Effect::StartCredit { .. } | Effect::Finished { .. } => {}
+        }
+    }
+
+    fn route(&mut self, executor: usize, msg: Msg) {
+        if executor == self.index {
+            self.local.push_back(msg);
+        } else {
+            self.outbound[executor].push(msg);
+        }
+    }
+
+    fn slot_mut(&mut self, shard: ShardId, account: AccountId) -> Option<&mut Slot> {
+        match self.shards.get_mut(&shard)?.accounts.get_mut(&account)? {
+            Entry::Ready(slot) => Some(slot),
+            Entry::Loading(_) => None,
+        }
+    }
+
+    // ---- failure and recovery ---------------------------------------------------
+
+    /// Drops `shard` from memory and recovers it from the store: its state in
+    /// memory may be ahead of what is durable.
+    fn fail_shard(&mut self, shard_id: ShardId, err: EngineError) {
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return;
+        };
+        if matches!(shard.phase, Phase::Recovering(_)) {
+            return;
+        }
+        shard.phase = Phase::Recovering(VecDeque::new());
+        shard.generation += 1;
+        let mut resident = 0;
+        for (_, entry) in shard.accounts.drain() {
+            match entry {
+                Entry::Ready(slot) => {
+                    resident += 1;
+                    for (_, w) in slot.waiters {
+                        let _ = w.send(Err(err.clone()));
+                    }
+                }
+                Entry::Loading(queue) => {
+                    for msg in queue {
+                        fail_or_retry(msg, &err, &mut self.local);
+                    }
+                }
+            }
+        }
+        self.shared
+            .stats
+            .resident
+            .fetch_sub(resident, Ordering::Relaxed);
+        // Everything decided on top of the lost state goes too.
+        let mut dropped = Vec::new();
+        for batch in self
+            .sealed
+            .iter_mut()
+            .chain(std::iter::once(&mut self.open))
+        {
+            batch.appends.retain(|a| a.shard != shard_id);
+            batch.frames.retain(|(s, _)| *s != shard_id);
+            let (mine, others): (Vec<_>, Vec<_>) =
+                batch.effects.drain(..).partition(|(s, _)| *s == shard_id);
+            batch.effects = others;
+            dropped.extend(mine.into_iter().map(|(_, e)| e));
+        }
+        for effect in dropped {
+            self.fail_effect(effect, &err);
+        }
+        self.start_recovery(shard_id);
+    }
+
+    fn start_recovery(&mut self, shard_id: ShardId) {
+        let log = self.log.clone();
+        self.tasks.push(Box::pin(async move {
+            let result = recovery::recover_shard(log, shard_id).await;
+            Task::Recovered {
+                shard: shard_id,
+                result,
+            }
+        }));
+    }
+
+    fn on_recovered(&mut self, shard_id: ShardId, result: Result<RecoveredShard, StoreError>) {
+        let recovered = match result {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(shard = %shard_id, error = %err, "shard recovery failed; retrying");
+                // Clients are told now (retryable) rather than kept waiting for the
+                // store to come back; saga steps wait, they must happen eventually.
+                if let Some(Phase::Recovering(queue)) =
+                    self.shards.get_mut(&shard_id).map(|s| &mut s.phase)
+                {
+                    let (clients, saga): (VecDeque<Msg>, VecDeque<Msg>) =
+                        std::mem::take(queue).into_iter().partition(Msg::is_client);
+                    *queue = saga;
+                    let err = EngineError::Unavailable(err.to_string());
+                    for msg in clients {
+                        fail(msg, err.clone());
+                    }
+                }
+                self.tasks.push(Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Task::RecoverAgain(shard_id)
+                }));
+                return;
+            }
+        };
+        let open_id = self.open.id;
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return;
+        };
+        let queue = match std::mem::replace(&mut shard.phase, Phase::Ready) {
+            Phase::Recovering(queue) => queue,
+            Phase::Ready => VecDeque::new(),
+        };
+        shard.next_lsn = recovered.head.head + 1;
+        shard.durable_lsn = recovered.head.head;
+        shard.checkpoint_lsn = recovered.head.checkpoint;
+        shard.checkpointing = false;
+        let mut in_flight = Vec::new();
+        for (id, r) in recovered.accounts {
+            let slot = Slot::new(r.seq, r.state, r.dirty_lsn);
+            in_flight.extend(slot.state.open_transfers().map(|(n, _)| (id, n)));
+            shard.accounts.insert(id, Entry::Ready(slot));
+        }
+        let resident = shard.accounts.len();
+        if !recovered.history.is_empty() {
+            shard.hold_checkpoint_until = open_id;
+            self.open.history.extend(recovered.history);
+            self.open.history_shards.push(shard_id);
+        }
+        self.shared
+            .stats
+            .resident
+            .fetch_add(resident, Ordering::Relaxed);
+        self.shared
+            .stats
+            .recovered_in_flight
+            .fetch_add(in_flight.len() as u64, Ordering::Relaxed);
+        for (account, n) in in_flight {
+            self.run_effect(shard_id, Effect::StartCredit { account, n });
+        }
+        self.local.extend(queue);
+        if self.all_ready() {
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn on_task(&mut self, task: Task) {
+        match task {
+            Task::Recovered { shard, result } => self.on_recovered(shard, result),
+            Task::RecoverAgain(shard) => self.start_recovery(shard),
+            Task::Loaded {
+                shard,
+                generation,
+                account,
+                result,
+            } => self.on_loaded(shard, generation, account, result),
+            Task::Checkpointed {
+                shard,
+                generation,
+                lsn,
+                written,
+                result,
+            } => self.on_checkpointed(shard, generation, lsn, written, result),
+            Task::AskAgain {
+                account,
+                n,
+                attempt,
+            } => {
+                let shard = self.shared.layout.shard_of(account);
+                let request = self
+                    .slot_mut(shard, account)
+                    .and_then(|slot| CreditRequest::of(&slot.state, n, attempt));
+                if let Some(request) = request {
+                    let e = self.shared.executor_of(request.to);
+                    self.route(e, Msg::Credit(request));
+                }
+            }
+        }
+    }
+
+    fn on_loaded(
+        &mut self,
+        shard_id: ShardId,
+        generation: u64,
+        account: AccountId,
+        result: Result<Option<(u64, Box<AccountState>)>, StoreError>,
+    ) {
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return;
+        };
+        if shard.generation != generation || matches!(shard.phase, Phase::Recovering(_)) {
+            return; // the shard was recovered meanwhile; its queue was handled
+        }
+        let Some(Entry::Loading(queue)) = shard.accounts.remove(&account) else {
+            return;
+        };
+        match result {
+            Ok(loaded) => {
+                let (seq, state) =
+                    loaded.map_or_else(|| (0, AccountState::new(account)), |(seq, s)| (seq, *s));
+                shard
+                    .accounts
+                    .insert(account, Entry::Ready(Slot::new(seq, state, 0)));
+                self.shared.stats.resident.fetch_add(1, Ordering::Relaxed);
+                self.local.extend(queue);
+            }
+            Err(err) => {
+                tracing::warn!(%account, error = %err, "loading an account failed");
+                let err = EngineError::Unavailable(err.to_string());
+                for msg in queue {
+                    fail_or_retry(msg, &err, &mut self.local);
+                }
+            }
+        }
+    }
+
+    // ---- checkpoints and memory -------------------------------------------------
+
+    fn housekeeping(&mut self) {
+        self.rounds += 1;
+        let ids: Vec<ShardId> = self.shards.keys().copied().collect();
+        for &id in &ids {
+            self.checkpoint(id, false);
+        }
+        if self.last_tick.elapsed() >= self.shared.config.tick {
+            self.last_tick = Instant::now();
+            for &id in &ids {
+                self.evict(id, false);
+            }
+        }
+    }
+
+    /// Checkpoints the quiet dirty accounts of `shard` when its log has grown
+    /// (or has been idle a while, or `force`).
+    fn checkpoint(&mut self, shard_id: ShardId, force: bool) {
+        let every = self.shared.config.checkpoint_every;
+        let durable_batch = self.durable_batch;
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return;
+        };
+        if !matches!(shard.phase, Phase::Ready)
+            || shard.checkpointing
+            || durable_batch < shard.hold_checkpoint_until
+            || shard.durable_lsn <= shard.checkpoint_lsn
+        {
+            return;
+        }
+        let rounds = self.rounds_since_checkpoint.entry(shard_id).or_insert(0);
+        *rounds += 1;
+        if !force
+            && shard.durable_lsn - shard.checkpoint_lsn < every
+            && *rounds < CHECKPOINT_IDLE_ROUNDS
+        {
+            return;
+        }
+        *rounds = 0;
+        let mut limit = shard.durable_lsn;
+        let mut states = Vec::new();
+        let mut written = Vec::new();
+        let mut in_flight = Vec::new();
+        for (id, entry) in &shard.accounts {
+            let Entry::Ready(slot) = entry else { continue };
+            if slot.has_open_transfers() {
+                in_flight.push(*id);
+            }
+            if slot.dirty_lsn == 0 {
+                continue;
+            }
+            if slot.pending() {
+                // Its durable state is not the one in memory: leave it for the
+                // next checkpoint, and keep the frames that changed it.
+                limit = limit.min(slot.dirty_lsn - 1);
+            } else {
+                states.push((*id, checkpoint::encode_account(slot.seq, &slot.state)));
+                written.push((*id, slot.seq));
+            }
+        }
+        if limit <= shard.checkpoint_lsn {
+            return;
+        }
+        in_flight.sort_unstable();
+        states.push((
+            checkpoint::SHARD_ENTRY,
+            checkpoint::encode_shard(&in_flight),
+        ));
+        shard.checkpointing = true;
+        let (log, generation) = (self.log.clone(), shard.generation);
+        self.tasks.push(Box::pin(async move {
+            let result = log.checkpoint(shard_id, limit, states).await;
+            Task::Checkpointed {
+                shard: shard_id,
+                generation,
+                lsn: limit,
+                written,
+                result,
+            }
+        }));
+    }
+
+    fn on_checkpointed(
+        &mut self,
+        shard_id: ShardId,
+        generation: u64,
+        lsn: u64,
+        written: Vec<(AccountId, u64)>,
+        result: Result<(), StoreError>,
+    ) {
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return;
+        };
+        if shard.generation != generation {
+            return;
+        }
+        shard.checkpointing = false;
+        if let Err(err) = result {
+            tracing::warn!(shard = %shard_id, error = %err, "checkpoint failed; will retry");
+            return;
+        }
+        self.shared
+            .stats
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        shard.checkpoint_lsn = shard.checkpoint_lsn.max(lsn);
+        for (id, seq) in written {
+            if let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&id) {
+                // Changed since it was encoded: its next change is in a frame after
+                // this checkpoint, which is all recovery needs to know.
+                slot.dirty_lsn = if slot.seq == seq { 0 } else { lsn + 1 };
+            }
+        }
+    }
+
+    /// Compacts resident states and lets idle, fully checkpointed accounts leave
+    /// memory (`all`: whatever their idle time).
+    fn evict(&mut self, shard_id: ShardId, all: bool) {
+        let now = self.shared.clock.now();
+        let idle_rounds =
+            (self.shared.config.idle_after.as_millis() / HOUSEKEEPING.as_millis().max(1)) as u64;
+        let rounds = self.rounds;
+        let policy = &self.shared.policy;
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return;
+        };
+        if !matches!(shard.phase, Phase::Ready) {
+            return;
+        }
+        let before = shard.accounts.len();
+        shard.accounts.retain(|_, entry| {
+            let Entry::Ready(slot) = entry else {
+                return true;
+            };
+            if !slot.pending() {
+                slot.state.compact(now, policy);
+            }
+            let idle = all || rounds.saturating_sub(slot.last_used) >= idle_rounds;
+            !idle
+                || slot.pending()
+                || slot.dirty_lsn != 0
+                || !slot.waiters.is_empty()
+                || slot.has_open_transfers()
+        });
+        let gone = before - shard.accounts.len();
+        self.shared
+            .stats
+            .resident
+            .fetch_sub(gone, Ordering::Relaxed);
+    }
+}
+
+/// Answers a message that can't be served with `err`; a saga credit is answered
+/// "ask again" instead, so the source keeps the transfer going.
+fn fail_or_retry(msg: Msg, err: &EngineError, local: &mut VecDeque<Msg>) {
+    match msg {
+        Msg::Credit(req) => {
+            // Routed back through the local queue: the loop sends it on.
+            local.push_back(Msg::Answer(req.answer(CreditOutcome::Retry)));
+        }
+        other => fail(other, err.clone()),
+    }
+}
+
+/// Answers a message with `err` (saga answers are dropped: the source's
+/// recovery asks again).
+fn fail(msg: Msg, err: EngineError) {
+    match msg {
+        Msg::Execute { reply, .. } => drop(reply.send(Err(err))),
+        Msg::Read { reply, .. } | Msg::ReadNow { reply, .. } => drop(reply.send(Err(err))),
+        Msg::Subscribe { reply, .. } => drop(reply.send(Err(err))),
+        Msg::Audit { reply, .. } => drop(reply.send(Err(err))),
+        Msg::Credit(_) | Msg::Answer(_) | Msg::Passivate | Msg::Ready { .. } => {}
+    }
+}
+
+/// Answers the clients waiting for transfer `n` of `slot`, now final.
+fn finish_waiters(slot: &mut Slot, n: u64) {
+    if slot.waiters.is_empty() {
+        return;
+    }
+    let Some(result) = protocol::transfer_reply(&slot.state, n) else {
+        return;
+    };
+    let result = result.map_err(EngineError::Rejected);
+    let mut i = 0;
+    while i < slot.waiters.len() {
+        if slot.waiters[i].0 == n {
+            let (_, w) = slot.waiters.swap_remove(i);
+            let _ = w.send(result.clone());
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// What running one message on one account needs of the executor (split out so
+/// the account's slot and the executor's batches can be borrowed together).
+struct Ctx<'a> {
+    shared: &'a Shared,
+    open: &'a mut Batch,
+    sealed: &'a mut VecDeque<Batch>,
+    durable_batch: u64,
+    local: &'a mut VecDeque<Msg>,
+    outbound: &'a mut Vec<Vec<Msg>>,
+    tasks: &'a mut FuturesUnordered<TaskFuture>,
+    index: usize,
+    shard: ShardId,
+    /// The lsn the open batch's frame of this shard will get.
+    next_lsn: u64,
+}
+
+impl Ctx<'_> {
+    fn run(&mut self, slot: &mut Slot, msg: Msg) {
+        match msg {
+            Msg::Execute { cmd, reply, .. } => self.execute(slot, &cmd, Some(reply)),
+            Msg::Read { f, reply, .. } => {
+                let out = f(&slot.state, &self.shared.policy, self.shared.clock.now());
+                self.answer(slot, Answer::Any(reply, out));
+            }
+            Msg::ReadNow { f, reply, .. } => {
+                let now = self.shared.clock.now();
+                let (out, at_once) = f(&slot.state, &self.shared.policy, now, slot.durable);
+                if at_once {
+                    let _ = reply.send(Ok(out));
+                } else {
+                    self.answer(slot, Answer::Any(reply, out));
+                }
+            }
+            Msg::Subscribe {
+                account,
+                after,
+                reply,
+            } => {
+                let receiver = self.shared.hub.subscribe(account);
+                let published = slot.published_seq;
+                let after = after.unwrap_or(published);
+                let backlog: Vec<Notification> = slot
+                    .state
+                    .notifications_after(after)
+                    .filter(|n| n.seq <= published)
+                    .cloned()
+                    .collect();
+                let first = backlog.first().map_or(published + 1, |n| n.seq);
+                let gap = after < published && first > after + 1;
+                let _ = reply.send(Ok(Subscription {
+                    backlog,
+                    receiver,
+                    gap,
+                }));
+            }
+            Msg::Credit(request) => self.credit(slot, request),
+            Msg::Answer(answer) => self.on_answer(slot, answer),
+            Msg::Audit { .. } | Msg::Passivate | Msg::Ready { .. } => {
+                unreachable!("not an account message")
+            }
+        }
+    }
+
+    /// Runs `cmd` on the account; `reply` is `None` for the saga's own steps.
+    fn execute(&mut self, slot: &mut Slot, cmd: &Command, reply: Option<Reply<Outcome>>) {
+        let now = self.shared.clock.now();
+        let decision = protocol::handle(&self.shared.policy, &mut slot.state, cmd, now);
+        if let DomainReply::Rejected(rejection) = decision.reply {
+            if reply.is_none() {
+                tracing::error!(account = %slot.state.id, ?cmd, ?rejection, "saga step refused");
+            }
+            if matches!(cmd, Command::Transfer { .. }) {
+                metrics::counter!("okpay_transfers_total", "outcome" => "rejected", "code" => rejection.code()).increment(1);
+            }
+        }
+        if !decision.events.is_empty() {
+            self.record(slot, &decision.events);
+        }
+        match (decision.reply, decision.saga) {
+            (DomainReply::Transfer(n), saga) => {
+                if let Some(SagaStep::Debited(n)) = saga {
+                    self.effect(
+                        slot,
+                        Effect::StartCredit {
+                            account: slot.state.id,
+                            n,
+                        },
+                    );
+                }
+                if let Some(r) = reply {
+                    match protocol::transfer_reply(&slot.state, n) {
+                        None => slot.waiters.push((n, r)),
+                        Some(result) => self.answer(
+                            slot,
+                            Answer::Outcome(r, result.map_err(EngineError::Rejected)),
+                        ),
+                    }
+                }
+            }
+            (DomainReply::Rejected(rejection), _) => {
+                if let Some(r) = reply {
+                    self.answer(
+                        slot,
+                        Answer::Outcome(r, Err(EngineError::Rejected(rejection))),
+                    );
+                }
+            }
+            (DomainReply::Outcome(outcome), saga) => {
+                if let Some(SagaStep::Finished(n)) = saga {
+                    self.effect(
+                        slot,
+                        Effect::Finished {
+                            account: slot.state.id,
+                            n,
+                        },
+                    );
+                }
+                if let Some(r) = reply {
+                    self.answer(slot, Answer::Outcome(r, Ok(outcome)));
+                }
+            }
+        }
+    }
+
+    /// Appends the record of `events` (already applied) to the open batch.
+    fn record(&mut self, slot: &mut Slot, events: &[crate::domain::Event]) {
+        let account = slot.state.id;
+        slot.seq += 1;
+        let seq = slot.seq;
+        self.open.push(
+            self.shard,
+            LogRecord {
+                kind: RecordKind::Events,
+                account,
+                seq,
+                payload: crate::domain::event::encode_events(events),
+            },
+        );
+        self.open.history.extend(
+            history_rows(&slot.state, events)
+                .into_iter()
+                .map(|row| (account, row)),
+        );
+        slot.last_batch = self.open.id;
+        if slot.dirty_lsn == 0 {
+            slot.dirty_lsn = self.next_lsn;
+        }
+        self.open.effects.push((
+            self.shard,
+            Effect::Durable {
+                account,
+                seq,
+                notification_seq: slot.state.notification_seq,
+                marks: Durable::of(&slot.state),
+            },
+        ));
+    }
+
+    /// Runs `effect` once everything applied so far to the account is durable.
+    fn effect(&mut self, slot: &Slot, effect: Effect) {
+        if slot.last_batch <= self.durable_batch {
+            return self.run_now(effect);
+        }
+        let batch = if slot.last_batch == self.open.id {
+            &mut *self.open
+        } else {
+            match self.sealed.iter_mut().find(|b| b.id == slot.last_batch) {
+                Some(b) => b,
+                None => return self.run_now(effect),
+            }
+        };
+        batch.effects.push((self.shard, effect));
+    }
+
+    /// An effect whose records are durable already.
+    fn run_now(&mut self, effect: Effect) {
+        match effect {
+            Effect::Answer(answer) => answer.send(),
+            Effect::Credit(answer) => {
+                let e = self.shared.executor_of(answer.transfer.account);
+                self.route(e, Msg::Answer(answer));
+            }
+            // Only ever attached to the batch of a fresh record.
+            Effect::Durable { .. } | Effect::StartCredit { .. } | Effect::Finished { .. } => {
+                debug_assert!(false, "a record's effect outside its batch");
+            }
+        }
+    }
+
+    fn answer(&mut self, slot: &Slot, answer: Answer) {
+        self.effect(slot, Effect::Answer(answer));
+    }
+
+    fn route(&mut self, executor: usize, msg: Msg) {
+        if executor == self.index {
+            self.local.push_back(msg);
+        } else {
+            self.outbound[executor].push(msg);
+        }
+    }
+
+    /// Saga, at the destination.
+    fn credit(&mut self, slot: &mut Slot, request: CreditRequest) {
+        let now = self.shared.clock.now();
+        let cmd = request.command();
+        let decision = protocol::handle(&self.shared.policy, &mut slot.state, &cmd, now);
+        let outcome = saga::credit_outcome(&decision);
+        if !decision.events.is_empty() {
+            self.record(slot, &decision.events);
+        }
+        // Answered once the credit (or an earlier identical one) is durable.
+        self.effect(slot, Effect::Credit(request.answer(outcome)));
+    }
+
+    /// Saga, at the source.
+    fn on_answer(&mut self, slot: &mut Slot, answer: CreditAnswer) {
+        let n = answer.transfer.n;
+        if CreditRequest::of(&slot.state, n, 0).is_none() {
+            return; // already completed or reversed: a duplicate answer
+        }
+        match saga::next_step(answer.transfer, answer.outcome, answer.attempt) {
+            SourceStep::Complete(cmd) => {
+                metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
+                    .increment(1);
+                // Both sides are durable: the outcome is final, so the clients are
+                // answered now; after a crash the re-drive finds the credit
+                // deduplicated and completes.
+                let done = protocol::completed_transfer(&slot.state, n);
+                let mut i = 0;
+                while i < slot.waiters.len() {
+                    if slot.waiters[i].0 == n {
+                        let (_, w) = slot.waiters.swap_remove(i);
+                        let _ = w.send(done.clone().ok_or_else(|| {
+                            EngineError::Unavailable("transfer record not retained".into())
+                        }));
+                    } else {
+                        i += 1;
+                    }
+                }
+                self.execute(slot, &cmd, None);
+            }
+            SourceStep::Reverse(cmd) => {
+                if let Command::ReverseTransfer { reason, .. } = &cmd {
+                    metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
+                }
+                self.execute(slot, &cmd, None);
+            }
+            SourceStep::AskAgain(delay) => {
+                let (account, attempt) = (slot.state.id, answer.attempt + 1);
+                self.tasks.push(Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    Task::AskAgain {
+                        account,
+                        n,
+                        attempt,
+                    }
+                }));
+            }
+        }
+    }
+}
