@@ -1297,15 +1297,17 @@ fn finish_waiters(slot: &mut Slot, n: u64) {
     let Some(result) = protocol::transfer_reply(&slot.state, n) else {
         return;
     };
-    let result = result.map_err(EngineError::Rejected);
-    let mut i = 0;
-    while i < slot.waiters.len() {
-        if slot.waiters[i].0 == n {
-            let (_, w) = slot.waiters.swap_remove(i);
-            let _ = w.send(result.clone());
-        } else {
-            i += 1;
-        }
+    answer_waiters(slot, n, result.map_err(EngineError::Rejected));
+}
+
+/// Sends `result` to every client waiting for transfer `n` of `slot`.
+fn answer_waiters(slot: &mut Slot, n: u64, result: Result<Outcome, EngineError>) {
+    let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut slot.waiters)
+        .into_iter()
+        .partition(|(m, _)| *m == n);
+    slot.waiters = others;
+    for (_, w) in mine {
+        let _ = w.send(result.clone());
     }
 }
 
@@ -1536,18 +1538,9 @@ impl Ctx<'_> {
                 // Both sides are durable: the outcome is final, so the clients are
                 // answered now; after a crash the re-drive finds the credit
                 // deduplicated and completes.
-                let done = protocol::completed_transfer(&slot.state, n);
-                let mut i = 0;
-                while i < slot.waiters.len() {
-                    if slot.waiters[i].0 == n {
-                        let (_, w) = slot.waiters.swap_remove(i);
-                        let _ = w.send(done.clone().ok_or_else(|| {
-                            EngineError::Unavailable("transfer record not retained".into())
-                        }));
-                    } else {
-                        i += 1;
-                    }
-                }
+                let done = protocol::completed_transfer(&slot.state, n)
+                    .ok_or_else(|| EngineError::Unavailable("transfer record not retained".into()));
+                answer_waiters(slot, n, done);
                 self.execute(slot, &cmd, None);
             }
             SourceStep::Reverse(cmd) => {
