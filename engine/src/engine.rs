@@ -13,7 +13,7 @@ use crate::domain::audit::{audit, Ledger};
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::state::AccountStatus;
 use crate::domain::view::{AccountView, AuditShare, Outcome};
-use crate::domain::Command;
+use crate::domain::{Command, PayoutDestination};
 use crate::ids::{AccountId, IdempotencyKey, OpId};
 use crate::money::Amount;
 use crate::policy::Policy;
@@ -226,7 +226,7 @@ impl Engine {
         key: IdempotencyKey,
         amount: Amount,
         method: WithdrawalMethod,
-        destination: String,
+        destination: PayoutDestination,
         step_up_verified: bool,
     ) -> Result<Outcome, EngineError> {
         self.execute(

@@ -8,6 +8,11 @@
 //! is newest first and the list survives restarts. Writing the index is a claim,
 //! so an alert delivered twice is stored once.
 //!
+//! The index is bounded by count (`[server] alerts_kept`, default 10,000): the
+//! oldest entries beyond it are deleted at start-up and then after every tenth of
+//! that many new alerts, so it never holds more than about 1.1 × the bound.
+//! Nothing is lost for an account: each keeps its own recent alerts.
+//!
 //! The admin channel is a bounded broadcast: if this task ever lags (thousands of
 //! alerts at once) the skipped alerts are missing from this list (they remain in
 //! each account's own list) and a warning with the count is logged.
@@ -33,6 +38,8 @@ pub const ALERTS_INDEX: &str = "alerts";
 const RING_CAPACITY: usize = 1_000;
 /// The most alerts one request lists.
 pub const LIST_MAX: usize = 500;
+/// Index entries read per page while trimming.
+const TRIM_PAGE: usize = 500;
 
 /// One alert as operators see it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -117,12 +124,53 @@ fn alert_of(notice: &AdminNotice) -> Option<AdminAlert> {
     })
 }
 
-/// Feeds `log` and the store index from the admin channel until it closes.
+/// Deletes every entry of the alerts index beyond the newest `keep` (keys sort
+/// newest first); returns how many went.
+pub async fn trim(store: &Arc<dyn Store>, keep: usize) -> anyhow::Result<usize> {
+    let mut seen = 0;
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan_index(ALERTS_INDEX, after.as_deref(), TRIM_PAGE)
+            .await?;
+        for (key, _) in &page {
+            seen += 1;
+            if seen > keep {
+                store.delete_index(ALERTS_INDEX, key).await?;
+                removed += 1;
+            }
+        }
+        if page.len() < TRIM_PAGE {
+            return Ok(removed);
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
+async fn trim_logged(store: &Arc<dyn Store>, keep: usize) {
+    match trim(store, keep).await {
+        Ok(n) if n > 0 => tracing::info!(
+            removed = n,
+            keep,
+            "oldest alerts trimmed from the admin index"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "alert index not trimmed"),
+    }
+}
+
+/// Feeds `log` and the store index from the admin channel until it closes,
+/// keeping the index to about `keep` entries (see the module doc).
 pub async fn feed(
     mut notices: broadcast::Receiver<AdminNotice>,
     log: Arc<AlertLog>,
     store: Arc<dyn Store>,
+    keep: usize,
 ) {
+    trim_logged(&store, keep).await;
+    let trim_every = (keep / 10).max(1);
+    let mut since_trim = 0;
     loop {
         match notices.recv().await {
             Ok(notice) => {
@@ -140,6 +188,11 @@ pub async fn feed(
                 {
                     tracing::warn!(error = %e, alert = %alert.id, "could not store an alert in the admin index");
                 }
+                since_trim += 1;
+                if since_trim >= trim_every {
+                    since_trim = 0;
+                    trim_logged(&store, keep).await;
+                }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
@@ -149,5 +202,51 @@ pub async fn feed(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use okpay_engine::store::memory::MemoryStore;
+
+    fn alert(n: i64) -> AdminAlert {
+        AdminAlert {
+            id: format!("alr_{n:04}"),
+            account_id: "acc_0000000000000001".into(),
+            rule: "velocity".into(),
+            severity: "high".into(),
+            message: String::new(),
+            action: "block".into(),
+            at: DateTime::from_timestamp_millis(1_800_000_000_000 + n).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_index_keeps_the_newest_and_trims_the_oldest() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        for n in 0..1_205 {
+            let a = alert(n);
+            store
+                .claim_index(
+                    ALERTS_INDEX,
+                    &index_key(&a),
+                    &serde_json::to_string(&a).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(trim(&store, 1_000).await.unwrap(), 205);
+        let left = store.scan_index(ALERTS_INDEX, None, 5_000).await.unwrap();
+        assert_eq!(left.len(), 1_000);
+        let newest: AdminAlert = serde_json::from_str(&left[0].1).unwrap();
+        let oldest: AdminAlert = serde_json::from_str(&left[999].1).unwrap();
+        assert_eq!(newest.id, "alr_1204");
+        assert_eq!(oldest.id, "alr_0205");
+        assert_eq!(
+            trim(&store, 1_000).await.unwrap(),
+            0,
+            "nothing beyond the bound"
+        );
     }
 }

@@ -135,7 +135,10 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError
         )
         .await
         .map_err(|_| ApiError::unavailable())?;
-    if indexed.as_deref() != Some(claim.account.to_string().as_str()) {
+    let indexed = indexed
+        .as_deref()
+        .map(crate::routes::sessions::indexed_account);
+    if indexed != Some(claim.account.to_string().as_str()) {
         return Err(ApiError::unauthenticated());
     }
     match state

@@ -119,6 +119,7 @@ pub struct ServerFile {
     pub trusted_proxies: Option<String>,
     pub hash_concurrency: Option<usize>,
     pub kyc_uploads: Option<usize>,
+    pub alerts_kept: Option<usize>,
 }
 
 /// `[engine]` in the TOML file.
@@ -428,6 +429,9 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// KYC uploads read at once (`routes/kyc.rs`).
     pub kyc_uploads: usize,
+    /// Alerts kept in the operators' store index (`alert_log.rs`); older ones are
+    /// trimmed (each account keeps its own recent alerts regardless).
+    pub alerts_kept: usize,
     /// The engine's clock, which is the gateway's too (`clock.rs`); tests inject one.
     pub clock: crate::clock::ClockSetting,
 }
@@ -527,6 +531,7 @@ impl Settings {
             max_json_body_bytes: s.max_json_body_bytes.unwrap_or(64 * 1024),
             max_connections: s.max_connections.unwrap_or(25_000),
             session_ttl: Duration::from_secs(s.session_ttl_s.unwrap_or(30 * 86_400)),
+            alerts_kept: s.alerts_kept.unwrap_or(10_000).max(1),
             ws_queue: s.ws_queue.unwrap_or(256),
             ws_max_connections: s.ws_max_connections.unwrap_or(10_000),
             ws_heartbeat: Duration::from_secs(s.ws_heartbeat_s.unwrap_or(15)),

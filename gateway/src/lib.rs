@@ -253,6 +253,7 @@ pub async fn run(
         engine.subscribe_admin(),
         state.alerts.clone(),
         state.store().clone(),
+        state.settings.alerts_kept,
     ));
     // Status changes the engine makes on its own (a fraud rule freezing an account)
     // evict the account's cached sessions; subscribed before serving.
@@ -293,8 +294,9 @@ pub async fn run(
         }
         if let Some(payouts) = state.payouts.clone() {
             let engine = engine.clone();
+            let pii = state.pii.clone();
             actix_rt::spawn(async move {
-                match payments::resume_payouts(&engine, payouts.as_ref()).await {
+                match payments::resume_payouts(&engine, &pii, payouts.as_ref()).await {
                     Ok(n) if n > 0 => tracing::info!(payouts = n, "resumed pending payouts"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not resume pending payouts"),

@@ -15,9 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use okpay_engine::domain::command::DepositMethod;
+use okpay_engine::domain::destination::{PayoutDestination, SealedDestination};
+use okpay_engine::ids::AccountId;
 use okpay_engine::ids::{OpId, OpKind};
 use okpay_engine::money::Amount;
+use okpay_engine::Outcome;
 use okpay_engine::{Engine, EngineError, Rejection};
+
+use crate::crypto::{Field, Owner, PiiCipher};
 
 /// A card number that passed the Luhn check (digits only, 12–19 of them).
 #[derive(Clone, PartialEq, Eq)]
@@ -164,9 +169,40 @@ impl DevPayouts {
     }
 }
 
-/// Resubmits to `payouts` every payout left pending by an earlier run.
+/// `clear` (a validated destination) as the engine keeps it for `account`:
+/// sealed, masked, and fingerprinted with the key.
+pub fn seal_destination(cipher: &PiiCipher, account: AccountId, clear: &str) -> PayoutDestination {
+    let owner = Owner::Account(account);
+    let field = Field::WithdrawalDestination;
+    PayoutDestination::Sealed(SealedDestination {
+        masked: okpay_engine::domain::destination::mask(clear),
+        fingerprint: cipher.fingerprint(field, owner, clear.as_bytes()),
+        sealed: cipher.seal(field, owner, clear.as_bytes()),
+    })
+}
+
+/// The clear destination of a withdrawal of `account`, for the payout request
+/// only; `None` when it does not decrypt (another key, another account).
+pub fn open_destination(
+    cipher: &PiiCipher,
+    account: AccountId,
+    destination: &PayoutDestination,
+) -> Option<String> {
+    match destination {
+        PayoutDestination::Clear(text) => Some(text.clone()),
+        PayoutDestination::Sealed(s) => cipher.open_text(
+            Field::WithdrawalDestination,
+            Owner::Account(account),
+            &s.sealed,
+        ),
+    }
+}
+
+/// Resubmits to `payouts` every payout left pending by an earlier run. The index
+/// holds masked destinations only: each one is opened from the engine's record.
 pub async fn resume_payouts(
     engine: &Engine,
+    cipher: &PiiCipher,
     payouts: &dyn PayoutProcessor,
 ) -> Result<usize, EngineError> {
     let store = engine.store().clone();
@@ -177,10 +213,26 @@ pub async fn resume_payouts(
             .scan_index(PAYOUT_PENDING_INDEX, after.as_deref(), 500)
             .await
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        for (key, destination) in &page {
-            if let Ok(id) = OpId::parse(key, OpKind::Withdrawal) {
-                payouts.submit(id, destination.clone());
-                n += 1;
+        for (key, _masked) in &page {
+            let Ok(id) = OpId::parse(key, OpKind::Withdrawal) else {
+                continue;
+            };
+            let destination = match engine.operation(id).await? {
+                Some(Outcome::Withdrawal(view)) => view.destination,
+                // Nothing left to pay (finished past the retention).
+                _ => {
+                    let _ = store.delete_index(PAYOUT_PENDING_INDEX, key).await;
+                    continue;
+                }
+            };
+            match open_destination(cipher, id.account, &destination) {
+                Some(clear) => {
+                    payouts.submit(id, clear);
+                    n += 1;
+                }
+                None => {
+                    tracing::error!(withdrawal = %key, "the destination does not decrypt with the configured key; payout left pending")
+                }
             }
         }
         if page.len() < 500 {

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::destination::PayoutDestination;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{ChallengeMethod, ChallengeProof, KycSubmission};
 use crate::domain::state::AccountStatus;
@@ -57,7 +58,8 @@ pub enum Command {
         key: IdempotencyKey,
         amount: Amount,
         method: WithdrawalMethod,
-        destination: String,
+        /// Sealed by the gateway; hashed by its keyed fingerprint.
+        destination: PayoutDestination,
         /// The caller already passed step-up 2FA for this operation.
         step_up_verified: bool,
     },

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::command::{DepositMethod, NewSession, Profile, WithdrawalMethod};
+use crate::domain::destination::PayoutDestination;
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, KycSubmission, PassedProof, PendingCode};
@@ -50,7 +51,7 @@ pub enum EventBody {
         amount: Amount,
         fee: Decimal,
         method: WithdrawalMethod,
-        destination: String,
+        destination: PayoutDestination,
     },
     WithdrawalSettled {
         op: u64,

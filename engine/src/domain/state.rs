@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::destination::PayoutDestination;
 use crate::domain::notification::Notification;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, Kyc, Security};
@@ -130,7 +131,7 @@ pub enum OpRecord {
         amount: Amount,
         fee: Decimal,
         method: WithdrawalMethod,
-        destination: String,
+        destination: PayoutDestination,
         status: WithdrawalStatus,
         at: Timestamp,
         updated: Timestamp,

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::destination::PayoutDestination;
 use crate::domain::state::{
     AccountState, AccountStatus, Book, OpRecord, TransferStatus, WithdrawalStatus,
 };
@@ -31,7 +32,8 @@ pub struct WithdrawalView {
     pub fee: Decimal,
     pub payout: Decimal,
     pub method: WithdrawalMethod,
-    pub destination: String,
+    /// Sealed unless recorded before destinations were; show only `masked()`.
+    pub destination: PayoutDestination,
     pub status: WithdrawalStatus,
     pub at: Timestamp,
 }

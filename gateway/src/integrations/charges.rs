@@ -27,7 +27,7 @@ use okpay_engine::{Command, Engine, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
 
 use super::deliveries::Deliveries;
-use crate::crypto::PiiCipher;
+use crate::crypto::{Field, Owner, PiiCipher};
 use crate::payments::{CardNumber, CardProcessor, Charge, ChargeRequest, ChargeStatus};
 use crate::routes::extract::money;
 
@@ -89,7 +89,11 @@ pub fn intent(
         amount: crate::routes::extract::money(amount.value(), c),
         currency: c.code().to_owned(),
         method: method_name(method).into(),
-        card: STANDARD.encode(cipher.encrypt(card.digits().as_bytes())),
+        card: STANDARD.encode(cipher.seal(
+            Field::DepositCard,
+            Owner::Account(account),
+            card.digits().as_bytes(),
+        )),
         created_at: Some(now),
     }
 }
@@ -198,7 +202,7 @@ async fn drive_once(
     let digits = STANDARD
         .decode(&intent.card)
         .ok()
-        .and_then(|b| cipher.decrypt_text(&b))
+        .and_then(|b| cipher.open_text(Field::DepositCard, Owner::Account(account), &b))
         .and_then(|d| CardNumber::parse(&d))
         .ok_or_else(|| NotYet("the card in the intent does not decrypt".into()))?;
     let charge = match known {

@@ -37,7 +37,7 @@ use super::smtp::Mailer;
 use super::webhooks::{Webhooks, LOG_INDEX};
 use super::DeliveryError;
 use crate::config::DeliverySettings;
-use crate::crypto::PiiCipher;
+use crate::crypto::{Field, Owner, PiiCipher};
 
 /// Messages waiting to be delivered (key: the delivery id).
 pub const QUEUE_INDEX: &str = "delivery_queue";
@@ -197,12 +197,13 @@ impl Deliveries {
                 now.timestamp_millis(),
                 rand::random::<u64>()
             );
-            let sealed = STANDARD.encode(self.cipher.encrypt(body.as_bytes()));
-            if let Err(e) = self
-                .store
-                .claim_index(LOG_INDEX, &format!("{endpoint}:{msg_id}"), &sealed)
-                .await
-            {
+            let log_key = format!("{endpoint}:{msg_id}");
+            let sealed = STANDARD.encode(self.cipher.seal(
+                Field::WebhookMessage,
+                Owner::Record(&log_key),
+                body.as_bytes(),
+            ));
+            if let Err(e) = self.store.claim_index(LOG_INDEX, &log_key, &sealed).await {
                 tracing::warn!(error = %e, "could not log a webhook message");
             }
             self.queue("webhook", &endpoint, event, msg_id, body.clone())
@@ -223,11 +224,10 @@ impl Deliveries {
             let Some(msg_id) = key.strip_prefix(&prefix) else {
                 break;
             };
-            let Some(body) = STANDARD
-                .decode(&sealed)
-                .ok()
-                .and_then(|b| self.cipher.decrypt_text(&b))
-            else {
+            let Some(body) = STANDARD.decode(&sealed).ok().and_then(|b| {
+                self.cipher
+                    .open_text(Field::WebhookMessage, Owner::Record(&key), &b)
+            }) else {
                 continue;
             };
             let event = serde_json::from_str::<serde_json::Value>(&body)
@@ -322,12 +322,21 @@ impl Deliveries {
 
     fn seal(&self, d: &Delivery) -> String {
         // unwrap: a struct of strings always serializes.
-        STANDARD.encode(self.cipher.encrypt(&serde_json::to_vec(d).unwrap()))
+        STANDARD.encode(self.cipher.seal(
+            Field::Delivery,
+            Owner::Record(&d.id),
+            &serde_json::to_vec(d).unwrap(),
+        ))
     }
 
-    fn open(&self, text: &str) -> Option<Delivery> {
+    /// The message stored under `id`.
+    fn open(&self, id: &str, text: &str) -> Option<Delivery> {
         let sealed = STANDARD.decode(text).ok()?;
-        serde_json::from_slice(&self.cipher.decrypt(&sealed).ok()?).ok()
+        let plain = self
+            .cipher
+            .open(Field::Delivery, Owner::Record(id), &sealed)
+            .ok()?;
+        serde_json::from_slice(&plain).ok()
     }
 
     /// Runs the worker until the process ends: a sweep on every wake-up, and at
@@ -422,7 +431,7 @@ impl Deliveries {
                 Ok(None) | Err(_) => return,
             }
         }
-        let Some(mut d) = self.open(sealed) else {
+        let Some(mut d) = self.open(id, sealed) else {
             // Another key wrote it (or it is damaged): nothing can send it.
             tracing::error!(delivery = %id, "queued message does not decrypt; moved to dead letters");
             let _ = self.store.claim_index(DEAD_INDEX, id, sealed).await;
@@ -504,7 +513,7 @@ impl Deliveries {
         let page = self.store.scan_index(index, None, limit).await?;
         Ok(page
             .iter()
-            .filter_map(|(_, sealed)| self.open(sealed))
+            .filter_map(|(id, sealed)| self.open(id, sealed))
             .map(|mut d| {
                 d.body = mask_codes(&d.body);
                 d

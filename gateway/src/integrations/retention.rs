@@ -1,7 +1,14 @@
-//! Keeps two ever-growing indexes bounded by time: the log of webhook messages
-//! kept for replays (`webhook_log`, [`LOG_RETENTION`]) and the set of processor
-//! callback ids already handled (`callback_seen`, [`SEEN_RETENTION`]). A task
-//! trims both at start-up and then every [`TRIM_EVERY`].
+//! Keeps three ever-growing indexes bounded by time: the log of webhook messages
+//! kept for replays (`webhook_log`, [`LOG_RETENTION`]), the set of processor
+//! callback ids already handled (`callback_seen`, [`SEEN_RETENTION`]), and the
+//! global session index (`session`), whose entries of expired sessions go (the
+//! account refuses those tokens anyway; nothing ever reads the entry again). A
+//! task trims them at start-up and then every [`TRIM_EVERY`].
+//!
+//! A session entry says when its session expires; an entry written before that
+//! was indexed names only the account, so the sweep asks the account whether
+//! the token is still one of its live sessions (once: such entries are either
+//! dropped or live out their last 30 days).
 //!
 //! Forgetting a seen callback id is safe once no message with that id can pass
 //! the signature check again: a signed timestamp more than five minutes from now
@@ -13,11 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use okpay_engine::ids::AccountId;
 use okpay_engine::store::Store;
-use okpay_engine::Engine;
+use okpay_engine::{Engine, EngineError, Rejection};
 
 use super::webhooks::LOG_INDEX;
 use crate::routes::callbacks::SEEN_INDEX;
+use crate::routes::sessions::SESSION_INDEX;
 
 /// How long webhook messages stay replayable.
 pub const LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -43,6 +52,13 @@ pub async fn run(engine: Engine) {
             Ok(n) if n > 0 => tracing::info!(removed = n, "old callback ids trimmed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "callback ids not trimmed"),
+        }
+        match trim_sessions(&engine, now).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(removed = n, "expired sessions' index entries trimmed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "session index not trimmed"),
         }
         tokio::time::sleep(TRIM_EVERY).await;
     }
@@ -91,6 +107,56 @@ pub async fn trim_log(
             .is_some_and(|ms| ms < before)
     })
     .await
+}
+
+/// Whether the session index entry `key` (the token hash in hex) → `value` is
+/// dead at `now`: expired, or (entries without an expiry) no longer a live
+/// session of its account.
+async fn session_dead(engine: &Engine, key: &str, value: &str, now: DateTime<Utc>) -> bool {
+    if let Some(ms) = crate::routes::sessions::indexed_expiry_ms(value) {
+        return ms <= now.timestamp_millis();
+    }
+    let Ok(account) = crate::routes::sessions::indexed_account(value).parse::<AccountId>() else {
+        // Not an entry this code wrote: keep it.
+        return false;
+    };
+    let key = key.to_owned();
+    let now = crate::clock::to_engine(now);
+    match engine
+        .read(account, move |s, _, _| {
+            s.sessions
+                .iter()
+                .any(|x| crate::auth::hash_hex(&x.token_hash) == key && x.expires_at > now)
+        })
+        .await
+    {
+        Ok(live) => !live,
+        Err(EngineError::Rejected(Rejection::AccountNotFound)) => true,
+        // Unknown now (storage trouble): decided at the next sweep.
+        Err(_) => false,
+    }
+}
+
+/// Drops the session index entries of expired (or otherwise gone) sessions.
+pub async fn trim_sessions(engine: &Engine, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let store = engine.store().clone();
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan_index(SESSION_INDEX, after.as_deref(), PAGE)
+            .await?;
+        for (key, value) in &page {
+            if session_dead(engine, key, value, now).await {
+                store.delete_index(SESSION_INDEX, key).await?;
+                removed += 1;
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(removed);
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
 }
 
 /// Callback ids handled more than `keep` ago (the value is when).

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use super::signature;
 use super::DeliveryError;
-use crate::crypto::PiiCipher;
+use crate::crypto::{Field, Owner, PiiCipher};
 
 /// Registered endpoints (key: `whk_` id).
 pub const ENDPOINTS_INDEX: &str = "webhook_endpoints";
@@ -88,9 +88,11 @@ impl Webhooks {
     }
 
     fn open(&self, s: Stored) -> Option<(Endpoint, String)> {
-        let secret = self
-            .cipher
-            .decrypt_text(&STANDARD.decode(&s.secret).ok()?)?;
+        let secret = self.cipher.open_text(
+            Field::WebhookSecret,
+            Owner::Record(&s.id),
+            &STANDARD.decode(&s.secret).ok()?,
+        )?;
         Some((
             Endpoint {
                 id: s.id,
@@ -134,7 +136,11 @@ impl Webhooks {
             id: id.clone(),
             url: url.clone(),
             events: events.clone(),
-            secret: STANDARD.encode(self.cipher.encrypt(secret.as_bytes())),
+            secret: STANDARD.encode(self.cipher.seal(
+                Field::WebhookSecret,
+                Owner::Record(&id),
+                secret.as_bytes(),
+            )),
             created_at: now,
         };
         // unwrap: a struct of strings always serializes.

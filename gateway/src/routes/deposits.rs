@@ -270,7 +270,12 @@ fn charges_card(state: &AppState, intent: &charges::Intent) -> Option<CardNumber
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(&intent.card)
         .ok()?;
-    CardNumber::parse(&state.pii.decrypt_text(&sealed)?)
+    let account = intent.account.parse().ok()?;
+    CardNumber::parse(&state.pii.open_text(
+        crate::crypto::Field::DepositCard,
+        crate::crypto::Owner::Account(account),
+        &sealed,
+    )?)
 }
 
 /// When a deposit by `method` made at `at` is expected on the balance: credit

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
+use crate::crypto::{Field, Owner};
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::routes::extract;
 use crate::state::AppState;
@@ -208,7 +209,11 @@ pub async fn submit(
     let mut keys = Vec::new();
     for (side, image) in std::iter::once(("front", front)).chain(back.map(|b| ("back", b))) {
         let key = format!("{}/{side}/{ms:016x}", auth.account);
-        let sealed = STANDARD.encode(state.pii.encrypt(&image));
+        let sealed = STANDARD.encode(state.pii.seal(
+            Field::KycDocument,
+            Owner::Account(auth.account),
+            &image,
+        ));
         // Encrypting a 5 MiB image is a few milliseconds; the store write is I/O.
         if let Err(e) = store.claim_index(KYC_DOCS_INDEX, &key, &sealed).await {
             tracing::warn!(error = %e, "could not store a KYC document");
@@ -227,9 +232,17 @@ pub async fn submit(
         return Err(ApiError::unavailable());
     }
     let submission = KycSubmission {
-        full_name: state.pii.encrypt(name.as_bytes()),
+        full_name: state.pii.seal(
+            Field::KycFullName,
+            Owner::Account(auth.account),
+            name.as_bytes(),
+        ),
         id_type: body.id_type.into(),
-        id_number: state.pii.encrypt(number.as_bytes()),
+        id_number: state.pii.seal(
+            Field::KycIdNumber,
+            Owner::Account(auth.account),
+            number.as_bytes(),
+        ),
         id_number_masked: mask(&number),
         documents: keys.clone(),
     };

@@ -35,6 +35,25 @@ use crate::state::AppState;
 /// The store index from token hashes to accounts (the global session index).
 pub const SESSION_INDEX: &str = "session";
 
+/// The value of a token's entry in [`SESSION_INDEX`]: its account, a space, and
+/// when the session expires (Unix ms), so the retention sweep drops expired
+/// entries without asking the account. Entries written before hold the account
+/// alone (the sweep asks the account about those).
+pub fn index_value(account: AccountId, expires_at: DateTime<Utc>) -> String {
+    format!("{account} {}", expires_at.timestamp_millis())
+}
+
+/// The account an entry of [`SESSION_INDEX`] names.
+pub fn indexed_account(value: &str) -> &str {
+    value.split(' ').next().unwrap_or_default()
+}
+
+/// When the session of an entry of [`SESSION_INDEX`] expires (Unix ms); `None`
+/// for entries written before expiries were indexed.
+pub fn indexed_expiry_ms(value: &str) -> Option<i64> {
+    value.split_once(' ').and_then(|(_, ms)| ms.parse().ok())
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
@@ -210,7 +229,7 @@ pub async fn create_session(
         .claim_index(
             SESSION_INDEX,
             &auth::hash_hex(&minted.hash),
-            &account.to_string(),
+            &index_value(account, expires_at),
         )
         .await;
     if !matches!(claimed, Ok(true)) {

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
-use crate::crypto::{code_hash, six_digit_code};
+use crate::crypto::{code_hash, six_digit_code, Field, Owner};
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::notifier::OutboxMessage;
 use crate::otp;
@@ -184,7 +184,7 @@ pub(crate) fn totp_or_recovery(
     let now_s = u64::try_from(state.engine.clock().now().millis() / 1000).unwrap_or(0);
     let step = state
         .pii
-        .decrypt(sealed_secret)
+        .open(Field::TotpSecret, Owner::Account(account), sealed_secret)
         .ok()
         .and_then(|s| otp::matching_step(&s, code, now_s));
     match (step, otp::normalize_recovery_code(code)) {
@@ -325,7 +325,9 @@ pub async fn begin(
         .execute(
             auth.account,
             Command::BeginTotp {
-                secret: state.pii.encrypt(&secret),
+                secret: state
+                    .pii
+                    .seal(Field::TotpSecret, Owner::Account(auth.account), &secret),
                 proof,
                 replace: body.replace,
             },
@@ -374,7 +376,7 @@ pub async fn confirm(
     let pending = pending.ok_or_else(|| ApiError::not_found("TOTP enrolment"))?;
     let secret = state
         .pii
-        .decrypt(&pending)
+        .open(Field::TotpSecret, Owner::Account(auth.account), &pending)
         .map_err(|_| ApiError::unavailable())?;
     let now_s = u64::try_from(state.engine.clock().now().millis() / 1000).unwrap_or(0);
     let step = otp::matching_step(&secret, &body.code, now_s);

@@ -9,6 +9,11 @@
 //! (the first request died between the engine and the claim) claims and submits
 //! it, so held funds are never stranded.
 //!
+//! The destination is personal data: it is sealed (AES-GCM, bound to the account
+//! and the field) before it enters the engine, so the journal, snapshots and the
+//! index hold only ciphertext and a masked form (`**** 1234`); only the payout
+//! request sees it in clear. Answers show the masked form.
+//!
 //! The POST always answers what the first request answered: `202` with status
 //! `processing`, rebuilt from the engine's record of the withdrawal, even when a
 //! replay comes after it settled (the GET shows that). `expected_by` is derived
@@ -75,6 +80,9 @@ pub struct WithdrawalResponse {
     /// `amount - fee`: what reaches the destination.
     pub payout: String,
     pub currency: String,
+    /// Where it is paid out, masked (`**** 1234`, `alipay:l***@example.com`).
+    #[schema(example = "**** 1234")]
+    pub destination_masked: String,
     /// The settlement date: 1 business day for third-party wallets, 3 for bank cards.
     pub expected_by: DateTime<Utc>,
     /// Why the payout failed (only when `failed`).
@@ -121,6 +129,7 @@ impl WithdrawalResponse {
             fee: money(v.fee, c),
             payout: money(v.payout, c),
             currency: c.code().into(),
+            destination_masked: v.destination.masked(),
             expected_by: expected_by(created, v.method),
             reason,
         }
@@ -169,7 +178,11 @@ pub async fn withdraw(
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let amount = amount(state.engine.policy(), &body.amount, &body.currency)?;
-    let destination = destination(&body.destination)?;
+    let destination = crate::payments::seal_destination(
+        &state.pii,
+        auth.account,
+        &destination(&body.destination)?,
+    );
     let command = Command::Withdraw {
         key: key.clone(),
         amount,
@@ -197,15 +210,28 @@ pub async fn accepted(state: &AppState, view: &WithdrawalView) -> ApiResult<Http
     state.deliveries.kick(view.id.account);
     if view.status == WithdrawalStatus::Processing {
         let id = view.id.display(OpKind::Withdrawal);
+        // The index keeps the masked form only; the payout opens the sealed one.
         let claimed = state
             .store()
-            .claim_index(PAYOUT_PENDING_INDEX, &id, &view.destination)
+            .claim_index(PAYOUT_PENDING_INDEX, &id, &view.destination.masked())
             .await
             // The withdrawal is recorded but its payout not started: the client's
             // retry with the same key claims and submits it.
             .map_err(|_| ApiError::unavailable())?;
         match (&state.payouts, claimed) {
-            (Some(payouts), true) => payouts.submit(view.id, view.destination.clone()),
+            (Some(payouts), true) => {
+                match crate::payments::open_destination(
+                    &state.pii,
+                    view.id.account,
+                    &view.destination,
+                ) {
+                    Some(clear) => payouts.submit(view.id, clear),
+                    // Stays claimed: a restart with the right key resumes it.
+                    None => {
+                        tracing::error!(withdrawal = %id, "the destination does not decrypt with the configured key; payout left pending")
+                    }
+                }
+            }
             // Only after a restart without the payout setting: the claim stays in the
             // index and the payout starts when the processor is configured again.
             (None, true) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, rand_key, TestApp};
+use crate::helpers::{assert_problem, contains, rand_key, stored_bytes, TestApp};
 
 const PW: &str = "correct horse";
 
@@ -640,4 +640,257 @@ async fn an_operator_totp_reset_clears_it_and_is_audited() {
         .post("/v1/account/totp/code", &owner, json!({"password": PW}))
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["method"], "email");
+}
+
+async fn withdrawn(app: &TestApp, token: &str, id: &str) -> Value {
+    for _ in 0..100 {
+        let body: Value = app
+            .get(&format!("/v1/withdrawals/{id}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if body["status"] != "processing" {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("withdrawal {id} never settled");
+}
+
+/// Withdrawal destinations are personal data: a card number or a wallet account
+/// used to be written in clear to the journal, the snapshots and the pending
+/// payouts index. Now only ciphertext and the masked form are stored (and shown),
+/// while the payout still gets the real destination (the dev processor fails
+/// destinations starting with `fail`: it saw the clear text) and a replay with
+/// another destination is still a conflict.
+#[tokio::test]
+async fn withdrawal_destinations_are_not_stored_in_clear() {
+    let app = TestApp::spawn().await;
+    let (id, token) = app.user("payee@example.com").await;
+    app.approve_kyc(&id).await;
+    app.deposit(&token, "900.00").await;
+    let card = "6222020212345678";
+    let wallet = "alipay:secret.payee@example.com";
+    let failing = "failwallet:never.paid@example.com";
+    let mut ids = Vec::new();
+    for (key, method, dest, masked) in [
+        ("c", "bank_card", card, "**** 5678"),
+        ("w", "third_party", wallet, "alipay:s***@example.com"),
+        ("f", "third_party", failing, "failwallet:n***@example.com"),
+    ] {
+        let body =
+            json!({"amount": "100.00", "currency": "CNY", "method": method, "destination": dest});
+        let r = app.post_idem("/v1/withdrawals", &token, key, body).await;
+        assert_eq!(r.status(), 202);
+        let w: Value = r.json().await.unwrap();
+        assert_eq!(w["destination_masked"], masked, "{w}");
+        ids.push(w["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        withdrawn(&app, &token, &ids[0]).await["status"],
+        "completed"
+    );
+    assert_eq!(
+        withdrawn(&app, &token, &ids[1]).await["status"],
+        "completed"
+    );
+    let failed = withdrawn(&app, &token, &ids[2]).await;
+    assert_eq!(
+        failed["status"], "failed",
+        "the payout saw the clear destination"
+    );
+    // Same key, another destination with the same masked form: a conflict.
+    let other = json!({"amount": "100.00", "currency": "CNY", "method": "bank_card", "destination": "6222020299995678"});
+    let r = app.post_idem("/v1/withdrawals", &token, "c", other).await;
+    assert_problem(r, 409, "IDEMPOTENCY_CONFLICT").await;
+    let same =
+        json!({"amount": "100.00", "currency": "CNY", "method": "bank_card", "destination": card});
+    let r = app.post_idem("/v1/withdrawals", &token, "c", same).await;
+    assert_eq!(r.status(), 202, "a true replay is answered again");
+    let bytes = stored_bytes(app._dir.path());
+    assert!(!bytes.is_empty());
+    for clear in [card, wallet, failing, "secret.payee", "212345678"] {
+        assert!(
+            !contains(&bytes, clear.as_bytes()),
+            "{clear} is stored in clear"
+        );
+    }
+    assert!(contains(&bytes, b"**** 5678"), "the masked form is kept");
+}
+
+/// The operators' alerts index grew with every alert ever raised. It keeps the
+/// newest `alerts_kept` now (the list reads it while the in-memory ring holds
+/// fewer than asked for); the accounts keep their own alerts regardless.
+#[tokio::test]
+async fn the_alerts_index_keeps_only_the_newest() {
+    let app = TestApp::spawn_with(|s| s.alerts_kept = 3).await;
+    let (id, token) = app.user("alerted@example.com").await;
+    // Each login from a new device raises a `new_device` alert.
+    for d in 0..5 {
+        let r = app
+            .try_login("alerted@example.com", PW, &format!("device-{d}"), None)
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let own: Vec<Value> = app.alerts(&token).await;
+    let own: Vec<Value> = own
+        .into_iter()
+        .filter(|a| a["rule"] == "new_device")
+        .map(|a| a["id"].clone())
+        .collect();
+    assert_eq!(own.len(), 5, "the account keeps its own");
+    let mut kept = Vec::new();
+    for _ in 0..200 {
+        let body: Value = app
+            .admin_get("/v1/admin/alerts?limit=500")
+            .await
+            .json()
+            .await
+            .unwrap();
+        kept = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["account_id"] == id.as_str())
+            .map(|a| a["id"].clone())
+            .collect();
+        if kept == own[..3] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(kept, own[..3], "only the newest three are listed");
+}
+
+/// Every login added an entry to the global session index, and only a logout
+/// removed it: expired sessions' entries stayed forever. The retention sweep
+/// (at start-up, then hourly) drops them now.
+#[tokio::test]
+async fn expired_sessions_leave_the_session_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let data = data.clone();
+        let app = TestApp::spawn_with(move |s| {
+            s.data_dir = data;
+            s.session_ttl = Duration::from_secs(1);
+        })
+        .await;
+        app.user("short@example.com").await;
+        let r = app.try_login("short@example.com", PW, "d2", None).await;
+        assert_eq!(r.status(), 201);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    let sessions = || async {
+        // The stopped server's last tasks may hold the database for a moment.
+        for _ in 0..100 {
+            if let Ok(store) = okpay_engine::store::embedded::EmbeddedStore::open(&data) {
+                return okpay_engine::store::Store::scan_index(&store, "session", None, 100)
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the store stayed locked after the server stopped");
+    };
+    assert_eq!(sessions().await.len(), 2, "both logins are indexed");
+    let mut left = Vec::new();
+    // Each start sweeps; a stop right after start may cut a sweep short, so a few
+    // starts (bounded) are allowed.
+    for start in 0..10 {
+        {
+            let data = data.clone();
+            let app = TestApp::spawn_with(move |s| s.data_dir = data).await;
+            if start == 0 {
+                // A live session (30 days) stays.
+                let token = app.login("short@example.com").await;
+                assert_eq!(app.get("/v1/account", &token).await.status(), 200);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        left = sessions().await;
+        if left.len() == 1 {
+            break;
+        }
+    }
+    assert_eq!(left.len(), 1, "only the live session stays: {left:?}");
+}
+
+async fn failed_login_from(app: &TestApp, login: &str, forwarded: &str) -> u16 {
+    app.client
+        .post(app.url("/v1/sessions"))
+        .header("X-Forwarded-For", forwarded)
+        .json(&json!({"login": login, "password": "wrong pass", "device_id": "d"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The per-IP login limit sees the client's address. A client talking to the
+/// server directly can't escape it by writing `X-Forwarded-For`; behind a
+/// trusted proxy the header's right-most untrusted hop is the client, so the
+/// proxy's clients are limited one by one (not all together as the proxy).
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let direct = TestApp::spawn_with(|s| {
+        s.login_failures_per_ip = 3;
+        s.login_failures_per_login = 100;
+    })
+    .await;
+    for n in 0..3 {
+        let status = failed_login_from(
+            &direct,
+            &format!("u{n}@example.com"),
+            &format!("203.0.113.{n}"),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let status = failed_login_from(&direct, "u9@example.com", "198.51.100.9").await;
+    assert_eq!(
+        status, 429,
+        "a made-up X-Forwarded-For does not reset the limit"
+    );
+
+    let proxied = TestApp::spawn_with(|s| {
+        s.login_failures_per_ip = 3;
+        s.login_failures_per_login = 100;
+        s.trusted_proxies = okpay_gateway::client_ip::Cidr::parse_list("127.0.0.1/32");
+    })
+    .await;
+    for n in 0..3 {
+        let status = failed_login_from(&proxied, &format!("p{n}@example.com"), "203.0.113.7").await;
+        assert_eq!(status, 401);
+    }
+    // What the client wrote left of the proxy's hop changes nothing.
+    let status = failed_login_from(&proxied, "p8@example.com", "10.9.9.9, 203.0.113.7").await;
+    assert_eq!(status, 429, "the client behind the proxy is limited");
+    let status = failed_login_from(&proxied, "p9@example.com", "203.0.113.8").await;
+    assert_eq!(status, 401, "another client of the same proxy is not");
+}
+
+/// A fee that rounds to nothing let many tiny operations pass free: 2.5% of
+/// 0.10 by credit card is 0.0025, which used to round to 0.00.
+#[tokio::test]
+async fn a_tiny_operation_pays_at_least_one_minor_unit_of_fee() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user("tiny@example.com").await;
+    let r = app
+        .post_idem(
+            "/v1/deposits",
+            &token,
+            "tiny",
+            json!({"amount": "0.10", "currency": "CNY", "method": "credit_card", "card_number": crate::helpers::CARD}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&d["fee"], &d["net"]),
+        (&json!("0.01"), &json!("0.09")),
+        "{d}"
+    );
 }

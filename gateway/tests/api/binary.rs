@@ -166,3 +166,81 @@ async fn accounts_of_an_earlier_run_are_found_as_recipients() {
         assert_problem(r, 404, "RECIPIENT_NOT_FOUND").await;
     }
 }
+
+/// `okpay_active_actors` of the server at `base` (its own process, so the gauge
+/// is this server's alone).
+async fn active_accounts(client: &reqwest::Client, base: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("okpay_active_actors "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// A well-formed token naming a real account with a made-up secret used to be
+/// checked by that account's actor, so anyone could load (activate) any account
+/// whose id they saw, at will. Unknown sessions are refused before routing now:
+/// the idle account stays out of memory.
+#[tokio::test]
+async fn a_forged_token_does_not_activate_the_account_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("okpay.toml");
+    // Accounts leave memory one second after their last command (at the next
+    // runtime tick, within ten seconds).
+    std::fs::write(&config, "[engine]\nidle_after_s = 1\n").unwrap();
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_okpay"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .env("OKPAY_DEV", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start okpay");
+    wait_ready(&client, &base).await;
+    let r = client
+        .post(format!("{base}/v1/accounts"))
+        .json(&json!({"email": "victim@example.com", "password": "correct horse", "display_name": "V"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let victim: Value = r.json().await.unwrap();
+    let victim: okpay_engine::ids::AccountId =
+        victim["account_id"].as_str().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while active_accounts(&client, &base).await != 0.0 {
+        assert!(Instant::now() < deadline, "the account never went idle");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for n in 1..=20u64 {
+        let forged = okpay_gateway::auth::token_string(victim, n, &[n as u8; 32]);
+        let r = client
+            .get(format!("{base}/v1/account"))
+            .bearer_auth(&forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        active_accounts(&client, &base).await,
+        0.0,
+        "a forged token loaded the account"
+    );
+    assert!(terminate(&mut child).success());
+}

@@ -4,29 +4,11 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, jpeg_b64, TestApp, ADMIN};
+use crate::helpers::{assert_problem, contains, jpeg_b64, stored_bytes, TestApp, ADMIN};
 
 fn submission(doc: &str) -> Value {
     json!({"full_name": "Zhang Xiaoming", "id_type": "national_id",
            "id_number": "11010119900307663X", "document_front": doc, "document_back": jpeg_b64()})
-}
-
-/// Every byte stored under `dir`, concatenated.
-fn stored_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(stored_bytes(&path));
-        } else {
-            out.extend(std::fs::read(&path).unwrap_or_default());
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test]

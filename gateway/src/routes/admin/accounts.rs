@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::Admin;
+use crate::crypto::{Field, Owner};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::operator_audit::{self, AuditEntry, Filter};
 use crate::operators::Duty;
@@ -265,9 +266,11 @@ pub async fn case(
         .await?;
     let mut kyc = parts.kyc;
     kyc.status = account.kyc.status.clone();
-    kyc.full_name = parts
-        .full_name_sealed
-        .and_then(|sealed| state.pii.decrypt_text(&sealed));
+    kyc.full_name = parts.full_name_sealed.and_then(|sealed| {
+        state
+            .pii
+            .open_text(Field::KycFullName, Owner::Account(id), &sealed)
+    });
     let (rows, _) = state
         .engine
         .history(id, None, CASE_TRANSACTIONS, None)

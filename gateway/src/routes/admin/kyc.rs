@@ -31,6 +31,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use crate::auth::Admin;
+use crate::crypto::{Field, Owner};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::operator_audit;
 use crate::operators::Duty;
@@ -335,7 +336,12 @@ pub async fn document(
     let image = STANDARD
         .decode(sealed.as_bytes())
         .ok()
-        .and_then(|raw| state.pii.decrypt(&raw).ok())
+        .and_then(|raw| {
+            state
+                .pii
+                .open(Field::KycDocument, Owner::Account(account), &raw)
+                .ok()
+        })
         .ok_or_else(|| {
             tracing::error!(account = %account, "a KYC document does not decrypt with the configured key");
             ApiError::unavailable()
@@ -412,7 +418,9 @@ pub async fn queue(
         };
         items.push(KycQueueItem {
             account_id: account.to_string(),
-            full_name: state.pii.decrypt_text(&full_name),
+            full_name: state
+                .pii
+                .open_text(Field::KycFullName, Owner::Account(account), &full_name),
             id_type: id_type_name(id_type).into(),
             id_number_masked,
             documents,
