@@ -863,6 +863,47 @@ fn velocity_by_sum_when_configured() {
     );
 }
 
+/// Issue 9: the by-sum rule is on by default and fires before the daily limit:
+/// two of the verified tier's largest single transfers within a minute pass, a
+/// third (still within the 200,000 daily limit) is blocked.
+#[test]
+fn velocity_by_sum_is_on_by_default_and_fires_before_the_daily_limit() {
+    let policy = p();
+    assert_eq!(policy.fraud.velocity_max_sum, Some(dec!(100000)));
+    let mut s = funded(1, 1, dec!(200000), T0);
+    run(
+        &policy,
+        &mut s,
+        &verified(transfer("a", 2, dec!(50000))),
+        T0,
+    )
+    .unwrap();
+    run(
+        &policy,
+        &mut s,
+        &verified(transfer("b", 2, dec!(50000))),
+        at(1000),
+    )
+    .unwrap();
+    let events = run(
+        &policy,
+        &mut s,
+        &verified(transfer("c", 2, dec!(50000))),
+        at(2000),
+    )
+    .unwrap();
+    assert!(
+        events.iter().any(|e| matches!(
+            e.body,
+            EventBody::Refused {
+                rejection: Rejection::VelocityBlocked
+            }
+        )),
+        "{events:?}"
+    );
+    assert_eq!(velocity_alerts(&s), 1);
+}
+
 // ---------------------------------------------------------------- fraud: fan-out
 
 #[test]
