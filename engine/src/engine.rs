@@ -429,6 +429,7 @@ impl Engine {
                 .shared()
                 .store
                 .history(
+                    self.shared().layout.shard_of(account),
                     account,
                     cursor.as_deref(),
                     limit.min(SCAN_MAX - scanned).max(1),

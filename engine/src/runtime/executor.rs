@@ -737,7 +737,10 @@ impl Executor {
             self.seal();
         }
         self.write_rows();
-        if self.writing.is_none() {
+        // Rows must keep up with the log: past two full batches of them waiting,
+        // the next frames wait for the rows write (back-pressure, not a backlog).
+        let rows_behind = self.rows.pending.len() >= 2 * self.shared.config.max_batch;
+        if self.writing.is_none() && !rows_behind {
             if let Some(front) = self.sealed.front_mut() {
                 self.writing = Some(start_write(self.log.clone(), front));
             }
@@ -902,6 +905,11 @@ impl Executor {
             });
         }
         let store = self.shared.store.clone();
+        let layout = self.shared.layout;
+        let rows = rows
+            .into_iter()
+            .map(|(account, row)| (layout.shard_of(account), account, row))
+            .collect();
         self.rows.writing = Some(Box::pin(async move {
             let result = store.put_history(rows).await;
             RowsWritten {
