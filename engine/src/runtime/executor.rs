@@ -426,9 +426,11 @@ type TaskFuture = Pin<Box<dyn Future<Output = Task>>>;
 const TAKE: usize = 1024;
 /// How often checkpoints are considered.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// A shard whose log has any frame past its checkpoint is checkpointed after
-/// this many housekeeping rounds without reaching `checkpoint_every`.
-const CHECKPOINT_IDLE_ROUNDS: u64 = 20;
+/// A shard whose log has any frame past its checkpoint is checkpointed once no
+/// frame was added for this many housekeeping rounds (it went quiet)...
+const CHECKPOINT_QUIET_ROUNDS: u64 = 20;
+/// ...or, when it never reaches `checkpoint_every`, after this many rounds.
+const CHECKPOINT_MAX_ROUNDS: u64 = 600;
 
 /// The executor's channels to every executor (itself included), for saga
 /// messages: unbounded, because a saga step must never be refused; their number
@@ -461,7 +463,7 @@ pub(crate) struct Executor {
     ready_waiters: Vec<oneshot::Sender<()>>,
     rounds: u64,
     last_tick: Instant,
-    rounds_since_checkpoint: FxHashMap<ShardId, u64>,
+    rounds_since_checkpoint: FxHashMap<ShardId, (u64, u64, u64)>,
 }
 
 impl Executor {
@@ -1292,15 +1294,26 @@ impl Executor {
         {
             return;
         }
-        let rounds = self.rounds_since_checkpoint.entry(shard_id).or_insert(0);
+        // (rounds since the last checkpoint, sealed records seen last round,
+        // rounds since that count last changed)
+        let (rounds, seen, quiet) = self
+            .rounds_since_checkpoint
+            .entry(shard_id)
+            .or_insert((0, 0, 0));
         *rounds += 1;
+        if *seen == shard.sealed_records {
+            *quiet += 1;
+        } else {
+            (*seen, *quiet) = (shard.sealed_records, 0);
+        }
         if !force
             && shard.sealed_records - shard.checkpoint_records < every
-            && *rounds < CHECKPOINT_IDLE_ROUNDS
+            && *quiet < CHECKPOINT_QUIET_ROUNDS
+            && *rounds < CHECKPOINT_MAX_ROUNDS
         {
             return;
         }
-        *rounds = 0;
+        (*rounds, *quiet) = (0, 0);
         let mut limit = shard.rows_lsn;
         let mut states = Vec::new();
         let mut written = Vec::new();
