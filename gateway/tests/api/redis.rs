@@ -1,8 +1,10 @@
 //! The server on Redis instead of the embedded store: the same user story against a
 //! private `redis-server`, data that outlives a server restart, and the start-up
-//! durability check (`--strict-durability` refuses a careless Redis).
+//! durability check (`--strict-durability` refuses a careless Redis, standalone or
+//! any master of a Redis Cluster).
 
 use okpay_gateway::config::Settings;
+use okpay_testsupport::redis_cluster::RedisCluster;
 use okpay_testsupport::redis_server::RedisServer;
 use serde_json::{json, Value};
 
@@ -93,6 +95,31 @@ async fn strict_durability_refuses_a_redis_without_aof() {
     let proper = RedisServer::start();
     let settings = Settings {
         redis_url: Some(proper.url()),
+        strict_durability: true,
+        ..Settings::default()
+    };
+    assert!(okpay_gateway::open_store(&settings).await.is_ok());
+}
+
+#[tokio::test]
+async fn strict_durability_checks_every_master_of_a_cluster() {
+    // The URL names one node; the store finds the cluster and all three masters.
+    let careless = RedisCluster::start_with_everysec();
+    let settings = Settings {
+        redis_url: Some(careless.node_url(2)),
+        strict_durability: true,
+        ..Settings::default()
+    };
+    let err = match okpay_gateway::open_store(&settings).await {
+        Ok(_) => {
+            panic!("a cluster with appendfsync everysec was accepted under --strict-durability")
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("everysec"), "{err}");
+    let proper = RedisCluster::start();
+    let settings = Settings {
+        redis_url: Some(proper.node_url(1)),
         strict_durability: true,
         ..Settings::default()
     };
