@@ -177,6 +177,10 @@ async fn two_nodes_split_and_a_paused_one_is_fenced(url: &str) {
         tokio::time::sleep(config().renew_every).await;
     }
     let took = paused_at.elapsed();
+    eprintln!(
+        "takeover of a paused node's shards after {took:?} (lease {:?})",
+        config().ttl
+    );
     // The lease time plus one tick, and a second of slack for a loaded machine.
     assert!(
         took <= config().ttl + config().renew_every + Duration::from_secs(1),

@@ -13,7 +13,19 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn the_money_story_runs_on_redis_and_survives_a_restart() {
     let redis = RedisServer::start();
-    let url = redis.url();
+    money_story_across_a_restart(redis.url(), redis.url()).await;
+}
+
+#[tokio::test]
+async fn the_money_story_runs_on_a_redis_cluster_and_survives_a_restart() {
+    // Started against one node, restarted against another: either finds the cluster.
+    let cluster = RedisCluster::start();
+    money_story_across_a_restart(cluster.node_url(0), cluster.node_url(2)).await;
+}
+
+/// Deposit and transfer on a server over `url`, then a new server over `again`
+/// (the same data) finds logins, balances and history, and recognizes a replay.
+async fn money_story_across_a_restart(url: String, again: String) {
     let (alice_id, bob_id, tx_id);
     {
         let app = TestApp::spawn_with(|s| s.redis_url = Some(url.clone())).await;
@@ -41,7 +53,7 @@ async fn the_money_story_runs_on_redis_and_survives_a_restart() {
         (alice_id, bob_id, tx_id) = (a, b, body["id"].as_str().unwrap().to_owned());
     }
     // A new server process over the same Redis: logins, balances and history are there.
-    let app = TestApp::spawn_with(|s| s.redis_url = Some(url.clone())).await;
+    let app = TestApp::spawn_with(|s| s.redis_url = Some(again.clone())).await;
     let token = app.login("bob@example.com").await;
     let me: Value = app.get("/v1/account", &token).await.json().await.unwrap();
     assert_eq!(me["account_id"], bob_id.as_str());
