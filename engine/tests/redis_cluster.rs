@@ -205,3 +205,69 @@ async fn an_engine_on_a_cluster_moves_money_across_shards_and_recovers_it() {
     let after: Decimal = balances(&engine, &accounts).await.iter().sum();
     assert_eq!(after, total);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_fails_appends_fast_and_they_resume_when_it_is_back() {
+    use okpay_engine::codec::ShardId;
+    use okpay_engine::store::shard_log::ShardLog;
+    use std::time::Instant;
+
+    const SHARDS: u16 = 16;
+    let mut cluster = RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    let log = store.shard_log().await.expect("shard log");
+    let batch = |lsn: u64| {
+        (0..SHARDS)
+            .map(|s| shard_log::conformance::frame(s, lsn, b"x"))
+            .collect::<Vec<_>>()
+    };
+    // Frames of 16 shards, so on every master.
+    let results = log.append(batch(1)).await.expect("append");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    cluster.kill9(0);
+    let started = Instant::now();
+    let outcome = log.append(batch(2)).await;
+    // Bounded by the response timeout (2 s) plus reconnect attempts, not hung.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        outcome.is_err(),
+        "an append on a dead master succeeded: {outcome:?}"
+    );
+
+    cluster.restart(0);
+    // The outcome of lsn 2 is unknown for shards of the dead master (none
+    // landed there); each shard now continues from its own head.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut next = Vec::new();
+        for s in 0..SHARDS {
+            match log.head(ShardId(s)).await {
+                Ok(head) => next.push(shard_log::conformance::frame(s, head.head + 1, b"y")),
+                Err(_) => break,
+            }
+        }
+        if next.len() == usize::from(SHARDS) {
+            if let Ok(results) = log.append(next).await {
+                if results.iter().all(Result::is_ok) {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "appends did not resume after the master came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing acknowledged before the kill was lost.
+    for s in 0..SHARDS {
+        let frames = log.read(ShardId(s), 0, 10).await.expect("read");
+        assert_eq!(frames[0].lsn, 1, "shard {s}");
+        assert!(frames.len() >= 2, "shard {s}: {frames:?}");
+    }
+}
