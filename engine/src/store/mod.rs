@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod memory;
 pub mod redis;
+pub mod redis_cluster;
 pub mod redis_config;
 pub mod shard_log;
 
@@ -51,6 +52,12 @@ pub enum StoreError {
     /// concurrent writer); nothing was written.
     #[error("fenced: shard {shard} is at {head}, refused frame {got}")]
     Fenced { shard: u16, head: u64, got: u64 },
+    /// A shard log append by a lease holder whose epoch is no longer the shard's
+    /// current one (its lease expired and another node took the shard over, or
+    /// it released the shard); nothing was written, and the writer must step down
+    /// from the shard (see [`crate::cluster`]).
+    #[error("lease lost: shard {shard} is at epoch {current}, the writer held {held}")]
+    LeaseLost { shard: u16, held: u64, current: u64 },
     /// Stored bytes could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

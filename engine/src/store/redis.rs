@@ -44,8 +44,10 @@
 //! (a plain pipeline of many commands is read by Redis in 16 KB chunks and fsync'd
 //! after each chunk, which measured about 20 fsyncs for a 1,000-record batch).
 //!
-//! With [`RedisOptions::cluster`] set, a batch spans many slots, which one script
-//! may not touch on Redis Cluster; the batch is then one pipeline of one `EVALSHA` of
+//! With [`RedisOptions::cluster`] set (it is set by itself when the URL's node
+//! answers `INFO cluster` with `cluster_enabled:1`; see [`super::redis_cluster`]
+//! for how commands are routed there), a batch spans many slots, which one script
+//! may not touch on Redis Cluster; the batch is then one pipeline of one call of
 //! [`APPEND_LUA`] per record (each touching one account's slot), preceded by one
 //! `ZADD okpay:accounts` per distinct account. The rows travel in the record's own
 //! script call in both modes, so they are written if and only if the record is.
@@ -74,7 +76,8 @@ use std::sync::LazyLock;
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, Script, Value};
 
-use super::redis_config::{DurabilityReport, RedisOptions, REQUIRED_SETTINGS};
+use super::redis_cluster::{info_says_cluster, ClusterLink};
+use super::redis_config::{DurabilityProblem, DurabilityReport, RedisOptions, REQUIRED_SETTINGS};
 use super::{
     AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
     StoreFuture,
@@ -254,6 +257,19 @@ impl LuaScript {
         cmd.arg(&self.hash).arg(keys.len()).arg(keys);
         cmd
     }
+
+    /// The same call as an `EVAL` carrying the source (see [`super::redis_cluster`]
+    /// for why a cluster gets these): `evalsha` is a command made by [`call`](Self::call).
+    fn as_eval(&self, evalsha: &Cmd) -> Cmd {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(self.source);
+        for arg in evalsha.args_iter().skip(2) {
+            if let ::redis::Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
+        }
+        cmd
+    }
 }
 
 static APPEND: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(APPEND_LUA));
@@ -385,6 +401,9 @@ pub struct RedisStore {
     /// The shard log on its own connection (so frames never queue behind index
     /// and history traffic), made on first use.
     log: parking_lot::Mutex<Option<std::sync::Arc<super::shard_log::redis::RedisShardLog>>>,
+    /// Set when the server is a Redis Cluster: every command then goes through it
+    /// (the standalone connection above stays unused).
+    cluster: Option<std::sync::Arc<ClusterLink>>,
 }
 
 impl RedisStore {
@@ -399,13 +418,26 @@ impl RedisStore {
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
-        let store = Self {
+        let mut store = Self {
             client,
             options,
             conn: tokio::sync::Mutex::new(None),
             next_conn_id: AtomicU64::new(0),
             log: parking_lot::Mutex::new(None),
+            cluster: None,
         };
+        // A cluster node answers for its own slots only, so the store must know
+        // before its first keyed command which of the two it talks to.
+        let mut info = ::redis::cmd("INFO");
+        info.arg("cluster");
+        let info = store.exec_one(Call::Plain(info), Retry::Safe).await?;
+        let info: String = from_value(info)?;
+        if info_says_cluster(&info) {
+            let link = ClusterLink::connect(store.client.clone(), &store.options).await?;
+            store.cluster = Some(std::sync::Arc::new(link));
+            store.options.cluster = true;
+            *store.conn.get_mut() = None;
+        }
         let pong = store
             .exec(vec![Call::Plain(::redis::cmd("PING"))], Retry::Safe)
             .await?;
@@ -413,9 +445,75 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Reads the server settings durability depends on. Never fails: a setting that
+    /// True when the store talks to a Redis Cluster (detected at connect).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Reads the server settings durability depends on; on a cluster, those of
+    /// every master, each problem naming its master. Never fails: a setting that
     /// can't be read is itself reported as a problem.
     pub async fn check_durability(&self) -> DurabilityReport {
+        let Some(link) = &self.cluster else {
+            return self.check_durability_of_this_server().await;
+        };
+        let masters = match link.masters().await {
+            Ok(masters) if !masters.is_empty() => masters,
+            Ok(_) => {
+                return DurabilityReport {
+                    problems: vec![DurabilityProblem::Unreadable {
+                        setting: "cluster nodes",
+                        why: "no master serves slots".into(),
+                    }],
+                }
+            }
+            Err(e) => {
+                return DurabilityReport {
+                    problems: vec![DurabilityProblem::Unreadable {
+                        setting: "cluster nodes",
+                        why: e.to_string(),
+                    }],
+                }
+            }
+        };
+        let mut problems = Vec::new();
+        for master in masters {
+            let report = match link.client_for(&master) {
+                Ok(client) => {
+                    let direct = RedisStore {
+                        client,
+                        options: RedisOptions {
+                            cluster: false,
+                            ..self.options
+                        },
+                        conn: tokio::sync::Mutex::new(None),
+                        next_conn_id: AtomicU64::new(0),
+                        log: parking_lot::Mutex::new(None),
+                        cluster: None,
+                    };
+                    direct.check_durability_of_this_server().await
+                }
+                Err(e) => DurabilityReport {
+                    problems: vec![DurabilityProblem::Unreadable {
+                        setting: "appendfsync",
+                        why: e.to_string(),
+                    }],
+                },
+            };
+            problems.extend(
+                report
+                    .problems
+                    .into_iter()
+                    .map(|p| DurabilityProblem::OnNode {
+                        node: master.clone(),
+                        problem: Box::new(p),
+                    }),
+            );
+        }
+        DurabilityReport { problems }
+    }
+
+    async fn check_durability_of_this_server(&self) -> DurabilityReport {
         let calls = REQUIRED_SETTINGS
             .iter()
             .map(|s| {
@@ -523,6 +621,16 @@ impl RedisStore {
         calls: Vec<Call>,
         retry: Retry,
     ) -> Result<Vec<Value>, StoreError> {
+        if let Some(link) = &self.cluster {
+            let cmds = calls
+                .into_iter()
+                .map(|call| match call {
+                    Call::Plain(cmd) => cmd,
+                    Call::Script(script, cmd) => script.as_eval(&cmd),
+                })
+                .collect();
+            return link.round_trip(cmds, retry).await;
+        }
         // Commands move into the pipeline (payloads may be megabytes); only the rare
         // NOSCRIPT resend below copies any of them.
         let mut pipe = Pipeline::with_capacity(calls.len());
@@ -1016,6 +1124,9 @@ impl Store for RedisStore {
                     conn: tokio::sync::Mutex::new(None),
                     next_conn_id: AtomicU64::new(0),
                     log: parking_lot::Mutex::new(None),
+                    // The cluster connection multiplexes per master already; the
+                    // log shares it rather than opening a second set.
+                    cluster: self.cluster.clone(),
                 }))
             })
             .clone();
