@@ -82,6 +82,7 @@ use super::{
     AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
     StoreFuture,
 };
+use crate::codec::ShardId;
 use crate::ids::AccountId;
 
 /// The set of every account with a journal record or snapshot.
@@ -279,6 +280,9 @@ static CLAIM_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_
 static DELETE_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETE_INDEX_LUA));
 static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_INDEX_LUA));
 static HISTORY: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(HISTORY_LUA));
+static ROWS: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("lua/rows.lua")));
+static PUT_ROWS: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/put_rows.lua")));
 
 fn journal_key(account: AccountId) -> String {
     format!("okpay:{{{account}}}:journal")
@@ -299,6 +303,57 @@ fn history_keys(account: AccountId) -> (String, String) {
         format!("okpay:{{{account}}}:history"),
         format!("okpay:{{{account}}}:history:keys"),
     )
+}
+
+/// A shard's history rows: one hash (field `<account>:<row key>` → row) and its
+/// fields in a lexically ordered set, both under the shard's hash tag, so a
+/// shard's rows move with it and a batch writes them in one call per shard.
+fn rows_keys(shard: ShardId) -> (String, String) {
+    let tag = shard.tag();
+    (
+        format!("okpay:{{{tag}}}:rows"),
+        format!("okpay:{{{tag}}}:rows:keys"),
+    )
+}
+
+/// Merges two pages of rows, each newest first (descending key), into the newest
+/// `limit`; of two rows with one key, `newer`'s is kept (a row written by the
+/// shard path after one written with a journal record is its later version).
+fn merge_rows(newer: Vec<HistoryRow>, older: Vec<HistoryRow>, limit: usize) -> Vec<HistoryRow> {
+    let mut out = Vec::with_capacity(limit.min(newer.len() + older.len()));
+    let (mut a, mut b) = (newer.into_iter().peekable(), older.into_iter().peekable());
+    while out.len() < limit {
+        let (take_a, same) = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => (x.key >= y.key, x.key == y.key),
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, false),
+            (None, None) => break,
+        };
+        if same {
+            b.next();
+        }
+        // unwrap: the peeked side has a row.
+        out.push(if take_a { a.next() } else { b.next() }.unwrap());
+    }
+    out
+}
+
+/// A flat `{key, payload, ...}` script reply as rows, keys stripped of `prefix`.
+fn rows_of(
+    flat: Vec<Vec<u8>>,
+    prefix: &str,
+    account: AccountId,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let mut rows = Vec::with_capacity(flat.len() / 2);
+    let mut flat = flat.into_iter();
+    while let (Some(key), Some(payload)) = (flat.next(), flat.next()) {
+        let key = String::from_utf8(key)
+            .ok()
+            .and_then(|k| k.strip_prefix(prefix).map(str::to_owned))
+            .ok_or_else(|| StoreError::Corrupt(format!("history key of {account} is malformed")))?;
+        rows.push(HistoryRow { key, payload });
+    }
+    Ok(rows)
 }
 
 /// The index's hash and ordered key set. Both start with the same `{name` prefix, so
@@ -988,47 +1043,64 @@ impl Store for RedisStore {
 
     fn history(
         &self,
+        shard: ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        // Redis reads LIMIT as a signed 64-bit count, so "everything" must not
+        // overflow it.
+        let count = limit.min(i64::MAX as usize);
+        // The shard's rows of this account: fields `<account>:<key>`, all below
+        // `<account>;` (';' follows ':'). `(` makes a bound exclusive.
+        let prefix = format!("{account}:");
+        let (hash, keys) = rows_keys(shard);
+        let mut rows = ROWS.call(&[&hash, &keys]);
+        rows.arg(match before {
+            Some(b) => format!("({prefix}{b}"),
+            None => format!("({account};"),
+        })
+        .arg(format!("[{prefix}"))
+        .arg(count);
+        // Rows written with journal records, before shard logs, in the account's keys.
         let (hash, keys) = history_keys(account);
-        let mut cmd = HISTORY.call(&[&hash, &keys]);
-        // `(` makes the bound exclusive whatever the key's first byte is. Redis reads
-        // LIMIT as a signed 64-bit count, so "everything" must not overflow it.
-        cmd.arg(before.map_or("+".to_owned(), |b| format!("({b}")))
-            .arg(limit.min(i64::MAX as usize));
-        let call = Call::Script(&HISTORY, cmd);
+        let mut legacy = HISTORY.call(&[&hash, &keys]);
+        legacy
+            .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
+            .arg(count);
+        let calls = vec![Call::Script(&ROWS, rows), Call::Script(&HISTORY, legacy)];
         Box::pin(async move {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let flat: Vec<Vec<u8>> = from_value(self.exec_one(call, Retry::Safe).await?)?;
-            let mut rows = Vec::with_capacity(flat.len() / 2);
-            let mut flat = flat.into_iter();
-            while let (Some(key), Some(payload)) = (flat.next(), flat.next()) {
-                let key = String::from_utf8(key).map_err(|_| {
-                    StoreError::Corrupt(format!("history key of {account} is not UTF-8"))
-                })?;
-                rows.push(HistoryRow { key, payload });
-            }
-            Ok(rows)
+            let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
+            let (Some(rows), Some(legacy)) = (replies.next(), replies.next()) else {
+                return Err(StoreError::Unavailable("redis sent too few replies".into()));
+            };
+            reply_error(&rows)?;
+            reply_error(&legacy)?;
+            let rows = rows_of(from_value(rows)?, &prefix, account)?;
+            let legacy = rows_of(from_value(legacy)?, "", account)?;
+            Ok(merge_rows(rows, legacy, limit))
         })
     }
 
-    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
-        let mut calls = Vec::with_capacity(rows.len() * 2);
-        for (account, row) in &rows {
-            let (hash, keys) = history_keys(*account);
-            let mut hset = ::redis::cmd("HSET");
-            hset.arg(&hash)
-                .arg(row.key.as_str())
+    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+        // One call per shard: `<account>:<key>`, row, ... (a shard's keys share a
+        // slot, and one command with many arguments costs Redis one fsync).
+        let mut by_shard: std::collections::BTreeMap<ShardId, Cmd> = Default::default();
+        for (shard, account, row) in &rows {
+            let cmd = by_shard.entry(*shard).or_insert_with(|| {
+                let (hash, keys) = rows_keys(*shard);
+                PUT_ROWS.call(&[&hash, &keys])
+            });
+            cmd.arg(format!("{account}:{}", row.key))
                 .arg(row.payload.as_slice());
-            let mut zadd = ::redis::cmd("ZADD");
-            zadd.arg(&keys).arg(0).arg(row.key.as_str());
-            calls.push(Call::Plain(hset));
-            calls.push(Call::Plain(zadd));
         }
+        let calls: Vec<Call> = by_shard
+            .into_values()
+            .map(|cmd| Call::Script(&PUT_ROWS, cmd))
+            .collect();
         Box::pin(async move {
             if calls.is_empty() {
                 return Ok(());
