@@ -177,6 +177,7 @@ async fn engine_transfer(engine: &Engine, accounts: &[AccountId], tag: &str, i: 
             false,
         )
         .await
+        .map_err(|e| eprintln!("engine transfer failed: {e}"))
         .is_ok()
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{amount, funded_accounts, key, load_policy, start_engine};
+use benches::{amount, funded_accounts, key, load_policy, process_cpu, start_engine};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use futures::StreamExt;
 use okpay_engine::domain::command::{Command, DepositMethod, Profile};
@@ -156,6 +156,7 @@ fn transfers_through_actors(c: &mut Criterion) {
                     let accounts = accounts.clone();
                     let cdf = cdf.clone();
                     let r = round;
+                    let cpu = process_cpu();
                     let elapsed = rt.block_on(async move {
                         let start = Instant::now();
                         let ok = futures::stream::iter(0..BATCH)
@@ -184,6 +185,8 @@ fn transfers_through_actors(c: &mut Criterion) {
                         start.elapsed()
                     });
                     MEMORY_TPS.record(name, BATCH as f64 / elapsed.as_secs_f64());
+                    let cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / BATCH as f64;
+                    MEMORY_TPS.record(cpu_key(name), cpu_us);
                     total += elapsed;
                 }
                 total
@@ -200,13 +203,24 @@ fn transfers_through_actors(c: &mut Criterion) {
     );
     // The one stable line to compare run to run (grep '^engine:').
     println!(
-        "engine: memory_tps={:.0} zipf_tps={:.0} idle_account_bytes={}",
+        "engine: memory_tps={:.0} zipf_tps={:.0} cpu_us_per_transfer={:.1} zipf_cpu_us_per_transfer={:.1} idle_account_bytes={}",
         MEMORY_TPS.median("transfers_memory_store_10k_accounts"),
         MEMORY_TPS.median("transfers_memory_store_10k_accounts_zipf"),
+        MEMORY_TPS.median(cpu_key("transfers_memory_store_10k_accounts")),
+        MEMORY_TPS.median(cpu_key("transfers_memory_store_10k_accounts_zipf")),
         IDLE_ACCOUNT_BYTES.load(Ordering::Relaxed)
     );
     let ledger = rt.block_on(engine.audit()).unwrap();
     assert!(ledger.balanced(), "ledger balanced after the benchmark");
+}
+
+/// Where the CPU microseconds per transfer of benchmark `name` are recorded.
+fn cpu_key(name: &str) -> &'static str {
+    if name.ends_with("zipf") {
+        "cpu_zipf"
+    } else {
+        "cpu_uniform"
+    }
 }
 
 fn pick_pair(accounts: &[AccountId]) -> (AccountId, AccountId) {

@@ -83,3 +83,23 @@ pub async fn funded_accounts(engine: &Engine, n: usize, funds: &str) -> Vec<Acco
         .await;
     ids
 }
+
+/// CPU time this process has used so far (all threads, user + system), from
+/// `/proc/self/stat` in clock ticks of 10 ms. On a shared, noisy machine the CPU a
+/// run costs per operation is steadier than its throughput.
+pub fn process_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'): utime and
+    // stime are the 12th and 13th of them.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 10)
+}

@@ -403,8 +403,10 @@ impl Engine {
 
     /// A page of `account`'s transaction history, newest first: rows with keys
     /// before `cursor`, of `kind` only when given, at most `limit`. Returns the rows
-    /// and the cursor of the next page (`None` at the end). Reads the store directly;
-    /// every row belongs to a durable record.
+    /// and the cursor of the next page (`None` at the end). Reads the store once the
+    /// rows of every operation applied to the account so far are written (rows
+    /// follow their durable records, off the reply path); every row belongs to a
+    /// durable record.
     pub async fn history(
         &self,
         account: AccountId,
@@ -417,6 +419,8 @@ impl Engine {
         // the cursor then continues where the scan stopped.
         const SCAN_MAX: usize = 2000;
         let limit = limit.clamp(1, 200);
+        self.ask(account, |reply| Msg::Rows { account, reply })
+            .await?;
         let mut items = Vec::new();
         let mut cursor = cursor;
         let mut scanned = 0;
@@ -425,6 +429,7 @@ impl Engine {
                 .shared()
                 .store
                 .history(
+                    self.shared().layout.shard_of(account),
                     account,
                     cursor.as_deref(),
                     limit.min(SCAN_MAX - scanned).max(1),

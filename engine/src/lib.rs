@@ -2,6 +2,7 @@
 //! account to serialize each account's changes, and a durable journal with group
 //! commit. It knows nothing of HTTP; the gateway drives it through [`Engine`].
 
+pub mod cluster;
 pub mod codec;
 pub mod domain;
 pub mod engine;

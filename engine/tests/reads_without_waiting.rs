@@ -92,7 +92,7 @@ impl Store for HeldStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
         self.inner.append(batch)
     }
-    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
         self.inner.put_history(rows)
     }
     fn shard_log(&self) -> StoreFuture<'_, Arc<dyn ShardLog>> {
@@ -131,11 +131,12 @@ impl Store for HeldStore {
     }
     fn history(
         &self,
+        shard: ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
-        self.inner.history(account, before, limit)
+        self.inner.history(shard, account, before, limit)
     }
     fn backend_name(&self) -> &'static str {
         "held"

@@ -41,7 +41,15 @@ fn rec_with_row(account: AccountId, seq: u64, payload: &str, key: &str) -> Journ
 
 /// The keys and payloads of `account`'s whole history, newest first, as strings.
 async fn history(store: &dyn Store, account: AccountId) -> Vec<(String, String)> {
-    let rows = store.history(account, None, 100).await.expect("history");
+    let rows = store
+        .history(
+            okpay_engine::codec::shard_of(account, 64),
+            account,
+            None,
+            100,
+        )
+        .await
+        .expect("history");
     rows.into_iter()
         .map(|r| (r.key, String::from_utf8_lossy(&r.payload).into_owned()))
         .collect()

@@ -55,17 +55,23 @@ use crate::rate_limit::LoginLimits;
 use crate::state::AppState;
 use crate::stream::Streams;
 
-/// Opens the configured store: Redis when a URL is given (checking its durability
-/// settings), the embedded store in the data directory otherwise.
+/// Opens the configured store: Redis when a URL is given (a standalone server or
+/// any node of a Redis Cluster, told apart by the store itself; checking the
+/// durability settings of every master), the embedded store in the data directory
+/// otherwise.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     match &settings.redis_url {
         Some(url) => {
             let store = RedisStore::connect(url)
                 .await
                 .with_context(|| "connecting to Redis".to_string())?;
+            if store.is_cluster() {
+                tracing::info!("the Redis URL names a Redis Cluster node: using the whole cluster");
+            }
+            // On a cluster, every master is checked (each holds a share of the shards).
             let report = store.check_durability().await;
             if !report.is_ok() {
-                let problems = format!("{report:?}");
+                let problems = report.to_string();
                 if settings.strict_durability {
                     anyhow::bail!(
                         "Redis is not configured for durability and --strict-durability is set: {problems}"

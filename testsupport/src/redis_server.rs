@@ -229,7 +229,7 @@ fn free_port() -> u16 {
 }
 
 /// The path of `redis-server`, installing it with apt on first use if missing.
-fn redis_server_binary() -> &'static PathBuf {
+pub(crate) fn redis_server_binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         if let Some(path) = find_redis_server() {
@@ -257,10 +257,23 @@ fn redis_server_binary() -> &'static PathBuf {
     })
 }
 
+/// The path of `redis-cli` (installed with `redis-server`: Debian's package depends
+/// on `redis-tools`, which ships it).
+pub(crate) fn redis_cli_binary() -> PathBuf {
+    let server = redis_server_binary();
+    find_binary("redis-cli")
+        .or_else(|| server.parent().map(|dir| dir.join("redis-cli")))
+        .expect("redis-cli not found next to redis-server")
+}
+
 fn find_redis_server() -> Option<PathBuf> {
+    find_binary("redis-server")
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("redis-server"))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }

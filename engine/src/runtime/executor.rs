@@ -126,6 +126,12 @@ pub(crate) enum Msg {
         after: Option<u64>,
         reply: Reply<Subscription>,
     },
+    /// Answered once the history rows of every record of the account applied so
+    /// far are written (so a history read sees every acknowledged operation).
+    Rows {
+        account: AccountId,
+        reply: Reply<()>,
+    },
     /// Saga, at the destination.
     Credit(CreditRequest),
     /// Saga, at the source.
@@ -154,7 +160,8 @@ impl Msg {
             Msg::Execute { account, .. }
             | Msg::Read { account, .. }
             | Msg::ReadNow { account, .. }
-            | Msg::Subscribe { account, .. } => Target::Account(*account),
+            | Msg::Subscribe { account, .. }
+            | Msg::Rows { account, .. } => Target::Account(*account),
             Msg::Credit(req) => Target::Account(req.to),
             Msg::Answer(ans) => Target::Account(ans.transfer.account),
             Msg::Audit { shard, .. } => Target::Shard(*shard),
@@ -234,7 +241,14 @@ struct Shard {
     /// The lsn the next sealed frame gets.
     next_lsn: u64,
     durable_lsn: u64,
+    /// Every frame up to this lsn is durable and so are its history rows: the
+    /// furthest a checkpoint (which trims the log that rebuilds rows) may go.
+    rows_lsn: u64,
     checkpoint_lsn: u64,
+    /// Records sealed into this shard's frames, ever, and their count when the
+    /// last checkpoint started: the log grown since is their difference.
+    sealed_records: u64,
+    checkpoint_records: u64,
     checkpointing: bool,
     /// No checkpoint before this batch is durable (it rewrites the history rows
     /// of frames replayed by recovery, which a checkpoint would trim).
@@ -317,6 +331,18 @@ impl Batch {
         self.records == 0 && self.history.is_empty() && self.effects.is_empty()
     }
 
+    /// This batch's buffers, emptied, for batch `id`.
+    fn reuse(mut self, id: u64) -> Self {
+        self.id = id;
+        self.frames.clear();
+        self.appends.clear();
+        self.history.clear();
+        self.history_shards.clear();
+        self.effects.clear();
+        self.records = 0;
+        self
+    }
+
     fn push(&mut self, shard: ShardId, record: LogRecord) {
         self.records += 1;
         // A batch touches few shards; a linear scan from the back beats a map.
@@ -325,14 +351,6 @@ impl Batch {
             None => self.frames.push((shard, vec![record])),
         }
     }
-
-    fn shards(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.frames
-            .iter()
-            .map(|(s, _)| *s)
-            .chain(self.appends.iter().map(|a| a.shard))
-            .chain(self.history_shards.iter().copied())
-    }
 }
 
 /// The outcome of writing one batch.
@@ -340,13 +358,40 @@ struct Written {
     /// Per frame written: its shard and outcome. `Err` for all when the whole
     /// call failed.
     results: Vec<(ShardId, u64, Result<(), StoreError>)>,
-    /// The history rows failed (the batch's shards are recovered, which writes
-    /// them again).
-    history: Result<(), StoreError>,
     bytes: usize,
 }
 
 type WriteFuture = Pin<Box<dyn Future<Output = Written>>>;
+
+/// The history rows of durable batches, written one store call at a time
+/// behind the log: replies go out when the frames are durable, and the rows of
+/// one batch are written while the next batch's frames are. Rows are a
+/// projection of the log, so a crash before they land loses nothing: recovery
+/// replays the frames after the checkpoint and writes their rows again, and a
+/// checkpoint never passes a frame whose rows are not written (`rows_lsn`).
+#[derive(Default)]
+struct Rows {
+    /// Rows of durable batches not yet being written.
+    pending: Vec<(AccountId, HistoryRow)>,
+    /// The frames (shard, lsn) those rows come from; lsn 0 for shards whose
+    /// recovery rewrites rows.
+    positions: Vec<(ShardId, u64)>,
+    /// The last batch whose rows are in `pending` (or being written).
+    pending_batch: u64,
+    writing: Option<RowsFuture>,
+    /// Every batch up to this one has its rows written.
+    written_batch: u64,
+    /// History reads waiting for a batch's rows: (batch, reply).
+    waiters: Vec<(u64, Reply<()>)>,
+}
+
+struct RowsWritten {
+    batch: u64,
+    positions: Vec<(ShardId, u64)>,
+    result: Result<(), StoreError>,
+}
+
+type RowsFuture = Pin<Box<dyn Future<Output = RowsWritten>>>;
 
 /// Background work whose result comes back to the loop.
 enum Task {
@@ -381,9 +426,11 @@ type TaskFuture = Pin<Box<dyn Future<Output = Task>>>;
 const TAKE: usize = 1024;
 /// How often checkpoints are considered.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// A shard whose log has any frame past its checkpoint is checkpointed after
-/// this many housekeeping rounds without reaching `checkpoint_every`.
-const CHECKPOINT_IDLE_ROUNDS: u64 = 20;
+/// A shard whose log has any frame past its checkpoint is checkpointed once no
+/// frame was added for this many housekeeping rounds (it went quiet)...
+const CHECKPOINT_QUIET_ROUNDS: u64 = 20;
+/// ...or, when it never reaches `checkpoint_every`, after this many rounds.
+const CHECKPOINT_MAX_ROUNDS: u64 = 600;
 
 /// The executor's channels to every executor (itself included), for saga
 /// messages: unbounded, because a saga step must never be refused; their number
@@ -409,11 +456,14 @@ pub(crate) struct Executor {
     open: Batch,
     writing: Option<WriteFuture>,
     durable_batch: u64,
+    rows: Rows,
+    /// Written batches, emptied, whose buffers the next batches reuse.
+    spare: Vec<Batch>,
     tasks: FuturesUnordered<TaskFuture>,
     ready_waiters: Vec<oneshot::Sender<()>>,
     rounds: u64,
     last_tick: Instant,
-    rounds_since_checkpoint: FxHashMap<ShardId, u64>,
+    rounds_since_checkpoint: FxHashMap<ShardId, (u64, u64, u64)>,
 }
 
 impl Executor {
@@ -439,7 +489,10 @@ impl Executor {
                         generation: 0,
                         next_lsn: 1,
                         durable_lsn: 0,
+                        rows_lsn: 0,
                         checkpoint_lsn: 0,
+                        sealed_records: 0,
+                        checkpoint_records: 0,
                         checkpointing: false,
                         hold_checkpoint_until: 0,
                     },
@@ -460,6 +513,8 @@ impl Executor {
             open: Batch::new(1),
             writing: None,
             durable_batch: 0,
+            rows: Rows::default(),
+            spare: Vec::new(),
             tasks: FuturesUnordered::new(),
             ready_waiters: Vec::new(),
             rounds: 0,
@@ -492,6 +547,12 @@ impl Executor {
                 {
                     self.writing = None;
                     self.on_written(written);
+                }
+                written = async { self.rows.writing.as_mut().expect("checked by the guard").await },
+                    if self.rows.writing.is_some() =>
+                {
+                    self.rows.writing = None;
+                    self.on_rows_written(written);
                 }
                 Some(task) = self.tasks.next(), if !self.tasks.is_empty() => self.on_task(task),
                 n = self.saga_inbox.recv_many(&mut saga_taken, TAKE) => {
@@ -573,6 +634,9 @@ impl Executor {
                 return fail(msg, EngineError::Overloaded);
             }
             return queue.push_back(msg);
+        }
+        if let Msg::Rows { reply, .. } = msg {
+            return self.wait_rows(shard_id, account, reply);
         }
         match shard.accounts.get_mut(&account) {
             Some(Entry::Ready(_)) => {}
@@ -674,23 +738,32 @@ impl Executor {
         if room && !self.open.is_empty() {
             self.seal();
         }
-        if self.writing.is_none() {
+        self.write_rows();
+        // Rows must keep up with the log: past two full batches of them waiting,
+        // the next frames wait for the rows write (back-pressure, not a backlog).
+        let rows_behind = self.rows.pending.len() >= 2 * self.shared.config.max_batch;
+        if self.writing.is_none() && !rows_behind {
             if let Some(front) = self.sealed.front_mut() {
-                let (log, store) = (self.log.clone(), self.shared.store.clone());
-                self.writing = Some(start_write(log, store, front));
+                self.writing = Some(start_write(self.log.clone(), front));
             }
         }
     }
 
     fn seal(&mut self) {
         let next = self.open.id + 1;
-        let mut batch = std::mem::replace(&mut self.open, Batch::new(next));
-        for (shard_id, records) in std::mem::take(&mut batch.frames) {
+        let fresh = match self.spare.pop() {
+            Some(spare) => spare.reuse(next),
+            None => Batch::new(next),
+        };
+        let mut batch = std::mem::replace(&mut self.open, fresh);
+        let mut frames = std::mem::take(&mut batch.frames);
+        for (shard_id, records) in frames.drain(..) {
             let Some(shard) = self.shards.get_mut(&shard_id) else {
                 continue;
             };
             let lsn = shard.next_lsn;
             shard.next_lsn += 1;
+            shard.sealed_records += records.len() as u64;
             let frame = BatchFrame {
                 shard: shard_id,
                 lsn,
@@ -705,6 +778,7 @@ impl Executor {
                 frame: bytes,
             });
         }
+        batch.frames = frames;
         self.shared
             .stats
             .queued
@@ -713,14 +787,10 @@ impl Executor {
     }
 }
 
-/// Writes a sealed batch: its frames in one log call, then its history rows.
-fn start_write(
-    log: Arc<dyn ShardLog>,
-    store: Arc<dyn crate::store::Store>,
-    batch: &mut Batch,
-) -> WriteFuture {
+/// Writes a sealed batch's frames in one log call (its history rows follow once
+/// it is durable, see [`Rows`]).
+fn start_write(log: Arc<dyn ShardLog>, batch: &mut Batch) -> WriteFuture {
     let appends = std::mem::take(&mut batch.appends);
-    let history = std::mem::take(&mut batch.history);
     let positions: Vec<(ShardId, u64)> = appends.iter().map(|a| (a.shard, a.lsn)).collect();
     let bytes = appends.iter().map(|a| a.frame.len()).sum();
     Box::pin(async move {
@@ -746,35 +816,14 @@ fn start_write(
                     .collect()
             }
         };
-        // The rows of frames that did not land must not be written: they
-        // would describe operations that never happened.
-        let landed: Vec<ShardId> = results
-            .iter()
-            .filter(|r| r.2.is_ok())
-            .map(|r| r.0)
-            .collect();
-        let history: Vec<(AccountId, HistoryRow)> = if landed.len() == results.len() {
-            history
-        } else {
-            Vec::new()
-        };
-        let history = if history.is_empty() {
-            Ok(())
-        } else {
-            store.put_history(history).await
-        };
-        Written {
-            results,
-            history,
-            bytes,
-        }
+        Written { results, bytes }
     })
 }
 
 impl Executor {
     fn on_written(&mut self, written: Written) {
         // unwrap: `writing` is only set for the front sealed batch.
-        let batch = self.sealed.pop_front().expect("a batch was being written");
+        let mut batch = self.sealed.pop_front().expect("a batch was being written");
         let stats = &self.shared.stats;
         stats.queued.fetch_sub(batch.records, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -794,24 +843,36 @@ impl Executor {
                     if let Some(shard) = self.shards.get_mut(&shard_id) {
                         shard.durable_lsn = shard.durable_lsn.max(lsn);
                     }
+                    self.rows.positions.push((shard_id, lsn));
                 }
                 Err(e) => failed.push((shard_id, e)),
-            }
-        }
-        if let Err(e) = written.history {
-            // The frames are durable but their rows are not: recovery replays the
-            // frames and writes the rows again.
-            for s in batch.shards() {
-                if !failed.iter().any(|(f, _)| *f == s) {
-                    failed.push((s, e.clone()));
-                }
             }
         }
         if !failed.is_empty() {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
         }
         self.durable_batch = batch.id;
-        for (shard, effect) in batch.effects {
+        // The rows of frames that did not land must not be written: they would
+        // describe operations that never happened (recovery writes the others).
+        let layout = self.shared.layout;
+        let landed = |account: &AccountId| {
+            let shard = layout.shard_of(*account);
+            !failed.iter().any(|(f, _)| *f == shard)
+        };
+        self.rows.pending.extend(
+            batch
+                .history
+                .drain(..)
+                .filter(|(account, _)| landed(account)),
+        );
+        for &s in &batch.history_shards {
+            if !failed.iter().any(|(f, _)| *f == s) {
+                self.rows.positions.push((s, 0));
+            }
+        }
+        self.rows.pending_batch = batch.id;
+        let mut effects = std::mem::take(&mut batch.effects);
+        for (shard, effect) in effects.drain(..) {
             match failed.iter().find(|(f, _)| *f == shard) {
                 Some((_, err)) => {
                     self.fail_effect(effect, &EngineError::Unavailable(err.to_string()))
@@ -819,9 +880,96 @@ impl Executor {
                 None => self.run_effect(shard, effect),
             }
         }
+        batch.effects = effects;
+        if self.spare.len() < 2 {
+            self.spare.push(batch);
+        }
         for (shard, err) in failed {
             tracing::warn!(%shard, error = %err, "shard write failed: recovering the shard");
             self.fail_shard(shard, EngineError::Unavailable(err.to_string()));
+        }
+    }
+
+    /// Starts writing the pending history rows when no write of them is in
+    /// flight; with no rows to write, their frames count as written at once.
+    fn write_rows(&mut self) {
+        if self.rows.writing.is_some() || self.rows.pending_batch == self.rows.written_batch {
+            return;
+        }
+        let rows = std::mem::take(&mut self.rows.pending);
+        let positions = std::mem::take(&mut self.rows.positions);
+        let batch = self.rows.pending_batch;
+        if rows.is_empty() {
+            return self.on_rows_written(RowsWritten {
+                batch,
+                positions,
+                result: Ok(()),
+            });
+        }
+        let store = self.shared.store.clone();
+        let layout = self.shared.layout;
+        let rows = rows
+            .into_iter()
+            .map(|(account, row)| (layout.shard_of(account), account, row))
+            .collect();
+        self.rows.writing = Some(Box::pin(async move {
+            let result = store.put_history(rows).await;
+            RowsWritten {
+                batch,
+                positions,
+                result,
+            }
+        }));
+    }
+
+    fn on_rows_written(&mut self, written: RowsWritten) {
+        self.rows.written_batch = written.batch;
+        let result = match written.result {
+            Ok(()) => {
+                for (shard_id, lsn) in written.positions {
+                    if let Some(shard) = self.shards.get_mut(&shard_id) {
+                        shard.rows_lsn = shard.rows_lsn.max(lsn);
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => {
+                // The frames are durable but their rows are not: recovery replays
+                // the frames and writes the rows again.
+                let err = EngineError::Unavailable(err.to_string());
+                let mut shards: Vec<ShardId> = written.positions.iter().map(|p| p.0).collect();
+                shards.sort_unstable();
+                shards.dedup();
+                for shard in shards {
+                    tracing::warn!(%shard, error = %err, "history rows failed: recovering the shard");
+                    self.fail_shard(shard, err.clone());
+                }
+                Err(err)
+            }
+        };
+        let done = written.batch;
+        for (_, reply) in self.rows.waiters.extract_if(.., |(b, _)| *b <= done) {
+            let _ = reply.send(result.clone());
+        }
+    }
+
+    /// A history read of `account` (of `shard`): answered once the rows of the
+    /// account's records so far, and of its shard's recovery, are written.
+    fn wait_rows(&mut self, shard_id: ShardId, account: AccountId, reply: Reply<()>) {
+        let Some(shard) = self.shards.get(&shard_id) else {
+            return drop(reply.send(Ok(())));
+        };
+        let last = match shard.accounts.get(&account) {
+            Some(Entry::Ready(slot)) => slot.last_batch,
+            // Not in memory, or being loaded from its checkpoint: every row of it
+            // is written (a checkpoint never passes unwritten rows).
+            Some(Entry::Loading(_)) | None => 0,
+        };
+        let needed = last.max(shard.hold_checkpoint_until);
+        if needed <= self.rows.written_batch {
+            let _ = reply.send(Ok(()));
+        } else {
+            self.rows.waiters.push((needed, reply));
         }
     }
 
@@ -1009,6 +1157,9 @@ impl Executor {
         };
         shard.next_lsn = recovered.head.head + 1;
         shard.durable_lsn = recovered.head.head;
+        // Rows of the replayed frames are rewritten in the open batch, and
+        // `hold_checkpoint_until` keeps checkpoints back until they are.
+        shard.rows_lsn = recovered.head.head;
         shard.checkpoint_lsn = recovered.head.checkpoint;
         shard.checkpointing = false;
         let mut in_flight = Vec::new();
@@ -1132,27 +1283,38 @@ impl Executor {
     /// (or has been idle a while, or `force`).
     fn checkpoint(&mut self, shard_id: ShardId, force: bool) {
         let every = self.shared.config.checkpoint_every;
-        let durable_batch = self.durable_batch;
+        let rows_batch = self.rows.written_batch;
         let Some(shard) = self.shards.get_mut(&shard_id) else {
             return;
         };
         if !matches!(shard.phase, Phase::Ready)
             || shard.checkpointing
-            || durable_batch < shard.hold_checkpoint_until
-            || shard.durable_lsn <= shard.checkpoint_lsn
+            || rows_batch < shard.hold_checkpoint_until
+            || shard.rows_lsn <= shard.checkpoint_lsn
         {
             return;
         }
-        let rounds = self.rounds_since_checkpoint.entry(shard_id).or_insert(0);
+        // (rounds since the last checkpoint, sealed records seen last round,
+        // rounds since that count last changed)
+        let (rounds, seen, quiet) = self
+            .rounds_since_checkpoint
+            .entry(shard_id)
+            .or_insert((0, 0, 0));
         *rounds += 1;
+        if *seen == shard.sealed_records {
+            *quiet += 1;
+        } else {
+            (*seen, *quiet) = (shard.sealed_records, 0);
+        }
         if !force
-            && shard.durable_lsn - shard.checkpoint_lsn < every
-            && *rounds < CHECKPOINT_IDLE_ROUNDS
+            && shard.sealed_records - shard.checkpoint_records < every
+            && *quiet < CHECKPOINT_QUIET_ROUNDS
+            && *rounds < CHECKPOINT_MAX_ROUNDS
         {
             return;
         }
-        *rounds = 0;
-        let mut limit = shard.durable_lsn;
+        (*rounds, *quiet) = (0, 0);
+        let mut limit = shard.rows_lsn;
         let mut states = Vec::new();
         let mut written = Vec::new();
         let mut in_flight = Vec::new();
@@ -1177,6 +1339,7 @@ impl Executor {
             return;
         }
         in_flight.sort_unstable();
+        shard.checkpoint_records = shard.sealed_records;
         states.push((
             checkpoint::SHARD_ENTRY,
             checkpoint::encode_shard(&in_flight),
@@ -1212,6 +1375,7 @@ impl Executor {
         shard.checkpointing = false;
         if let Err(err) = result {
             tracing::warn!(shard = %shard_id, error = %err, "checkpoint failed; will retry");
+            shard.checkpoint_records = 0;
             return;
         }
         self.shared
@@ -1284,6 +1448,7 @@ fn fail(msg: Msg, err: EngineError) {
         Msg::Execute { reply, .. } => drop(reply.send(Err(err))),
         Msg::Read { reply, .. } | Msg::ReadNow { reply, .. } => drop(reply.send(Err(err))),
         Msg::Subscribe { reply, .. } => drop(reply.send(Err(err))),
+        Msg::Rows { reply, .. } => drop(reply.send(Err(err))),
         Msg::Audit { reply, .. } => drop(reply.send(Err(err))),
         Msg::Credit(_) | Msg::Answer(_) | Msg::Passivate | Msg::Ready { .. } => {}
     }
@@ -1368,7 +1533,7 @@ impl Ctx<'_> {
             }
             Msg::Credit(request) => self.credit(slot, request),
             Msg::Answer(answer) => self.on_answer(slot, answer),
-            Msg::Audit { .. } | Msg::Passivate | Msg::Ready { .. } => {
+            Msg::Audit { .. } | Msg::Passivate | Msg::Ready { .. } | Msg::Rows { .. } => {
                 unreachable!("not an account message")
             }
         }

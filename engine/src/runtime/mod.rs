@@ -76,7 +76,9 @@ pub struct RuntimeConfig {
     pub idle_after: Duration,
     /// How often states are compacted and idle accounts leave memory.
     pub tick: Duration,
-    /// A shard is checkpointed once this many frames follow its checkpoint.
+    /// A shard is checkpointed once this many records follow its checkpoint (or
+    /// when it goes quiet). Each checkpoint re-encodes the shard's dirty accounts,
+    /// so rarer is cheaper; recovery replays at most this many records a shard.
     pub checkpoint_every: u64,
 }
 
@@ -90,7 +92,7 @@ impl Default for RuntimeConfig {
             max_batch: 8192,
             idle_after: Duration::from_secs(60),
             tick: Duration::from_secs(10),
-            checkpoint_every: 256,
+            checkpoint_every: 16_384,
         }
     }
 }

@@ -93,6 +93,10 @@ pub async fn run_all(store: &dyn Store) {
             "history_of_unknown_account_is_empty",
             history_of_unknown_account_is_empty(store).await,
         ),
+        (
+            "put_history_upserts_pages_and_merges_journal_rows",
+            put_history_upserts_pages_and_merges_journal_rows(store).await,
+        ),
     ];
     let failures: Vec<String> = checks
         .into_iter()
@@ -561,6 +565,11 @@ pub async fn large_payloads_round_trip(store: &dyn Store) -> Check {
 }
 
 /// A history row key as the engine builds them: 16 hex digits of time, then an op id.
+/// The shard of `account` in the default layout (stores keep rows by shard).
+fn sh(account: AccountId) -> crate::codec::ShardId {
+    crate::codec::shard_of(account, crate::codec::DEFAULT_SHARDS)
+}
+
 fn history_key(ms: u64, op: &str) -> String {
     format!("{ms:016x}{op}")
 }
@@ -624,23 +633,29 @@ pub async fn history_newest_first_with_upserts(store: &dyn Store) -> Check {
     )
     .await?;
     let want = vec![row(a, &k3, "v1"), row(a, &k2, "v1"), row(a, &k1, "v1")];
-    let got = step("history", store.history(a, None, 10).await)?;
+    let got = step("history", store.history(sh(a), a, None, 10).await)?;
     ensure_eq!(rows_text(&got), rows_text(&want), "history of a");
-    let newest = step("history limit 2", store.history(a, None, 2).await)?;
+    let newest = step("history limit 2", store.history(sh(a), a, None, 2).await)?;
     ensure_eq!(
         rows_text(&newest),
         rows_text(&want[..2]),
         "newest 2 rows of a"
     );
-    let none = step("history limit 0", store.history(a, None, 0).await)?;
+    let none = step("history limit 0", store.history(sh(a), a, None, 0).await)?;
     ensure!(none.is_empty(), "limit 0 returned {none:?}");
-    let got = step("history below", store.history(below, None, 10).await)?;
+    let got = step(
+        "history below",
+        store.history(sh(below), below, None, 10).await,
+    )?;
     ensure_eq!(
         rows_text(&got),
         rows_text(&[row(below, &k3, "v1"), row(below, &k1, "v1")]),
         "history of the account just below a"
     );
-    let got = step("history above", store.history(above, None, 10).await)?;
+    let got = step(
+        "history above",
+        store.history(sh(above), above, None, 10).await,
+    )?;
     ensure_eq!(
         rows_text(&got),
         rows_text(&[row(above, &k2, "v1")]),
@@ -649,7 +664,10 @@ pub async fn history_newest_first_with_upserts(store: &dyn Store) -> Check {
 
     // The oldest row completes: same key, new payload, same place.
     append_all(store, vec![rec_with(a, 3, vec![row(a, &k1, "v2")])]).await?;
-    let got = step("history after upsert", store.history(a, None, 10).await)?;
+    let got = step(
+        "history after upsert",
+        store.history(sh(a), a, None, 10).await,
+    )?;
     ensure_eq!(
         rows_text(&got),
         rows_text(&[row(a, &k3, "v1"), row(a, &k2, "v1"), row(a, &k1, "v2")]),
@@ -684,13 +702,13 @@ pub async fn history_of_refused_records_not_written(store: &dyn Store) -> Check 
     let oks: Vec<bool> = results.iter().map(Result::is_ok).collect();
     ensure_eq!(oks, vec![false, false, false, true], "which records landed");
 
-    let got = step("history of a", store.history(a, None, 10).await)?;
+    let got = step("history of a", store.history(sh(a), a, None, 10).await)?;
     ensure_eq!(
         rows_text(&got),
         rows_text(&[row(a, &k2, "v2"), row(a, &k1, "v1")]),
         "history of a after refused records"
     );
-    let got = step("history of c", store.history(c, None, 10).await)?;
+    let got = step("history of c", store.history(sh(c), c, None, 10).await)?;
     ensure!(got.is_empty(), "refused record of c left rows: {got:?}");
     Ok(())
 }
@@ -726,7 +744,7 @@ pub async fn history_pages_exclusive_and_complete(store: &dyn Store) -> Check {
     loop {
         let page = step(
             "history page",
-            store.history(a, before.as_deref(), page_size).await,
+            store.history(sh(a), a, before.as_deref(), page_size).await,
         )?;
         ensure!(page.len() <= page_size, "page of {} > limit", page.len());
         let Some(last) = page.last().map(|r| r.key.clone()) else {
@@ -754,7 +772,10 @@ pub async fn history_pages_exclusive_and_complete(store: &dyn Store) -> Check {
 
     // Exclusive at an existing key: the row itself is not on the page.
     let at = &want[5];
-    let page = step("history before a key", store.history(a, Some(at), 2).await)?;
+    let page = step(
+        "history before a key",
+        store.history(sh(a), a, Some(at), 2).await,
+    )?;
     let page: Vec<&str> = page.iter().map(|r| r.key.as_str()).collect();
     ensure_eq!(
         page,
@@ -765,7 +786,7 @@ pub async fn history_pages_exclusive_and_complete(store: &dyn Store) -> Check {
     let between = history_key(1_700_000_000_005, "t1w");
     let page = step(
         "history before a gap",
-        store.history(a, Some(&between), 100).await,
+        store.history(sh(a), a, Some(&between), 100).await,
     )?;
     let page: Vec<&str> = page.iter().map(|r| r.key.as_str()).collect();
     let below: Vec<&str> = want
@@ -778,10 +799,13 @@ pub async fn history_pages_exclusive_and_complete(store: &dyn Store) -> Check {
     let oldest = want.last().ok_or("no rows")?;
     let none = step(
         "history before oldest",
-        store.history(a, Some(oldest), 10).await,
+        store.history(sh(a), a, Some(oldest), 10).await,
     )?;
     ensure!(none.is_empty(), "rows before the oldest: {none:?}");
-    let none = step("history before \"\"", store.history(a, Some(""), 10).await)?;
+    let none = step(
+        "history before \"\"",
+        store.history(sh(a), a, Some(""), 10).await,
+    )?;
     ensure!(none.is_empty(), "rows before the empty key: {none:?}");
     Ok(())
 }
@@ -809,7 +833,10 @@ pub async fn history_survives_snapshot_trim(store: &dyn Store) -> Check {
         "journal not trimmed by snapshot 4: {loaded:?}"
     );
     let want: Vec<HistoryRow> = keys.iter().rev().map(|k| row(a, k, "v1")).collect();
-    let got = step("history after trim", store.history(a, None, 10).await)?;
+    let got = step(
+        "history after trim",
+        store.history(sh(a), a, None, 10).await,
+    )?;
     ensure_eq!(
         rows_text(&got),
         rows_text(&want),
@@ -818,7 +845,10 @@ pub async fn history_survives_snapshot_trim(store: &dyn Store) -> Check {
 
     // The row written by the trimmed record 1 can still be upserted.
     append_all(store, vec![rec_with(a, 5, vec![row(a, &keys[0], "v2")])]).await?;
-    let got = step("history after upsert", store.history(a, None, 10).await)?;
+    let got = step(
+        "history after upsert",
+        store.history(sh(a), a, None, 10).await,
+    )?;
     let mut want = want;
     want[3] = row(a, &keys[0], "v2");
     ensure_eq!(
@@ -833,16 +863,122 @@ pub async fn history_survives_snapshot_trim(store: &dyn Store) -> Check {
 /// account whose records carried no rows.
 pub async fn history_of_unknown_account_is_empty(store: &dyn Store) -> Check {
     let unknown = AccountId::random();
-    let none = step("history", store.history(unknown, None, 10).await)?;
+    let none = step(
+        "history",
+        store.history(sh(unknown), unknown, None, 10).await,
+    )?;
     ensure!(none.is_empty(), "unknown account has history {none:?}");
     let none = step(
         "history before",
-        store.history(unknown, Some("z"), 10).await,
+        store.history(sh(unknown), unknown, Some("z"), 10).await,
     )?;
     ensure!(none.is_empty(), "unknown account has history {none:?}");
     let quiet = AccountId::random();
     append_all(store, vec![rec(quiet, 1)]).await?;
-    let none = step("history of quiet", store.history(quiet, None, 10).await)?;
+    let none = step(
+        "history of quiet",
+        store.history(sh(quiet), quiet, None, 10).await,
+    )?;
     ensure!(none.is_empty(), "account without rows has history {none:?}");
+    Ok(())
+}
+
+/// Rows written by `put_history` (the runtime's path) read back newest first per
+/// account, neighbours in the same shard and in other shards apart; an upsert
+/// replaces a row in place, pages are exclusive; and rows written with journal
+/// records (by stores before shard logs) read together with them, the newer
+/// write of a key winning.
+pub async fn put_history_upserts_pages_and_merges_journal_rows(store: &dyn Store) -> Check {
+    let a = AccountId::random();
+    // A neighbour in a's shard (a shard's rows share keys) and one in another.
+    let same = loop {
+        let b = AccountId::random();
+        if sh(b) == sh(a) && b != a {
+            break b;
+        }
+    };
+    let other = loop {
+        let b = AccountId::random();
+        if sh(b) != sh(a) {
+            break b;
+        }
+    };
+    let (k1, k2, k3, k4) = (
+        history_key(1_000, "t1"),
+        history_key(2_000, "t2"),
+        history_key(3_000, "t3"),
+        history_key(4_000, "t4"),
+    );
+    // k1 and k2 of a come with journal records (the old path).
+    append_all(
+        store,
+        vec![rec_with(a, 1, vec![row(a, &k1, "v1"), row(a, &k2, "v1")])],
+    )
+    .await?;
+    let put = |rows: Vec<(AccountId, HistoryRow)>| {
+        store.put_history(rows.into_iter().map(|(x, r)| (sh(x), x, r)).collect())
+    };
+    step(
+        "put_history",
+        put(vec![
+            (a, row(a, &k3, "v1")),
+            (same, row(same, &k2, "v1")),
+            (other, row(other, &k4, "v1")),
+            (a, row(a, &k4, "v1")),
+            // A newer version of a journal row.
+            (a, row(a, &k2, "v2")),
+        ])
+        .await,
+    )?;
+    let want = vec![
+        row(a, &k4, "v1"),
+        row(a, &k3, "v1"),
+        row(a, &k2, "v2"),
+        row(a, &k1, "v1"),
+    ];
+    let got = step("history", store.history(sh(a), a, None, 10).await)?;
+    ensure_eq!(rows_text(&got), rows_text(&want), "history of a");
+    let got = step(
+        "history same",
+        store.history(sh(same), same, None, 10).await,
+    )?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(same, &k2, "v1")]),
+        "history of a's shard neighbour"
+    );
+    let got = step(
+        "history other",
+        store.history(sh(other), other, None, 10).await,
+    )?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(other, &k4, "v1")]),
+        "history of an account of another shard"
+    );
+    // Pages of 1: exclusive and complete.
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..6 {
+        let page = step(
+            "history page",
+            store.history(sh(a), a, before.as_deref(), 1).await,
+        )?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.key.clone());
+        seen.extend(page);
+    }
+    ensure_eq!(rows_text(&seen), rows_text(&want), "pages of 1 row");
+    // Upsert in place.
+    step("upsert", put(vec![(a, row(a, &k3, "v2"))]).await)?;
+    let got = step(
+        "history after upsert",
+        store.history(sh(a), a, None, 2).await,
+    )?;
+    ensure_eq!(
+        rows_text(&got),
+        rows_text(&[row(a, &k4, "v1"), row(a, &k3, "v2")]),
+        "newest 2 rows after an upsert"
+    );
     Ok(())
 }

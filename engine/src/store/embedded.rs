@@ -412,6 +412,7 @@ impl Store for EmbeddedStore {
 
     fn history(
         &self,
+        _shard: crate::codec::ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
@@ -445,7 +446,10 @@ impl Store for EmbeddedStore {
         }))
     }
 
-    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+    fn put_history(
+        &self,
+        rows: Vec<(crate::codec::ShardId, AccountId, HistoryRow)>,
+    ) -> StoreFuture<'_, ()> {
         Box::pin(self.blocking(move |db| {
             if rows.is_empty() {
                 return Ok(());
@@ -453,7 +457,7 @@ impl Store for EmbeddedStore {
             let txn = begin_write(db)?;
             {
                 let mut history = txn.open_table(HISTORY).map_err(db_err)?;
-                for (account, row) in &rows {
+                for (_, account, row) in &rows {
                     history
                         .insert((account.0, row.key.as_str()), row.payload.as_slice())
                         .map_err(db_err)?;

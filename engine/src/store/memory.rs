@@ -235,6 +235,7 @@ impl Store for MemoryStore {
 
     fn history(
         &self,
+        _shard: crate::codec::ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
@@ -260,9 +261,12 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(result))
     }
 
-    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+    fn put_history(
+        &self,
+        rows: Vec<(crate::codec::ShardId, AccountId, HistoryRow)>,
+    ) -> StoreFuture<'_, ()> {
         let result = self.check().map(|()| {
-            for (account, row) in rows {
+            for (_, account, row) in rows {
                 self.shard(account)
                     .lock()
                     .entry(account)

@@ -21,12 +21,14 @@ pub mod conformance;
 pub mod embedded;
 pub mod memory;
 pub mod redis;
+pub mod redis_cluster;
 pub mod redis_config;
 pub mod shard_log;
 
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::codec::ShardId;
 use crate::ids::AccountId;
 
 /// A boxed future returned by store operations.
@@ -50,6 +52,12 @@ pub enum StoreError {
     /// concurrent writer); nothing was written.
     #[error("fenced: shard {shard} is at {head}, refused frame {got}")]
     Fenced { shard: u16, head: u64, got: u64 },
+    /// A shard log append by a lease holder whose epoch is no longer the shard's
+    /// current one (its lease expired and another node took the shard over, or
+    /// it released the shard); nothing was written, and the writer must step down
+    /// from the shard (see [`crate::cluster`]).
+    #[error("lease lost: shard {shard} is at epoch {current}, the writer held {held}")]
+    LeaseLost { shard: u16, held: u64, current: u64 },
     /// Stored bytes could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -156,20 +164,21 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<'_, Vec<(String, String)>>;
 
-    /// History rows of `account`, newest first (descending key), with keys strictly
-    /// less than `before` when given, at most `limit`.
+    /// History rows of `account` (of `shard`), newest first (descending key), with
+    /// keys strictly less than `before` when given, at most `limit`.
     fn history(
         &self,
+        shard: ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>>;
 
-    /// Upserts history rows (each `(account, row)`), durably when it resolves `Ok`.
-    /// The runtime writes the rows of a batch after its frames are durable and
-    /// before anyone is answered; recovery writes those of replayed frames again,
-    /// so the upsert must be idempotent.
-    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()>;
+    /// Upserts history rows (each `(shard, account, row)`), durably when it
+    /// resolves `Ok`. The runtime writes the rows of a batch after its frames are
+    /// durable; recovery writes those of replayed frames again, so the upsert must
+    /// be idempotent.
+    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()>;
 
     /// The shard log that lives beside this store (same backend, same place): one
     /// per store, the same one on every call.

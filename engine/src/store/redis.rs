@@ -44,8 +44,10 @@
 //! (a plain pipeline of many commands is read by Redis in 16 KB chunks and fsync'd
 //! after each chunk, which measured about 20 fsyncs for a 1,000-record batch).
 //!
-//! With [`RedisOptions::cluster`] set, a batch spans many slots, which one script
-//! may not touch on Redis Cluster; the batch is then one pipeline of one `EVALSHA` of
+//! With [`RedisOptions::cluster`] set (it is set by itself when the URL's node
+//! answers `INFO cluster` with `cluster_enabled:1`; see [`super::redis_cluster`]
+//! for how commands are routed there), a batch spans many slots, which one script
+//! may not touch on Redis Cluster; the batch is then one pipeline of one call of
 //! [`APPEND_LUA`] per record (each touching one account's slot), preceded by one
 //! `ZADD okpay:accounts` per distinct account. The rows travel in the record's own
 //! script call in both modes, so they are written if and only if the record is.
@@ -74,11 +76,13 @@ use std::sync::LazyLock;
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, Script, Value};
 
-use super::redis_config::{DurabilityReport, RedisOptions, REQUIRED_SETTINGS};
+use super::redis_cluster::{info_says_cluster, ClusterLink};
+use super::redis_config::{DurabilityProblem, DurabilityReport, RedisOptions, REQUIRED_SETTINGS};
 use super::{
     AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
     StoreFuture,
 };
+use crate::codec::ShardId;
 use crate::ids::AccountId;
 
 /// The set of every account with a journal record or snapshot.
@@ -253,6 +257,19 @@ impl LuaScript {
         cmd.arg(&self.hash).arg(keys.len()).arg(keys);
         cmd
     }
+
+    /// The same call as an `EVAL` carrying the source (see [`super::redis_cluster`]
+    /// for why a cluster gets these): `evalsha` is a command made by [`call`](Self::call).
+    fn as_eval(&self, evalsha: &Cmd) -> Cmd {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(self.source);
+        for arg in evalsha.args_iter().skip(2) {
+            if let ::redis::Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
+        }
+        cmd
+    }
 }
 
 static APPEND: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(APPEND_LUA));
@@ -263,6 +280,9 @@ static CLAIM_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_
 static DELETE_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETE_INDEX_LUA));
 static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_INDEX_LUA));
 static HISTORY: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(HISTORY_LUA));
+static ROWS: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("lua/rows.lua")));
+static PUT_ROWS: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/put_rows.lua")));
 
 fn journal_key(account: AccountId) -> String {
     format!("okpay:{{{account}}}:journal")
@@ -283,6 +303,57 @@ fn history_keys(account: AccountId) -> (String, String) {
         format!("okpay:{{{account}}}:history"),
         format!("okpay:{{{account}}}:history:keys"),
     )
+}
+
+/// A shard's history rows: one hash (field `<account>:<row key>` → row) and its
+/// fields in a lexically ordered set, both under the shard's hash tag, so a
+/// shard's rows move with it and a batch writes them in one call per shard.
+fn rows_keys(shard: ShardId) -> (String, String) {
+    let tag = shard.tag();
+    (
+        format!("okpay:{{{tag}}}:rows"),
+        format!("okpay:{{{tag}}}:rows:keys"),
+    )
+}
+
+/// Merges two pages of rows, each newest first (descending key), into the newest
+/// `limit`; of two rows with one key, `newer`'s is kept (a row written by the
+/// shard path after one written with a journal record is its later version).
+fn merge_rows(newer: Vec<HistoryRow>, older: Vec<HistoryRow>, limit: usize) -> Vec<HistoryRow> {
+    let mut out = Vec::with_capacity(limit.min(newer.len() + older.len()));
+    let (mut a, mut b) = (newer.into_iter().peekable(), older.into_iter().peekable());
+    while out.len() < limit {
+        let (take_a, same) = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => (x.key >= y.key, x.key == y.key),
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, false),
+            (None, None) => break,
+        };
+        if same {
+            b.next();
+        }
+        // unwrap: the peeked side has a row.
+        out.push(if take_a { a.next() } else { b.next() }.unwrap());
+    }
+    out
+}
+
+/// A flat `{key, payload, ...}` script reply as rows, keys stripped of `prefix`.
+fn rows_of(
+    flat: Vec<Vec<u8>>,
+    prefix: &str,
+    account: AccountId,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let mut rows = Vec::with_capacity(flat.len() / 2);
+    let mut flat = flat.into_iter();
+    while let (Some(key), Some(payload)) = (flat.next(), flat.next()) {
+        let key = String::from_utf8(key)
+            .ok()
+            .and_then(|k| k.strip_prefix(prefix).map(str::to_owned))
+            .ok_or_else(|| StoreError::Corrupt(format!("history key of {account} is malformed")))?;
+        rows.push(HistoryRow { key, payload });
+    }
+    Ok(rows)
 }
 
 /// The index's hash and ordered key set. Both start with the same `{name` prefix, so
@@ -330,6 +401,9 @@ pub struct RedisStore {
     /// The shard log on its own connection (so frames never queue behind index
     /// and history traffic), made on first use.
     log: parking_lot::Mutex<Option<std::sync::Arc<super::shard_log::redis::RedisShardLog>>>,
+    /// Set when the server is a Redis Cluster: every command then goes through it
+    /// (the standalone connection above stays unused).
+    cluster: Option<std::sync::Arc<ClusterLink>>,
 }
 
 impl RedisStore {
@@ -344,13 +418,26 @@ impl RedisStore {
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
-        let store = Self {
+        let mut store = Self {
             client,
             options,
             conn: tokio::sync::Mutex::new(None),
             next_conn_id: AtomicU64::new(0),
             log: parking_lot::Mutex::new(None),
+            cluster: None,
         };
+        // A cluster node answers for its own slots only, so the store must know
+        // before its first keyed command which of the two it talks to.
+        let mut info = ::redis::cmd("INFO");
+        info.arg("cluster");
+        let info = store.exec_one(Call::Plain(info), Retry::Safe).await?;
+        let info: String = from_value(info)?;
+        if info_says_cluster(&info) {
+            let link = ClusterLink::connect(store.client.clone(), &store.options).await?;
+            store.cluster = Some(std::sync::Arc::new(link));
+            store.options.cluster = true;
+            *store.conn.get_mut() = None;
+        }
         let pong = store
             .exec(vec![Call::Plain(::redis::cmd("PING"))], Retry::Safe)
             .await?;
@@ -358,9 +445,75 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Reads the server settings durability depends on. Never fails: a setting that
+    /// True when the store talks to a Redis Cluster (detected at connect).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Reads the server settings durability depends on; on a cluster, those of
+    /// every master, each problem naming its master. Never fails: a setting that
     /// can't be read is itself reported as a problem.
     pub async fn check_durability(&self) -> DurabilityReport {
+        let Some(link) = &self.cluster else {
+            return self.check_durability_of_this_server().await;
+        };
+        let masters = match link.masters().await {
+            Ok(masters) if !masters.is_empty() => masters,
+            Ok(_) => {
+                return DurabilityReport {
+                    problems: vec![DurabilityProblem::Unreadable {
+                        setting: "cluster nodes",
+                        why: "no master serves slots".into(),
+                    }],
+                }
+            }
+            Err(e) => {
+                return DurabilityReport {
+                    problems: vec![DurabilityProblem::Unreadable {
+                        setting: "cluster nodes",
+                        why: e.to_string(),
+                    }],
+                }
+            }
+        };
+        let mut problems = Vec::new();
+        for master in masters {
+            let report = match link.client_for(&master) {
+                Ok(client) => {
+                    let direct = RedisStore {
+                        client,
+                        options: RedisOptions {
+                            cluster: false,
+                            ..self.options
+                        },
+                        conn: tokio::sync::Mutex::new(None),
+                        next_conn_id: AtomicU64::new(0),
+                        log: parking_lot::Mutex::new(None),
+                        cluster: None,
+                    };
+                    direct.check_durability_of_this_server().await
+                }
+                Err(e) => DurabilityReport {
+                    problems: vec![DurabilityProblem::Unreadable {
+                        setting: "appendfsync",
+                        why: e.to_string(),
+                    }],
+                },
+            };
+            problems.extend(
+                report
+                    .problems
+                    .into_iter()
+                    .map(|p| DurabilityProblem::OnNode {
+                        node: master.clone(),
+                        problem: Box::new(p),
+                    }),
+            );
+        }
+        DurabilityReport { problems }
+    }
+
+    async fn check_durability_of_this_server(&self) -> DurabilityReport {
         let calls = REQUIRED_SETTINGS
             .iter()
             .map(|s| {
@@ -468,6 +621,16 @@ impl RedisStore {
         calls: Vec<Call>,
         retry: Retry,
     ) -> Result<Vec<Value>, StoreError> {
+        if let Some(link) = &self.cluster {
+            let cmds = calls
+                .into_iter()
+                .map(|call| match call {
+                    Call::Plain(cmd) => cmd,
+                    Call::Script(script, cmd) => script.as_eval(&cmd),
+                })
+                .collect();
+            return link.round_trip(cmds, retry).await;
+        }
         // Commands move into the pipeline (payloads may be megabytes); only the rare
         // NOSCRIPT resend below copies any of them.
         let mut pipe = Pipeline::with_capacity(calls.len());
@@ -880,47 +1043,64 @@ impl Store for RedisStore {
 
     fn history(
         &self,
+        shard: ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        // Redis reads LIMIT as a signed 64-bit count, so "everything" must not
+        // overflow it.
+        let count = limit.min(i64::MAX as usize);
+        // The shard's rows of this account: fields `<account>:<key>`, all below
+        // `<account>;` (';' follows ':'). `(` makes a bound exclusive.
+        let prefix = format!("{account}:");
+        let (hash, keys) = rows_keys(shard);
+        let mut rows = ROWS.call(&[&hash, &keys]);
+        rows.arg(match before {
+            Some(b) => format!("({prefix}{b}"),
+            None => format!("({account};"),
+        })
+        .arg(format!("[{prefix}"))
+        .arg(count);
+        // Rows written with journal records, before shard logs, in the account's keys.
         let (hash, keys) = history_keys(account);
-        let mut cmd = HISTORY.call(&[&hash, &keys]);
-        // `(` makes the bound exclusive whatever the key's first byte is. Redis reads
-        // LIMIT as a signed 64-bit count, so "everything" must not overflow it.
-        cmd.arg(before.map_or("+".to_owned(), |b| format!("({b}")))
-            .arg(limit.min(i64::MAX as usize));
-        let call = Call::Script(&HISTORY, cmd);
+        let mut legacy = HISTORY.call(&[&hash, &keys]);
+        legacy
+            .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
+            .arg(count);
+        let calls = vec![Call::Script(&ROWS, rows), Call::Script(&HISTORY, legacy)];
         Box::pin(async move {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let flat: Vec<Vec<u8>> = from_value(self.exec_one(call, Retry::Safe).await?)?;
-            let mut rows = Vec::with_capacity(flat.len() / 2);
-            let mut flat = flat.into_iter();
-            while let (Some(key), Some(payload)) = (flat.next(), flat.next()) {
-                let key = String::from_utf8(key).map_err(|_| {
-                    StoreError::Corrupt(format!("history key of {account} is not UTF-8"))
-                })?;
-                rows.push(HistoryRow { key, payload });
-            }
-            Ok(rows)
+            let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
+            let (Some(rows), Some(legacy)) = (replies.next(), replies.next()) else {
+                return Err(StoreError::Unavailable("redis sent too few replies".into()));
+            };
+            reply_error(&rows)?;
+            reply_error(&legacy)?;
+            let rows = rows_of(from_value(rows)?, &prefix, account)?;
+            let legacy = rows_of(from_value(legacy)?, "", account)?;
+            Ok(merge_rows(rows, legacy, limit))
         })
     }
 
-    fn put_history(&self, rows: Vec<(AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
-        let mut calls = Vec::with_capacity(rows.len() * 2);
-        for (account, row) in &rows {
-            let (hash, keys) = history_keys(*account);
-            let mut hset = ::redis::cmd("HSET");
-            hset.arg(&hash)
-                .arg(row.key.as_str())
+    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
+        // One call per shard: `<account>:<key>`, row, ... (a shard's keys share a
+        // slot, and one command with many arguments costs Redis one fsync).
+        let mut by_shard: std::collections::BTreeMap<ShardId, Cmd> = Default::default();
+        for (shard, account, row) in &rows {
+            let cmd = by_shard.entry(*shard).or_insert_with(|| {
+                let (hash, keys) = rows_keys(*shard);
+                PUT_ROWS.call(&[&hash, &keys])
+            });
+            cmd.arg(format!("{account}:{}", row.key))
                 .arg(row.payload.as_slice());
-            let mut zadd = ::redis::cmd("ZADD");
-            zadd.arg(&keys).arg(0).arg(row.key.as_str());
-            calls.push(Call::Plain(hset));
-            calls.push(Call::Plain(zadd));
         }
+        let calls: Vec<Call> = by_shard
+            .into_values()
+            .map(|cmd| Call::Script(&PUT_ROWS, cmd))
+            .collect();
         Box::pin(async move {
             if calls.is_empty() {
                 return Ok(());
@@ -944,6 +1124,9 @@ impl Store for RedisStore {
                     conn: tokio::sync::Mutex::new(None),
                     next_conn_id: AtomicU64::new(0),
                     log: parking_lot::Mutex::new(None),
+                    // The cluster connection multiplexes per master already; the
+                    // log shares it rather than opening a second set.
+                    cluster: self.cluster.clone(),
                 }))
             })
             .clone();

@@ -22,7 +22,9 @@ pub struct RedisOptions {
     /// late makes the outcome unknown (`Unavailable`), and the connection is replaced.
     pub response_timeout: Duration,
     /// Run against Redis Cluster: every script touches only one account's slot, so a
-    /// batch is sent as one script call per record. Off (standalone Redis), a whole
+    /// batch is sent as one script call per record. Set by the store itself when
+    /// the server turns out to be a cluster node; setting it on a standalone
+    /// server only changes the script shape (which tests use). Off (standalone Redis), a whole
     /// batch is one script call: one round trip, one AOF fsync, and far less
     /// per-record work for Redis.
     pub cluster: bool,
@@ -75,6 +77,12 @@ pub enum DurabilityProblem {
     /// The value could not be read (CONFIG disabled or renamed, Redis down, ...), so
     /// durability can't be verified; treated as a problem, never as fine.
     Unreadable { setting: &'static str, why: String },
+    /// A problem of one master of a Redis Cluster (`host:port`): every master
+    /// must be durable, since each holds a share of the shards.
+    OnNode {
+        node: String,
+        problem: Box<DurabilityProblem>,
+    },
 }
 
 impl fmt::Display for DurabilityProblem {
@@ -86,6 +94,7 @@ impl fmt::Display for DurabilityProblem {
             DurabilityProblem::Unreadable { setting, why } => {
                 write!(f, "{setting} could not be read ({why})")
             }
+            DurabilityProblem::OnNode { node, problem } => write!(f, "{node}: {problem}"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,7 +16,13 @@ fn free_port() -> u16 {
 }
 
 fn start(data: &std::path::Path, port: u16) -> Child {
+    start_with(data, port, &[])
+}
+
+/// Starts the binary in dev mode on `port` with `args` added.
+pub(crate) fn start_with(data: &std::path::Path, port: u16, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_okpay"))
+        .args(args)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
@@ -29,7 +35,7 @@ fn start(data: &std::path::Path, port: u16) -> Child {
         .expect("start okpay")
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
@@ -42,7 +48,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     panic!("okpay did not become ready");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

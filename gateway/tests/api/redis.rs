@@ -1,8 +1,10 @@
 //! The server on Redis instead of the embedded store: the same user story against a
 //! private `redis-server`, data that outlives a server restart, and the start-up
-//! durability check (`--strict-durability` refuses a careless Redis).
+//! durability check (`--strict-durability` refuses a careless Redis, standalone or
+//! any master of a Redis Cluster).
 
 use okpay_gateway::config::Settings;
+use okpay_testsupport::redis_cluster::RedisCluster;
 use okpay_testsupport::redis_server::RedisServer;
 use serde_json::{json, Value};
 
@@ -11,7 +13,19 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn the_money_story_runs_on_redis_and_survives_a_restart() {
     let redis = RedisServer::start();
-    let url = redis.url();
+    money_story_across_a_restart(redis.url(), redis.url()).await;
+}
+
+#[tokio::test]
+async fn the_money_story_runs_on_a_redis_cluster_and_survives_a_restart() {
+    // Started against one node, restarted against another: either finds the cluster.
+    let cluster = RedisCluster::start();
+    money_story_across_a_restart(cluster.node_url(0), cluster.node_url(2)).await;
+}
+
+/// Deposit and transfer on a server over `url`, then a new server over `again`
+/// (the same data) finds logins, balances and history, and recognizes a replay.
+async fn money_story_across_a_restart(url: String, again: String) {
     let (alice_id, bob_id, tx_id);
     {
         let app = TestApp::spawn_with(|s| s.redis_url = Some(url.clone())).await;
@@ -39,7 +53,7 @@ async fn the_money_story_runs_on_redis_and_survives_a_restart() {
         (alice_id, bob_id, tx_id) = (a, b, body["id"].as_str().unwrap().to_owned());
     }
     // A new server process over the same Redis: logins, balances and history are there.
-    let app = TestApp::spawn_with(|s| s.redis_url = Some(url.clone())).await;
+    let app = TestApp::spawn_with(|s| s.redis_url = Some(again.clone())).await;
     let token = app.login("bob@example.com").await;
     let me: Value = app.get("/v1/account", &token).await.json().await.unwrap();
     assert_eq!(me["account_id"], bob_id.as_str());
@@ -93,6 +107,31 @@ async fn strict_durability_refuses_a_redis_without_aof() {
     let proper = RedisServer::start();
     let settings = Settings {
         redis_url: Some(proper.url()),
+        strict_durability: true,
+        ..Settings::default()
+    };
+    assert!(okpay_gateway::open_store(&settings).await.is_ok());
+}
+
+#[tokio::test]
+async fn strict_durability_checks_every_master_of_a_cluster() {
+    // The URL names one node; the store finds the cluster and all three masters.
+    let careless = RedisCluster::start_with_everysec();
+    let settings = Settings {
+        redis_url: Some(careless.node_url(2)),
+        strict_durability: true,
+        ..Settings::default()
+    };
+    let err = match okpay_gateway::open_store(&settings).await {
+        Ok(_) => {
+            panic!("a cluster with appendfsync everysec was accepted under --strict-durability")
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("everysec"), "{err}");
+    let proper = RedisCluster::start();
+    let settings = Settings {
+        redis_url: Some(proper.node_url(1)),
         strict_durability: true,
         ..Settings::default()
     };

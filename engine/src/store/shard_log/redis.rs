@@ -63,6 +63,50 @@ impl RedisShardLog {
         RedisShardLog { redis }
     }
 
+    /// [`ShardLog::append`] by lease holders (see [`crate::cluster`]): each frame
+    /// carries its writer's epoch for the shard, and the script refuses it with
+    /// [`StoreError::LeaseLost`] unless that is the shard's current epoch, besides
+    /// the usual head check.
+    pub async fn append_at_epochs(
+        &self,
+        batch: Vec<(ShardAppend, u64)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let sent: Vec<(ShardId, u64, u64)> =
+            batch.iter().map(|(a, e)| (a.shard, a.lsn, *e)).collect();
+        let calls = batch
+            .into_iter()
+            .map(|(a, epoch)| {
+                let k = keys(a.shard);
+                let mut cmd = APPEND.call(&[&k.log, &k.pos]);
+                cmd.arg(a.lsn).arg(a.frame).arg(epoch);
+                Call::Script(&APPEND, cmd)
+            })
+            .collect();
+        // Never resent, as in `append`.
+        let replies = self.redis.exec(calls, Retry::Never).await?;
+        Ok(sent
+            .into_iter()
+            .zip(replies)
+            .map(|((shard, lsn, held), reply)| {
+                let v: Vec<i64> = from_value(reply)?;
+                match v.as_slice() {
+                    [1, _] => Ok(()),
+                    [0, head] if *head >= 0 => Err(StoreError::Fenced {
+                        shard: shard.0,
+                        head: *head as u64,
+                        got: lsn,
+                    }),
+                    [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
+                        shard: shard.0,
+                        held,
+                        current: *current as u64,
+                    }),
+                    _ => Err(corrupt("the append script")),
+                }
+            })
+            .collect())
+    }
+
     async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
         let reply = self
             .redis
