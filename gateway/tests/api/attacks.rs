@@ -556,7 +556,10 @@ async fn an_enrolled_totp_cant_be_replaced_or_removed_without_it() {
         if msgs.iter().any(|m| {
             m["kind"] == "security_changed"
                 && m["locale"] == "zh-CN"
-                && m["body"].as_str().unwrap().contains("身份验证器应用已被移除")
+                && m["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("身份验证器应用已被移除")
         }) {
             told = true;
             break;
