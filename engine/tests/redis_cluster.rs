@@ -209,7 +209,6 @@ async fn an_engine_on_a_cluster_moves_money_across_shards_and_recovers_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_fails_appends_fast_and_they_resume_when_it_is_back() {
     use okpay_engine::codec::ShardId;
-    use okpay_engine::store::shard_log::ShardLog;
     use std::time::Instant;
 
     const SHARDS: u16 = 16;
