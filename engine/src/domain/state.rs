@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::destination::PayoutDestination;
+use crate::domain::locale::Locale;
 use crate::domain::notification::Notification;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, Kyc, Security};
@@ -299,6 +300,8 @@ pub struct AccountState {
     pub notifications: VecDeque<Notification>,
     /// The seq of the last notification ever produced.
     pub notification_seq: u64,
+    /// The language of the owner's messages (snapshot format 2 on).
+    pub locale: Locale,
 }
 
 /// How many notifications an account keeps for clients resuming a stream.
@@ -335,6 +338,7 @@ impl AccountState {
             raised: RaisedAlerts::default(),
             notifications: VecDeque::new(),
             notification_seq: 0,
+            locale: Locale::default(),
         }
     }
 
