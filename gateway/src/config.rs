@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use okpay_engine::domain::Locale;
 use okpay_engine::policy::Policy;
 use okpay_engine::RuntimeConfig;
 use serde::Deserialize;
@@ -164,7 +165,8 @@ pub struct Integrations {
     pub payouts: Option<ProcessorSettings>,
     /// Retries and limits of email and SMS delivery.
     pub delivery: DeliverySettings,
-    /// The language of messages: `zh-CN` (default) or `en`.
+    /// The language of accounts registered without one: `zh-CN` (default) or
+    /// `en`. Each account's own `locale` chooses its messages' language.
     pub locale: Option<String>,
 }
 
@@ -292,6 +294,16 @@ impl ProcessorSettings {
 }
 
 impl Integrations {
+    /// The locale new accounts get when registration names none (`locale`).
+    pub fn default_locale(&self) -> anyhow::Result<Locale> {
+        match self.locale.as_deref() {
+            None => Ok(Locale::default()),
+            Some(tag) => Locale::parse(tag).ok_or_else(|| {
+                anyhow::anyhow!("integrations.locale: {tag:?} is not a locale; use zh-CN or en")
+            }),
+        }
+    }
+
     /// Layers env vars (looked up with `var`) over the file: addresses create a
     /// section, secrets fill one in. Empty addresses disable a section.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {

@@ -95,6 +95,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Builds the application state: store, engine, processors, notifier.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    settings.integrations.default_locale()?;
     let store = open_store(&settings).await?;
     let engine = Engine::start(
         EngineConfig {
@@ -138,16 +139,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         dev_outbox: outbox.clone(),
         deliveries: deliveries.clone(),
         minutes: u64::from(settings.policy.security.code_ttl_s / 60),
-        locale: integrations
-            .locale
-            .clone()
-            .unwrap_or_else(|| integrations::templates::LOCALES[0].to_owned()),
     });
     let cards: Option<Arc<dyn CardProcessor>> = match &settings.integrations.processor {
         Some(p) => Some(Arc::new(integrations::cards::HttpCards::new(p)?)),
         None => settings
             .dev
-            .then(|| Arc::new(DevCards) as Arc<dyn CardProcessor>),
+            .then(|| Arc::new(DevCards::new(engine.clone())) as Arc<dyn CardProcessor>),
     };
     let payouts: Option<Arc<dyn PayoutProcessor>> = match &settings.integrations.payouts {
         Some(p) => Some(integrations::payouts::HttpPayouts::new(
@@ -328,12 +325,6 @@ pub async fn run(
             engine.clone(),
             state.deliveries.clone(),
             state.outbox.clone(),
-            state
-                .settings
-                .integrations
-                .locale
-                .clone()
-                .unwrap_or_else(|| integrations::templates::LOCALES[0].to_owned()),
         );
         actix_rt::spawn(notices.run(kicks));
     }

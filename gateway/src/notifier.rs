@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use okpay_engine::domain::Locale;
 use parking_lot::Mutex;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -24,6 +25,8 @@ pub struct OutboxMessage {
     pub kind: String,
     /// The one-time code it carries, if any.
     pub code: Option<String>,
+    /// The language it is written in (`zh-CN` or `en`): the account's locale.
+    pub locale: String,
     pub body: String,
     pub at: DateTime<Utc>,
 }
@@ -94,7 +97,6 @@ pub struct Notifications {
     pub deliveries: Arc<crate::integrations::deliveries::Deliveries>,
     /// Codes' lifetime, for the templates.
     pub minutes: u64,
-    pub locale: String,
 }
 
 impl Notifier for Notifications {
@@ -109,7 +111,7 @@ impl Notifier for Notifications {
             return;
         }
         let rendered = crate::integrations::templates::render(
-            &self.locale,
+            Locale::parse(&message.locale).unwrap_or_default(),
             &message.kind,
             message.code.as_deref(),
             self.minutes,

@@ -64,6 +64,7 @@ impl Modify for Security {
         crate::routes::health::metrics_text,
         crate::routes::account::register,
         crate::routes::account::get_account,
+        crate::routes::account::update_profile,
         crate::routes::sessions::create_session,
         crate::routes::sessions::list,
         crate::routes::sessions::logout,
@@ -131,6 +132,11 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         .collect();
     let amount = json!({ "pattern": AMOUNT, "example": "25.00" });
     let currency = json!({ "enum": currencies, "example": "CNY" });
+    let locales: Vec<&str> = okpay_engine::domain::Locale::ALL
+        .iter()
+        .map(|l| l.code())
+        .collect();
+    let locales = json!({ "enum": locales });
     vec![
         (
             "RegisterRequest",
@@ -152,6 +158,8 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             "display_name",
             json!({ "pattern": NONBLANK, "maxLength": 64 }),
         ),
+        ("RegisterRequest", "locale", locales.clone()),
+        ("ProfileUpdate", "locale", locales),
         (
             "LoginRequest",
             "device_id",

@@ -14,10 +14,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use okpay_engine::domain::command::DepositMethod;
 use okpay_engine::ids::{OpId, OpKind};
 use okpay_engine::money::Amount;
-use okpay_engine::{Engine, EngineError, Rejection};
+use okpay_engine::{Engine, EngineError, Outcome, Rejection};
+
+use crate::integrations::reports::{ChargeReport, DevReport, PayoutReport};
+use crate::routes::extract::money;
 
 /// A card number that passed the Luhn check (digits only, 12–19 of them).
 #[derive(Clone, PartialEq, Eq)]
@@ -112,11 +116,26 @@ pub trait CardProcessor: Send + Sync + 'static {
     fn charge(&self, request: ChargeRequest) -> BoxFuture<Result<Charge, String>>;
     /// Gives a charge's money back (the engine refused the deposit).
     fn refund(&self, charge_id: String, reference: String) -> BoxFuture<Result<(), String>>;
+    /// The processor's own report of the charges of `date` (UTC), for the
+    /// reconciliation (`integrations::reports`).
+    fn settlement_report(&self, date: NaiveDate) -> BoxFuture<Result<Vec<ChargeReport>, String>>;
 }
 
-/// The dev card processor: accepts every card but the test decline card.
-#[derive(Debug, Default)]
-pub struct DevCards;
+/// The dev card processor: accepts every card but the test decline card, and
+/// remembers what it did for its settlement report.
+pub struct DevCards {
+    engine: Engine,
+    report: Arc<DevReport<ChargeReport>>,
+}
+
+impl DevCards {
+    pub fn new(engine: Engine) -> DevCards {
+        DevCards {
+            engine,
+            report: Arc::default(),
+        }
+    }
+}
 
 /// The test card the dev processor declines.
 pub const DECLINED_TEST_CARD: &str = "4000000000000002";
@@ -125,6 +144,19 @@ impl CardProcessor for DevCards {
     fn charge(&self, request: ChargeRequest) -> BoxFuture<Result<Charge, String>> {
         let declined = request.card.digits() == DECLINED_TEST_CARD;
         let id = format!("dev_{}", request.reference);
+        let c = request.amount.currency();
+        // A repeated reference is the first charge, as at a real processor.
+        self.report.record(
+            crate::clock::now(&self.engine).date_naive(),
+            &request.reference,
+            ChargeReport {
+                reference: request.reference.clone(),
+                charge_id: Some(id.clone()),
+                amount: money(request.amount.value(), c),
+                currency: c.code().into(),
+                status: if declined { "failed" } else { "succeeded" }.into(),
+            },
+        );
         Box::pin(async move {
             Ok(Charge {
                 id,
@@ -137,8 +169,15 @@ impl CardProcessor for DevCards {
         })
     }
 
-    fn refund(&self, _charge_id: String, _reference: String) -> BoxFuture<Result<(), String>> {
+    fn refund(&self, _charge_id: String, reference: String) -> BoxFuture<Result<(), String>> {
+        self.report
+            .update(&reference, |r| r.status = "refunded".into());
         Box::pin(async { Ok(()) })
+    }
+
+    fn settlement_report(&self, date: NaiveDate) -> BoxFuture<Result<Vec<ChargeReport>, String>> {
+        let items = self.report.of(date);
+        Box::pin(async move { Ok(items) })
     }
 }
 
@@ -146,21 +185,29 @@ impl CardProcessor for DevCards {
 pub trait PayoutProcessor: Send + Sync + 'static {
     /// Starts paying out withdrawal `id` to `destination`.
     fn submit(&self, id: OpId, destination: String);
+    /// The processor's own report of the payouts of `date` (UTC), for the
+    /// reconciliation (`integrations::reports`).
+    fn settlement_report(&self, date: NaiveDate) -> BoxFuture<Result<Vec<PayoutReport>, String>>;
 }
 
 /// The store index of withdrawals waiting for their payout.
 pub const PAYOUT_PENDING_INDEX: &str = "payout_pending";
 
 /// The dev payout processor: settles after `delay`; fails destinations starting
-/// with `fail`.
+/// with `fail`; remembers what it paid for its settlement report.
 pub struct DevPayouts {
     engine: Engine,
     delay: Duration,
+    report: Arc<DevReport<PayoutReport>>,
 }
 
 impl DevPayouts {
     pub fn new(engine: Engine, delay: Duration) -> Arc<Self> {
-        Arc::new(DevPayouts { engine, delay })
+        Arc::new(DevPayouts {
+            engine,
+            delay,
+            report: Arc::default(),
+        })
     }
 }
 
@@ -194,9 +241,27 @@ impl PayoutProcessor for DevPayouts {
     fn submit(&self, id: OpId, destination: String) {
         let engine = self.engine.clone();
         let delay = self.delay;
+        let report = self.report.clone();
         tokio::spawn(async move {
+            let key = id.display(OpKind::Withdrawal);
+            if let Ok(Some(Outcome::Withdrawal(view))) = engine.operation(id).await {
+                let c = view.amount.currency();
+                report.record(
+                    crate::clock::now(&engine).date_naive(),
+                    &key,
+                    PayoutReport {
+                        id: key.clone(),
+                        amount: money(view.payout, c),
+                        currency: c.code().into(),
+                        status: "processing".into(),
+                    },
+                );
+            }
             tokio::time::sleep(delay).await;
             let fail = destination.starts_with("fail");
+            report.update(&key, |p| {
+                p.status = if fail { "failed" } else { "completed" }.into();
+            });
             // Keep trying through storage outages: the payout happened (or failed)
             // and the account must learn it.
             for attempt in 0u32..600 {
@@ -218,7 +283,6 @@ impl PayoutProcessor for DevPayouts {
                     }
                 }
             }
-            let key = id.display(OpKind::Withdrawal);
             if let Err(e) = engine
                 .store()
                 .delete_index(PAYOUT_PENDING_INDEX, &key)
@@ -227,6 +291,11 @@ impl PayoutProcessor for DevPayouts {
                 tracing::warn!(withdrawal = %key, error = %e, "could not clear pending payout");
             }
         });
+    }
+
+    fn settlement_report(&self, date: NaiveDate) -> BoxFuture<Result<Vec<PayoutReport>, String>> {
+        let items = self.report.of(date);
+        Box::pin(async move { Ok(items) })
     }
 }
 

@@ -136,11 +136,11 @@ pub async fn require(
     let Outcome::Created(id) = outcome else {
         return Err(ApiError::unavailable());
     };
-    let (challenge, destination) = state
+    let (challenge, destination, locale) = state
         .engine
         .read(account, move |s, _, _| {
             let challenge = s.challenges.iter().find(|c| c.n == id.n).cloned();
-            (challenge, code_destination(s))
+            (challenge, code_destination(s), s.locale)
         })
         .await?;
     let challenge = challenge.ok_or_else(ApiError::unavailable)?;
@@ -159,6 +159,7 @@ pub async fn require(
                     state.engine.policy().security.code_ttl_s / 60
                 ),
                 code: Some(code),
+                locale: locale.code().into(),
                 at: state.now(),
             }),
             None => tracing::warn!(account = %account, "no phone or email to send a challenge code to"),

@@ -7,7 +7,8 @@
 //! instead is no way out. Now a snapshot is `"OKST"` ‖ format version (u16 LE) ‖
 //! postcard of the state; [`decode_state`] reads every version it knows and the
 //! untagged layouts written before the tag, each through a frozen copy of the
-//! shape it had ([`legacy`]). A legacy snapshot can't start with the tag: its
+//! shape it had ([`legacy`]). Versions: 1 (issue 9), 2 (issue 12: the account's
+//! `locale` at the end; a version-1 snapshot reads as `zh-CN`). A legacy snapshot can't start with the tag: its
 //! first byte would be a one-byte account-id varint and its second (`opened`)
 //! must be 0 or 1, never `K`.
 //!
@@ -19,12 +20,13 @@
 use serde::de::DeserializeOwned;
 
 use crate::codec::CodecError;
+use crate::domain::security::Security;
 use crate::domain::state::AccountState;
 
 /// What every tagged snapshot starts with.
 pub const STATE_MAGIC: [u8; 4] = *b"OKST";
 /// The version [`encode_state`] writes: postcard of today's `AccountState`.
-pub const STATE_VERSION: u16 = 1;
+pub const STATE_VERSION: u16 = 2;
 
 /// A snapshot's bytes: the tag, the version, then the state.
 pub fn encode_state(state: &AccountState) -> Vec<u8> {
@@ -44,16 +46,22 @@ pub fn decode_state(bytes: &[u8]) -> Result<AccountState, CodecError> {
             });
         };
         return match u16::from_le_bytes([*lo, *hi]) {
-            1 => exact::<AccountState>(body).ok_or(CodecError::Invalid(
-                "account state (version 1) does not decode",
+            1 => exact::<legacy::UntaggedState<Security>>(body)
+                .map(AccountState::from)
+                .ok_or(CodecError::Invalid(
+                    "account state (version 1) does not decode",
+                )),
+            2 => exact::<AccountState>(body).ok_or(CodecError::Invalid(
+                "account state (version 2) does not decode",
             )),
             v => Err(CodecError::UnknownVersion(v)),
         };
     }
-    // Untagged: written before the tag, newest layout first. Each must consume
-    // every byte, so a layout that merely parses a prefix is not taken for another.
-    if let Some(s) = exact::<AccountState>(bytes) {
-        return Ok(s);
+    // Untagged: written before the tag (so before `locale`), newest layout
+    // first. Each must consume every byte, so a layout that merely parses a
+    // prefix is not taken for another.
+    if let Some(s) = exact::<legacy::UntaggedState<Security>>(bytes) {
+        return Ok(s.into());
     }
     if let Some(s) = exact::<legacy::UntaggedState<legacy::SecurityBeforeRecovery>>(bytes) {
         return Ok(s.into());
@@ -72,10 +80,11 @@ fn exact<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     rest.is_empty().then_some(value)
 }
 
-/// Frozen shapes of untagged snapshots. Only `Security` differs between them and
-/// today (every other part of `AccountState` kept its layout, checked by the
-/// golden bytes), so the legacy state is today's field list with the old
-/// `Security` in its place.
+/// Frozen shapes of older snapshots. Untagged ones differ from version 1 only
+/// in `Security` (every other part of `AccountState` kept its layout, checked by
+/// the golden bytes), and version 1 differs from version 2 only by the missing
+/// `locale` at the end, so one legacy state, version 1's field list with a
+/// `Security` of choice, reads them all.
 pub mod legacy {
     use std::collections::{BTreeMap, VecDeque};
 
@@ -83,6 +92,7 @@ pub mod legacy {
     use serde::Deserialize;
 
     use crate::domain::command::Profile;
+    use crate::domain::locale::Locale;
     use crate::domain::notification::Notification;
     use crate::domain::security::{
         Challenge, Kyc, PendingCode, Security, TotpState, UnchallengedMark,
@@ -159,7 +169,8 @@ pub mod legacy {
         }
     }
 
-    /// `AccountState` as untagged snapshots hold it, with security shape `S`.
+    /// `AccountState` as untagged and version-1 snapshots hold it, with security
+    /// shape `S` (today's `Security` for version 1).
     #[derive(Deserialize)]
     pub struct UntaggedState<S> {
         pub id: AccountId,
@@ -221,6 +232,8 @@ pub mod legacy {
                 raised: s.raised,
                 notifications: s.notifications,
                 notification_seq: s.notification_seq,
+                // Chosen by nobody before version 2: the default.
+                locale: Locale::default(),
             }
         }
     }
@@ -231,6 +244,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
+    use crate::domain::locale::Locale;
     use crate::ids::AccountId;
     use crate::money::Currency;
 
@@ -276,6 +290,19 @@ mod tests {
         "434e5902063132332e343504302e303002809aef93bf630107010001063132332e343504302e3030",
         "434e590200000380d4a697bf63040702056465762d310102434e0103",
     ];
+    /// The same account in format version 2 with `locale` set to `en`: version
+    /// 1's body followed by the locale's index.
+    const VERSION_2: &[&str] = &[
+        "4f4b5354020007010180d4a697bf6306757365722037010e7537406578616d706c652e636f6d0000",
+        "01020303030303030303030303030303030303030303030303030303030303030303056465762d31",
+        "010550686f6e650102434e80d4a697bf6380c4d9e9bf630001000180d4a697bf6300000104010203",
+        "0401e80701056465762d310180d4a697bf630102434e00000000000000000000000001809aef93bf",
+        "63063132332e343500000101434e5902063132332e343504302e3030063132332e343504302e3030",
+        "04302e303004302e303003010100063132332e3435434e590204302e30300000809aef93bf630107",
+        "66756e64696e67e6ddaf80ad8cb9e1e40101809aef93bf63000000000000000301809aef93bf6300",
+        "434e5902063132332e343504302e303002809aef93bf630107010001063132332e343504302e3030",
+        "434e590200000380d4a697bf63040702056465762d310102434e010301",
+    ];
 
     fn bytes(hex: &[&str]) -> Vec<u8> {
         let hex: String = hex.concat();
@@ -308,33 +335,52 @@ mod tests {
         let s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
         check_golden_account(&s);
         assert!(s.security.step_up_failures.is_empty());
+        assert_eq!(s.locale, Locale::ZhCn);
     }
 
     #[test]
     fn snapshots_from_before_recovery_codes_still_decode() {
         let s = decode_state(&bytes(BEFORE_RECOVERY_CODES)).unwrap();
         check_golden_account(&s);
+        assert_eq!(s.locale, Locale::ZhCn);
+    }
+
+    #[test]
+    fn version_1_still_decodes_with_the_default_locale() {
+        let v1 = bytes(VERSION_1);
+        let s = decode_state(&v1).unwrap();
+        check_golden_account(&s);
+        assert_eq!(s.locale, Locale::ZhCn);
+        // Untagged bytes of version 1's layout (written before the call sites
+        // moved to `encode_state`) decode too.
+        assert_eq!(decode_state(&v1[6..]).unwrap(), s);
+        // Version 1 read as version 2 is refused (it lacks the locale), not misread.
+        let mut as_v2 = v1.clone();
+        as_v2[4] = 2;
+        assert!(decode_state(&as_v2).is_err());
     }
 
     #[test]
     fn the_tagged_format_round_trips_and_is_pinned() {
-        let s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
+        let mut s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
+        s.locale = Locale::En;
         let tagged = encode_state(&s);
-        assert_eq!(&tagged[..6], b"OKST\x01\x00");
+        assert_eq!(&tagged[..6], b"OKST\x02\x00");
         assert_eq!(decode_state(&tagged).unwrap(), s);
-        // Untagged bytes of today's layout (written before the call sites moved to
-        // `encode_state`) decode too.
-        let untagged = postcard::to_stdvec(&s).unwrap();
-        assert_eq!(decode_state(&untagged).unwrap(), s);
-        // Version 1 is exactly postcard of today's state: a change to
+        // Version 2 is exactly postcard of today's state: a change to
         // `AccountState` must bump the version (and freeze this shape).
-        assert_eq!(tagged[6..], untagged[..]);
+        assert_eq!(tagged[6..], postcard::to_stdvec(&s).unwrap()[..]);
         assert_eq!(
             tagged,
-            bytes(VERSION_1),
-            "version 1 must read as it was written"
+            bytes(VERSION_2),
+            "version 2 must read as it was written"
         );
-        check_golden_account(&decode_state(&bytes(VERSION_1)).unwrap());
+        let v2 = decode_state(&bytes(VERSION_2)).unwrap();
+        check_golden_account(&v2);
+        assert_eq!(v2.locale, Locale::En);
+        // The default locale round-trips as well.
+        s.locale = Locale::ZhCn;
+        assert_eq!(decode_state(&encode_state(&s)).unwrap(), s);
     }
 
     #[test]

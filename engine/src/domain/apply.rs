@@ -417,6 +417,7 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             security::totp::apply_recovery_regenerated(state, hashes);
             notify_security(state, at, SecurityChange::RecoveryCodesRegenerated);
         }
+        EventBody::LocaleSet { locale } => state.locale = *locale,
     }
 }
 

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::locale::Locale;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{ChallengeMethod, ChallengeProof, KycSubmission};
 use crate::domain::state::AccountStatus;
@@ -156,6 +157,8 @@ pub enum Command {
     },
     /// An operator clears TOTP and the recovery codes (audited by the gateway).
     ResetTotp { reason: String },
+    /// The owner chooses the language of their messages.
+    SetLocale { locale: Locale },
 }
 
 /// What a new session is, as the gateway saw the login.

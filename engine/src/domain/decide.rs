@@ -382,6 +382,13 @@ fn decide_rules(
                 Err(Rejection::UnknownOperation)
             }
         }
+        Command::SetLocale { locale } => {
+            if *locale == state.locale {
+                Ok(Vec::new())
+            } else {
+                Ok(vec![ev(EventBody::LocaleSet { locale: *locale })])
+            }
+        }
         Command::SetKycTier { tier } => {
             if *tier == state.kyc_tier {
                 Ok(Vec::new())

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::command::{DepositMethod, NewSession, Profile, WithdrawalMethod};
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
+use crate::domain::locale::Locale;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, KycSubmission, PassedProof, PendingCode};
 use crate::domain::state::AccountStatus;
@@ -188,6 +189,10 @@ pub enum EventBody {
     },
     RecoveryCodesRegenerated {
         hashes: Vec<[u8; 32]>,
+    },
+    /// The owner chose the language of their messages.
+    LocaleSet {
+        locale: Locale,
     },
 }
 

@@ -9,6 +9,7 @@ pub mod event;
 pub mod fraud;
 pub mod history;
 pub mod invariants;
+pub mod locale;
 pub mod notification;
 pub mod protocol;
 pub mod rejection;
@@ -20,6 +21,7 @@ pub use apply::apply;
 pub use command::{Command, DepositMethod, Profile, WithdrawalMethod};
 pub use decide::decide;
 pub use event::{Event, EventBody};
+pub use locale::Locale;
 pub use rejection::Rejection;
 pub use state::{AccountState, AccountStatus};
 #[cfg(test)]

@@ -207,6 +207,7 @@ fn outcome_of(state: &AccountState, cmd: &Command, events: &[Event], now: Timest
         | Command::RequestSecurityCode { .. }
         | Command::RemoveTotp { .. }
         | Command::RegenerateRecoveryCodes { .. }
-        | Command::ResetTotp { .. } => Outcome::Done,
+        | Command::ResetTotp { .. }
+        | Command::SetLocale { .. } => Outcome::Done,
     }
 }

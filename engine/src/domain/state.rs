@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::locale::Locale;
 use crate::domain::notification::Notification;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, Kyc, Security};
@@ -298,6 +299,8 @@ pub struct AccountState {
     pub notifications: VecDeque<Notification>,
     /// The seq of the last notification ever produced.
     pub notification_seq: u64,
+    /// The language of the owner's messages (snapshot format 2 on).
+    pub locale: Locale,
 }
 
 /// How many notifications an account keeps for clients resuming a stream.
@@ -334,6 +337,7 @@ impl AccountState {
             raised: RaisedAlerts::default(),
             notifications: VecDeque::new(),
             notification_seq: 0,
+            locale: Locale::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use crate::domain::locale::Locale;
 use crate::domain::state::{
     AccountState, AccountStatus, Book, OpRecord, TransferStatus, WithdrawalStatus,
 };
@@ -148,6 +149,8 @@ pub struct AccountView {
     pub opened_at: Option<Timestamp>,
     /// The seq of the newest notification.
     pub notification_seq: u64,
+    /// The language of the owner's messages.
+    pub locale: Locale,
 }
 
 impl AccountView {
@@ -175,6 +178,7 @@ impl AccountView {
                 .collect(),
             opened_at: state.opened_at,
             notification_seq: state.notification_seq,
+            locale: state.locale,
         }
     }
 }

@@ -5,13 +5,17 @@
 //! "currency", "method", "card_number"}`; the answer `{"id", "status":
 //! "succeeded" | "pending" | "failed", "reason"?}`. A 402 or another 4xx is a
 //! decline. `POST {url}/refunds` with `Idempotency-Key: refund:<reference>` and
-//! `{"charge_id", "reference"}` gives a charge back. The card number travels only
+//! `{"charge_id", "reference"}` gives a charge back; `GET {url}/reports/settlements`
+//! is the day's report (`integrations::reports`). The card number travels only
 //! to the processor, over the configured URL (HTTPS in production).
 
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use okpay_engine::domain::command::DepositMethod;
 use serde::Deserialize;
+
+use super::reports::{self, ChargeReport};
 
 use crate::config::ProcessorSettings;
 use crate::payments::{BoxFuture, CardProcessor, Charge, ChargeRequest, ChargeStatus};
@@ -119,5 +123,10 @@ impl CardProcessor for HttpCards {
                 Err(format!("refund answered {}", response.status()))
             }
         })
+    }
+
+    fn settlement_report(&self, date: NaiveDate) -> BoxFuture<Result<Vec<ChargeReport>, String>> {
+        let (client, settings) = (self.client.clone(), self.settings.clone());
+        Box::pin(async move { reports::fetch(&client, &settings, date).await })
     }
 }

@@ -14,6 +14,8 @@ pub mod deliveries;
 pub mod events;
 pub mod notices;
 pub mod payouts;
+pub mod reconcile;
+pub mod reports;
 pub mod retention;
 pub mod signature;
 pub mod sms;

@@ -42,6 +42,7 @@ use okpay_engine::domain::notification::{
 };
 use okpay_engine::domain::security::kyc::KycStatus;
 use okpay_engine::domain::state::AccountStatus;
+use okpay_engine::domain::Locale;
 use okpay_engine::ids::{AccountId, OpKind};
 use okpay_engine::money::format_money;
 use okpay_engine::policy::Policy;
@@ -144,13 +145,16 @@ impl Notice {
         }
     }
 
-    /// The values the template fills in (`{name}`).
-    pub fn vars(&self) -> Vec<(&'static str, String)> {
+    /// The values the template fills in (`{name}`), in `locale` where they are
+    /// words of ours (reasons are the operator's own words, kept as written).
+    pub fn vars(&self, locale: Locale) -> Vec<(&'static str, String)> {
         match self {
             Notice::KycApproved | Notice::SecurityChanged(SecurityChange::PasswordChanged) => {
                 Vec::new()
             }
-            Notice::SecurityChanged(change) => vec![("message", change.sentence().to_owned())],
+            Notice::SecurityChanged(change) => {
+                vec![("message", security_sentence(*change, locale).to_owned())]
+            }
             Notice::KycRejected { reason }
             | Notice::AccountFrozen { reason }
             | Notice::AccountRestricted { reason }
@@ -162,6 +166,24 @@ impl Notice {
                 vec![("amount", amount.clone()), ("id", id.clone())]
             }
         }
+    }
+}
+
+/// What changed, in the owner's language, for the `security_changed` template.
+fn security_sentence(change: SecurityChange, locale: Locale) -> &'static str {
+    match locale {
+        Locale::En => change.sentence(),
+        Locale::ZhCn => match change {
+            SecurityChange::TotpEnabled => "您的账户已设置身份验证器应用。",
+            SecurityChange::TotpReplaced => "您账户的身份验证器应用已更换为新的应用。",
+            SecurityChange::TotpRemoved => "您账户的身份验证器应用已被移除。",
+            SecurityChange::TotpReset => "客服已应您的请求重置了您账户的身份验证器应用。",
+            SecurityChange::RecoveryCodesRegenerated => {
+                "您的账户已生成新的恢复码，旧的恢复码已失效。"
+            }
+            SecurityChange::RecoveryCodeUsed => "您账户的一个恢复码已被使用。",
+            SecurityChange::PasswordChanged => "您账户的密码已修改。",
+        },
     }
 }
 
@@ -183,8 +205,6 @@ pub struct Notices {
     deliveries: Arc<Deliveries>,
     /// In `--dev`, notices are also kept here (readable by admins), as codes are.
     dev_outbox: Option<Arc<Outbox>>,
-    /// The locale of accounts that have not chosen one.
-    locale: String,
     /// The last seq derived per account (a shortcut; see [`CURSORS_MAX`]).
     cursors: Mutex<HashMap<AccountId, u64>>,
 }
@@ -194,13 +214,11 @@ impl Notices {
         engine: Engine,
         deliveries: Arc<Deliveries>,
         dev_outbox: Option<Arc<Outbox>>,
-        locale: String,
     ) -> Arc<Notices> {
         Arc::new(Notices {
             engine,
             deliveries,
             dev_outbox,
-            locale,
             cursors: Mutex::new(HashMap::new()),
         })
     }
@@ -258,10 +276,10 @@ impl Notices {
                     .clone()
                     .map(|e| (e, "email"))
                     .or_else(|| s.profile.phone.clone().map(|p| (p, "sms")));
-                (notices, last, destination)
+                (notices, last, destination, s.locale)
             })
             .await;
-        let (notices, last, destination) = match read {
+        let (notices, last, destination, locale) = match read {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%account, error = %e, "notices not derived now; the next pass will");
@@ -274,7 +292,7 @@ impl Notices {
                 continue;
             }
             let to = if send { destination.as_ref() } else { None };
-            if let Err(e) = self.derive(account, &n, &notice, to).await {
+            if let Err(e) = self.derive(account, &n, &notice, to, locale).await {
                 tracing::warn!(%account, seq = n.seq, error = %e, "notice not derived now; the next pass will");
                 done = false;
                 break;
@@ -297,6 +315,7 @@ impl Notices {
         n: &Notification,
         notice: &Notice,
         destination: Option<&(String, &'static str)>,
+        locale: Locale,
     ) -> anyhow::Result<()> {
         let store = self.engine.store();
         let key = format!("{account}:{:020}", n.seq);
@@ -304,7 +323,7 @@ impl Notices {
             return Ok(());
         }
         let id = delivery_id(account, n.seq);
-        let rendered = templates::render_vars(&self.locale, notice.template(), &notice.vars());
+        let rendered = templates::render_vars(locale, notice.template(), &notice.vars(locale));
         if let Some((to, channel)) = destination {
             if let Some(outbox) = &self.dev_outbox {
                 outbox.send(OutboxMessage {
@@ -312,6 +331,7 @@ impl Notices {
                     channel: (*channel).into(),
                     kind: notice.template().into(),
                     code: None,
+                    locale: locale.code().into(),
                     body: rendered.body.clone(),
                     at: crate::clock::now(&self.engine),
                 });
@@ -371,25 +391,35 @@ mod tests {
             Notice::SecurityChanged(SecurityChange::PasswordChanged),
             Notice::SecurityChanged(SecurityChange::TotpEnabled),
         ];
-        for locale in templates::LOCALES {
+        for locale in Locale::ALL {
             for notice in &all {
                 assert!(
                     templates::has(locale, notice.template()),
-                    "{locale}/{}",
+                    "{locale:?}/{}",
                     notice.template()
                 );
-                let r = templates::render_vars(locale, notice.template(), &notice.vars());
+                let vars = notice.vars(locale);
+                let r = templates::render_vars(locale, notice.template(), &vars);
                 assert!(
                     !r.body.contains('{'),
-                    "{locale}/{}: {}",
+                    "{locale:?}/{}: {}",
                     notice.template(),
                     r.body
                 );
-                for (_, v) in notice.vars() {
+                for (_, v) in vars {
                     assert!(
                         r.body.contains(&v),
-                        "{locale}/{}: {v} missing",
+                        "{locale:?}/{}: {v} missing",
                         notice.template()
+                    );
+                }
+                // A Chinese notice carries no English sentence of ours.
+                if locale == Locale::ZhCn {
+                    assert!(
+                        !r.body.contains("your account"),
+                        "{}: {}",
+                        notice.template(),
+                        r.body
                     );
                 }
             }

@@ -9,10 +9,12 @@
 //! fails (network, 5xx, 429) is retried with backoff; the withdrawal stays in the
 //! `payout_pending` index until its outcome is known, so a restart resubmits it
 //! under the same idempotency key and the processor pays it once.
+//! `GET {url}/reports/settlements` is the day's report (`integrations::reports`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use okpay_engine::domain::command::WithdrawalMethod;
 use okpay_engine::domain::state::WithdrawalStatus;
 use okpay_engine::ids::{OpId, OpKind};
@@ -20,8 +22,9 @@ use okpay_engine::{Engine, EngineError, Outcome, Rejection};
 use serde::Deserialize;
 
 use super::deliveries::Deliveries;
+use super::reports::{self, PayoutReport};
 use crate::config::ProcessorSettings;
-use crate::payments::{PayoutProcessor, PAYOUT_PENDING_INDEX};
+use crate::payments::{BoxFuture, PayoutProcessor, PAYOUT_PENDING_INDEX};
 use crate::routes::extract::money;
 
 /// Attempts at submitting one payout before waiting for a restart or an operator.
@@ -230,5 +233,10 @@ impl PayoutProcessor for HttpPayouts {
             }
             tracing::error!(withdrawal = %key, "payout not submitted after {SUBMIT_ATTEMPTS} attempts; it is resubmitted at the next start, or an operator settles or fails it");
         });
+    }
+
+    fn settlement_report(&self, date: NaiveDate) -> BoxFuture<Result<Vec<PayoutReport>, String>> {
+        let (client, settings) = (self.client.clone(), self.settings.clone());
+        Box::pin(async move { reports::fetch(&client, &settings, date).await })
     }
 }

@@ -3,27 +3,27 @@
 //! blank line and the body; `{name}` placeholders are filled in: `{code}`,
 //! `{minutes}` and `{message}` (the plain English text the caller composed) for
 //! codes, and each notice's own values (`{reason}`, `{device}`, `{country}`,
-//! `{amount}`, `{id}`; see `notices`). An unknown kind falls back
-//! to `notice`, an unknown locale to `zh-CN`.
+//! `{amount}`, `{id}`; see `notices`). An unknown kind falls back to `notice`.
+//! The locale is the account's own (`AccountState::locale`, default `zh-CN`).
 
-/// Locales with templates; the first is the default.
-pub const LOCALES: &[&str] = &["zh-CN", "en"];
+use okpay_engine::domain::Locale;
 
 /// Every template of `kind`, in both locales, from `templates/<locale>/<kind>.txt`.
 macro_rules! templates {
     ($($kind:literal),+ $(,)?) => {
         &[$(
-            ("zh-CN", $kind, include_str!(concat!("../../templates/zh-CN/", $kind, ".txt"))),
-            ("en", $kind, include_str!(concat!("../../templates/en/", $kind, ".txt"))),
+            (Locale::ZhCn, $kind, include_str!(concat!("../../templates/zh-CN/", $kind, ".txt"))),
+            (Locale::En, $kind, include_str!(concat!("../../templates/en/", $kind, ".txt"))),
         )+]
     };
 }
 
 /// (locale, kind, text). A new kind is one name here and one file per locale.
-const TEMPLATES: &[(&str, &str, &str)] = templates![
+const TEMPLATES: &[(Locale, &str, &str)] = templates![
     "notice",
     "password_reset",
     "challenge",
+    "security_code",
     "password_changed",
     "account_status",
     "account_frozen",
@@ -43,7 +43,7 @@ pub struct Rendered {
     pub body: String,
 }
 
-fn find(locale: &str, kind: &str) -> Option<&'static str> {
+fn find(locale: Locale, kind: &str) -> Option<&'static str> {
     TEMPLATES
         .iter()
         .find(|(l, k, _)| *l == locale && *k == kind)
@@ -51,13 +51,13 @@ fn find(locale: &str, kind: &str) -> Option<&'static str> {
 }
 
 /// Whether `kind` has a template in `locale`.
-pub fn has(locale: &str, kind: &str) -> bool {
+pub fn has(locale: Locale, kind: &str) -> bool {
     find(locale, kind).is_some()
 }
 
 /// Renders `kind` in `locale` with a code, its lifetime and a composed message.
 pub fn render(
-    locale: &str,
+    locale: Locale,
     kind: &str,
     code: Option<&str>,
     minutes: u64,
@@ -75,12 +75,7 @@ pub fn render(
 }
 
 /// Renders `kind` in `locale`, replacing each `{name}` of `vars`.
-pub fn render_vars(locale: &str, kind: &str, vars: &[(&str, String)]) -> Rendered {
-    let locale = if LOCALES.contains(&locale) {
-        locale
-    } else {
-        LOCALES[0]
-    };
+pub fn render_vars(locale: Locale, kind: &str, vars: &[(&str, String)]) -> Rendered {
     let template = find(locale, kind)
         .or_else(|| find(locale, "notice"))
         // unwrap: every locale has a `notice` template (checked by a test).
@@ -129,26 +124,49 @@ mod tests {
 
     #[test]
     fn every_kind_renders_in_both_locales_with_the_code() {
-        for locale in LOCALES {
+        for locale in Locale::ALL {
             for kind in [
                 "password_reset",
                 "challenge",
+                "security_code",
                 "password_changed",
                 "notice",
                 "account_status",
             ] {
-                assert!(find(locale, kind).is_some(), "{locale}/{kind}");
+                assert!(find(locale, kind).is_some(), "{locale:?}/{kind}");
                 let r = render(locale, kind, Some("123456"), 10, "hello 123456");
                 assert!(!r.subject.is_empty());
-                assert!(!r.body.contains('{'), "{locale}/{kind}: {}", r.body);
+                assert!(!r.body.contains('{'), "{locale:?}/{kind}: {}", r.body);
                 if kind != "password_changed" {
-                    assert!(r.body.contains("123456"), "{locale}/{kind}: {}", r.body);
+                    assert!(r.body.contains("123456"), "{locale:?}/{kind}: {}", r.body);
                 }
             }
         }
-        let r = render("zh-CN", "password_reset", Some("654321"), 10, "");
+        let r = render(Locale::ZhCn, "password_reset", Some("654321"), 10, "");
         assert_eq!(r.subject, "OKPay 密码重置验证码");
         assert!(r.body.contains("654321") && r.body.contains("10 分钟"));
-        assert_eq!(render("fr", "nope", None, 1, "x").subject, "OKPay 通知");
+        let r = render(Locale::En, "password_reset", Some("654321"), 10, "");
+        assert!(r.subject.starts_with("Your OKPay"), "{}", r.subject);
+        assert_eq!(
+            render(Locale::ZhCn, "nope", None, 1, "x").subject,
+            "OKPay 通知"
+        );
+    }
+
+    #[test]
+    fn every_template_file_is_listed_for_both_locales() {
+        // A file added to one folder but not to `TEMPLATES` (or to only one
+        // locale) would silently fall back to `notice`.
+        for locale in Locale::ALL {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/");
+            let files = std::fs::read_dir(format!("{dir}{}", locale.code())).unwrap();
+            for f in files {
+                let name = f.unwrap().file_name().into_string().unwrap();
+                let kind = name.strip_suffix(".txt").unwrap();
+                for l in Locale::ALL {
+                    assert!(has(l, kind), "{:?}/{kind} not listed", l);
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Registration (`POST /v1/accounts`) and the owner's view of the account
-//! (`GET /v1/account`).
+//! Registration (`POST /v1/accounts`), the owner's view of the account
+//! (`GET /v1/account`) and the owner's settings (`PATCH /v1/account/profile`:
+//! the `locale` of their messages).
 //!
 //! Registration claims each login (email, phone) in the store's `login` index
 //! atomically before the account is opened, so two concurrent registrations of
@@ -9,11 +10,12 @@
 //! taken forever): the task finishes either way, opening the account or releasing
 //! its claims.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, patch, post, web, HttpResponse};
 use okpay_engine::domain::command::Profile;
 use okpay_engine::domain::security::KycStatus;
 use okpay_engine::domain::state::{AccountState, AccountStatus};
 use okpay_engine::domain::view::AccountView;
+use okpay_engine::domain::Locale;
 use okpay_engine::ids::AccountId;
 use okpay_engine::Command;
 use rust_decimal::Decimal;
@@ -40,6 +42,10 @@ pub struct RegisterRequest {
     pub password: String,
     #[schema(example = "Li Wei")]
     pub display_name: String,
+    /// The language of the account's emails and SMS: `zh-CN` or `en`; the
+    /// server's default (`integrations.locale`, itself `zh-CN` by default) when left out.
+    #[schema(example = "zh-CN")]
+    pub locale: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,6 +62,8 @@ pub struct Registered {
     pub account_id: String,
     pub status: String,
     pub kyc: KycSummary,
+    /// The language of the account's messages (`zh-CN` or `en`).
+    pub locale: String,
 }
 
 /// Lower-cases and checks an email address.
@@ -100,6 +108,14 @@ pub fn login_key(login: &str) -> Option<String> {
     }
 }
 
+/// Parses a locale as the API takes it (`zh-CN` or `en`, any case).
+pub fn parse_locale(tag: &str) -> Result<Locale, ApiError> {
+    Locale::parse(tag).ok_or_else(|| {
+        ApiError::validation("The locale must be zh-CN or en.")
+            .with_hint("Messages are written in Chinese (zh-CN) or English (en).")
+    })
+}
+
 /// Checks the password policy: 8–128 characters.
 pub fn check_password(password: &str) -> Result<(), ApiError> {
     let n = password.chars().count();
@@ -129,6 +145,15 @@ pub async fn register(
     let body = body.into_inner();
     let email = normalize_email(&body.email)?;
     let phone = body.phone.as_deref().map(normalize_phone).transpose()?;
+    let locale = match body.locale.as_deref() {
+        Some(tag) => parse_locale(tag)?,
+        // unwrap_or_default: checked at start-up (`build_state`).
+        None => state
+            .settings
+            .integrations
+            .default_locale()
+            .unwrap_or_default(),
+    };
     check_password(&body.password)?;
     let display_name = body.display_name.trim().to_owned();
     if display_name.is_empty() || display_name.chars().count() > 64 {
@@ -145,8 +170,8 @@ pub async fn register(
     // Not cancelled with the request (see the module's doc); this handler only
     // waits for it.
     let task_state = state.clone();
-    let id = actix_web::rt::spawn(async move {
-        claim_and_open(&task_state, email, phone, profile, password_hash).await
+    let (id, locale) = actix_web::rt::spawn(async move {
+        claim_and_open(&task_state, email, phone, profile, password_hash, locale).await
     })
     .await
     .map_err(|_| ApiError::unavailable())??;
@@ -159,17 +184,26 @@ pub async fn register(
             tier: 0,
             reason: None,
         },
+        locale: locale.code().into(),
     }))
 }
 
-/// Claims the logins and opens the account, releasing the claims if it can't.
+/// Claims the logins and opens the account, releasing the claims if it can't;
+/// then sets its locale. Returns the id and the locale the account has.
+///
+/// The locale is a second command after the opening (the `Opened` event's
+/// stored shape stays as journals hold it). Should it fail, the account exists
+/// with the default locale and the answer says so: failing the registration
+/// would send the client to register again into `ALREADY_EXISTS`, and the
+/// owner can change the locale later.
 async fn claim_and_open(
     state: &AppState,
     email: String,
     phone: Option<String>,
     profile: Profile,
     password_hash: String,
-) -> ApiResult<AccountId> {
+    locale: Locale,
+) -> ApiResult<(AccountId, Locale)> {
     let id = AccountId::random();
     let store = state.store();
     let value = id.to_string();
@@ -203,7 +237,20 @@ async fn claim_and_open(
         release(state, &claimed).await;
         return Err(e.into());
     }
-    Ok(id)
+    if locale == Locale::default() {
+        return Ok((id, locale));
+    }
+    match state
+        .engine
+        .execute(id, Command::SetLocale { locale })
+        .await
+    {
+        Ok(_) => Ok((id, locale)),
+        Err(e) => {
+            tracing::warn!(account = %id, error = %e, "locale not set at registration; the default stays");
+            Ok((id, Locale::default()))
+        }
+    }
 }
 
 async fn release(state: &AppState, claimed: &[String]) {
@@ -246,6 +293,9 @@ pub struct AccountResponse {
     pub limits: Limits,
     pub balances: Vec<Balance>,
     pub totp_enabled: bool,
+    /// The language of the account's emails and SMS: `zh-CN` or `en`.
+    #[schema(example = "zh-CN")]
+    pub locale: String,
 }
 
 /// Shapes the engine's view for the API.
@@ -302,6 +352,7 @@ pub fn account_response(
         },
         balances,
         totp_enabled,
+        locale: view.locale.code().into(),
     }
 }
 
@@ -310,6 +361,44 @@ pub fn account_response(
     responses((status = 200, body = AccountResponse), (status = 401, body = Problem, description = "UNAUTHENTICATED")))]
 #[get("/v1/account")]
 pub async fn get_account(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(load_account(&state, auth.account).await?))
+}
+
+/// What the owner may change about their account; fields left out stay.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// The language of the account's emails and SMS: `zh-CN` or `en`.
+    #[schema(example = "en")]
+    pub locale: Option<String>,
+}
+
+/// Changes the owner's settings: today the language of their messages. An empty
+/// body changes nothing and answers the account as it is.
+#[utoipa::path(patch, path = "/v1/account/profile", tag = "accounts", security(("bearer" = [])),
+    request_body = ProfileUpdate,
+    responses(
+        (status = 200, body = AccountResponse, description = "The account, as `GET /v1/account` shows it"),
+        (status = 400, body = Problem, description = "VALIDATION_FAILED: unknown locale or unknown field"),
+        (status = 401, body = Problem, description = "UNAUTHENTICATED"),
+        (status = 503, body = Problem, description = "MAINTENANCE / OVERLOADED"),
+    ))]
+#[patch("/v1/account/profile")]
+pub async fn update_profile(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<ProfileUpdate>,
+) -> ApiResult<HttpResponse> {
+    state.maintenance.check()?;
+    // Parsed before anything changes, so a bad field changes nothing.
+    let locale = body.locale.as_deref().map(parse_locale).transpose()?;
+    if let Some(locale) = locale {
+        state
+            .engine
+            .execute(auth.account, Command::SetLocale { locale })
+            .await?;
+        tracing::info!(account = %auth.account, locale = locale.code(), "locale set");
+    }
     Ok(HttpResponse::Ok().json(load_account(&state, auth.account).await?))
 }
 
@@ -366,7 +455,9 @@ pub async fn explain(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(register).service(get_account);
+    cfg.service(register)
+        .service(get_account)
+        .service(update_profile);
 }
 
 #[cfg(test)]

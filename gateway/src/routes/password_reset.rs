@@ -123,6 +123,12 @@ pub async fn start(
     match started {
         Ok(_) => {
             let minutes = state.engine.policy().security.code_ttl_s / 60;
+            // The code is durable; a failed read only costs the language.
+            let locale = state
+                .engine
+                .read(account, |s, _, _| s.locale)
+                .await
+                .unwrap_or_default();
             state.notifier.send(OutboxMessage {
                 to: login.clone(),
                 channel: channel_of(&login).into(),
@@ -131,6 +137,7 @@ pub async fn start(
                     "Your OKPay password reset code is {code}. It expires in {minutes} minutes. If you did not ask for it, ignore this message."
                 ),
                 code: Some(code),
+                locale: locale.code().into(),
                 at: state.now(),
             });
             tracing::info!(account = %account, "password reset code sent");

@@ -259,9 +259,11 @@ pub async fn request_code(
             expires_at: None,
         }));
     }
-    let destination = state
+    let (destination, locale) = state
         .engine
-        .read(auth.account, |s, _, _| crate::step_up::code_destination(s))
+        .read(auth.account, |s, _, _| {
+            (crate::step_up::code_destination(s), s.locale)
+        })
         .await?;
     let Some((to, channel)) = destination else {
         return Err(ApiError::unavailable());
@@ -287,6 +289,7 @@ pub async fn request_code(
             ttl / 60
         ),
         code: Some(code),
+        locale: locale.code().into(),
         at: Utc::now(),
     });
     let expires = state.engine.clock().now().plus_ms(i64::from(ttl) * 1000);

@@ -548,12 +548,18 @@ async fn an_enrolled_totp_cant_be_replaced_or_removed_without_it() {
     assert_eq!(frame["type"], "security.changed", "{frame}");
     assert_eq!(frame["data"]["change"], "totp_removed");
     assert_eq!(frame["data"]["totp_enabled"], false);
-    // The notice is derived from the durable notification, asynchronously.
+    // The notice is derived from the durable notification, asynchronously, in
+    // the account's language (the default, Chinese).
     let mut told = false;
     for _ in 0..100 {
         let msgs = app.outbox("owner@example.com").await;
         if msgs.iter().any(|m| {
-            m["kind"] == "security_changed" && m["body"].as_str().unwrap().contains("removed")
+            m["kind"] == "security_changed"
+                && m["locale"] == "zh-CN"
+                && m["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("身份验证器应用已被移除")
         }) {
             told = true;
             break;

@@ -18,11 +18,13 @@ mod integrations;
 #[allow(dead_code)]
 mod helpers;
 mod kyc;
+mod locale;
 mod notices;
 mod openapi;
 mod operators;
 mod rails;
 mod recipients;
+mod reconciliation;
 mod redis;
 mod security;
 mod session_cache;

@@ -15,6 +15,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/password-reset"),
     ("post", "/v1/password-reset/confirm"),
     ("get", "/v1/account"),
+    ("patch", "/v1/account/profile"),
     ("get", "/v1/sessions"),
     ("delete", "/v1/sessions/current"),
     ("delete", "/v1/sessions/{id}"),

@@ -5,6 +5,7 @@
 use super::*;
 use crate::domain::command::NewSession;
 use crate::domain::state::{MAX_CONTACTS, MAX_SESSIONS};
+use crate::domain::{EventBody, Locale};
 
 fn session(byte: u8, expires_at: Timestamp) -> Command {
     Command::CreateSession(NewSession {
@@ -145,5 +146,33 @@ fn contacts_are_bounded() {
     assert_eq!(
         run(&p, &mut s, &one_more, T0),
         Err(Rejection::LimitExceeded)
+    );
+}
+
+#[test]
+fn the_locale_starts_chinese_changes_once_per_choice_and_replays() {
+    let p = Policy::default();
+    let mut s = opened(1, T0);
+    assert_eq!(s.locale, Locale::ZhCn);
+    let set = |locale| Command::SetLocale { locale };
+    let events = run(&p, &mut s, &set(Locale::En), T0).unwrap();
+    assert_eq!(
+        events.iter().map(|e| &e.body).collect::<Vec<_>>(),
+        [&EventBody::LocaleSet { locale: Locale::En }]
+    );
+    assert_eq!(s.locale, Locale::En);
+    // The same choice again changes nothing.
+    assert_eq!(run(&p, &mut s, &set(Locale::En), T0).unwrap(), []);
+    // Replaying the events from a fresh state gives the same locale.
+    let mut replayed = opened(1, T0);
+    for e in &events {
+        crate::domain::apply(&mut replayed, e);
+    }
+    assert_eq!(replayed.locale, Locale::En);
+    // No account, no locale.
+    let mut none = AccountState::new(AccountId(2));
+    assert_eq!(
+        run(&p, &mut none, &set(Locale::En), T0),
+        Err(Rejection::AccountNotFound)
     );
 }
