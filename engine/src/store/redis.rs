@@ -217,25 +217,6 @@ end
 return out
 ";
 
-/// One page of an account's history, newest first, keys and payloads read in one
-/// atomic step (rows are only ever upserted, so this matters little, but one script
-/// is also one round trip).
-///
-/// KEYS: history hash, history key zset. ARGV: ZREVRANGEBYLEX upper bound (`+` or
-/// `(<before>`), limit. Returns a flat `{key, payload, key, payload, ...}`.
-const HISTORY_LUA: &str = r"
-local keys = redis.call('ZREVRANGEBYLEX', KEYS[2], ARGV[1], '-', 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, k in ipairs(keys) do
-  local v = redis.call('HGET', KEYS[1], k)
-  if v then
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-end
-return out
-";
-
 /// A Lua script with its SHA1, which `EVALSHA` names it by. (`redis::Script` computes
 /// the hash but keeps the source private, and `SCRIPT LOAD` needs the source.)
 pub(crate) struct LuaScript {
@@ -279,7 +260,6 @@ static LOAD: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(LOAD_LUA));
 static CLAIM_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_INDEX_LUA));
 static DELETE_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETE_INDEX_LUA));
 static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_INDEX_LUA));
-static HISTORY: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(HISTORY_LUA));
 static ROWS: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("lua/rows.lua")));
 static PUT_ROWS: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/put_rows.lua")));
@@ -1064,11 +1044,12 @@ impl Store for RedisStore {
         .arg(count);
         // Rows written with journal records, before shard logs, in the account's keys.
         let (hash, keys) = history_keys(account);
-        let mut legacy = HISTORY.call(&[&hash, &keys]);
+        let mut legacy = ROWS.call(&[&hash, &keys]);
         legacy
             .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
+            .arg("-")
             .arg(count);
-        let calls = vec![Call::Script(&ROWS, rows), Call::Script(&HISTORY, legacy)];
+        let calls = vec![Call::Script(&ROWS, rows), Call::Script(&ROWS, legacy)];
         Box::pin(async move {
             if limit == 0 {
                 return Ok(Vec::new());

@@ -1,7 +1,11 @@
--- One page of an account's history rows in its shard's keys, newest first.
--- KEYS[1] the shard's rows hash, KEYS[2] its key set.
--- ARGV[1] the exclusive upper bound (`(<account>:<before>` or `(<account>;`),
--- ARGV[2] the inclusive lower bound (`[<account>:`), ARGV[3] the limit.
+-- One page of history rows, newest first: fields of a lexically ordered key set
+-- between two bounds, with their rows from the matching hash.
+-- KEYS[1] the rows hash, KEYS[2] its key set.
+-- ARGV[1] the upper bound, ARGV[2] the lower bound (ZREVRANGEBYLEX syntax:
+-- `(x` exclusive, `[x` inclusive, `+`/`-` open), ARGV[3] the limit.
+-- A shard's rows use fields `<account>:<key>` (bounds `(<account>:<before>` or
+-- `(<account>;` and `[<account>:`); an account's own keys, written with journal
+-- records before shard logs, use the row key alone (bounds `(<before>` or `+`, `-`).
 -- Returns a flat {field, row, field, row, ...}.
 local fields = redis.call('ZREVRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
 local out = {}
