@@ -799,6 +799,18 @@ async fn expired_sessions_leave_the_session_index() {
         assert_eq!(r.status(), 201);
         tokio::time::sleep(Duration::from_millis(1_500)).await;
     }
+    // A stopped server's last tasks (or the scan below) may hold the database
+    // lock for a moment: wait until it is free before starting the next server.
+    let unlocked = || async {
+        for _ in 0..100 {
+            if okpay_engine::store::embedded::EmbeddedStore::open(&data).is_ok() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the store stayed locked");
+    };
     let sessions = || async {
         // The stopped server's last tasks may hold the database for a moment.
         for _ in 0..100 {
@@ -816,6 +828,7 @@ async fn expired_sessions_leave_the_session_index() {
     // Each start sweeps; a stop right after start may cut a sweep short, so a few
     // starts (bounded) are allowed.
     for start in 0..10 {
+        unlocked().await;
         {
             let data = data.clone();
             let app = TestApp::spawn_with(move |s| s.data_dir = data).await;
