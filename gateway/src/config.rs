@@ -68,6 +68,15 @@ pub struct Cli {
     /// once (default 4).
     #[arg(long, env = "OKPAY_KYC_UPLOADS")]
     pub kyc_uploads: Option<usize>,
+    /// After each shard-log append, wait until this many replicas of the Redis
+    /// master acknowledged it (`WAIT`), so the acknowledgement survives a
+    /// failover to one of them (default 0: no wait).
+    #[arg(long, env = "OKPAY_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long that wait may take before the append fails as unavailable
+    /// (default 500, at most 1500).
+    #[arg(long, env = "OKPAY_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     /// Without a command, `okpay` serves.
     #[command(subcommand)]
     pub command: Option<CliCommand>,
@@ -121,6 +130,8 @@ pub struct ServerFile {
     pub hash_concurrency: Option<usize>,
     pub kyc_uploads: Option<usize>,
     pub alerts_kept: Option<usize>,
+    pub redis_wait_replicas: Option<u32>,
+    pub redis_wait_timeout_ms: Option<u64>,
 }
 
 /// `[engine]` in the TOML file.
@@ -446,6 +457,8 @@ pub struct Settings {
     pub alerts_kept: usize,
     /// The engine's clock, which is the gateway's too (`clock.rs`); tests inject one.
     pub clock: crate::clock::ClockSetting,
+    /// `WAIT` after shard-log appends on Redis (`None`: off).
+    pub redis_wait: Option<okpay_engine::store::redis_config::ReplicaWait>,
 }
 
 impl Default for Settings {
@@ -576,6 +589,21 @@ impl Settings {
                 .max(1),
             kyc_uploads: cli.kyc_uploads.or(s.kyc_uploads).unwrap_or(4).max(1),
             clock: crate::clock::ClockSetting::default(),
+            redis_wait: cli
+                .redis_wait_replicas
+                .or(s.redis_wait_replicas)
+                .filter(|&n| n > 0)
+                .map(|replicas| okpay_engine::store::redis_config::ReplicaWait {
+                    replicas,
+                    // Below the store's 2 s response timeout, which bounds the
+                    // round trip the WAIT rides on.
+                    timeout: Duration::from_millis(
+                        cli.redis_wait_timeout_ms
+                            .or(s.redis_wait_timeout_ms)
+                            .unwrap_or(500)
+                            .clamp(1, 1500),
+                    ),
+                }),
         }
     }
 }
