@@ -29,6 +29,23 @@ use crate::store::shard_log::redis::RedisShardLog;
 use crate::store::shard_log::{ShardAppend, ShardHead, ShardLog, StoredFrame};
 use crate::store::{StoreError, StoreFuture};
 
+/// Cluster mode of one engine (`--node-id`): who it is and the timing of its
+/// leases and of requests it sends to other nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node: NodeId,
+    pub leases: LeaseConfig,
+}
+
+impl ClusterConfig {
+    pub fn new(node: NodeId) -> Self {
+        ClusterConfig {
+            node,
+            leases: LeaseConfig::default(),
+        }
+    }
+}
+
 /// A node's name (`--node-id`): 1 to 64 characters of `[A-Za-z0-9._-]`, so it
 /// can sit in a Redis value separated by a space and in a log line unquoted.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
