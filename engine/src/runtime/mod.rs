@@ -147,6 +147,8 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub config: RuntimeConfig,
     pub stats: Arc<RuntimeStats>,
+    /// Cluster mode: this node's leases (the log is fenced by them).
+    pub leases: Option<Arc<crate::cluster::Leases>>,
 }
 
 impl Shared {
