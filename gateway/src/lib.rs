@@ -192,6 +192,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         std::time::Duration::from_secs(u64::from(settings.policy.security.failures_window_s)),
     );
     let kyc_uploads = Arc::new(tokio::sync::Semaphore::new(settings.kyc_uploads));
+    let node = node_name(&settings);
     Ok(AppState {
         engine,
         passwords: PasswordHasher::with_concurrency(settings.hash_concurrency),
@@ -210,18 +211,21 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         kyc_uploads,
         sessions: Arc::new(session_cache::SessionCache::default().shared_through(coord.clone())),
         coord,
-        node: node_name(),
+        node,
         accounts: Arc::new(open_accounts::OpenAccounts::default()),
     })
 }
 
-/// This node's name: `OKPAY_NODE_ID` when set, else the host name, else `local`.
-fn node_name() -> String {
-    std::env::var("OKPAY_NODE_ID")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .filter(|n| okpay_engine::cluster::NodeId::parse(n).is_ok())
-        .unwrap_or_else(|| "local".into())
+/// This node's name: its `--node-id` in cluster mode, else the host name, else
+/// `local`.
+fn node_name(settings: &Settings) -> String {
+    match &settings.node_id {
+        Some(id) => id.to_string(),
+        None => std::env::var("HOSTNAME")
+            .ok()
+            .filter(|n| okpay_engine::cluster::NodeId::parse(n).is_ok())
+            .unwrap_or_else(|| "local".into()),
+    }
 }
 
 /// The key for personal data at rest: the configured one (`--kyc-key` /
@@ -311,7 +315,7 @@ pub async fn run(
         actix_rt::spawn(async move { state.maintenance.listen(bus).await });
     }
     // Per-node gauges (`node` label): this node, and the shards it owns (all of
-    // them on a single node), read again every 5 s.
+    // them on a single node), updated every 5 s.
     metrics::gauge!("okpay_node_info", "node" => state.node.clone()).set(1.0);
     {
         let state = state.clone();
@@ -319,15 +323,10 @@ pub async fn run(
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                let shards = state.engine.layout().shards;
-                let owned = match state.coord.membership(shards).await {
-                    Ok(Some(m)) if !m.nodes.is_empty() => m
-                        .shards
-                        .iter()
-                        .filter(|(owner, _)| owner.as_deref() == Some(state.node.as_str()))
-                        .count(),
-                    Ok(_) => usize::from(shards),
-                    Err(_) => continue,
+                // A single node hosts every shard; a cluster node those it leases.
+                let owned = match state.engine.node_id() {
+                    Some(_) => state.engine.held_shards().len(),
+                    None => usize::from(state.engine.layout().shards),
                 };
                 metrics::gauge!("okpay_node_shards_owned", "node" => state.node.clone())
                     .set(owned as f64);
@@ -431,6 +430,9 @@ pub async fn run(
         handle.stop(true).await;
     });
     server.await?;
+    // Cluster mode: hand this node's shards over (drained, checkpointed,
+    // released) so the other nodes serve them at once, not after the lease time.
+    engine.leave().await;
     tracing::info!("draining: flushing the journal");
     if !engine.passivate_all(Duration::from_secs(10)).await {
         tracing::warn!("some accounts were still busy at shutdown");
