@@ -361,6 +361,9 @@ pub async fn run(
         handle.stop(true).await;
     });
     server.await?;
+    // Cluster mode: hand this node's shards over (drained, checkpointed,
+    // released) so the other nodes serve them at once, not after the lease time.
+    engine.leave().await;
     tracing::info!("draining: flushing the journal");
     if !engine.passivate_all(Duration::from_secs(10)).await {
         tracing::warn!("some accounts were still busy at shutdown");

@@ -34,6 +34,8 @@ use futures::StreamExt;
 use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+mod hosting;
+
 use super::recovery::{self, RecoveredShard};
 use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, SourceStep};
 use super::{EngineError, Shared};
@@ -145,6 +147,16 @@ pub(crate) enum Msg {
     Passivate,
     /// Answered once every shard of the executor is recovered.
     Ready { reply: oneshot::Sender<()> },
+    /// Cluster mode: this node took `shard`'s lease; recover and serve it.
+    Host { shard: ShardId },
+    /// Cluster mode: the lease on `shard` is lost; drop it from memory at once.
+    Unhost { shard: ShardId },
+    /// Cluster mode: hand `shard` over: stop taking its commands, let its
+    /// batches finish, checkpoint it, drop it; answered `true` once done.
+    Release {
+        shard: ShardId,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Where a message goes.
@@ -165,14 +177,25 @@ impl Msg {
             Msg::Credit(req) => Target::Account(req.to),
             Msg::Answer(ans) => Target::Account(ans.transfer.account),
             Msg::Audit { shard, .. } => Target::Shard(*shard),
-            Msg::Passivate | Msg::Ready { .. } => Target::Executor,
+            Msg::Passivate
+            | Msg::Ready { .. }
+            | Msg::Host { .. }
+            | Msg::Unhost { .. }
+            | Msg::Release { .. } => Target::Executor,
         }
     }
 
     /// Whether the message comes from a client (and so may be refused at a
     /// bound); saga messages must always be taken.
     fn is_client(&self) -> bool {
-        !matches!(self, Msg::Credit(_) | Msg::Answer(_))
+        !matches!(
+            self,
+            Msg::Credit(_)
+                | Msg::Answer(_)
+                | Msg::Host { .. }
+                | Msg::Unhost { .. }
+                | Msg::Release { .. }
+        )
     }
 }
 
@@ -253,6 +276,9 @@ struct Shard {
     /// No checkpoint before this batch is durable (it rewrites the history rows
     /// of frames replayed by recovery, which a checkpoint would trim).
     hold_checkpoint_until: u64,
+    /// Cluster mode: the shard is being handed over; answered once it is
+    /// drained and checkpointed (see `hosting`).
+    releasing: Option<oneshot::Sender<bool>>,
 }
 
 /// Work done when a batch is durable (or failed), in order.
@@ -478,28 +504,12 @@ impl Executor {
     ) -> Self {
         let log = shared.log.clone();
         let executors = shared.config.executors.max(1);
+        // Cluster mode: no shard until the lease driver hands one over.
         let shards = shared
             .layout
             .all()
-            .filter(|s| shared.executor_of_shard(*s) == index)
-            .map(|id| {
-                (
-                    id,
-                    Shard {
-                        accounts: FxHashMap::default(),
-                        phase: Phase::Recovering(VecDeque::new()),
-                        generation: 0,
-                        next_lsn: 1,
-                        durable_lsn: 0,
-                        rows_lsn: 0,
-                        checkpoint_lsn: 0,
-                        sealed_records: 0,
-                        checkpoint_records: 0,
-                        checkpointing: false,
-                        hold_checkpoint_until: 0,
-                    },
-                )
-            })
+            .filter(|s| shared.config.cluster.is_none() && shared.executor_of_shard(*s) == index)
+            .map(|id| (id, Shard::recovering()))
             .collect();
         Executor {
             index,
@@ -590,11 +600,12 @@ impl Executor {
         match msg.target() {
             Target::Executor => self.on_executor_msg(msg),
             Target::Shard(shard) => {
-                let Some(s) = self.shards.get_mut(&shard) else {
-                    return fail(
-                        msg,
-                        EngineError::Unavailable("shard not hosted here".into()),
-                    );
+                let Some(s) = self
+                    .shards
+                    .get_mut(&shard)
+                    .filter(|s| s.releasing.is_none())
+                else {
+                    return self.not_hosted(msg);
                 };
                 if let Phase::Recovering(queue) = &mut s.phase {
                     return queue.push_back(msg);
@@ -624,11 +635,12 @@ impl Executor {
             return self.outbound[owner].push(msg);
         }
         let capacity = self.shared.config.mailbox_capacity;
-        let Some(shard) = self.shards.get_mut(&shard_id) else {
-            return fail(
-                msg,
-                EngineError::Unavailable("shard not hosted here".into()),
-            );
+        let Some(shard) = self
+            .shards
+            .get_mut(&shard_id)
+            .filter(|s| s.releasing.is_none())
+        else {
+            return self.not_hosted(msg);
         };
         if let Phase::Recovering(queue) = &mut shard.phase {
             if msg.is_client() && queue.len() >= capacity * 8 {
@@ -704,6 +716,9 @@ impl Executor {
                     self.ready_waiters.push(reply);
                 }
             }
+            Msg::Host { shard } => self.host(shard),
+            Msg::Unhost { shard } => self.unhost(shard, "the shard's lease was lost"),
+            Msg::Release { shard, reply } => self.release(shard, reply),
             other => fail(other, EngineError::Unavailable("misrouted message".into())),
         }
     }
@@ -889,9 +904,15 @@ impl Executor {
             self.spare.push(batch);
         }
         for (shard, err) in failed {
+            if let StoreError::LeaseLost { .. } = err {
+                // Another node owns the shard now: nothing to recover here.
+                self.lease_lost(shard);
+                continue;
+            }
             tracing::warn!(%shard, error = %err, "shard write failed: recovering the shard");
             self.fail_shard(shard, EngineError::Unavailable(err.to_string()));
         }
+        self.progress_releases();
     }
 
     /// Starts writing the pending history rows when no write of them is in
@@ -1271,6 +1292,7 @@ impl Executor {
 
     fn housekeeping(&mut self) {
         self.rounds += 1;
+        self.progress_releases();
         let ids: Vec<ShardId> = self.shards.keys().copied().collect();
         for &id in &ids {
             self.checkpoint(id, false);
@@ -1454,7 +1476,13 @@ fn fail(msg: Msg, err: EngineError) {
         Msg::Subscribe { reply, .. } => drop(reply.send(Err(err))),
         Msg::Rows { reply, .. } => drop(reply.send(Err(err))),
         Msg::Audit { reply, .. } => drop(reply.send(Err(err))),
-        Msg::Credit(_) | Msg::Answer(_) | Msg::Passivate | Msg::Ready { .. } => {}
+        Msg::Release { reply, .. } => drop(reply.send(false)),
+        Msg::Credit(_)
+        | Msg::Answer(_)
+        | Msg::Passivate
+        | Msg::Ready { .. }
+        | Msg::Host { .. }
+        | Msg::Unhost { .. } => {}
     }
 }
 
@@ -1537,7 +1565,13 @@ impl Ctx<'_> {
             }
             Msg::Credit(request) => self.credit(slot, request),
             Msg::Answer(answer) => self.on_answer(slot, answer),
-            Msg::Audit { .. } | Msg::Passivate | Msg::Ready { .. } | Msg::Rows { .. } => {
+            Msg::Audit { .. }
+            | Msg::Passivate
+            | Msg::Ready { .. }
+            | Msg::Rows { .. }
+            | Msg::Host { .. }
+            | Msg::Unhost { .. }
+            | Msg::Release { .. } => {
                 unreachable!("not an account message")
             }
         }

@@ -425,6 +425,30 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Another handle on the same server with its own standalone connection
+    /// (made on first use), so its commands never queue behind this one's; a
+    /// cluster connection, which multiplexes per master already, is shared.
+    pub fn sibling(&self) -> RedisStore {
+        RedisStore {
+            client: self.client.clone(),
+            options: self.options,
+            conn: tokio::sync::Mutex::new(None),
+            next_conn_id: AtomicU64::new(0),
+            log: parking_lot::Mutex::new(None),
+            cluster: self.cluster.clone(),
+        }
+    }
+
+    /// The shard log on its own connection (one per store, made on first use).
+    pub fn redis_shard_log(&self) -> std::sync::Arc<super::shard_log::redis::RedisShardLog> {
+        self.log
+            .lock()
+            .get_or_insert_with(|| {
+                std::sync::Arc::new(super::shard_log::redis::RedisShardLog::over(self.sibling()))
+            })
+            .clone()
+    }
+
     /// True when the store talks to a Redis Cluster (detected at connect).
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
@@ -1095,26 +1119,15 @@ impl Store for RedisStore {
     }
 
     fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {
-        let log = self
-            .log
-            .lock()
-            .get_or_insert_with(|| {
-                std::sync::Arc::new(super::shard_log::redis::RedisShardLog::over(RedisStore {
-                    client: self.client.clone(),
-                    options: self.options,
-                    conn: tokio::sync::Mutex::new(None),
-                    next_conn_id: AtomicU64::new(0),
-                    log: parking_lot::Mutex::new(None),
-                    // The cluster connection multiplexes per master already; the
-                    // log shares it rather than opening a second set.
-                    cluster: self.cluster.clone(),
-                }))
-            })
-            .clone();
+        let log = self.redis_shard_log();
         Box::pin(async move { Ok(log as std::sync::Arc<dyn super::shard_log::ShardLog>) })
     }
 
     fn backend_name(&self) -> &'static str {
         "redis"
+    }
+
+    fn as_redis(&self) -> Option<&RedisStore> {
+        Some(self)
     }
 }
