@@ -47,6 +47,9 @@ struct Inner {
     /// One bounded inbox per executor. Dropping the last engine handle closes
     /// them, and the executors stop.
     inboxes: Vec<mpsc::Sender<Msg>>,
+    /// Cluster mode: the lease driver (`cluster::node`). Dropping it makes the
+    /// driver give the node's leases up.
+    leases: Option<mpsc::UnboundedSender<crate::cluster::node::Control>>,
 }
 
 /// A handle to a running engine. Cloning is cheap; all clones drive one engine.
@@ -71,13 +74,31 @@ impl Engine {
     /// shards in the background (requests for a shard wait until it is ready).
     pub async fn start(config: EngineConfig, store: Arc<dyn Store>) -> Result<Engine, EngineError> {
         let unavailable = |e: crate::store::StoreError| EngineError::Unavailable(e.to_string());
-        let log = store.shard_log().await.map_err(unavailable)?;
+        let mut log = store.shard_log().await.map_err(unavailable)?;
         let proposed = ShardLayout::new(config.runtime.shards.max(1))
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
         let layout = log.init_layout(proposed).await.map_err(unavailable)?;
         crate::runtime::migrate::journals_to_shard_logs(&*store, &*log, layout)
             .await
             .map_err(unavailable)?;
+        // Cluster mode: appends and checkpoints carry this node's lease epochs.
+        let mut leases = None;
+        if let Some(cluster) = &config.runtime.cluster {
+            let redis = store.as_redis().ok_or_else(|| {
+                EngineError::Unavailable("cluster mode (--node-id) needs a Redis store".into())
+            })?;
+            let held = Arc::new(crate::cluster::Leases::new(
+                redis.sibling(),
+                cluster.node.clone(),
+                layout,
+                cluster.leases,
+            ));
+            log = Arc::new(crate::cluster::FencedShardLog::new(
+                redis.redis_shard_log(),
+                held.clone(),
+            ));
+            leases = Some(held);
+        }
         let mut runtime = config.runtime;
         runtime.executors = runtime.executors.clamp(1, usize::from(layout.shards));
         let n = runtime.executors;
@@ -90,6 +111,7 @@ impl Engine {
             clock: config.clock,
             stats: Arc::new(RuntimeStats::default()),
             config: runtime,
+            leases,
         });
         let mut inboxes = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
@@ -114,9 +136,58 @@ impl Engine {
                 })
                 .map_err(|e| EngineError::Unavailable(format!("starting an executor: {e}")))?;
         }
+        let mut control = None;
+        if let Some(held) = shared.leases.clone() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let first = crate::cluster::node::spawn(held, shared.clone(), peers.clone(), rx)
+                .map_err(|e| EngineError::Unavailable(format!("starting the lease driver: {e}")))?;
+            // The first round registers the node and takes its first shards;
+            // not waiting for it forever (Redis may be slow to answer).
+            let wait = shared
+                .config
+                .cluster
+                .as_ref()
+                .map_or(Duration::from_secs(3), |c| c.leases.ttl);
+            let _ = tokio::time::timeout(wait, first).await;
+            control = Some(tx);
+        }
         Ok(Engine {
-            inner: Arc::new(Inner { shared, inboxes }),
+            inner: Arc::new(Inner {
+                shared,
+                inboxes,
+                leases: control,
+            }),
         })
+    }
+
+    /// Cluster mode: hands every shard this node hosts over to the other nodes
+    /// (each drained, checkpointed and released) and leaves the membership; the
+    /// engine serves nothing afterwards. Called by the server on SIGTERM. Does
+    /// nothing outside cluster mode.
+    pub async fn leave(&self) {
+        let Some(control) = &self.inner.leases else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if control
+            .send(crate::cluster::node::Control::Leave(tx))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
+    /// Cluster mode: this node's id; `None` for a single node.
+    pub fn node_id(&self) -> Option<&crate::cluster::NodeId> {
+        self.shared().config.cluster.as_ref().map(|c| &c.node)
+    }
+
+    /// Cluster mode: the shards this node holds a lease for, with their epochs.
+    pub fn held_shards(&self) -> Vec<(crate::codec::ShardId, u64)> {
+        self.shared()
+            .leases
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.held())
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -489,6 +560,27 @@ impl Engine {
         .await
     }
 
+    /// Relays notifications between this engine and the other nodes sharing
+    /// `coord` (see [`crate::runtime::relay`]): what this node's shards publish
+    /// goes out, what the others publish reaches this node's subscribers.
+    /// Nothing happens when `coord` is this process's own, or on a second call.
+    /// Must run inside a tokio runtime (the relay's two tasks run there).
+    pub fn relay_notifications(&self, coord: Arc<dyn crate::coord::Coord>) {
+        if !coord.is_shared() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(crate::runtime::relay::QUEUE);
+        if !self.shared().hub.set_relay(tx) {
+            return;
+        }
+        let bus = coord.subscribe();
+        tokio::spawn(crate::runtime::relay::outbound(rx, coord));
+        tokio::spawn(crate::runtime::relay::inbound(
+            bus,
+            Arc::new(crate::runtime::relay::HubRef(Arc::downgrade(self.shared()))),
+        ));
+    }
+
     /// Alerts and status changes of every account, for operators.
     pub fn subscribe_admin(&self) -> broadcast::Receiver<AdminNotice> {
         self.shared().hub.subscribe_admin()
@@ -573,6 +665,26 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// Every shard's log head and checkpoint position, read from the store
+    /// (what `GET /v1/admin/cluster` reports as lag), all shards at once.
+    pub async fn shard_heads(
+        &self,
+    ) -> Result<Vec<(crate::codec::ShardId, crate::store::shard_log::ShardHead)>, EngineError> {
+        let shared = self.shared();
+        let reads = shared.layout.all().map(|shard| {
+            let log = shared.log.clone();
+            async move { (shard, log.head(shard).await) }
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|(shard, head)| {
+                head.map(|h| (shard, h))
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))
+            })
+            .collect()
     }
 
     /// Accounts held in memory.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use okpay_engine::cluster::{FencedShardLog, LeaseConfig, Leases, NodeId};
 use okpay_engine::codec::{ShardId, ShardLayout};
+use okpay_engine::ids::AccountId;
 use okpay_engine::store::redis::RedisStore;
 use okpay_engine::store::shard_log::redis::RedisShardLog;
 use okpay_engine::store::shard_log::{conformance, ShardAppend, ShardLog};
@@ -199,6 +200,21 @@ async fn two_nodes_split_and_a_paused_one_is_fenced(url: &str) {
         matches!(r[0], Err(StoreError::LeaseLost { held, current, .. }) if held == a_epoch && current > a_epoch),
         "{r:?}"
     );
+    // Nor can it overwrite the new owner's checkpoint with an older state.
+    let r = raw
+        .checkpoint_at(
+            victim,
+            1,
+            vec![(AccountId(7), b"stale".to_vec())],
+            Some(a_epoch),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::LeaseLost { held, current, .. }) if held == a_epoch && current > a_epoch),
+        "{r:?}"
+    );
+    assert_eq!(raw.load_account(victim, AccountId(7)).await.unwrap(), None);
+    assert_eq!(raw.head(victim).await.unwrap().checkpoint, 0);
     // Its fenced log refuses too (locally: the lease is past its trusted time).
     let r = log_a.append(vec![frame(victim, 2)]).await.unwrap();
     assert!(matches!(r[0], Err(StoreError::LeaseLost { .. })), "{r:?}");

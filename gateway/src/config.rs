@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use okpay_engine::cluster::{ClusterConfig, NodeId};
 use okpay_engine::domain::Locale;
 use okpay_engine::policy::Policy;
 use okpay_engine::RuntimeConfig;
@@ -68,6 +69,20 @@ pub struct Cli {
     /// once (default 4).
     #[arg(long, env = "OKPAY_KYC_UPLOADS")]
     pub kyc_uploads: Option<usize>,
+    /// After each shard-log append, wait until this many replicas of the Redis
+    /// master acknowledged it (`WAIT`), so the acknowledgement survives a
+    /// failover to one of them (default 0: no wait).
+    #[arg(long, env = "OKPAY_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long that wait may take before the append fails as unavailable
+    /// (default 500, at most 1500).
+    #[arg(long, env = "OKPAY_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
+    /// Join the nodes sharing this Redis under this name (1-64 of `A-Za-z0-9._-`):
+    /// the node then hosts only the shards it holds a lease for. Unset: a single
+    /// node hosting every shard.
+    #[arg(long, env = "OKPAY_NODE_ID")]
+    pub node_id: Option<String>,
     /// Without a command, `okpay` serves.
     #[command(subcommand)]
     pub command: Option<CliCommand>,
@@ -121,7 +136,10 @@ pub struct ServerFile {
     pub trusted_proxies: Option<String>,
     pub hash_concurrency: Option<usize>,
     pub kyc_uploads: Option<usize>,
+    pub node_id: Option<String>,
     pub alerts_kept: Option<usize>,
+    pub redis_wait_replicas: Option<u32>,
+    pub redis_wait_timeout_ms: Option<u64>,
 }
 
 /// `[engine]` in the TOML file.
@@ -446,11 +464,16 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// KYC uploads read at once (`routes/kyc.rs`).
     pub kyc_uploads: usize,
+    /// This node's name among the nodes sharing one Redis (`--node-id`); also
+    /// in `runtime.cluster`, which puts the engine in cluster mode.
+    pub node_id: Option<NodeId>,
     /// Alerts kept in the operators' store index (`alert_log.rs`); older ones are
     /// trimmed (each account keeps its own recent alerts regardless).
     pub alerts_kept: usize,
     /// The engine's clock, which is the gateway's too (`clock.rs`); tests inject one.
     pub clock: crate::clock::ClockSetting,
+    /// `WAIT` after shard-log appends on Redis (`None`: off).
+    pub redis_wait: Option<okpay_engine::store::redis_config::ReplicaWait>,
 }
 
 impl Default for Settings {
@@ -484,6 +507,13 @@ impl Settings {
         {
             crate::client_ip::Cidr::try_parse_list(list)
                 .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
+        }
+        if let Some(id) = cli.node_id.as_ref().or(file.server.node_id.as_ref()) {
+            NodeId::parse(id).map_err(|e| anyhow::anyhow!("--node-id {id:?}: {e}"))?;
+            // Nodes share shards through Redis; an embedded store is one process's.
+            if cli.redis_url.is_none() && file.server.redis_url.is_none() {
+                anyhow::bail!("--node-id needs --redis: nodes share their shards through Redis");
+            }
         }
         let mut settings = Settings::resolve(cli, file);
         settings
@@ -523,6 +553,12 @@ impl Settings {
         if let Some(v) = e.checkpoint_every {
             runtime.checkpoint_every = v.max(1);
         }
+        // Checked by `load_with`; here a bad id (only from tests) means no cluster.
+        let node_id = cli
+            .node_id
+            .or(s.node_id.clone())
+            .and_then(|id| NodeId::parse(&id).ok());
+        runtime.cluster = node_id.clone().map(ClusterConfig::new);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Settings {
             listen: cli
@@ -581,7 +617,23 @@ impl Settings {
                 .unwrap_or(2 * cores)
                 .max(1),
             kyc_uploads: cli.kyc_uploads.or(s.kyc_uploads).unwrap_or(4).max(1),
+            node_id,
             clock: crate::clock::ClockSetting::default(),
+            redis_wait: cli
+                .redis_wait_replicas
+                .or(s.redis_wait_replicas)
+                .filter(|&n| n > 0)
+                .map(|replicas| okpay_engine::store::redis_config::ReplicaWait {
+                    replicas,
+                    // Below the store's 2 s response timeout, which bounds the
+                    // round trip the WAIT rides on.
+                    timeout: Duration::from_millis(
+                        cli.redis_wait_timeout_ms
+                            .or(s.redis_wait_timeout_ms)
+                            .unwrap_or(500)
+                            .clamp(1, 1500),
+                    ),
+                }),
         }
     }
 }
@@ -617,6 +669,25 @@ mod tests {
         assert_eq!(s.policy.tier0.single_max, rust_decimal::Decimal::from(100));
         // Untouched sections keep the contract's defaults.
         assert_eq!(s.policy.tier1, Policy::default().tier1);
+    }
+
+    #[test]
+    fn a_node_id_puts_the_engine_in_cluster_mode_and_is_checked() {
+        assert!(Settings::default().node_id.is_none());
+        assert!(Settings::default().runtime.cluster.is_none());
+        let cli = |id: &str, redis: bool| Cli {
+            node_id: Some(id.into()),
+            redis_url: redis.then(|| "redis://127.0.0.1:1/".into()),
+            ..Cli::default()
+        };
+        let s = Settings::load_with(cli("okpay-2", true)).unwrap();
+        assert_eq!(s.node_id.as_ref().map(NodeId::as_str), Some("okpay-2"));
+        assert_eq!(
+            s.runtime.cluster.map(|c| c.node),
+            NodeId::parse("okpay-2").ok()
+        );
+        assert!(Settings::load_with(cli("two words", true)).is_err());
+        assert!(Settings::load_with(cli("okpay-2", false)).is_err());
     }
 
     #[test]

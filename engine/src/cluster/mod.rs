@@ -1,6 +1,7 @@
 //! Several okpay nodes on one Redis (standalone or Cluster): membership, shard
 //! leases with fencing epochs, and an even spread of shards over the live nodes
-//! (issue 11's foundation; the runtime does not use it yet).
+//! (issue 11). With `--node-id` the engine hosts only the shards it holds a
+//! lease for ([`node`] drives the leases and the executors' shard lifecycle).
 //!
 //! Redis is the only coordinator — no consensus of our own. Each node registers
 //! with a heartbeat; each shard is owned by at most one node through a lease that
@@ -12,11 +13,13 @@
 //!
 //! - [`assignment`]: which live node should own which shard (pure, even, stable);
 //! - [`leases`]: one node's registration and leases ([`Leases::tick`]);
-//! - [`FencedShardLog`]: a [`ShardLog`] that appends with the epochs the node
-//!   holds and steps down from a shard whose append was refused for its epoch.
+//! - [`FencedShardLog`]: a [`ShardLog`] that appends and checkpoints with the
+//!   epochs the node holds and steps down from a shard refused for its epoch;
+//! - `node`: the lease driver thread of a running engine.
 
 pub mod assignment;
 pub mod leases;
+pub(crate) mod node;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +31,23 @@ use crate::ids::AccountId;
 use crate::store::shard_log::redis::RedisShardLog;
 use crate::store::shard_log::{ShardAppend, ShardHead, ShardLog, StoredFrame};
 use crate::store::{StoreError, StoreFuture};
+
+/// Cluster mode of one engine (`--node-id`): who it is and the timing of its
+/// leases and of requests it sends to other nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node: NodeId,
+    pub leases: LeaseConfig,
+}
+
+impl ClusterConfig {
+    pub fn new(node: NodeId) -> Self {
+        ClusterConfig {
+            node,
+            leases: LeaseConfig::default(),
+        }
+    }
+}
 
 /// A node's name (`--node-id`): 1 to 64 characters of `[A-Za-z0-9._-]`, so it
 /// can sit in a Redis value separated by a space and in a log line unquoted.
@@ -144,11 +164,20 @@ impl ShardLog for FencedShardLog {
         lsn: u64,
         states: Vec<(AccountId, Vec<u8>)>,
     ) -> StoreFuture<'_, ()> {
-        if self.leases.epoch(shard).is_none() {
+        let Some(epoch) = self.leases.epoch(shard) else {
             let err = self.not_held(shard);
             return Box::pin(async move { Err(err) });
-        }
-        self.log.checkpoint(shard, lsn, states)
+        };
+        Box::pin(async move {
+            let result = self
+                .log
+                .checkpoint_at(shard, lsn, states, Some(epoch))
+                .await;
+            if matches!(result, Err(StoreError::LeaseLost { .. })) {
+                self.leases.step_down(shard);
+            }
+            result
+        })
     }
 
     fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>> {

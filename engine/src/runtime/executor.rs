@@ -34,6 +34,8 @@ use futures::StreamExt;
 use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+mod hosting;
+
 use super::recovery::{self, RecoveredShard};
 use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, SourceStep};
 use super::{EngineError, Shared};
@@ -145,6 +147,16 @@ pub(crate) enum Msg {
     Passivate,
     /// Answered once every shard of the executor is recovered.
     Ready { reply: oneshot::Sender<()> },
+    /// Cluster mode: this node took `shard`'s lease; recover and serve it.
+    Host { shard: ShardId },
+    /// Cluster mode: the lease on `shard` is lost; drop it from memory at once.
+    Unhost { shard: ShardId },
+    /// Cluster mode: hand `shard` over: stop taking its commands, let its
+    /// batches finish, checkpoint it, drop it; answered `true` once done.
+    Release {
+        shard: ShardId,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Where a message goes.
@@ -165,14 +177,25 @@ impl Msg {
             Msg::Credit(req) => Target::Account(req.to),
             Msg::Answer(ans) => Target::Account(ans.transfer.account),
             Msg::Audit { shard, .. } => Target::Shard(*shard),
-            Msg::Passivate | Msg::Ready { .. } => Target::Executor,
+            Msg::Passivate
+            | Msg::Ready { .. }
+            | Msg::Host { .. }
+            | Msg::Unhost { .. }
+            | Msg::Release { .. } => Target::Executor,
         }
     }
 
     /// Whether the message comes from a client (and so may be refused at a
     /// bound); saga messages must always be taken.
     fn is_client(&self) -> bool {
-        !matches!(self, Msg::Credit(_) | Msg::Answer(_))
+        !matches!(
+            self,
+            Msg::Credit(_)
+                | Msg::Answer(_)
+                | Msg::Host { .. }
+                | Msg::Unhost { .. }
+                | Msg::Release { .. }
+        )
     }
 }
 
@@ -253,6 +276,9 @@ struct Shard {
     /// No checkpoint before this batch is durable (it rewrites the history rows
     /// of frames replayed by recovery, which a checkpoint would trim).
     hold_checkpoint_until: u64,
+    /// Cluster mode: the shard is being handed over; answered once it is
+    /// drained and checkpointed (see `hosting`).
+    releasing: Option<oneshot::Sender<bool>>,
 }
 
 /// Work done when a batch is durable (or failed), in order.
@@ -307,7 +333,9 @@ struct Batch {
     frames: Vec<(ShardId, Vec<LogRecord>)>,
     /// Filled when sealed: the encoded frames and their positions.
     appends: Vec<ShardAppend>,
-    history: Vec<(AccountId, HistoryRow)>,
+    /// In the shape the store takes them, so a batch's rows reach it without
+    /// being copied again.
+    history: Vec<(ShardId, AccountId, HistoryRow)>,
     /// Shards whose recovery put rows in `history`.
     history_shards: Vec<ShardId>,
     effects: Vec<(ShardId, Effect)>,
@@ -372,7 +400,7 @@ type WriteFuture = Pin<Box<dyn Future<Output = Written>>>;
 #[derive(Default)]
 struct Rows {
     /// Rows of durable batches not yet being written.
-    pending: Vec<(AccountId, HistoryRow)>,
+    pending: Vec<(ShardId, AccountId, HistoryRow)>,
     /// The frames (shard, lsn) those rows come from; lsn 0 for shards whose
     /// recovery rewrites rows.
     positions: Vec<(ShardId, u64)>,
@@ -476,28 +504,12 @@ impl Executor {
     ) -> Self {
         let log = shared.log.clone();
         let executors = shared.config.executors.max(1);
+        // Cluster mode: no shard until the lease driver hands one over.
         let shards = shared
             .layout
             .all()
-            .filter(|s| shared.executor_of_shard(*s) == index)
-            .map(|id| {
-                (
-                    id,
-                    Shard {
-                        accounts: FxHashMap::default(),
-                        phase: Phase::Recovering(VecDeque::new()),
-                        generation: 0,
-                        next_lsn: 1,
-                        durable_lsn: 0,
-                        rows_lsn: 0,
-                        checkpoint_lsn: 0,
-                        sealed_records: 0,
-                        checkpoint_records: 0,
-                        checkpointing: false,
-                        hold_checkpoint_until: 0,
-                    },
-                )
-            })
+            .filter(|s| shared.config.cluster.is_none() && shared.executor_of_shard(*s) == index)
+            .map(|id| (id, Shard::recovering()))
             .collect();
         Executor {
             index,
@@ -588,11 +600,12 @@ impl Executor {
         match msg.target() {
             Target::Executor => self.on_executor_msg(msg),
             Target::Shard(shard) => {
-                let Some(s) = self.shards.get_mut(&shard) else {
-                    return fail(
-                        msg,
-                        EngineError::Unavailable("shard not hosted here".into()),
-                    );
+                let Some(s) = self
+                    .shards
+                    .get_mut(&shard)
+                    .filter(|s| s.releasing.is_none())
+                else {
+                    return self.not_hosted(msg);
                 };
                 if let Phase::Recovering(queue) = &mut s.phase {
                     return queue.push_back(msg);
@@ -622,11 +635,12 @@ impl Executor {
             return self.outbound[owner].push(msg);
         }
         let capacity = self.shared.config.mailbox_capacity;
-        let Some(shard) = self.shards.get_mut(&shard_id) else {
-            return fail(
-                msg,
-                EngineError::Unavailable("shard not hosted here".into()),
-            );
+        let Some(shard) = self
+            .shards
+            .get_mut(&shard_id)
+            .filter(|s| s.releasing.is_none())
+        else {
+            return self.not_hosted(msg);
         };
         if let Phase::Recovering(queue) = &mut shard.phase {
             if msg.is_client() && queue.len() >= capacity * 8 {
@@ -702,6 +716,9 @@ impl Executor {
                     self.ready_waiters.push(reply);
                 }
             }
+            Msg::Host { shard } => self.host(shard),
+            Msg::Unhost { shard } => self.unhost(shard, "the shard's lease was lost"),
+            Msg::Release { shard, reply } => self.release(shard, reply),
             other => fail(other, EngineError::Unavailable("misrouted message".into())),
         }
     }
@@ -854,17 +871,19 @@ impl Executor {
         self.durable_batch = batch.id;
         // The rows of frames that did not land must not be written: they would
         // describe operations that never happened (recovery writes the others).
-        let layout = self.shared.layout;
-        let landed = |account: &AccountId| {
-            let shard = layout.shard_of(*account);
-            !failed.iter().any(|(f, _)| *f == shard)
-        };
-        self.rows.pending.extend(
-            batch
-                .history
-                .drain(..)
-                .filter(|(account, _)| landed(account)),
-        );
+        if failed.is_empty() && self.rows.pending.is_empty() {
+            // The common case: hand the batch's rows over whole instead of
+            // copying them into a vector that grows (fresh pages) every batch.
+            std::mem::swap(&mut self.rows.pending, &mut batch.history);
+        } else {
+            let landed = |shard: &ShardId| !failed.iter().any(|(f, _)| f == shard);
+            self.rows.pending.extend(
+                batch
+                    .history
+                    .drain(..)
+                    .filter(|(shard, _, _)| landed(shard)),
+            );
+        }
         for &s in &batch.history_shards {
             if !failed.iter().any(|(f, _)| *f == s) {
                 self.rows.positions.push((s, 0));
@@ -885,9 +904,15 @@ impl Executor {
             self.spare.push(batch);
         }
         for (shard, err) in failed {
+            if let StoreError::LeaseLost { .. } = err {
+                // Another node owns the shard now: nothing to recover here.
+                self.lease_lost(shard);
+                continue;
+            }
             tracing::warn!(%shard, error = %err, "shard write failed: recovering the shard");
             self.fail_shard(shard, EngineError::Unavailable(err.to_string()));
         }
+        self.progress_releases();
     }
 
     /// Starts writing the pending history rows when no write of them is in
@@ -907,11 +932,6 @@ impl Executor {
             });
         }
         let store = self.shared.store.clone();
-        let layout = self.shared.layout;
-        let rows = rows
-            .into_iter()
-            .map(|(account, row)| (layout.shard_of(account), account, row))
-            .collect();
         self.rows.writing = Some(Box::pin(async move {
             let result = store.put_history(rows).await;
             RowsWritten {
@@ -1171,7 +1191,12 @@ impl Executor {
         let resident = shard.accounts.len();
         if !recovered.history.is_empty() {
             shard.hold_checkpoint_until = open_id;
-            self.open.history.extend(recovered.history);
+            self.open.history.extend(
+                recovered
+                    .history
+                    .into_iter()
+                    .map(|(account, row)| (shard_id, account, row)),
+            );
             self.open.history_shards.push(shard_id);
         }
         self.shared
@@ -1267,6 +1292,7 @@ impl Executor {
 
     fn housekeeping(&mut self) {
         self.rounds += 1;
+        self.progress_releases();
         let ids: Vec<ShardId> = self.shards.keys().copied().collect();
         for &id in &ids {
             self.checkpoint(id, false);
@@ -1450,7 +1476,13 @@ fn fail(msg: Msg, err: EngineError) {
         Msg::Subscribe { reply, .. } => drop(reply.send(Err(err))),
         Msg::Rows { reply, .. } => drop(reply.send(Err(err))),
         Msg::Audit { reply, .. } => drop(reply.send(Err(err))),
-        Msg::Credit(_) | Msg::Answer(_) | Msg::Passivate | Msg::Ready { .. } => {}
+        Msg::Release { reply, .. } => drop(reply.send(false)),
+        Msg::Credit(_)
+        | Msg::Answer(_)
+        | Msg::Passivate
+        | Msg::Ready { .. }
+        | Msg::Host { .. }
+        | Msg::Unhost { .. } => {}
     }
 }
 
@@ -1533,7 +1565,13 @@ impl Ctx<'_> {
             }
             Msg::Credit(request) => self.credit(slot, request),
             Msg::Answer(answer) => self.on_answer(slot, answer),
-            Msg::Audit { .. } | Msg::Passivate | Msg::Ready { .. } | Msg::Rows { .. } => {
+            Msg::Audit { .. }
+            | Msg::Passivate
+            | Msg::Ready { .. }
+            | Msg::Rows { .. }
+            | Msg::Host { .. }
+            | Msg::Unhost { .. }
+            | Msg::Release { .. } => {
                 unreachable!("not an account message")
             }
         }
@@ -1614,10 +1652,11 @@ impl Ctx<'_> {
                 payload: crate::domain::event::encode_events(events),
             },
         );
+        let shard = self.shard;
         self.open.history.extend(
             history_rows(&slot.state, events)
                 .into_iter()
-                .map(|row| (account, row)),
+                .map(|row| (shard, account, row)),
         );
         slot.last_batch = self.open.id;
         if slot.dirty_lsn == 0 {

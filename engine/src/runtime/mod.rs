@@ -19,6 +19,7 @@ pub(crate) mod executor;
 pub mod hub;
 pub mod migrate;
 pub mod recovery;
+pub mod relay;
 pub use recovery::rebuild;
 pub(crate) mod saga;
 
@@ -80,6 +81,9 @@ pub struct RuntimeConfig {
     /// when it goes quiet). Each checkpoint re-encodes the shard's dirty accounts,
     /// so rarer is cheaper; recovery replays at most this many records a shard.
     pub checkpoint_every: u64,
+    /// Several nodes on one Redis (`--node-id`): this engine hosts only the
+    /// shards it holds a lease for. `None`: one node, every shard local.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for RuntimeConfig {
@@ -93,6 +97,7 @@ impl Default for RuntimeConfig {
             idle_after: Duration::from_secs(60),
             tick: Duration::from_secs(10),
             checkpoint_every: 16_384,
+            cluster: None,
         }
     }
 }
@@ -143,6 +148,8 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub config: RuntimeConfig,
     pub stats: Arc<RuntimeStats>,
+    /// Cluster mode: this node's leases (the log is fenced by them).
+    pub leases: Option<Arc<crate::cluster::Leases>>,
 }
 
 impl Shared {

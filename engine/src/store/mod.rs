@@ -186,4 +186,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs and metrics (`memory`, `embedded`, `redis`).
     fn backend_name(&self) -> &'static str;
+
+    /// The Redis store behind this one, if any: cluster mode (several nodes on
+    /// one Redis) needs it for leases and fenced appends.
+    fn as_redis(&self) -> Option<&redis::RedisStore> {
+        None
+    }
 }

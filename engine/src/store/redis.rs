@@ -425,6 +425,30 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Another handle on the same server with its own standalone connection
+    /// (made on first use), so its commands never queue behind this one's; a
+    /// cluster connection, which multiplexes per master already, is shared.
+    pub fn sibling(&self) -> RedisStore {
+        RedisStore {
+            client: self.client.clone(),
+            options: self.options,
+            conn: tokio::sync::Mutex::new(None),
+            next_conn_id: AtomicU64::new(0),
+            log: parking_lot::Mutex::new(None),
+            cluster: self.cluster.clone(),
+        }
+    }
+
+    /// The shard log on its own connection (one per store, made on first use).
+    pub fn redis_shard_log(&self) -> std::sync::Arc<super::shard_log::redis::RedisShardLog> {
+        self.log
+            .lock()
+            .get_or_insert_with(|| {
+                std::sync::Arc::new(super::shard_log::redis::RedisShardLog::over(self.sibling()))
+            })
+            .clone()
+    }
+
     /// True when the store talks to a Redis Cluster (detected at connect).
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
@@ -654,6 +678,52 @@ impl RedisStore {
         expect_replies(&retried, missing.len())?;
         for (i, reply) in missing.into_iter().zip(retried) {
             replies[i] = reply;
+        }
+        Ok(replies)
+    }
+
+    /// [`exec`](Self::exec), then, when [`RedisOptions::wait`] is set, `WAIT`
+    /// until the configured replicas of every master written to acknowledged
+    /// these writes; fewer within the timeout is `Unavailable` (the writes'
+    /// outcome is then unknown to the caller, as with a lost reply).
+    pub(crate) async fn exec_replicated(
+        &self,
+        calls: Vec<Call>,
+        retry: Retry,
+    ) -> Result<Vec<Value>, StoreError> {
+        let Some(wait) = self.options.wait else {
+            return self.exec(calls, retry).await;
+        };
+        let mut wait_cmd = ::redis::cmd("WAIT");
+        wait_cmd
+            .arg(wait.replicas)
+            .arg(wait.timeout.as_millis().max(1) as u64);
+        let (replies, acked) = if let Some(link) = &self.cluster {
+            let cmds = calls
+                .into_iter()
+                .map(|call| match call {
+                    Call::Plain(cmd) => cmd,
+                    Call::Script(script, cmd) => script.as_eval(&cmd),
+                })
+                .collect();
+            link.round_trip_then(cmds, retry, wait_cmd, wait.timeout)
+                .await?
+        } else {
+            // The same connection as the writes: WAIT covers everything it sent.
+            let replies = self.exec(calls, retry).await?;
+            let acked = self.exec(vec![Call::Plain(wait_cmd)], Retry::Never).await?;
+            (replies, acked)
+        };
+        for reply in acked {
+            reply_error(&reply)?;
+            let n: u64 = from_value(reply)?;
+            if n < u64::from(wait.replicas) {
+                metrics::counter!("okpay_redis_wait_short_total").increment(1);
+                return Err(StoreError::Unavailable(format!(
+                    "only {n} of {} replicas acknowledged within {:?}",
+                    wait.replicas, wait.timeout
+                )));
+            }
         }
         Ok(replies)
     }
@@ -1095,26 +1165,15 @@ impl Store for RedisStore {
     }
 
     fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {
-        let log = self
-            .log
-            .lock()
-            .get_or_insert_with(|| {
-                std::sync::Arc::new(super::shard_log::redis::RedisShardLog::over(RedisStore {
-                    client: self.client.clone(),
-                    options: self.options,
-                    conn: tokio::sync::Mutex::new(None),
-                    next_conn_id: AtomicU64::new(0),
-                    log: parking_lot::Mutex::new(None),
-                    // The cluster connection multiplexes per master already; the
-                    // log shares it rather than opening a second set.
-                    cluster: self.cluster.clone(),
-                }))
-            })
-            .clone();
+        let log = self.redis_shard_log();
         Box::pin(async move { Ok(log as std::sync::Arc<dyn super::shard_log::ShardLog>) })
     }
 
     fn backend_name(&self) -> &'static str {
         "redis"
+    }
+
+    fn as_redis(&self) -> Option<&RedisStore> {
+        Some(self)
     }
 }

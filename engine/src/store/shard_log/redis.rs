@@ -83,7 +83,7 @@ impl RedisShardLog {
             })
             .collect();
         // Never resent, as in `append`.
-        let replies = self.redis.exec(calls, Retry::Never).await?;
+        let replies = self.redis.exec_replicated(calls, Retry::Never).await?;
         Ok(sent
             .into_iter()
             .zip(replies)
@@ -105,6 +105,47 @@ impl RedisShardLog {
                 }
             })
             .collect())
+    }
+
+    /// [`ShardLog::checkpoint`], fenced by the writer's lease epoch when given:
+    /// refused with [`StoreError::LeaseLost`] unless it is the shard's current
+    /// epoch, so a stale owner can't overwrite a newer owner's checkpoint.
+    pub async fn checkpoint_at(
+        &self,
+        shard: ShardId,
+        lsn: u64,
+        states: Vec<(AccountId, Vec<u8>)>,
+        epoch: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let k = keys(shard);
+        let mut cmd = CHECKPOINT.call(&[&k.log, &k.pos, &k.state]);
+        cmd.arg(lsn);
+        match epoch {
+            Some(e) => cmd.arg(e),
+            None => cmd.arg(""),
+        };
+        for (account, state) in states {
+            cmd.arg(&account.0.to_le_bytes()[..]).arg(state);
+        }
+        // Safe to resend: a second run finds the position already covered.
+        let reply = self
+            .one(Call::Script(&CHECKPOINT, cmd), Retry::Safe)
+            .await?;
+        let v: Vec<i64> = from_value(reply)?;
+        match v.as_slice() {
+            [1, _] => Ok(()),
+            [0, head] if *head >= 0 => Err(StoreError::Fenced {
+                shard: shard.0,
+                head: *head as u64,
+                got: lsn,
+            }),
+            [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
+                shard: shard.0,
+                held: epoch.unwrap_or(0),
+                current: *current as u64,
+            }),
+            _ => Err(corrupt("the checkpoint script")),
+        }
     }
 
     async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
@@ -205,7 +246,7 @@ impl ShardLog for RedisShardLog {
                 })
                 .collect();
             // Never resent: a frame that landed would then be refused as fenced.
-            let replies = self.redis.exec(calls, Retry::Never).await?;
+            let replies = self.redis.exec_replicated(calls, Retry::Never).await?;
             Ok(shards
                 .into_iter()
                 .zip(replies)
@@ -259,26 +300,7 @@ impl ShardLog for RedisShardLog {
         lsn: u64,
         states: Vec<(AccountId, Vec<u8>)>,
     ) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let k = keys(shard);
-            let mut cmd = CHECKPOINT.call(&[&k.log, &k.pos, &k.state]);
-            cmd.arg(lsn);
-            for (account, state) in states {
-                cmd.arg(&account.0.to_le_bytes()[..]).arg(state);
-            }
-            // Safe to resend: a second run finds the position already covered.
-            let reply = self
-                .one(Call::Script(&CHECKPOINT, cmd), Retry::Safe)
-                .await?;
-            match script_status(reply)? {
-                (true, _) => Ok(()),
-                (false, head) => Err(StoreError::Fenced {
-                    shard: shard.0,
-                    head,
-                    got: lsn,
-                }),
-            }
-        })
+        Box::pin(self.checkpoint_at(shard, lsn, states, None))
     }
 
     fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>> {

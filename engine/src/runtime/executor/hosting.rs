@@ -1,0 +1,200 @@
+//! A shard's life on one executor in cluster mode (`--node-id`): hosted once
+//! this node holds its lease, dropped at once when the lease is lost, handed
+//! over (drained, checkpointed, dropped) when another node should own it.
+//!
+//! The lease driver (`crate::cluster::node`) sends [`Msg::Host`],
+//! [`Msg::Unhost`] and [`Msg::Release`]; an append refused for its epoch
+//! ([`StoreError::LeaseLost`]) drops the shard here without waiting for the
+//! driver, since the storage already said another node owns it. Messages for a
+//! shard this executor does not host are answered with a retryable
+//! `Unavailable` (a saga credit with "ask again", so the transfer goes on once
+//! the shard is served somewhere).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::oneshot;
+
+use super::{fail_or_retry, Entry, Executor, Msg, Phase, Shard};
+use crate::codec::ShardId;
+use crate::runtime::EngineError;
+
+impl Shard {
+    /// A shard about to be recovered from its checkpoint and log.
+    pub(super) fn recovering() -> Shard {
+        Shard {
+            accounts: Default::default(),
+            phase: Phase::Recovering(VecDeque::new()),
+            generation: 0,
+            next_lsn: 1,
+            durable_lsn: 0,
+            rows_lsn: 0,
+            checkpoint_lsn: 0,
+            sealed_records: 0,
+            checkpoint_records: 0,
+            checkpointing: false,
+            hold_checkpoint_until: 0,
+            releasing: None,
+        }
+    }
+}
+
+impl Executor {
+    /// This node took `shard`'s lease: recover it (checkpoint, then the log
+    /// tail, as at start-up) and serve it; its messages wait meanwhile. A shard
+    /// still in memory (a lease taken again after a step-down) is recovered
+    /// afresh, since the log may have moved on under another owner.
+    pub(super) fn host(&mut self, shard: ShardId) {
+        if self.shards.contains_key(&shard) {
+            self.drop_shard(shard, "the shard is recovered again");
+        }
+        self.shards.insert(shard, Shard::recovering());
+        self.start_recovery(shard);
+    }
+
+    /// The lease on `shard` is gone (expired and taken, or refused): drop it at
+    /// once; its waiting clients get a retryable `Unavailable`.
+    pub(super) fn unhost(&mut self, shard: ShardId, why: &str) {
+        if self.shards.contains_key(&shard) {
+            tracing::warn!(%shard, why, "shard dropped");
+            self.drop_shard(shard, why);
+        }
+    }
+
+    /// An append of `shard` was refused for its epoch: this node steps down
+    /// (the lease driver may take the shard again later, under a new epoch).
+    pub(super) fn lease_lost(&mut self, shard: ShardId) {
+        if let Some(leases) = &self.shared.leases {
+            leases.step_down(shard);
+        }
+        self.unhost(shard, "an append was refused for its lease epoch");
+    }
+
+    /// Starts handing `shard` over: from now on its messages are refused
+    /// (retryable), and once its batches are durable, their rows written and a
+    /// final checkpoint taken, it leaves memory and `reply` gets `true`.
+    pub(super) fn release(&mut self, shard: ShardId, reply: oneshot::Sender<bool>) {
+        let Some(s) = self.shards.get_mut(&shard) else {
+            let _ = reply.send(true); // not hosted: nothing to hand over
+            return;
+        };
+        // Messages that waited for a recovery are refused like new ones.
+        if let Phase::Recovering(queue) = &mut s.phase {
+            let waiting = std::mem::take(queue);
+            s.releasing = Some(reply);
+            for msg in waiting {
+                self.not_hosted(msg);
+            }
+        } else {
+            s.releasing = Some(reply);
+        }
+        self.progress_releases();
+    }
+
+    /// Moves every shard being handed over one step on: checkpoint once drained,
+    /// drop once checkpointed.
+    pub(super) fn progress_releases(&mut self) {
+        let releasing: Vec<ShardId> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| s.releasing.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in releasing {
+            let in_pipeline = self.open.frames.iter().any(|(s, _)| *s == id)
+                || self.sealed.iter().any(|b| {
+                    b.appends.iter().any(|a| a.shard == id)
+                        || b.frames.iter().any(|(s, _)| *s == id)
+                });
+            let Some(s) = self.shards.get(&id) else {
+                continue;
+            };
+            let drained = matches!(s.phase, Phase::Ready)
+                && !in_pipeline
+                && s.durable_lsn + 1 == s.next_lsn
+                && s.rows_lsn >= s.durable_lsn
+                && !s.checkpointing
+                && self.rows.written_batch >= s.hold_checkpoint_until;
+            if !drained {
+                continue;
+            }
+            if s.checkpoint_lsn < s.durable_lsn {
+                self.checkpoint(id, true);
+                continue;
+            }
+            let reply = self.shards.get_mut(&id).and_then(|s| s.releasing.take());
+            self.drop_shard(id, "the shard moved to another node");
+            if let Some(reply) = reply {
+                let _ = reply.send(true);
+            }
+        }
+    }
+
+    /// Answers a message for a shard this executor does not serve (never had,
+    /// dropped, or being handed over): retryable for clients, "ask again" for a
+    /// saga credit, dropped for a saga answer (the source's owner re-asks).
+    pub(super) fn not_hosted(&mut self, msg: Msg) {
+        let err = EngineError::Unavailable("the account's shard is not served by this node".into());
+        fail_or_retry(msg, &err, &mut self.local);
+    }
+
+    /// Removes `shard` from memory with everything decided on it and not yet
+    /// durable; clients waiting on it get `Unavailable`.
+    fn drop_shard(&mut self, shard_id: ShardId, why: &str) {
+        let Some(shard) = self.shards.remove(&shard_id) else {
+            return;
+        };
+        let err = EngineError::Unavailable(format!("{why}; retry"));
+        let mut resident = 0;
+        for (_, entry) in shard.accounts {
+            match entry {
+                Entry::Ready(slot) => {
+                    resident += 1;
+                    for (_, w) in slot.waiters {
+                        let _ = w.send(Err(err.clone()));
+                    }
+                }
+                Entry::Loading(queue) => {
+                    for msg in queue {
+                        fail_or_retry(msg, &err, &mut self.local);
+                    }
+                }
+            }
+        }
+        if let Phase::Recovering(queue) = shard.phase {
+            for msg in queue {
+                fail_or_retry(msg, &err, &mut self.local);
+            }
+        }
+        if let Some(reply) = shard.releasing {
+            let _ = reply.send(false);
+        }
+        self.shared
+            .stats
+            .resident
+            .fetch_sub(resident, Ordering::Relaxed);
+        let mut dropped = Vec::new();
+        for batch in self
+            .sealed
+            .iter_mut()
+            .chain(std::iter::once(&mut self.open))
+        {
+            batch.appends.retain(|a| a.shard != shard_id);
+            batch.frames.retain(|(s, _)| *s != shard_id);
+            let (mine, others): (Vec<_>, Vec<_>) =
+                batch.effects.drain(..).partition(|(s, _)| *s == shard_id);
+            batch.effects = others;
+            dropped.extend(mine.into_iter().map(|(_, e)| e));
+        }
+        for effect in dropped {
+            self.fail_effect(effect, &err);
+        }
+        self.rounds_since_checkpoint.remove(&shard_id);
+        // `Ready` waiters wait only for hosted shards.
+        if self.all_ready() {
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Engines in cluster mode (`RuntimeConfig::cluster`, the server's `--node-id`)
+//! on one real redis-server: an engine hosts only the shards it holds a lease
+//! for; a second node joining takes half of them over (each handed over after a
+//! final checkpoint, none lost); a node leaving hands its shards back; at every
+//! settled point each shard is owned by exactly one node, and the money is
+//! where it was.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
+use okpay_engine::codec::ShardId;
+use okpay_engine::domain::command::{DepositMethod, Profile};
+use okpay_engine::ids::{AccountId, IdempotencyKey};
+use okpay_engine::money::{Amount, Currency};
+use okpay_engine::store::redis::RedisStore;
+use okpay_engine::store::Store;
+use okpay_engine::{Engine, EngineConfig, EngineError, RuntimeConfig};
+use rust_decimal::Decimal;
+use support::redis_server::RedisServer;
+
+const SHARDS: u16 = 8;
+
+fn cny(s: &str) -> Amount {
+    Amount::parse(s, Currency::new("CNY", 2).unwrap()).unwrap()
+}
+
+fn key(s: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(s).unwrap()
+}
+
+async fn node(url: &str, name: &str) -> Engine {
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(url).await.expect("connect"));
+    let mut cluster = ClusterConfig::new(NodeId::parse(name).unwrap());
+    // Short leases so the test waits little.
+    cluster.leases = LeaseConfig {
+        ttl: Duration::from_millis(1500),
+        renew_every: Duration::from_millis(300),
+        margin: Duration::from_millis(200),
+    };
+    Engine::start(
+        EngineConfig {
+            runtime: RuntimeConfig {
+                shards: SHARDS,
+                executors: 2,
+                cluster: Some(cluster),
+                ..RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        store,
+    )
+    .await
+    .expect("start engine")
+}
+
+fn held(engine: &Engine) -> BTreeSet<ShardId> {
+    engine.held_shards().into_iter().map(|(s, _)| s).collect()
+}
+
+/// Waits (bounded) until the nodes' leases cover every shard exactly once,
+/// with the given counts per node.
+async fn wait_owned(nodes: &[&Engine], counts: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sets: Vec<BTreeSet<ShardId>> = nodes.iter().map(|n| held(n)).collect();
+        let total: usize = sets.iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<ShardId> = sets.iter().flatten().copied().collect();
+        let sizes: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+        if total == usize::from(SHARDS) && union.len() == total && sizes == counts {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards not settled: {sizes:?} (want {counts:?}), {total} leases over {} shards",
+            union.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The owner among `nodes` of `account`'s shard.
+fn owner<'a>(nodes: &[&'a Engine], account: AccountId) -> &'a Engine {
+    let shard = nodes[0].layout().shard_of(account);
+    nodes
+        .iter()
+        .find(|n| held(n).contains(&shard))
+        .copied()
+        .expect("every shard has an owner")
+}
+
+async fn balance(engine: &Engine, id: AccountId) -> Result<Decimal, EngineError> {
+    // A shard just taken over is recovering: its requests wait for it.
+    let view = engine.view(id).await?;
+    Ok(view
+        .balances
+        .iter()
+        .find(|b| b.currency.code() == "CNY")
+        .map_or(Decimal::ZERO, |b| b.available))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_move_between_nodes_without_losing_money() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "node-a").await;
+    wait_owned(&[&a], &[usize::from(SHARDS)]).await;
+
+    // Accounts on every shard, each with money; transfers within each shard.
+    let mut accounts = Vec::new();
+    for i in 0..24 {
+        let id = a
+            .open_account(Profile {
+                display_name: format!("a{i}"),
+                ..Profile::default()
+            })
+            .await
+            .expect("open");
+        a.deposit(
+            id,
+            key(&format!("d{i}")),
+            cny("100"),
+            DepositMethod::BankCard,
+        )
+        .await
+        .expect("deposit");
+        accounts.push(id);
+    }
+    let layout = a.layout();
+    for (i, &from) in accounts.iter().enumerate() {
+        let to = accounts
+            .iter()
+            .copied()
+            .find(|&t| t != from && layout.shard_of(t) == layout.shard_of(from));
+        if let Some(to) = to {
+            a.transfer(from, key(&format!("t{i}")), to, cny("7"), None, false)
+                .await
+                .expect("transfer");
+        }
+    }
+    let mut before = Vec::new();
+    for &id in &accounts {
+        before.push(balance(&a, id).await.expect("balance"));
+    }
+
+    // A second node joins: half the shards move to it, each handed over.
+    let b = node(&redis.url(), "node-b").await;
+    let half = usize::from(SHARDS) / 2;
+    wait_owned(&[&a, &b], &[half, half]).await;
+    for (i, &id) in accounts.iter().enumerate() {
+        let shard = layout.shard_of(id);
+        let (mine, other) = if held(&a).contains(&shard) {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        assert_eq!(balance(mine, id).await.expect("owner answers"), before[i]);
+        // The other node does not serve it (routing comes later): retryable.
+        let refused = balance(other, id).await.expect_err("not hosted there");
+        assert!(refused.is_retryable(), "{refused:?}");
+    }
+    // Money keeps moving on the new owners.
+    for (i, &from) in accounts.iter().enumerate() {
+        let to = accounts
+            .iter()
+            .copied()
+            .find(|&t| t != from && layout.shard_of(t) == layout.shard_of(from));
+        if let Some(to) = to {
+            owner(&[&a, &b], from)
+                .transfer(from, key(&format!("u{i}")), to, cny("3"), None, false)
+                .await
+                .expect("transfer on the owner");
+        }
+    }
+
+    // Node a leaves: b takes every shard at once (released, not expired).
+    let left = Instant::now();
+    a.leave().await;
+    wait_owned(&[&a, &b], &[0, usize::from(SHARDS)]).await;
+    assert!(
+        left.elapsed() < Duration::from_millis(1500),
+        "a graceful leave should not wait for the lease time: {:?}",
+        left.elapsed()
+    );
+    let mut total = Decimal::ZERO;
+    for &id in &accounts {
+        let bal = balance(&b, id).await.expect("b serves every shard");
+        assert!(bal >= Decimal::ZERO);
+        total += bal;
+    }
+    // Fees left the balances; nothing else did.
+    let ledger = b.audit().await.expect("audit");
+    assert!(ledger.balanced(), "{ledger:?}");
+    let cny = ledger.currencies.values().next().expect("CNY moved");
+    assert_eq!(cny.deposited, Decimal::from(100 * accounts.len() as i64));
+    assert_eq!(cny.in_flight, Decimal::ZERO);
+    assert_eq!(total + cny.fees, cny.deposited, "{ledger:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_node_loses_its_shards_to_the_others_after_the_lease_time() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "node-a").await;
+    let b = node(&redis.url(), "node-b").await;
+    let half = usize::from(SHARDS) / 2;
+    wait_owned(&[&a, &b], &[half, half]).await;
+    let account = AccountId::random();
+    owner(&[&a, &b], account)
+        .open_account_with_id(account, Profile::default())
+        .await
+        .expect("open on the owner");
+    owner(&[&a, &b], account)
+        .deposit(account, key("d"), cny("50"), DepositMethod::BankCard)
+        .await
+        .expect("deposit");
+    // Node a stops without leaving (its engine dropped: leases given up as
+    // they are, its registration removed); b serves everything.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(&b).len() < usize::from(SHARDS) {
+        assert!(Instant::now() < deadline, "b did not take a's shards");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        balance(&b, account).await.expect("b serves it"),
+        Decimal::from(50)
+    );
+}
