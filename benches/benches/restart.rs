@@ -65,7 +65,9 @@ fn account(i: u64) -> AccountId {
 /// `embedded:<dir>` or `redis:<url>`.
 async fn open_store(spec: &str) -> Arc<dyn Store> {
     match spec.split_once(':') {
-        Some(("embedded", dir)) => Arc::new(EmbeddedStore::open(dir).expect("open the store")),
+        Some(("embedded", dir)) => {
+            Arc::new(EmbeddedStore::open(std::path::Path::new(dir)).expect("open the store"))
+        }
         Some(("redis", url)) => Arc::new(RedisStore::connect(url).await.expect("connect")),
         _ => panic!("unknown store {spec}"),
     }
@@ -112,7 +114,7 @@ fn fill(spec: &str, n: u64) {
             .buffer_unordered(FILL_CONCURRENCY);
         while opens.next().await.is_some() {
             opened += 1;
-            if opened % 200_000 == 0 {
+            if opened.is_multiple_of(200_000) {
                 eprintln!(
                     "  {opened} opened in {:.1} s",
                     started.elapsed().as_secs_f64()
