@@ -170,3 +170,75 @@ async fn the_cluster_view_on_redis_is_shared() {
     assert_eq!(view["mode"], "shared");
     assert!(!view["nodes"].as_array().unwrap().is_empty());
 }
+
+async fn cluster_node(url: &str, name: &str) -> TestApp {
+    use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
+    let (url, name) = (url.to_owned(), name.to_owned());
+    TestApp::spawn_with(move |s| {
+        s.redis_url = Some(url);
+        let id = NodeId::parse(&name).unwrap();
+        let mut cluster = ClusterConfig::new(id.clone());
+        cluster.leases = LeaseConfig {
+            ttl: Duration::from_millis(1500),
+            renew_every: Duration::from_millis(300),
+            margin: Duration::from_millis(200),
+        };
+        s.node_id = Some(id);
+        s.runtime.shards = 8;
+        s.runtime.cluster = Some(cluster);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_cluster_view_shows_both_nodes_their_shards_and_epochs() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis.url(), "node-a").await;
+    let b = cluster_node(&redis.url(), "node-b").await;
+    // Wait (bounded) until the view from A shows the shards split between both.
+    let mut view = Value::Null;
+    for _ in 0..150 {
+        let r = a.get("/v1/admin/cluster", ADMIN).await;
+        assert_eq!(r.status(), 200);
+        view = r.json().await.unwrap();
+        let nodes = view["nodes"].as_array().unwrap();
+        let split = nodes.len() == 2 && nodes.iter().all(|n| n["shards"] == 4);
+        if split {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["node"], "node-a");
+    assert_eq!(view["mode"], "shared");
+    let nodes = view["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["node-a", "node-b"], "{view}");
+    assert!(nodes.iter().all(|n| n["shards"] == 4), "{view}");
+    assert!(nodes
+        .iter()
+        .all(|n| n["heartbeat_age_ms"].as_u64().unwrap() < 1_500));
+    assert_eq!(nodes[0]["this_node"], true);
+    let shards = view["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 8);
+    assert!(
+        shards.iter().all(|s| s["epoch"].as_u64().unwrap() > 0),
+        "{view}"
+    );
+    // B says the same of who owns what.
+    let from_b: Value = b
+        .get("/v1/admin/cluster", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let owners = |v: &Value| -> Vec<Value> {
+        v["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["owner"].clone())
+            .collect()
+    };
+    assert_eq!(owners(&view), owners(&from_b));
+    assert_eq!(from_b["node"], "node-b");
+}
