@@ -552,12 +552,39 @@ impl Engine {
         account: AccountId,
         after: Option<u64>,
     ) -> Result<Subscription, EngineError> {
+        // Cluster mode, a shard another node hosts: the live feed is relayed to
+        // this node's hub, the backlog read from the store.
+        let shard = self.layout().shard_of(account);
+        if self.node_id().is_some() && !self.held_shards().iter().any(|(s, _)| *s == shard) {
+            return crate::runtime::relay::subscribe_elsewhere(self.shared(), account, after).await;
+        }
         self.ask(account, |reply| Msg::Subscribe {
             account,
             after,
             reply,
         })
         .await
+    }
+
+    /// Relays notifications between this engine and the other nodes sharing
+    /// `coord` (see [`crate::runtime::relay`]): what this node's shards publish
+    /// goes out, what the others publish reaches this node's subscribers.
+    /// Nothing happens when `coord` is this process's own, or on a second call.
+    /// Must run inside a tokio runtime (the relay's two tasks run there).
+    pub fn relay_notifications(&self, coord: Arc<dyn crate::coord::Coord>) {
+        if !coord.is_shared() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(crate::runtime::relay::QUEUE);
+        if !self.shared().hub.set_relay(tx) {
+            return;
+        }
+        let bus = coord.subscribe();
+        tokio::spawn(crate::runtime::relay::outbound(rx, coord));
+        tokio::spawn(crate::runtime::relay::inbound(
+            bus,
+            Arc::new(crate::runtime::relay::HubRef(Arc::downgrade(self.shared()))),
+        ));
     }
 
     /// Alerts and status changes of every account, for operators.
@@ -644,6 +671,26 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// Every shard's log head and checkpoint position, read from the store
+    /// (what `GET /v1/admin/cluster` reports as lag), all shards at once.
+    pub async fn shard_heads(
+        &self,
+    ) -> Result<Vec<(crate::codec::ShardId, crate::store::shard_log::ShardHead)>, EngineError> {
+        let shared = self.shared();
+        let reads = shared.layout.all().map(|shard| {
+            let log = shared.log.clone();
+            async move { (shard, log.head(shard).await) }
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|(shard, head)| {
+                head.map(|h| (shard, h))
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))
+            })
+            .collect()
     }
 
     /// Accounts held in memory.
