@@ -552,6 +552,12 @@ impl Engine {
         account: AccountId,
         after: Option<u64>,
     ) -> Result<Subscription, EngineError> {
+        // Cluster mode, a shard another node hosts: the live feed is relayed to
+        // this node's hub, the backlog read from the store.
+        let shard = self.layout().shard_of(account);
+        if self.node_id().is_some() && !self.held_shards().iter().any(|(s, _)| *s == shard) {
+            return crate::runtime::relay::subscribe_elsewhere(self.shared(), account, after).await;
+        }
         self.ask(account, |reply| Msg::Subscribe {
             account,
             after,
