@@ -98,7 +98,7 @@ impl Nodes {
         std::fs::write(
             dir.path().join("okpay.toml"),
             format!(
-                "[engine]\nshards = {SHARDS}\nexecutors = 2\n\n[policy.fraud]\nvelocity_max_ops = 100000\nfan_out_max_new_recipients = 100000\n"
+                "[engine]\nshards = {SHARDS}\nexecutors = 2\n\n[policy.fraud]\nchallenge_over = \"1000\"\nvelocity_max_ops = 100000\nvelocity_window_s = 60\nvelocity_max_sum = \"100000\"\nfan_out_max_new_recipients = 100000\nfan_out_window_s = 600\nunchallenged_window_s = 86400\n"
             ),
         )
         .unwrap();
@@ -139,7 +139,7 @@ impl Nodes {
             .env("OKPAY_ADMIN_TOKEN", ADMIN)
             .env("OKPAY_DEV", "1")
             .env("OKPAY_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .spawn()
             .expect("start okpay");
