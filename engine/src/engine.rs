@@ -678,6 +678,27 @@ impl Engine {
         })
     }
 
+    /// Relays notifications between this engine and the other nodes sharing
+    /// `coord` (see [`crate::runtime::relay`]): what this node's shards publish
+    /// goes out, what the others publish reaches this node's subscribers.
+    /// Nothing happens when `coord` is this process's own, or on a second call.
+    /// Must run inside a tokio runtime (the relay's two tasks run there).
+    pub fn relay_notifications(&self, coord: Arc<dyn crate::coord::Coord>) {
+        if !coord.is_shared() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(crate::runtime::relay::QUEUE);
+        if !self.shared().hub.set_relay(tx) {
+            return;
+        }
+        let bus = coord.subscribe();
+        tokio::spawn(crate::runtime::relay::outbound(rx, coord));
+        tokio::spawn(crate::runtime::relay::inbound(
+            bus,
+            Arc::new(crate::runtime::relay::HubRef(Arc::downgrade(self.shared()))),
+        ));
+    }
+
     /// Alerts and status changes of every account, for operators.
     pub fn subscribe_admin(&self) -> broadcast::Receiver<AdminNotice> {
         self.shared().hub.subscribe_admin()
@@ -787,6 +808,26 @@ impl Engine {
     /// them, saga entries sent, and requests that timed out.
     pub fn remote_stats(&self) -> Option<&crate::cluster::remote::RemoteStats> {
         self.shared().remote.as_ref().map(|r| &r.stats)
+    }
+
+    /// Every shard's log head and checkpoint position, read from the store
+    /// (what `GET /v1/admin/cluster` reports as lag), all shards at once.
+    pub async fn shard_heads(
+        &self,
+    ) -> Result<Vec<(crate::codec::ShardId, crate::store::shard_log::ShardHead)>, EngineError> {
+        let shared = self.shared();
+        let reads = shared.layout.all().map(|shard| {
+            let log = shared.log.clone();
+            async move { (shard, log.head(shard).await) }
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|(shard, head)| {
+                head.map(|h| (shard, h))
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))
+            })
+            .collect()
     }
 
     /// Accounts held in memory.

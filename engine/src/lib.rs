@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod codec;
+pub mod coord;
 pub mod domain;
 pub mod engine;
 pub mod ids;

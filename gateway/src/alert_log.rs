@@ -2,8 +2,11 @@
 //!
 //! Each account keeps its own recent alerts (engine state, `GET /v1/alerts`); the
 //! cross-account list is fed by the engine's admin channel from start-up: every
-//! `alert.raised` goes into a bounded in-memory ring (the fast path for the
-//! newest ones) and into the store index `alerts` under
+//! `alert.raised` goes into a bounded feed of the newest ones (the fast path; in
+//! the coordination state, so in this process on the memory and embedded stores
+//! and in Redis otherwise, where every node's alerts land in the one feed and an
+//! operator on any node sees the alerts raised on any node) and into the store
+//! index `alerts` under
 //! `<inverted ms, 16 hex>/<alr_ id>` with the alert as JSON, so a key-order scan
 //! is newest first and the list survives restarts. Writing the index is a claim,
 //! so an alert delivered twice is stored once.
@@ -15,17 +18,18 @@
 //!
 //! The admin channel is a bounded broadcast: if this task ever lags (thousands of
 //! alerts at once) the skipped alerts are missing from this list (they remain in
-//! each account's own list) and a warning with the count is logged.
+//! each account's own list) and a warning with the count is logged. Only the
+//! node that raised an alert (the account's owner) feeds it: notices relayed
+//! from other nodes are skipped, so each alert is listed once.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use okpay_engine::coord::Coord;
 use okpay_engine::domain::notification::NotificationKind;
 use okpay_engine::ids::OpKind;
 use okpay_engine::runtime::hub::AdminNotice;
 use okpay_engine::store::Store;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
@@ -34,8 +38,10 @@ use crate::routes::extract::time;
 
 /// The store index of alerts across accounts.
 pub const ALERTS_INDEX: &str = "alerts";
-/// Alerts kept in memory.
+/// Alerts kept in the fast feed.
 const RING_CAPACITY: usize = 1_000;
+/// The coordination feed of the newest alerts.
+const FEED: &str = "alerts";
 /// The most alerts one request lists.
 pub const LIST_MAX: usize = 500;
 /// Index entries read per page while trimming.
@@ -56,31 +62,42 @@ pub struct AdminAlert {
     pub at: DateTime<Utc>,
 }
 
-/// The in-memory ring of the newest alerts (newest at the back).
-#[derive(Default)]
+/// The feed of the newest alerts (shared by every node on one store).
 pub struct AlertLog {
-    /// `parking_lot`: held only to push or copy, never across an await.
-    ring: Mutex<VecDeque<AdminAlert>>,
+    coord: Arc<dyn Coord>,
 }
 
 impl AlertLog {
-    fn push(&self, alert: AdminAlert) {
-        let mut ring = self.ring.lock();
-        if ring.len() >= RING_CAPACITY {
-            ring.pop_front();
-        }
-        ring.push_back(alert);
+    pub fn new(coord: Arc<dyn Coord>) -> Self {
+        AlertLog { coord }
     }
 
-    /// The newest `limit` alerts, newest first: from memory when the ring holds
-    /// enough of them (everything raised since start-up is in it), else from the
-    /// durable index; from memory again if the store is unavailable.
+    async fn push(&self, alert: &AdminAlert) {
+        let Ok(json) = serde_json::to_vec(alert) else {
+            return;
+        };
+        if let Err(e) = self.coord.feed_push(FEED, json, RING_CAPACITY).await {
+            tracing::warn!(error = %e, alert = %alert.id, "an alert missed the newest-alerts feed");
+        }
+    }
+
+    /// The newest `limit` alerts, newest first: from the feed when it holds
+    /// enough of them, else from the durable index; from the feed again if the
+    /// index is unavailable.
     pub async fn list(&self, store: &Arc<dyn Store>, limit: usize) -> Vec<AdminAlert> {
         let limit = limit.clamp(1, LIST_MAX);
-        let from_ring =
-            || -> Vec<AdminAlert> { self.ring.lock().iter().rev().take(limit).cloned().collect() };
-        if self.ring.lock().len() >= limit {
-            return from_ring();
+        let from_feed = match self.coord.feed_newest(FEED, limit).await {
+            Ok(entries) => entries
+                .into_iter()
+                .filter_map(|e| serde_json::from_slice(&e).ok())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "newest-alerts feed unavailable");
+                Vec::new()
+            }
+        };
+        if from_feed.len() >= limit {
+            return from_feed;
         }
         match store.scan_index(ALERTS_INDEX, None, limit).await {
             Ok(rows) => rows
@@ -88,8 +105,8 @@ impl AlertLog {
                 .filter_map(|(_, v)| serde_json::from_str(&v).ok())
                 .collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "alert index unavailable; listing the in-memory alerts");
-                from_ring()
+                tracing::warn!(error = %e, "alert index unavailable; listing the newest-alerts feed");
+                from_feed
             }
         }
     }
@@ -174,10 +191,14 @@ pub async fn feed(
     loop {
         match notices.recv().await {
             Ok(notice) => {
+                if notice.relayed {
+                    // Its owner node feeds it (once).
+                    continue;
+                }
                 let Some(alert) = alert_of(&notice) else {
                     continue;
                 };
-                log.push(alert.clone());
+                log.push(&alert).await;
                 let value = match serde_json::to_string(&alert) {
                     Ok(v) => v,
                     Err(_) => continue,

@@ -69,6 +69,15 @@ pub struct Cli {
     /// once (default 4).
     #[arg(long, env = "OKPAY_KYC_UPLOADS")]
     pub kyc_uploads: Option<usize>,
+    /// After each shard-log append, wait until this many replicas of the Redis
+    /// master acknowledged it (`WAIT`), so the acknowledgement survives a
+    /// failover to one of them (default 0: no wait).
+    #[arg(long, env = "OKPAY_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long that wait may take before the append fails as unavailable
+    /// (default 500, at most 1500).
+    #[arg(long, env = "OKPAY_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     /// Join the nodes sharing this Redis under this name (1-64 of `A-Za-z0-9._-`):
     /// the node then hosts only the shards it holds a lease for. Unset: a single
     /// node hosting every shard.
@@ -128,6 +137,8 @@ pub struct ServerFile {
     pub kyc_uploads: Option<usize>,
     pub node_id: Option<String>,
     pub alerts_kept: Option<usize>,
+    pub redis_wait_replicas: Option<u32>,
+    pub redis_wait_timeout_ms: Option<u64>,
 }
 
 /// `[engine]` in the TOML file.
@@ -456,6 +467,8 @@ pub struct Settings {
     pub alerts_kept: usize,
     /// The engine's clock, which is the gateway's too (`clock.rs`); tests inject one.
     pub clock: crate::clock::ClockSetting,
+    /// `WAIT` after shard-log appends on Redis (`None`: off).
+    pub redis_wait: Option<okpay_engine::store::redis_config::ReplicaWait>,
 }
 
 impl Default for Settings {
@@ -600,6 +613,21 @@ impl Settings {
             kyc_uploads: cli.kyc_uploads.or(s.kyc_uploads).unwrap_or(4).max(1),
             node_id,
             clock: crate::clock::ClockSetting::default(),
+            redis_wait: cli
+                .redis_wait_replicas
+                .or(s.redis_wait_replicas)
+                .filter(|&n| n > 0)
+                .map(|replicas| okpay_engine::store::redis_config::ReplicaWait {
+                    replicas,
+                    // Below the store's 2 s response timeout, which bounds the
+                    // round trip the WAIT rides on.
+                    timeout: Duration::from_millis(
+                        cli.redis_wait_timeout_ms
+                            .or(s.redis_wait_timeout_ms)
+                            .unwrap_or(500)
+                            .clamp(1, 1500),
+                    ),
+                }),
         }
     }
 }

@@ -10,27 +10,104 @@
 //!
 //! - [`KeyLocks`] serializes requests that carry the same account and key, so two
 //!   racing identical deposits cannot both find the key new and both charge. It is
-//!   per process, which is exact while one process serves an account (the
-//!   single-node design); multi-node routing must send an account's requests to
-//!   its node or replace this with a store claim.
+//!   per process; when several nodes share one Redis, [`ChargeLock`] adds a lock
+//!   in the coordination state (`SET NX PX`, freed by its holder or after
+//!   [`CHARGE_LOCK_TTL`] if the holder died), so two nodes never charge for one
+//!   key at once either. The in-process lock comes first, so requests of one node
+//!   queue locally and only one of them polls Redis.
 //! - [`Charges`] remembers, per account and key, that a card was charged and a
 //!   salted digest of the full card number. It lets a retry after a failed engine
 //!   command (storage outage) skip a second charge, and lets a replay with another
 //!   card that shares the last four digits (all the engine's fingerprint sees) be
 //!   refused as a conflict. It lives only in memory, on purpose: a digest of a card
 //!   number is brute-forceable, so it is never written to the store. After a
-//!   restart the masked card is all that is compared, which errs on the safe side
-//!   (the first response again, never a second charge by a replay the engine knows).
+//!   restart, or on another node, the masked card is all that is compared, which
+//!   errs on the safe side (the first response again, never a second charge by a
+//!   replay the engine knows).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use okpay_engine::coord::Coord;
 use okpay_engine::ids::{AccountId, IdempotencyKey};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use crate::error::ApiError;
 use crate::payments::CardNumber;
+
+/// How long a node's charge lock lasts if it is never freed (its node died
+/// mid-deposit): longer than a charge and a credit take.
+pub const CHARGE_LOCK_TTL: Duration = Duration::from_secs(60);
+/// How long a request waits for another node's charge with the same key before
+/// answering 503 (retry later: the first one's outcome is replayed then).
+pub const CHARGE_LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// Holds the shared charge lock of one (account, key) until dropped.
+pub struct ChargeLock {
+    coord: Arc<dyn Coord>,
+    name: String,
+    token: u64,
+}
+
+impl ChargeLock {
+    /// Takes the cross-node lock of `account`'s `key`, waiting up to
+    /// [`CHARGE_LOCK_WAIT`]; `None` when `coord` is this process's own (the
+    /// in-process [`KeyLocks`] is the whole story then).
+    pub async fn take(
+        coord: &Arc<dyn Coord>,
+        account: AccountId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<ChargeLock>, ApiError> {
+        if !coord.is_shared() {
+            return Ok(None);
+        }
+        // Hashed: the key is client input of any length.
+        let digest = Sha256::digest(format!("{account}:{}", key.as_str()).as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let name = format!("charge:{hex}");
+        let token: u64 = rand::random();
+        let deadline = Instant::now() + CHARGE_LOCK_WAIT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let taken = coord
+                .try_lock(&name, token, CHARGE_LOCK_TTL)
+                .await
+                .map_err(|_| ApiError::unavailable())?;
+            if taken {
+                return Ok(Some(ChargeLock {
+                    coord: coord.clone(),
+                    name,
+                    token,
+                }));
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::overloaded().with_hint(
+                    "Another request with this Idempotency-Key is still being processed; retry it shortly.",
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ChargeLock {
+    fn drop(&mut self) {
+        let (coord, name, token) = (
+            self.coord.clone(),
+            std::mem::take(&mut self.name),
+            self.token,
+        );
+        // Freed off the request's path; if this never runs, the TTL frees it.
+        tokio::spawn(async move {
+            if let Err(e) = coord.unlock(&name, token).await {
+                tracing::warn!(error = %e, "a charge lock was not freed; it expires by itself");
+            }
+        });
+    }
+}
 
 /// An account's idempotency key: the scope of a client key.
 type Slot = (AccountId, IdempotencyKey);

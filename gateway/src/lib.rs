@@ -39,6 +39,9 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use okpay_engine::coord::memory::LocalCoord;
+use okpay_engine::coord::redis::RedisCoord;
+use okpay_engine::coord::Coord;
 use okpay_engine::store::embedded::EmbeddedStore;
 use okpay_engine::store::redis::RedisStore;
 use okpay_engine::store::Store;
@@ -60,9 +63,22 @@ use crate::stream::Streams;
 /// durability settings of every master), the embedded store in the data directory
 /// otherwise.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_store_and_coord(settings).await?.0)
+}
+
+/// [`open_store`], and the coordination state beside it (see
+/// [`okpay_engine::coord`]): on Redis, shared by every node on that Redis;
+/// otherwise this process's own.
+pub async fn open_store_and_coord(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Coord>)> {
     match &settings.redis_url {
         Some(url) => {
-            let store = RedisStore::connect(url)
+            let options = okpay_engine::store::redis_config::RedisOptions {
+                wait: settings.redis_wait,
+                ..Default::default()
+            };
+            let store = RedisStore::connect_with(url, options)
                 .await
                 .with_context(|| "connecting to Redis".to_string())?;
             if store.is_cluster() {
@@ -81,14 +97,17 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
                     "!!! Redis is NOT configured for durability: acknowledged money may be lost on a crash. Set appendonly yes, appendfsync always, maxmemory-policy noeviction. {problems}"
                 );
             }
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            let coord = RedisCoord::new(store.clone(), url)
+                .with_context(|| "connecting to Redis".to_string())?;
+            Ok((store, Arc::new(coord)))
         }
         None => {
             std::fs::create_dir_all(&settings.data_dir)
                 .with_context(|| format!("creating {}", settings.data_dir.display()))?;
             let store = EmbeddedStore::open(&settings.data_dir)
                 .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), Arc::new(LocalCoord::new())))
         }
     }
 }
@@ -96,7 +115,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 /// Builds the application state: store, engine, processors, notifier.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     settings.integrations.default_locale()?;
-    let store = open_store(&settings).await?;
+    let (store, coord) = open_store_and_coord(&settings).await?;
     let engine = Engine::start(
         EngineConfig {
             policy: settings.policy.clone(),
@@ -157,8 +176,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         }),
     };
     let streams = Streams::new(settings.ws_max_connections);
-    let maintenance = Maintenance::new(streams.system.clone());
+    let maintenance = Maintenance::new(streams.system.clone(), coord.clone());
     let limits = LoginLimits::new(
+        coord.clone(),
         settings.login_failures_per_ip,
         settings.login_failures_per_login,
         settings.login_failure_window,
@@ -172,6 +192,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         std::time::Duration::from_secs(u64::from(settings.policy.security.failures_window_s)),
     );
     let kyc_uploads = Arc::new(tokio::sync::Semaphore::new(settings.kyc_uploads));
+    let node = node_name(&settings);
     Ok(AppState {
         engine,
         passwords: PasswordHasher::with_concurrency(settings.hash_concurrency),
@@ -185,12 +206,26 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings: Arc::new(settings),
         pii,
         limits,
-        alerts: Arc::new(AlertLog::default()),
+        alerts: Arc::new(AlertLog::new(coord.clone())),
         deliveries,
         kyc_uploads,
-        sessions: Arc::new(session_cache::SessionCache::default()),
+        sessions: Arc::new(session_cache::SessionCache::default().shared_through(coord.clone())),
+        coord,
+        node,
         accounts: Arc::new(open_accounts::OpenAccounts::default()),
     })
+}
+
+/// This node's name: its `--node-id` in cluster mode, else the host name, else
+/// `local`.
+fn node_name(settings: &Settings) -> String {
+    match &settings.node_id {
+        Some(id) => id.to_string(),
+        None => std::env::var("HOSTNAME")
+            .ok()
+            .filter(|n| okpay_engine::cluster::NodeId::parse(n).is_ok())
+            .unwrap_or_else(|| "local".into()),
+    }
 }
 
 /// The key for personal data at rest: the configured one (`--kyc-key` /
@@ -264,6 +299,40 @@ pub async fn run(
         engine.subscribe_admin(),
         state.sessions.clone(),
     ));
+    // Other nodes' evictions and maintenance switches (nothing arrives on a
+    // single node); maintenance is read once before serving.
+    actix_rt::spawn(session_cache::listen(
+        state.coord.subscribe(),
+        state.sessions.clone(),
+    ));
+    state.maintenance.reload().await;
+    // Notifications to and from the other nodes' websockets (nothing on a
+    // single node).
+    engine.relay_notifications(state.coord.clone());
+    {
+        let state = state.clone();
+        let bus = state.coord.subscribe();
+        actix_rt::spawn(async move { state.maintenance.listen(bus).await });
+    }
+    // Per-node gauges (`node` label): this node, and the shards it owns (all of
+    // them on a single node), updated every 5 s.
+    metrics::gauge!("okpay_node_info", "node" => state.node.clone()).set(1.0);
+    {
+        let state = state.clone();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                // A single node hosts every shard; a cluster node those it leases.
+                let owned = match state.engine.node_id() {
+                    Some(_) => state.engine.held_shards().len(),
+                    None => usize::from(state.engine.layout().shards),
+                };
+                metrics::gauge!("okpay_node_shards_owned", "node" => state.node.clone())
+                    .set(owned as f64);
+            }
+        });
+    }
     // The recipient set reads the stored accounts in the background: start-up does
     // not wait for it (misses ask the engine until it is complete).
     actix_rt::spawn(state.accounts.clone().load(state.engine.clone()));

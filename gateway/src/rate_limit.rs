@@ -4,114 +4,82 @@
 //! they log in. The account lockout (engine) protects one known account; these
 //! limits also cover unknown logins and spraying one password over many accounts.
 //!
-//! Memory is bounded: at most `max_keys` keys, each holding at most `max_failures`
-//! times. When the table is full, keys whose window has passed are dropped first,
-//! then the keys idle the longest, so a flood of distinct IPs cannot grow it.
-//! The limits are per process (exact on one node; a multi-node deployment would
-//! move them to Redis with the same keys). Keys are bounded too: a key longer than
-//! [`MAX_KEY_BYTES`] (a very long login) is stored as its SHA-256.
+//! The windows live in the coordination state ([`okpay_engine::coord`]): in this
+//! process on the memory and embedded stores, in Redis otherwise, so every node
+//! on one Redis counts one window (a failure through node A counts on node B).
+//! Keys are the SHA-256 of the client's IP or login, so they are bounded (and no
+//! login is written to Redis in clear); the in-process state bounds the keys of
+//! each limiter (evicting expired, then idle, keys), Redis expires each key with
+//! its window. Storage that does not answer refuses the attempt with 503 (a limit
+//! that fails open would be no limit while Redis is away).
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use okpay_engine::coord::{Coord, Window};
 use sha2::{Digest, Sha256};
 
-/// Keys longer than this are stored hashed, so a key costs at most ~64 bytes.
-pub const MAX_KEY_BYTES: usize = 64;
+use crate::error::ApiError;
 
-/// `key` itself when short, else `sha256:` and its hex digest (same length always).
-fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
-    if key.len() <= MAX_KEY_BYTES {
-        return std::borrow::Cow::Borrowed(key);
-    }
+/// The SHA-256 of `key`, as hex: bounded, and no client input in clear.
+fn hashed(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    std::borrow::Cow::Owned(format!("sha256:{hex}"))
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A sliding-window counter of failures per key.
+/// Whole seconds to wait, at least one.
+fn seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// A sliding-window counter of failures per key, shared by every node.
 pub struct FailureLimiter {
-    max_failures: usize,
-    window: Duration,
-    max_keys: usize,
-    /// A `parking_lot` mutex: held for a lookup, never across an await.
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    scope: &'static str,
+    limit: Window,
+    coord: Arc<dyn Coord>,
 }
 
 impl FailureLimiter {
-    pub fn new(max_failures: u32, window: Duration, max_keys: usize) -> Self {
+    pub fn new(coord: Arc<dyn Coord>, scope: &'static str, max: u32, window: Duration) -> Self {
         FailureLimiter {
-            max_failures: max_failures.max(1) as usize,
-            window,
-            max_keys: max_keys.max(1),
-            failures: Mutex::new(HashMap::new()),
+            scope,
+            limit: Window {
+                max: max.max(1),
+                window,
+            },
+            coord,
         }
     }
 
     /// `Some(seconds until a retry may succeed)` when `key` already failed
-    /// `max_failures` times within the window.
-    pub fn blocked(&self, key: &str) -> Option<u64> {
-        let key = bounded_key(key);
-        let key = key.as_ref();
-        let now = Instant::now();
-        let mut map = self.failures.lock();
-        let times = map.get_mut(key)?;
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
+    /// `max` times within the window; 503 when the state can't be read.
+    pub async fn blocked(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        let wait = self
+            .coord
+            .window_blocked(self.scope, &hashed(key), self.limit)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, scope = self.scope, "rate limit unreadable");
+                ApiError::unavailable()
+            })?;
+        Ok(wait.map(seconds))
+    }
+
+    /// Records one failure of `key`, and answers as [`blocked`](Self::blocked)
+    /// after it. A failure that can't be recorded is logged, not fatal: the
+    /// attempt it belongs to has already failed.
+    pub async fn record(&self, key: &str) -> Option<u64> {
+        match self
+            .coord
+            .window_hit(self.scope, &hashed(key), self.limit)
+            .await
         {
-            times.pop_front();
+            Ok(wait) => wait.map(seconds),
+            Err(e) => {
+                tracing::warn!(error = %e, scope = self.scope, "a failure was not counted");
+                None
+            }
         }
-        if times.is_empty() {
-            map.remove(key);
-            return None;
-        }
-        (times.len() >= self.max_failures).then(|| {
-            // The oldest failure leaving the window frees one attempt.
-            let oldest = times[0];
-            let left = self.window.saturating_sub(now.duration_since(oldest));
-            left.as_secs().max(1)
-        })
-    }
-
-    /// Records one failure of `key`.
-    pub fn record(&self, key: &str) {
-        let key = bounded_key(key);
-        let key = key.as_ref();
-        let now = Instant::now();
-        let mut map = self.failures.lock();
-        if !map.contains_key(key) && map.len() >= self.max_keys {
-            self.evict(&mut map, now);
-        }
-        let times = map.entry(key.to_owned()).or_default();
-        times.push_back(now);
-        while times.len() > self.max_failures {
-            times.pop_front();
-        }
-    }
-
-    /// Frees room: expired keys first, then the tenth idle the longest.
-    fn evict(&self, map: &mut HashMap<String, VecDeque<Instant>>, now: Instant) {
-        map.retain(|_, t| {
-            t.back()
-                .is_some_and(|l| now.duration_since(*l) < self.window)
-        });
-        if map.len() < self.max_keys {
-            return;
-        }
-        let mut last: Vec<Instant> = map.values().filter_map(|t| t.back().copied()).collect();
-        last.sort_unstable();
-        let cut = last[(last.len() / 10).min(last.len() - 1)];
-        map.retain(|_, t| t.back().is_some_and(|l| *l > cut));
-    }
-
-    pub fn len(&self) -> usize {
-        self.failures.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -129,79 +97,77 @@ pub struct LoginLimits {
     /// Failed logins for logins that don't exist, mirroring the engine's lockout
     /// (`lockout_failures` within `lockout_s` → 423 for `lockout_s`).
     pub unknown_logins: FailureLimiter,
+    coord: Arc<dyn Coord>,
 }
 
 /// Password-reset codes sent per login within [`RESET_WINDOW`].
 pub const RESET_REQUESTS_MAX: u32 = 5;
 pub const RESET_WINDOW: Duration = Duration::from_secs(600);
 
-/// Keys kept per limiter at most.
-const MAX_KEYS: usize = 100_000;
-
 impl LoginLimits {
-    pub fn new(per_ip: u32, per_login: u32, window: Duration) -> Self {
+    pub fn new(coord: Arc<dyn Coord>, per_ip: u32, per_login: u32, window: Duration) -> Self {
+        let limiter = |scope, max, window| FailureLimiter::new(coord.clone(), scope, max, window);
         LoginLimits {
-            per_ip: FailureLimiter::new(per_ip, window, MAX_KEYS),
-            per_login: FailureLimiter::new(per_login, window, MAX_KEYS),
-            reset_requests: FailureLimiter::new(RESET_REQUESTS_MAX, RESET_WINDOW, MAX_KEYS),
-            reset_confirms_unknown: FailureLimiter::new(10, Duration::from_secs(86_400), MAX_KEYS),
-            unknown_logins: FailureLimiter::new(5, Duration::from_secs(900), MAX_KEYS),
+            per_ip: limiter("login-ip", per_ip, window),
+            per_login: limiter("login", per_login, window),
+            reset_requests: limiter("reset-request", RESET_REQUESTS_MAX, RESET_WINDOW),
+            reset_confirms_unknown: limiter(
+                "reset-confirm-unknown",
+                10,
+                Duration::from_secs(86_400),
+            ),
+            unknown_logins: limiter("login-unknown", 5, Duration::from_secs(900)),
+            coord,
         }
     }
 
     /// The unknown-login reset-confirmation limit, matched to the engine's policy.
     pub fn with_reset_confirms(mut self, max: u32, window: Duration) -> Self {
-        self.reset_confirms_unknown = FailureLimiter::new(max, window, MAX_KEYS);
+        self.reset_confirms_unknown =
+            FailureLimiter::new(self.coord.clone(), "reset-confirm-unknown", max, window);
         self
     }
 
     /// The unknown-login lockout, matched to the engine's lockout policy.
     pub fn with_lockout(mut self, failures: u32, lockout: Duration) -> Self {
-        self.unknown_logins = FailureLimiter::new(failures, lockout, MAX_KEYS);
+        self.unknown_logins =
+            FailureLimiter::new(self.coord.clone(), "login-unknown", failures, lockout);
         self
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use okpay_engine::coord::memory::LocalCoord;
+
     use super::*;
 
-    #[test]
-    fn blocks_after_the_threshold_and_frees_after_the_window() {
-        let l = FailureLimiter::new(3, Duration::from_millis(200), 10);
-        assert!(l.blocked("ip").is_none());
+    #[tokio::test]
+    async fn blocks_after_the_threshold_and_frees_after_the_window() {
+        let l = FailureLimiter::new(
+            Arc::new(LocalCoord::new()),
+            "t",
+            3,
+            Duration::from_millis(300),
+        );
+        assert!(l.blocked("ip").await.unwrap().is_none());
         for _ in 0..2 {
-            l.record("ip");
+            assert!(l.record("ip").await.is_none());
         }
-        assert!(l.blocked("ip").is_none());
-        l.record("ip");
-        assert!(l.blocked("ip").is_some());
-        assert!(l.blocked("other").is_none());
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(l.blocked("ip").is_none());
-        assert!(l.is_empty());
+        assert!(l.blocked("ip").await.unwrap().is_none());
+        assert_eq!(l.record("ip").await, Some(1));
+        assert!(l.blocked("ip").await.unwrap().is_some());
+        assert!(l.blocked("other").await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(l.blocked("ip").await.unwrap().is_none());
     }
 
-    #[test]
-    fn long_keys_are_stored_hashed() {
-        let l = FailureLimiter::new(1, Duration::from_secs(60), 10);
+    #[tokio::test]
+    async fn long_keys_are_stored_hashed_and_stay_apart() {
+        let l = FailureLimiter::new(Arc::new(LocalCoord::new()), "t", 1, Duration::from_secs(60));
         let long = "x".repeat(10_000);
-        l.record(&long);
-        assert!(l.blocked(&long).is_some());
-        assert!(l.blocked(&"x".repeat(9_999)).is_none());
-        let stored: usize = l.failures.lock().keys().map(String::len).sum();
-        assert!(stored <= MAX_KEY_BYTES + 8, "{stored}");
-    }
-
-    #[test]
-    fn the_table_stays_bounded() {
-        let l = FailureLimiter::new(2, Duration::from_secs(60), 50);
-        for i in 0..1_000 {
-            l.record(&format!("k{i}"));
-            assert!(l.len() <= 50);
-        }
-        // The newest key survived the evictions.
-        l.record("k999");
-        assert!(l.blocked("k999").is_some());
+        l.record(&long).await;
+        assert!(l.blocked(&long).await.unwrap().is_some());
+        assert!(l.blocked(&"x".repeat(9_999)).await.unwrap().is_none());
     }
 }

@@ -20,13 +20,22 @@
 //! refused from the next request on. Status changes the engine makes on its own
 //! (a fraud rule freezing an account) arrive on the operators' stream and evict
 //! too ([`feed`]). The TTL bounds what a revocation this process never hears of
-//! (another node) can leave behind. Money never depends on the cache: the engine
-//! checks the account's status on every command.
+//! can leave behind. Money never depends on the cache: the engine checks the
+//! account's status on every command.
+//!
+//! Several nodes on one Redis: an eviction is also published on the coordination
+//! bus (topic `sessions`, the account id), and every other node's [`listen`]
+//! evicts the account from its own cache, so a session revoked through node A is
+//! refused by node B from B's next request on (pub/sub latency, no Redis round
+//! trip per request). The bus is at most once: when a node's subscription was
+//! lost, it forgets its whole cache ([`BusEvent::Reset`]), and the TTL still
+//! bounds anything else. On the memory and embedded stores the bus is a no-op.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use okpay_engine::coord::{BusEvent, Coord};
 use okpay_engine::domain::notification::NotificationKind;
 use okpay_engine::ids::AccountId;
 use okpay_engine::runtime::hub::AdminNotice;
@@ -64,11 +73,16 @@ pub struct Ticket {
     generation: u64,
 }
 
+/// The bus topic of evictions (payload: the account id, 8 bytes big-endian).
+pub const TOPIC: &str = "sessions";
+
 /// The cache. Shared by every worker through `AppState`.
 pub struct SessionCache {
     entries: quick_cache::sync::Cache<(AccountId, u64), Entry>,
     generations: Box<[AtomicU64]>,
     ttl: Duration,
+    /// Where evictions are told to the other nodes (none: this process only).
+    bus: Option<Arc<dyn Coord>>,
 }
 
 impl Default for SessionCache {
@@ -92,7 +106,15 @@ impl SessionCache {
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             ttl,
+            bus: None,
         }
+    }
+
+    /// Tells every other node sharing `coord` of each eviction (see the module
+    /// doc); nothing changes when `coord` is this process's own.
+    pub fn shared_through(mut self, coord: Arc<dyn Coord>) -> Self {
+        self.bus = coord.is_shared().then_some(coord);
+        self
     }
 
     fn stripe(&self, account: AccountId) -> &AtomicU64 {
@@ -143,6 +165,21 @@ impl SessionCache {
     /// stripe). Call after the engine applied a revocation, before answering.
     pub fn evict(&self, account: AccountId) {
         self.stripe(account).fetch_add(1, Ordering::AcqRel);
+        if let Some(bus) = self.bus.clone() {
+            // Off the request's path: the other nodes hear of it within the bus's
+            // latency; a lost message is what the TTL is for.
+            tokio::spawn(async move {
+                if let Err(e) = bus.publish(TOPIC, account.0.to_be_bytes().to_vec()).await {
+                    metrics::counter!("okpay_session_evictions_unpublished_total").increment(1);
+                    tracing::warn!(error = %e, "a session eviction was not told to the other nodes");
+                }
+            });
+        }
+    }
+
+    /// An eviction another node told of: local only, never published again.
+    fn evict_here(&self, account: AccountId) {
+        self.stripe(account).fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets everything (the operators' stream lagged: some status change may
@@ -179,6 +216,27 @@ pub async fn feed(mut notices: broadcast::Receiver<AdminNotice>, cache: Arc<Sess
                     missed,
                     "session cache: operators' stream lagged; cache cleared"
                 );
+                cache.evict_all();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Evicts what other nodes evicted (see the module doc); runs until the bus
+/// closes.
+pub async fn listen(mut bus: broadcast::Receiver<BusEvent>, cache: Arc<SessionCache>) {
+    loop {
+        match bus.recv().await {
+            Ok(BusEvent::Message { topic, payload }) if topic == TOPIC => {
+                match <[u8; 8]>::try_from(&payload[..]) {
+                    Ok(id) => cache.evict_here(AccountId(u64::from_be_bytes(id))),
+                    Err(_) => tracing::warn!("a malformed session eviction on the bus"),
+                }
+            }
+            Ok(BusEvent::Message { .. }) => {}
+            Ok(BusEvent::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                tracing::warn!("session cache: evictions may have been missed; cache cleared");
                 cache.evict_all();
             }
             Err(broadcast::error::RecvError::Closed) => return,

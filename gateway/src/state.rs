@@ -45,6 +45,11 @@ pub struct AppState {
     pub sessions: Arc<crate::session_cache::SessionCache>,
     /// Accounts that exist, for the recipient check (see `open_accounts`).
     pub accounts: Arc<crate::open_accounts::OpenAccounts>,
+    /// What every node on one store shares (rate limits, locks, the bus); this
+    /// process's own on the memory and embedded stores.
+    pub coord: Arc<dyn okpay_engine::coord::Coord>,
+    /// This node's name (in `GET /v1/admin/cluster` and the metrics' `node` label).
+    pub node: String,
 }
 
 impl AppState {

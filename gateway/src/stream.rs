@@ -25,7 +25,7 @@ pub const METRIC_FRAMES_SENT: &str = "okpay_ws_frames_sent_total";
 pub const METRIC_SLOW_CONSUMERS: &str = "okpay_ws_slow_consumers_total";
 
 /// Whether the system is in maintenance, as pushed to every socket.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SystemStatus {
     pub maintenance: bool,
     pub message: Option<String>,

@@ -333,7 +333,9 @@ struct Batch {
     frames: Vec<(ShardId, Vec<LogRecord>)>,
     /// Filled when sealed: the encoded frames and their positions.
     appends: Vec<ShardAppend>,
-    history: Vec<(AccountId, HistoryRow)>,
+    /// In the shape the store takes them, so a batch's rows reach it without
+    /// being copied again.
+    history: Vec<(ShardId, AccountId, HistoryRow)>,
     /// Shards whose recovery put rows in `history`.
     history_shards: Vec<ShardId>,
     effects: Vec<(ShardId, Effect)>,
@@ -398,7 +400,7 @@ type WriteFuture = Pin<Box<dyn Future<Output = Written>>>;
 #[derive(Default)]
 struct Rows {
     /// Rows of durable batches not yet being written.
-    pending: Vec<(AccountId, HistoryRow)>,
+    pending: Vec<(ShardId, AccountId, HistoryRow)>,
     /// The frames (shard, lsn) those rows come from; lsn 0 for shards whose
     /// recovery rewrites rows.
     positions: Vec<(ShardId, u64)>,
@@ -869,17 +871,19 @@ impl Executor {
         self.durable_batch = batch.id;
         // The rows of frames that did not land must not be written: they would
         // describe operations that never happened (recovery writes the others).
-        let layout = self.shared.layout;
-        let landed = |account: &AccountId| {
-            let shard = layout.shard_of(*account);
-            !failed.iter().any(|(f, _)| *f == shard)
-        };
-        self.rows.pending.extend(
-            batch
-                .history
-                .drain(..)
-                .filter(|(account, _)| landed(account)),
-        );
+        if failed.is_empty() && self.rows.pending.is_empty() {
+            // The common case: hand the batch's rows over whole instead of
+            // copying them into a vector that grows (fresh pages) every batch.
+            std::mem::swap(&mut self.rows.pending, &mut batch.history);
+        } else {
+            let landed = |shard: &ShardId| !failed.iter().any(|(f, _)| f == shard);
+            self.rows.pending.extend(
+                batch
+                    .history
+                    .drain(..)
+                    .filter(|(shard, _, _)| landed(shard)),
+            );
+        }
         for &s in &batch.history_shards {
             if !failed.iter().any(|(f, _)| *f == s) {
                 self.rows.positions.push((s, 0));
@@ -928,11 +932,6 @@ impl Executor {
             });
         }
         let store = self.shared.store.clone();
-        let layout = self.shared.layout;
-        let rows = rows
-            .into_iter()
-            .map(|(account, row)| (layout.shard_of(account), account, row))
-            .collect();
         self.rows.writing = Some(Box::pin(async move {
             let result = store.put_history(rows).await;
             RowsWritten {
@@ -1192,7 +1191,12 @@ impl Executor {
         let resident = shard.accounts.len();
         if !recovered.history.is_empty() {
             shard.hold_checkpoint_until = open_id;
-            self.open.history.extend(recovered.history);
+            self.open.history.extend(
+                recovered
+                    .history
+                    .into_iter()
+                    .map(|(account, row)| (shard_id, account, row)),
+            );
             self.open.history_shards.push(shard_id);
         }
         self.shared
@@ -1648,10 +1652,11 @@ impl Ctx<'_> {
                 payload: crate::domain::event::encode_events(events),
             },
         );
+        let shard = self.shard;
         self.open.history.extend(
             history_rows(&slot.state, events)
                 .into_iter()
-                .map(|row| (account, row)),
+                .map(|row| (shard, account, row)),
         );
         slot.last_batch = self.open.id;
         if slot.dirty_lsn == 0 {

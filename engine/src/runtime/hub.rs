@@ -5,13 +5,22 @@
 //! falls more than the channel's capacity behind sees `Lagged` and must resume
 //! from its last `seq` (the gateway disconnects it), so a slow client can never
 //! slow an actor or grow memory without bound.
+//!
+//! Several nodes on one Redis ([`super::relay`]): once a relay is installed,
+//! every notification this node's shards publish is also handed to it (a
+//! bounded queue, never blocking the executor; a full queue drops and counts),
+//! and notifications other nodes' shards published arrive through
+//! [`Hub::publish_relayed`], reaching this node's subscribers and operators
+//! alike, marked [`AdminNotice::relayed`] so side effects (webhooks, notices,
+//! the alert feed) run once, on the owner. A single node installs no relay and
+//! pays nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap as HashMap;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::domain::notification::{Notification, NotificationKind};
 use crate::ids::AccountId;
@@ -27,6 +36,16 @@ const SHARDS: usize = 64;
 pub struct AdminNotice {
     pub account: AccountId,
     pub notification: Arc<Notification>,
+    /// Published by another node's shard and relayed here: its owner already
+    /// ran the side effects (webhooks, user notices, the alert feed).
+    pub relayed: bool,
+}
+
+/// Notifications of one account, in `seq` order, for other nodes.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub account: AccountId,
+    pub notifications: Vec<Notification>,
 }
 
 type Senders = HashMap<AccountId, broadcast::Sender<Arc<Notification>>>;
@@ -38,6 +57,8 @@ pub struct Hub {
     /// nobody watches (the common case under load) takes no lock at all.
     channels: Vec<AtomicUsize>,
     admin: broadcast::Sender<AdminNotice>,
+    /// Where this node's notifications go for the other nodes (see the module doc).
+    relay: OnceLock<mpsc::Sender<Outgoing>>,
 }
 
 impl Default for Hub {
@@ -48,6 +69,7 @@ impl Default for Hub {
                 .collect(),
             channels: (0..SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             admin: broadcast::channel(ADMIN_STREAM_CAPACITY).0,
+            relay: OnceLock::new(),
         }
     }
 }
@@ -76,11 +98,48 @@ impl Hub {
         self.admin.subscribe()
     }
 
+    /// Hands every notification published from now on to `relay` too; `false`
+    /// if a relay was installed already.
+    pub fn set_relay(&self, relay: mpsc::Sender<Outgoing>) -> bool {
+        self.relay.set(relay).is_ok()
+    }
+
     /// Publishes durable notifications of `account`, oldest first.
     pub fn publish<'a>(
         &self,
         account: AccountId,
         notifications: impl Iterator<Item = &'a Notification>,
+    ) {
+        let Some(relay) = self.relay.get() else {
+            return self.deliver(account, notifications, false);
+        };
+        let notifications: Vec<Notification> = notifications.cloned().collect();
+        self.deliver(account, notifications.iter(), false);
+        if notifications.is_empty() {
+            return;
+        }
+        if relay
+            .try_send(Outgoing {
+                account,
+                notifications,
+            })
+            .is_err()
+        {
+            // Subscribers elsewhere see a seq gap and fill it from the account.
+            metrics::counter!("okpay_relay_dropped_total").increment(1);
+        }
+    }
+
+    /// Delivers notifications another node published (see the module doc).
+    pub fn publish_relayed(&self, account: AccountId, notifications: &[Notification]) {
+        self.deliver(account, notifications.iter(), true);
+    }
+
+    fn deliver<'a>(
+        &self,
+        account: AccountId,
+        notifications: impl Iterator<Item = &'a Notification>,
+        relayed: bool,
     ) {
         if self.channels(account).load(Ordering::Acquire) == 0 {
             // Nobody watches any account of this shard: only operators may care.
@@ -92,6 +151,7 @@ impl Hub {
                     let _ = self.admin.send(AdminNotice {
                         account,
                         notification: Arc::new(n.clone()),
+                        relayed,
                     });
                 }
             }
@@ -118,6 +178,7 @@ impl Hub {
                 let _ = self.admin.send(AdminNotice {
                     account,
                     notification: n,
+                    relayed,
                 });
             }
         }

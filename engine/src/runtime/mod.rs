@@ -19,6 +19,7 @@ pub(crate) mod executor;
 pub mod hub;
 pub mod migrate;
 pub mod recovery;
+pub mod relay;
 pub use recovery::rebuild;
 pub(crate) mod saga;
 

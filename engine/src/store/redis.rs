@@ -693,6 +693,52 @@ impl RedisStore {
         Ok(replies)
     }
 
+    /// [`exec`](Self::exec), then, when [`RedisOptions::wait`] is set, `WAIT`
+    /// until the configured replicas of every master written to acknowledged
+    /// these writes; fewer within the timeout is `Unavailable` (the writes'
+    /// outcome is then unknown to the caller, as with a lost reply).
+    pub(crate) async fn exec_replicated(
+        &self,
+        calls: Vec<Call>,
+        retry: Retry,
+    ) -> Result<Vec<Value>, StoreError> {
+        let Some(wait) = self.options.wait else {
+            return self.exec(calls, retry).await;
+        };
+        let mut wait_cmd = ::redis::cmd("WAIT");
+        wait_cmd
+            .arg(wait.replicas)
+            .arg(wait.timeout.as_millis().max(1) as u64);
+        let (replies, acked) = if let Some(link) = &self.cluster {
+            let cmds = calls
+                .into_iter()
+                .map(|call| match call {
+                    Call::Plain(cmd) => cmd,
+                    Call::Script(script, cmd) => script.as_eval(&cmd),
+                })
+                .collect();
+            link.round_trip_then(cmds, retry, wait_cmd, wait.timeout)
+                .await?
+        } else {
+            // The same connection as the writes: WAIT covers everything it sent.
+            let replies = self.exec(calls, retry).await?;
+            let acked = self.exec(vec![Call::Plain(wait_cmd)], Retry::Never).await?;
+            (replies, acked)
+        };
+        for reply in acked {
+            reply_error(&reply)?;
+            let n: u64 = from_value(reply)?;
+            if n < u64::from(wait.replicas) {
+                metrics::counter!("okpay_redis_wait_short_total").increment(1);
+                return Err(StoreError::Unavailable(format!(
+                    "only {n} of {} replicas acknowledged within {:?}",
+                    wait.replicas, wait.timeout
+                )));
+            }
+        }
+        Ok(replies)
+    }
+
     /// Runs one call and turns a Redis error reply into `Unavailable`.
     /// The standalone-Redis append: the accounts seen for the first time (seq 1) are
     /// listed, then the whole batch is one [`APPEND_BATCH_LUA`] call, in one pipeline.

@@ -155,6 +155,76 @@ impl ClusterLink {
             .collect()
     }
 
+    /// [`round_trip`](Self::round_trip) with `then` (a `WAIT`) appended to each
+    /// slot's pipeline, so it runs on the master that took that slot's writes,
+    /// on the same connection, after them. Returns the replies to `cmds` and one
+    /// reply of `then` per slot written to. `extra` is added to the time allowed.
+    pub(crate) async fn round_trip_then(
+        &self,
+        cmds: Vec<Cmd>,
+        retry: Retry,
+        then: Cmd,
+        extra: Duration,
+    ) -> Result<(Vec<Value>, Vec<Value>), StoreError> {
+        let count = cmds.len();
+        let mut groups: HashMap<Option<u16>, (Vec<usize>, Pipeline)> = HashMap::new();
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            let (positions, pipe) = groups
+                .entry(slot_of(&cmd))
+                .or_insert_with(|| (Vec::new(), Pipeline::new()));
+            positions.push(i);
+            pipe.add_command(cmd);
+        }
+        let conn = match retry {
+            Retry::Safe => &self.retrying,
+            Retry::Never => &self.once,
+        };
+        let sends = groups.into_values().map(|(positions, mut pipe)| {
+            let mut conn = conn.clone();
+            pipe.add_command(then.clone());
+            async move {
+                let mut replies = conn
+                    .req_packed_commands(&pipe, 0, positions.len() + 1)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("redis cluster: {e}")))?;
+                let then_reply = replies.pop();
+                Ok::<_, StoreError>((positions, replies, then_reply))
+            }
+        });
+        let answered = tokio::time::timeout(
+            self.response_timeout + extra,
+            futures::future::join_all(sends),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "redis cluster did not answer within {:?}",
+                self.response_timeout + extra
+            ))
+        })?;
+        let mut out: Vec<Option<Value>> = vec![None; count];
+        let mut thens = Vec::new();
+        for group in answered {
+            let (positions, replies, then_reply) = group?;
+            if replies.len() != positions.len() {
+                return Err(StoreError::Unavailable(format!(
+                    "redis cluster sent {} replies to {} commands",
+                    replies.len(),
+                    positions.len()
+                )));
+            }
+            for (i, reply) in positions.into_iter().zip(replies) {
+                out[i] = Some(reply);
+            }
+            thens.push(then_reply.unwrap_or(Value::Nil));
+        }
+        let out = out
+            .into_iter()
+            .map(|reply| reply.ok_or_else(|| StoreError::Unavailable("redis sent no reply".into())))
+            .collect::<Result<_, _>>()?;
+        Ok((out, thens))
+    }
+
     /// The `host:port` of every master that serves slots, from `CLUSTER NODES`.
     pub(crate) async fn masters(&self) -> Result<Vec<String>, StoreError> {
         let mut cmd = ::redis::cmd("CLUSTER");

@@ -28,6 +28,22 @@ pub struct RedisOptions {
     /// batch is one script call: one round trip, one AOF fsync, and far less
     /// per-record work for Redis.
     pub cluster: bool,
+    /// After each shard-log append, `WAIT` for this many replicas of every master
+    /// written to (see [`ReplicaWait`]); `None` (the default): no wait.
+    pub wait: Option<ReplicaWait>,
+}
+
+/// `WAIT <replicas> <timeout>` after shard-log appends, so an acknowledged
+/// batch is on that many replicas of its master before any client hears of it:
+/// a failover that promotes one of them keeps it. Fewer replicas within the
+/// timeout fail the append as `Unavailable` (its outcome unknown: clients
+/// retry with their idempotency key). With asynchronous replication this
+/// narrows, not closes, the window (a promoted replica that had not acknowledged
+/// can still win); see the README's Redis Cluster section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaWait {
+    pub replicas: u32,
+    pub timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -38,6 +54,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             cluster: false,
+            wait: None,
         }
     }
 }

@@ -28,6 +28,10 @@ pub async fn feed(mut notices: broadcast::Receiver<AdminNotice>, deliveries: Arc
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if notice.relayed {
+            // Another node's shard raised it: that node sends its notices.
+            continue;
+        }
         let account = notice.account;
         if let NotificationKind::StatusChanged { from, to, reason } = &notice.notification.kind {
             deliveries

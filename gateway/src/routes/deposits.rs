@@ -26,7 +26,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Auth;
 use crate::error::{rejection, ApiError, ApiResult, ErrorCode, Problem};
-use crate::idempotency::{CHARGES, KEY_LOCKS};
+use crate::idempotency::{ChargeLock, CHARGES, KEY_LOCKS};
 use crate::integrations::charges::{self, Driven};
 use crate::payments::CardNumber;
 use crate::routes::extract::{amount, idempotency_key, money, time};
@@ -159,6 +159,8 @@ pub async fn deposit(
     let digest = CHARGES.digest(&card);
 
     let _serialized = KEY_LOCKS.lock(auth.account, &key).await;
+    // Across nodes too (a no-op on a single node).
+    let _across_nodes = ChargeLock::take(&state.coord, auth.account, &key).await?;
     // What the engine would make of the command, decided in the actor without
     // recording anything: `Ok(true)` for a replay of an earlier deposit.
     let probe = cmd.clone();

@@ -99,11 +99,11 @@ pub async fn start(
         "Password reset by this channel",
     )?;
     // Counted whether or not the login exists, so the limit tells nothing either.
-    if state.limits.reset_requests.blocked(&login).is_some() {
+    if state.limits.reset_requests.blocked(&login).await?.is_some() {
         tracing::info!("password reset: too many codes requested for one login; none sent");
         return Ok(accepted);
     }
-    state.limits.reset_requests.record(&login);
+    state.limits.reset_requests.record(&login).await;
     // Storage trouble or an unknown login both end in the same 202: a reset the
     // user does not receive is retried by the user, and an error here would tell
     // an attacker which logins exist.
@@ -185,10 +185,10 @@ pub async fn confirm(
     let Some(account) = account else {
         // An unknown login fails like a known one, and runs into the same limit.
         let unknown = &state.limits.reset_confirms_unknown;
-        if let Some(wait) = unknown.blocked(&login) {
+        if let Some(wait) = unknown.blocked(&login).await? {
             return Err(too_many(wait));
         }
-        unknown.record(&login);
+        unknown.record(&login).await;
         return Err(failed());
     };
     let code = code_hash(account, &body.code);

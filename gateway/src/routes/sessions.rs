@@ -121,12 +121,11 @@ pub async fn create_session(
     let body = body.into_inner();
     let ip = crate::client_ip::of(&req, &state.settings.trusted_proxies);
     let login_limit_key = login_key(&body.login).unwrap_or_else(|| body.login.to_lowercase());
-    if let Some(wait) = state
-        .limits
-        .per_ip
-        .blocked(&ip)
-        .or_else(|| state.limits.per_login.blocked(&login_limit_key))
-    {
+    let blocked = match state.limits.per_ip.blocked(&ip).await? {
+        Some(wait) => Some(wait),
+        None => state.limits.per_login.blocked(&login_limit_key).await?,
+    };
+    if let Some(wait) = blocked {
         tracing::info!("login refused: too many failed attempts");
         return Err(rate_limited(wait));
     }
@@ -142,7 +141,12 @@ pub async fn create_session(
     }
     let account = account_of_login(&state, &body.login).await?;
     if account.is_none() {
-        if let Some(wait) = state.limits.unknown_logins.blocked(&login_limit_key) {
+        if let Some(wait) = state
+            .limits
+            .unknown_logins
+            .blocked(&login_limit_key)
+            .await?
+        {
             return Err(locked(wait));
         }
     }
@@ -164,14 +168,12 @@ pub async fn create_session(
     let ok = state.passwords.verify(body.password, hash).await?;
     let (true, Some(account)) = (ok, account) else {
         tracing::info!("login failed");
-        state.limits.per_ip.record(&ip);
-        state.limits.per_login.record(&login_limit_key);
+        state.limits.per_ip.record(&ip).await;
+        state.limits.per_login.record(&login_limit_key).await;
         let Some(id) = account else {
             // An unknown login locks like a known one (the same 423 after as many
             // failures, for as long), so the answers tell nothing.
-            let unknown = &state.limits.unknown_logins;
-            unknown.record(&login_limit_key);
-            if let Some(wait) = unknown.blocked(&login_limit_key) {
+            if let Some(wait) = state.limits.unknown_logins.record(&login_limit_key).await {
                 return Err(locked(wait));
             }
             return Err(ApiError::invalid_credentials());

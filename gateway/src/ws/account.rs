@@ -10,6 +10,13 @@
 //! A `resume` re-subscribes from the client's seq and drops queued, unsent events
 //! (the replay carries them), so the client sees each event after its seq once.
 //!
+//! Gaps: on several nodes, notifications of accounts owned elsewhere arrive
+//! relayed through Redis, which may lose some (see `okpay_engine::runtime::relay`).
+//! Once the feed knows the seq it stands at, a live event whose seq skips ahead
+//! makes it subscribe again after the last queued seq (the account's retained
+//! notifications fill the gap, as for a client's `resume`, without dropping what
+//! is queued); on one node seqs never skip and this costs a comparison.
+//!
 //! Revoked or expired sessions: the token is checked again on every heartbeat, and
 //! the socket is closed with 1008 once it no longer authenticates. A session can
 //! therefore outlive its revocation by at most one heartbeat interval.
@@ -58,6 +65,9 @@ struct Feed {
     backlog: VecDeque<Notification>,
     receiver: Receiver<Arc<Notification>>,
     last_seq: u64,
+    /// Whether `last_seq` is where the account's stream stands (a start after a
+    /// given seq, or any event queued since): only then is a skip a gap.
+    anchored: bool,
 }
 
 impl Feed {
@@ -81,7 +91,13 @@ impl Feed {
             backlog: sub.backlog.into(),
             receiver: sub.receiver,
             last_seq: after_seq.unwrap_or(0),
+            anchored: after_seq.is_some(),
         })
+    }
+
+    /// Whether a live `n` skips seqs after what was queued (see the module doc).
+    fn skips(&self, n: &Notification) -> bool {
+        self.anchored && n.seq > self.last_seq + 1
     }
 
     /// Queues `n` unless it was already queued.
@@ -90,6 +106,7 @@ impl Feed {
             return Ok(());
         }
         self.last_seq = n.seq;
+        self.anchored = true;
         link.push_event(frame::event(n))
     }
 
@@ -185,6 +202,7 @@ async fn serve(
                 Err(ending) => Err(ending),
             },
             n = feed.receiver.recv(), if live => match n {
+                Ok(n) if feed.skips(&n) => fill_gap(state, auth, link, &mut feed, &n).await,
                 Ok(n) => feed.queue(link, &n),
                 Err(RecvError::Lagged(_)) => {
                     Err(Ending::SlowConsumer("the engine's stream lagged"))
@@ -237,6 +255,31 @@ async fn resume(
             ErrorCode::Overloaded,
             "The resume could not be served now; send it again shortly.",
         )),
+    }
+}
+
+/// Subscribes again after the last queued seq, keeping what is queued, so the
+/// account's retained notifications fill a gap in the live feed; if that can't
+/// be served now, `n` is queued as it is (the client can still `resume`).
+async fn fill_gap(
+    state: &AppState,
+    auth: &Auth,
+    link: &mut Link,
+    feed: &mut Feed,
+    n: &Notification,
+) -> Result<(), Ending> {
+    let after = feed.last_seq;
+    let sub = tokio::time::timeout(
+        ENGINE_TIMEOUT,
+        state.engine.subscribe(auth.account, Some(after)),
+    )
+    .await;
+    match sub {
+        Ok(Ok(sub)) => {
+            *feed = Feed::start(state, link, sub, Some(after))?;
+            Ok(())
+        }
+        Ok(Err(_)) | Err(_) => feed.queue(link, n),
     }
 }
 

@@ -19,6 +19,7 @@ mod integrations;
 mod helpers;
 mod kyc;
 mod locale;
+mod nodes;
 mod notices;
 mod openapi;
 mod operators;

@@ -83,7 +83,7 @@ impl RedisShardLog {
             })
             .collect();
         // Never resent, as in `append`.
-        let replies = self.redis.exec(calls, Retry::Never).await?;
+        let replies = self.redis.exec_replicated(calls, Retry::Never).await?;
         Ok(sent
             .into_iter()
             .zip(replies)
@@ -246,7 +246,7 @@ impl ShardLog for RedisShardLog {
                 })
                 .collect();
             // Never resent: a frame that landed would then be refused as fenced.
-            let replies = self.redis.exec(calls, Retry::Never).await?;
+            let replies = self.redis.exec_replicated(calls, Retry::Never).await?;
             Ok(shards
                 .into_iter()
                 .zip(replies)

@@ -52,7 +52,7 @@ pub async fn maintenance(
             "message must have at most {MAX_MESSAGE_CHARS} characters."
         )));
     }
-    let status = state.maintenance.set(body.enabled, message.clone());
+    let status = state.maintenance.set(body.enabled, message.clone()).await?;
     crate::operator_audit::record_done(
         &state,
         &admin,

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
+pub mod cluster;
 pub mod deliveries;
 pub mod kyc;
 pub mod ledger;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     kyc::configure(cfg);
     operators::configure(cfg);
     audit::configure(cfg);
+    cluster::configure(cfg);
     alerts::configure(cfg);
     deliveries::configure(cfg);
     withdrawals::configure(cfg);
@@ -48,6 +50,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         kyc::Api::openapi(),
         operators::Api::openapi(),
         audit::Api::openapi(),
+        cluster::Api::openapi(),
         alerts::Api::openapi(),
         deliveries::Api::openapi(),
         withdrawals::Api::openapi(),

@@ -1,0 +1,172 @@
+//! Several `okpay` nodes on one Redis behave as one service for what is not in
+//! the engine (issue 11): two real servers on one private `redis-server` share
+//! the login limits, maintenance mode, the operators' alert feed and session
+//! evictions; `GET /v1/admin/cluster` and the per-node metrics.
+//!
+//! The second node only reads what the first one writes through the engine
+//! (until requests are routed to a shard's owner, two engines must not both
+//! write one account).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use okpay_engine::coord::redis::RedisCoord;
+use okpay_engine::coord::Coord;
+use okpay_engine::ids::AccountId;
+use okpay_engine::store::redis::RedisStore;
+use okpay_engine::time::Timestamp;
+use okpay_gateway::session_cache::{self, SessionCache};
+use okpay_testsupport::redis_server::RedisServer;
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, TestApp, ADMIN};
+
+async fn node(url: &str, per_login: u32) -> TestApp {
+    let url = url.to_owned();
+    TestApp::spawn_with(move |s| {
+        s.redis_url = Some(url);
+        s.login_failures_per_login = per_login;
+        s.policy.security.failed_login_burst = 3;
+        s.policy.security.lockout_failures = 100;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn login_failures_and_maintenance_hold_across_nodes() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), 3).await;
+    let b = node(&redis.url(), 3).await;
+    // Two failures through A and one through B are three for the login.
+    for app in [&a, &a, &b] {
+        let r = app.try_login("ghost@example.com", "wrong", "d", None).await;
+        assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+    }
+    for app in [&b, &a] {
+        let r = app.try_login("ghost@example.com", "wrong", "d", None).await;
+        assert_problem(r, 429, "RATE_LIMITED").await;
+    }
+    // Another login is not affected.
+    let r = b.try_login("other@example.com", "wrong", "d", None).await;
+    assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+
+    // Maintenance switched on A stops writes on B, and switched off frees them.
+    a.maintenance(true, Some("upgrading")).await;
+    let mut seen = None;
+    for _ in 0..150 {
+        let r = b.try_login("other@example.com", "wrong", "d", None).await;
+        if r.status() == 503 {
+            seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = assert_problem(seen.expect("B never saw maintenance"), 503, "MAINTENANCE").await;
+    assert_eq!(body["detail"], "upgrading");
+    a.maintenance(false, None).await;
+    let mut freed = false;
+    for _ in 0..150 {
+        let r = b.try_login("other@example.com", "wrong", "d", None).await;
+        if r.status() == 401 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "maintenance switched off on A still applies on B");
+    // A node started later reads the switch as it stands.
+    a.maintenance(true, None).await;
+    let c = node(&redis.url(), 3).await;
+    let r = c.try_login("other@example.com", "wrong", "d", None).await;
+    assert_problem(r, 503, "MAINTENANCE").await;
+}
+
+#[tokio::test]
+async fn an_alert_raised_through_one_node_is_listed_once_on_the_other() {
+    let redis = RedisServer::start();
+    // B first: it never holds the account A writes.
+    let b = node(&redis.url(), 10).await;
+    let a = node(&redis.url(), 10).await;
+    let (id, _) = a.user("burst@example.com").await;
+    for _ in 0..4 {
+        let r = a
+            .try_login("burst@example.com", "wrong pass", "d", None)
+            .await;
+        assert_problem(r, 401, "INVALID_CREDENTIALS").await;
+    }
+    assert_eq!(a.admin_alerts_for(&id, "failed_login_burst").await, 1);
+    assert_eq!(
+        b.admin_alerts_for(&id, "failed_login_burst").await,
+        1,
+        "B's operators see A's alert, once"
+    );
+}
+
+#[tokio::test]
+async fn a_session_evicted_on_one_node_is_evicted_on_the_other() {
+    let redis = RedisServer::start();
+    let coord = |url: String| async move {
+        let store = Arc::new(RedisStore::connect(&url).await.unwrap());
+        Arc::new(RedisCoord::new(store, &url).unwrap()) as Arc<dyn Coord>
+    };
+    let (ca, cb) = (coord(redis.url()).await, coord(redis.url()).await);
+    let a = Arc::new(SessionCache::default().shared_through(ca.clone()));
+    let b = Arc::new(SessionCache::default().shared_through(cb.clone()));
+    tokio::spawn(session_cache::listen(cb.subscribe(), b.clone()));
+    let (account, hash, now) = (AccountId(42), [7u8; 32], Timestamp(1_000));
+    let mut evicted = false;
+    // B's subscription may still be being made: evict until B hears of it.
+    for _ in 0..50 {
+        b.insert(b.ticket(account), account, 1, hash, Timestamp(9_000));
+        assert!(b.check(account, 1, &hash, now));
+        a.evict(account);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !b.check(account, 1, &hash, now) {
+            evicted = true;
+            break;
+        }
+    }
+    assert!(evicted, "B kept a session A evicted");
+    // Another account's session on B is untouched.
+    let other = AccountId(43);
+    b.insert(b.ticket(other), other, 1, hash, Timestamp(9_000));
+    a.evict(account);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(b.check(other, 1, &hash, now));
+}
+
+#[tokio::test]
+async fn the_cluster_view_of_a_single_node_owns_every_shard() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/v1/admin/cluster", "not-a-token").await;
+    assert_problem(r, 401, "UNAUTHENTICATED").await;
+    app.user("view@example.com").await;
+    let r = app.get("/v1/admin/cluster", ADMIN).await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["mode"], "single");
+    let nodes = view["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["this_node"], true);
+    let me = view["node"].as_str().unwrap();
+    let shards = view["shards"].as_array().unwrap();
+    assert!(!shards.is_empty());
+    assert_eq!(nodes[0]["shards"], shards.len());
+    assert!(shards.iter().all(|s| s["owner"] == me));
+    let heads: u64 = shards.iter().map(|s| s["head"].as_u64().unwrap()).sum();
+    assert!(heads > 0, "registering wrote frames");
+    let lag: u64 = shards.iter().map(|s| s["lag"].as_u64().unwrap()).sum();
+    assert_eq!(view["total_lag"], lag);
+    assert!(app.metric("okpay_node_info").await >= 1.0);
+}
+
+#[tokio::test]
+async fn the_cluster_view_on_redis_is_shared() {
+    let redis = RedisServer::start();
+    let app = node(&redis.url(), 10).await;
+    let r = app.get("/v1/admin/cluster", ADMIN).await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["mode"], "shared");
+    assert!(!view["nodes"].as_array().unwrap().is_empty());
+}
