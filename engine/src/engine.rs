@@ -657,11 +657,17 @@ impl Engine {
         let (true, Some(remote)) = (not_served(&local), self.shared().remote.as_ref()) else {
             return local;
         };
-        // Served elsewhere: the backlog from the owner's durable state; live
-        // notifications from this node's hub (fed across nodes by the hub's
-        // bridge, where there is one).
+        // Served elsewhere: the live feed is relayed to this node's hub; the
+        // backlog comes from the owner's durable state (or, when the owner does
+        // not answer, from the store's checkpoint and log tail).
         let receiver = self.shared().hub.subscribe(account);
-        let state = remote_state(remote, self.layout(), account).await?;
+        let state = match remote_state(remote, self.layout(), account).await {
+            Ok(state) => state,
+            Err(_) => {
+                return crate::runtime::relay::subscribe_elsewhere(self.shared(), account, after)
+                    .await
+            }
+        };
         let published = state.notification_seq;
         let after = after.unwrap_or(published);
         let backlog: Vec<crate::domain::notification::Notification> = state

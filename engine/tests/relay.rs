@@ -109,3 +109,124 @@ async fn a_notification_published_on_one_node_reaches_a_subscriber_on_another() 
         assert!(notice.relayed);
     }
 }
+
+/// A cluster-mode node (`--node-id`) with short leases and its relay.
+async fn cluster_node(url: &str, name: &str) -> Engine {
+    use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
+    let redis = Arc::new(RedisStore::connect(url).await.expect("connect"));
+    let coord = Arc::new(RedisCoord::new(redis.clone(), url).expect("coord"));
+    let store: Arc<dyn Store> = redis;
+    let mut cluster = ClusterConfig::new(NodeId::parse(name).unwrap());
+    cluster.leases = LeaseConfig {
+        ttl: Duration::from_millis(1500),
+        renew_every: Duration::from_millis(300),
+        margin: Duration::from_millis(200),
+    };
+    let engine = Engine::start(
+        EngineConfig {
+            runtime: okpay_engine::RuntimeConfig {
+                shards: 8,
+                executors: 2,
+                cluster: Some(cluster),
+                ..okpay_engine::RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        store,
+    )
+    .await
+    .expect("start engine");
+    engine.relay_notifications(coord);
+    engine
+}
+
+fn hosts(engine: &Engine, id: okpay_engine::ids::AccountId) -> bool {
+    let shard = engine.layout().shard_of(id);
+    engine.held_shards().iter().any(|(s, _)| *s == shard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_subscriber_on_a_node_not_hosting_the_account_gets_backlog_and_live_feed()
+{
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis.url(), "node-a").await;
+    let b = cluster_node(&redis.url(), "node-b").await;
+    // Wait (bounded) until the two split the shards.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while a.held_shards().len() + b.held_shards().len() != 8
+        || a.held_shards().is_empty()
+        || b.held_shards().is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "shards never split");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // An account A hosts (and B does not).
+    let id = loop {
+        let id = okpay_engine::ids::AccountId::random();
+        if hosts(&a, id) && !hosts(&b, id) {
+            break id;
+        }
+    };
+    a.open_account_with_id(
+        id,
+        Profile {
+            display_name: "elsewhere".into(),
+            ..Profile::default()
+        },
+    )
+    .await
+    .expect("open on its host");
+    a.deposit(
+        id,
+        IdempotencyKey::parse("d0").unwrap(),
+        cny("1.00"),
+        DepositMethod::BankCard,
+    )
+    .await
+    .expect("deposit");
+    // B serves the subscription from the store, not from A.
+    let sub = b.subscribe(id, Some(0)).await.expect("subscribe on B");
+    assert!(!sub.backlog.is_empty(), "the backlog comes from the store");
+    assert!(!sub.gap);
+    let seqs: Vec<u64> = sub.backlog.iter().map(|n| n.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let mut last = *seqs.last().unwrap();
+    let mut live = sub.receiver;
+    a.deposit(
+        id,
+        IdempotencyKey::parse("d1").unwrap(),
+        cny("1.00"),
+        DepositMethod::BankCard,
+    )
+    .await
+    .expect("deposit");
+    // What was published while B read the store may arrive twice (backlog and
+    // live feed): the subscriber's seq check drops it, as the websocket does.
+    let n = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), live.recv())
+            .await
+            .expect("A's notification reached B's subscriber")
+            .expect("the live feed");
+        if n.seq > last {
+            break n;
+        }
+    };
+    assert_eq!(n.seq, last + 1, "the live feed continues the backlog");
+    last = n.seq;
+    assert!(last > 0);
+    // An account nobody opened is not found, as on its host.
+    let unknown = loop {
+        let id = okpay_engine::ids::AccountId::random();
+        if !hosts(&b, id) {
+            break id;
+        }
+    };
+    assert!(matches!(
+        b.subscribe(unknown, None).await,
+        Err(okpay_engine::EngineError::Rejected(
+            okpay_engine::Rejection::AccountNotFound
+        ))
+    ));
+    a.leave().await;
+    b.leave().await;
+}

@@ -12,6 +12,13 @@
 //! - **in**: delivers what other nodes published into this node's hub
 //!   ([`super::hub::Hub::publish_relayed`]), where local subscribers (and operators) get it.
 //!
+//! A subscriber on a node that does not host the account's shard (cluster
+//! mode) gets its receiver from this node's hub at once, then its backlog from
+//! what the store holds of the account ([`subscribe_elsewhere`]: the shard's
+//! checkpoint and log tail, replayed, so only durable notifications), so
+//! nothing published after the read is missed; what both carry is dropped by
+//! the subscriber's `seq` check.
+//!
 //! The bus is at most once, and the out queue is bounded ([`QUEUE`]; when full,
 //! notifications are dropped and counted): a subscriber then sees a `seq` gap,
 //! and the gateway's websocket fills it from the account's retained
@@ -24,9 +31,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use super::hub::Outgoing;
+use super::{EngineError, Shared};
 use crate::coord::{BusEvent, Coord, MAX_MESSAGE_BYTES};
 use crate::domain::notification::Notification;
 use crate::ids::AccountId;
+use crate::runtime::executor::Subscription;
+use crate::store::StoreError;
 
 /// The bus topic of notifications.
 pub const TOPIC: &str = "notes";
@@ -102,3 +112,47 @@ pub(crate) async fn inbound(mut bus: broadcast::Receiver<BusEvent>, hub: Arc<Hub
 /// The hub, reached through the engine's shared state without keeping the
 /// engine alive.
 pub(crate) struct HubRef(pub(crate) std::sync::Weak<super::Shared>);
+
+/// [`crate::Engine::subscribe`] for an account whose shard another node hosts
+/// (see the module doc). Costs a read of the shard's log tail (at most
+/// `checkpoint_every` records), so only subscriptions (a websocket opening, a
+/// gap being filled) pay it.
+pub(crate) async fn subscribe_elsewhere(
+    shared: &Arc<Shared>,
+    account: AccountId,
+    after: Option<u64>,
+) -> Result<Subscription, EngineError> {
+    let receiver = shared.hub.subscribe(account);
+    let shard = shared.layout.shard_of(account);
+    let unavailable = |e: StoreError| EngineError::Unavailable(e.to_string());
+    // A checkpoint running meanwhile may trim frames between the reads: retry.
+    let mut state = None;
+    for attempt in 0..5 {
+        match super::recovery::recover_shard(shared.log.clone(), shard).await {
+            Ok(mut recovered) => {
+                state = match recovered.accounts.remove(&account) {
+                    Some(r) => Some(r.state),
+                    None => super::recovery::load_account(shared.log.clone(), shard, account)
+                        .await
+                        .map_err(unavailable)?
+                        .map(|(_, s)| s),
+                };
+                break;
+            }
+            Err(StoreError::Corrupt(_)) if attempt < 4 => continue,
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    let Some(state) = state.filter(|s| s.opened) else {
+        return Err(EngineError::Rejected(crate::Rejection::AccountNotFound));
+    };
+    let published = state.notification_seq;
+    let after = after.unwrap_or(published);
+    let backlog: Vec<Notification> = state.notifications_after(after).cloned().collect();
+    let first = backlog.first().map_or(published + 1, |n| n.seq);
+    Ok(Subscription {
+        gap: after < published && first > after + 1,
+        backlog,
+        receiver,
+    })
+}

@@ -20,6 +20,7 @@ use okpay_testsupport::redis_server::RedisServer;
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, TestApp, ADMIN};
+use crate::ws_client::WsClient;
 
 async fn node(url: &str, per_login: u32) -> TestApp {
     let url = url.to_owned();
@@ -169,4 +170,144 @@ async fn the_cluster_view_on_redis_is_shared() {
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["mode"], "shared");
     assert!(!view["nodes"].as_array().unwrap().is_empty());
+}
+
+async fn cluster_node(url: &str, name: &str) -> TestApp {
+    use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
+    let (url, name) = (url.to_owned(), name.to_owned());
+    TestApp::spawn_with(move |s| {
+        // Sockets re-check their session often, so a revocation shows quickly.
+        s.ws_heartbeat = Duration::from_millis(300);
+        s.redis_url = Some(url);
+        let id = NodeId::parse(&name).unwrap();
+        let mut cluster = ClusterConfig::new(id.clone());
+        cluster.leases = LeaseConfig {
+            ttl: Duration::from_millis(1500),
+            renew_every: Duration::from_millis(300),
+            margin: Duration::from_millis(200),
+        };
+        s.node_id = Some(id);
+        s.runtime.shards = 8;
+        s.runtime.cluster = Some(cluster);
+    })
+    .await
+}
+
+/// Waits (bounded) until two nodes split the 8 shards.
+async fn split(a: &TestApp) {
+    for _ in 0..150 {
+        let view: Value = a
+            .get("/v1/admin/cluster", ADMIN)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let nodes = view["nodes"].as_array().unwrap();
+        if nodes.len() == 2 && nodes.iter().all(|n| n["shards"] == 4) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the two nodes never split the shards");
+}
+
+#[tokio::test]
+async fn the_cluster_view_shows_both_nodes_their_shards_and_epochs() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis.url(), "node-a").await;
+    let b = cluster_node(&redis.url(), "node-b").await;
+    split(&a).await;
+    let r = a.get("/v1/admin/cluster", ADMIN).await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["node"], "node-a");
+    assert_eq!(view["mode"], "shared");
+    let nodes = view["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["node-a", "node-b"], "{view}");
+    assert!(nodes.iter().all(|n| n["shards"] == 4), "{view}");
+    assert!(nodes
+        .iter()
+        .all(|n| n["heartbeat_age_ms"].as_u64().unwrap() < 1_500));
+    assert_eq!(nodes[0]["this_node"], true);
+    let shards = view["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 8);
+    assert!(
+        shards.iter().all(|s| s["epoch"].as_u64().unwrap() > 0),
+        "{view}"
+    );
+    // B says the same of who owns what.
+    let from_b: Value = b
+        .get("/v1/admin/cluster", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let owners = |v: &Value| -> Vec<Value> {
+        v["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["owner"].clone())
+            .collect()
+    };
+    assert_eq!(owners(&view), owners(&from_b));
+    assert_eq!(from_b["node"], "node-b");
+}
+
+#[tokio::test]
+async fn a_charge_lock_taken_on_one_node_holds_off_the_other_until_freed() {
+    use okpay_engine::ids::IdempotencyKey;
+    use okpay_gateway::idempotency::ChargeLock;
+    let redis = RedisServer::start();
+    let coord = |url: String| async move {
+        let store = Arc::new(RedisStore::connect(&url).await.unwrap());
+        Arc::new(RedisCoord::new(store, &url).unwrap()) as Arc<dyn Coord>
+    };
+    let (ca, cb) = (coord(redis.url()).await, coord(redis.url()).await);
+    let key = IdempotencyKey::parse("dep-1").unwrap();
+    let held = ChargeLock::take(&ca, AccountId(9), &key)
+        .await
+        .unwrap()
+        .expect("a shared lock");
+    let waiting = tokio::spawn({
+        let (cb, key) = (cb.clone(), key.clone());
+        async move {
+            ChargeLock::take(&cb, AccountId(9), &key)
+                .await
+                .map(|l| l.is_some())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "B charged while A held the key");
+    // Another key or account is free meanwhile.
+    assert!(ChargeLock::take(&cb, AccountId(10), &key)
+        .await
+        .unwrap()
+        .is_some());
+    drop(held);
+    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("B got the lock once A freed it")
+        .unwrap();
+    assert!(matches!(got, Ok(true)));
+}
+
+#[tokio::test]
+async fn maintenance_switched_on_one_node_is_pushed_to_sockets_on_the_other() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), 10).await;
+    let (_, token) = a.user("pushed@example.com").await;
+    // B starts after the account exists (it recovers it from the log) and
+    // only reads it: it serves the socket.
+    let b = node(&redis.url(), 10).await;
+    let mut ws = WsClient::connect(&b, "/v1/stream", &token).await;
+    ws.assert_quiet().await;
+    a.maintenance(true, Some("moving racks")).await;
+    let v = ws.json().await;
+    assert_eq!(v["type"], "system.status", "{v}");
+    assert_eq!(v["data"]["maintenance"], true, "{v}");
+    a.maintenance(false, None).await;
+    let v = ws.json().await;
+    assert_eq!(v["data"]["maintenance"], false, "{v}");
 }

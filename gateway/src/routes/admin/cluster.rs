@@ -49,7 +49,7 @@ pub struct ClusterShard {
 
 #[derive(Serialize, ToSchema)]
 pub struct ClusterView {
-    /// The node that answered.
+    /// The node that answered (nodes are listed by id).
     pub node: String,
     /// `single` (the store serves one node) or `shared` (a Redis several nodes may share).
     #[schema(example = "shared")]
@@ -77,11 +77,13 @@ pub async fn cluster(_admin: Admin, state: web::Data<AppState>) -> ApiResult<Htt
         .await
         .map_err(|_| ApiError::unavailable())?;
     let me = state.node.clone();
-    // The default lease time of `okpay_engine::cluster`: a registration expires
-    // this long after its heartbeat.
-    let ttl_ms = okpay_engine::cluster::LeaseConfig::default()
-        .ttl
-        .as_millis() as i64;
+    // A registration expires a lease time after its heartbeat: this node's
+    // (every node of one deployment runs the same settings), else the default.
+    let ttl = match &state.settings.runtime.cluster {
+        Some(c) => c.leases.ttl,
+        None => okpay_engine::cluster::LeaseConfig::default().ttl,
+    };
+    let ttl_ms = ttl.as_millis() as i64;
     let registered = membership.as_ref().is_some_and(|m| !m.nodes.is_empty());
     let owners: Vec<(Option<String>, u64)> = match &membership {
         Some(m) if registered => m.shards.clone(),
@@ -105,7 +107,7 @@ pub async fn cluster(_admin: Admin, state: web::Data<AppState>) -> ApiResult<Htt
             .filter(|s| s.owner.as_deref() == Some(id))
             .count()
     };
-    let nodes = match &membership {
+    let mut nodes: Vec<ClusterNode> = match &membership {
         Some(m) if registered => m
             .nodes
             .iter()
@@ -125,6 +127,7 @@ pub async fn cluster(_admin: Admin, state: web::Data<AppState>) -> ApiResult<Htt
             this_node: true,
         }],
     };
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let total_lag = shards.iter().map(|s| s.lag).sum();
     Ok(HttpResponse::Ok().json(ClusterView {
         node: me,
