@@ -668,6 +668,9 @@ impl Engine {
                     .await
             }
         };
+        if !state.opened {
+            return Err(EngineError::Rejected(crate::Rejection::AccountNotFound));
+        }
         let published = state.notification_seq;
         let after = after.unwrap_or(published);
         let backlog: Vec<crate::domain::notification::Notification> = state

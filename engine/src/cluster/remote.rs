@@ -166,11 +166,15 @@ impl Remote {
         (remote, outbound)
     }
 
-    /// Whether this node's executors serve `shard`.
+    /// Whether this node's executors serve `shard` and its lease is still
+    /// trusted: a node that was paused past its lease must not answer from
+    /// memory another owner may have moved past (until its lease driver drops
+    /// the shard, requests go to the shard's inbox).
     pub(crate) fn hosts(&self, shard: ShardId) -> bool {
         self.hosted
             .get(usize::from(shard.0))
             .is_some_and(|h| h.load(Ordering::Acquire))
+            && self.leases.epoch(shard).is_some()
     }
 
     pub(crate) fn set_hosted(&self, shard: ShardId, hosted: bool) {
