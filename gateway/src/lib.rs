@@ -153,6 +153,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         sms,
         webhooks,
         integrations.delivery.clone(),
+        coord.clone(),
     );
     let notifier: Arc<dyn Notifier> = Arc::new(Notifications {
         dev_outbox: outbox.clone(),

@@ -141,10 +141,10 @@ pub mod legacy {
                 locked_until: s.locked_until,
                 recent_failures: s.recent_failures,
                 failed_burst_raised: s.failed_burst_raised,
-                reset: s.reset,
-                totp: s.totp,
+                reset: s.reset.map(Box::new),
+                totp: s.totp.map(Box::new),
                 known_devices: s.known_devices,
-                last_login: s.last_login,
+                last_login: s.last_login.map(Box::new),
                 ..Security::default()
             }
         }
@@ -157,10 +157,10 @@ pub mod legacy {
                 locked_until: s.locked_until,
                 recent_failures: s.recent_failures,
                 failed_burst_raised: s.failed_burst_raised,
-                reset: s.reset,
-                totp: s.totp,
+                reset: s.reset.map(Box::new),
+                totp: s.totp.map(Box::new),
                 known_devices: s.known_devices,
-                last_login: s.last_login,
+                last_login: s.last_login.map(Box::new),
                 reset_failures: s.reset_failures,
                 step_up_failures: s.step_up_failures,
                 unchallenged_out: s.unchallenged_out,

@@ -17,9 +17,15 @@
 //!
 //! Each recipient gets at most `per_recipient_per_hour` messages an hour (SMS
 //! pumping: an attacker asking for codes to premium numbers); beyond it messages
-//! are dropped with a warning and counted.
+//! are dropped with a warning and counted. The count is in the coordination
+//! state, so it holds across the nodes sharing one Redis.
+//!
+//! Several nodes on one Redis each run a worker over the one queue: a worker
+//! takes a message's lock in the coordination state (`delivery:<id>`, 10 s)
+//! and checks it is still queued before sending, so two nodes never send one
+//! message at once, nor one already sent and removed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +33,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use okpay_engine::coord::{Coord, Window};
 use okpay_engine::store::Store;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -55,7 +62,12 @@ const CONCURRENCY: usize = 8;
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Recipients tracked by the rate limiter before old entries are swept.
-const LIMITER_CAPACITY: usize = 100_000;
+/// The coordination scope of per-recipient message counts.
+const RECIPIENT_SCOPE: &str = "delivery-recipient";
+/// How long a node's send lock on one message lasts if never freed (its node
+/// stopped mid-send): short, since others wait that long to send it. A send
+/// slower than this may go out twice, which at-least-once allows.
+const SEND_LOCK_TTL: Duration = Duration::from_secs(10);
 
 /// One message, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -91,7 +103,8 @@ pub struct Deliveries {
     /// Attempts and the time of the next one, per queued id: a cache of
     /// [`ATTEMPTS_INDEX`], loaded for a queued id the first time a sweep sees it.
     retries: Mutex<HashMap<String, (u32, Instant)>>,
-    recipients: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Per-recipient counts and send locks, shared by the nodes on one store.
+    coord: Arc<dyn Coord>,
     wake: tokio::sync::Notify,
     /// Accounts to look at for notices (`notices`); bounded.
     kicks: tokio::sync::mpsc::Sender<okpay_engine::ids::AccountId>,
@@ -107,6 +120,7 @@ impl Deliveries {
         sms: Option<SmsGateway>,
         webhooks: Arc<Webhooks>,
         settings: DeliverySettings,
+        coord: Arc<dyn Coord>,
     ) -> Arc<Deliveries> {
         let (kicks, kicked) = tokio::sync::mpsc::channel(super::notices::KICK_QUEUE);
         Arc::new(Deliveries {
@@ -117,7 +131,7 @@ impl Deliveries {
             webhooks,
             settings,
             retries: Mutex::new(HashMap::new()),
-            recipients: Mutex::new(HashMap::new()),
+            coord,
             wake: tokio::sync::Notify::new(),
             kicks,
             kicked: Mutex::new(Some(kicked)),
@@ -242,24 +256,28 @@ impl Deliveries {
     }
 
     /// Counts a message to `to`; false when the recipient had its hour's share.
-    fn allow(&self, to: &str) -> bool {
-        let now = Instant::now();
-        let window = Duration::from_secs(3600);
-        let mut map = self.recipients.lock();
-        if map.len() >= LIMITER_CAPACITY {
-            map.retain(|_, times| times.back().is_some_and(|t| now - *t < window));
-            if map.len() >= LIMITER_CAPACITY {
-                return false;
-            }
+    /// Shared state that does not answer lets the message through (logged): a
+    /// code the user waits for matters more than one message over the limit.
+    async fn allow(&self, to: &str) -> bool {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(to.to_ascii_lowercase().as_bytes());
+        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let limit = Window {
+            max: self.settings.per_recipient_per_hour.max(1),
+            window: Duration::from_secs(3600),
+        };
+        match self
+            .coord
+            .window_blocked(RECIPIENT_SCOPE, &key, limit)
+            .await
+        {
+            Ok(Some(_)) => return false,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "per-recipient count unreadable"),
         }
-        let times = map.entry(to.to_ascii_lowercase()).or_default();
-        while times.front().is_some_and(|t| now - *t >= window) {
-            times.pop_front();
+        if let Err(e) = self.coord.window_hit(RECIPIENT_SCOPE, &key, limit).await {
+            tracing::warn!(error = %e, "a message was not counted for its recipient");
         }
-        if times.len() >= self.settings.per_recipient_per_hour as usize {
-            return false;
-        }
-        times.push_back(now);
         true
     }
 
@@ -273,7 +291,7 @@ impl Deliveries {
         subject: String,
         body: String,
     ) {
-        if !self.allow(to) {
+        if !self.allow(to).await {
             metrics::counter!("okpay_deliveries_total", "channel" => channel.to_owned(), "result" => "rate_limited").increment(1);
             tracing::warn!(
                 channel,
@@ -423,7 +441,32 @@ impl Deliveries {
         self.retries.lock().remove(id);
     }
 
+    /// [`attempt_locked`](Self::attempt_locked) under the message's send lock
+    /// when other nodes share the queue (see the module doc).
     async fn attempt(&self, id: &str, sealed: &str) {
+        if !self.coord.is_shared() {
+            return self.attempt_locked(id, sealed).await;
+        }
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        let name: String = std::iter::once("delivery:".to_owned())
+            .chain(digest.iter().map(|b| format!("{b:02x}")))
+            .collect();
+        let token: u64 = rand::random();
+        match self.coord.try_lock(&name, token, SEND_LOCK_TTL).await {
+            Ok(true) => {}
+            // Another node is sending it, or the lock can't be had: a later sweep.
+            Ok(false) | Err(_) => return,
+        }
+        // Still queued? Another node may have sent and removed it since this
+        // sweep read the page.
+        if let Ok(Some(_)) = self.store.get_index(QUEUE_INDEX, id).await {
+            self.attempt_locked(id, sealed).await;
+        }
+        let _ = self.coord.unlock(&name, token).await;
+    }
+
+    async fn attempt_locked(&self, id: &str, sealed: &str) {
         // A notice is sent only once its derivation is logged (see `notices`).
         if let Some(key) = super::notices::log_key_of(id) {
             match self.store.get_index(super::notices::LOG_INDEX, &key).await {

@@ -54,7 +54,8 @@ pub struct KycSubmission {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kyc {
     pub status: KycStatus,
-    pub submission: Option<KycSubmission>,
+    /// Boxed: most accounts have none (see `Security`).
+    pub submission: Option<Box<KycSubmission>>,
     pub reason: Option<String>,
     pub submitted_at: Option<Timestamp>,
 }
@@ -110,7 +111,7 @@ pub fn decide_review_kyc(
 pub fn apply_submitted(state: &mut AccountState, at: Timestamp, submission: &KycSubmission) {
     state.kyc = Kyc {
         status: KycStatus::Pending,
-        submission: Some(submission.clone()),
+        submission: Some(Box::new(submission.clone())),
         reason: None,
         submitted_at: Some(at),
     };

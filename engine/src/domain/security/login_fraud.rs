@@ -77,7 +77,8 @@ pub fn decide_session(
         ));
         minted += 1;
     }
-    let travel = match (&state.security.last_login, &session.country) {
+    let last = state.security.last_login.as_deref();
+    let travel = match (last, &session.country) {
         (Some((at, Some(before))), Some(country)) => {
             before != country
                 && now.millis() - at.millis() < i64::from(s.impossible_travel_s) * 1000
@@ -120,7 +121,7 @@ pub fn apply_session(state: &mut AccountState, at: Timestamp, session: &NewSessi
     while sec.known_devices.len() > MAX_DEVICES {
         sec.known_devices.pop_front();
     }
-    sec.last_login = Some((at, session.country.clone()));
+    sec.last_login = Some(Box::new((at, session.country.clone())));
 }
 
 /// Folds an alert of a login rule (edge-triggered flags).

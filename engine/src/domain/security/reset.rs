@@ -146,7 +146,7 @@ pub fn retry_after_ms(policy: &Policy, state: &AccountState, now: Timestamp) -> 
 }
 
 pub fn apply_started(state: &mut AccountState, code: &PendingCode) {
-    state.security.reset = Some(code.clone());
+    state.security.reset = Some(Box::new(code.clone()));
 }
 
 pub fn apply_attempt_failed(state: &mut AccountState, at: Timestamp) {

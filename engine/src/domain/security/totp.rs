@@ -344,10 +344,10 @@ pub fn decide_reset_totp(
 
 /// A begun enrolment: parked as pending; the active factor stays in force.
 pub fn apply_begun(state: &mut AccountState, at: Timestamp, secret: &[u8]) {
-    state.security.totp_pending = Some(PendingTotp {
+    state.security.totp_pending = Some(Box::new(PendingTotp {
         secret: secret.to_vec(),
         expires_at: at.plus_ms(PENDING_TOTP_TTL_MS),
-    });
+    }));
 }
 
 /// Legacy `TotpEnabled` (journals before recovery codes): the pending secret (or,
@@ -355,11 +355,11 @@ pub fn apply_begun(state: &mut AccountState, at: Timestamp, secret: &[u8]) {
 pub fn apply_enabled(state: &mut AccountState, step: u64) {
     let sec = &mut state.security;
     if let Some(p) = sec.totp_pending.take() {
-        sec.totp = Some(TotpState {
+        sec.totp = Some(Box::new(TotpState {
             secret: p.secret,
             enabled: true,
             last_step: step,
-        });
+        }));
     } else if let Some(t) = &mut sec.totp {
         t.enabled = true;
         t.last_step = step;
@@ -376,11 +376,11 @@ pub fn apply_activated(
     let sec = &mut state.security;
     let p = sec.totp_pending.take()?;
     let replaced = sec.totp.as_ref().is_some_and(|t| t.enabled);
-    sec.totp = Some(TotpState {
+    sec.totp = Some(Box::new(TotpState {
         secret: p.secret,
         enabled: true,
         last_step: step,
-    });
+    }));
     sec.recovery_codes = recovery.to_vec();
     Some(if replaced {
         SecurityChange::TotpReplaced
@@ -406,7 +406,7 @@ pub fn apply_recovery_regenerated(state: &mut AccountState, hashes: &[[u8; 32]])
 }
 
 pub fn apply_code_sent(state: &mut AccountState, code: &PendingCode) {
-    state.security.change_code = Some(code.clone());
+    state.security.change_code = Some(Box::new(code.clone()));
 }
 
 /// A wrong proof: counted per account (with challenges) and on the code.

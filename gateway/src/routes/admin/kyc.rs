@@ -130,7 +130,7 @@ async fn review_state(state: &AppState, account: AccountId) -> ApiResult<ReviewS
         .read(account, |s, _, _| {
             s.opened.then(|| ReviewState {
                 status: s.kyc.status,
-                pending_key: s.kyc.submission.as_ref().and_then(pending_key),
+                pending_key: s.kyc.submission.as_deref().and_then(pending_key),
                 documents: s
                     .kyc
                     .submission
