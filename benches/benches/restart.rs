@@ -14,7 +14,9 @@
 //! it; `ready_ms` runs from the parent spawning it to that deposit's
 //! acknowledgement, process start-up included. `resident_bytes_per_account` is the
 //! filler's RSS growth over its accounts, all of them still resident and idle.
-//! `RESTART_STORES` picks the stores (default `embedded,redis`; Redis is a private
+//! `RESTART_SETTLE_S` keeps the filler alive and quiet that many seconds before
+//! the kill (so its shards get checkpointed; default 0: the whole fill is the
+//! log tail the restart replays). `RESTART_STORES` picks the stores (default `embedded,redis`; Redis is a private
 //! `redis-server` with `appendfsync always`).
 
 use std::io::{BufRead as _, BufReader};
@@ -123,9 +125,16 @@ fn fill(spec: &str, n: u64) {
         }
     });
     let rss = rss_mib();
+    let fill_s = started.elapsed().as_secs_f64();
+    // With `RESTART_SETTLE_S`, the filler goes quiet that long before it may be
+    // killed, so its shards are checkpointed and the restart replays no tail.
+    let settle = std::env::var("RESTART_SETTLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(settle));
     println!(
-        "filled fill_s={:.1} rss_fill_mib={rss:.0} resident_bytes_per_account={:.0} resident={}",
-        started.elapsed().as_secs_f64(),
+        "filled settle_s={settle} fill_s={fill_s:.1} rss_fill_mib={rss:.0} resident_bytes_per_account={:.0} resident={}",
         (rss - rss_before) * 1024.0 * 1024.0 / n as f64,
         engine.active_actors()
     );
@@ -218,7 +227,8 @@ fn measure(store: &str, spec: &str, n: u64) {
     let ready_ms = spawned.elapsed().as_millis();
     let _ = server.wait();
     println!(
-        "restart: store={store} accounts={n} ready_ms={ready_ms} engine_start_ms={} first_read_ms={} first_write_ms={} fill_s={} rss_fill_mib={} resident_bytes_per_account={} rss_ready_mib={}",
+        "restart: store={store} accounts={n} settle_s={} ready_ms={ready_ms} engine_start_ms={} first_read_ms={} first_write_ms={} fill_s={} rss_fill_mib={} resident_bytes_per_account={} rss_ready_mib={}",
+        field(&filled, "settle_s"),
         field(&ready, "engine_start_ms"),
         field(&ready, "first_read_ms"),
         field(&ready, "first_write_ms"),
