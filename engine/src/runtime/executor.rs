@@ -1125,6 +1125,21 @@ impl Executor {
             batch.effects = others;
             dropped.extend(mine.into_iter().map(|(_, e)| e));
         }
+        // The history rows of those records go too: their frames will never be
+        // written, and rows of operations that never happened would stay in the
+        // history beside the ones the shard's next owner (or recovery) writes.
+        // The batch being written keeps its rows: they are written only if its
+        // frame of the shard lands.
+        let writing = usize::from(self.writing.is_some());
+        for batch in self
+            .sealed
+            .iter_mut()
+            .skip(writing)
+            .chain(std::iter::once(&mut self.open))
+        {
+            batch.history.retain(|(s, _, _)| *s != shard_id);
+            batch.history_shards.retain(|s| *s != shard_id);
+        }
         for effect in dropped {
             self.fail_effect(effect, &err);
         }
