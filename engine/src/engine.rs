@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::cluster::remote::{Remote, NOT_SERVED};
+use crate::codec::remote::{Answer, Request};
 use crate::codec::ShardLayout;
 use crate::domain::audit::{audit, Ledger};
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
@@ -50,6 +52,8 @@ struct Inner {
     /// Cluster mode: the lease driver (`cluster::node`). Dropping it makes the
     /// driver give the node's leases up.
     leases: Option<mpsc::UnboundedSender<crate::cluster::node::Control>>,
+    /// Cluster mode: dropping it stops the node's remote tasks.
+    _remote_stop: Option<oneshot::Sender<()>>,
 }
 
 /// A handle to a running engine. Cloning is cheap; all clones drive one engine.
@@ -81,9 +85,12 @@ impl Engine {
         crate::runtime::migrate::journals_to_shard_logs(&*store, &*log, layout)
             .await
             .map_err(unavailable)?;
+        let mut runtime = config.runtime;
+        runtime.executors = runtime.executors.clamp(1, usize::from(layout.shards));
         // Cluster mode: appends and checkpoints carry this node's lease epochs.
         let mut leases = None;
-        if let Some(cluster) = &config.runtime.cluster {
+        let mut remote = None;
+        if let Some(cluster) = &runtime.cluster {
             let redis = store.as_redis().ok_or_else(|| {
                 EngineError::Unavailable("cluster mode (--node-id) needs a Redis store".into())
             })?;
@@ -97,10 +104,14 @@ impl Engine {
                 redis.redis_shard_log(),
                 held.clone(),
             ));
+            remote = Some(crate::cluster::remote::Remote::new(
+                redis.sibling(),
+                held.clone(),
+                layout,
+                runtime.executors,
+            ));
             leases = Some(held);
         }
-        let mut runtime = config.runtime;
-        runtime.executors = runtime.executors.clamp(1, usize::from(layout.shards));
         let n = runtime.executors;
         let shared = Arc::new(Shared {
             policy: config.policy,
@@ -112,6 +123,7 @@ impl Engine {
             stats: Arc::new(RuntimeStats::default()),
             config: runtime,
             leases,
+            remote: remote.as_ref().map(|(r, _)| r.clone()),
         });
         let mut inboxes = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
@@ -136,6 +148,14 @@ impl Engine {
                 })
                 .map_err(|e| EngineError::Unavailable(format!("starting an executor: {e}")))?;
         }
+        let mut remote_stop = None;
+        if let Some((remote, outbound)) = remote {
+            let (tx, rx) = oneshot::channel();
+            remote.start(peers.clone(), outbound, rx).map_err(|e| {
+                EngineError::Unavailable(format!("starting the remote thread: {e}"))
+            })?;
+            remote_stop = Some(tx);
+        }
         let mut control = None;
         if let Some(held) = shared.leases.clone() {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -156,6 +176,7 @@ impl Engine {
                 shared,
                 inboxes,
                 leases: control,
+                _remote_stop: remote_stop,
             }),
         })
     }
@@ -241,13 +262,32 @@ impl Engine {
     /// Runs any command on `account`.
     pub async fn execute(&self, account: AccountId, cmd: Command) -> Result<Outcome, EngineError> {
         let timer = std::time::Instant::now();
-        let result = self
-            .ask(account, |reply| Msg::Execute {
-                account,
-                cmd,
-                reply,
-            })
-            .await;
+        let result = match self.cluster_route(account) {
+            Route::Single => {
+                self.ask(account, |reply| Msg::Execute {
+                    account,
+                    cmd,
+                    reply,
+                })
+                .await
+            }
+            Route::Remote(remote) => remote_execute(remote, self.layout(), account, cmd).await,
+            Route::Local(remote) => {
+                let again = cmd.clone();
+                let local = self
+                    .ask(account, |reply| Msg::Execute {
+                        account,
+                        cmd,
+                        reply,
+                    })
+                    .await;
+                if not_served(&local) {
+                    remote_execute(remote, self.layout(), account, again).await
+                } else {
+                    local
+                }
+            }
+        };
         metrics::histogram!("okpay_engine_command_seconds").record(timer.elapsed().as_secs_f64());
         result
     }
@@ -395,12 +435,26 @@ impl Engine {
             + Sync
             + 'static,
     ) -> Result<T, EngineError> {
-        let f: ReadFn = Arc::new(move |state, policy, now| Box::new(f(state, policy, now)));
+        let f = Arc::new(f);
+        if let Route::Remote(remote) = self.cluster_route(account) {
+            let state = remote_state(remote, self.layout(), account).await?;
+            return Ok(f(&state, self.policy(), self.clock().now()));
+        }
+        let g = f.clone();
+        let read: ReadFn = Arc::new(move |state, policy, now| Box::new(g(state, policy, now)));
         let out = self
-            .ask(account, |reply| Msg::Read { account, f, reply })
-            .await?;
+            .ask(account, |reply| Msg::Read {
+                account,
+                f: read,
+                reply,
+            })
+            .await;
+        if let (true, Some(remote)) = (not_served(&out), self.shared().remote.as_ref()) {
+            let state = remote_state(remote, self.layout(), account).await?;
+            return Ok(f(&state, self.policy(), self.clock().now()));
+        }
         // unwrap: the function above boxes a `T`, and nothing else answers this read.
-        Ok(*out.downcast::<T>().unwrap())
+        Ok(*out?.downcast::<T>().unwrap())
     }
 
     /// Like [`read`](Self::read), but `f` also gets what is durable of the account
@@ -415,15 +469,40 @@ impl Engine {
             + Sync
             + 'static,
     ) -> Result<T, EngineError> {
-        let f: ReadNowFn = Arc::new(move |state, policy, now, durable| {
-            let (out, ok) = f(state, policy, now, durable);
+        let f = Arc::new(f);
+        // Remotely: the state once everything applied is durable, so the
+        // durable marks are the state's own.
+        let remotely = |state: crate::domain::AccountState| {
+            let durable = Durable {
+                opened: state.opened,
+                next_op: state.next_op,
+            };
+            f(&state, self.policy(), self.clock().now(), durable).0
+        };
+        if let Route::Remote(remote) = self.cluster_route(account) {
+            return Ok(remotely(
+                remote_state(remote, self.layout(), account).await?,
+            ));
+        }
+        let g = f.clone();
+        let read: ReadNowFn = Arc::new(move |state, policy, now, durable| {
+            let (out, ok) = g(state, policy, now, durable);
             (Box::new(out), ok)
         });
         let out = self
-            .ask(account, |reply| Msg::ReadNow { account, f, reply })
-            .await?;
+            .ask(account, |reply| Msg::ReadNow {
+                account,
+                f: read,
+                reply,
+            })
+            .await;
+        if let (true, Some(remote)) = (not_served(&out), self.shared().remote.as_ref()) {
+            return Ok(remotely(
+                remote_state(remote, self.layout(), account).await?,
+            ));
+        }
         // unwrap: the function above boxes a `T`, and nothing else answers this read.
-        Ok(*out.downcast::<T>().unwrap())
+        Ok(*out?.downcast::<T>().unwrap())
     }
 
     /// Whether `account` was opened (and its opening is durable). Answers without
@@ -490,8 +569,20 @@ impl Engine {
         // the cursor then continues where the scan stopped.
         const SCAN_MAX: usize = 2000;
         let limit = limit.clamp(1, 200);
-        self.ask(account, |reply| Msg::Rows { account, reply })
-            .await?;
+        let shard = self.layout().shard_of(account);
+        let local = match self.cluster_route(account) {
+            Route::Remote(_) => Err(EngineError::Unavailable(NOT_SERVED.into())),
+            Route::Single | Route::Local(_) => {
+                self.ask(account, |reply| Msg::Rows { account, reply })
+                    .await
+            }
+        };
+        match (not_served(&local), self.shared().remote.as_ref()) {
+            (true, Some(remote)) => {
+                remote.call(shard, Request::Rows { account }).await?;
+            }
+            _ => local?,
+        }
         let mut items = Vec::new();
         let mut cursor = cursor;
         let mut scanned = 0;
@@ -552,18 +643,48 @@ impl Engine {
         account: AccountId,
         after: Option<u64>,
     ) -> Result<Subscription, EngineError> {
-        // Cluster mode, a shard another node hosts: the live feed is relayed to
-        // this node's hub, the backlog read from the store.
-        let shard = self.layout().shard_of(account);
-        if self.node_id().is_some() && !self.held_shards().iter().any(|(s, _)| *s == shard) {
-            return crate::runtime::relay::subscribe_elsewhere(self.shared(), account, after).await;
+        let local = match self.cluster_route(account) {
+            Route::Remote(_) => Err(EngineError::Unavailable(NOT_SERVED.into())),
+            Route::Single | Route::Local(_) => {
+                self.ask(account, |reply| Msg::Subscribe {
+                    account,
+                    after,
+                    reply,
+                })
+                .await
+            }
+        };
+        let (true, Some(remote)) = (not_served(&local), self.shared().remote.as_ref()) else {
+            return local;
+        };
+        // Served elsewhere: the live feed is relayed to this node's hub; the
+        // backlog comes from the owner's durable state (or, when the owner does
+        // not answer, from the store's checkpoint and log tail).
+        let receiver = self.shared().hub.subscribe(account);
+        let state = match remote_state(remote, self.layout(), account).await {
+            Ok(state) => state,
+            Err(_) => {
+                return crate::runtime::relay::subscribe_elsewhere(self.shared(), account, after)
+                    .await
+            }
+        };
+        if !state.opened {
+            return Err(EngineError::Rejected(crate::Rejection::AccountNotFound));
         }
-        self.ask(account, |reply| Msg::Subscribe {
-            account,
-            after,
-            reply,
+        let published = state.notification_seq;
+        let after = after.unwrap_or(published);
+        let backlog: Vec<crate::domain::notification::Notification> = state
+            .notifications_after(after)
+            .filter(|n| n.seq <= published)
+            .cloned()
+            .collect();
+        let first = backlog.first().map_or(published + 1, |n| n.seq);
+        let gap = after < published && first > after + 1;
+        Ok(Subscription {
+            backlog,
+            receiver,
+            gap,
         })
-        .await
     }
 
     /// Relays notifications between this engine and the other nodes sharing
@@ -615,14 +736,7 @@ impl Engine {
         let shared = self.shared();
         let mut shares: Vec<AuditShare> = Vec::new();
         for shard in shared.layout.all() {
-            let (tx, rx) = oneshot::channel::<Result<AuditPart, EngineError>>();
-            self.inner.inboxes[shared.executor_of_shard(shard)]
-                .send(Msg::Audit { shard, reply: tx })
-                .await
-                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
-            let (resident_shares, resident) = rx
-                .await
-                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))??;
+            let (resident_shares, resident) = self.audit_part(shard).await?;
             shares.extend(resident_shares);
             let stored = shared
                 .log
@@ -653,14 +767,7 @@ impl Engine {
         shard: crate::codec::ShardId,
     ) -> Result<Vec<AccountId>, EngineError> {
         let shared = self.shared();
-        let (tx, rx) = oneshot::channel::<Result<AuditPart, EngineError>>();
-        self.inner.inboxes[shared.executor_of_shard(shard)]
-            .send(Msg::Audit { shard, reply: tx })
-            .await
-            .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
-        let (resident, _) = rx
-            .await
-            .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))??;
+        let (resident, _) = self.audit_part(shard).await?;
         let mut ids: Vec<AccountId> = shared
             .log
             .accounts(shard)
@@ -671,6 +778,45 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// The audit shares of `shard`'s accounts in memory (on whichever node
+    /// serves it), and which accounts they cover.
+    async fn audit_part(&self, shard: crate::codec::ShardId) -> Result<AuditPart, EngineError> {
+        let remote = self.shared().remote.as_ref();
+        let local = if remote.is_some_and(|r| !r.hosts(shard)) {
+            Err(EngineError::Unavailable(NOT_SERVED.into()))
+        } else {
+            let (tx, rx) = oneshot::channel::<Result<AuditPart, EngineError>>();
+            self.inner.inboxes[self.shared().executor_of_shard(shard)]
+                .send(Msg::Audit { shard, reply: tx })
+                .await
+                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?;
+            rx.await
+                .map_err(|_| EngineError::Unavailable("the engine has stopped".into()))?
+        };
+        match (not_served(&local), remote) {
+            (true, Some(remote)) => match remote.call(shard, Request::Audit { shard }).await? {
+                Answer::Audit(shares, ids) => Ok((shares, ids)),
+                other => Err(wrong_answer(&other)),
+            },
+            _ => local,
+        }
+    }
+
+    /// Where a request for `account` goes.
+    fn cluster_route(&self, account: AccountId) -> Route<'_> {
+        match self.shared().remote.as_ref() {
+            None => Route::Single,
+            Some(remote) if remote.hosts(self.layout().shard_of(account)) => Route::Local(remote),
+            Some(remote) => Route::Remote(remote),
+        }
+    }
+
+    /// Cluster mode: requests this node sent to other nodes, answered for
+    /// them, saga entries sent, and requests that timed out.
+    pub fn remote_stats(&self) -> Option<&crate::cluster::remote::RemoteStats> {
+        self.shared().remote.as_ref().map(|r| &r.stats)
     }
 
     /// Every shard's log head and checkpoint position, read from the store
@@ -729,5 +875,57 @@ impl Engine {
                 return false;
             }
         }
+    }
+}
+
+/// Where a request goes (see [`Engine::cluster_route`]).
+enum Route<'a> {
+    /// One node: every shard is local.
+    Single,
+    /// Cluster mode, the shard is served here (a request that finds it gone
+    /// meanwhile is sent to the owner).
+    Local(&'a Arc<Remote>),
+    /// Cluster mode, another node serves the shard.
+    Remote(&'a Arc<Remote>),
+}
+
+/// Whether a local answer says the shard is not served here (any more).
+fn not_served<T>(result: &Result<T, EngineError>) -> bool {
+    matches!(result, Err(EngineError::Unavailable(e)) if e == NOT_SERVED)
+}
+
+fn wrong_answer(answer: &Answer) -> EngineError {
+    EngineError::Unavailable(format!("a remote node answered {answer:?}"))
+}
+
+async fn remote_execute(
+    remote: &Remote,
+    layout: ShardLayout,
+    account: AccountId,
+    cmd: Command,
+) -> Result<Outcome, EngineError> {
+    match remote
+        .call(layout.shard_of(account), Request::Execute { account, cmd })
+        .await?
+    {
+        Answer::Outcome(outcome) => Ok(outcome),
+        other => Err(wrong_answer(&other)),
+    }
+}
+
+/// The account's state from the node serving it, once everything applied to
+/// it is durable.
+async fn remote_state(
+    remote: &Remote,
+    layout: ShardLayout,
+    account: AccountId,
+) -> Result<crate::domain::AccountState, EngineError> {
+    match remote
+        .call(layout.shard_of(account), Request::State { account })
+        .await?
+    {
+        Answer::State(bytes) => crate::codec::state::decode_state(&bytes)
+            .map_err(|e| EngineError::Unavailable(format!("a remote state: {e}"))),
+        other => Err(wrong_answer(&other)),
     }
 }

@@ -15,11 +15,13 @@
 //! - [`leases`]: one node's registration and leases ([`Leases::tick`]);
 //! - [`FencedShardLog`]: a [`ShardLog`] that appends and checkpoints with the
 //!   epochs the node holds and steps down from a shard refused for its epoch;
-//! - `node`: the lease driver thread of a running engine.
+//! - `node`: the lease driver thread of a running engine;
+//! - [`remote`]: requests and saga messages for shards other nodes serve.
 
 pub mod assignment;
 pub mod leases;
 pub(crate) mod node;
+pub mod remote;
 
 use std::fmt;
 use std::sync::Arc;

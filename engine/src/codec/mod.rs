@@ -18,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod frame;
+pub(crate) mod remote;
 pub mod shard;
 pub mod state;
 pub mod wire;

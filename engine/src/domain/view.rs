@@ -3,7 +3,7 @@
 //! now, e.g. a withdrawal that has since settled.
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::destination::PayoutDestination;
@@ -15,7 +15,7 @@ use crate::ids::{AccountId, OpId};
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepositView {
     pub id: OpId,
     pub amount: Amount,
@@ -26,7 +26,7 @@ pub struct DepositView {
     pub at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WithdrawalView {
     pub id: OpId,
     pub amount: Amount,
@@ -39,7 +39,7 @@ pub struct WithdrawalView {
     pub at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferView {
     pub id: OpId,
     pub from: AccountId,
@@ -52,7 +52,7 @@ pub struct TransferView {
 }
 
 /// The result of a command that succeeded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Opened {
         account: AccountId,
@@ -186,7 +186,7 @@ impl AccountView {
 }
 
 /// One account's share of the ledger audit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditShare {
     pub account: AccountId,
     pub books: Vec<Book>,

@@ -35,7 +35,7 @@ use crate::store::Store;
 use crate::time::Clock;
 
 /// Why the engine could not answer with a business outcome.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum EngineError {
     /// The business rules refused the command (maps to the API's 4xx codes).
     #[error("rejected: {}", .0.code())]
@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     pub stats: Arc<RuntimeStats>,
     /// Cluster mode: this node's leases (the log is fenced by them).
     pub leases: Option<Arc<crate::cluster::Leases>>,
+    /// Cluster mode: requests and saga messages for shards served elsewhere.
+    pub remote: Option<Arc<crate::cluster::remote::Remote>>,
 }
 
 impl Shared {

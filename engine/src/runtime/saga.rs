@@ -22,6 +22,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::protocol::{Decision, Reply};
 use crate::domain::state::{AccountState, OpRecord, TransferStatus};
 use crate::domain::{Command, Rejection};
@@ -29,7 +31,7 @@ use crate::ids::{AccountId, OpId};
 use crate::money::Amount;
 
 /// The source asks the destination to credit a transfer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct CreditRequest {
     pub transfer: OpId,
     pub to: AccountId,
@@ -40,7 +42,7 @@ pub(crate) struct CreditRequest {
 }
 
 /// The destination's answer to a [`CreditRequest`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct CreditAnswer {
     pub transfer: OpId,
     pub outcome: CreditOutcome,
@@ -48,7 +50,7 @@ pub(crate) struct CreditAnswer {
     pub attempt: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum CreditOutcome {
     /// The credit is durable at the destination (now or earlier).
     Credited,

@@ -439,6 +439,17 @@ impl RedisStore {
         }
     }
 
+    /// Another handle with connections of its own even on a cluster, for
+    /// blocking commands (`BLPOP`) that must not hold up anyone else's.
+    pub async fn detached(&self) -> Result<RedisStore, StoreError> {
+        let mut store = self.sibling();
+        if self.cluster.is_some() {
+            let link = ClusterLink::connect(self.client.clone(), &self.options).await?;
+            store.cluster = Some(std::sync::Arc::new(link));
+        }
+        Ok(store)
+    }
+
     /// The shard log on its own connection (one per store, made on first use).
     pub fn redis_shard_log(&self) -> std::sync::Arc<super::shard_log::redis::RedisShardLog> {
         self.log

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use tokio::sync::oneshot;
 
 use super::{fail_or_retry, Entry, Executor, Msg, Phase, Shard};
+use crate::cluster::remote::NOT_SERVED;
 use crate::codec::ShardId;
 use crate::runtime::EngineError;
 
@@ -49,6 +50,7 @@ impl Executor {
         }
         self.shards.insert(shard, Shard::recovering());
         self.start_recovery(shard);
+        self.set_hosted(shard, true);
     }
 
     /// The lease on `shard` is gone (expired and taken, or refused): drop it at
@@ -73,6 +75,7 @@ impl Executor {
     /// (retryable), and once its batches are durable, their rows written and a
     /// final checkpoint taken, it leaves memory and `reply` gets `true`.
     pub(super) fn release(&mut self, shard: ShardId, reply: oneshot::Sender<bool>) {
+        self.set_hosted(shard, false);
         let Some(s) = self.shards.get_mut(&shard) else {
             let _ = reply.send(true); // not hosted: nothing to hand over
             return;
@@ -133,13 +136,32 @@ impl Executor {
     /// dropped, or being handed over): retryable for clients, "ask again" for a
     /// saga credit, dropped for a saga answer (the source's owner re-asks).
     pub(super) fn not_hosted(&mut self, msg: Msg) {
-        let err = EngineError::Unavailable("the account's shard is not served by this node".into());
+        if let Some(remote) = &self.shared.remote {
+            let shard = match &msg {
+                Msg::Credit(req) => Some(self.shared.layout.shard_of(req.to)),
+                Msg::Answer(ans) => Some(self.shared.layout.shard_of(ans.transfer.account)),
+                _ => None,
+            };
+            // Saga messages for a shard served elsewhere travel through its
+            // inbox; one being handed over from here is asked again later.
+            if shard.is_some_and(|s| !self.shards.contains_key(&s)) {
+                return remote.send_saga(msg);
+            }
+        }
+        let err = EngineError::Unavailable(NOT_SERVED.into());
         fail_or_retry(msg, &err, &mut self.local);
+    }
+
+    fn set_hosted(&self, shard: ShardId, hosted: bool) {
+        if let Some(remote) = &self.shared.remote {
+            remote.set_hosted(shard, hosted);
+        }
     }
 
     /// Removes `shard` from memory with everything decided on it and not yet
     /// durable; clients waiting on it get `Unavailable`.
     fn drop_shard(&mut self, shard_id: ShardId, why: &str) {
+        self.set_hosted(shard_id, false);
         let Some(shard) = self.shards.remove(&shard_id) else {
             return;
         };
