@@ -126,6 +126,7 @@ pub struct ServerFile {
     pub session_ttl_s: Option<u64>,
     pub ws_queue: Option<usize>,
     pub ws_max_connections: Option<usize>,
+    pub ws_max_per_ip: Option<usize>,
     pub ws_heartbeat_s: Option<u64>,
     pub workers: Option<usize>,
     pub kyc_key: Option<String>,
@@ -437,6 +438,10 @@ pub struct Settings {
     pub ws_queue: usize,
     /// Open websocket connections before new ones get 503.
     pub ws_max_connections: usize,
+    /// Open user websocket streams from one client address before more get 429
+    /// (default [`crate::stream::MAX_PER_IP`]; the load test raises it, since all
+    /// its subscribers come from 127.0.0.1).
+    pub ws_max_per_ip: usize,
     pub ws_heartbeat: Duration,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
@@ -582,6 +587,7 @@ impl Settings {
             alerts_kept: s.alerts_kept.unwrap_or(10_000).max(1),
             ws_queue: s.ws_queue.unwrap_or(256),
             ws_max_connections: s.ws_max_connections.unwrap_or(10_000),
+            ws_max_per_ip: s.ws_max_per_ip.unwrap_or(crate::stream::MAX_PER_IP).max(1),
             ws_heartbeat: Duration::from_secs(s.ws_heartbeat_s.unwrap_or(15)),
             workers: s.workers.unwrap_or(cores).max(1),
             log: cli.log.unwrap_or_else(|| "info".into()),

@@ -176,7 +176,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             DevPayouts::new(engine.clone(), settings.payout_delay) as Arc<dyn PayoutProcessor>
         }),
     };
-    let streams = Streams::new(settings.ws_max_connections);
+    let streams = Streams::with_per_ip(settings.ws_max_connections, settings.ws_max_per_ip);
     let maintenance = Maintenance::new(streams.system.clone(), coord.clone());
     let limits = LoginLimits::new(
         coord.clone(),

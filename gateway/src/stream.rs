@@ -33,7 +33,8 @@ pub struct SystemStatus {
 
 /// At most this many streams of one account at once (a user's devices and tabs).
 pub const MAX_PER_ACCOUNT: usize = 8;
-/// At most this many user streams from one client address at once.
+/// At most this many user streams from one client address at once, by default
+/// (`[server] ws_max_per_ip`).
 pub const MAX_PER_IP: usize = 64;
 
 /// Counters and channels shared by all websocket connections.
@@ -45,6 +46,8 @@ pub struct Streams {
     /// an entry leaves with its last stream, so the map is bounded by the streams.
     keyed: Arc<Mutex<HashMap<String, usize>>>,
     pub max_connections: usize,
+    /// User streams from one client address at most.
+    max_per_ip: usize,
     pub system: broadcast::Sender<SystemStatus>,
 }
 
@@ -58,11 +61,18 @@ pub enum Refusal {
 }
 
 impl Streams {
+    /// Streams bounded by `max_connections` in total and [`MAX_PER_IP`] per address.
     pub fn new(max_connections: usize) -> Self {
+        Streams::with_per_ip(max_connections, MAX_PER_IP)
+    }
+
+    /// Streams bounded by `max_connections` in total and `max_per_ip` per address.
+    pub fn with_per_ip(max_connections: usize, max_per_ip: usize) -> Self {
         Streams {
             connections: Arc::new(AtomicUsize::new(0)),
             keyed: Arc::new(Mutex::new(HashMap::new())),
             max_connections,
+            max_per_ip: max_per_ip.max(1),
             system: broadcast::channel(16).0,
         }
     }
@@ -82,11 +92,11 @@ impl Streams {
     }
 
     /// Takes a user's slot for `account` from `ip`: within the total less the
-    /// operators' reserve, [`MAX_PER_ACCOUNT`] and [`MAX_PER_IP`].
+    /// operators' reserve, [`MAX_PER_ACCOUNT`] and the per-address bound.
     pub fn open_user(&self, account: &str, ip: &str) -> Result<ConnectionSlot, Refusal> {
         let keys = vec![
             (format!("acc:{account}"), MAX_PER_ACCOUNT),
-            (format!("ip:{ip}"), MAX_PER_IP),
+            (format!("ip:{ip}"), self.max_per_ip),
         ];
         {
             let mut keyed = self.keyed.lock();
@@ -207,5 +217,27 @@ mod tests {
             streams.keyed.lock().is_empty(),
             "no entry outlives its streams"
         );
+    }
+
+    #[test]
+    fn the_per_address_bound_is_configurable() {
+        let default = Streams::new(1_000);
+        let held: Vec<ConnectionSlot> = (0..MAX_PER_IP)
+            .map(|n| default.open_user(&format!("acc_{n}"), "127.0.0.1").unwrap())
+            .collect();
+        assert_eq!(
+            default.open_user("acc_x", "127.0.0.1").err(),
+            Some(Refusal::TooManyForClient)
+        );
+        drop(held);
+        let raised = Streams::with_per_ip(1_000, 300);
+        let held: Vec<ConnectionSlot> = (0..300)
+            .map(|n| raised.open_user(&format!("acc_{n}"), "127.0.0.1").unwrap())
+            .collect();
+        assert_eq!(
+            raised.open_user("acc_x", "127.0.0.1").err(),
+            Some(Refusal::TooManyForClient)
+        );
+        drop(held);
     }
 }

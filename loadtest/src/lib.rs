@@ -13,6 +13,7 @@ pub mod api_target;
 pub mod baseline;
 pub mod checks;
 pub mod client;
+pub mod cpu;
 pub mod load;
 pub mod money;
 pub mod plot;
@@ -82,6 +83,8 @@ pub struct Config {
     pub progress: bool,
     /// Run the Redis Lua baseline at this Redis URL instead of the API.
     pub redis_baseline: Option<String>,
+    /// The server's process id on this machine, to report its CPU per transfer.
+    pub server_pid: Option<u32>,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             setup_parallel: 8,
             progress: true,
             redis_baseline: None,
+            server_pid: None,
         }
     }
 }
@@ -224,12 +228,16 @@ async fn load_phase<T: load::TransferTarget>(
         drain: config.drain,
         seed: config.seed,
     };
+    let cpu_before = cpu::Mark::now(config.server_pid);
     load::drive(target, workload, shape, recorder.clone()).await;
+    let cpu_after = cpu::Mark::now(config.server_pid);
     let _ = stop.send(true);
     let _ = stop_housekeeping.send(true);
     let _ = ticker.await;
     let _ = housekeeping.await;
-    recorder.finish()
+    let mut summary = recorder.finish();
+    summary.cpu = cpu_before.per_transfer(&cpu_after, summary.acked);
+    summary
 }
 
 async fn run_api(config: &Config, fund_minor: i64, run_tag: &str) -> anyhow::Result<Report> {
@@ -418,6 +426,7 @@ fn report(
         errors: summary.errors,
         latency_ms: LatencyMs::of(&summary.latency),
         ws_delivery_ms: ws,
+        cpu_us_per_transfer: summary.cpu,
         checks: checks.checks,
         funded: money::format_minor(funded_minor),
         balances: money::format_minor(checks.balances_minor),

@@ -81,6 +81,9 @@ struct Cli {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// The server's process id (on this machine): report its CPU per transfer.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn config(cli: &Cli) -> anyhow::Result<Config> {
@@ -98,6 +101,7 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     c.drain = cli.drain;
     c.check_sample = cli.check_sample;
     c.progress = !cli.quiet;
+    c.server_pid = cli.server_pid;
     c.redis_baseline = match cli.baseline {
         Some(Baseline::RedisLua) => cli.redis.clone(),
         None => None,

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::checks::Checks;
+use crate::cpu::CpuPerTransfer;
 use crate::stats::{LatencyMs, SecondPoint};
 use crate::ws::WsStats;
 
@@ -53,6 +54,9 @@ pub struct Report {
     pub latency_ms: LatencyMs,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_delivery_ms: Option<WsStats>,
+    /// CPU per acknowledged transfer during the load: the harness's own, and the
+    /// server's with `--server-pid` (null when unknown).
+    pub cpu_us_per_transfer: CpuPerTransfer,
     pub checks: Checks,
     /// Sum deposited (net of deposit fees) into the run's accounts.
     pub funded: String,
@@ -124,6 +128,15 @@ impl Report {
                 ),
             );
         }
+        let cpu = |us: Option<f64>| us.map_or_else(|| "?".to_owned(), |us| format!("{us:.0}"));
+        row(
+            "cpu µs/transfer",
+            format!(
+                "harness {}  server {}",
+                cpu(self.cpu_us_per_transfer.client_us),
+                cpu(self.cpu_us_per_transfer.server_us)
+            ),
+        );
         let errors = if self.errors.is_empty() {
             "none".to_owned()
         } else {
@@ -197,6 +210,7 @@ pub(crate) mod tests {
                 mean: 1.2,
             },
             ws_delivery_ms: Some(WsStats::default()),
+            cpu_us_per_transfer: CpuPerTransfer::default(),
             checks: Checks {
                 history_exact_once: true,
                 ledger_balanced: true,

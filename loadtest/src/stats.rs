@@ -141,6 +141,8 @@ pub struct Summary {
     pub sample: Vec<SampledTransfer>,
     /// From the load's start to the last completion.
     pub elapsed: Duration,
+    /// CPU per acknowledged transfer during the load (set by the load phase).
+    pub cpu: crate::cpu::CpuPerTransfer,
 }
 
 impl Recorder {
@@ -237,6 +239,7 @@ impl Recorder {
             series: g.series.clone(),
             sample: g.sample.clone(),
             elapsed,
+            cpu: crate::cpu::CpuPerTransfer::default(),
         }
     }
 }

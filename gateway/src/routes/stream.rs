@@ -141,7 +141,7 @@ fn upgrade(
         (status = 101, description = "Switching to the websocket protocol; frames as described above."),
         (status = 400, body = Problem, description = "VALIDATION_FAILED: not a websocket handshake, or a malformed after_seq"),
         (status = 401, body = Problem, description = "UNAUTHENTICATED"),
-        (status = 429, body = Problem, description = "RATE_LIMITED: too many open streams of this account (8) or from this address (64); retry_after_s"),
+        (status = 429, body = Problem, description = "RATE_LIMITED: too many open streams of this account (8) or from this address (64 by default, `ws_max_per_ip`); retry_after_s"),
         (status = 503, body = Problem, description = "OVERLOADED: too many open streams (a twentieth of the bound is kept for operators)"),
     ))]
 #[get("/v1/stream")]
