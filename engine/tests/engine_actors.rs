@@ -536,3 +536,64 @@ async fn accounts_of_the_old_per_account_journals_are_moved_into_the_shard_logs(
     assert_eq!(available(&engine, old).await, dec!(13.34));
     assert!(engine.audit().await.unwrap().balanced());
 }
+
+/// Rows follow the log: when a write fails, what was decided on the lost state
+/// and still waits in the open batch is taken back with its history rows, so a
+/// statement never shows an operation that was not acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_leaves_no_history_row_of_what_it_took_back() {
+    use okpay_engine::ids::OpKind;
+    let (engine, store) = engine().await;
+    let id = open(&engine, "a").await;
+    // Deposits keep arriving while the store fails, so some are decided into the
+    // open batch while a failing write is in flight.
+    let mut tasks = Vec::new();
+    for i in 0..600u32 {
+        match i {
+            150 | 350 => store.set_failing(true),
+            250 | 450 => store.set_failing(false),
+            _ => {}
+        }
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .deposit(id, key(&format!("d{i}")), cny("1"), DepositMethod::BankCard)
+                .await
+                .is_ok()
+        }));
+        if i % 8 == 0 {
+            tokio::time::sleep(Duration::from_micros(300)).await;
+        }
+    }
+    store.set_failing(false);
+    let mut acked = 0;
+    for t in tasks {
+        acked += usize::from(t.await.unwrap());
+    }
+    assert!(acked > 0 && acked < 600, "some deposits failed: {acked}");
+    // The shard recovers; then the statement holds exactly the acknowledged ones.
+    let mut view = engine.view(id).await;
+    for _ in 0..100 {
+        if view.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        view = engine.view(id).await;
+    }
+    view.unwrap();
+    let mut rows = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = engine
+            .history(id, cursor, 200, Some(OpKind::Deposit))
+            .await
+            .unwrap();
+        rows.extend(page);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(available(&engine, id).await, Decimal::from(acked));
+    assert_eq!(rows.len(), acked, "one row per acknowledged deposit");
+}

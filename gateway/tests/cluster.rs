@@ -496,11 +496,6 @@ async fn bank_load_keys(
         .collect()
 }
 
-// Known bug (issue 11): about one run in four, an acknowledged transfer is
-// listed twice in one user's history after the stale owner woke up (money,
-// balances and the audit are right; a second history row with another
-// timestamp in its key). Run with `--ignored` while it is being fixed.
-#[ignore = "a stale owner can leave a duplicate history row; see the comment"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_stopped_past_its_lease_steps_down_and_loses_nothing() {
     let nodes = Nodes::start(2).await;

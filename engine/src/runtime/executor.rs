@@ -1107,11 +1107,20 @@ impl Executor {
                 }
             }
         }
+        self.forget_undurable(shard_id, resident, &err);
+        self.start_recovery(shard_id);
+    }
+
+    /// Takes back everything decided on `shard_id`'s lost in-memory state and
+    /// not yet durable: its frames and history rows in the open and sealed
+    /// batches (rows of frames that never land must not be written), and the
+    /// effects waiting for them, which fail with `err`. `resident` accounts
+    /// left memory.
+    fn forget_undurable(&mut self, shard_id: ShardId, resident: usize, err: &EngineError) {
         self.shared
             .stats
             .resident
             .fetch_sub(resident, Ordering::Relaxed);
-        // Everything decided on top of the lost state goes too.
         let mut dropped = Vec::new();
         for batch in self
             .sealed
@@ -1120,15 +1129,16 @@ impl Executor {
         {
             batch.appends.retain(|a| a.shard != shard_id);
             batch.frames.retain(|(s, _)| *s != shard_id);
+            batch.history.retain(|(s, _, _)| *s != shard_id);
+            batch.history_shards.retain(|s| *s != shard_id);
             let (mine, others): (Vec<_>, Vec<_>) =
                 batch.effects.drain(..).partition(|(s, _)| *s == shard_id);
             batch.effects = others;
             dropped.extend(mine.into_iter().map(|(_, e)| e));
         }
         for effect in dropped {
-            self.fail_effect(effect, &err);
+            self.fail_effect(effect, err);
         }
-        self.start_recovery(shard_id);
     }
 
     fn start_recovery(&mut self, shard_id: ShardId) {

@@ -20,7 +20,7 @@ use okpay_testsupport::redis_server::RedisServer;
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, TestApp, ADMIN};
-use crate::ws_client::WsClient;
+use crate::ws_client::{Frame, WsClient};
 
 async fn node(url: &str, per_login: u32) -> TestApp {
     let url = url.to_owned();
@@ -209,6 +209,41 @@ async fn split(a: &TestApp) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the two nodes never split the shards");
+}
+
+#[tokio::test]
+async fn a_session_revoked_through_one_node_is_refused_by_the_other_and_its_socket_there_closes() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis.url(), "node-a").await;
+    let b = cluster_node(&redis.url(), "node-b").await;
+    split(&a).await;
+    let (id, token) = a.user("across@example.com").await;
+    // B validates the session (and caches it), and serves its socket.
+    assert_eq!(b.get("/v1/account", &token).await.status(), 200);
+    let mut ws = WsClient::connect(&b, "/v1/stream", &token).await;
+    ws.assert_quiet().await;
+    // An event of the account made through A reaches the socket on B.
+    a.freeze(&id, "checking").await;
+    let v = ws.event().await;
+    assert_eq!(v["type"], "account.status_changed", "{v}");
+    assert_eq!(v["data"]["to"], "frozen", "{v}");
+    a.unfreeze(&id, "checked").await;
+    assert_eq!(ws.event().await["data"]["to"], "active");
+    // Logged out through A: B refuses the token from its next request on.
+    assert_eq!(a.delete("/v1/sessions/current", &token).await.status(), 204);
+    let mut refused = false;
+    for _ in 0..100 {
+        if b.get("/v1/account", &token).await.status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "B still accepts a session revoked through A");
+    match ws.next_within(Duration::from_secs(5)).await {
+        Some(Frame::Close(Some((code, _)))) => assert_eq!(code, 1008),
+        other => panic!("the socket on B stayed open: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@
 //! the shard is served somewhere).
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::oneshot;
 
@@ -191,26 +190,7 @@ impl Executor {
         if let Some(reply) = shard.releasing {
             let _ = reply.send(false);
         }
-        self.shared
-            .stats
-            .resident
-            .fetch_sub(resident, Ordering::Relaxed);
-        let mut dropped = Vec::new();
-        for batch in self
-            .sealed
-            .iter_mut()
-            .chain(std::iter::once(&mut self.open))
-        {
-            batch.appends.retain(|a| a.shard != shard_id);
-            batch.frames.retain(|(s, _)| *s != shard_id);
-            let (mine, others): (Vec<_>, Vec<_>) =
-                batch.effects.drain(..).partition(|(s, _)| *s == shard_id);
-            batch.effects = others;
-            dropped.extend(mine.into_iter().map(|(_, e)| e));
-        }
-        for effect in dropped {
-            self.fail_effect(effect, &err);
-        }
+        self.forget_undurable(shard_id, resident, &err);
         self.rounds_since_checkpoint.remove(&shard_id);
         // `Ready` waiters wait only for hosted shards.
         if self.all_ready() {
