@@ -1,8 +1,9 @@
-//! Several `okpay` processes (`--node-id`) on one real redis-server, over
-//! loopback HTTP only: the shards are shared, any node answers any request,
-//! and money survives a node killed with SIGKILL under load and a node stopped
-//! with SIGSTOP past its lease (a stale owner), which on waking can't append
-//! and steps down. At the end: every acknowledged transfer is in both
+//! Several `okpay` processes (`--node-id`) on one real redis-server or on a
+//! Redis Cluster of 3 masters, over loopback HTTP only: the shards are shared,
+//! any node answers any request, and money survives a node killed with SIGKILL
+//! under load, a Redis master killed with SIGKILL under load (restarted from
+//! its AOF), and a node stopped with SIGSTOP past its lease (a stale owner),
+//! which on waking can't append and steps down. At the end: every acknowledged transfer is in both
 //! histories exactly once, no balance is negative, the money is all there, the
 //! audit balances, and every shard has one owner among the live nodes.
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use okpay_engine::cluster::{LeaseConfig, Leases, NodeId};
 use okpay_engine::codec::{ShardId, ShardLayout};
 use okpay_engine::store::redis::RedisStore;
+use okpay_testsupport::redis_cluster::RedisCluster;
 use okpay_testsupport::redis_server::RedisServer;
 use serde_json::{json, Value};
 
@@ -82,8 +84,26 @@ impl Drop for Node {
     }
 }
 
+/// The Redis the nodes share: one server, or a Redis Cluster of 3 masters
+/// (found from one master's URL, as `okpay` finds it).
+enum Backing {
+    Single(RedisServer),
+    /// Behind a lock so a test can kill and restart a master while requests
+    /// are in flight.
+    Cluster(std::sync::Mutex<RedisCluster>),
+}
+
+impl Backing {
+    fn url(&self) -> String {
+        match self {
+            Backing::Single(r) => r.url(),
+            Backing::Cluster(c) => c.lock().unwrap().url(),
+        }
+    }
+}
+
 struct Nodes {
-    redis: RedisServer,
+    redis: Backing,
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
     client: reqwest::Client,
@@ -91,7 +111,10 @@ struct Nodes {
 
 impl Nodes {
     async fn start(n: usize) -> Nodes {
-        let redis = RedisServer::start();
+        Nodes::start_on(n, Backing::Single(RedisServer::start())).await
+    }
+
+    async fn start_on(n: usize, redis: Backing) -> Nodes {
         let dir = tempfile::tempdir().unwrap();
         // Small deployments: few shards, two executors; fraud limits out of the
         // way of a bank test that sends many small transfers.
@@ -362,16 +385,12 @@ async fn check_books(nodes: &Nodes, via: usize, users: &[(String, String)], acke
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_nodes_share_the_shards_and_survive_a_kill() {
-    let mut nodes = Nodes::start(3).await;
-    let url = nodes.redis.url();
-    wait_spread(&url, &["node-0", "node-1", "node-2"]).await;
-
-    // Users registered, logged in and funded through different nodes.
+/// `n` users registered through different nodes, each funded with 100.00 CNY
+/// (deposits sent through yet other nodes).
+async fn funded_users(nodes: &Nodes, n: usize, prefix: &str) -> Vec<(String, String)> {
     let mut users = Vec::new();
-    for i in 0..6 {
-        users.push(nodes.user(i, &format!("u{i}@example.com")).await);
+    for i in 0..n {
+        users.push(nodes.user(i, &format!("{prefix}{i}@example.com")).await);
     }
     let bases = nodes.bases();
     for (i, (_, token)) in users.iter().enumerate() {
@@ -388,6 +407,17 @@ async fn three_nodes_share_the_shards_and_survive_a_kill() {
         .await;
         assert!(r.is_some(), "deposit {i} not acknowledged");
     }
+    users
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_the_shards_and_survive_a_kill() {
+    let mut nodes = Nodes::start(3).await;
+    let url = nodes.redis.url();
+    wait_spread(&url, &["node-0", "node-1", "node-2"]).await;
+
+    // Users registered, logged in and funded through different nodes.
+    let users = funded_users(&nodes, 6, "u").await;
     // Every node reads every account (routed to the owner).
     for i in 0..3 {
         for (_, token) in &users {
@@ -501,25 +531,7 @@ async fn a_node_stopped_past_its_lease_steps_down_and_loses_nothing() {
     let nodes = Nodes::start(2).await;
     let url = nodes.redis.url();
     wait_spread(&url, &["node-0", "node-1"]).await;
-    let mut users = Vec::new();
-    for i in 0..4 {
-        users.push(nodes.user(i, &format!("s{i}@example.com")).await);
-    }
-    let bases = nodes.bases();
-    for (i, (_, token)) in users.iter().enumerate() {
-        let body = json!({"amount": "100.00", "currency": "CNY", "method": "bank_card", "card_number": CARD});
-        let r = post_until_answered(
-            &nodes.client,
-            &bases,
-            i,
-            "/v1/deposits",
-            token,
-            &format!("dep-{i}"),
-            &body,
-        )
-        .await;
-        assert!(r.is_some(), "deposit {i} not acknowledged");
-    }
+    let users = funded_users(&nodes, 4, "s").await;
 
     // Load on both nodes; node-0 is frozen (SIGSTOP) for longer than its
     // lease, then resumed.
@@ -558,4 +570,45 @@ async fn a_node_stopped_past_its_lease_steps_down_and_loses_nothing() {
     wait_spread(&url, &["node-0", "node-1"]).await;
     check_books(&nodes, 0, &users, &acked).await;
     check_books(&nodes, 1, &users, &acked).await;
+}
+
+/// The bank test on a Redis Cluster of 3 masters, found by the nodes from one
+/// master's URL: a master killed with SIGKILL under load (no replica: its
+/// slots are down until it restarts from its own AOF) loses nothing
+/// acknowledged; requests meanwhile fail retryably and are retried with their
+/// keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_on_a_redis_cluster_survive_a_master_kill() {
+    let cluster = Backing::Cluster(std::sync::Mutex::new(RedisCluster::start()));
+    let nodes = Nodes::start_on(3, cluster).await;
+    let url = nodes.redis.url();
+    wait_spread(&url, &["node-0", "node-1", "node-2"]).await;
+    let users = funded_users(&nodes, 6, "c").await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let acked = bank_load_keys(&nodes, &users, 6, done, "a").await;
+    check_books(&nodes, 0, &users, &acked).await;
+
+    // Master 1 killed a third of the way through a second round, restarted a
+    // second later.
+    let done = Arc::new(AtomicUsize::new(0));
+    let total = users.len() * 6;
+    let killer = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::Relaxed) < total / 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let Backing::Cluster(c) = &nodes.redis else {
+            unreachable!("a cluster test")
+        };
+        c.lock().unwrap().kill9(1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| c.lock().unwrap().restart(1));
+    };
+    let (second, ()) = tokio::join!(bank_load_keys(&nodes, &users, 6, done.clone(), "m"), killer);
+    let mut all = acked;
+    all.extend(second);
+    wait_spread(&url, &["node-0", "node-1", "node-2"]).await;
+    for via in 0..3 {
+        check_books(&nodes, via, &users, &all).await;
+    }
 }
