@@ -546,31 +546,46 @@ async fn a_failed_write_leaves_no_history_row_of_what_it_took_back() {
     let (engine, store) = engine().await;
     let id = open(&engine, "a").await;
     // Deposits keep arriving while the store fails, so some are decided into the
-    // open batch while a failing write is in flight.
-    let mut tasks = Vec::new();
-    for i in 0..600u32 {
-        match i {
-            150 | 350 => store.set_failing(true),
-            250 | 450 => store.set_failing(false),
-            _ => {}
+    // open batch while a failing write is in flight. A loaded machine may let
+    // the failing windows pass without a write in them: then again, bounded.
+    let (mut acked, mut sent) = (0, 0);
+    for attempt in 0..5 {
+        let mut tasks = Vec::new();
+        for i in 0..600u32 {
+            match i {
+                150 | 350 => store.set_failing(true),
+                250 | 450 => store.set_failing(false),
+                _ => {}
+            }
+            let engine = engine.clone();
+            tasks.push(tokio::spawn(async move {
+                engine
+                    .deposit(
+                        id,
+                        key(&format!("d{attempt}-{i}")),
+                        cny("1"),
+                        DepositMethod::BankCard,
+                    )
+                    .await
+                    .is_ok()
+            }));
+            if i % 8 == 0 {
+                tokio::time::sleep(Duration::from_micros(300)).await;
+            }
         }
-        let engine = engine.clone();
-        tasks.push(tokio::spawn(async move {
-            engine
-                .deposit(id, key(&format!("d{i}")), cny("1"), DepositMethod::BankCard)
-                .await
-                .is_ok()
-        }));
-        if i % 8 == 0 {
-            tokio::time::sleep(Duration::from_micros(300)).await;
+        store.set_failing(false);
+        sent += tasks.len();
+        for t in tasks {
+            acked += usize::from(t.await.unwrap());
+        }
+        if acked < sent {
+            break;
         }
     }
-    store.set_failing(false);
-    let mut acked = 0;
-    for t in tasks {
-        acked += usize::from(t.await.unwrap());
-    }
-    assert!(acked > 0 && acked < 600, "some deposits failed: {acked}");
+    assert!(
+        acked > 0 && acked < sent,
+        "some deposits failed: {acked} of {sent}"
+    );
     // The shard recovers; then the statement holds exactly the acknowledged ones.
     let mut view = engine.view(id).await;
     for _ in 0..100 {

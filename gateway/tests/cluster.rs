@@ -460,11 +460,36 @@ async fn three_nodes_share_the_shards_and_survive_a_kill() {
     all.extend(second);
     check_books(&nodes, 1, &users, &all).await;
 
-    // The killed node comes back under its name and gets its share again.
-    let port = free_port();
-    nodes.nodes[2] = nodes.spawn("node-2", port);
-    nodes.wait_ready(2).await;
+    // Then another: node-1 killed mid-way through a third round; node-0 alone
+    // takes every shard.
+    let done = Arc::new(AtomicUsize::new(0));
+    let pid = nodes.nodes[1].pid();
+    let killer = {
+        let done = done.clone();
+        let total = users.len() * PER_USER;
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while done.load(Ordering::Relaxed) < total / 3 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
+        })
+    };
+    let third: Vec<Acked> = bank_load_keys(&nodes, &users, PER_USER, done, "l").await;
+    killer.await.unwrap();
+    nodes.nodes[1].kill9();
+    wait_spread(&url, &["node-0"]).await;
+    all.extend(third);
+    check_books(&nodes, 0, &users, &all).await;
+
+    // Both come back under their names and get their shares again.
+    for i in [1, 2] {
+        let port = free_port();
+        nodes.nodes[i] = nodes.spawn(&format!("node-{i}"), port);
+        nodes.wait_ready(i).await;
+    }
     wait_spread(&url, &["node-0", "node-1", "node-2"]).await;
+    check_books(&nodes, 1, &users, &all).await;
     check_books(&nodes, 2, &users, &all).await;
 }
 
