@@ -385,6 +385,23 @@ async fn check_books(nodes: &Nodes, via: usize, users: &[(String, String)], acke
     }
 }
 
+/// Kills process `pid` with SIGKILL once `after` transfers are acknowledged
+/// (or after 60 s); yields when it did.
+fn kill_after(
+    pid: String,
+    done: Arc<AtomicUsize>,
+    after: usize,
+) -> tokio::task::JoinHandle<Instant> {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::Relaxed) < after && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
+        Instant::now()
+    })
+}
+
 /// `n` users registered through different nodes, each funded with 100.00 CNY
 /// (deposits sent through yet other nodes).
 async fn funded_users(nodes: &Nodes, n: usize, prefix: &str) -> Vec<(String, String)> {
@@ -434,19 +451,11 @@ async fn three_nodes_share_the_shards_and_survive_a_kill() {
 
     // Kill -9 under load: a second round with node-2 killed mid-way.
     let done = Arc::new(AtomicUsize::new(0));
-    let pid = nodes.nodes[2].pid();
-    let killer = {
-        let done = done.clone();
-        let total = users.len() * PER_USER;
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while done.load(Ordering::Relaxed) < total / 3 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
-            Instant::now()
-        })
-    };
+    let killer = kill_after(
+        nodes.nodes[2].pid(),
+        done.clone(),
+        users.len() * PER_USER / 3,
+    );
     let second: Vec<Acked> = bank_load_keys(&nodes, &users, PER_USER, done, "k").await;
     let killed_at = killer.await.unwrap();
     nodes.nodes[2].kill9(); // reaps it
@@ -463,18 +472,11 @@ async fn three_nodes_share_the_shards_and_survive_a_kill() {
     // Then another: node-1 killed mid-way through a third round; node-0 alone
     // takes every shard.
     let done = Arc::new(AtomicUsize::new(0));
-    let pid = nodes.nodes[1].pid();
-    let killer = {
-        let done = done.clone();
-        let total = users.len() * PER_USER;
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while done.load(Ordering::Relaxed) < total / 3 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
-        })
-    };
+    let killer = kill_after(
+        nodes.nodes[1].pid(),
+        done.clone(),
+        users.len() * PER_USER / 3,
+    );
     let third: Vec<Acked> = bank_load_keys(&nodes, &users, PER_USER, done, "l").await;
     killer.await.unwrap();
     nodes.nodes[1].kill9();
