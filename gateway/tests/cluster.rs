@@ -222,16 +222,28 @@ impl Nodes {
         (id, token)
     }
 
+    /// A read through node `i`. A retryable 503 (a shard still being
+    /// recovered after a failover) is asked again for up to 20 s, as the
+    /// problem's `retry_after_s` tells a client to; anything else must be 200.
     async fn get(&self, i: usize, path: &str, token: &str) -> Value {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.nodes[i].base()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
-        r.json().await.unwrap()
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self
+                .client
+                .get(format!("{}{path}", self.nodes[i].base()))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            if status == 503 && Instant::now() < deadline {
+                eprintln!("{path} via node-{i}: 503, asked again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            assert_eq!(status, 200, "{path}: {}", r.text().await.unwrap());
+            return r.json().await.unwrap();
+        }
     }
 
     async fn cny(&self, i: usize, token: &str) -> f64 {
