@@ -353,3 +353,36 @@ async fn maintenance_switched_on_one_node_is_pushed_to_sockets_on_the_other() {
     let v = ws.json().await;
     assert_eq!(v["data"]["maintenance"], false, "{v}");
 }
+
+/// A background job every node starts (the payout resubmission, the hourly
+/// trims) runs on one node per period: the first to claim it; the others,
+/// and the same node again, are refused until the period ends.
+#[tokio::test]
+async fn a_background_job_runs_on_one_node_per_period() {
+    use okpay_gateway::jobs;
+    let redis = RedisServer::start();
+    let coord = |url: String| async move {
+        let store = Arc::new(RedisStore::connect(&url).await.unwrap());
+        Arc::new(RedisCoord::new(store, &url).unwrap()) as Arc<dyn Coord>
+    };
+    let (ca, cb) = (coord(redis.url()).await, coord(redis.url()).await);
+    let period = Duration::from_millis(1500);
+    assert!(jobs::claim(&ca, "trim", period).await);
+    assert!(
+        !jobs::claim(&cb, "trim", period).await,
+        "a second node ran it"
+    );
+    assert!(
+        !jobs::claim(&ca, "trim", period).await,
+        "run twice in one period"
+    );
+    assert!(
+        jobs::claim(&cb, "resume", period).await,
+        "jobs are independent"
+    );
+    tokio::time::sleep(period + Duration::from_millis(300)).await;
+    assert!(
+        jobs::claim(&cb, "trim", period).await,
+        "the next period runs again"
+    );
+}
