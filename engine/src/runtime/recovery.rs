@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::codec::{checkpoint, BatchFrame, RecordKind, ShardId};
 use crate::domain::history::history_rows;
@@ -90,18 +90,33 @@ pub(crate) async fn recover_shard(
             .map_err(|e| corrupt(format!("{shard} checkpoint entry: {e}")))?,
         None => Vec::new(),
     };
-    for frame in &frames {
-        wanted.extend(
-            frame
-                .records
-                .iter()
-                .filter(|r| r.kind == RecordKind::Events)
-                .map(|r| r.account),
-        );
+    // An account whose first record in the tail opens it is rebuilt from the
+    // tail alone: any checkpoint of it is a prefix of what the tail replays, so
+    // reading it would be a wasted round trip — and after a burst of openings
+    // that is every account of the tail. (Seq 1 alone does not say so: an
+    // account moved from the old journals has a checkpoint at seq 0.)
+    let mut accounts: FxHashMap<AccountId, Recovered> = FxHashMap::default();
+    let listed: FxHashSet<AccountId> = wanted.iter().copied().collect();
+    let mut seen: FxHashSet<AccountId> = FxHashSet::default();
+    for record in frames.iter().flat_map(|f| &f.records) {
+        if record.kind != RecordKind::Events || !seen.insert(record.account) {
+            continue;
+        }
+        if record.seq == 1 && !listed.contains(&record.account) && opens(record)? {
+            accounts.insert(
+                record.account,
+                Recovered {
+                    seq: 0,
+                    state: AccountState::new(record.account),
+                    dirty_lsn: 0,
+                },
+            );
+        } else {
+            wanted.push(record.account);
+        }
     }
     wanted.sort_unstable();
     wanted.dedup();
-    let mut accounts: FxHashMap<AccountId, Recovered> = FxHashMap::default();
     for chunk in wanted.chunks(LOAD_CONCURRENCY) {
         let loads = chunk.iter().map(|&id| load_account(log.clone(), shard, id));
         for (id, loaded) in chunk.iter().zip(futures::future::join_all(loads).await) {
@@ -126,6 +141,16 @@ pub(crate) async fn recover_shard(
 
 /// Applies `frames` in order onto `accounts`, skipping records a checkpointed
 /// state already holds; returns the history rows of what it applied.
+/// Whether `record` is an account's opening (its first event opens it).
+fn opens(record: &crate::codec::LogRecord) -> Result<bool, StoreError> {
+    let events = crate::domain::event::decode_events(&record.payload)
+        .map_err(|e| corrupt(format!("record {} of {}: {e}", record.seq, record.account)))?;
+    Ok(matches!(
+        events.first().map(|e| &e.body),
+        Some(crate::domain::event::EventBody::Opened { .. })
+    ))
+}
+
 fn replay(
     accounts: &mut FxHashMap<AccountId, Recovered>,
     frames: &[BatchFrame],
