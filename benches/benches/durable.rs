@@ -142,6 +142,10 @@ impl Rates {
 struct CommitCounters {
     batches: u64,
     records: u64,
+    /// Bytes of the frames written.
+    frame_bytes: u64,
+    /// Bytes of the account states checkpointed.
+    checkpoint_bytes: u64,
 }
 
 impl CommitCounters {
@@ -149,6 +153,8 @@ impl CommitCounters {
         CommitCounters {
             batches: stats.batches.load(Ordering::Relaxed),
             records: stats.records.load(Ordering::Relaxed),
+            frame_bytes: stats.bytes.load(Ordering::Relaxed),
+            checkpoint_bytes: stats.checkpoint_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -274,6 +280,13 @@ fn durable_transfers(c: &mut Criterion) {
     });
 
     let engine_aof = (engine_redis.aof_bytes() - engine_aof_before) as f64 / engine_done as f64;
+    // What the engine handed Redis per transfer: log frames and checkpointed
+    // states (the rest of the AOF is history rows and the protocol around them).
+    let engine_written = CommitCounters::read(engine.stats());
+    let frame_bytes =
+        (engine_written.frame_bytes - redis_before.frame_bytes) as f64 / engine_done as f64;
+    let checkpoint_bytes = (engine_written.checkpoint_bytes - redis_before.checkpoint_bytes) as f64
+        / engine_done as f64;
     let engine_cmds =
         (data_commands(&rt, &engine_redis.url()) - engine_cmds_before) as f64 / engine_done as f64;
     let baseline_aof_before = baseline_redis.aof_bytes();
@@ -356,11 +369,13 @@ fn durable_transfers(c: &mut Criterion) {
     );
     // The one stable line to compare run to run (grep '^durable:').
     println!(
-        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2}",
+        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} frame_bytes_per_transfer={:.0} checkpoint_bytes_per_transfer={:.0} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2}",
         engine_rates.median(),
         baseline_rates.median(),
         engine_rates.median() / baseline_rates.median(),
         engine_aof,
+        frame_bytes,
+        checkpoint_bytes,
         baseline_aof,
         engine_aof / baseline_aof,
         engine_cmds,

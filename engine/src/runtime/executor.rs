@@ -439,6 +439,8 @@ enum Task {
         generation: u64,
         lsn: u64,
         written: Vec<(AccountId, u64)>,
+        /// Bytes of the account states written.
+        bytes: usize,
         result: Result<(), StoreError>,
     },
     AskAgain {
@@ -1243,8 +1245,9 @@ impl Executor {
                 generation,
                 lsn,
                 written,
+                bytes,
                 result,
-            } => self.on_checkpointed(shard, generation, lsn, written, result),
+            } => self.on_checkpointed(shard, generation, lsn, written, bytes, result),
             Task::AskAgain {
                 account,
                 n,
@@ -1381,6 +1384,7 @@ impl Executor {
             checkpoint::encode_shard(&in_flight),
         ));
         shard.checkpointing = true;
+        let bytes: usize = states.iter().map(|(_, state)| state.len()).sum();
         let (log, generation) = (self.log.clone(), shard.generation);
         self.tasks.push(Box::pin(async move {
             let result = log.checkpoint(shard_id, limit, states).await;
@@ -1389,6 +1393,7 @@ impl Executor {
                 generation,
                 lsn: limit,
                 written,
+                bytes,
                 result,
             }
         }));
@@ -1400,6 +1405,7 @@ impl Executor {
         generation: u64,
         lsn: u64,
         written: Vec<(AccountId, u64)>,
+        bytes: usize,
         result: Result<(), StoreError>,
     ) {
         let Some(shard) = self.shards.get_mut(&shard_id) else {
@@ -1418,6 +1424,10 @@ impl Executor {
             .stats
             .checkpoints
             .fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .checkpoint_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         shard.checkpoint_lsn = shard.checkpoint_lsn.max(lsn);
         for (id, seq) in written {
             if let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&id) {

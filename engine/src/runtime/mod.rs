@@ -121,6 +121,8 @@ pub struct RuntimeStats {
     pub resident: AtomicUsize,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
+    /// Bytes of the account states those checkpoints wrote.
+    pub checkpoint_bytes: AtomicU64,
     /// Transfers found in flight when shards were recovered (driven on since).
     pub recovered_in_flight: AtomicU64,
 }
