@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod load;
 pub mod money;
 pub mod plot;
+pub mod probes;
 pub mod report;
 pub mod schedule;
 pub mod setup;
@@ -85,6 +86,9 @@ pub struct Config {
     pub redis_baseline: Option<String>,
     /// The server's process id on this machine, to report its CPU per transfer.
     pub server_pid: Option<u32>,
+    /// Other processes, the servers' Redis and nodes' metrics read around the
+    /// load (see [`probes`]).
+    pub probes: probes::Probes,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             progress: true,
             redis_baseline: None,
             server_pid: None,
+            probes: probes::Probes::default(),
         }
     }
 }
@@ -228,15 +233,28 @@ async fn load_phase<T: load::TransferTarget>(
         drain: config.drain,
         seed: config.seed,
     };
+    let probe_client = reqwest::Client::new();
+    let probes_before = if config.probes.is_empty() {
+        None
+    } else {
+        Some(config.probes.snapshot(&probe_client).await)
+    };
     let cpu_before = cpu::Mark::now(config.server_pid);
     load::drive(target, workload, shape, recorder.clone()).await;
     let cpu_after = cpu::Mark::now(config.server_pid);
+    let probes_after = match probes_before {
+        Some(_) => Some(config.probes.snapshot(&probe_client).await),
+        None => None,
+    };
     let _ = stop.send(true);
     let _ = stop_housekeeping.send(true);
     let _ = ticker.await;
     let _ = housekeeping.await;
     let mut summary = recorder.finish();
     summary.cpu = cpu_before.per_transfer(&cpu_after, summary.acked);
+    if let (Some(before), Some(after)) = (probes_before, probes_after) {
+        summary.costs = Some(before.per_transfer(&after, summary.acked));
+    }
     summary
 }
 
@@ -427,6 +445,7 @@ fn report(
         latency_ms: LatencyMs::of(&summary.latency),
         ws_delivery_ms: ws,
         cpu_us_per_transfer: summary.cpu,
+        costs: summary.costs,
         checks: checks.checks,
         funded: money::format_minor(funded_minor),
         balances: money::format_minor(checks.balances_minor),

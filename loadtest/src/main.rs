@@ -84,6 +84,18 @@ struct Cli {
     /// The server's process id (on this machine): report its CPU per transfer.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Another process (another node, redis-server): report its CPU per
+    /// transfer during the load. Repeatable.
+    #[arg(long)]
+    node_pid: Vec<u32>,
+    /// The servers' Redis (loopback): report its commands, network and AOF
+    /// bytes per transfer during the load.
+    #[arg(long)]
+    redis_info: Option<String>,
+    /// A node's /metrics URL: report its okpay_remote_* counters (cross-node
+    /// hops) per transfer, summed over the nodes. Repeatable.
+    #[arg(long)]
+    metrics_url: Vec<String>,
 }
 
 fn config(cli: &Cli) -> anyhow::Result<Config> {
@@ -102,6 +114,11 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     c.check_sample = cli.check_sample;
     c.progress = !cli.quiet;
     c.server_pid = cli.server_pid;
+    c.probes = okpay_loadtest::probes::Probes {
+        pids: cli.node_pid.clone(),
+        redis: cli.redis_info.clone(),
+        metrics: cli.metrics_url.clone(),
+    };
     c.redis_baseline = match cli.baseline {
         Some(Baseline::RedisLua) => cli.redis.clone(),
         None => None,

@@ -57,6 +57,10 @@ pub struct Report {
     /// CPU per acknowledged transfer during the load: the harness's own, and the
     /// server's with `--server-pid` (null when unknown).
     pub cpu_us_per_transfer: CpuPerTransfer,
+    /// With `--node-pid`, `--redis-info` or `--metrics-url`: per transfer, the
+    /// other processes' CPU, the Redis work and the cross-node hops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub costs: Option<crate::probes::Costs>,
     pub checks: Checks,
     /// Sum deposited (net of deposit fees) into the run's accounts.
     pub funded: String,
@@ -137,6 +141,20 @@ impl Report {
                 cpu(self.cpu_us_per_transfer.server_us)
             ),
         );
+        if let Some(costs) = &self.costs {
+            let list = |m: &BTreeMap<String, f64>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            row("other cpu µs/transfer", list(&costs.cpu_us));
+            row("redis per transfer", list(&costs.redis));
+            row("hops per transfer", list(&costs.remote));
+            for problem in &costs.problems {
+                row("probe", problem.clone());
+            }
+        }
         let errors = if self.errors.is_empty() {
             "none".to_owned()
         } else {
@@ -211,6 +229,7 @@ pub(crate) mod tests {
             },
             ws_delivery_ms: Some(WsStats::default()),
             cpu_us_per_transfer: CpuPerTransfer::default(),
+            costs: None,
             checks: Checks {
                 history_exact_once: true,
                 ledger_balanced: true,

@@ -143,6 +143,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// CPU per acknowledged transfer during the load (set by the load phase).
     pub cpu: crate::cpu::CpuPerTransfer,
+    /// Costs read by the probes around the load (set by the load phase).
+    pub costs: Option<crate::probes::Costs>,
 }
 
 impl Recorder {
@@ -240,6 +242,7 @@ impl Recorder {
             sample: g.sample.clone(),
             elapsed,
             cpu: crate::cpu::CpuPerTransfer::default(),
+            costs: None,
         }
     }
 }
