@@ -260,3 +260,87 @@ async fn a_stopped_node_loses_its_shards_to_the_others_after_the_lease_time() {
         Decimal::from(50)
     );
 }
+
+/// A command without an idempotency key that a dead owner had started (marked
+/// in the shard's `started` hash, not yet answered) is not run again by the
+/// next owner: it is answered "outcome unknown" and dropped; an entry the dead
+/// owner had only read is run. Staged by hand in the inbox while no node hosts
+/// the shard (the dying owner's crash between the run and the answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyless_command_a_dead_owner_started_is_not_run_again() {
+    use okpay_engine::cluster::remote::staging;
+    use okpay_engine::domain::state::AccountStatus;
+    use okpay_engine::Command;
+
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "node-a").await;
+    wait_owned(&[&a], &[usize::from(SHARDS)]).await;
+    let account = a.open_account(Profile::default()).await.expect("open");
+    let shard = a.layout().shard_of(account);
+    a.leave().await;
+    drop(a);
+
+    let (inbox, started) = staging::keys(shard);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let freeze = staging::command_entry(
+        account,
+        Command::SetStatus {
+            to: AccountStatus::Frozen,
+            reason: "started by the dead owner".into(),
+        },
+    );
+    let tier = staging::command_entry(account, Command::SetKycTier { tier: 2 });
+    let started_id: String = redis::cmd("XADD")
+        .arg(&inbox)
+        .arg("*")
+        .arg("r")
+        .arg(freeze)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&inbox)
+        .arg("*")
+        .arg("r")
+        .arg(tier)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&started)
+        .arg(&started_id)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let b = node(&redis.url(), "node-b").await;
+    wait_owned(&[&b], &[usize::from(SHARDS)]).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left: i64 = redis::cmd("XLEN")
+            .arg(&inbox)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} inbox entries unanswered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let view = b.view(account).await.expect("b serves it");
+    assert_eq!(
+        view.status,
+        AccountStatus::Active,
+        "the started freeze ran again"
+    );
+    assert_eq!(view.kyc_tier, 2, "the entry only read was not run");
+    let marks: i64 = redis::cmd("HLEN")
+        .arg(&started)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(marks, 0, "answered entries keep no mark");
+}

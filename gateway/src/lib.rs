@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod idempotency;
 pub mod integrations;
+pub mod jobs;
 pub mod maintenance;
 pub mod notifier;
 pub mod open_accounts;
@@ -57,6 +58,10 @@ use crate::payments::{CardProcessor, DevCards, DevPayouts, PayoutProcessor};
 use crate::rate_limit::LoginLimits;
 use crate::state::AppState;
 use crate::stream::Streams;
+
+/// How long the start-up resubmission of pending payouts is claimed for: nodes
+/// started within it (a deployment's rollout) resubmit once between them.
+const PAYOUTS_RESUME_PERIOD: Duration = Duration::from_secs(60);
 
 /// Opens the configured store: Redis when a URL is given (a standalone server or
 /// any node of a Redis Cluster, told apart by the store itself; checking the
@@ -355,8 +360,10 @@ pub async fn run(
             let engine = engine.clone();
             let pii = state.pii.clone();
             let deliveries = state.deliveries.clone();
+            let coord = state.coord.clone();
             actix_rt::spawn(async move {
-                let n = integrations::charges::recover(&engine, &cards, &pii, &deliveries).await;
+                let n = integrations::charges::recover(&engine, &cards, &pii, &deliveries, &coord)
+                    .await;
                 if n > 0 {
                     tracing::info!(
                         deposits = n,
@@ -368,7 +375,14 @@ pub async fn run(
         if let Some(payouts) = state.payouts.clone() {
             let engine = engine.clone();
             let pii = state.pii.clone();
+            let coord = state.coord.clone();
             actix_rt::spawn(async move {
+                // Nodes starting together resubmit once (see `jobs`); a node
+                // starting later resubmits again, which the processor's
+                // idempotency key makes harmless.
+                if !jobs::claim(&coord, "payouts-resume", PAYOUTS_RESUME_PERIOD).await {
+                    return;
+                }
                 match payments::resume_payouts(&engine, &pii, payouts.as_ref()).await {
                     Ok(n) if n > 0 => tracing::info!(payouts = n, "resumed pending payouts"),
                     Ok(_) => {}
@@ -389,7 +403,10 @@ pub async fn run(
         state.deliveries.clone(),
     ));
     // The webhook log and the seen callback ids stay bounded by time.
-    actix_rt::spawn(integrations::retention::run(engine.clone()));
+    actix_rt::spawn(integrations::retention::run(
+        engine.clone(),
+        state.coord.clone(),
+    ));
     // Notices (KYC results, status changes, new-device logins, large withdrawals,
     // security changes) derived from the accounts' durable notifications.
     if let Some(kicks) = state.deliveries.take_kicks() {

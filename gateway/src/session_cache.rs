@@ -30,6 +30,12 @@
 //! trip per request). The bus is at most once: when a node's subscription was
 //! lost, it forgets its whole cache ([`BusEvent::Reset`]), and the TTL still
 //! bounds anything else. On the memory and embedded stores the bus is a no-op.
+//!
+//! Open websockets: a socket [`watch`](SessionCache::watch)es its account, and
+//! every eviction of that account (made here or heard on the bus, and every
+//! `evict_all`) wakes it to check its token at once, so a socket whose session
+//! was revoked on any node closes within the bus's latency instead of at its
+//! next heartbeat (which still checks, for what the bus lost).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +46,8 @@ use okpay_engine::domain::notification::NotificationKind;
 use okpay_engine::ids::AccountId;
 use okpay_engine::runtime::hub::AdminNotice;
 use okpay_engine::time::Timestamp;
-use tokio::sync::broadcast;
+use rustc_hash::FxHashMap;
+use tokio::sync::{broadcast, watch};
 
 /// Revocation counters. A power of two well above the number of revocations in
 /// flight at once, so an eviction rarely drops a bystander's entry; 128 KiB.
@@ -83,6 +90,25 @@ pub struct SessionCache {
     ttl: Duration,
     /// Where evictions are told to the other nodes (none: this process only).
     bus: Option<Arc<dyn Coord>>,
+    /// Accounts with open sockets, woken on each eviction (see the module doc).
+    watchers: parking_lot::Mutex<Watchers>,
+}
+
+/// Per watched account, the channel its sockets hold receivers of. Entries
+/// whose sockets all closed are pruned whenever the map doubled since the last
+/// prune, so it stays within twice the accounts with open sockets (plus 1,024).
+struct Watchers {
+    by_account: FxHashMap<AccountId, watch::Sender<()>>,
+    prune_at: usize,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers {
+            by_account: FxHashMap::default(),
+            prune_at: 1024,
+        }
+    }
 }
 
 impl Default for SessionCache {
@@ -107,6 +133,39 @@ impl SessionCache {
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             ttl,
             bus: None,
+            watchers: parking_lot::Mutex::new(Watchers::default()),
+        }
+    }
+
+    /// A receiver that changes on each eviction of `account` (take it before
+    /// the socket's last token check, so no eviction falls in between).
+    pub fn watch(&self, account: AccountId) -> watch::Receiver<()> {
+        let mut w = self.watchers.lock();
+        if w.by_account.len() >= w.prune_at {
+            w.by_account.retain(|_, s| s.receiver_count() > 0);
+            w.prune_at = (w.by_account.len() * 2).max(1024);
+        }
+        w.by_account
+            .entry(account)
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    /// Wakes the sockets of `account` (all of them when `None`).
+    fn wake_sockets(&self, account: Option<AccountId>) {
+        let w = self.watchers.lock();
+        match account {
+            Some(account) => {
+                if let Some(sender) = w.by_account.get(&account) {
+                    // No receiver left: nothing to wake (pruned later).
+                    let _ = sender.send(());
+                }
+            }
+            None => {
+                for sender in w.by_account.values() {
+                    let _ = sender.send(());
+                }
+            }
         }
     }
 
@@ -165,6 +224,7 @@ impl SessionCache {
     /// stripe). Call after the engine applied a revocation, before answering.
     pub fn evict(&self, account: AccountId) {
         self.stripe(account).fetch_add(1, Ordering::AcqRel);
+        self.wake_sockets(Some(account));
         if let Some(bus) = self.bus.clone() {
             // Off the request's path: the other nodes hear of it within the bus's
             // latency; a lost message is what the TTL is for.
@@ -180,6 +240,7 @@ impl SessionCache {
     /// An eviction another node told of: local only, never published again.
     fn evict_here(&self, account: AccountId) {
         self.stripe(account).fetch_add(1, Ordering::AcqRel);
+        self.wake_sockets(Some(account));
     }
 
     /// Forgets everything (the operators' stream lagged: some status change may
@@ -189,6 +250,7 @@ impl SessionCache {
             g.fetch_add(1, Ordering::AcqRel);
         }
         self.entries.clear();
+        self.wake_sockets(None);
     }
 }
 
@@ -287,6 +349,34 @@ mod tests {
         // A fill after the revocation is good again.
         cache.insert(cache.ticket(A), A, 1, H, Timestamp(2_000));
         assert!(cache.check(A, 1, &H, NOW));
+    }
+
+    #[test]
+    fn an_eviction_wakes_the_watchers_of_its_account_only() {
+        let cache = SessionCache::default();
+        let mut a = cache.watch(A);
+        let a2 = cache.watch(A);
+        let other = cache.watch(AccountId(8));
+        cache.evict(A);
+        assert!(a.has_changed().unwrap());
+        assert!(a2.has_changed().unwrap());
+        assert!(!other.has_changed().unwrap());
+        a.mark_unchanged();
+        cache.evict_all();
+        assert!(a.has_changed().unwrap());
+        assert!(other.has_changed().unwrap());
+    }
+
+    #[test]
+    fn watchers_of_closed_sockets_are_pruned() {
+        let cache = SessionCache::default();
+        for i in 0..5_000 {
+            drop(cache.watch(AccountId(i)));
+        }
+        let kept = cache.watch(A);
+        assert!(cache.watchers.lock().by_account.len() <= 2 * 1024 + 1);
+        cache.evict(A);
+        assert!(kept.has_changed().unwrap());
     }
 
     #[test]

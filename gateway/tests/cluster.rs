@@ -246,6 +246,28 @@ impl Nodes {
         }
     }
 
+    /// The sum of node `i`'s `/metrics` samples named `name` (labels included
+    /// in `name` select one series); 0 when there is none.
+    async fn metric(&self, i: usize, name: &str) -> f64 {
+        let url = format!("{}/metrics", self.nodes[i].base());
+        let text = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ', ',']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     async fn cny(&self, i: usize, token: &str) -> f64 {
         let body = self.get(i, "/v1/account", token).await;
         body["balances"]
@@ -460,6 +482,18 @@ async fn three_nodes_share_the_shards_and_survive_a_kill() {
     let acked = bank_load_keys(&nodes, &users, PER_USER, done, "a").await;
     assert_eq!(acked.len(), users.len() * PER_USER, "all answered");
     check_books(&nodes, 0, &users, &acked).await;
+    // The hops are counted on each node's /metrics: commands and reads sent
+    // to other nodes, saga entries (credits and their answers), and entries
+    // served for other nodes.
+    let mut hops = BTreeMap::new();
+    for i in 0..3 {
+        for kind in ["execute", "state", "saga"] {
+            let name = format!("okpay_remote_requests_total{{kind=\"{kind}\"}}");
+            *hops.entry(kind).or_insert(0.0) += nodes.metric(i, &name).await;
+        }
+        *hops.entry("served").or_insert(0.0) += nodes.metric(i, "okpay_remote_served_total").await;
+    }
+    assert!(hops.values().all(|n| *n > 0.0), "{hops:?}");
 
     // Kill -9 under load: a second round with node-2 killed mid-way.
     let done = Arc::new(AtomicUsize::new(0));
@@ -650,4 +684,73 @@ async fn three_nodes_on_a_redis_cluster_survive_a_master_kill() {
     for via in 0..3 {
         check_books(&nodes, via, &users, &all).await;
     }
+}
+
+/// Runs `okpay --strict-durability` against `redis_url` and waits (bounded)
+/// for it to exit: `(exit code, what it printed)`. A process still serving
+/// after 60 s fails the test.
+fn strict_start(redis_url: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("okpay.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_okpay"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--redis")
+        .arg(redis_url)
+        .arg("--strict-durability")
+        .env("OKPAY_ADMIN_TOKEN", ADMIN)
+        .env("OKPAY_DEV", "1")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .expect("start okpay");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "okpay still running under --strict-durability:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), std::fs::read_to_string(&log).unwrap())
+}
+
+/// `--strict-durability` refuses, at start-up, a Redis Cluster where one
+/// master (not the one the URL names) fsyncs only every second, naming that
+/// master; and a standalone Redis without AOF. The process exits non-zero.
+#[test]
+fn strict_durability_refuses_a_cluster_with_one_careless_master() {
+    let cluster = RedisCluster::start();
+    cluster.config_set(2, "appendfsync", "everysec");
+    let (code, said) = strict_start(&cluster.node_url(0));
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}:\n{said}");
+    assert!(said.contains("--strict-durability"), "{said}");
+    let careless = cluster.node_address(2);
+    assert!(
+        said.contains(&format!(
+            "{careless}: appendfsync is `everysec`, must be `always`"
+        )),
+        "the careless master is not named:\n{said}"
+    );
+    for durable in [0, 1] {
+        assert!(
+            !said.contains(&format!("{}:", cluster.node_address(durable))),
+            "a durable master was blamed:\n{said}"
+        );
+    }
+
+    let standalone = RedisServer::start_without_aof();
+    let (code, said) = strict_start(&standalone.url());
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}:\n{said}");
+    assert!(said.contains("appendonly is `no`, must be `yes`"), "{said}");
 }

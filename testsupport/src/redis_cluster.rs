@@ -129,6 +129,22 @@ impl RedisCluster {
         self.nodes.is_empty()
     }
 
+    /// `CONFIG SET <name> <value>` on master `i` alone (e.g. one careless master
+    /// among durable ones); panics unless the master answers `+OK`.
+    pub fn config_set(&self, i: usize, name: &str, value: &str) {
+        let command = format!("CONFIG SET {name} {value}\r\n");
+        let reply = ask(self.nodes[i].port, command.as_bytes());
+        assert!(
+            reply.as_deref().is_some_and(|r| r.starts_with("+OK")),
+            "CONFIG SET {name} {value} on master {i}: {reply:?}"
+        );
+    }
+
+    /// `127.0.0.1:<port>` of master `i`, as the cluster names it.
+    pub fn node_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].port)
+    }
+
     /// Kills master `i` with SIGKILL and waits until the process is gone. With no
     /// replicas, its slots are unavailable until [`restart`](Self::restart).
     pub fn kill9(&mut self, i: usize) {

@@ -7,6 +7,7 @@
 //! |------------------------------|--------|-------------------------------------------|
 //! | `okpay:{s007}:inbox`         | stream | requests for shard 7's owner (bounded)    |
 //! | `okpay:{s007}:pos`           | hash   | field `inbox`: the last entry answered    |
+//! | `okpay:{s007}:started`       | hash   | once-only entries started, not answered   |
 //! | `okpay:{node:<id>}:replies`  | list   | replies for node `<id>` (expire if unread)|
 //! | `okpay:{node:<id>}:wake`     | list   | shard numbers with new inbox entries      |
 //!
@@ -16,6 +17,21 @@
 //! after the replies' effects are durable; the client's idempotency key makes
 //! the replay of a command it already ran harmless). A node's two lists share
 //! its own tag, so one `BLPOP` waits for both.
+//!
+//! # Commands without an idempotency key
+//!
+//! An operator's freeze, a KYC review, a login's new session... carry no key,
+//! so running one again would not return its first outcome: it would act
+//! twice (or answer a rejection for what was done). Such entries are run at
+//! most once: before running them, the owner records their ids in the shard's
+//! `started` hash (a script fenced by its epoch, durable before any of them
+//! runs); the acknowledgement removes them. A next owner that finds an entry
+//! still unanswered and marked started does not run it again: it answers
+//! `Unavailable` with "outcome unknown", as a single node does when a
+//! command's write timed out (the operator looks before sending it again).
+//! Entries the old owner refused unrun (a hand-over) are unmarked before it
+//! stops. Keyed commands (transfers, deposits, withdrawals) and saga steps
+//! (deduplicated by transfer id) are replayed as before; reads are rerun.
 //!
 //! # Flow
 //!
@@ -41,12 +57,13 @@ use std::time::Duration;
 use ::redis::Value;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Leases, NodeId};
 use crate::codec::remote::{Answer, Envelope, Reply, Request};
 use crate::codec::{ShardId, ShardLayout};
+use crate::domain::Command;
 use crate::runtime::executor::{Msg, Peers, ReadFn};
 use crate::runtime::saga::{CreditAnswer, CreditOutcome, CreditRequest};
 use crate::runtime::EngineError;
@@ -57,6 +74,8 @@ static PUSH: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/inbox_push.lua")));
 static ACK: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/inbox_ack.lua")));
+static MARK: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/inbox_mark.lua")));
 
 /// The error a node's executors answer for a shard they do not serve; the
 /// facade then asks the owner instead.
@@ -88,6 +107,10 @@ fn lease_key(shard: ShardId) -> String {
 
 fn pos_key(shard: ShardId) -> String {
     format!("okpay:{{{}}}:pos", shard.tag())
+}
+
+fn started_key(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:started", shard.tag())
 }
 
 fn replies_key(node: &str) -> String {
@@ -218,6 +241,7 @@ impl Remote {
         request: Request,
     ) -> Result<Answer, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kind = request_kind(&request);
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.pending.lock();
@@ -241,6 +265,7 @@ impl Remote {
             return Err(e);
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("okpay_remote_requests_total", "kind" => kind).increment(1);
         match tokio::time::timeout(REMOTE_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(unavailable("the remote reader stopped")),
@@ -450,6 +475,7 @@ impl Remote {
                         Err(e) => Err(unavailable(e)),
                     };
                     me.stats.saga_entries.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("okpay_remote_requests_total", "kind" => "saga").increment(1);
                     // Sent or not, a credit without an answer is asked again: at
                     // once when refused, later when its answer may have been lost.
                     let delay = if sent.is_ok() {
@@ -506,6 +532,16 @@ impl Remote {
         get.arg(pos_key(shard)).arg("inbox");
         let pos: Option<String> = from_value(self.one(Call::Plain(get), Retry::Safe).await?)?;
         let mut read_pos = pos.unwrap_or_else(|| "0-0".to_owned());
+        // Once-only entries started before this consumer (by a previous owner,
+        // or by this node before its consumer restarted): never run again.
+        let mut keys = ::redis::cmd("HKEYS");
+        keys.arg(started_key(shard));
+        let started: FxHashSet<String> =
+            from_value::<Vec<String>>(self.one(Call::Plain(keys), Retry::Safe).await?)?
+                .into_iter()
+                .collect();
+        // Once-only entries this consumer marked, not yet answered.
+        let mut marked: FxHashSet<String> = FxHashSet::default();
         // Entries read, oldest first, and whether each is answered.
         let mut order: VecDeque<(String, bool)> = VecDeque::new();
         let mut running: FuturesUnordered<Served<'_>> = FuturesUnordered::new();
@@ -528,10 +564,49 @@ impl Remote {
                     .arg(TAKE);
                 let entries = decode_entries(self.one(Call::Plain(range), Retry::Safe).await?)?;
                 want_read = entries.len() == TAKE;
+                let mut launch = Vec::with_capacity(entries.len());
+                let mut to_mark = Vec::new();
                 for (id, bytes) in entries {
                     read_pos.clone_from(&id);
                     order.push_back((id.clone(), false));
-                    running.push(Box::pin(async move { (id, self.serve(&bytes).await) }));
+                    let envelope = match Envelope::decode(&bytes) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an undecodable inbox entry was dropped");
+                            running.push(Box::pin(std::future::ready((id, None))));
+                            continue;
+                        }
+                    };
+                    if once_only(&envelope.request) {
+                        if started.contains(&id) {
+                            metrics::counter!("okpay_remote_unknown_total").increment(1);
+                            let to = (envelope.reply_to, envelope.id);
+                            let unknown: Result<Answer, EngineError> =
+                                Err(unavailable(OUTCOME_UNKNOWN));
+                            running.push(Box::pin(std::future::ready((id, Some((to, unknown))))));
+                            continue;
+                        }
+                        to_mark.push(id.clone());
+                    }
+                    launch.push((id, envelope));
+                }
+                if !to_mark.is_empty() {
+                    let mut mark = MARK.call(&[&pos_key(shard), &started_key(shard)]);
+                    mark.arg(epoch);
+                    for id in &to_mark {
+                        mark.arg(id);
+                    }
+                    // Not resent blindly: a lost reply leaves the marks, which
+                    // only makes these entries "unknown" to a next owner.
+                    let recorded: i64 =
+                        from_value(self.one(Call::Script(&MARK, mark), Retry::Never).await?)?;
+                    if recorded != 1 {
+                        return Ok(()); // another node owns the shard now
+                    }
+                    marked.extend(to_mark);
+                }
+                for (id, envelope) in launch {
+                    running.push(Box::pin(async move { (id, self.serve(envelope).await) }));
                 }
             }
             let mut done = Vec::new();
@@ -551,10 +626,14 @@ impl Remote {
             }
             let mut calls = Vec::new();
             let mut not_served = false;
+            let mut unrun = Vec::new();
             for (id, served) in done {
                 match served {
                     Some((_, Err(EngineError::Unavailable(e)))) if e == NOT_SERVED => {
                         not_served = true;
+                        if marked.remove(&id) {
+                            unrun.push(id);
+                        }
                         continue; // left for the next owner
                     }
                     Some(((to, rid), result)) if !to.is_empty() => {
@@ -576,7 +655,14 @@ impl Remote {
                 self.redis.exec(calls, Retry::Never).await?;
             }
             if not_served {
-                // Dropped meanwhile: the next owner answers what is not acked.
+                // Dropped meanwhile: the next owner answers what is not acked,
+                // and runs the once-only entries refused here unrun (unmarked
+                // best-effort: a mark left makes one "unknown", never a rerun).
+                if !unrun.is_empty() {
+                    let mut unmark = ::redis::cmd("HDEL");
+                    unmark.arg(started_key(shard)).arg(&unrun);
+                    let _ = self.one(Call::Plain(unmark), Retry::Safe).await;
+                }
                 return Ok(());
             }
             let mut answered = Vec::new();
@@ -586,7 +672,7 @@ impl Remote {
                 }
             }
             if let Some(last) = answered.last() {
-                let mut ack = ACK.call(&[&inbox_key(shard), &pos_key(shard)]);
+                let mut ack = ACK.call(&[&inbox_key(shard), &pos_key(shard), &started_key(shard)]);
                 ack.arg(epoch).arg(last);
                 for id in &answered {
                     ack.arg(id);
@@ -595,23 +681,20 @@ impl Remote {
                 if acked != 1 {
                     return Ok(()); // another node owns the shard now
                 }
+                for id in &answered {
+                    marked.remove(id);
+                }
                 self.stats
                     .served
                     .fetch_add(answered.len() as u64, Ordering::Relaxed);
+                metrics::counter!("okpay_remote_served_total").increment(answered.len() as u64);
             }
         }
     }
 
     /// Runs one inbox entry on the local executors; `None` when there is
-    /// nothing to answer (saga messages, an undecodable entry).
-    async fn serve(&self, bytes: &[u8]) -> Option<Served1> {
-        let envelope = match Envelope::decode(bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "an undecodable inbox entry was dropped");
-                return None;
-            }
-        };
+    /// nothing to answer (saga messages).
+    async fn serve(&self, envelope: Envelope) -> Option<Served1> {
         let to = (envelope.reply_to, envelope.id);
         let result = match envelope.request {
             Request::Execute { account, cmd } => {
@@ -684,6 +767,62 @@ impl Remote {
     }
 }
 
+/// What a next owner answers for a once-only entry a previous owner started.
+pub(crate) const OUTCOME_UNKNOWN: &str = "the shard's owner changed while this command ran: its outcome is unknown; check before sending it again";
+
+/// Whether running `request` twice could act twice: commands without an
+/// idempotency key (see the module doc). Keyed commands replay their first
+/// outcome; saga steps are deduplicated by transfer id; reads change nothing.
+fn once_only(request: &Request) -> bool {
+    let Request::Execute { cmd, .. } = request else {
+        return false;
+    };
+    match cmd {
+        Command::Deposit { .. }
+        | Command::Withdraw { .. }
+        | Command::Transfer { .. }
+        | Command::Credit { .. }
+        | Command::CompleteTransfer { .. }
+        | Command::ReverseTransfer { .. } => false,
+        Command::Open { .. }
+        | Command::SettleWithdrawal { .. }
+        | Command::FailWithdrawal { .. }
+        | Command::SetStatus { .. }
+        | Command::SetKycTier { .. }
+        | Command::CreateSession(_)
+        | Command::RevokeSession { .. }
+        | Command::RevokeSessions { .. }
+        | Command::AddContact { .. }
+        | Command::RemoveContact { .. }
+        | Command::LoginFailed
+        | Command::StartPasswordReset { .. }
+        | Command::ConfirmPasswordReset { .. }
+        | Command::BeginTotp { .. }
+        | Command::ConfirmTotp { .. }
+        | Command::CreateChallenge { .. }
+        | Command::ConfirmChallenge { .. }
+        | Command::SubmitKyc(_)
+        | Command::ReviewKyc { .. }
+        | Command::CheckResetCode { .. }
+        | Command::RequestSecurityCode { .. }
+        | Command::RemoveTotp { .. }
+        | Command::RegenerateRecoveryCodes { .. }
+        | Command::ResetTotp { .. }
+        | Command::SetLocale { .. } => true,
+    }
+}
+
+/// The `kind` label of `okpay_remote_requests_total` (`saga` for saga entries).
+fn request_kind(request: &Request) -> &'static str {
+    match request {
+        Request::Execute { .. } => "execute",
+        Request::State { .. } => "state",
+        Request::Rows { .. } => "rows",
+        Request::Audit { .. } => "audit",
+        Request::Saga { .. } => "saga",
+    }
+}
+
 /// One entry's reply: `(asker, request id)` and the result.
 type Served1 = ((String, u64), Result<Answer, EngineError>);
 
@@ -705,6 +844,32 @@ fn decode_entries(reply: Value) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         .collect())
 }
 
+/// For tests that stage what a dead owner left in a shard's inbox: the keys
+/// involved and an entry's bytes.
+#[doc(hidden)]
+pub mod staging {
+    use super::*;
+    use crate::ids::AccountId;
+
+    /// `(inbox stream, started hash)` of `shard`.
+    pub fn keys(shard: ShardId) -> (String, String) {
+        (inbox_key(shard), started_key(shard))
+    }
+
+    /// The field `r` of an inbox entry asking the owner to run `cmd` on
+    /// `account`, expecting no reply.
+    pub fn command_entry(account: AccountId, cmd: Command) -> Vec<u8> {
+        Envelope {
+            id: 0,
+            reply_to: String::new(),
+            request: Request::Execute { account, cmd },
+        }
+        .encode()
+        // unwrap: a command always encodes (postcard into a Vec).
+        .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,5 +880,35 @@ mod tests {
         assert_eq!(pos_key(ShardId(7)), "okpay:{s007}:pos");
         assert_eq!(replies_key("n-1"), "okpay:{node:n-1}:replies");
         assert_eq!(wake_key("n-1"), "okpay:{node:n-1}:wake");
+        assert_eq!(started_key(ShardId(7)), "okpay:{s007}:started");
+    }
+
+    #[test]
+    fn only_commands_without_a_key_or_a_transfer_id_are_once_only() {
+        use crate::domain::state::AccountStatus;
+        use crate::ids::{AccountId, IdempotencyKey};
+        let account = AccountId(1);
+        let run = |cmd| Request::Execute { account, cmd };
+        assert!(once_only(&run(Command::SetStatus {
+            to: AccountStatus::Frozen,
+            reason: "r".into()
+        })));
+        assert!(once_only(&run(Command::ReviewKyc {
+            approve: true,
+            reason: None
+        })));
+        assert!(!once_only(&run(Command::Transfer {
+            key: IdempotencyKey::parse("k").unwrap(),
+            to: AccountId(2),
+            amount: crate::money::Amount::parse(
+                "1",
+                crate::money::Currency::new("CNY", 2).unwrap()
+            )
+            .unwrap(),
+            memo: None,
+            step_up_verified: false,
+        })));
+        assert!(!once_only(&Request::State { account }));
+        assert!(!once_only(&Request::Rows { account }));
     }
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use okpay_engine::coord::Coord;
 use okpay_engine::domain::command::DepositMethod;
 use okpay_engine::domain::view::DepositView;
 use okpay_engine::ids::{AccountId, IdempotencyKey};
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::deliveries::Deliveries;
 use crate::crypto::{Field, Owner, PiiCipher};
+use crate::idempotency::ChargeLock;
 use crate::payments::{CardNumber, CardProcessor, Charge, ChargeRequest, ChargeStatus};
 use crate::routes::extract::money;
 
@@ -253,11 +255,19 @@ async fn drive_once(
 
 /// Drives every intent left by an earlier run (at start-up). Returns how many
 /// were credited, refunded or declined.
+///
+/// Several nodes: an intent may belong to a deposit another node is driving
+/// right now (its client's request), or be swept by several nodes starting
+/// together; each is driven under the deposit's shared charge lock (waiting as
+/// a request would), so no two nodes drive one deposit at once, and one found
+/// finished meanwhile is gone from the index. An intent whose lock stays held
+/// is left to its holder (and to the next sweep).
 pub async fn recover(
     engine: &Engine,
     cards: &Arc<dyn CardProcessor>,
     cipher: &PiiCipher,
     events: &Deliveries,
+    coord: &Arc<dyn Coord>,
 ) -> usize {
     let mut after: Option<String> = None;
     let mut done = 0;
@@ -278,6 +288,29 @@ pub async fn recover(
                 tracing::error!(%reference, "unreadable deposit intent left in place");
                 continue;
             };
+            let (Ok(account), Ok(key)) = (
+                intent.account.parse::<AccountId>(),
+                IdempotencyKey::parse(&intent.key),
+            ) else {
+                tracing::error!(%reference, "deposit intent with a bad account or key left in place");
+                continue;
+            };
+            let _across_nodes = match ChargeLock::take(coord, account, &key).await {
+                Ok(lock) => lock,
+                Err(_) => {
+                    tracing::info!(%reference, "deposit intent driven by another node; left to it");
+                    continue;
+                }
+            };
+            // Another node may have finished it while this one waited.
+            match engine.store().get_index(INTENT_INDEX, reference).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%reference, error = %e, "deposit intent not recovered yet");
+                    continue;
+                }
+            }
             match drive(engine, cards, cipher, &intent, None, events).await {
                 Ok(Driven::Pending(_)) => {}
                 Ok(outcome) => {

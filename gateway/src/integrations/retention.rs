@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use okpay_engine::coord::Coord;
 use okpay_engine::ids::AccountId;
 use okpay_engine::store::Store;
 use okpay_engine::{Engine, EngineError, Rejection};
@@ -38,9 +39,16 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(3600);
 /// Entries read per page while trimming.
 const PAGE: usize = 500;
 
-/// Trims both indexes now, then every [`TRIM_EVERY`], until the process ends.
-pub async fn run(engine: Engine) {
+/// Trims the indexes now, then every [`TRIM_EVERY`], until the process ends;
+/// with several nodes, only the node that claims the hour trims (`crate::jobs`).
+pub async fn run(engine: Engine, coord: Arc<dyn Coord>) {
     loop {
+        // The claim lasts a little less than the pause, so the next hour's
+        // trim is not refused by this one's claim.
+        if !crate::jobs::claim(&coord, "retention", TRIM_EVERY - TRIM_EVERY / 12).await {
+            tokio::time::sleep(TRIM_EVERY).await;
+            continue;
+        }
         let now = crate::clock::now(&engine);
         let store = engine.store().clone();
         match trim_log(&store, now, LOG_RETENTION).await {

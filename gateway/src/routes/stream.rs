@@ -154,7 +154,15 @@ pub async fn account_stream(
     let query = query.into_inner();
     let token =
         presented_token(&req, query.token.as_deref()).ok_or_else(ApiError::unauthenticated)?;
+    // Evictions are watched from before the token check, so a revocation
+    // after it wakes the socket (the account is the one the token claims; a
+    // token that fails the check never gets a socket).
+    let claimed = auth::parse_token(&token).map(|c| (c.account, state.sessions.watch(c.account)));
     let who = auth::check_token(&state, &token).await?;
+    let revoked = match claimed {
+        Some((account, revoked)) if account == who.account => revoked,
+        _ => state.sessions.watch(who.account),
+    };
     let slot = user_slot(&state, &req, who.account)?;
     let subscription = state.engine.subscribe(who.account, query.after_seq).await?;
     let (response, session, messages) = upgrade(&req, body)?;
@@ -168,6 +176,7 @@ pub async fn account_stream(
         state: state.clone(),
         auth: who,
         token,
+        revoked,
         after_seq: query.after_seq,
         subscription,
         link,

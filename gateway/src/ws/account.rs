@@ -17,9 +17,12 @@
 //! notifications fill the gap, as for a client's `resume`, without dropping what
 //! is queued); on one node seqs never skip and this costs a comparison.
 //!
-//! Revoked or expired sessions: the token is checked again on every heartbeat, and
-//! the socket is closed with 1008 once it no longer authenticates. A session can
-//! therefore outlive its revocation by at most one heartbeat interval.
+//! Revoked or expired sessions: the token is checked again whenever the session
+//! cache evicts the account (a revocation through this node or, heard on the
+//! bus, through any other) and on every heartbeat, and the socket is closed with
+//! 1008 once it no longer authenticates. A revocation therefore closes the socket
+//! within the bus's latency; the heartbeat bounds what the bus lost (and expiry)
+//! to one interval.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,6 +53,9 @@ pub struct AccountConnection {
     pub auth: Auth,
     /// The token the connection was opened with, re-checked every heartbeat.
     pub token: String,
+    /// Changes on each eviction of the account's sessions (taken before the
+    /// handshake's token check).
+    pub revoked: tokio::sync::watch::Receiver<()>,
     /// The seq the client asked to start after (`?after_seq=`), if any.
     pub after_seq: Option<u64>,
     pub subscription: Subscription,
@@ -130,6 +136,7 @@ pub async fn run(conn: AccountConnection) {
         state,
         auth,
         token,
+        revoked,
         after_seq,
         subscription,
         mut link,
@@ -141,7 +148,7 @@ pub async fn run(conn: AccountConnection) {
     let ending = serve(
         &state,
         &auth,
-        &token,
+        (&token, revoked),
         after_seq,
         subscription,
         &mut link,
@@ -153,15 +160,20 @@ pub async fn run(conn: AccountConnection) {
     drop(slot);
 }
 
+/// `session`: the token the socket was opened with, and its account's
+/// evictions (see the module doc).
 async fn serve(
     state: &AppState,
     auth: &Auth,
-    token: &str,
+    session: (&str, tokio::sync::watch::Receiver<()>),
     after_seq: Option<u64>,
     subscription: Subscription,
     link: &mut Link,
     messages: &mut AggregatedMessageStream,
 ) -> Ending {
+    let (token, mut revoked) = session;
+    // False once the cache dropped the channel (never while this holds it).
+    let mut watching = true;
     let heartbeat = state.settings.ws_heartbeat;
     let mut ticker = interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -217,6 +229,13 @@ async fn serve(
                     link.push_text(frame::system_status(&state.maintenance.status(), state.now()))
                 }
                 Err(RecvError::Closed) => Ok(()),
+            },
+            changed = revoked.changed(), if watching => match changed {
+                Ok(()) => still_authenticated(state, token).await,
+                Err(_) => {
+                    watching = false;
+                    Ok(())
+                }
             },
             _ = ticker.tick() => match link.on_tick() {
                 Ok(()) => still_authenticated(state, token).await,

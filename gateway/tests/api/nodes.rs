@@ -173,11 +173,16 @@ async fn the_cluster_view_on_redis_is_shared() {
 }
 
 async fn cluster_node(url: &str, name: &str) -> TestApp {
+    cluster_node_beating(url, name, Duration::from_millis(300)).await
+}
+
+/// A cluster-mode node whose sockets send a heartbeat (and re-check their
+/// session on it) every `heartbeat`.
+async fn cluster_node_beating(url: &str, name: &str, heartbeat: Duration) -> TestApp {
     use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
     let (url, name) = (url.to_owned(), name.to_owned());
     TestApp::spawn_with(move |s| {
-        // Sockets re-check their session often, so a revocation shows quickly.
-        s.ws_heartbeat = Duration::from_millis(300);
+        s.ws_heartbeat = heartbeat;
         s.redis_url = Some(url);
         let id = NodeId::parse(&name).unwrap();
         let mut cluster = ClusterConfig::new(id.clone());
@@ -215,7 +220,9 @@ async fn split(a: &TestApp) {
 async fn a_session_revoked_through_one_node_is_refused_by_the_other_and_its_socket_there_closes() {
     let redis = RedisServer::start();
     let a = cluster_node(&redis.url(), "node-a").await;
-    let b = cluster_node(&redis.url(), "node-b").await;
+    // B's heartbeat is far off: its socket must close on the revocation
+    // itself (heard on the bus), not at the next heartbeat's check.
+    let b = cluster_node_beating(&redis.url(), "node-b", Duration::from_secs(60)).await;
     split(&a).await;
     let (id, token) = a.user("across@example.com").await;
     // B validates the session (and caches it), and serves its socket.
@@ -240,7 +247,7 @@ async fn a_session_revoked_through_one_node_is_refused_by_the_other_and_its_sock
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "B still accepts a session revoked through A");
-    match ws.next_within(Duration::from_secs(5)).await {
+    match ws.next_within(Duration::from_secs(10)).await {
         Some(Frame::Close(Some((code, _)))) => assert_eq!(code, 1008),
         other => panic!("the socket on B stayed open: {other:?}"),
     }
@@ -345,4 +352,37 @@ async fn maintenance_switched_on_one_node_is_pushed_to_sockets_on_the_other() {
     a.maintenance(false, None).await;
     let v = ws.json().await;
     assert_eq!(v["data"]["maintenance"], false, "{v}");
+}
+
+/// A background job every node starts (the payout resubmission, the hourly
+/// trims) runs on one node per period: the first to claim it; the others,
+/// and the same node again, are refused until the period ends.
+#[tokio::test]
+async fn a_background_job_runs_on_one_node_per_period() {
+    use okpay_gateway::jobs;
+    let redis = RedisServer::start();
+    let coord = |url: String| async move {
+        let store = Arc::new(RedisStore::connect(&url).await.unwrap());
+        Arc::new(RedisCoord::new(store, &url).unwrap()) as Arc<dyn Coord>
+    };
+    let (ca, cb) = (coord(redis.url()).await, coord(redis.url()).await);
+    let period = Duration::from_millis(1500);
+    assert!(jobs::claim(&ca, "trim", period).await);
+    assert!(
+        !jobs::claim(&cb, "trim", period).await,
+        "a second node ran it"
+    );
+    assert!(
+        !jobs::claim(&ca, "trim", period).await,
+        "run twice in one period"
+    );
+    assert!(
+        jobs::claim(&cb, "resume", period).await,
+        "jobs are independent"
+    );
+    tokio::time::sleep(period + Duration::from_millis(300)).await;
+    assert!(
+        jobs::claim(&cb, "trim", period).await,
+        "the next period runs again"
+    );
 }

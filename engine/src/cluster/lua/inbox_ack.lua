@@ -1,6 +1,8 @@
 -- Marks inbox entries of a shard as answered, for the shard's current lease
--- holder only: advances the shard's inbox position and deletes the entries.
--- KEYS[1] the shard's inbox stream, KEYS[2] the shard's positions hash.
+-- holder only: advances the shard's inbox position and deletes the entries
+-- (and their marks in the started hash, see inbox_mark.lua).
+-- KEYS[1] the shard's inbox stream, KEYS[2] the shard's positions hash,
+-- KEYS[3] the shard's started hash.
 -- ARGV[1] the acknowledging owner's epoch, ARGV[2] the last entry id answered,
 -- ARGV[3..] the entry ids to delete.
 -- Returns 1 when done, 0 when the epoch is not current (nothing changed: the
@@ -11,5 +13,6 @@ end
 redis.call('HSET', KEYS[2], 'inbox', ARGV[2])
 if #ARGV >= 3 then
   redis.call('XDEL', KEYS[1], unpack(ARGV, 3))
+  redis.call('HDEL', KEYS[3], unpack(ARGV, 3))
 end
 return 1
