@@ -146,6 +146,8 @@ struct CommitCounters {
     frame_bytes: u64,
     /// Bytes of the account states checkpointed.
     checkpoint_bytes: u64,
+    /// History rows replaced in memory before they were written.
+    rows_superseded: u64,
 }
 
 impl CommitCounters {
@@ -155,6 +157,7 @@ impl CommitCounters {
             records: stats.records.load(Ordering::Relaxed),
             frame_bytes: stats.bytes.load(Ordering::Relaxed),
             checkpoint_bytes: stats.checkpoint_bytes.load(Ordering::Relaxed),
+            rows_superseded: stats.rows_superseded.load(Ordering::Relaxed),
         }
     }
 
@@ -287,6 +290,8 @@ fn durable_transfers(c: &mut Criterion) {
         (engine_written.frame_bytes - redis_before.frame_bytes) as f64 / engine_done as f64;
     let checkpoint_bytes = (engine_written.checkpoint_bytes - redis_before.checkpoint_bytes) as f64
         / engine_done as f64;
+    let rows_superseded =
+        (engine_written.rows_superseded - redis_before.rows_superseded) as f64 / engine_done as f64;
     let engine_cmds =
         (data_commands(&rt, &engine_redis.url()) - engine_cmds_before) as f64 / engine_done as f64;
     let baseline_aof_before = baseline_redis.aof_bytes();
@@ -369,13 +374,14 @@ fn durable_transfers(c: &mut Criterion) {
     );
     // The one stable line to compare run to run (grep '^durable:').
     println!(
-        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} frame_bytes_per_transfer={:.0} checkpoint_bytes_per_transfer={:.0} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2}",
+        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} frame_bytes_per_transfer={:.0} checkpoint_bytes_per_transfer={:.0} rows_superseded_per_transfer={:.2} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2}",
         engine_rates.median(),
         baseline_rates.median(),
         engine_rates.median() / baseline_rates.median(),
         engine_aof,
         frame_bytes,
         checkpoint_bytes,
+        rows_superseded,
         baseline_aof,
         engine_aof / baseline_aof,
         engine_cmds,

@@ -612,3 +612,98 @@ async fn a_failed_write_leaves_no_history_row_of_what_it_took_back() {
     assert_eq!(available(&engine, id).await, Decimal::from(acked));
     assert_eq!(rows.len(), acked, "one row per acknowledged deposit");
 }
+
+/// Rows wait a few batches before they are written, so a transfer's debit row
+/// (status processing) is usually replaced in memory by its completion's row:
+/// fewer rows reach the store, the statement still lists every transfer once as
+/// completed, and with nobody reading, the rows still reach the store once the
+/// log goes idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debit_rows_replaced_by_their_completion_and_written_when_idle() {
+    use okpay_engine::store::Store as _;
+    let (engine, store) = engine().await;
+    let payers: Vec<AccountId> = futures::future::join_all((0..20).map(|i| {
+        let engine = engine.clone();
+        async move { open(&engine, &format!("payer{i}")).await }
+    }))
+    .await;
+    let payee = open(&engine, "payee").await;
+    for (i, p) in payers.iter().enumerate() {
+        engine
+            .deposit(
+                *p,
+                key(&format!("f{i}")),
+                cny("100"),
+                DepositMethod::BankCard,
+            )
+            .await
+            .unwrap();
+    }
+    let transfers = futures::future::join_all(payers.iter().flat_map(|&p| {
+        let engine = engine.clone();
+        (0..10).map(move |j| {
+            let engine = engine.clone();
+            async move {
+                engine
+                    .transfer(p, key(&format!("t{j}")), payee, cny("1"), None, false)
+                    .await
+                    .unwrap()
+            }
+        })
+    }))
+    .await;
+    assert_eq!(transfers.len(), 200);
+    assert!(
+        engine
+            .stats()
+            .rows_superseded
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "no debit row was replaced by its completion"
+    );
+    // Nobody has read a statement: once the log is idle the rows are in the
+    // store, read here directly, without the engine's wait for them.
+    let layout = engine.layout();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stored = |rows: &[okpay_engine::store::HistoryRow]| {
+        rows.iter()
+            .filter_map(|r| okpay_engine::domain::history::TxRecord::decode(&r.payload).ok())
+            .filter(|r| r.kind == okpay_engine::ids::OpKind::Transfer)
+            .map(|r| (r.public_id(), r.status))
+            .collect::<Vec<_>>()
+    };
+    loop {
+        let rows = store
+            .history(layout.shard_of(payee), payee, None, 500)
+            .await
+            .unwrap();
+        if stored(&rows).len() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rows never written without a reader: {} of 200",
+            stored(&rows).len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each payer's statement: its 10 transfers, once each, completed.
+    for p in &payers {
+        let (rows, _) = engine.history(*p, None, 50, None).await.unwrap();
+        let mut ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.kind == okpay_engine::ids::OpKind::Transfer)
+            .map(|r| {
+                assert_eq!(
+                    r.status,
+                    okpay_engine::domain::notification::TxStatus::Completed,
+                    "{r:?}"
+                );
+                r.public_id()
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 10, "{rows:?}");
+    }
+}

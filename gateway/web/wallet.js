@@ -290,7 +290,7 @@ $("wd-confirm").addEventListener("click", async () => {
   await moneyCall("/v1/withdrawals", { amount: $("wd-amount").value.trim(), currency: $("wd-currency").value,
     method: $("wd-method").value, destination: $("wd-destination").value.trim() }, "wd-msg", w => {
     say("wd-msg", OK.t("money.withdrawn", { amount: w.amount, currency: w.currency, payout: w.payout,
-      by: OK.when(w.expected_by), fee: w.fee }), "ok");
+      to: w.destination_masked, by: OK.when(w.expected_by), fee: w.fee }), "ok");
     $("wd-amount").value = "";
   });
 });

@@ -24,6 +24,7 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -399,8 +400,14 @@ type WriteFuture = Pin<Box<dyn Future<Output = Written>>>;
 /// checkpoint never passes a frame whose rows are not written (`rows_lsn`).
 #[derive(Default)]
 struct Rows {
-    /// Rows of durable batches not yet being written.
+    /// Rows of durable batches not yet being written, at most one per
+    /// (account, row key): a later row of the same operation (a transfer's
+    /// completion after its debit) replaces the earlier one in place.
     pending: Vec<(ShardId, AccountId, HistoryRow)>,
+    /// Where each (account, row key) of `pending` is, by a hash of the two.
+    index: FxHashMap<u64, usize>,
+    /// The batch whose rows were the first to enter `pending`.
+    pending_since: u64,
     /// The frames (shard, lsn) those rows come from; lsn 0 for shards whose
     /// recovery rewrites rows.
     positions: Vec<(ShardId, u64)>,
@@ -411,6 +418,39 @@ struct Rows {
     written_batch: u64,
     /// History reads waiting for a batch's rows: (batch, reply).
     waiters: Vec<(u64, Reply<()>)>,
+}
+
+impl Rows {
+    /// Adds a row of a durable batch, replacing a pending row of the same
+    /// operation (the newer one describes it as it is now).
+    fn push(&mut self, shard: ShardId, account: AccountId, row: HistoryRow) -> bool {
+        let mut hasher = rustc_hash::FxHasher::default();
+        (account, row.key.as_str()).hash(&mut hasher);
+        let next = self.pending.len();
+        match self.index.entry(hasher.finish()) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let (_, held, pending) = &mut self.pending[*e.get()];
+                if *held == account && pending.key == row.key {
+                    pending.payload = row.payload;
+                    return true;
+                }
+                e.insert(next); // a collision: the older row just stays as it is
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(next);
+            }
+        }
+        self.pending.push((shard, account, row));
+        false
+    }
+
+    /// Hands the pending rows over for one store call.
+    fn take(&mut self) -> Vec<(ShardId, AccountId, HistoryRow)> {
+        self.index.clear();
+        self.pending_since = 0;
+        let capacity = self.pending.len();
+        std::mem::replace(&mut self.pending, Vec::with_capacity(capacity))
+    }
 }
 
 struct RowsWritten {
@@ -456,6 +496,10 @@ type TaskFuture = Pin<Box<dyn Future<Output = Task>>>;
 const TAKE: usize = 1024;
 /// How often checkpoints are considered.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How many batches the history rows of a durable batch may wait for later rows
+/// of the same operations (see [`Executor::write_rows`]). A transfer completes
+/// two or three batches after its debit.
+const ROWS_WINDOW: u64 = 6;
 /// A shard whose log has any frame past its checkpoint is checkpointed once no
 /// frame was added for this many housekeeping rounds (it went quiet)...
 const CHECKPOINT_QUIET_ROUNDS: u64 = 20;
@@ -873,19 +917,18 @@ impl Executor {
         self.durable_batch = batch.id;
         // The rows of frames that did not land must not be written: they would
         // describe operations that never happened (recovery writes the others).
-        if failed.is_empty() && self.rows.pending.is_empty() {
-            // The common case: hand the batch's rows over whole instead of
-            // copying them into a vector that grows (fresh pages) every batch.
-            std::mem::swap(&mut self.rows.pending, &mut batch.history);
-        } else {
-            let landed = |shard: &ShardId| !failed.iter().any(|(f, _)| f == shard);
-            self.rows.pending.extend(
-                batch
-                    .history
-                    .drain(..)
-                    .filter(|(shard, _, _)| landed(shard)),
-            );
+        if self.rows.pending_since == 0 {
+            self.rows.pending_since = batch.id;
         }
+        let mut superseded = 0u64;
+        for (shard, account, row) in batch.history.drain(..) {
+            if !failed.iter().any(|(f, _)| *f == shard) {
+                superseded += u64::from(self.rows.push(shard, account, row));
+            }
+        }
+        stats
+            .rows_superseded
+            .fetch_add(superseded, Ordering::Relaxed);
         for &s in &batch.history_shards {
             if !failed.iter().any(|(f, _)| *f == s) {
                 self.rows.positions.push((s, 0));
@@ -918,12 +961,27 @@ impl Executor {
     }
 
     /// Starts writing the pending history rows when no write of them is in
-    /// flight; with no rows to write, their frames count as written at once.
+    /// flight and they are due; with no rows to write, their frames count as
+    /// written at once.
+    ///
+    /// Rows wait a few batches ([`ROWS_WINDOW`]) before they are written, so
+    /// that a transfer's row written at its debit is usually replaced in memory
+    /// by its completion's row (one row written instead of two). They go at once
+    /// when a history read waits for them, when the log is idle, or when a full
+    /// batch of them is pending.
     fn write_rows(&mut self) {
         if self.rows.writing.is_some() || self.rows.pending_batch == self.rows.written_batch {
             return;
         }
-        let rows = std::mem::take(&mut self.rows.pending);
+        let due = self.rows.pending.is_empty()
+            || !self.rows.waiters.is_empty()
+            || self.rows.pending.len() >= self.shared.config.max_batch
+            || self.rows.pending_batch - self.rows.pending_since >= ROWS_WINDOW
+            || (self.writing.is_none() && self.sealed.is_empty() && self.open.is_empty());
+        if !due {
+            return;
+        }
+        let rows = self.rows.take();
         let positions = std::mem::take(&mut self.rows.positions);
         let batch = self.rows.pending_batch;
         if rows.is_empty() {

@@ -123,6 +123,9 @@ pub struct RuntimeStats {
     pub checkpoints: AtomicU64,
     /// Bytes of the account states those checkpoints wrote.
     pub checkpoint_bytes: AtomicU64,
+    /// History rows replaced in memory by a later row of the same operation
+    /// before they were written (a transfer's debit row by its completion's).
+    pub rows_superseded: AtomicU64,
     /// Transfers found in flight when shards were recovered (driven on since).
     pub recovered_in_flight: AtomicU64,
 }

@@ -290,7 +290,7 @@ pub async fn request_code(
         ),
         code: Some(code),
         locale: locale.code().into(),
-        at: Utc::now(),
+        at: state.now(),
     });
     let expires = state.engine.clock().now().plus_ms(i64::from(ttl) * 1000);
     Ok(HttpResponse::Accepted().json(SecurityCodeSent {

@@ -452,6 +452,23 @@ async fn the_wallet_and_the_console_work_end_to_end_in_a_real_browser() {
     .await;
     wait_text(&bob, "#bal-CNY", "Bob's live balance", |t| t == "1050.00").await;
 
+    // Verified, Alice withdraws to her bank card: the receipt names the card
+    // masked, never in clear.
+    click(&alice, "[data-tab=withdraw]").await;
+    fill(&alice, "#wd-amount", "100.00").await;
+    select(&alice, "#wd-method", "bank_card").await;
+    fill(&alice, "#wd-destination", "6222 0200 1234 5678").await;
+    click(&alice, "#wd-review").await;
+    wait_visible(&alice, "#wd-confirm").await;
+    click(&alice, "#wd-confirm").await;
+    let receipt = wait_text(&alice, "#wd-msg", "withdrawal receipt", |t| {
+        t.contains("under way")
+    })
+    .await;
+    assert!(receipt.contains("**** 5678"), "{receipt}");
+    assert!(!receipt.contains("1234 5678"), "{receipt}");
+    click(&alice, "[data-tab=home]").await;
+
     // The case view: the operator finds Alice by phone.
     click(&ops, "[data-tab=lookup]").await;
     fill(&ops, "#lookup-q", "+8613800000001").await;
