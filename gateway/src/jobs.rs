@@ -1,11 +1,13 @@
 //! Background jobs that every node starts but the deployment needs once: the
-//! re-submission of pending payouts at start-up and the hourly trim of the
+//! re-submission of pending payouts at start-up, the start-up pass of notices
+//! over every account (`integrations::notices`), and the hourly trim of the
 //! webhook log, the seen callback ids and the session index
 //! (`integrations::retention`).
 //!
 //! Each is safe to run twice (a payout goes out under its withdrawal's id as the
 //! processor's `Idempotency-Key`, so a second submission pays nothing more; a
-//! trim deletes what is already gone), but N nodes doing the same sweep is N
+//! notice is queued under an id made of its account and seq; a trim deletes
+//! what is already gone), but N nodes doing the same sweep is N
 //! times the store reads and processor calls for nothing. So a job runs only on
 //! the node that [`claim`]s its period: a shared lock (`okpay:lock:{job:<name>}`,
 //! `SET NX PX`) that is never released, so it also says "done for this period"
@@ -19,8 +21,8 @@
 //! message under its own lock, `integrations::deliveries`), deposits charged
 //! but not credited (each intent driven under the deposit's charge lock,
 //! `integrations::charges::recover`), transfers left in flight (driven by each
-//! shard's owner when it recovers the shard), and the notices and webhook
-//! events derived from accounts' notifications (raised only on the owner of the
+//! shard's owner when it recovers the shard), and webhook events and notices
+//! raised live from accounts' notifications (only on the owner of the
 //! account's shard).
 
 use std::sync::Arc;

@@ -62,6 +62,8 @@ use crate::stream::Streams;
 /// How long the start-up resubmission of pending payouts is claimed for: nodes
 /// started within it (a deployment's rollout) resubmit once between them.
 const PAYOUTS_RESUME_PERIOD: Duration = Duration::from_secs(60);
+/// The same for the start-up pass of notices over every account.
+const NOTICES_START_UP_PERIOD: Duration = Duration::from_secs(60);
 
 /// Opens the configured store: Redis when a URL is given (a standalone server or
 /// any node of a Redis Cluster, told apart by the store itself; checking the
@@ -415,7 +417,11 @@ pub async fn run(
             state.deliveries.clone(),
             state.outbox.clone(),
         );
-        actix_rt::spawn(notices.run(kicks));
+        let coord = state.coord.clone();
+        actix_rt::spawn(async move {
+            let start_up = jobs::claim(&coord, "notices-start-up", NOTICES_START_UP_PERIOD).await;
+            notices.run(kicks, start_up).await;
+        });
     }
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || {

@@ -223,12 +223,19 @@ impl Notices {
         })
     }
 
-    /// Runs until the kick channel closes: first a pass over every account, then
-    /// one per kick.
-    pub async fn run(self: Arc<Self>, mut kicks: mpsc::Receiver<AccountId>) {
+    /// Runs until the kick channel closes: first (with `start_up`) a pass over
+    /// every account, then one per kick. Several nodes starting together make
+    /// the start-up pass once between them (`crate::jobs`; a second would
+    /// derive nothing new: notices are idempotent by `(account, seq)`).
+    pub async fn run(self: Arc<Self>, mut kicks: mpsc::Receiver<AccountId>, start_up: bool) {
         let horizon = self.engine.clock().now().millis()
             - i64::try_from(START_UP_LOOKBACK.as_millis()).unwrap_or(i64::MAX);
-        for shard in self.engine.layout().all() {
+        let shards = if start_up {
+            self.engine.layout().all().collect()
+        } else {
+            Vec::new()
+        };
+        for shard in shards {
             let accounts = match self.engine.accounts_in_shard(shard).await {
                 Ok(a) => a,
                 Err(e) => {
