@@ -548,11 +548,14 @@ impl Remote {
         let mut want_read = true;
         let wake = &self.wakes[usize::from(shard.0)];
         loop {
-            if !self.hosts(shard) {
-                return Ok(());
-            }
-            let Some(epoch) = self.leases.epoch(shard) else {
-                return Ok(());
+            let epoch = match self.leases.epoch(shard) {
+                Some(epoch) if self.hosts(shard) => epoch,
+                _ => {
+                    // Handed over or lost: once-only entries the executors
+                    // refused unrun are unmarked, so the next owner runs them.
+                    self.unmark_unrun(shard, &mut running, &mut marked).await;
+                    return Ok(());
+                }
             };
             if want_read && order.len() < INFLIGHT_MAX {
                 let mut range = ::redis::cmd("XRANGE");
@@ -663,6 +666,7 @@ impl Remote {
                     unmark.arg(started_key(shard)).arg(&unrun);
                     let _ = self.one(Call::Plain(unmark), Retry::Safe).await;
                 }
+                self.unmark_unrun(shard, &mut running, &mut marked).await;
                 return Ok(());
             }
             let mut answered = Vec::new();
@@ -689,6 +693,44 @@ impl Remote {
                     .fetch_add(answered.len() as u64, Ordering::Relaxed);
                 metrics::counter!("okpay_remote_served_total").increment(answered.len() as u64);
             }
+        }
+    }
+
+    /// Waits (at most a second) for the entries still running when the shard
+    /// left this node, and unmarks the once-only ones the executors refused
+    /// unrun (best-effort: a mark left makes one "unknown", never a rerun).
+    async fn unmark_unrun<F>(
+        &self,
+        shard: ShardId,
+        running: &mut FuturesUnordered<F>,
+        marked: &mut FxHashSet<String>,
+    ) where
+        F: Future<Output = (String, Option<Served1>)>,
+    {
+        if marked.is_empty() {
+            return;
+        }
+        let mut unrun = Vec::new();
+        let deadline = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = running.next() => match next {
+                    Some((id, Some((_, Err(EngineError::Unavailable(e))))))
+                        if e == NOT_SERVED && marked.remove(&id) =>
+                    {
+                        unrun.push(id);
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        if !unrun.is_empty() {
+            let mut unmark = ::redis::cmd("HDEL");
+            unmark.arg(started_key(shard)).arg(&unrun);
+            let _ = self.one(Call::Plain(unmark), Retry::Safe).await;
         }
     }
 
