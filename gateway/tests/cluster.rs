@@ -493,7 +493,14 @@ async fn three_nodes_share_the_shards_and_survive_a_kill() {
         }
         *hops.entry("served").or_insert(0.0) += nodes.metric(i, "okpay_remote_served_total").await;
     }
-    assert!(hops.values().all(|n| *n > 0.0), "{hops:?}");
+    // Every node read every user and sent transfers for every sender, so
+    // commands and reads crossed; saga entries need a credit between users
+    // whose shards two nodes own (all six users on one node's shards is
+    // possible), so they are only reported.
+    eprintln!("cross-node requests after the first round: {hops:?}");
+    for kind in ["execute", "state", "served"] {
+        assert!(hops[kind] > 0.0, "no {kind} hop counted: {hops:?}");
+    }
 
     // Kill -9 under load: a second round with node-2 killed mid-way.
     let done = Arc::new(AtomicUsize::new(0));
