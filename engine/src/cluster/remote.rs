@@ -814,7 +814,11 @@ pub(crate) const OUTCOME_UNKNOWN: &str = "the shard's owner changed while this c
 
 /// Whether running `request` twice could act twice: commands without an
 /// idempotency key (see the module doc). Keyed commands replay their first
-/// outcome; saga steps are deduplicated by transfer id; reads change nothing.
+/// outcome; saga steps are deduplicated by transfer id; a payout's settlement
+/// or failure, once final, is an idempotent success; reads change nothing. A
+/// status change is once-only although asking for the current status is a
+/// no-op: replayed after a later change (sent to the new owner directly), it
+/// would undo that change.
 fn once_only(request: &Request) -> bool {
     let Request::Execute { cmd, .. } = request else {
         return false;
@@ -825,10 +829,10 @@ fn once_only(request: &Request) -> bool {
         | Command::Transfer { .. }
         | Command::Credit { .. }
         | Command::CompleteTransfer { .. }
-        | Command::ReverseTransfer { .. } => false,
-        Command::Open { .. }
+        | Command::ReverseTransfer { .. }
         | Command::SettleWithdrawal { .. }
-        | Command::FailWithdrawal { .. }
+        | Command::FailWithdrawal { .. } => false,
+        Command::Open { .. }
         | Command::SetStatus { .. }
         | Command::SetKycTier { .. }
         | Command::CreateSession(_)
@@ -949,6 +953,9 @@ mod tests {
             .unwrap(),
             memo: None,
             step_up_verified: false,
+        })));
+        assert!(!once_only(&run(Command::SettleWithdrawal {
+            id: crate::ids::OpId { account, n: 3 }
         })));
         assert!(!once_only(&Request::State { account }));
         assert!(!once_only(&Request::Rows { account }));
