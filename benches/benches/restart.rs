@@ -3,7 +3,7 @@
 //! what the accounts cost in memory. Not a criterion benchmark: it measures one
 //! restart per store and prints one stable line each:
 //!
-//! `restart: store=embedded accounts=1000000 ready_ms=… engine_start_ms=… first_read_ms=… first_write_ms=… fill_s=… rss_fill_mib=… resident_bytes_per_account=… rss_ready_mib=…`
+//! `restart: store=embedded accounts=1000000 settle_s=… tail_deposits=… ready_ms=… engine_start_ms=… first_read_ms=… first_write_ms=… fill_s=… rss_fill_mib=… resident_bytes_per_account=… rss_ready_mib=…`
 //!
 //! The bench runs itself as a child process twice per store. The *filler* opens
 //! `RESTART_ACCOUNTS` accounts (default 1,000,000) through the engine, as fast as
@@ -16,7 +16,9 @@
 //! filler's RSS growth over its accounts, all of them still resident and idle.
 //! `RESTART_SETTLE_S` keeps the filler alive and quiet that many seconds before
 //! the kill (so its shards get checkpointed; default 0: the whole fill is the
-//! log tail the restart replays). `RESTART_STORES` picks the stores (default `embedded,redis`; Redis is a private
+//! log tail the restart replays). `RESTART_TAIL_DEPOSITS` then deposits into
+//! that many distinct accounts before the kill: a tail over accounts with older
+//! history, each read from its checkpoint by recovery. `RESTART_STORES` picks the stores (default `embedded,redis`; Redis is a private
 //! `redis-server` with `appendfsync always`).
 
 use std::io::{BufRead as _, BufReader};
@@ -133,8 +135,36 @@ fn fill(spec: &str, n: u64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     std::thread::sleep(Duration::from_secs(settle));
+    // With `RESTART_TAIL_DEPOSITS`, that many accounts then get a deposit each
+    // (distinct accounts, after the settle): a log tail over accounts with older
+    // history, which recovery must read from their checkpoints before replaying.
+    let tail: u64 = std::env::var("RESTART_TAIL_DEPOSITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        .min(n);
+    rt.block_on(async {
+        futures::stream::iter(0..tail)
+            .map(|i| {
+                let engine = engine.clone();
+                async move {
+                    engine
+                        .deposit(
+                            account(i),
+                            key(format!("tail-{i}")),
+                            amount("1.00"),
+                            DepositMethod::BankCard,
+                        )
+                        .await
+                        .expect("a tail deposit")
+                }
+            })
+            .buffer_unordered(FILL_CONCURRENCY)
+            .for_each(|_| async {})
+            .await;
+    });
     println!(
-        "filled settle_s={settle} fill_s={fill_s:.1} rss_fill_mib={rss:.0} resident_bytes_per_account={:.0} resident={}",
+        "filled settle_s={settle} tail_deposits={tail} fill_s={fill_s:.1} rss_fill_mib={rss:.0} resident_bytes_per_account={:.0} resident={}",
         (rss - rss_before) * 1024.0 * 1024.0 / n as f64,
         engine.active_actors()
     );
@@ -227,8 +257,9 @@ fn measure(store: &str, spec: &str, n: u64) {
     let ready_ms = spawned.elapsed().as_millis();
     let _ = server.wait();
     println!(
-        "restart: store={store} accounts={n} settle_s={} ready_ms={ready_ms} engine_start_ms={} first_read_ms={} first_write_ms={} fill_s={} rss_fill_mib={} resident_bytes_per_account={} rss_ready_mib={}",
+        "restart: store={store} accounts={n} settle_s={} tail_deposits={} ready_ms={ready_ms} engine_start_ms={} first_read_ms={} first_write_ms={} fill_s={} rss_fill_mib={} resident_bytes_per_account={} rss_ready_mib={}",
         field(&filled, "settle_s"),
+        field(&filled, "tail_deposits"),
         field(&ready, "engine_start_ms"),
         field(&ready, "first_read_ms"),
         field(&ready, "first_write_ms"),

@@ -186,6 +186,14 @@ impl ShardLog for FencedShardLog {
         self.log.load_account(shard, account)
     }
 
+    fn load_accounts<'a>(
+        &'a self,
+        shard: ShardId,
+        accounts: &'a [AccountId],
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        self.log.load_accounts(shard, accounts)
+    }
+
     fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
         self.log.accounts(shard)
     }

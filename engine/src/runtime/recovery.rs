@@ -21,7 +21,7 @@ use crate::store::{HistoryRow, StoreError};
 /// Frames read per store call during recovery.
 const READ_PAGE: usize = 512;
 /// Checkpointed states read at once during recovery.
-const LOAD_CONCURRENCY: usize = 32;
+const LOAD_BATCH: usize = 512;
 
 /// An account as recovered: its journal position and state.
 pub(crate) struct Recovered {
@@ -117,10 +117,17 @@ pub(crate) async fn recover_shard(
     }
     wanted.sort_unstable();
     wanted.dedup();
-    for chunk in wanted.chunks(LOAD_CONCURRENCY) {
-        let loads = chunk.iter().map(|&id| load_account(log.clone(), shard, id));
-        for (id, loaded) in chunk.iter().zip(futures::future::join_all(loads).await) {
-            let (seq, state) = loaded?.unwrap_or_else(|| (0, AccountState::new(*id)));
+    for chunk in wanted.chunks(LOAD_BATCH) {
+        let states = log.load_accounts(shard, chunk).await?;
+        for (id, bytes) in chunk.iter().zip(states) {
+            let loaded = match bytes {
+                None => None,
+                Some(bytes) => Some(
+                    checkpoint::decode_account(&bytes)
+                        .map_err(|e| corrupt(format!("checkpoint of {id}: {e}")))?,
+                ),
+            };
+            let (seq, state) = loaded.unwrap_or_else(|| (0, AccountState::new(*id)));
             accounts.insert(
                 *id,
                 Recovered {

@@ -275,6 +275,21 @@ pub async fn checkpoints_store_states_and_trim(log: &dyn ShardLog) -> Check {
         Some(b"new".to_vec()),
         "newer state"
     );
+    let c = AccountId(a.0 ^ 0x5555);
+    ensure_eq!(
+        log.load_accounts(ShardId(s), &[b, c, a])
+            .await
+            .map_err(fail("load many"))?,
+        vec![Some(b"b".to_vec()), None, Some(b"new".to_vec())],
+        "states of several accounts, in their order, unknown ones None"
+    );
+    ensure_eq!(
+        log.load_accounts(ShardId(s), &[])
+            .await
+            .map_err(fail("load none"))?,
+        Vec::<Option<Vec<u8>>>::new(),
+        "no accounts asked, none answered"
+    );
     ensure_eq!(
         append_one(log, frame(s, 5, b"after")).await?,
         Ok(()),

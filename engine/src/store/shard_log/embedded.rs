@@ -461,6 +461,28 @@ impl ShardLog for EmbeddedShardLog {
         }))
     }
 
+    fn load_accounts<'a>(
+        &'a self,
+        shard: ShardId,
+        accounts: &'a [AccountId],
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        let ids: Vec<u64> = accounts.iter().map(|a| a.0).collect();
+        Box::pin(self.blocking(move |_, db| {
+            // One read transaction for the lot, in key order (the callers pass
+            // sorted ids, so the B-tree pages are visited once each).
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(STATES).map_err(db_err)?;
+            ids.iter()
+                .map(|&id| {
+                    Ok(table
+                        .get((shard.0, id))
+                        .map_err(db_err)?
+                        .map(|v| v.value().to_vec()))
+                })
+                .collect()
+        }))
+    }
+
     fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
         Box::pin(self.blocking(move |_, db| {
             let txn = db.begin_read().map_err(db_err)?;

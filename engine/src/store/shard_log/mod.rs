@@ -94,6 +94,20 @@ pub trait ShardLog: Send + Sync + 'static {
     /// The checkpointed state of `account` (which lives in `shard`), if any.
     fn load_account(&self, shard: ShardId, account: AccountId) -> StoreFuture<'_, Option<Vec<u8>>>;
 
+    /// The checkpointed states of `accounts` (all of `shard`), in their order.
+    /// Recovery reads every account its log tail names this way: a backend that
+    /// can answer many in one call (Redis: one `HMGET`) should.
+    fn load_accounts<'a>(
+        &'a self,
+        shard: ShardId,
+        accounts: &'a [AccountId],
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let loads = accounts.iter().map(|&a| self.load_account(shard, a));
+            futures::future::join_all(loads).await.into_iter().collect()
+        })
+    }
+
     /// Every account of `shard` with a checkpointed state (the audit walks them).
     fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>>;
 

@@ -311,6 +311,33 @@ impl ShardLog for RedisShardLog {
         })
     }
 
+    fn load_accounts<'a>(
+        &'a self,
+        shard: ShardId,
+        accounts: &'a [AccountId],
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            if accounts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut cmd = ::redis::cmd("HMGET");
+            cmd.arg(keys(shard).state);
+            for account in accounts {
+                cmd.arg(&account.0.to_le_bytes()[..]);
+            }
+            let states: Vec<Option<Vec<u8>>> =
+                from_value(self.one(Call::Plain(cmd), Retry::Safe).await?)?;
+            if states.len() != accounts.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "{shard}: {} states for {} accounts",
+                    states.len(),
+                    accounts.len()
+                )));
+            }
+            Ok(states)
+        })
+    }
+
     fn accounts(&self, shard: ShardId) -> StoreFuture<'_, Vec<AccountId>> {
         Box::pin(async move {
             let mut cmd = ::redis::cmd("HKEYS");
