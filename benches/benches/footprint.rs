@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{amount, key, load_policy};
+use benches::{amount, key, load_policy, rss_mib};
 use futures::StreamExt;
 use okpay_engine::domain::command::{DepositMethod, Profile};
 use okpay_engine::ids::AccountId;
@@ -18,16 +18,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const REGISTERED: usize = 100_000;
 const ACTIVE: usize = 10_000;
-
-/// The resident set size of this process, in MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn main() {
     // `cargo test --benches` runs bench targets with `--bench` absent: skip there.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::redis_server::RedisServer;
-use benches::{amount, key, load_policy};
+use benches::{amount, key, load_policy, rss_mib};
 use futures::StreamExt;
 use okpay_engine::domain::command::{DepositMethod, Profile};
 use okpay_engine::ids::AccountId;
@@ -45,16 +45,6 @@ const FILL_CONCURRENCY: usize = 4096;
 const FILL_TIMEOUT: Duration = Duration::from_secs(1200);
 /// The longest a restart may take before the bench gives up on it.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The resident set size of this process, in MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// The `i`-th account of the run: a fixed, well-spread, non-zero id, so the
 /// server process knows the filler's ids without being told them.

@@ -84,6 +84,16 @@ pub async fn funded_accounts(engine: &Engine, n: usize, funds: &str) -> Vec<Acco
     ids
 }
 
+/// The resident set size of this process, in MiB.
+pub fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// CPU time this process has used so far (all threads, user + system), from
 /// `/proc/self/stat` in clock ticks of 10 ms. On a shared, noisy machine the CPU a
 /// run costs per operation is steadier than its throughput.

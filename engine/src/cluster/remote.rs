@@ -812,50 +812,11 @@ impl Remote {
 /// What a next owner answers for a once-only entry a previous owner started.
 pub(crate) const OUTCOME_UNKNOWN: &str = "the shard's owner changed while this command ran: its outcome is unknown; check before sending it again";
 
-/// Whether running `request` twice could act twice: commands without an
-/// idempotency key (see the module doc). Keyed commands replay their first
-/// outcome; saga steps are deduplicated by transfer id; a payout's settlement
-/// or failure, once final, is an idempotent success; reads change nothing. A
-/// status change is once-only although asking for the current status is a
-/// no-op: replayed after a later change (sent to the new owner directly), it
-/// would undo that change.
+/// Whether running `request` twice could act twice: a command that does not
+/// replay safely ([`Command::replays_safely`]); reads and saga entries are
+/// never once-only.
 fn once_only(request: &Request) -> bool {
-    let Request::Execute { cmd, .. } = request else {
-        return false;
-    };
-    match cmd {
-        Command::Deposit { .. }
-        | Command::Withdraw { .. }
-        | Command::Transfer { .. }
-        | Command::Credit { .. }
-        | Command::CompleteTransfer { .. }
-        | Command::ReverseTransfer { .. }
-        | Command::SettleWithdrawal { .. }
-        | Command::FailWithdrawal { .. } => false,
-        Command::Open { .. }
-        | Command::SetStatus { .. }
-        | Command::SetKycTier { .. }
-        | Command::CreateSession(_)
-        | Command::RevokeSession { .. }
-        | Command::RevokeSessions { .. }
-        | Command::AddContact { .. }
-        | Command::RemoveContact { .. }
-        | Command::LoginFailed
-        | Command::StartPasswordReset { .. }
-        | Command::ConfirmPasswordReset { .. }
-        | Command::BeginTotp { .. }
-        | Command::ConfirmTotp { .. }
-        | Command::CreateChallenge { .. }
-        | Command::ConfirmChallenge { .. }
-        | Command::SubmitKyc(_)
-        | Command::ReviewKyc { .. }
-        | Command::CheckResetCode { .. }
-        | Command::RequestSecurityCode { .. }
-        | Command::RemoveTotp { .. }
-        | Command::RegenerateRecoveryCodes { .. }
-        | Command::ResetTotp { .. }
-        | Command::SetLocale { .. } => true,
-    }
+    matches!(request, Request::Execute { cmd, .. } if !cmd.replays_safely())
 }
 
 /// The `kind` label of `okpay_remote_requests_total` (`saga` for saga entries).

@@ -124,14 +124,7 @@ impl RedisCoord {
     }
 
     async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
-        let reply = self
-            .store
-            .exec(vec![call], retry)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Unavailable("redis sent no reply".into()))?;
-        reply_error(&reply)?;
-        Ok(reply)
+        self.store.exec_one(call, retry).await
     }
 
     fn window(

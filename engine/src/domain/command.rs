@@ -184,6 +184,26 @@ impl Command {
         }
     }
 
+    /// Whether running this command a second time is harmless: keyed commands
+    /// replay their first outcome, saga steps are deduplicated by transfer id,
+    /// and a payout's settlement or failure, once final, answers success again.
+    /// Anything else may act twice — even a status change, which asked for the
+    /// current status is a no-op: replayed after a later change, it would undo
+    /// that change. A new command is therefore not replay-safe until listed here.
+    pub fn replays_safely(&self) -> bool {
+        matches!(
+            self,
+            Command::Deposit { .. }
+                | Command::Withdraw { .. }
+                | Command::Transfer { .. }
+                | Command::Credit { .. }
+                | Command::CompleteTransfer { .. }
+                | Command::ReverseTransfer { .. }
+                | Command::SettleWithdrawal { .. }
+                | Command::FailWithdrawal { .. }
+        )
+    }
+
     /// A stable fingerprint of what the command asks, without its key and without
     /// whether step-up was passed (a confirmed retry is the same request). FNV-1a over
     /// the derived `Hash`, stable across processes (unlike `RandomState`).

@@ -820,7 +820,7 @@ impl RedisStore {
         })
     }
 
-    async fn exec_one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
+    pub(crate) async fn exec_one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
         let reply = self
             .exec(vec![call], retry)
             .await?

@@ -104,55 +104,7 @@ impl ClusterLink {
         cmds: Vec<Cmd>,
         retry: Retry,
     ) -> Result<Vec<Value>, StoreError> {
-        let count = cmds.len();
-        let mut groups: HashMap<Option<u16>, (Vec<usize>, Pipeline)> = HashMap::new();
-        for (i, cmd) in cmds.into_iter().enumerate() {
-            let (positions, pipe) = groups
-                .entry(slot_of(&cmd))
-                .or_insert_with(|| (Vec::new(), Pipeline::new()));
-            positions.push(i);
-            pipe.add_command(cmd);
-        }
-        let conn = match retry {
-            Retry::Safe => &self.retrying,
-            Retry::Never => &self.once,
-        };
-        let sends = groups.into_values().map(|(positions, pipe)| {
-            let mut conn = conn.clone();
-            async move {
-                let replies = conn
-                    .req_packed_commands(&pipe, 0, positions.len())
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("redis cluster: {e}")))?;
-                Ok::<_, StoreError>((positions, replies))
-            }
-        });
-        let answered =
-            tokio::time::timeout(self.response_timeout, futures::future::join_all(sends))
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable(format!(
-                        "redis cluster did not answer within {:?}",
-                        self.response_timeout
-                    ))
-                })?;
-        let mut out: Vec<Option<Value>> = vec![None; count];
-        for group in answered {
-            let (positions, replies) = group?;
-            if replies.len() != positions.len() {
-                return Err(StoreError::Unavailable(format!(
-                    "redis cluster sent {} replies to {} commands",
-                    replies.len(),
-                    positions.len()
-                )));
-            }
-            for (i, reply) in positions.into_iter().zip(replies) {
-                out[i] = Some(reply);
-            }
-        }
-        out.into_iter()
-            .map(|reply| reply.ok_or_else(|| StoreError::Unavailable("redis sent no reply".into())))
-            .collect()
+        Ok(self.grouped(cmds, retry, None, Duration::ZERO).await?.0)
     }
 
     /// [`round_trip`](Self::round_trip) with `then` (a `WAIT`) appended to each
@@ -164,6 +116,17 @@ impl ClusterLink {
         cmds: Vec<Cmd>,
         retry: Retry,
         then: Cmd,
+        extra: Duration,
+    ) -> Result<(Vec<Value>, Vec<Value>), StoreError> {
+        self.grouped(cmds, retry, Some(then), extra).await
+    }
+
+    /// Both of the above: one pipeline per slot, `then` (if any) last in each.
+    async fn grouped(
+        &self,
+        cmds: Vec<Cmd>,
+        retry: Retry,
+        then: Option<Cmd>,
         extra: Duration,
     ) -> Result<(Vec<Value>, Vec<Value>), StoreError> {
         let count = cmds.len();
@@ -181,27 +144,26 @@ impl ClusterLink {
         };
         let sends = groups.into_values().map(|(positions, mut pipe)| {
             let mut conn = conn.clone();
-            pipe.add_command(then.clone());
+            let expected = positions.len() + usize::from(then.is_some());
+            if let Some(then) = &then {
+                pipe.add_command(then.clone());
+            }
+            let has_then = then.is_some();
             async move {
                 let mut replies = conn
-                    .req_packed_commands(&pipe, 0, positions.len() + 1)
+                    .req_packed_commands(&pipe, 0, expected)
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("redis cluster: {e}")))?;
-                let then_reply = replies.pop();
+                let then_reply = if has_then { replies.pop() } else { None };
                 Ok::<_, StoreError>((positions, replies, then_reply))
             }
         });
-        let answered = tokio::time::timeout(
-            self.response_timeout + extra,
-            futures::future::join_all(sends),
-        )
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "redis cluster did not answer within {:?}",
-                self.response_timeout + extra
-            ))
-        })?;
+        let allowed = self.response_timeout + extra;
+        let answered = tokio::time::timeout(allowed, futures::future::join_all(sends))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("redis cluster did not answer within {allowed:?}"))
+            })?;
         let mut out: Vec<Option<Value>> = vec![None; count];
         let mut thens = Vec::new();
         for group in answered {
@@ -216,7 +178,9 @@ impl ClusterLink {
             for (i, reply) in positions.into_iter().zip(replies) {
                 out[i] = Some(reply);
             }
-            thens.push(then_reply.unwrap_or(Value::Nil));
+            if then.is_some() {
+                thens.push(then_reply.unwrap_or(Value::Nil));
+            }
         }
         let out = out
             .into_iter()

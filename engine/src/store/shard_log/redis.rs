@@ -149,14 +149,7 @@ impl RedisShardLog {
     }
 
     async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
-        let reply = self
-            .redis
-            .exec(vec![call], retry)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Unavailable("redis sent no reply".into()))?;
-        reply_error(&reply)?;
-        Ok(reply)
+        self.redis.exec_one(call, retry).await
     }
 }
 
