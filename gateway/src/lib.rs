@@ -314,9 +314,16 @@ pub async fn run(
         state.sessions.clone(),
     ));
     state.maintenance.reload().await;
-    // Notifications to and from the other nodes' websockets (nothing on a
-    // single node).
-    engine.relay_notifications(state.coord.clone());
+    // Notifications to and from the other nodes' websockets, in cluster mode
+    // only. A single node on Redis has a shared bus too (session evictions,
+    // maintenance), but it hosts every shard and has no peer whose sockets
+    // could want its notifications: relaying them anyway cost a JSON encoding
+    // and a PUBLISH of every durable batch's notifications (~4% of the server's
+    // CPU and a share of Redis's under load), only for Redis to send each
+    // message back to its publisher, which drops it.
+    if engine.node_id().is_some() {
+        engine.relay_notifications(state.coord.clone());
+    }
     {
         let state = state.clone();
         let bus = state.coord.subscribe();

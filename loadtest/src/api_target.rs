@@ -6,24 +6,24 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::client::{Api, User};
+use crate::client::User;
 use crate::load::{TransferOutcome, TransferSpec, TransferTarget};
+use crate::transfers::Transfers;
 use crate::ws::DeliveryTracker;
 
 #[derive(Debug)]
 pub struct ApiTarget {
-    pub api: Api,
+    pub transfers: Transfers,
     pub users: Arc<Vec<User>>,
     pub tracker: Option<Arc<DeliveryTracker>>,
 }
 
 impl TransferTarget for ApiTarget {
     async fn transfer(&self, spec: &TransferSpec) -> TransferOutcome {
-        let from = &self.users[spec.from];
         let to = &self.users[spec.to];
         match self
-            .api
-            .transfer(&from.token, &to.account_id, spec.amount_minor, &spec.key)
+            .transfers
+            .send(spec.from, &to.account_id, spec.amount_minor, &spec.key)
             .await
         {
             Ok(ack) => {

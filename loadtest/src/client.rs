@@ -7,14 +7,12 @@
 //! `TIMEOUT` / `CONNECT` / `TRANSPORT` when no answer arrived at all. Requests only
 //! go to the loopback base URL checked in `target.rs`.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use reqwest::{Client, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::money::{format_minor, parse_minor, CURRENCY};
@@ -121,30 +119,11 @@ pub struct Limits {
     pub daily_out_max_minor: i64,
 }
 
-/// The body of `POST /v1/transfers`.
-#[derive(Serialize)]
-struct TransferBody<'a> {
-    amount: &'a str,
-    currency: &'a str,
-    to: &'a str,
-}
-
-/// The fields of a 201 transfer answer the harness reads.
-#[derive(Deserialize)]
-struct TransferAnswer<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    fee: Option<Cow<'a, str>>,
-}
-
 /// The harness's HTTP client.
 #[derive(Debug, Clone)]
 pub struct Api {
     http: Client,
     base: LoopbackUrl,
-    /// `POST /v1/transfers`, parsed once.
-    transfers_url: Url,
     admin_token: String,
 }
 
@@ -167,11 +146,9 @@ impl Api {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
-        let transfers_url = Url::parse(&base.join("/v1/transfers")).context("the transfers URL")?;
         Ok(Api {
             http,
             base,
-            transfers_url,
             admin_token,
         })
     }
@@ -275,54 +252,6 @@ impl Api {
         )
         .await
         .map(drop)
-    }
-
-    /// `POST /v1/transfers` → the transfer id and fee when answered 201.
-    ///
-    /// The load's only call, so it is kept lean: the URL is parsed once, the body
-    /// serialized from a struct and the answer read into the two fields the
-    /// harness uses (the harness shares the cores with the server it measures).
-    pub async fn transfer(
-        &self,
-        token: &str,
-        to: &str,
-        amount_minor: i64,
-        key: &str,
-    ) -> Result<TransferAck, CallError> {
-        let body = serde_json::to_vec(&TransferBody {
-            amount: &format_minor(amount_minor),
-            currency: CURRENCY,
-            to,
-        })
-        .map_err(|e| CallError {
-            status: None,
-            code: "BAD_REQUEST_BODY".into(),
-            detail: e.to_string(),
-        })?;
-        let answer = self
-            .send(
-                self.http
-                    .post(self.transfers_url.clone())
-                    .bearer_auth(token)
-                    .header("Idempotency-Key", key)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body),
-                StatusCode::CREATED,
-            )
-            .await?;
-        let a: TransferAnswer<'_> = serde_json::from_slice(&answer).map_err(|e| CallError {
-            status: Some(StatusCode::CREATED.as_u16()),
-            code: "BAD_RESPONSE".into(),
-            detail: e.to_string(),
-        })?;
-        Ok(TransferAck {
-            id: a.id.into_owned(),
-            fee_minor: a
-                .fee
-                .as_deref()
-                .and_then(|f| parse_minor(f).ok())
-                .unwrap_or(0),
-        })
     }
 
     /// One page of the caller's transfers, newest first.

@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod setup;
 pub mod stats;
 pub mod target;
+pub mod transfers;
 pub mod ws;
 pub mod zipf;
 
@@ -309,7 +310,7 @@ async fn run_api(config: &Config, fund_minor: i64, run_tag: &str) -> anyhow::Res
         format!("{run_tag}-t"),
     )?);
     let target = Arc::new(ApiTarget {
-        api: api.clone(),
+        transfers: transfers::Transfers::new(&base, &users, config.connections)?,
         users: users.clone(),
         tracker: (subscribers_n > 0).then(|| tracker.clone()),
     });
