@@ -78,7 +78,9 @@ impl Transfers {
     pub fn new(base: &LoopbackUrl, users: &[User], connections: usize) -> anyhow::Result<Self> {
         let url = reqwest::Url::parse(base.as_str()).context("the base URL")?;
         let host = url.host_str().context("the base URL has no host")?;
-        let port = url.port_or_known_default().context("the base URL has no port")?;
+        let port = url
+            .port_or_known_default()
+            .context("the base URL has no port")?;
         // A host as the URL writes it: IPv6 keeps its brackets in both forms.
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),
