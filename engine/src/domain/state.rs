@@ -258,6 +258,9 @@ pub const ALERTS_RETAINED: usize = 100;
 /// At most this many live sessions per account; a new login beyond it logs the
 /// oldest session out.
 pub const MAX_SESSIONS: usize = 32;
+/// At most this many recipients an account remembers having paid (for the
+/// new-recipient and fan-out rules); the set is keyed by what clients send.
+pub const MAX_KNOWN_RECIPIENTS: usize = 10_000;
 /// At most this many contacts per account.
 pub const MAX_CONTACTS: usize = 500;
 

@@ -1156,8 +1156,14 @@ impl Store for RedisStore {
                 let (hash, keys) = rows_keys(*shard);
                 PUT_ROWS.call(&[&hash, &keys])
             });
-            cmd.arg(format!("{account}:{}", row.key))
-                .arg(row.payload.as_slice());
+            // `{account}:{key}` without `format!` (one per row on the hot path).
+            let mut field = String::with_capacity(21 + row.key.len());
+            field.push_str("acc_");
+            crate::ids::push_hex16(&mut field, account.0);
+            field.push(':');
+            field.push_str(&row.key);
+            debug_assert_eq!(field, format!("{account}:{}", row.key));
+            cmd.arg(field).arg(row.payload.as_slice());
         }
         let calls: Vec<Call> = by_shard
             .into_values()
