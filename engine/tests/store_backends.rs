@@ -384,3 +384,106 @@ async fn durability_check_flags_a_careless_redis() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superseded() {
+    // Rows written by the previous layout (a shard hash `<account>:<key>` → row
+    // plus a score-0 sorted set of those fields) are read along with the row
+    // set, and a row rewritten since (a transfer completing) shows its new
+    // version only.
+    use okpay_engine::codec::ShardId;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let (shard, account) = (ShardId(7), AccountId(0x00ff_0000_0000_0001));
+    let old = [("k1", "old-1"), ("k2", "old-2"), ("k4", "old-4")];
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for (key, row) in old {
+        let field = format!("{account}:{key}");
+        let _: () = redis::pipe()
+            .hset("okpay:{s007}:rows", &field, row)
+            .zadd("okpay:{s007}:rows:keys", &field, 0)
+            .query_async(&mut conn)
+            .await
+            .expect("write the previous layout");
+    }
+    let row = |key: &str, payload: &str| {
+        (
+            shard,
+            account,
+            HistoryRow {
+                key: key.into(),
+                payload: payload.into(),
+            },
+        )
+    };
+    store
+        .put_history(vec![row("k2", "new-2"), row("k3", "new-3")])
+        .await
+        .expect("put rows");
+    // Another account of the shard, whose id shares leading bytes: not listed.
+    store
+        .put_history(vec![(
+            shard,
+            AccountId(0x00ff_0000_0000_0002),
+            HistoryRow {
+                key: "k5".into(),
+                payload: b"other".to_vec(),
+            },
+        )])
+        .await
+        .expect("put rows");
+    let page = |before: Option<&'static str>, limit: usize| {
+        let store = &store;
+        async move {
+            store
+                .history(shard, account, before, limit)
+                .await
+                .expect("history")
+                .into_iter()
+                .map(|r| (r.key, String::from_utf8(r.payload).unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = page(None, 10).await;
+    let expect = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(k, p)| (k.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        all,
+        expect(&[
+            ("k4", "old-4"),
+            ("k3", "new-3"),
+            ("k2", "new-2"),
+            ("k1", "old-1")
+        ])
+    );
+    assert_eq!(
+        page(None, 2).await,
+        expect(&[("k4", "old-4"), ("k3", "new-3")])
+    );
+    assert_eq!(
+        page(Some("k3"), 2).await,
+        expect(&[("k2", "new-2"), ("k1", "old-1")])
+    );
+    // Rewriting a row of the row set replaces it there too.
+    store
+        .put_history(vec![row("k3", "newer-3")])
+        .await
+        .expect("put rows");
+    assert_eq!(page(Some("k4"), 1).await, expect(&[("k3", "newer-3")]));
+    let members: usize = redis::cmd("ZCARD")
+        .arg("okpay:{s007}:rowset")
+        .query_async(&mut conn)
+        .await
+        .expect("zcard");
+    assert_eq!(
+        members, 3,
+        "one member per row: k2, k3 and the other account's k5"
+    );
+}
