@@ -60,6 +60,14 @@ impl TxRecord {
 pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
     let mut rows: Vec<HistoryRow> = Vec::new();
     for event in events {
+        // A final status rewrites the row its operation's start wrote.
+        let replaces = matches!(
+            event.body,
+            EventBody::WithdrawalSettled { .. }
+                | EventBody::WithdrawalFailed { .. }
+                | EventBody::TransferCompleted { .. }
+                | EventBody::TransferReversed { .. }
+        );
         let record = match &event.body {
             EventBody::Deposited { op, .. }
             | EventBody::WithdrawalRequested { op, .. }
@@ -95,6 +103,7 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
             rows.push(HistoryRow {
                 key,
                 payload: r.encode(),
+                replaces,
             });
         }
     }

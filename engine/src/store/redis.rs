@@ -330,6 +330,7 @@ fn rowset_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryR
             Ok(HistoryRow {
                 key: key.to_owned(),
                 payload: rest[end + 1..].to_vec(),
+                replaces: false,
             })
         })
         .collect()
@@ -370,7 +371,11 @@ fn rows_of(
             .ok()
             .and_then(|k| k.strip_prefix(prefix).map(str::to_owned))
             .ok_or_else(|| StoreError::Corrupt(format!("history key of {account} is malformed")))?;
-        rows.push(HistoryRow { key, payload });
+        rows.push(HistoryRow {
+            key,
+            payload,
+            replaces: false,
+        });
     }
     Ok(rows)
 }
@@ -1215,19 +1220,25 @@ impl Store for RedisStore {
     }
 
     fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
-        // One call per shard: prefix, row, ... (a shard's keys share a slot, and
-        // one command with many arguments costs Redis one fsync).
-        let mut by_shard: std::collections::BTreeMap<ShardId, Cmd> = Default::default();
+        // One call per shard: the count of replacing rows, then prefix, row, ...
+        // with the replacing rows first (a shard's keys share a slot, and one
+        // command with many arguments costs Redis one fsync).
+        let mut by_shard: std::collections::BTreeMap<ShardId, Vec<_>> = Default::default();
         for (shard, account, row) in &rows {
-            let cmd = by_shard
-                .entry(*shard)
-                .or_insert_with(|| PUT_ROWSET.call(&[&rowset_key(*shard)]));
-            cmd.arg(rowset_prefix(*account, &row.key))
-                .arg(row.payload.as_slice());
+            by_shard.entry(*shard).or_default().push((*account, row));
         }
         let calls: Vec<Call> = by_shard
-            .into_values()
-            .map(|cmd| Call::Script(&PUT_ROWSET, cmd))
+            .into_iter()
+            .map(|(shard, mut rows)| {
+                rows.sort_by_key(|(_, row)| !row.replaces);
+                let mut cmd = PUT_ROWSET.call(&[&rowset_key(shard)]);
+                cmd.arg(rows.iter().filter(|(_, row)| row.replaces).count());
+                for (account, row) in rows {
+                    cmd.arg(rowset_prefix(account, &row.key))
+                        .arg(row.payload.as_slice());
+                }
+                Call::Script(&PUT_ROWSET, cmd)
+            })
             .collect();
         Box::pin(async move {
             if calls.is_empty() {
@@ -1274,6 +1285,7 @@ mod tests {
             vec![HistoryRow {
                 key: "00ab".into(),
                 payload: b"row\0bytes".to_vec(),
+                replaces: false,
             }]
         );
         let other = [&rowset_prefix(AccountId(9), "00ab")[..], b"\0row"].concat();
