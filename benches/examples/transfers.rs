@@ -2,7 +2,8 @@
 //! the engine on the in-memory store (10,000 funded accounts, 4,096 callers, the
 //! engine bench's shape) and prints the process CPU time they took per transfer
 //! and the size of the accounts' encoded states, as one line:
-//! `transfers: n=… cpu_us_per_transfer=… state_bytes=… notifications_bytes=…`.
+//! `transfers: n=… cpu_us_per_transfer=… state_bytes=… checkpoint_entry_bytes=…
+//! notifications_bytes=…` (the checkpoint entry is the compressed state).
 //! A fixed amount of work makes CPU time comparable between builds on a noisy
 //! machine (wall time is not), and the process is short enough to run under
 //! `perf record -g` (see the README's "Benchmarks" section):
@@ -64,15 +65,17 @@ async fn main() {
         .await;
     assert_eq!(ok, n, "every transfer succeeds");
     let cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
-    let (mut state, mut notifications) = (0usize, 0usize);
+    let (mut state, mut notifications, mut entry) = (0usize, 0usize, 0usize);
     for id in accounts.iter().take(SAMPLED) {
         let s = engine.state(*id).await.expect("a funded account");
         state += okpay_engine::codec::state::encode_state(&s).len();
+        entry += okpay_engine::codec::checkpoint::encode_account(0, &s).len();
         notifications += postcard::to_stdvec(&s.notifications).map_or(0, |v| v.len());
     }
     println!(
-        "transfers: n={n} cpu_us_per_transfer={cpu_us:.1} state_bytes={} notifications_bytes={}",
+        "transfers: n={n} cpu_us_per_transfer={cpu_us:.1} state_bytes={} checkpoint_entry_bytes={} notifications_bytes={}",
         state / SAMPLED,
+        entry / SAMPLED,
         notifications / SAMPLED
     );
 }
