@@ -48,6 +48,10 @@ use okpay_engine::{Engine, EngineConfig, RuntimeConfig};
 use rand::Rng;
 use tokio::runtime::Runtime;
 
+/// The allocator the `okpay` server uses (and its settings: [`benches::keep_freed_memory`]).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Funded accounts the transfers run between.
 const ACCOUNTS: usize = 10_000;
 /// Transfers in flight at once (callers waiting for their answer).
@@ -218,6 +222,7 @@ fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<Accoun
 }
 
 fn durable_transfers(c: &mut Criterion) {
+    benches::keep_freed_memory();
     let rt = runtime();
 
     // The engine on Redis, its own server.

@@ -128,6 +128,7 @@ mod medians {
 static IDLE_ACCOUNT_BYTES: AtomicIsize = AtomicIsize::new(0);
 
 fn transfers_through_actors(c: &mut Criterion) {
+    benches::keep_freed_memory();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -24,6 +24,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    benches::keep_freed_memory();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -261,6 +261,7 @@ fn measure(store: &str, spec: &str, n: u64) {
 }
 
 fn main() {
+    benches::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--restart-child") {
         let (mode, spec, n) = (&args[at + 1], &args[at + 2], &args[at + 3]);

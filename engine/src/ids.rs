@@ -93,7 +93,17 @@ pub struct OpId {
 impl OpId {
     /// The public id of this operation when it is of `kind`.
     pub fn display(self, kind: OpKind) -> String {
-        format!("{}{:016x}{:016x}", kind.prefix(), self.account.0, self.n)
+        let mut out = String::with_capacity(36);
+        self.write_display(kind, &mut out);
+        out
+    }
+
+    /// Appends [`OpId::display`] to `out` (without `format!`: history row keys
+    /// are built for every operation on the hot path).
+    pub fn write_display(self, kind: OpKind, out: &mut String) {
+        out.push_str(kind.prefix());
+        push_hex16(out, self.account.0);
+        push_hex16(out, self.n);
     }
 
     /// Parses a public id of the given kind.
@@ -131,6 +141,14 @@ impl IdempotencyKey {
     }
 }
 
+/// Appends `v` as 16 lowercase hex digits (`{:016x}`).
+pub fn push_hex16(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((v >> (shift * 4)) & 0xf) as usize]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +173,28 @@ mod tests {
         assert!(s.starts_with("tx_"));
         assert_eq!(OpId::parse(&s, OpKind::Transfer), Ok(op));
         assert!(OpId::parse(&s, OpKind::Deposit).is_err());
+    }
+
+    #[test]
+    fn op_ids_display_as_they_always_did() {
+        // History row keys embed this text: it must never change.
+        for (account, n) in [
+            (0, 0),
+            (7, 42),
+            (u64::MAX, u64::MAX),
+            (0x0123_4567_89ab_cdef, 1 << 40),
+        ] {
+            let op = OpId {
+                account: AccountId(account),
+                n,
+            };
+            for kind in [OpKind::Deposit, OpKind::Withdrawal, OpKind::Transfer] {
+                assert_eq!(
+                    op.display(kind),
+                    format!("{}{account:016x}{n:016x}", kind.prefix())
+                );
+            }
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn rec_with_row(account: AccountId, seq: u64, payload: &str, key: &str) -> Journ
         history: vec![HistoryRow {
             key: key.to_owned(),
             payload: format!("{payload}-row").into_bytes(),
+            replaces: false,
         }],
         ..rec(account, seq, payload)
     }
@@ -383,4 +384,214 @@ async fn durability_check_flags_a_careless_redis() {
         ],
         "{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superseded() {
+    // Rows written by the previous layout (a shard hash `<account>:<key>` → row
+    // plus a score-0 sorted set of those fields) are read along with the row
+    // set, and a row rewritten since (a transfer completing) shows its new
+    // version only.
+    use okpay_engine::codec::ShardId;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let (shard, account) = (ShardId(7), AccountId(0x00ff_0000_0000_0001));
+    let old = [("k1", "old-1"), ("k2", "old-2"), ("k4", "old-4")];
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for (key, row) in old {
+        let field = format!("{account}:{key}");
+        let _: () = redis::pipe()
+            .hset("okpay:{s007}:rows", &field, row)
+            .zadd("okpay:{s007}:rows:keys", &field, 0)
+            .query_async(&mut conn)
+            .await
+            .expect("write the previous layout");
+    }
+    // Rows `new-…` are first versions in the row set; `newer-…` rewrites one, and
+    // says so as the runtime does for a final status.
+    let row = |key: &str, payload: &str| {
+        (
+            shard,
+            account,
+            HistoryRow {
+                key: key.into(),
+                payload: payload.into(),
+                replaces: !payload.starts_with("new-"),
+            },
+        )
+    };
+    store
+        .put_history(vec![row("k2", "new-2"), row("k3", "new-3")])
+        .await
+        .expect("put rows");
+    // Another account of the shard, whose id shares leading bytes: not listed.
+    store
+        .put_history(vec![(
+            shard,
+            AccountId(0x00ff_0000_0000_0002),
+            HistoryRow {
+                key: "k5".into(),
+                payload: b"other".to_vec(),
+                replaces: false,
+            },
+        )])
+        .await
+        .expect("put rows");
+    let page = |before: Option<&'static str>, limit: usize| {
+        let store = &store;
+        async move {
+            store
+                .history(shard, account, before, limit)
+                .await
+                .expect("history")
+                .into_iter()
+                .map(|r| (r.key, String::from_utf8(r.payload).unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = page(None, 10).await;
+    let expect = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(k, p)| (k.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        all,
+        expect(&[
+            ("k4", "old-4"),
+            ("k3", "new-3"),
+            ("k2", "new-2"),
+            ("k1", "old-1")
+        ])
+    );
+    assert_eq!(
+        page(None, 2).await,
+        expect(&[("k4", "old-4"), ("k3", "new-3")])
+    );
+    assert_eq!(
+        page(Some("k3"), 2).await,
+        expect(&[("k2", "new-2"), ("k1", "old-1")])
+    );
+    // Rewriting a row of the row set replaces it there too.
+    store
+        .put_history(vec![row("k3", "newer-3")])
+        .await
+        .expect("put rows");
+    assert_eq!(page(Some("k4"), 1).await, expect(&[("k3", "newer-3")]));
+    let members: usize = redis::cmd("ZCARD")
+        .arg("okpay:{s007}:rowset")
+        .query_async(&mut conn)
+        .await
+        .expect("zcard");
+    assert_eq!(
+        members, 3,
+        "one member per row: k2, k3 and the other account's k5"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_recovery_rewrites_a_stale_row_instead_of_adding_one() {
+    // The debit's row of a transfer (processing) was stored, then the transfer
+    // completed and the engine died before the completion's row was written.
+    // Recovery replays both records: the account's history must list the
+    // transfer once, completed — the replayed rows replace what is stored.
+    use okpay_engine::domain::command::{DepositMethod, Profile};
+    use okpay_engine::domain::history::TxRecord;
+    use okpay_engine::domain::notification::TxStatus;
+    use okpay_engine::ids::IdempotencyKey;
+    use okpay_engine::money::{Amount, Currency};
+    use okpay_engine::{Engine, EngineConfig};
+    use std::sync::Arc;
+    let server = RedisServer::start();
+    let start = || async {
+        let store = RedisStore::connect(&server.url()).await.expect("connect");
+        Engine::start(EngineConfig::default(), Arc::new(store))
+            .await
+            .expect("engine starts")
+    };
+    let cny = |s: &str| Amount::parse(s, Currency::new("CNY", 2).unwrap()).unwrap();
+    let key = |s: &str| IdempotencyKey::parse(s).unwrap();
+    let engine = start().await;
+    let alice = engine.open_account(Profile::default()).await.unwrap();
+    let bob = engine.open_account(Profile::default()).await.unwrap();
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    engine
+        .transfer(alice, key("t"), bob, cny("10"), None, false)
+        .await
+        .unwrap();
+    // Reading the history waits for its rows: the completed row is stored.
+    let (rows, _) = engine.history(alice, None, 10, None).await.unwrap();
+    let done = rows
+        .iter()
+        .find(|r| r.counterparty == Some(bob))
+        .expect("the transfer's row")
+        .clone();
+    assert_eq!(done.status, TxStatus::Completed);
+    let shard = engine.layout().shard_of(alice);
+    drop(engine);
+    // Stand in the processing row next to it, as if the completion's row had
+    // never been written.
+    let stale = TxRecord {
+        status: TxStatus::Processing,
+        updated_at: done.created_at,
+        ..done.clone()
+    };
+    let stored = store_rows(&server, shard, alice).await;
+    let (prefix, _) = stored
+        .iter()
+        .find(|(k, p)| TxRecord::decode(p).is_ok_and(|r| r.id == done.id) && !k.is_empty())
+        .expect("the completed row in the row set");
+    let member = [
+        &alice.0.to_be_bytes()[..],
+        prefix.as_bytes(),
+        b"\0",
+        &stale.encode(),
+    ]
+    .concat();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("okpay:{{{}}}:rowset", shard.tag()))
+        .arg(0)
+        .arg(member)
+        .query_async(&mut conn)
+        .await
+        .expect("zadd");
+    assert_eq!(
+        store_rows(&server, shard, alice).await.len(),
+        rows.len() + 1
+    );
+    // Restart: recovery replays the tail (no checkpoint was taken) and
+    // rewrites its rows.
+    let engine = start().await;
+    let (after, _) = engine.history(alice, None, 10, None).await.unwrap();
+    let transfers: Vec<&TxRecord> = after.iter().filter(|r| r.id == done.id).collect();
+    assert_eq!(transfers.len(), 1, "{after:?}");
+    assert_eq!(transfers[0].status, TxStatus::Completed);
+}
+
+/// `(row key, row)` of every member of `account` in `shard`'s row set.
+async fn store_rows(
+    server: &RedisServer,
+    shard: okpay_engine::codec::ShardId,
+    account: AccountId,
+) -> Vec<(String, Vec<u8>)> {
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    store
+        .history(shard, account, None, 100)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|r| (r.key, r.payload))
+        .collect()
 }

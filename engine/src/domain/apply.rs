@@ -14,7 +14,7 @@ use crate::domain::security::SecurityChange;
 use crate::domain::state::{
     AccountState, AccountStatus, AlertRecord, Contact, IdempotencyEntry, NewRecipientMark,
     OpRecord, OutgoingMark, Session, TransferStatus, WithdrawalStatus, ALERTS_RETAINED,
-    MAX_SESSIONS, NOTIFICATIONS_RETAINED,
+    MAX_KNOWN_RECIPIENTS, MAX_SESSIONS, NOTIFICATIONS_RETAINED,
 };
 use crate::ids::{OpId, OpKind};
 use crate::money::{Amount, Currency};
@@ -189,7 +189,11 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             mark_outgoing(state, *amount, at);
             security::challenges::mark_unchallenged(state, request, *amount, at);
             if *new_recipient {
-                state.known_recipients.insert(*to);
+                // Bounded: past the cap a first payment keeps counting as one to
+                // a new recipient (the fraud rules' safe side).
+                if state.known_recipients.len() < MAX_KNOWN_RECIPIENTS {
+                    state.known_recipients.insert(*to);
+                }
                 state
                     .new_recipients
                     .push_back(NewRecipientMark { at, to: *to });

@@ -39,11 +39,11 @@ impl TxRecord {
     }
 
     fn key(&self) -> String {
-        format!(
-            "{:016x}{}",
-            self.created_at.millis().max(0),
-            self.public_id()
-        )
+        // `{:016x}` of the creation time, then the public id.
+        let mut key = String::with_capacity(52);
+        crate::ids::push_hex16(&mut key, self.created_at.millis().max(0) as u64);
+        self.id.write_display(self.kind, &mut key);
+        key
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -60,6 +60,14 @@ impl TxRecord {
 pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
     let mut rows: Vec<HistoryRow> = Vec::new();
     for event in events {
+        // A final status rewrites the row its operation's start wrote.
+        let replaces = matches!(
+            event.body,
+            EventBody::WithdrawalSettled { .. }
+                | EventBody::WithdrawalFailed { .. }
+                | EventBody::TransferCompleted { .. }
+                | EventBody::TransferReversed { .. }
+        );
         let record = match &event.body {
             EventBody::Deposited { op, .. }
             | EventBody::WithdrawalRequested { op, .. }
@@ -95,6 +103,7 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
             rows.push(HistoryRow {
                 key,
                 payload: r.encode(),
+                replaces,
             });
         }
     }
@@ -175,4 +184,33 @@ fn own_op(state: &AccountState, n: u64, at: Timestamp) -> Option<TxRecord> {
             updated_at: at,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_keys_are_hex_time_then_public_id_as_stored_before() {
+        // Stored rows sort by this key: its text must never change.
+        for (millis, kind) in [(0, OpKind::Deposit), (1_700_000_000_123, OpKind::Transfer)] {
+            let r = TxRecord {
+                id: OpId {
+                    account: AccountId(0xfeed),
+                    n: 3,
+                },
+                kind,
+                direction: Direction::Out,
+                amount: Decimal::ONE,
+                fee: Decimal::ZERO,
+                currency: Currency::new("CNY", 2).unwrap(),
+                status: TxStatus::Completed,
+                counterparty: None,
+                memo: None,
+                created_at: Timestamp(millis),
+                updated_at: Timestamp(millis),
+            };
+            assert_eq!(r.key(), format!("{:016x}{}", millis, r.public_id()));
+        }
+    }
 }

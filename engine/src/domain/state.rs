@@ -258,6 +258,9 @@ pub const ALERTS_RETAINED: usize = 100;
 /// At most this many live sessions per account; a new login beyond it logs the
 /// oldest session out.
 pub const MAX_SESSIONS: usize = 32;
+/// At most this many recipients an account remembers having paid (for the
+/// new-recipient and fan-out rules); the set is keyed by what clients send.
+pub const MAX_KNOWN_RECIPIENTS: usize = 10_000;
 /// At most this many contacts per account.
 pub const MAX_CONTACTS: usize = 500;
 
@@ -340,6 +343,71 @@ impl AccountState {
             notification_seq: 0,
             locale: Locale::default(),
         }
+    }
+
+    /// Makes this the state of `id` before its first event ([`AccountState::new`])
+    /// while keeping the memory its collections hold, for scratch states used
+    /// over and over. Every field is named, so a new one can't be left out.
+    pub fn reset_to(&mut self, id: AccountId) {
+        let AccountState {
+            id: this_id,
+            opened,
+            opened_at,
+            profile,
+            password_hash,
+            sessions,
+            contacts,
+            security,
+            challenges,
+            kyc,
+            alerts,
+            recent_deposits,
+            status,
+            status_reason,
+            kyc_tier,
+            books,
+            next_op,
+            ops,
+            idempotency,
+            credited,
+            outgoing,
+            daily,
+            known_recipients,
+            new_recipients,
+            raised,
+            notifications,
+            notification_seq,
+            locale,
+        } = self;
+        let fresh = AccountState::new(id);
+        *this_id = id;
+        *opened = fresh.opened;
+        *opened_at = fresh.opened_at;
+        *profile = fresh.profile;
+        password_hash.clear();
+        sessions.clear();
+        contacts.clear();
+        *security = fresh.security;
+        challenges.clear();
+        *kyc = fresh.kyc;
+        alerts.clear();
+        recent_deposits.clear();
+        *status = fresh.status;
+        *status_reason = fresh.status_reason;
+        *kyc_tier = fresh.kyc_tier;
+        books.clear();
+        *next_op = fresh.next_op;
+        ops.clear();
+        idempotency.clear();
+        credited.clear();
+        outgoing.clear();
+        *daily = fresh.daily;
+        known_recipients.clear();
+        new_recipients.clear();
+        *raised = fresh.raised;
+        notifications.clear();
+        *notification_seq = fresh.notification_seq;
+        *locale = fresh.locale;
     }
 
     pub fn book(&self, currency: Currency) -> Option<&Book> {

@@ -431,6 +431,8 @@ impl Rows {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let (_, held, pending) = &mut self.pending[*e.get()];
                 if *held == account && pending.key == row.key {
+                    // The pending row's `replaces` stays: whether a version is
+                    // stored depends on what was written before it, not after.
                     pending.payload = row.payload;
                     return true;
                 }

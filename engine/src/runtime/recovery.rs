@@ -146,8 +146,6 @@ pub(crate) async fn recover_shard(
     })
 }
 
-/// Applies `frames` in order onto `accounts`, skipping records a checkpointed
-/// state already holds; returns the history rows of what it applied.
 /// Whether `record` is an account's opening (its first event opens it).
 fn opens(record: &crate::codec::LogRecord) -> Result<bool, StoreError> {
     let events = crate::domain::event::decode_events(&record.payload)
@@ -158,6 +156,8 @@ fn opens(record: &crate::codec::LogRecord) -> Result<bool, StoreError> {
     ))
 }
 
+/// Applies `frames` in order onto `accounts`, skipping records a checkpointed
+/// state already holds; returns the history rows of what it applied.
 fn replay(
     accounts: &mut FxHashMap<AccountId, Recovered>,
     frames: &[BatchFrame],
@@ -192,10 +192,20 @@ fn replay(
             if account.dirty_lsn == 0 {
                 account.dirty_lsn = frame.lsn;
             }
+            // A replayed frame's rows may be stored already (with a later
+            // version, even): each one replaces what is there.
             history.extend(
                 history_rows(&account.state, &events)
                     .into_iter()
-                    .map(|row| (record.account, row)),
+                    .map(|row| {
+                        (
+                            record.account,
+                            HistoryRow {
+                                replaces: true,
+                                ..row
+                            },
+                        )
+                    }),
             );
         }
     }

@@ -575,11 +575,13 @@ fn history_key(ms: u64, op: &str) -> String {
 }
 
 /// A history row whose payload names its account and a version, so a row of another
-/// account, or a stale version of an upserted row, is visible.
+/// account, or a stale version of an upserted row, is visible. Versions after
+/// `v1` are written as replacing the earlier one, as the runtime marks them.
 fn row(account: AccountId, key: &str, version: &str) -> HistoryRow {
     HistoryRow {
         key: key.to_owned(),
         payload: format!("{account}/{key}/{version}").into_bytes(),
+        replaces: version != "v1",
     }
 }
 

@@ -440,6 +440,7 @@ impl Store for EmbeddedStore {
                 out.push(HistoryRow {
                     key: k.value().1.to_owned(),
                     payload: v.value().to_vec(),
+                    replaces: false,
                 });
             }
             Ok(out)

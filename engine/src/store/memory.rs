@@ -255,6 +255,7 @@ impl Store for MemoryStore {
                 .map(|(k, v)| HistoryRow {
                     key: k.clone(),
                     payload: v.clone(),
+                    replaces: false,
                 })
                 .collect()
         });

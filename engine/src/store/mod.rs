@@ -83,6 +83,10 @@ pub struct JournalAppend {
 pub struct HistoryRow {
     pub key: String,
     pub payload: Vec<u8>,
+    /// Written over an earlier version of the row (a transfer or withdrawal
+    /// reaching its final status): a backend that keeps versions apart removes
+    /// the earlier one (the Redis row set). Always `false` on rows read back.
+    pub replaces: bool,
 }
 
 /// A stored journal record.
@@ -177,7 +181,9 @@ pub trait Store: Send + Sync + 'static {
     /// Upserts history rows (each `(shard, account, row)`), durably when it
     /// resolves `Ok`. The runtime writes the rows of a batch after its frames are
     /// durable; recovery writes those of replayed frames again, so the upsert must
-    /// be idempotent.
+    /// be idempotent. A row may have a stored earlier version only when it says so
+    /// ([`HistoryRow::replaces`]), and one call names a row key of an account at
+    /// most once.
     fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()>;
 
     /// The shard log that lives beside this store (same backend, same place): one

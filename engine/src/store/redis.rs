@@ -12,6 +12,8 @@
 //! | `okpay:{acc_<hex>}:snapshot`     | hash   | `seq`, `payload`                              |
 //! | `okpay:{acc_<hex>}:history`      | hash   | history row key → payload (never trimmed)     |
 //! | `okpay:{acc_<hex>}:history:keys` | zset   | the same row keys, all score 0, for ordered pages |
+//! | `okpay:{sNNN}:rowset`            | zset   | history rows of shard NNN's accounts, all score 0: `<account: 8 bytes BE><row key>\0<row>` |
+//! | `okpay:{sNNN}:rows`, `…:rows:keys` | hash, zset | the previous layout of the same rows (`<account>:<row key>` → row; the fields), read, no longer written |
 //! | `okpay:accounts`                 | zset   | account ids, all score 0                      |
 //! | `okpay:idx:{<name>}`             | hash   | index key → value                             |
 //! | `okpay:idx:{<name>}:keys`        | zset   | the same keys, all score 0, for ordered scans |
@@ -261,8 +263,8 @@ static CLAIM_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_
 static DELETE_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETE_INDEX_LUA));
 static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_INDEX_LUA));
 static ROWS: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("lua/rows.lua")));
-static PUT_ROWS: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new(include_str!("lua/put_rows.lua")));
+static PUT_ROWSET: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/put_rowset.lua")));
 
 fn journal_key(account: AccountId) -> String {
     format!("okpay:{{{account}}}:journal")
@@ -294,6 +296,44 @@ fn rows_keys(shard: ShardId) -> (String, String) {
         format!("okpay:{{{tag}}}:rows"),
         format!("okpay:{{{tag}}}:rows:keys"),
     )
+}
+
+/// A shard's history rows since layout 3: one score-0 sorted set whose members
+/// are `<account: 8 bytes big-endian><row key>\0<row>`, under the shard's hash
+/// tag. One `ZADD` member per row instead of a hash field and a sorted-set member
+/// each carrying the 73-byte text `<account>:<row key>` (layout 2, [`rows_keys`],
+/// still read): about 95 fewer AOF bytes per row. Row keys are ASCII and never
+/// hold a zero byte, so the first zero after the account ends the key.
+fn rowset_key(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:rowset", shard.tag())
+}
+
+/// `<account bytes><row key>`: what a row's members in the row set start with.
+fn rowset_prefix(account: AccountId, key: &str) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(8 + key.len() + 1);
+    prefix.extend_from_slice(&account.0.to_be_bytes());
+    prefix.extend_from_slice(key.as_bytes());
+    prefix
+}
+
+/// Row-set members of `account` (newest first) as rows.
+fn rowset_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryRow>, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("a history row of {account} is malformed"));
+    members
+        .into_iter()
+        .map(|m| {
+            let rest = m
+                .strip_prefix(&account.0.to_be_bytes())
+                .ok_or_else(corrupt)?;
+            let end = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
+            let key = std::str::from_utf8(&rest[..end]).map_err(|_| corrupt())?;
+            Ok(HistoryRow {
+                key: key.to_owned(),
+                payload: rest[end + 1..].to_vec(),
+                replaces: false,
+            })
+        })
+        .collect()
 }
 
 /// Merges two pages of rows, each newest first (descending key), into the newest
@@ -331,7 +371,11 @@ fn rows_of(
             .ok()
             .and_then(|k| k.strip_prefix(prefix).map(str::to_owned))
             .ok_or_else(|| StoreError::Corrupt(format!("history key of {account} is malformed")))?;
-        rows.push(HistoryRow { key, payload });
+        rows.push(HistoryRow {
+            key,
+            payload,
+            replaces: false,
+        });
     }
     Ok(rows)
 }
@@ -1130,38 +1174,71 @@ impl Store for RedisStore {
             .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
             .arg("-")
             .arg(count);
-        let calls = vec![Call::Script(&ROWS, rows), Call::Script(&ROWS, legacy)];
+        // Layout 3: the row set, between `[<account bytes>` and `(<account
+        // bytes><before>` (a member with key `before` is longer, so above it) or
+        // `[<account bytes>\xff` (row keys are ASCII, below 0x80).
+        let mut lower = b"[".to_vec();
+        lower.extend_from_slice(&account.0.to_be_bytes());
+        let upper = match before {
+            Some(b) => [&b"("[..], &rowset_prefix(account, b)].concat(),
+            None => [&lower[..], b"\xff"].concat(),
+        };
+        let mut rowset = ::redis::cmd("ZREVRANGEBYLEX");
+        rowset
+            .arg(rowset_key(shard))
+            .arg(upper)
+            .arg(lower)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count);
+        let calls = vec![
+            Call::Plain(rowset),
+            Call::Script(&ROWS, rows),
+            Call::Script(&ROWS, legacy),
+        ];
         Box::pin(async move {
             if limit == 0 {
                 return Ok(Vec::new());
             }
             let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
-            let (Some(rows), Some(legacy)) = (replies.next(), replies.next()) else {
+            let (Some(rowset), Some(rows), Some(legacy)) =
+                (replies.next(), replies.next(), replies.next())
+            else {
                 return Err(StoreError::Unavailable("redis sent too few replies".into()));
             };
+            reply_error(&rowset)?;
             reply_error(&rows)?;
             reply_error(&legacy)?;
+            let rowset = rowset_rows(from_value(rowset)?, account)?;
             let rows = rows_of(from_value(rows)?, &prefix, account)?;
             let legacy = rows_of(from_value(legacy)?, "", account)?;
-            Ok(merge_rows(rows, legacy, limit))
+            // Newest layout first: a row rewritten since an upgrade has its
+            // current version there and its old one in layout 2.
+            let written = merge_rows(rowset, rows, limit);
+            Ok(merge_rows(written, legacy, limit))
         })
     }
 
     fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
-        // One call per shard: `<account>:<key>`, row, ... (a shard's keys share a
-        // slot, and one command with many arguments costs Redis one fsync).
-        let mut by_shard: std::collections::BTreeMap<ShardId, Cmd> = Default::default();
+        // One call per shard: the count of replacing rows, then prefix, row, ...
+        // with the replacing rows first (a shard's keys share a slot, and one
+        // command with many arguments costs Redis one fsync).
+        let mut by_shard: std::collections::BTreeMap<ShardId, Vec<_>> = Default::default();
         for (shard, account, row) in &rows {
-            let cmd = by_shard.entry(*shard).or_insert_with(|| {
-                let (hash, keys) = rows_keys(*shard);
-                PUT_ROWS.call(&[&hash, &keys])
-            });
-            cmd.arg(format!("{account}:{}", row.key))
-                .arg(row.payload.as_slice());
+            by_shard.entry(*shard).or_default().push((*account, row));
         }
         let calls: Vec<Call> = by_shard
-            .into_values()
-            .map(|cmd| Call::Script(&PUT_ROWS, cmd))
+            .into_iter()
+            .map(|(shard, mut rows)| {
+                rows.sort_by_key(|(_, row)| !row.replaces);
+                let mut cmd = PUT_ROWSET.call(&[&rowset_key(shard)]);
+                cmd.arg(rows.iter().filter(|(_, row)| row.replaces).count());
+                for (account, row) in rows {
+                    cmd.arg(rowset_prefix(account, &row.key))
+                        .arg(row.payload.as_slice());
+                }
+                Call::Script(&PUT_ROWSET, cmd)
+            })
             .collect();
         Box::pin(async move {
             if calls.is_empty() {
@@ -1186,5 +1263,34 @@ impl Store for RedisStore {
 
     fn as_redis(&self) -> Option<&RedisStore> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rowset_members_are_account_bytes_key_zero_row() {
+        // Stored bytes: this layout must keep reading what it wrote.
+        let account = AccountId(0x0102_0304_0506_0708);
+        assert_eq!(
+            rowset_prefix(account, "00ab"),
+            [1, 2, 3, 4, 5, 6, 7, 8, b'0', b'0', b'a', b'b']
+        );
+        assert_eq!(rowset_key(ShardId(7)), "okpay:{s007}:rowset");
+        let member = [&rowset_prefix(account, "00ab")[..], b"\0row\0bytes"].concat();
+        assert_eq!(
+            rowset_rows(vec![member], account).unwrap(),
+            vec![HistoryRow {
+                key: "00ab".into(),
+                payload: b"row\0bytes".to_vec(),
+                replaces: false,
+            }]
+        );
+        let other = [&rowset_prefix(AccountId(9), "00ab")[..], b"\0row"].concat();
+        assert!(rowset_rows(vec![other], account).is_err());
+        let no_end = rowset_prefix(account, "00ab");
+        assert!(rowset_rows(vec![no_end], account).is_err());
     }
 }

@@ -184,3 +184,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reset_scratch_state_is_a_fresh_one() {
+    // The invariant check reuses one scratch state per thread: after a reset it
+    // must hold nothing of the account it checked before.
+    let (mut s, _) = with_open_withdrawal();
+    run(&p(), &mut s, &transfer("t", 2, dec!(10)), T0).unwrap();
+    assert_ne!(s, AccountState::new(AccountId(9)));
+    s.reset_to(AccountId(9));
+    assert_eq!(s, AccountState::new(AccountId(9)));
+}
+
+#[test]
+fn checks_in_a_row_do_not_leak_into_each_other() {
+    // A settlement checked on one thread right after another account's: the
+    // second must see its own books only.
+    let (a, n) = with_open_withdrawal();
+    let (mut b, m) = with_open_withdrawal();
+    b.books[0].held = Decimal::ZERO;
+    let settle_a = invariants::check_events(&a, &[settle_event(n)]);
+    let settle_b = invariants::check_events(&b, &[settle_event(m)]);
+    assert_eq!(settle_a, Ok(()));
+    assert!(settle_b.is_err(), "{settle_b:?}");
+    assert_eq!(invariants::check_events(&a, &[settle_event(n)]), Ok(()));
+}
+
+fn settle_event(op: u64) -> crate::domain::Event {
+    crate::domain::Event {
+        at: T0,
+        body: EventBody::WithdrawalSettled { op },
+    }
+}

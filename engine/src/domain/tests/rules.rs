@@ -1694,3 +1694,23 @@ fn rejections_map_to_the_api_error_codes() {
         assert!(rejection.message().ends_with('.'), "{rejection:?}");
     }
 }
+
+#[test]
+fn remembered_recipients_are_bounded() {
+    // The set of paid recipients is keyed by what clients send: past its cap a
+    // first payment still counts as one to a new recipient, and nothing grows.
+    use crate::domain::state::MAX_KNOWN_RECIPIENTS;
+    let mut s = funded(1, 1, dec!(1000), T0);
+    s.known_recipients
+        .extend((0..MAX_KNOWN_RECIPIENTS as u64).map(|i| AccountId(1_000_000 + i)));
+    let events = run(&p(), &mut s, &transfer("cap", 2, dec!(1)), T0).unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e.body,
+        EventBody::TransferDebited {
+            new_recipient: true,
+            ..
+        }
+    )));
+    assert_eq!(s.known_recipients.len(), MAX_KNOWN_RECIPIENTS);
+    assert!(!s.known_recipients.contains(&AccountId(2)));
+}
