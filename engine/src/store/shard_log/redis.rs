@@ -141,20 +141,7 @@ impl RedisShardLog {
         Ok(sent
             .into_iter()
             .zip(statuses)
-            .map(|((shard, lsn, held), v)| match v.as_slice() {
-                [1, _] => Ok(()),
-                [0, head] if *head >= 0 => Err(StoreError::Fenced {
-                    shard: shard.0,
-                    head: *head as u64,
-                    got: lsn,
-                }),
-                [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
-                    shard: shard.0,
-                    held: held.unwrap_or(0),
-                    current: *current as u64,
-                }),
-                _ => Err(corrupt("the append script")),
-            })
+            .map(|((shard, lsn, held), v)| fenced_status(&v, shard, lsn, held, "the append script"))
             .collect())
     }
 
@@ -183,24 +170,36 @@ impl RedisShardLog {
             .one(Call::Script(&CHECKPOINT, cmd), Retry::Safe)
             .await?;
         let v: Vec<i64> = from_value(reply)?;
-        match v.as_slice() {
-            [1, _] => Ok(()),
-            [0, head] if *head >= 0 => Err(StoreError::Fenced {
-                shard: shard.0,
-                head: *head as u64,
-                got: lsn,
-            }),
-            [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
-                shard: shard.0,
-                held: epoch.unwrap_or(0),
-                current: *current as u64,
-            }),
-            _ => Err(corrupt("the checkpoint script")),
-        }
+        fenced_status(&v, shard, lsn, epoch, "the checkpoint script")
     }
 
     async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
         self.redis.exec_one(call, retry).await
+    }
+}
+
+/// A fenced script's `{1, _}` (done), `{0, head}` (fenced by position) or
+/// `{2, epoch}` (fenced by epoch: `held` was the writer's).
+fn fenced_status(
+    v: &[i64],
+    shard: ShardId,
+    lsn: u64,
+    held: Option<u64>,
+    what: &str,
+) -> Result<(), StoreError> {
+    match v {
+        [1, _] => Ok(()),
+        [0, head] if *head >= 0 => Err(StoreError::Fenced {
+            shard: shard.0,
+            head: *head as u64,
+            got: lsn,
+        }),
+        [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
+            shard: shard.0,
+            held: held.unwrap_or(0),
+            current: *current as u64,
+        }),
+        _ => Err(corrupt(what)),
     }
 }
 
