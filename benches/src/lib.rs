@@ -121,6 +121,10 @@ pub fn process_cpu() -> std::time::Duration {
 /// `clear_page_erms` under `mi_page_fresh_alloc`). Call it first thing.
 #[allow(unsafe_code)] // one FFI call with two integers
 pub fn keep_freed_memory() {
+    // An operator's `MIMALLOC_PURGE_DELAY` (mimalloc reads it itself) wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // 15 is `mi_option_purge_delay` in mimalloc 2 and 3 (the sys crate names no
     // constant for it); -1 means never purge.
     unsafe { libmimalloc_sys::mi_option_set(15, -1) }

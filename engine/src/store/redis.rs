@@ -509,6 +509,12 @@ impl RedisStore {
         self.cluster.is_some()
     }
 
+    /// True when each script must stay within one Cluster slot
+    /// ([`RedisOptions::cluster`]: set on a Cluster, or asked for).
+    pub(crate) fn one_slot_per_script(&self) -> bool {
+        self.options.cluster
+    }
+
     /// Reads the server settings durability depends on; on a cluster, those of
     /// every master, each problem naming its master. Never fails: a setting that
     /// can't be read is itself reported as a problem.

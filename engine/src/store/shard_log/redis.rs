@@ -6,10 +6,10 @@
 //! - `okpay:{s007}:state` — a hash: 8-byte little-endian account id → its state as
 //!   of the checkpoint.
 //!
-//! An append is one script call per shard ([`append.lua`](lua/append.lua)) that
-//! checks and advances the head; the calls of every shard in one `append` travel
-//! in one pipeline, so they cost one round trip and (with `appendfsync always`)
-//! one fsync. Connections, timeouts and `NOSCRIPT` reloads are the Redis store's
+//! An append checks and advances each shard's head: on standalone Redis one
+//! script call for all the frames of a batch ([`append_batch.lua`](lua/append_batch.lua)),
+//! on a Cluster one call per shard ([`append.lua`](lua/append.lua)) in one
+//! pipeline; either way one round trip and (with `appendfsync always`) one fsync. Connections, timeouts and `NOSCRIPT` reloads are the Redis store's
 //! ([`RedisStore`]), shared rather than duplicated.
 
 use std::sync::LazyLock;
@@ -24,6 +24,8 @@ use crate::store::{StoreError, StoreFuture};
 
 static APPEND: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/append.lua")));
+static APPEND_BATCH: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/append_batch.lua")));
 static CHECKPOINT: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/checkpoint.lua")));
 
@@ -71,39 +73,75 @@ impl RedisShardLog {
         &self,
         batch: Vec<(ShardAppend, u64)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let sent: Vec<(ShardId, u64, u64)> =
+        self.append_frames(batch.into_iter().map(|(a, e)| (a, Some(e))).collect())
+            .await
+    }
+
+    /// Appends frames, each fenced by its shard's head (and by its writer's
+    /// epoch when given). On standalone Redis all of them are one script call
+    /// ([`append_batch.lua`](lua/append_batch.lua)); on a Cluster one call per
+    /// shard ([`append.lua`](lua/append.lua)), since a script touches one slot.
+    async fn append_frames(
+        &self,
+        batch: Vec<(ShardAppend, Option<u64>)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let sent: Vec<(ShardId, u64, Option<u64>)> =
             batch.iter().map(|(a, e)| (a.shard, a.lsn, *e)).collect();
-        let calls = batch
-            .into_iter()
-            .map(|(a, epoch)| {
-                let k = keys(a.shard);
-                let mut cmd = APPEND.call(&[&k.log, &k.pos]);
-                cmd.arg(a.lsn).arg(a.frame).arg(epoch);
-                Call::Script(&APPEND, cmd)
-            })
-            .collect();
-        // Never resent, as in `append`.
+        let calls = if self.redis.one_slot_per_script() {
+            batch
+                .into_iter()
+                .map(|(a, epoch)| {
+                    let k = keys(a.shard);
+                    let mut cmd = APPEND.call(&[&k.log, &k.pos]);
+                    cmd.arg(a.lsn).arg(a.frame);
+                    if let Some(e) = epoch {
+                        cmd.arg(e);
+                    }
+                    Call::Script(&APPEND, cmd)
+                })
+                .collect()
+        } else {
+            let names: Vec<String> = batch
+                .iter()
+                .flat_map(|(a, _)| {
+                    let k = keys(a.shard);
+                    [k.log, k.pos]
+                })
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut cmd = APPEND_BATCH.call(&names);
+            for (a, epoch) in batch {
+                cmd.arg(a.lsn).arg(a.frame);
+                match epoch {
+                    Some(e) => cmd.arg(e),
+                    None => cmd.arg(""),
+                };
+            }
+            vec![Call::Script(&APPEND_BATCH, cmd)]
+        };
+        // Never resent: a frame that landed would then be refused as fenced.
         let replies = self.redis.exec_replicated(calls, Retry::Never).await?;
+        let statuses: Vec<Vec<i64>> = if self.redis.one_slot_per_script() {
+            replies
+                .into_iter()
+                .map(from_value)
+                .collect::<Result<_, _>>()?
+        } else {
+            let flat: Vec<i64> = from_value(
+                replies
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| corrupt("the append script"))?,
+            )?;
+            flat.chunks(2).map(<[i64]>::to_vec).collect()
+        };
+        if statuses.len() != sent.len() {
+            return Err(corrupt("the append script (count)"));
+        }
         Ok(sent
             .into_iter()
-            .zip(replies)
-            .map(|((shard, lsn, held), reply)| {
-                let v: Vec<i64> = from_value(reply)?;
-                match v.as_slice() {
-                    [1, _] => Ok(()),
-                    [0, head] if *head >= 0 => Err(StoreError::Fenced {
-                        shard: shard.0,
-                        head: *head as u64,
-                        got: lsn,
-                    }),
-                    [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
-                        shard: shard.0,
-                        held,
-                        current: *current as u64,
-                    }),
-                    _ => Err(corrupt("the append script")),
-                }
-            })
+            .zip(statuses)
+            .map(|((shard, lsn, held), v)| fenced_status(&v, shard, lsn, held, "the append script"))
             .collect())
     }
 
@@ -132,20 +170,7 @@ impl RedisShardLog {
             .one(Call::Script(&CHECKPOINT, cmd), Retry::Safe)
             .await?;
         let v: Vec<i64> = from_value(reply)?;
-        match v.as_slice() {
-            [1, _] => Ok(()),
-            [0, head] if *head >= 0 => Err(StoreError::Fenced {
-                shard: shard.0,
-                head: *head as u64,
-                got: lsn,
-            }),
-            [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
-                shard: shard.0,
-                held: epoch.unwrap_or(0),
-                current: *current as u64,
-            }),
-            _ => Err(corrupt("the checkpoint script")),
-        }
+        fenced_status(&v, shard, lsn, epoch, "the checkpoint script")
     }
 
     async fn one(&self, call: Call, retry: Retry) -> Result<Value, StoreError> {
@@ -153,17 +178,33 @@ impl RedisShardLog {
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(format!("unexpected redis reply to {what}"))
+/// A fenced script's `{1, _}` (done), `{0, head}` (fenced by position) or
+/// `{2, epoch}` (fenced by epoch: `held` was the writer's).
+fn fenced_status(
+    v: &[i64],
+    shard: ShardId,
+    lsn: u64,
+    held: Option<u64>,
+    what: &str,
+) -> Result<(), StoreError> {
+    match v {
+        [1, _] => Ok(()),
+        [0, head] if *head >= 0 => Err(StoreError::Fenced {
+            shard: shard.0,
+            head: *head as u64,
+            got: lsn,
+        }),
+        [2, current] if *current >= 0 => Err(StoreError::LeaseLost {
+            shard: shard.0,
+            held: held.unwrap_or(0),
+            current: *current as u64,
+        }),
+        _ => Err(corrupt(what)),
+    }
 }
 
-/// `{1, x}` / `{0, head}` from the scripts.
-fn script_status(reply: Value) -> Result<(bool, u64), StoreError> {
-    let v: Vec<i64> = from_value(reply)?;
-    match v.as_slice() {
-        [ok, n] if *n >= 0 => Ok((*ok == 1, *n as u64)),
-        _ => Err(corrupt("a shard log script")),
-    }
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unexpected redis reply to {what}"))
 }
 
 fn stream_lsn(id: &[u8]) -> Result<u64, StoreError> {
@@ -227,36 +268,7 @@ impl ShardLog for RedisShardLog {
     }
 
     fn append(&self, batch: Vec<ShardAppend>) -> StoreFuture<'_, Vec<Result<(), StoreError>>> {
-        Box::pin(async move {
-            let shards: Vec<(ShardId, u64)> = batch.iter().map(|a| (a.shard, a.lsn)).collect();
-            let calls = batch
-                .into_iter()
-                .map(|a| {
-                    let k = keys(a.shard);
-                    let mut cmd = APPEND.call(&[&k.log, &k.pos]);
-                    cmd.arg(a.lsn).arg(a.frame);
-                    Call::Script(&APPEND, cmd)
-                })
-                .collect();
-            // Never resent: a frame that landed would then be refused as fenced.
-            let replies = self.redis.exec_replicated(calls, Retry::Never).await?;
-            Ok(shards
-                .into_iter()
-                .zip(replies)
-                .map(|((shard, lsn), reply)| {
-                    let (ok, head) = script_status(reply)?;
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(StoreError::Fenced {
-                            shard: shard.0,
-                            head,
-                            got: lsn,
-                        })
-                    }
-                })
-                .collect())
-        })
+        Box::pin(self.append_frames(batch.into_iter().map(|a| (a, None)).collect()))
     }
 
     fn head(&self, shard: ShardId) -> StoreFuture<'_, ShardHead> {
