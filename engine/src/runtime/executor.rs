@@ -1733,10 +1733,17 @@ impl Ctx<'_> {
             },
         );
         let shard = self.shard;
+        // With several nodes, a node that lost its shard may still write rows
+        // late (row writes are not fenced): every row then replaces what is
+        // stored, so a late one can't stand beside the new owner's.
+        let several_nodes = self.shared.leases.is_some();
         self.open.history.extend(
             history_rows(&slot.state, events)
                 .into_iter()
-                .map(|row| (shard, account, row)),
+                .map(|mut row| {
+                    row.replaces |= several_nodes;
+                    (shard, account, row)
+                }),
         );
         slot.last_batch = self.open.id;
         if slot.dirty_lsn == 0 {

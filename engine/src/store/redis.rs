@@ -316,10 +316,12 @@ fn rowset_prefix(account: AccountId, key: &str) -> Vec<u8> {
     prefix
 }
 
-/// Row-set members of `account` (newest first) as rows.
+/// Row-set members of `account` (newest first) as rows. Two members of one
+/// row key (which a late write of a node that lost its shard could leave) read
+/// as one row: the first listed.
 fn rowset_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryRow>, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("a history row of {account} is malformed"));
-    members
+    let mut rows: Vec<HistoryRow> = members
         .into_iter()
         .map(|m| {
             let rest = m
@@ -333,7 +335,9 @@ fn rowset_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryR
                 replaces: false,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    rows.dedup_by(|later, first| later.key == first.key);
+    Ok(rows)
 }
 
 /// Merges two pages of rows, each newest first (descending key), into the newest
@@ -1298,5 +1302,18 @@ mod tests {
         assert!(rowset_rows(vec![other], account).is_err());
         let no_end = rowset_prefix(account, "00ab");
         assert!(rowset_rows(vec![no_end], account).is_err());
+        // Two versions of one row read as one.
+        let twice = vec![
+            [&rowset_prefix(account, "00ac")[..], b"\0v2"].concat(),
+            [&rowset_prefix(account, "00ac")[..], b"\0v1"].concat(),
+            [&rowset_prefix(account, "00ab")[..], b"\0v1"].concat(),
+        ];
+        let rows = rowset_rows(twice, account).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.key.as_str(), &r.payload[..]))
+                .collect::<Vec<_>>(),
+            vec![("00ac", &b"v2"[..]), ("00ab", &b"v1"[..])]
+        );
     }
 }
