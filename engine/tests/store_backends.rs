@@ -567,10 +567,20 @@ async fn redis_recovery_rewrites_a_stale_row_instead_of_adding_one() {
         .query_async(&mut conn)
         .await
         .expect("zadd");
-    assert_eq!(
-        store_rows(&server, shard, alice).await.len(),
-        rows.len() + 1
-    );
+    let members = |conn: redis::aio::MultiplexedConnection| async move {
+        let mut conn = conn;
+        let lower = [&b"["[..], &alice.0.to_be_bytes()].concat();
+        let upper = [&lower[..], b"\xff"].concat();
+        let found: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
+            .arg(format!("okpay:{{{}}}:rowset", shard.tag()))
+            .arg(lower)
+            .arg(upper)
+            .query_async(&mut conn)
+            .await
+            .expect("zrangebylex");
+        found.len()
+    };
+    assert_eq!(members(conn.clone()).await, rows.len() + 1);
     // Restart: recovery replays the tail (no checkpoint was taken) and
     // rewrites its rows.
     let engine = start().await;
@@ -578,6 +588,8 @@ async fn redis_recovery_rewrites_a_stale_row_instead_of_adding_one() {
     let transfers: Vec<&TxRecord> = after.iter().filter(|r| r.id == done.id).collect();
     assert_eq!(transfers.len(), 1, "{after:?}");
     assert_eq!(transfers[0].status, TxStatus::Completed);
+    // And the stale member is gone, not merely hidden when read.
+    assert_eq!(members(conn.clone()).await, rows.len());
 }
 
 /// `(row key, row)` of every member of `account` in `shard`'s row set.
