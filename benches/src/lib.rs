@@ -114,18 +114,5 @@ pub fn process_cpu() -> std::time::Duration {
     std::time::Duration::from_millis(ticks * 10)
 }
 
-/// Tells mimalloc to keep the memory it frees instead of handing it back to the
-/// OS after 10 ms (its `purge_delay`), as the `okpay` server does: with
-/// transparent huge pages every purged page comes back as a freshly zeroed 2 MiB
-/// page, which cost the engine a sixth of its CPU under load (`perf`:
-/// `clear_page_erms` under `mi_page_fresh_alloc`). Call it first thing.
-#[allow(unsafe_code)] // one FFI call with two integers
-pub fn keep_freed_memory() {
-    // An operator's `MIMALLOC_PURGE_DELAY` (mimalloc reads it itself) wins.
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // 15 is `mi_option_purge_delay` in mimalloc 2 and 3 (the sys crate names no
-    // constant for it); -1 means never purge.
-    unsafe { libmimalloc_sys::mi_option_set(15, -1) }
-}
+/// The `okpay` server's allocator settings ([`okpay_gateway::allocator`]).
+pub use okpay_gateway::allocator::keep_freed_memory;

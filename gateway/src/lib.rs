@@ -4,6 +4,7 @@
 //! start it on port 0.
 
 pub mod alert_log;
+pub mod allocator;
 pub mod auth;
 pub mod client_ip;
 pub mod clock;

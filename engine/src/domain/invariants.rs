@@ -89,14 +89,14 @@ pub fn check_events(state: &AccountState, events: &[Event]) -> Result<(), String
     // One scratch state per thread, emptied (its allocations kept) before each
     // check: a fresh one cost a dozen allocations per money command.
     SCRATCH.with_borrow_mut(|scratch| {
-        let scratch = scratch.get_or_insert_with(|| AccountState::new(state.id));
         scratch.reset_to(state.id);
         check_on(scratch, state, events)
     })
 }
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Option<AccountState>> = const { std::cell::RefCell::new(None) };
+    static SCRATCH: std::cell::RefCell<AccountState> =
+        std::cell::RefCell::new(AccountState::new(crate::ids::AccountId(0)));
 }
 
 /// [`check_events`] on an empty `scratch` state.
