@@ -425,7 +425,7 @@ async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superse
         )
     };
     store
-        .put_history(vec![row("k2", "new-2"), row("k3", "new-3")])
+        .put_history(vec![row("k2", "new-2"), row("k3", "new-3")], Vec::new())
         .await
         .expect("put rows");
     // Another account of the shard, whose id shares leading bytes: not listed.
@@ -438,7 +438,7 @@ async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superse
                 payload: b"other".to_vec(),
                 replaces: false,
             },
-        )])
+        )], Vec::new())
         .await
         .expect("put rows");
     let page = |before: Option<&'static str>, limit: usize| {
@@ -478,7 +478,7 @@ async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superse
     );
     // Rewriting a row of the row set replaces it there too.
     store
-        .put_history(vec![row("k3", "newer-3")])
+        .put_history(vec![row("k3", "newer-3")], Vec::new())
         .await
         .expect("put rows");
     assert_eq!(page(Some("k4"), 1).await, expect(&[("k3", "newer-3")]));
