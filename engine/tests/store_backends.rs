@@ -430,15 +430,18 @@ async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superse
         .expect("put rows");
     // Another account of the shard, whose id shares leading bytes: not listed.
     store
-        .put_history(vec![(
-            shard,
-            AccountId(0x00ff_0000_0000_0002),
-            HistoryRow {
-                key: "k5".into(),
-                payload: b"other".to_vec(),
-                replaces: false,
-            },
-        )], Vec::new())
+        .put_history(
+            vec![(
+                shard,
+                AccountId(0x00ff_0000_0000_0002),
+                HistoryRow {
+                    key: "k5".into(),
+                    payload: b"other".to_vec(),
+                    replaces: false,
+                },
+            )],
+            Vec::new(),
+        )
         .await
         .expect("put rows");
     let page = |before: Option<&'static str>, limit: usize| {
