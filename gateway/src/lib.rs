@@ -153,6 +153,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let webhooks = Arc::new(integrations::webhooks::Webhooks::new(
         engine.store().clone(),
         pii.clone(),
+        engine.clock().clone(),
     )?);
     let deliveries = integrations::deliveries::Deliveries::new(
         engine.store().clone(),
@@ -162,6 +163,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         webhooks,
         integrations.delivery.clone(),
         coord.clone(),
+        engine.clock().clone(),
     );
     let notifier: Arc<dyn Notifier> = Arc::new(Notifications {
         dev_outbox: outbox.clone(),
