@@ -158,9 +158,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let deliveries = integrations::deliveries::Deliveries::new(
         engine.store().clone(),
         pii.clone(),
-        mailer,
-        sms,
-        webhooks,
+        integrations::deliveries::Channels {
+            mailer,
+            sms,
+            webhooks,
+        },
         integrations.delivery.clone(),
         coord.clone(),
         engine.clock().clone(),

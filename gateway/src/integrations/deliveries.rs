@@ -93,6 +93,13 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// Where messages go out: mail and SMS when configured, webhooks always.
+pub struct Channels {
+    pub mailer: Option<Mailer>,
+    pub sms: Option<SmsGateway>,
+    pub webhooks: Arc<Webhooks>,
+}
+
 /// The queue, its worker and the adapters it sends through.
 pub struct Deliveries {
     store: Arc<dyn Store>,
@@ -119,9 +126,11 @@ impl Deliveries {
     pub fn new(
         store: Arc<dyn Store>,
         cipher: PiiCipher,
-        mailer: Option<Mailer>,
-        sms: Option<SmsGateway>,
-        webhooks: Arc<Webhooks>,
+        Channels {
+            mailer,
+            sms,
+            webhooks,
+        }: Channels,
         settings: DeliverySettings,
         coord: Arc<dyn Coord>,
         clock: Arc<dyn Clock>,
