@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -237,34 +237,105 @@ async fn rows_of(engine: &Engine, account: AccountId, id: OpId) -> Vec<TxRecord>
     }
 }
 
+/// Row-set members of `account` in `shard`'s row set, counted per row key:
+/// what is stored, before reads merge two members of one key.
+async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTreeMap<String, usize> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = account.0.to_be_bytes();
+    let members: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
+        .arg(format!("okpay:{{{}}}:rowset", shard.tag()))
+        .arg([&b"["[..], &prefix].concat())
+        .arg([&b"["[..], &prefix, b"\xff"].concat())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut keys = BTreeMap::new();
+    for m in members {
+        let end = m[8..]
+            .iter()
+            .position(|&b| b == 0)
+            .expect("a zero ends the key");
+        *keys
+            .entry(String::from_utf8_lossy(&m[8..8 + end]).into_owned())
+            .or_insert(0) += 1;
+    }
+    keys
+}
+
+/// Two nodes on one redis-server, A behind the freezable proxy, B direct,
+/// each holding half the shards.
+struct Pair {
+    redis: RedisServer,
+    proxy: Proxy,
+    a: Engine,
+    b: Engine,
+}
+
+impl Pair {
+    async fn start() -> Pair {
+        let redis = RedisServer::start();
+        let upstream: SocketAddr = redis
+            .url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("a loopback address");
+        let proxy = Proxy::start(upstream).await;
+        let a = node(&proxy.url(), "node-a").await;
+        let b = node(&redis.url(), "node-b").await;
+        let half = usize::from(SHARDS) / 2;
+        wait_until("an even split", || {
+            let (sa, sb) = (held(&a), held(&b));
+            sa.len() == half && sb.len() == half && sa.is_disjoint(&sb)
+        })
+        .await;
+        Pair { redis, proxy, a, b }
+    }
+
+    /// Waits until A sent a row write (the proxy armed before froze on it),
+    /// then until B took every shard, A's leases having expired.
+    async fn a_cut_off_at_its_row_write(&self) {
+        wait_until("A's row write", || self.proxy.frozen()).await;
+        wait_until("B takes A's shards", || {
+            held(&self.b).len() == usize::from(SHARDS)
+        })
+        .await;
+        assert!(self.proxy.state.held.load(Ordering::SeqCst) > 0);
+    }
+
+    /// Lets A's held bytes reach Redis (after whatever B wrote meanwhile) and
+    /// waits until Redis answered them; returns whether one of the answers
+    /// was a fenced script's refusal by epoch (`{2, current epoch}`).
+    async fn a_delivered_late(&self) -> bool {
+        // Redis answers one connection in order, so replies to later commands
+        // mean the held ones ran; A keeps talking, so give it a second more.
+        self.proxy.thaw();
+        wait_until("Redis answered A's late bytes", || {
+            !self.proxy.state.replies.lock().unwrap().is_empty()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let replies = self.proxy.state.replies.lock().unwrap();
+        let refusal = b"*2\r\n:2\r\n:";
+        replies.windows(refusal.len()).any(|w| w == refusal)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deposed_nodes_late_row_write_is_refused() {
-    let redis = RedisServer::start();
-    let upstream: SocketAddr = redis
-        .url()
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a loopback address");
-    let proxy = Proxy::start(upstream).await;
-    let a = node(&proxy.url(), "node-a").await;
-    let b = node(&redis.url(), "node-b").await;
-    let half = usize::from(SHARDS) / 2;
-    wait_until("an even split", || {
-        let (sa, sb) = (held(&a), held(&b));
-        sa.len() == half && sb.len() == half && sa.is_disjoint(&sb)
-    })
-    .await;
+    let pair = Pair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
 
     // The sender on A's shards, the recipient on B's: the credit crosses
     // through Redis, so A writes the transfer's row (processing) before it
     // hears of the credit.
-    let from = account_on(&a, &held(&a), "from").await;
-    let to = account_on(&b, &held(&b), "to").await;
+    let from = account_on(a, &held(a), "from").await;
+    let to = account_on(b, &held(b), "to").await;
     // Every row so far is written (a history read waits for them).
     a.history(from, None, 10, None).await.expect("history");
 
-    proxy.arm();
+    pair.proxy.arm();
     let transfer = tokio::spawn({
         let a = a.clone();
         async move {
@@ -272,14 +343,9 @@ async fn a_deposed_nodes_late_row_write_is_refused() {
                 .await
         }
     });
-    wait_until("A's row write", || proxy.frozen()).await;
-
-    // A is cut off with its row write on the wire. B takes every shard once
-    // A's leases expired, replays A's log and completes the transfer.
-    wait_until("B takes A's shards", || {
-        held(&b).len() == usize::from(SHARDS)
-    })
-    .await;
+    // A is cut off with its row write on the wire. B replays A's log and
+    // completes the transfer.
+    pair.a_cut_off_at_its_row_write().await;
     let deadline = Instant::now() + PATIENCE;
     let id = loop {
         let (rows, _) = b.history(from, None, 200, None).await.unwrap_or_default();
@@ -295,24 +361,12 @@ async fn a_deposed_nodes_late_row_write_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(proxy.state.held.load(Ordering::SeqCst) > 0);
 
-    // A's held bytes reach Redis now, after B's rows; Redis's replies to them
-    // come back through the proxy (in order, so replies to later commands
-    // mean the held ones ran). A keeps talking, so give it a second more.
-    proxy.thaw();
-    wait_until("Redis answered A's late bytes", || {
-        !proxy.state.replies.lock().unwrap().is_empty()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    // The late write was refused by its epoch ({2, current epoch})...
-    let replies = proxy.state.replies.lock().unwrap().clone();
-    let refusal = b"*2\r\n:2\r\n:";
-    // ...and the history shows the transfer once, completed, on both sides,
-    // read via either node.
-    for via in [&b, &a] {
+    // A's row write reaches Redis now, after B's rows.
+    let refused = pair.a_delivered_late().await;
+    // The history shows the transfer once, completed, on both sides, read via
+    // either node; and one row-set member stands for each row.
+    for via in [b, a] {
         let rows = rows_of(via, from, id).await;
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0].status, TxStatus::Completed, "{rows:?}");
@@ -320,13 +374,15 @@ async fn a_deposed_nodes_late_row_write_is_refused() {
         assert_eq!(credit.len(), 1, "{credit:?}");
         assert_eq!(credit[0].status, TxStatus::Completed, "{credit:?}");
     }
-    assert!(
-        replies.windows(refusal.len()).any(|w| w == refusal),
-        "no refusal among Redis's replies to A's late bytes"
-    );
+    for account in [from, to] {
+        let shard = a.layout().shard_of(account);
+        let keys = members_per_key(&pair.redis.url(), shard, account).await;
+        assert!(keys.values().all(|&n| n == 1), "{account}: {keys:?}");
+    }
+    assert!(refused, "A's late row write was not refused by its epoch");
 
     // The transfer A started is answered one way or the other (A was cut off:
-    // a retryable error is fine; a replay of its key tells the outcome).
+    // a retryable error is fine); a replay of its key tells the outcome.
     let _ = tokio::time::timeout(PATIENCE, transfer).await;
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -345,5 +401,63 @@ async fn a_deposed_nodes_late_row_write_is_refused() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Refused rows are not lost: a deposit acknowledged by A, whose row write
+/// reached Redis only after B took its shard over (and was refused), is in the
+/// history, written by B when it replayed the deposit's frame — which it finds
+/// after the checkpoint because A's checkpoints never pass a frame whose rows
+/// are not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_a_deposed_node_could_not_write_are_written_by_the_next_owner() {
+    let pair = Pair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let account = account_on(a, &held(a), "saver").await;
+    a.history(account, None, 10, None).await.expect("history");
+
+    pair.proxy.arm();
+    let deposit = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.deposit(
+                account,
+                key("late-deposit"),
+                cny("5"),
+                DepositMethod::BankCard,
+            )
+            .await
+        }
+    });
+    pair.a_cut_off_at_its_row_write().await;
+    // Acknowledged: the frame was durable before its row write went out.
+    let outcome = tokio::time::timeout(PATIENCE, deposit)
+        .await
+        .expect("the deposit is answered")
+        .expect("deposit task");
+    let Ok(Outcome::Deposit(receipt)) = outcome else {
+        panic!("the deposit was not acknowledged: {outcome:?}");
+    };
+    assert!(
+        pair.a_delivered_late().await,
+        "A's row write was not refused"
+    );
+
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let rows = match b.history(account, None, 200, None).await {
+            Ok((rows, _)) => rows,
+            Err(_) => Vec::new(),
+        };
+        let deposits: Vec<&TxRecord> = rows.iter().filter(|r| r.id == receipt.id).collect();
+        if let [row] = &deposits[..] {
+            assert_eq!(row.status, TxStatus::Completed, "{row:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the acknowledged deposit is not in the history: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1767,17 +1767,13 @@ impl Ctx<'_> {
             },
         );
         let shard = self.shard;
-        // With several nodes, a node that lost its shard may still write rows
-        // late (row writes are not fenced): every row then replaces what is
-        // stored, so a late one can't stand beside the new owner's.
-        let several_nodes = self.shared.leases.is_some();
+        // With several nodes, a node that lost its shard can't write rows late
+        // (row writes are fenced by its lease epoch), so a row replaces only
+        // when it says so, as on one node.
         self.open.history.extend(
             history_rows(&slot.state, events)
                 .into_iter()
-                .map(|mut row| {
-                    row.replaces |= several_nodes;
-                    (shard, account, row)
-                }),
+                .map(|row| (shard, account, row)),
         );
         slot.last_batch = self.open.id;
         if slot.dirty_lsn == 0 {

@@ -12,7 +12,7 @@
 //! | `okpay:{acc_<hex>}:snapshot`     | hash   | `seq`, `payload`                              |
 //! | `okpay:{acc_<hex>}:history`      | hash   | history row key → payload (never trimmed)     |
 //! | `okpay:{acc_<hex>}:history:keys` | zset   | the same row keys, all score 0, for ordered pages |
-//! | `okpay:{sNNN}:rowset`            | zset   | history rows of shard NNN's accounts, all score 0: `<account: 8 bytes BE><row key>\0<row>` |
+//! | `okpay:{sNNN}:rowset`            | zset   | history rows of shard NNN's accounts, all score 0: `<account: 8 bytes BE><row key>\0<row>`; written fenced by the lease epoch in `okpay:{sNNN}:pos` |
 //! | `okpay:{sNNN}:rows`, `…:rows:keys` | hash, zset | the previous layout of the same rows (`<account>:<row key>` → row; the fields), read, no longer written |
 //! | `okpay:accounts`                 | zset   | account ids, all score 0                      |
 //! | `okpay:idx:{<name>}`             | hash   | index key → value                             |
@@ -324,8 +324,9 @@ fn rowset_prefix(account: AccountId, key: &str) -> Vec<u8> {
 }
 
 /// Row-set members of `account` (newest first) as rows. Two members of one
-/// row key (which a late write of a node that lost its shard could leave) read
-/// as one row: the first listed.
+/// row key read as one row: the first listed. Row writes are fenced by the
+/// writer's lease epoch now, but a late write of a node that had lost its
+/// shard could leave two before they were, and such rows stay stored.
 fn rowset_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryRow>, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("a history row of {account} is malformed"));
     let mut rows: Vec<HistoryRow> = members

@@ -3,9 +3,11 @@
 //! over (drained, checkpointed, dropped) when another node should own it.
 //!
 //! The lease driver (`crate::cluster::node`) sends [`Msg::Host`],
-//! [`Msg::Unhost`] and [`Msg::Release`]; an append refused for its epoch
-//! ([`StoreError::LeaseLost`]) drops the shard here without waiting for the
-//! driver, since the storage already said another node owns it. Messages for a
+//! [`Msg::Unhost`] and [`Msg::Release`]; an append or a history row write
+//! refused for its epoch ([`StoreError::LeaseLost`]) drops the shard here
+//! without waiting for the driver, since the storage already said another node
+//! owns it. A shard is hosted under the epoch its lease had when it was taken,
+//! and its row writes carry that epoch. Messages for a
 //! shard this executor does not host are answered with a retryable
 //! `Unavailable` (a saga credit with "ask again", so the transfer goes on once
 //! the shard is served somewhere).
