@@ -153,15 +153,19 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let webhooks = Arc::new(integrations::webhooks::Webhooks::new(
         engine.store().clone(),
         pii.clone(),
+        engine.clock().clone(),
     )?);
     let deliveries = integrations::deliveries::Deliveries::new(
         engine.store().clone(),
         pii.clone(),
-        mailer,
-        sms,
-        webhooks,
+        integrations::deliveries::Channels {
+            mailer,
+            sms,
+            webhooks,
+        },
         integrations.delivery.clone(),
         coord.clone(),
+        engine.clock().clone(),
     );
     let notifier: Arc<dyn Notifier> = Arc::new(Notifications {
         dev_outbox: outbox.clone(),

@@ -35,6 +35,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use okpay_engine::coord::{Coord, Window};
 use okpay_engine::store::Store;
+use okpay_engine::time::Clock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -92,6 +93,13 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// Where messages go out: mail and SMS when configured, webhooks always.
+pub struct Channels {
+    pub mailer: Option<Mailer>,
+    pub sms: Option<SmsGateway>,
+    pub webhooks: Arc<Webhooks>,
+}
+
 /// The queue, its worker and the adapters it sends through.
 pub struct Deliveries {
     store: Arc<dyn Store>,
@@ -110,17 +118,22 @@ pub struct Deliveries {
     kicks: tokio::sync::mpsc::Sender<okpay_engine::ids::AccountId>,
     /// The other end, taken once by the notices task.
     kicked: Mutex<Option<tokio::sync::mpsc::Receiver<okpay_engine::ids::AccountId>>>,
+    /// The engine's clock: creation times, message ids and retry due times.
+    clock: Arc<dyn Clock>,
 }
 
 impl Deliveries {
     pub fn new(
         store: Arc<dyn Store>,
         cipher: PiiCipher,
-        mailer: Option<Mailer>,
-        sms: Option<SmsGateway>,
-        webhooks: Arc<Webhooks>,
+        Channels {
+            mailer,
+            sms,
+            webhooks,
+        }: Channels,
         settings: DeliverySettings,
         coord: Arc<dyn Coord>,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Deliveries> {
         let (kicks, kicked) = tokio::sync::mpsc::channel(super::notices::KICK_QUEUE);
         Arc::new(Deliveries {
@@ -135,7 +148,13 @@ impl Deliveries {
             wake: tokio::sync::Notify::new(),
             kicks,
             kicked: Mutex::new(Some(kicked)),
+            clock,
         })
+    }
+
+    /// Now, by the engine's clock.
+    fn now(&self) -> DateTime<Utc> {
+        crate::clock::to_chrono(self.clock.now())
     }
 
     /// Asks for a notices pass over `account` (after a command that may have
@@ -175,7 +194,7 @@ impl Deliveries {
             kind: kind.to_owned(),
             subject,
             body,
-            created_at: Utc::now(),
+            created_at: self.now(),
             attempts: 0,
             last_error: None,
         };
@@ -203,7 +222,7 @@ impl Deliveries {
         if targets.is_empty() {
             return;
         }
-        let now = Utc::now();
+        let now = self.now();
         let body = serde_json::json!({"type": event, "timestamp": now, "data": data}).to_string();
         for endpoint in targets {
             let msg_id = format!(
@@ -305,7 +324,7 @@ impl Deliveries {
 
     /// Writes one message to the queue and wakes the worker (no rate limit).
     async fn queue(&self, channel: &str, to: &str, kind: &str, subject: String, body: String) {
-        let now = Utc::now();
+        let now = self.now();
         let id = format!(
             "dlv_{:013}{:016x}",
             now.timestamp_millis(),
@@ -424,7 +443,7 @@ impl Deliveries {
             .collect();
         let attempts = u32::try_from(mine.len()).unwrap_or(u32::MAX);
         let due_ms: i64 = mine.last().and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-        let wait_ms = due_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
+        let wait_ms = due_ms.saturating_sub(self.clock.now().millis()).max(0);
         let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)).min(MAX_BACKOFF);
         Ok((attempts, Instant::now() + wait))
     }
@@ -527,7 +546,7 @@ impl Deliveries {
                         .saturating_mul(1 << (attempts - 1).min(20))
                         .min(MAX_BACKOFF);
                     tracing::info!(delivery = %id, kind = %d.kind, attempts, error = %e, retry_in_ms = backoff.as_millis() as u64, "delivery failed; will retry");
-                    let due_ms = Utc::now().timestamp_millis()
+                    let due_ms = self.clock.now().millis()
                         + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
                     // Durable first: a restart resumes from this count.
                     if let Err(e) = self

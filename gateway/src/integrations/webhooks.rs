@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use okpay_engine::store::Store;
+use okpay_engine::time::Clock;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -73,13 +74,20 @@ pub struct Webhooks {
     cipher: PiiCipher,
     client: reqwest::Client,
     endpoints: RwLock<Vec<(Endpoint, String)>>,
+    /// The engine's clock: registration times and signature timestamps.
+    clock: Arc<dyn Clock>,
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, cipher: PiiCipher) -> anyhow::Result<Webhooks> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cipher: PiiCipher,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Webhooks> {
         Ok(Webhooks {
             store,
             cipher,
+            clock,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -130,7 +138,7 @@ impl Webhooks {
             return Err(RegisterError::Full);
         }
         let secret = format!("whsec_{}", STANDARD.encode(rand::random::<[u8; 24]>()));
-        let now = Utc::now();
+        let now = crate::clock::to_chrono(self.clock.now());
         let id = format!("whk_{:016x}", rand::random::<u64>());
         let stored = Stored {
             id: id.clone(),
@@ -212,7 +220,7 @@ impl Webhooks {
         else {
             return Err(DeliveryError::Permanent("the endpoint was removed".into()));
         };
-        let ts = Utc::now().timestamp();
+        let ts = self.clock.now().millis().div_euclid(1000);
         let response = self
             .client
             .post(&url)

@@ -103,7 +103,13 @@ fn signature_refused(e: SignatureError) -> ApiError {
 }
 
 /// Checks the Standard Webhooks headers of `req` against `secret`.
-pub fn verify(req: &HttpRequest, secret: &str, body: &[u8]) -> Result<String, ApiError> {
+/// `now` is the engine's clock (a test that moves it moves the tolerance window).
+pub fn verify(
+    req: &HttpRequest,
+    secret: &str,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, ApiError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let id = header("webhook-id");
     signature::verify(
@@ -112,7 +118,7 @@ pub fn verify(req: &HttpRequest, secret: &str, body: &[u8]) -> Result<String, Ap
         header("webhook-timestamp"),
         header("webhook-signature"),
         body,
-        chrono::Utc::now().timestamp(),
+        now.timestamp(),
     )
     .map_err(signature_refused)?;
     // unwrap: verify refuses a missing id.
@@ -124,7 +130,7 @@ pub async fn first_time(state: &AppState, source: &str, id: &str) -> ApiResult<b
     let key = format!("{source}:{}", id.chars().take(200).collect::<String>());
     state
         .store()
-        .claim_index(SEEN_INDEX, &key, &chrono::Utc::now().to_rfc3339())
+        .claim_index(SEEN_INDEX, &key, &state.now().to_rfc3339())
         .await
         .map_err(|_| ApiError::unavailable())
 }
@@ -168,7 +174,7 @@ pub async fn payout_callback(
         "Payout callbacks",
         "[integrations.payouts] callback_secret (OKPAY_PAYOUTS_CALLBACK_SECRET)",
     )?;
-    let webhook_id = verify(&req, &secret, &body)?;
+    let webhook_id = verify(&req, &secret, &body, state.now())?;
     let callback: PayoutCallback = serde_json::from_slice(&body)
         .map_err(|e| ApiError::validation(format!("The body is not a payout callback: {e}")))?;
     let completed = match callback.kind.as_str() {
@@ -260,7 +266,7 @@ pub async fn processor_callback(
         .cards
         .clone()
         .ok_or_else(|| integ::not_configured(FEATURE, SETTING))?;
-    let webhook_id = verify(&req, &secret, &body)?;
+    let webhook_id = verify(&req, &secret, &body, state.now())?;
     let callback: ChargeCallback = serde_json::from_slice(&body)
         .map_err(|e| ApiError::validation(format!("The body is not a charge callback: {e}")))?;
     let status = match callback.kind.as_str() {

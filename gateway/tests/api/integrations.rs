@@ -640,3 +640,86 @@ async fn webhooks_are_signed_retried_after_a_500_and_replayed_with_their_ids() {
         .await;
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn webhooks_and_callbacks_tell_time_by_the_engine_clock() {
+    use okpay_engine::time::{Clock as _, ManualClock, SystemClock, Timestamp};
+    use okpay_gateway::routes::callbacks::DEV_CALLBACK_SECRET;
+
+    // Two days behind the wall clock, on a whole second: far outside the
+    // callbacks' tolerance, so a wall-clock read anywhere shows.
+    let start = Timestamp((SystemClock.now().millis() / 1000 - 2 * 86_400) * 1000);
+    let secs = start.millis() / 1000;
+    let injected = ManualClock::new(start);
+    let receiver = HttpStandIn::start(|_, _| (204, String::new()));
+    let app = TestApp::spawn_with(move |s| {
+        s.clock = okpay_gateway::clock::ClockSetting(std::sync::Arc::new(injected));
+    })
+    .await;
+    let r = app
+        .admin_post(
+            "/v1/admin/webhooks",
+            json!({"url": format!("{}/hooks", receiver.base), "events": ["deposit.completed"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: serde_json::Value = r.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let at: chrono::DateTime<chrono::Utc> =
+        created["created_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        at.timestamp_millis(),
+        start.millis(),
+        "registered at engine time"
+    );
+
+    // The webhook of a deposit is stamped and signed at engine time.
+    let (_, token) = app.user("hooks-clock@example.com").await;
+    app.deposit(&token, "10.00").await;
+    let got = receiver.wait_for(1, |_| true).await;
+    assert_eq!(
+        got[0].header("webhook-timestamp"),
+        Some(secs.to_string().as_str())
+    );
+    signature::verify(
+        &secret,
+        got[0].header("webhook-id"),
+        got[0].header("webhook-timestamp"),
+        got[0].header("webhook-signature"),
+        got[0].body.as_bytes(),
+        secs,
+    )
+    .unwrap();
+    let event: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    let stamped: chrono::DateTime<chrono::Utc> =
+        event["timestamp"].as_str().unwrap().parse().unwrap();
+    assert_eq!(stamped.timestamp(), secs);
+
+    // A processor callback is checked against engine time: signed at it, it is
+    // accepted; signed at the wall clock's now, it is stale.
+    let body = "{\"type\":\"charge.succeeded\",\"charge_id\":\"ch_x\",\"reference\":\"acc_0000000000000000:nope\"}";
+    let wall = SystemClock.now().millis() / 1000;
+    for (ts, status) in [(secs, 200), (wall, 401)] {
+        let id = format!("msg_clock_{ts}");
+        let r = app
+            .client
+            .post(app.url("/v1/callbacks/processor"))
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                signature::sign(DEV_CALLBACK_SECRET, &id, ts, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            status,
+            "signed at {ts}: {}",
+            r.text().await.unwrap()
+        );
+    }
+}
