@@ -10,7 +10,12 @@
 //!
 //! ```text
 //! cargo run --release -p benches --example transfers -- 200000
+//! cargo run --release -p benches --example transfers -- 50000 embedded
 //! ```
+//!
+//! The second argument picks the store: `memory` (the default) or `embedded`
+//! (a temporary directory; its figure is bound by `fdatasync`, so the line also
+//! gives the wall-clock rate, `tps`).
 
 use std::sync::Arc;
 
@@ -33,9 +38,19 @@ async fn main() {
         Some(Ok(n)) => n,
         Some(Err(e)) => panic!("the argument is a number of transfers: {e}"),
     };
-    let engine = start_engine(Arc::new(MemoryStore::new())).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store: Arc<dyn okpay_engine::store::Store> = match std::env::args().nth(2).as_deref() {
+        None | Some("memory") => Arc::new(MemoryStore::new()),
+        Some("embedded") => Arc::new(
+            okpay_engine::store::embedded::EmbeddedStore::open(dir.path())
+                .expect("open the embedded store"),
+        ),
+        Some(other) => panic!("the store is memory or embedded, not {other}"),
+    };
+    let engine = start_engine(store).await;
     let accounts = Arc::new(funded_accounts(&engine, 10_000, "1000000").await);
     let cpu = process_cpu();
+    let started = std::time::Instant::now();
     let ok = futures::stream::iter(0..n)
         .map(|i| {
             let (engine, accounts) = (engine.clone(), accounts.clone());
@@ -65,6 +80,7 @@ async fn main() {
         .await;
     assert_eq!(ok, n, "every transfer succeeds");
     let cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
+    let tps = n as f64 / started.elapsed().as_secs_f64();
     let (mut state, mut notifications, mut entry) = (0usize, 0usize, 0usize);
     for id in accounts.iter().take(SAMPLED) {
         let s = engine.state(*id).await.expect("a funded account");
@@ -73,7 +89,7 @@ async fn main() {
         notifications += postcard::to_stdvec(&s.notifications).map_or(0, |v| v.len());
     }
     println!(
-        "transfers: n={n} cpu_us_per_transfer={cpu_us:.1} state_bytes={} checkpoint_entry_bytes={} notifications_bytes={}",
+        "transfers: n={n} tps={tps:.0} cpu_us_per_transfer={cpu_us:.1} state_bytes={} checkpoint_entry_bytes={} notifications_bytes={}",
         state / SAMPLED,
         entry / SAMPLED,
         notifications / SAMPLED

@@ -143,8 +143,22 @@ impl Engine {
             std::thread::Builder::new()
                 .name(format!("okpay-exec-{index}"))
                 .spawn(move || {
+                    let blocking = shared.config.blocking_threads.max(1);
                     let executor = Executor::new(index, shared, inbox, saga_inbox, peers);
-                    actix_rt::System::new().block_on(executor.run());
+                    // actix's own runtime, with the blocking pool bounded (see
+                    // `RuntimeConfig::blocking_threads`).
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .max_blocking_threads(blocking)
+                        .build();
+                    match runtime {
+                        Ok(rt) => {
+                            actix_rt::System::with_tokio_rt(move || rt).block_on(executor.run())
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "an executor's runtime failed to start")
+                        }
+                    }
                 })
                 .map_err(|e| EngineError::Unavailable(format!("starting an executor: {e}")))?;
         }

@@ -2,8 +2,8 @@
 //! standalone and a three-master Cluster: a single node takes every shard and
 //! its fenced log still conforms; two nodes split the shards evenly; a node whose
 //! lease expired (a pause, simulated by not ticking it) has its append refused by
-//! the append script, steps down, and the other node took the shard within the
-//! lease time.
+//! the append script (and its late checkpoint and history rows by theirs),
+//! steps down, and the other node took the shard within the lease time.
 
 mod support;
 
@@ -17,7 +17,7 @@ use okpay_engine::ids::AccountId;
 use okpay_engine::store::redis::RedisStore;
 use okpay_engine::store::shard_log::redis::RedisShardLog;
 use okpay_engine::store::shard_log::{conformance, ShardAppend, ShardLog};
-use okpay_engine::store::StoreError;
+use okpay_engine::store::{HistoryRow, Store, StoreError};
 use okpay_testsupport::redis_cluster::RedisCluster;
 use support::redis_server::RedisServer;
 
@@ -215,6 +215,64 @@ async fn two_nodes_split_and_a_paused_one_is_fenced(url: &str) {
     );
     assert_eq!(raw.load_account(victim, AccountId(7)).await.unwrap(), None);
     assert_eq!(raw.head(victim).await.unwrap().checkpoint, 0);
+    // Nor write history rows over the new owner's: a late row of A (a transfer
+    // still processing) is refused, the whole of its shard's call, while rows
+    // of another shard in the same store call land.
+    let store = RedisStore::connect(url).await.unwrap();
+    let b_epoch = b.epoch(victim).expect("B holds A's shard now");
+    let other = *sb.iter().next().unwrap();
+    let other_epoch = b.epoch(other).expect("B holds its own shard");
+    let (mine, theirs) = (AccountId(7), AccountId(8));
+    let row = |account: AccountId, payload: &str, replaces: bool| HistoryRow {
+        key: format!("0000000000000001tx_{account}"),
+        payload: payload.as_bytes().to_vec(),
+        replaces,
+    };
+    let refused = store
+        .put_history(
+            vec![(victim, mine, row(mine, "completed", true))],
+            vec![(victim, b_epoch)],
+        )
+        .await
+        .unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    let refused = store
+        .put_history(
+            vec![
+                (victim, mine, row(mine, "processing", true)),
+                (victim, mine, row(theirs, "stale", false)),
+                (other, theirs, row(theirs, "fresh", false)),
+            ],
+            vec![(victim, a_epoch), (other, other_epoch)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused[..], [StoreError::LeaseLost { shard, held, current }]
+            if *shard == victim.0 && *held == a_epoch && *current == b_epoch),
+        "{refused:?}"
+    );
+    let rows = |shard, account| {
+        let store = &store;
+        async move {
+            store
+                .history(shard, account, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| String::from_utf8(r.payload).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(rows(victim, mine).await, ["completed"]);
+    assert_eq!(rows(other, theirs).await, ["fresh"]);
+    // Unfenced rows (one node, no leases) are written as before.
+    let refused = store
+        .put_history(vec![(other, theirs, row(theirs, "newer", true))], vec![])
+        .await
+        .unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(rows(other, theirs).await, ["newer"]);
     // Its fenced log refuses too (locally: the lease is past its trusted time).
     let r = log_a.append(vec![frame(victim, 2)]).await.unwrap();
     assert!(matches!(r[0], Err(StoreError::LeaseLost { .. })), "{r:?}");

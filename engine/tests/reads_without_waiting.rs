@@ -92,8 +92,12 @@ impl Store for HeldStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
         self.inner.append(batch)
     }
-    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
-        self.inner.put_history(rows)
+    fn put_history(
+        &self,
+        rows: Vec<(ShardId, AccountId, HistoryRow)>,
+        epochs: Vec<(ShardId, u64)>,
+    ) -> StoreFuture<'_, Vec<okpay_engine::store::StoreError>> {
+        self.inner.put_history(rows, epochs)
     }
     fn shard_log(&self) -> StoreFuture<'_, Arc<dyn ShardLog>> {
         let log: Arc<dyn ShardLog> = self.log.clone();

@@ -425,20 +425,23 @@ async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superse
         )
     };
     store
-        .put_history(vec![row("k2", "new-2"), row("k3", "new-3")])
+        .put_history(vec![row("k2", "new-2"), row("k3", "new-3")], Vec::new())
         .await
         .expect("put rows");
     // Another account of the shard, whose id shares leading bytes: not listed.
     store
-        .put_history(vec![(
-            shard,
-            AccountId(0x00ff_0000_0000_0002),
-            HistoryRow {
-                key: "k5".into(),
-                payload: b"other".to_vec(),
-                replaces: false,
-            },
-        )])
+        .put_history(
+            vec![(
+                shard,
+                AccountId(0x00ff_0000_0000_0002),
+                HistoryRow {
+                    key: "k5".into(),
+                    payload: b"other".to_vec(),
+                    replaces: false,
+                },
+            )],
+            Vec::new(),
+        )
         .await
         .expect("put rows");
     let page = |before: Option<&'static str>, limit: usize| {
@@ -478,7 +481,7 @@ async fn redis_history_rows_of_the_previous_layout_stay_readable_and_are_superse
     );
     // Rewriting a row of the row set replaces it there too.
     store
-        .put_history(vec![row("k3", "newer-3")])
+        .put_history(vec![row("k3", "newer-3")], Vec::new())
         .await
         .expect("put rows");
     assert_eq!(page(Some("k4"), 1).await, expect(&[("k3", "newer-3")]));

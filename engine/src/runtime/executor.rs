@@ -280,6 +280,9 @@ struct Shard {
     /// Cluster mode: the shard is being handed over; answered once it is
     /// drained and checkpointed (see `hosting`).
     releasing: Option<oneshot::Sender<bool>>,
+    /// Cluster mode: the lease epoch this shard is hosted under, which fences
+    /// the writes of its history rows (see `hosting`). `None` on one node.
+    epoch: Option<u64>,
 }
 
 /// Work done when a batch is durable (or failed), in order.
@@ -424,10 +427,8 @@ impl Rows {
     /// Adds a row of a durable batch, replacing a pending row of the same
     /// operation (the newer one describes it as it is now).
     fn push(&mut self, shard: ShardId, account: AccountId, row: HistoryRow) -> bool {
-        let mut hasher = rustc_hash::FxHasher::default();
-        (account, row.key.as_str()).hash(&mut hasher);
         let next = self.pending.len();
-        match self.index.entry(hasher.finish()) {
+        match self.index.entry(row_hash(account, &row.key)) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let (_, held, pending) = &mut self.pending[*e.get()];
                 if *held == account && pending.key == row.key {
@@ -446,6 +447,18 @@ impl Rows {
         false
     }
 
+    /// Drops the pending rows of `shard`, which left this executor: its next
+    /// host replays the frames they come from (no checkpoint passed them) and
+    /// writes them again, under its own lease epoch.
+    fn forget_shard(&mut self, shard: ShardId) {
+        self.pending.retain(|(s, _, _)| *s != shard);
+        self.positions.retain(|(s, _)| *s != shard);
+        self.index.clear();
+        for (i, (_, account, row)) in self.pending.iter().enumerate() {
+            self.index.insert(row_hash(*account, &row.key), i);
+        }
+    }
+
     /// Hands the pending rows over for one store call.
     fn take(&mut self) -> Vec<(ShardId, AccountId, HistoryRow)> {
         self.index.clear();
@@ -455,10 +468,18 @@ impl Rows {
     }
 }
 
+/// Where a pending row of (account, row key) is found in [`Rows::index`].
+fn row_hash(account: AccountId, key: &str) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    (account, key).hash(&mut hasher);
+    hasher.finish()
+}
+
 struct RowsWritten {
     batch: u64,
     positions: Vec<(ShardId, u64)>,
-    result: Result<(), StoreError>,
+    /// The shards refused for their lease epoch ([`StoreError::LeaseLost`]).
+    result: Result<Vec<StoreError>, StoreError>,
 }
 
 type RowsFuture = Pin<Box<dyn Future<Output = RowsWritten>>>;
@@ -983,19 +1004,20 @@ impl Executor {
         if !due {
             return;
         }
-        let rows = self.rows.take();
+        let mut rows = self.rows.take();
+        let epochs = self.row_epochs(&mut rows);
         let positions = std::mem::take(&mut self.rows.positions);
         let batch = self.rows.pending_batch;
         if rows.is_empty() {
             return self.on_rows_written(RowsWritten {
                 batch,
                 positions,
-                result: Ok(()),
+                result: Ok(Vec::new()),
             });
         }
         let store = self.shared.store.clone();
         self.rows.writing = Some(Box::pin(async move {
-            let result = store.put_history(rows).await;
+            let result = store.put_history(rows, epochs).await;
             RowsWritten {
                 batch,
                 positions,
@@ -1007,13 +1029,25 @@ impl Executor {
     fn on_rows_written(&mut self, written: RowsWritten) {
         self.rows.written_batch = written.batch;
         let result = match written.result {
-            Ok(()) => {
+            Ok(refused) => {
+                let refused = self.rows_refused(refused);
                 for (shard_id, lsn) in written.positions {
+                    if refused.contains(&shard_id) {
+                        continue;
+                    }
                     if let Some(shard) = self.shards.get_mut(&shard_id) {
                         shard.rows_lsn = shard.rows_lsn.max(lsn);
                     }
                 }
-                Ok(())
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    // Readers waiting for those rows ask again (the new owner
+                    // writes them when it replays the log).
+                    Err(EngineError::Unavailable(
+                        "history rows refused: the shard moved to another node".into(),
+                    ))
+                }
             }
             Err(err) => {
                 // The frames are durable but their rows are not: recovery replays

@@ -450,10 +450,12 @@ impl Store for EmbeddedStore {
     fn put_history(
         &self,
         rows: Vec<(crate::codec::ShardId, AccountId, HistoryRow)>,
-    ) -> StoreFuture<'_, ()> {
+        _epochs: Vec<(crate::codec::ShardId, u64)>,
+    ) -> StoreFuture<'_, Vec<StoreError>> {
+        // One node only (no leases): nothing to fence.
         Box::pin(self.blocking(move |db| {
             if rows.is_empty() {
-                return Ok(());
+                return Ok(Vec::new());
             }
             let txn = begin_write(db)?;
             {
@@ -464,7 +466,8 @@ impl Store for EmbeddedStore {
                         .map_err(db_err)?;
                 }
             }
-            txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)?;
+            Ok(Vec::new())
         }))
     }
 

@@ -184,7 +184,18 @@ pub trait Store: Send + Sync + 'static {
     /// be idempotent. A row may have a stored earlier version only when it says so
     /// ([`HistoryRow::replaces`]), and one call names a row key of an account at
     /// most once.
-    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()>;
+    ///
+    /// `epochs` fences the rows of the shards it names, as the shard log fences
+    /// appends ([`crate::cluster`]): a shard's rows are written only if its epoch
+    /// there is the shard's current lease epoch; otherwise none of them are, and
+    /// the shard is in the answer as a [`StoreError::LeaseLost`]. Rows of shards
+    /// not named are not fenced (one node, no leases). Backends without leases
+    /// (memory, embedded: one node only) refuse nothing.
+    fn put_history(
+        &self,
+        rows: Vec<(ShardId, AccountId, HistoryRow)>,
+        epochs: Vec<(ShardId, u64)>,
+    ) -> StoreFuture<'_, Vec<StoreError>>;
 
     /// The shard log that lives beside this store (same backend, same place): one
     /// per store, the same one on every call.

@@ -308,6 +308,13 @@ fn rowset_key(shard: ShardId) -> String {
     format!("okpay:{{{}}}:rowset", shard.tag())
 }
 
+/// The shard's positions hash of its log (`store::shard_log::redis`), beside
+/// its row set under one hash tag: its field `epoch` fences row writes by the
+/// writer's lease epoch as it fences the log's appends.
+fn positions_key(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:pos", shard.tag())
+}
+
 /// `<account bytes><row key>`: what a row's members in the row set start with.
 fn rowset_prefix(account: AccountId, key: &str) -> Vec<u8> {
     let mut prefix = Vec::with_capacity(8 + key.len() + 1);
@@ -1229,19 +1236,32 @@ impl Store for RedisStore {
         })
     }
 
-    fn put_history(&self, rows: Vec<(ShardId, AccountId, HistoryRow)>) -> StoreFuture<'_, ()> {
-        // One call per shard: the count of replacing rows, then prefix, row, ...
-        // with the replacing rows first (a shard's keys share a slot, and one
-        // command with many arguments costs Redis one fsync).
+    fn put_history(
+        &self,
+        rows: Vec<(ShardId, AccountId, HistoryRow)>,
+        epochs: Vec<(ShardId, u64)>,
+    ) -> StoreFuture<'_, Vec<StoreError>> {
+        // One call per shard: the writer's epoch (or ''), the count of replacing
+        // rows, then prefix, row, ... with the replacing rows first (a shard's
+        // keys share a slot, and one command with many arguments costs Redis one
+        // fsync).
         let mut by_shard: std::collections::BTreeMap<ShardId, Vec<_>> = Default::default();
         for (shard, account, row) in &rows {
             by_shard.entry(*shard).or_default().push((*account, row));
         }
+        let epoch_of = |shard: ShardId| epochs.iter().find(|(s, _)| *s == shard).map(|e| e.1);
+        let sent: Vec<(ShardId, Option<u64>)> =
+            by_shard.keys().map(|&s| (s, epoch_of(s))).collect();
         let calls: Vec<Call> = by_shard
             .into_iter()
-            .map(|(shard, mut rows)| {
+            .zip(&sent)
+            .map(|((shard, mut rows), (_, epoch))| {
                 rows.sort_by_key(|(_, row)| !row.replaces);
-                let mut cmd = PUT_ROWSET.call(&[&rowset_key(shard)]);
+                let mut cmd = PUT_ROWSET.call(&[&rowset_key(shard), &positions_key(shard)]);
+                match epoch {
+                    Some(e) => cmd.arg(*e),
+                    None => cmd.arg(""),
+                };
                 cmd.arg(rows.iter().filter(|(_, row)| row.replaces).count());
                 for (account, row) in rows {
                     cmd.arg(rowset_prefix(account, &row.key))
@@ -1252,13 +1272,29 @@ impl Store for RedisStore {
             .collect();
         Box::pin(async move {
             if calls.is_empty() {
-                return Ok(());
+                return Ok(Vec::new());
             }
-            // Upserts: resending after a lost reply writes the same rows again.
-            for reply in self.exec(calls, Retry::Safe).await? {
-                reply_error(&reply)?;
+            // Upserts: resending after a lost reply writes the same rows again
+            // (or is refused again, the epoch having moved on).
+            let replies = self.exec(calls, Retry::Safe).await?;
+            expect_replies(&replies, sent.len())?;
+            let mut refused = Vec::new();
+            for ((shard, held), reply) in sent.into_iter().zip(replies) {
+                match from_value::<Vec<i64>>(reply)?[..] {
+                    [1, _] => {}
+                    [2, current] if current >= 0 => refused.push(StoreError::LeaseLost {
+                        shard: shard.0,
+                        held: held.unwrap_or(0),
+                        current: current as u64,
+                    }),
+                    _ => {
+                        return Err(StoreError::Corrupt(
+                            "unexpected redis reply to the row set script".into(),
+                        ))
+                    }
+                }
             }
-            Ok(())
+            Ok(refused)
         })
     }
 

@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 use super::{fail_or_retry, Entry, Executor, Msg, Phase, Shard};
 use crate::cluster::remote::NOT_SERVED;
 use crate::codec::ShardId;
+use crate::ids::AccountId;
 use crate::runtime::EngineError;
+use crate::store::{HistoryRow, StoreError};
 
 impl Shard {
     /// A shard about to be recovered from its checkpoint and log.
@@ -35,6 +37,7 @@ impl Shard {
             checkpointing: false,
             hold_checkpoint_until: 0,
             releasing: None,
+            epoch: None,
         }
     }
 }
@@ -48,7 +51,17 @@ impl Executor {
         if self.shards.contains_key(&shard) {
             self.drop_shard(shard, "the shard is recovered again");
         }
-        self.shards.insert(shard, Shard::recovering());
+        // The epoch of this hosting fences its history rows: rows of an earlier
+        // hosting never go out under it (`drop_shard` forgets them).
+        let epoch = self.shared.leases.as_ref().map(|l| l.epoch(shard));
+        if epoch == Some(None) {
+            // Lost (or untrusted) already: the lease driver unhosts it next.
+            tracing::warn!(%shard, "shard lease lost before the shard was hosted");
+            return;
+        }
+        let mut hosted = Shard::recovering();
+        hosted.epoch = epoch.flatten();
+        self.shards.insert(shard, hosted);
         self.start_recovery(shard);
         self.set_hosted(shard, true);
     }
@@ -69,6 +82,60 @@ impl Executor {
             leases.step_down(shard);
         }
         self.unhost(shard, "an append was refused for its lease epoch");
+    }
+
+    /// Cluster mode: the lease epoch of each shard of `rows`, which fences their
+    /// write (the rows are refused unless it is still the shard's current
+    /// epoch). Rows of a shard not hosted under an epoch are dropped here: the
+    /// shard's next host replays their frames and writes them. One node: none.
+    pub(super) fn row_epochs(
+        &self,
+        rows: &mut Vec<(ShardId, AccountId, HistoryRow)>,
+    ) -> Vec<(ShardId, u64)> {
+        if self.shared.leases.is_none() {
+            return Vec::new();
+        }
+        let mut epochs: Vec<(ShardId, u64)> = Vec::new();
+        let mut unfenced: Vec<ShardId> = Vec::new();
+        for (shard, _, _) in rows.iter() {
+            if epochs.iter().any(|(s, _)| s == shard) || unfenced.contains(shard) {
+                continue;
+            }
+            match self.shards.get(shard).and_then(|s| s.epoch) {
+                Some(epoch) => epochs.push((*shard, epoch)),
+                None => unfenced.push(*shard),
+            }
+        }
+        if !unfenced.is_empty() {
+            tracing::warn!(shards = ?unfenced, "history rows of shards not hosted dropped");
+            rows.retain(|(s, _, _)| !unfenced.contains(s));
+        }
+        epochs
+    }
+
+    /// Row writes refused for their lease epoch: as after a refused append,
+    /// another node owns the shard and this one steps down. Nothing is lost: no
+    /// checkpoint passed the rows' frames, so the new owner replays them and
+    /// writes their rows. A refusal aimed at an earlier hosting of a shard
+    /// hosted again since (under a newer epoch) changes nothing. Returns the
+    /// refused shards.
+    pub(super) fn rows_refused(&mut self, refused: Vec<StoreError>) -> Vec<ShardId> {
+        let mut shards = Vec::with_capacity(refused.len());
+        for err in refused {
+            let StoreError::LeaseLost { shard, held, .. } = err else {
+                tracing::error!(error = %err, "a row write refused for no lease epoch");
+                continue;
+            };
+            let shard = ShardId(shard);
+            shards.push(shard);
+            if self.shards.get(&shard).and_then(|s| s.epoch) == Some(held) {
+                if let Some(leases) = &self.shared.leases {
+                    leases.step_down(shard);
+                }
+                self.unhost(shard, "a history row write was refused for its lease epoch");
+            }
+        }
+        shards
     }
 
     /// Starts handing `shard` over: from now on its messages are refused
@@ -191,6 +258,7 @@ impl Executor {
             let _ = reply.send(false);
         }
         self.forget_undurable(shard_id, resident, &err);
+        self.rows.forget_shard(shard_id);
         self.rounds_since_checkpoint.remove(&shard_id);
         // `Ready` waiters wait only for hosted shards.
         if self.all_ready() {
