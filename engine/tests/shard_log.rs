@@ -37,7 +37,8 @@ async fn redis_shard_log_conforms() {
     conformance::run_all(&log).await;
 }
 
-/// Writes frames 1..=3 of shard 0 (checkpointed at 1) and 1 of shard 9.
+/// Writes frames 1..=3 of shard 0 (checkpointed at 1; frame 2 in the frame
+/// format of builds before 2026-11-30, version 1) and 1 of shard 9.
 async fn write_some(log: &dyn ShardLog) {
     let results = log
         .append(vec![frame(0, 1, b"a"), frame(9, 1, b"z")])
@@ -45,7 +46,12 @@ async fn write_some(log: &dyn ShardLog) {
         .expect("append");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     for lsn in 2..=3 {
-        let r = log.append(vec![frame(0, lsn, b"b")]).await.expect("append");
+        let mut append = frame(0, lsn, b"b");
+        if lsn == 2 {
+            let decoded = BatchFrame::decode(&append.frame).expect("decode");
+            append.frame = decoded.encode_version_1().expect("encode version 1");
+        }
+        let r = log.append(vec![append]).await.expect("append");
         assert_eq!(r, vec![Ok(())]);
     }
     log.checkpoint(ShardId(0), 1, vec![(AccountId(1), b"state".to_vec())])
@@ -77,6 +83,9 @@ async fn check_some(log: &dyn ShardLog) {
     for f in log.read(ShardId(0), 0, 10).await.unwrap() {
         let decoded = BatchFrame::decode(&f.frame).expect("frames decode after a reopen");
         assert_eq!((decoded.shard, decoded.lsn), (ShardId(0), f.lsn));
+        assert_eq!(decoded.records[0].payload, b"b");
+        let version = u16::from_le_bytes([f.frame[4], f.frame[5]]);
+        assert_eq!(version, if f.lsn == 2 { 1 } else { 2 }, "frame {}", f.lsn);
     }
     assert_eq!(
         log.load_account(ShardId(0), AccountId(1)).await.unwrap(),

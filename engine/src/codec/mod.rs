@@ -10,7 +10,11 @@
 //! - every enum of the frame and checkpoint layouts has an **explicit numeric
 //!   tag** (see [`RecordKind`]); tags are never positional and a retired tag is
 //!   never reused;
-//! - integers are little-endian and fixed width, lengths are `u32`.
+//! - integers are little-endian, fixed width or (inside a frame's records since
+//!   frame version 2) unsigned LEB128 varints; every length read from stored
+//!   bytes is bounded before anything is allocated, and compressed parts (a
+//!   frame's record section, a checkpointed state) carry their uncompressed
+//!   length and must expand to exactly it.
 //!
 //! What is not (yet) this module's: the payloads inside — a record's events and
 //! a checkpoint's account state — are postcard of the domain types, so their

@@ -1,7 +1,19 @@
-//! Fixed-width little-endian primitives that the frames are built from. A reader
-//! never panics on short input: it answers [`CodecError::Truncated`].
+//! The primitives that the frames are built from: fixed-width little-endian
+//! integers, `u32`-length-prefixed bytes, and unsigned LEB128 varints (7 bits a
+//! byte, low bits first, the high bit set on every byte but the last; at most
+//! 10 bytes for a `u64`). A reader never panics on short or malformed input: it
+//! answers [`CodecError::Truncated`] or [`CodecError::Invalid`].
 
 use super::CodecError;
+
+/// Appends `v` to `buf` as an unsigned LEB128 varint (1–10 bytes).
+pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
 
 /// Appends primitives to a byte buffer.
 #[derive(Debug, Default)]
@@ -29,6 +41,9 @@ impl Writer {
     }
     pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn varint(&mut self, v: u64) {
+        put_varint(&mut self.buf, v);
     }
     /// A `u32` length, then the bytes. Fails beyond 4 GiB (never for one record).
     pub fn bytes(&mut self, v: &[u8]) -> Result<(), CodecError> {
@@ -90,6 +105,22 @@ impl<'a> Reader<'a> {
         let len = self.u32()? as usize;
         self.take(len)
     }
+    /// An unsigned LEB128 varint; refuses one that does not fit 64 bits.
+    pub fn varint(&mut self) -> Result<u64, CodecError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            // The tenth byte holds the top bit alone (7 × 9 = 63 bits before it).
+            if i == 9 && b > 1 {
+                return Err(CodecError::Invalid("varint over 64 bits"));
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(CodecError::Invalid("varint over 64 bits"))
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +149,47 @@ mod tests {
         assert_eq!(r.i64().unwrap(), -2);
         assert_eq!(r.bytes().unwrap(), b"ab");
         assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn varints_are_leb128() {
+        let cases: &[(u64, &[u8])] = &[
+            (0, &[0]),
+            (1, &[1]),
+            (127, &[0x7f]),
+            (128, &[0x80, 1]),
+            (300, &[0xac, 2]),
+            (16_383, &[0xff, 0x7f]),
+            (16_384, &[0x80, 0x80, 1]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1],
+            ),
+        ];
+        for &(v, golden) in cases {
+            let mut w = Writer::default();
+            w.varint(v);
+            assert_eq!(w.buf, golden, "{v}");
+            let mut r = Reader::new(golden);
+            assert_eq!(r.varint().unwrap(), v);
+            assert_eq!(r.remaining(), 0);
+        }
+    }
+
+    #[test]
+    fn malformed_varints_are_refused() {
+        // Torn: every byte says another follows.
+        assert!(matches!(
+            Reader::new(&[0x80, 0x80]).varint(),
+            Err(CodecError::Truncated { .. })
+        ));
+        // Over 64 bits: a tenth byte above 1, or an eleventh byte.
+        let mut over = [0xffu8; 10];
+        over[9] = 2;
+        assert!(Reader::new(&over).varint().is_err());
+        let mut eleven = [0x80u8; 11];
+        eleven[10] = 0;
+        assert!(Reader::new(&eleven).varint().is_err());
     }
 
     #[test]

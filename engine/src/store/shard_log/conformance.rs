@@ -307,6 +307,60 @@ pub async fn checkpoints_store_states_and_trim(log: &dyn ShardLog) -> Check {
     Ok(())
 }
 
+/// A shard's log may hold frames of both formats (version 1 written by builds
+/// before 2026-11-30, version 2 after, LZ4-compressed when that is smaller):
+/// the store accepts and returns each byte for byte, and each decodes.
+pub async fn frames_of_every_version_read(log: &dyn ShardLog) -> Check {
+    let s = 7;
+    let records = |n: u64| -> Vec<LogRecord> {
+        (1..=n)
+            .map(|seq| LogRecord {
+                kind: RecordKind::Events,
+                account: AccountId(0x1a91_e3a2_a972_26b6),
+                seq,
+                payload: format!("transfer {seq} of CNY 12.50 to acc_067802d95c42618c")
+                    .into_bytes(),
+            })
+            .collect()
+    };
+    let frames: Vec<BatchFrame> = (1..=3u64)
+        .map(|lsn| BatchFrame {
+            shard: ShardId(s),
+            lsn,
+            records: records(lsn * 4),
+        })
+        .collect();
+    let written = [
+        frames[0].encode_version_1(),
+        frames[1].encode(),
+        frames[2].encode_version_1(),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<Vec<u8>>, _>>()
+    .map_err(|e| format!("encode: {e}"))?;
+    for (f, bytes) in frames.iter().zip(&written) {
+        let r = append_one(
+            log,
+            ShardAppend {
+                shard: ShardId(s),
+                lsn: f.lsn,
+                frame: bytes.clone(),
+            },
+        )
+        .await?;
+        ensure_eq!(r, Ok(()), "append {}", f.lsn);
+    }
+    let stored = log.read(ShardId(s), 0, 10).await.map_err(fail("read"))?;
+    ensure_eq!(stored.len(), 3, "frames read");
+    for ((f, want), got) in frames.iter().zip(written).zip(stored) {
+        ensure_eq!(got.frame, want, "frame {} byte for byte", f.lsn);
+        let decoded =
+            BatchFrame::decode(&got.frame).map_err(|e| format!("frame {}: {e}", f.lsn))?;
+        ensure_eq!(decoded, *f, "frame {} decoded", f.lsn);
+    }
+    Ok(())
+}
+
 /// Runs every check against `log` and panics listing each failed one.
 pub async fn run_all(log: &dyn ShardLog) {
     let results = [
@@ -320,6 +374,10 @@ pub async fn run_all(log: &dyn ShardLog) {
         (
             "checkpoints_store_states_and_trim",
             checkpoints_store_states_and_trim(log).await,
+        ),
+        (
+            "frames_of_every_version_read",
+            frames_of_every_version_read(log).await,
         ),
     ];
     let failed: Vec<String> = results
