@@ -158,6 +158,8 @@ pub struct EngineFile {
     pub idle_after_s: Option<u64>,
     #[serde(alias = "snapshot_every")]
     pub checkpoint_every: Option<u64>,
+    /// Threads per executor for blocking store work (the embedded store's I/O).
+    pub blocking_threads: Option<usize>,
 }
 
 /// The whole TOML file.
@@ -553,6 +555,9 @@ impl Settings {
         if let Some(v) = e.checkpoint_every {
             runtime.checkpoint_every = v.max(1);
         }
+        if let Some(v) = e.blocking_threads {
+            runtime.blocking_threads = v.max(1);
+        }
         // Checked by `load_with`; here a bad id (only from tests) means no cluster.
         let node_id = cli
             .node_id
@@ -688,6 +693,23 @@ mod tests {
         );
         assert!(Settings::load_with(cli("two words", true)).is_err());
         assert!(Settings::load_with(cli("okpay-2", false)).is_err());
+    }
+
+    #[test]
+    fn the_engine_section_sets_the_runtime() {
+        let file: FileConfig = toml::from_str(
+            "[engine]\ncheckpoint_every = 100\nblocking_threads = 3\nmax_batch = 0\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(Cli::default(), file);
+        assert_eq!(s.runtime.checkpoint_every, 100);
+        assert_eq!(s.runtime.blocking_threads, 3);
+        assert_eq!(
+            s.runtime.max_batch, 1,
+            "a zero is raised to the least that works"
+        );
+        let s = Settings::resolve(Cli::default(), FileConfig::default());
+        assert_eq!(s.runtime.blocking_threads, 2, "the documented default");
     }
 
     #[test]

@@ -47,8 +47,9 @@ impl TxRecord {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // unwrap: postcard into a Vec cannot fail for plain data.
-        postcard::to_stdvec(self).unwrap()
+        // unwrap: postcard into a Vec cannot fail for plain data. Sized for a
+        // typical row (60-90 bytes) so it is allocated once, not grown.
+        postcard::to_extend(self, Vec::with_capacity(96)).unwrap()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {

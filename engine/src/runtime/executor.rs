@@ -463,7 +463,10 @@ impl Rows {
     fn take(&mut self) -> Vec<(ShardId, AccountId, HistoryRow)> {
         self.index.clear();
         self.pending_since = 0;
-        let capacity = self.pending.len();
+        // The next window gets the room this one had (up to a bound, so one
+        // burst doesn't pin megabytes): growing a Vec of thousands of rows by
+        // doubling copied it over and over.
+        let capacity = self.pending.capacity().min(ROWS_CAPACITY_KEPT);
         std::mem::replace(&mut self.pending, Vec::with_capacity(capacity))
     }
 }
@@ -474,6 +477,9 @@ fn row_hash(account: AccountId, key: &str) -> u64 {
     (account, key).hash(&mut hasher);
     hasher.finish()
 }
+
+/// The most room [`Rows::take`] keeps for the next window's rows.
+const ROWS_CAPACITY_KEPT: usize = 65_536;
 
 struct RowsWritten {
     batch: u64,
