@@ -68,19 +68,24 @@ async fn five_failures_lock_success_resets_and_the_lock_ends() {
 async fn unknown_logins_get_the_same_answer_in_similar_time() {
     let app = TestApp::spawn().await;
     app.register("known@example.com").await;
-    let mut bodies = Vec::new();
-    let mut times = Vec::new();
-    for login in ["known@example.com", "nobody@example.com"] {
-        let start = Instant::now();
-        let r = app.try_login(login, "wrong pass", "d1", None).await;
-        times.push(start.elapsed());
-        let body = assert_problem(r, 401, "INVALID_CREDENTIALS").await;
-        bodies.push(body);
+    let logins = ["known@example.com", "nobody@example.com"];
+    let mut bodies = [Vec::new(), Vec::new()];
+    // The fastest of several alternating attempts per path: one sample on a
+    // busy machine (CI shares 2 cores) measured the scheduler, not the server.
+    // 4 failures per login and 8 per IP stay under the default limits.
+    let mut fastest = [Duration::MAX; 2];
+    for _ in 0..4 {
+        for (i, login) in logins.iter().enumerate() {
+            let start = Instant::now();
+            let r = app.try_login(login, "wrong pass", "d1", None).await;
+            fastest[i] = fastest[i].min(start.elapsed());
+            bodies[i].push(assert_problem(r, 401, "INVALID_CREDENTIALS").await);
+        }
     }
     assert_eq!(bodies[0], bodies[1]);
     // Both paths pay one argon2 verification: neither is several times faster.
-    assert!(times[1] * 3 > times[0], "{times:?}");
-    assert!(times[0] * 3 > times[1], "{times:?}");
+    assert!(fastest[1] * 3 > fastest[0], "{fastest:?}");
+    assert!(fastest[0] * 3 > fastest[1], "{fastest:?}");
 }
 
 #[tokio::test]
