@@ -11,11 +11,13 @@
 //! ```text
 //! cargo run --release -p benches --example transfers -- 200000
 //! cargo run --release -p benches --example transfers -- 50000 embedded
+//! cargo run --release -p benches --example transfers -- 50000 embedded 512
 //! ```
 //!
 //! The second argument picks the store: `memory` (the default) or `embedded`
 //! (a temporary directory; its figure is bound by `fdatasync`, so the line also
-//! gives the wall-clock rate, `tps`).
+//! gives the wall-clock rate, `tps`). A third argument sets the executors'
+//! blocking threads (`RuntimeConfig::blocking_threads`, default 2).
 
 use std::sync::Arc;
 
@@ -47,7 +49,25 @@ async fn main() {
         ),
         Some(other) => panic!("the store is memory or embedded, not {other}"),
     };
-    let engine = start_engine(store).await;
+    // A third argument sets the executors' blocking threads (the embedded
+    // store's I/O), to compare with the default.
+    let engine = match std::env::args().nth(3).map(|s| s.parse::<usize>()) {
+        None => start_engine(store).await,
+        Some(Ok(threads)) => okpay_engine::Engine::start(
+            okpay_engine::EngineConfig {
+                policy: benches::load_policy(),
+                runtime: okpay_engine::RuntimeConfig {
+                    blocking_threads: threads,
+                    ..okpay_engine::RuntimeConfig::default()
+                },
+                ..okpay_engine::EngineConfig::default()
+            },
+            store,
+        )
+        .await
+        .expect("the engine starts"),
+        Some(Err(e)) => panic!("the third argument is a number of threads: {e}"),
+    };
     let accounts = Arc::new(funded_accounts(&engine, 10_000, "1000000").await);
     let cpu = process_cpu();
     let started = std::time::Instant::now();
