@@ -8,58 +8,17 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
 use okpay_engine::codec::ShardId;
 use okpay_engine::domain::command::{DepositMethod, Profile};
-use okpay_engine::ids::{AccountId, IdempotencyKey};
-use okpay_engine::money::{Amount, Currency};
-use okpay_engine::store::redis::RedisStore;
-use okpay_engine::store::Store;
-use okpay_engine::{Engine, EngineConfig, EngineError, RuntimeConfig};
+use okpay_engine::ids::AccountId;
+use okpay_engine::{Engine, EngineError};
 use rust_decimal::Decimal;
+use support::cluster_nodes::{cny, held, key, node};
 use support::redis_server::RedisServer;
 
 const SHARDS: u16 = 8;
-
-fn cny(s: &str) -> Amount {
-    Amount::parse(s, Currency::new("CNY", 2).unwrap()).unwrap()
-}
-
-fn key(s: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(s).unwrap()
-}
-
-async fn node(url: &str, name: &str) -> Engine {
-    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(url).await.expect("connect"));
-    let mut cluster = ClusterConfig::new(NodeId::parse(name).unwrap());
-    // Short leases so the test waits little.
-    cluster.leases = LeaseConfig {
-        ttl: Duration::from_millis(1500),
-        renew_every: Duration::from_millis(300),
-        margin: Duration::from_millis(200),
-    };
-    Engine::start(
-        EngineConfig {
-            runtime: RuntimeConfig {
-                shards: SHARDS,
-                executors: 2,
-                cluster: Some(cluster),
-                ..RuntimeConfig::default()
-            },
-            ..EngineConfig::default()
-        },
-        store,
-    )
-    .await
-    .expect("start engine")
-}
-
-fn held(engine: &Engine) -> BTreeSet<ShardId> {
-    engine.held_shards().into_iter().map(|(s, _)| s).collect()
-}
 
 /// Waits (bounded) until the nodes' leases cover every shard exactly once,
 /// with the given counts per node.
@@ -105,7 +64,7 @@ async fn balance(engine: &Engine, id: AccountId) -> Result<Decimal, EngineError>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shards_move_between_nodes_without_losing_money() {
     let redis = RedisServer::start();
-    let a = node(&redis.url(), "node-a").await;
+    let a = node(&redis.url(), "node-a", SHARDS).await;
     wait_owned(&[&a], &[usize::from(SHARDS)]).await;
 
     // Accounts on every shard, each with money; transfers within each shard.
@@ -146,7 +105,7 @@ async fn shards_move_between_nodes_without_losing_money() {
     }
 
     // A second node joins: half the shards move to it, each handed over.
-    let b = node(&redis.url(), "node-b").await;
+    let b = node(&redis.url(), "node-b", SHARDS).await;
     let half = usize::from(SHARDS) / 2;
     wait_owned(&[&a, &b], &[half, half]).await;
     for (i, &id) in accounts.iter().enumerate() {
@@ -234,8 +193,8 @@ async fn shards_move_between_nodes_without_losing_money() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_node_loses_its_shards_to_the_others_after_the_lease_time() {
     let redis = RedisServer::start();
-    let a = node(&redis.url(), "node-a").await;
-    let b = node(&redis.url(), "node-b").await;
+    let a = node(&redis.url(), "node-a", SHARDS).await;
+    let b = node(&redis.url(), "node-b", SHARDS).await;
     let half = usize::from(SHARDS) / 2;
     wait_owned(&[&a, &b], &[half, half]).await;
     let account = AccountId::random();
@@ -273,7 +232,7 @@ async fn a_keyless_command_a_dead_owner_started_is_not_run_again() {
     use okpay_engine::Command;
 
     let redis = RedisServer::start();
-    let a = node(&redis.url(), "node-a").await;
+    let a = node(&redis.url(), "node-a", SHARDS).await;
     wait_owned(&[&a], &[usize::from(SHARDS)]).await;
     let account = a.open_account(Profile::default()).await.expect("open");
     let shard = a.layout().shard_of(account);
@@ -315,7 +274,7 @@ async fn a_keyless_command_a_dead_owner_started_is_not_run_again() {
         .await
         .unwrap();
 
-    let b = node(&redis.url(), "node-b").await;
+    let b = node(&redis.url(), "node-b", SHARDS).await;
     wait_owned(&[&b], &[usize::from(SHARDS)]).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -16,16 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use okpay_engine::cluster::{ClusterConfig, LeaseConfig, NodeId};
 use okpay_engine::codec::ShardId;
 use okpay_engine::domain::command::{DepositMethod, Profile};
 use okpay_engine::domain::history::TxRecord;
 use okpay_engine::domain::notification::TxStatus;
-use okpay_engine::ids::{AccountId, IdempotencyKey, OpId, OpKind};
-use okpay_engine::money::{Amount, Currency};
-use okpay_engine::store::redis::RedisStore;
-use okpay_engine::store::Store;
-use okpay_engine::{Engine, EngineConfig, Outcome, RuntimeConfig};
+use okpay_engine::ids::{AccountId, OpId, OpKind};
+use okpay_engine::{Engine, Outcome};
+use support::cluster_nodes::{cny, held, key, node};
 use support::redis_server::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -148,43 +145,6 @@ async fn pump(client: TcpStream, server: TcpStream, state: Arc<ProxyState>) {
     replies.abort();
 }
 
-fn cny(s: &str) -> Amount {
-    Amount::parse(s, Currency::new("CNY", 2).unwrap()).unwrap()
-}
-
-fn key(s: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(s).unwrap()
-}
-
-async fn node(url: &str, name: &str) -> Engine {
-    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(url).await.expect("connect"));
-    let mut cluster = ClusterConfig::new(NodeId::parse(name).unwrap());
-    // Short leases so the test waits little.
-    cluster.leases = LeaseConfig {
-        ttl: Duration::from_millis(1500),
-        renew_every: Duration::from_millis(300),
-        margin: Duration::from_millis(200),
-    };
-    Engine::start(
-        EngineConfig {
-            runtime: RuntimeConfig {
-                shards: SHARDS,
-                executors: 2,
-                cluster: Some(cluster),
-                ..RuntimeConfig::default()
-            },
-            ..EngineConfig::default()
-        },
-        store,
-    )
-    .await
-    .expect("start engine")
-}
-
-fn held(engine: &Engine) -> BTreeSet<ShardId> {
-    engine.held_shards().into_iter().map(|(s, _)| s).collect()
-}
-
 /// Waits (bounded) until `cond` holds.
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -282,8 +242,8 @@ impl Pair {
             .parse()
             .expect("a loopback address");
         let proxy = Proxy::start(upstream).await;
-        let a = node(&proxy.url(), "node-a").await;
-        let b = node(&redis.url(), "node-b").await;
+        let a = node(&proxy.url(), "node-a", SHARDS).await;
+        let b = node(&redis.url(), "node-b", SHARDS).await;
         let half = usize::from(SHARDS) / 2;
         wait_until("an even split", || {
             let (sa, sb) = (held(&a), held(&b));
