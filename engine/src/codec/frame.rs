@@ -360,47 +360,42 @@ fn decompress(r: &mut Reader<'_>) -> Result<Vec<u8>, CodecError> {
 
 /// `count` version-2 records: all of `r`, nothing left over.
 fn read_records_v2(r: &mut Reader<'_>, count: usize) -> Result<Vec<LogRecord>, CodecError> {
-    // A corrupt count cannot make us allocate: each record takes some bytes.
-    if count > r.remaining() / MIN_RECORD_V2 {
-        return Err(CodecError::Invalid("record count exceeds the frame"));
-    }
-    let mut records = Vec::with_capacity(count);
-    for _ in 0..count {
-        let kind = RecordKind::from_tag(r.u8()?)?;
-        let account = AccountId(r.u64()?);
+    read_records(r, count, MIN_RECORD_V2, |r| {
         let seq = r.varint()?;
         let len = usize::try_from(r.varint()?)
             .map_err(|_| CodecError::Invalid("record payload length out of range"))?;
-        let payload = r.take(len)?.to_vec();
-        records.push(LogRecord {
-            kind,
-            account,
-            seq,
-            payload,
-        });
-    }
-    if r.remaining() != 0 {
-        return Err(CodecError::Invalid("bytes after the last record"));
-    }
-    Ok(records)
+        Ok((seq, r.take(len)?))
+    })
 }
 
 /// `count` version-1 records: all of `r`, nothing left over.
 fn read_records_v1(r: &mut Reader<'_>, count: usize) -> Result<Vec<LogRecord>, CodecError> {
-    if count > r.remaining() / MIN_RECORD_V1 {
+    read_records(r, count, MIN_RECORD_V1, |r| Ok((r.u64()?, r.bytes()?)))
+}
+
+/// `count` records of at least `min_record` bytes each, all of `r`: each a kind
+/// tag and an account, then what `seq_payload` reads (the two versions differ
+/// only there).
+fn read_records<'a>(
+    r: &mut Reader<'a>,
+    count: usize,
+    min_record: usize,
+    seq_payload: impl Fn(&mut Reader<'a>) -> Result<(u64, &'a [u8]), CodecError>,
+) -> Result<Vec<LogRecord>, CodecError> {
+    // A corrupt count cannot make us allocate: each record takes some bytes.
+    if count > r.remaining() / min_record {
         return Err(CodecError::Invalid("record count exceeds the frame"));
     }
     let mut records = Vec::with_capacity(count);
     for _ in 0..count {
         let kind = RecordKind::from_tag(r.u8()?)?;
         let account = AccountId(r.u64()?);
-        let seq = r.u64()?;
-        let payload = r.bytes()?.to_vec();
+        let (seq, payload) = seq_payload(r)?;
         records.push(LogRecord {
             kind,
             account,
             seq,
-            payload,
+            payload: payload.to_vec(),
         });
     }
     if r.remaining() != 0 {

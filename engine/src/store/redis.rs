@@ -308,13 +308,6 @@ fn rowset_key(shard: ShardId) -> String {
     format!("okpay:{{{}}}:rowset", shard.tag())
 }
 
-/// The shard's positions hash of its log (`store::shard_log::redis`), beside
-/// its row set under one hash tag: its field `epoch` fences row writes by the
-/// writer's lease epoch as it fences the log's appends.
-fn positions_key(shard: ShardId) -> String {
-    format!("okpay:{{{}}}:pos", shard.tag())
-}
-
 /// `<account bytes><row key>`: what a row's members in the row set start with.
 fn rowset_prefix(account: AccountId, key: &str) -> Vec<u8> {
     let mut prefix = Vec::with_capacity(8 + key.len() + 1);
@@ -1258,7 +1251,10 @@ impl Store for RedisStore {
             .zip(&sent)
             .map(|((shard, mut rows), (_, epoch))| {
                 rows.sort_by_key(|(_, row)| !row.replaces);
-                let mut cmd = PUT_ROWSET.call(&[&rowset_key(shard), &positions_key(shard)]);
+                let mut cmd = PUT_ROWSET.call(&[
+                    &rowset_key(shard),
+                    &super::shard_log::redis::positions_key(shard),
+                ]);
                 match epoch {
                     Some(e) => cmd.arg(*e),
                     None => cmd.arg(""),
@@ -1281,18 +1277,17 @@ impl Store for RedisStore {
             expect_replies(&replies, sent.len())?;
             let mut refused = Vec::new();
             for ((shard, held), reply) in sent.into_iter().zip(replies) {
-                match from_value::<Vec<i64>>(reply)?[..] {
-                    [1, _] => {}
-                    [2, current] if current >= 0 => refused.push(StoreError::LeaseLost {
-                        shard: shard.0,
-                        held: held.unwrap_or(0),
-                        current: current as u64,
-                    }),
-                    _ => {
-                        return Err(StoreError::Corrupt(
-                            "unexpected redis reply to the row set script".into(),
-                        ))
-                    }
+                let status = from_value::<Vec<i64>>(reply)?;
+                match super::shard_log::redis::fenced_status(
+                    &status,
+                    shard,
+                    0,
+                    held,
+                    "the row set script",
+                ) {
+                    Ok(()) => {}
+                    Err(lost @ StoreError::LeaseLost { .. }) => refused.push(lost),
+                    Err(other) => return Err(other),
                 }
             }
             Ok(refused)

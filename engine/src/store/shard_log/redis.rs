@@ -42,9 +42,15 @@ fn keys(shard: ShardId) -> Keys {
     let tag = shard.tag();
     Keys {
         log: format!("okpay:{{{tag}}}:log"),
-        pos: format!("okpay:{{{tag}}}:pos"),
+        pos: positions_key(shard),
         state: format!("okpay:{{{tag}}}:state"),
     }
+}
+
+/// The shard's positions hash (`head`, `ckpt`, `epoch`). The history row
+/// script reads its `epoch` too (same hash tag), to fence row writes.
+pub(crate) fn positions_key(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:pos", shard.tag())
 }
 
 /// The [`ShardLog`] on Redis.
@@ -179,8 +185,9 @@ impl RedisShardLog {
 }
 
 /// A fenced script's `{1, _}` (done), `{0, head}` (fenced by position) or
-/// `{2, epoch}` (fenced by epoch: `held` was the writer's).
-fn fenced_status(
+/// `{2, epoch}` (fenced by epoch: `held` was the writer's). The history row
+/// script answers the same way.
+pub(crate) fn fenced_status(
     v: &[i64],
     shard: ShardId,
     lsn: u64,
