@@ -53,19 +53,13 @@ async fn main() {
     // store's I/O), to compare with the default.
     let engine = match std::env::args().nth(3).map(|s| s.parse::<usize>()) {
         None => start_engine(store).await,
-        Some(Ok(threads)) => okpay_engine::Engine::start(
-            okpay_engine::EngineConfig {
-                policy: benches::load_policy(),
-                runtime: okpay_engine::RuntimeConfig {
-                    blocking_threads: threads,
-                    ..okpay_engine::RuntimeConfig::default()
-                },
-                ..okpay_engine::EngineConfig::default()
-            },
-            store,
-        )
-        .await
-        .expect("the engine starts"),
+        Some(Ok(threads)) => {
+            let runtime = okpay_engine::RuntimeConfig {
+                blocking_threads: threads,
+                ..okpay_engine::RuntimeConfig::default()
+            };
+            benches::start_engine_with(store, runtime).await
+        }
         Some(Err(e)) => panic!("the third argument is a number of threads: {e}"),
     };
     let accounts = Arc::new(funded_accounts(&engine, 10_000, "1000000").await);

@@ -42,10 +42,15 @@ pub fn key(s: String) -> IdempotencyKey {
 
 /// Starts an engine with the load policy over `store`.
 pub async fn start_engine(store: Arc<dyn Store>) -> Engine {
+    start_engine_with(store, RuntimeConfig::default()).await
+}
+
+/// [`start_engine`] with another runtime configuration.
+pub async fn start_engine_with(store: Arc<dyn Store>, runtime: RuntimeConfig) -> Engine {
     Engine::start(
         EngineConfig {
             policy: load_policy(),
-            runtime: RuntimeConfig::default(),
+            runtime,
             ..EngineConfig::default()
         },
         store,
