@@ -271,7 +271,8 @@ impl Ledger {
                 self.ops
                     .push((*op, opened(OpKindOf::Transfer, amount, fee, true)));
             }
-            EventBody::TransferCredited { amount, .. } => {
+            EventBody::TransferCredited { amount, .. }
+            | EventBody::CreditAccepted { amount, .. } => {
                 self.book(amount.currency()).available += amount.value();
             }
             EventBody::TransferCompleted { op } => {

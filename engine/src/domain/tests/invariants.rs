@@ -328,6 +328,19 @@ fn the_books_check_agrees_with_apply_on_every_money_event() {
             })],
             true,
         ),
+        (
+            vec![at(EventBody::CreditAccepted {
+                transfer: TransferId {
+                    account: AccountId(3),
+                    n: 2,
+                },
+                from: AccountId(3),
+                amount: cny_amount(dec!(3)),
+                memo: None,
+                debit_lsn: 9,
+            })],
+            true,
+        ),
     ];
     for (events, holds) in cases {
         let verdict = invariants::check_events(&s, &events);
