@@ -560,6 +560,7 @@ mod tests {
 
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use redb::ReadableTableMetadata;
 
     use super::*;
     use crate::codec::ShardId;
@@ -614,7 +615,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn history_matches_a_model_across_moves_and_reopens() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let accounts: Vec<AccountId> = (1..=5).map(AccountId).collect();
+        let accounts: Vec<AccountId> = (1..=8).map(AccountId).collect();
         let mut model: BTreeMap<(u64, String), String> = BTreeMap::new();
         let mut seqs: BTreeMap<u64, u64> = BTreeMap::new();
         let mut rng = StdRng::seed_from_u64(10);
@@ -626,8 +627,8 @@ mod tests {
             },
         ] {
             let mut store = EmbeddedStore::open_with(dir.path(), bounds).expect("open");
-            for step in 0..150 {
-                if rng.gen_ratio(1, 20) {
+            for step in 0..200 {
+                if rng.gen_ratio(1, 4) {
                     drop(store);
                     store = EmbeddedStore::open_with(dir.path(), bounds).expect("reopen");
                 }
@@ -635,7 +636,7 @@ mod tests {
                 let mut named = std::collections::HashSet::new();
                 for _ in 0..rng.gen_range(1..6) {
                     let account = accounts[rng.gen_range(0..accounts.len())];
-                    let key = format!("{:016x}k", rng.gen_range(0..12u64));
+                    let key = format!("{:016x}k", rng.gen_range(0..6u64));
                     if !named.insert((account, key.clone())) {
                         continue;
                     }

@@ -112,6 +112,9 @@ pub(super) fn decode(blob: &[u8]) -> Result<Vec<NewRow>, StoreError> {
     Ok(rows)
 }
 
+/// One account's recent rows: row key → (the blob of its newest version, payload).
+type AccountRows = BTreeMap<String, (u64, Vec<u8>)>;
+
 /// A blob still in `history_recent`.
 struct Blob {
     /// Rows in [`Recent::rows`] whose newest version is this blob's.
@@ -125,8 +128,7 @@ struct Blob {
 /// The recent rows in memory: what `history_recent` holds, newest version of
 /// each row, minus the rows already moved to `history`.
 pub(super) struct Recent {
-    /// account → row key → (the blob of its newest version, payload).
-    rows: HashMap<u64, BTreeMap<String, (u64, Vec<u8>)>>,
+    rows: HashMap<u64, AccountRows>,
     blobs: BTreeMap<u64, Blob>,
     next_seq: u64,
     len: usize,
@@ -231,7 +233,7 @@ impl Recent {
 
     /// Once over the bounds, takes every recent row of the oldest blobs'
     /// accounts until three quarters of the bounds remain, by account.
-    fn take_oldest(&mut self) -> Vec<(u64, BTreeMap<String, (u64, Vec<u8>)>)> {
+    fn take_oldest(&mut self) -> Vec<(u64, AccountRows)> {
         let mut out = Vec::new();
         if !self.over(4, self.stored) {
             return out;
@@ -450,19 +452,13 @@ mod tests {
         // 5 rows, over 4: blob 1's accounts (1 and 2) move with every recent
         // row of theirs, newer blobs' included; 2 rows are left (≤ 3).
         let moved = recent.take_oldest();
-        let moved: Vec<(u64, Vec<(String, Vec<u8>)>)> = moved
+        let moved: Vec<(u64, String, Vec<u8>)> = moved
             .into_iter()
-            .map(|(a, rows)| (a, rows.into_iter().map(|(k, (_, p))| (k, p)).collect()))
+            .flat_map(|(a, rows)| rows.into_iter().map(move |(k, (_, p))| (a, k, p)))
             .collect();
         assert_eq!(
             moved,
-            vec![
-                (
-                    1,
-                    vec![("a".into(), b"1a'".to_vec()), ("b".into(), b"1b".to_vec())]
-                ),
-                (2, vec![("a".into(), b"2a".to_vec())]),
-            ]
+            vec![row(1, "a", "1a'"), row(1, "b", "1b"), row(2, "a", "2a")]
         );
         assert_eq!((recent.len, recent.bytes), (2, 6));
         // Blob 1 is empty and the oldest: it goes. Blob 3 is empty too (its
@@ -470,7 +466,7 @@ mod tests {
         assert_eq!(recent.take_dead(), vec![1]);
         assert_eq!(recent.blobs.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
         let page = recent.page(1, None, 10).unwrap();
-        assert!(page.is_empty(), "moved rows stay in memory: {page:?}");
+        assert!(page.is_empty(), "moved rows still in memory: {page:?}");
         let page = recent.page(3, None, 10).unwrap();
         assert_eq!(page.len(), 1);
     }
