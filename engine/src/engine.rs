@@ -124,6 +124,7 @@ impl Engine {
             config: runtime,
             leases,
             remote: remote.as_ref().map(|(r, _)| r.clone()),
+            watermarks: crate::runtime::saga::Watermarks::new(layout.shards),
         });
         let mut inboxes = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
@@ -244,6 +245,18 @@ impl Engine {
     /// The shard layout stored with the data.
     pub fn layout(&self) -> ShardLayout {
         self.shared().layout
+    }
+
+    /// What this node knows of every source shard's watermark (see
+    /// `runtime::saga`), as a function of a credit's source account: a credit
+    /// whose debit lies below it is settled and may be forgotten. A snapshot,
+    /// so two states pruned with it are pruned alike (tests compare a live
+    /// state with one rebuilt from the store this way).
+    pub fn settled_below(&self) -> impl Fn(AccountId) -> u64 {
+        let shared = self.shared();
+        let layout = shared.layout;
+        let known: Vec<u64> = layout.all().map(|s| shared.watermarks.get(s)).collect();
+        move |source| known[usize::from(layout.shard_of(source).0)]
     }
 
     /// Sends `msg` to executor `e` unless its inbox is full.

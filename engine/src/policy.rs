@@ -150,8 +150,9 @@ pub struct Policy {
     pub security: SecurityPolicy,
     /// How long a client idempotency key is remembered (at least 24 h).
     pub idempotency_retention_s: u32,
-    /// How long a destination remembers a credited transfer id, deduplicating the
-    /// source's re-drives after a crash.
+    /// How long a destination remembers a credit recorded before credits carried
+    /// their debit's position (state format 2 and older). Newer ones are forgotten
+    /// only once their source has settled them (the saga's watermark), never by age.
     pub credit_dedupe_retention_s: u32,
 }
 

@@ -17,15 +17,23 @@
 //! checkpoints cost in bytes. Version 1 entries still read.
 //!
 //! The shard's own entry sits under the reserved account id 0 (never a real
-//! account: see `AccountId::random`) and lists the accounts that had a transfer
-//! in flight at the checkpoint, which recovery loads and drives on:
+//! account: see `AccountId::random`). It lists the transfers in flight at the
+//! checkpoint with their debits' positions, which recovery loads and drives on,
+//! and the watermarks of the source shards the shard knew (see `runtime::saga`),
+//! by which it forgot credits it had decided:
 //!
 //! ```text
-//! version u8 (= 1) | count u32 | count × account u64
+//! version 2: version u8 (= 2) | count u32 | count × (account u64 | n u64 | debit lsn u64)
+//!            | sources u32 | sources × (shard u16 | settled below u64)
+//! version 1: version u8 (= 1) | count u32 | count × account u64
 //! ```
+//!
+//! Version 1 (written before 2026-11-30) lists accounts only: their transfers'
+//! debit positions are unknown (see [`ShardEntry::debits`]).
 
 use super::wire::{Reader, Writer};
 use super::CodecError;
+use super::ShardId;
 use crate::domain::AccountState;
 use crate::ids::AccountId;
 
@@ -37,7 +45,7 @@ const ACCOUNT_VERSION: u8 = 2;
 /// The largest state a version-2 entry may claim to hold; a corrupted length
 /// beyond it is refused instead of allocated.
 const MAX_STATE_BYTES: usize = 64 << 20;
-const SHARD_VERSION: u8 = 1;
+const SHARD_VERSION: u8 = 2;
 
 /// An account's checkpoint entry.
 pub fn encode_account(seq: u64, state: &AccountState) -> Vec<u8> {
@@ -80,34 +88,72 @@ pub fn decode_account(bytes: &[u8]) -> Result<(u64, AccountState), CodecError> {
     Ok((seq, super::state::decode_state(&body)?))
 }
 
-/// The shard's own entry: the accounts with a transfer in flight.
-pub fn encode_shard(in_flight: &[AccountId]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(5 + 8 * in_flight.len());
+/// The shard's own entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardEntry {
+    /// The accounts with a transfer in flight.
+    pub in_flight: Vec<AccountId>,
+    /// The transfers in flight: account, operation number, and the position of
+    /// the frame that debited it. Empty in a version-1 entry, whose transfers'
+    /// positions were never recorded.
+    pub debits: Vec<(AccountId, u64, u64)>,
+    /// Per source shard, the highest watermark known (credits below it forgotten).
+    pub settled: Vec<(ShardId, u64)>,
+}
+
+/// The shard's own entry, in the version [`decode_shard`] reads best.
+pub fn encode_shard(debits: &[(AccountId, u64, u64)], settled: &[(ShardId, u64)]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(9 + 24 * debits.len() + 10 * settled.len());
     w.u8(SHARD_VERSION);
-    // unwrap-free: a shard never holds 4 billion accounts in flight; saturate.
-    w.u32(u32::try_from(in_flight.len()).unwrap_or(u32::MAX));
-    for id in in_flight.iter().take(u32::MAX as usize) {
-        w.u64(id.0);
+    // unwrap-free: a shard never holds 4 billion transfers in flight; saturate.
+    w.u32(u32::try_from(debits.len()).unwrap_or(u32::MAX));
+    for (account, n, lsn) in debits.iter().take(u32::MAX as usize) {
+        w.u64(account.0);
+        w.u64(*n);
+        w.u64(*lsn);
+    }
+    w.u32(u32::try_from(settled.len()).unwrap_or(u32::MAX));
+    for (shard, below) in settled.iter().take(u32::MAX as usize) {
+        w.u16(shard.0);
+        w.u64(*below);
     }
     w.buf
 }
 
-/// Reads the shard's own entry.
-pub fn decode_shard(bytes: &[u8]) -> Result<Vec<AccountId>, CodecError> {
+/// Reads the shard's own entry (either version).
+pub fn decode_shard(bytes: &[u8]) -> Result<ShardEntry, CodecError> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
-    if version != SHARD_VERSION {
-        return Err(CodecError::UnknownVersion(u16::from(version)));
-    }
-    let n = r.u32()? as usize;
-    let mut ids = Vec::with_capacity(n.min(r.remaining() / 8));
-    for _ in 0..n {
-        ids.push(AccountId(r.u64()?));
+    let mut entry = ShardEntry::default();
+    match version {
+        1 => {
+            let n = r.u32()? as usize;
+            entry.in_flight.reserve(n.min(r.remaining() / 8));
+            for _ in 0..n {
+                entry.in_flight.push(AccountId(r.u64()?));
+            }
+        }
+        2 => {
+            let n = r.u32()? as usize;
+            entry.debits.reserve(n.min(r.remaining() / 24));
+            for _ in 0..n {
+                entry.debits.push((AccountId(r.u64()?), r.u64()?, r.u64()?));
+            }
+            let n = r.u32()? as usize;
+            entry.settled.reserve(n.min(r.remaining() / 10));
+            for _ in 0..n {
+                entry.settled.push((ShardId(r.u16()?), r.u64()?));
+            }
+            entry.in_flight = entry.debits.iter().map(|(a, _, _)| *a).collect();
+            entry.in_flight.sort_unstable();
+            entry.in_flight.dedup();
+        }
+        v => return Err(CodecError::UnknownVersion(u16::from(v))),
     }
     if r.remaining() != 0 {
         return Err(CodecError::Invalid("trailing bytes after the shard entry"));
     }
-    Ok(ids)
+    Ok(entry)
 }
 
 #[cfg(test)]
@@ -115,20 +161,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shard_entry_version_1_still_reads() {
+        // As written before 2026-11-30: version, count, accounts.
+        let v1 = [
+            1, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(
+            decode_shard(&v1).unwrap(),
+            ShardEntry {
+                in_flight: vec![AccountId(1), AccountId(0x0102)],
+                debits: Vec::new(),
+                settled: Vec::new(),
+            }
+        );
+        assert_eq!(
+            decode_shard(&[3, 0, 0, 0, 0]),
+            Err(CodecError::UnknownVersion(3))
+        );
+    }
+
+    #[test]
     fn shard_entry_golden_bytes() {
-        let bytes = encode_shard(&[AccountId(1), AccountId(0x0102)]);
-        assert_eq!(
-            bytes,
-            [1, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]
+        let bytes = encode_shard(
+            &[(AccountId(0x0102), 3, 0x0405), (AccountId(0x0102), 4, 6)],
+            &[(ShardId(7), 0x0809)],
         );
+        let golden: &[u8] = &[
+            2, // version
+            2, 0, 0, 0, // two transfers in flight
+            2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 4, 0, 0, 0, 0, 0, 0, //
+            2, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, //
+            1, 0, 0, 0, // one source shard
+            7, 0, 9, 8, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(bytes, golden);
         assert_eq!(
-            decode_shard(&bytes).unwrap(),
-            vec![AccountId(1), AccountId(0x0102)]
+            decode_shard(golden).unwrap(),
+            ShardEntry {
+                in_flight: vec![AccountId(0x0102)],
+                debits: vec![(AccountId(0x0102), 3, 0x0405), (AccountId(0x0102), 4, 6)],
+                settled: vec![(ShardId(7), 0x0809)],
+            }
         );
-        assert_eq!(
-            decode_shard(&[2, 0, 0, 0, 0]),
-            Err(CodecError::UnknownVersion(2))
-        );
+        // Torn or padded entries are refused.
+        assert!(decode_shard(&golden[..golden.len() - 1]).is_err());
+        assert!(decode_shard(&[golden, &[0]].concat()).is_err());
+        // A count far beyond the bytes is refused without allocating for it.
+        assert!(decode_shard(&[2, 255, 255, 255, 255]).is_err());
     }
 
     #[test]

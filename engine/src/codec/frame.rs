@@ -83,9 +83,10 @@ thread_local! {
 pub enum RecordKind {
     /// The encoded domain events of one command on `account`, its journal `seq`.
     Events,
-    /// The destination shard applied every credit of source shard `account`
-    /// (read as a shard number) up to source lsn `seq`: the dedupe watermark of
-    /// cross-shard credits. Empty payload.
+    /// Reserved for a watermark record (source shard `account`, lsn `seq`,
+    /// empty payload). Never written: the saga's watermarks travel with its
+    /// requests and are kept in shard checkpoints instead (see `runtime::saga`);
+    /// readers skip it.
     CreditWatermark,
 }
 

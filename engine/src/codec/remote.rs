@@ -36,7 +36,8 @@ pub(crate) enum Request {
     Rows { account: AccountId },
     /// The audit shares of the shard's accounts in memory (tag 4).
     Audit { shard: ShardId },
-    /// Saga messages of one durable batch for this shard (tag 5); no reply.
+    /// Saga messages of one durable batch for this shard (tag 6; tag 5, still
+    /// read, carried requests without their debit positions); no reply.
     Saga {
         credits: Vec<CreditRequest>,
         answers: Vec<CreditAnswer>,
@@ -107,7 +108,7 @@ impl Envelope {
                 w.u16(shard.0);
             }
             Request::Saga { credits, answers } => {
-                w.u8(5);
+                w.u8(6);
                 body(&mut w, &(credits, answers));
             }
         }
@@ -137,6 +138,13 @@ impl Envelope {
                 shard: ShardId(r.u16()?),
             },
             5 => {
+                let (credits, answers): (Vec<legacy::CreditRequestTag5>, _) = read_body(&mut r)?;
+                Request::Saga {
+                    credits: credits.into_iter().map(CreditRequest::from).collect(),
+                    answers,
+                }
+            }
+            6 => {
                 let (credits, answers) = read_body(&mut r)?;
                 Request::Saga { credits, answers }
             }
@@ -219,6 +227,41 @@ impl Reply {
     }
 }
 
+/// Shapes written by older builds.
+mod legacy {
+    use serde::Deserialize;
+
+    use crate::domain::state::LEGACY_DEBIT_LSN;
+    use crate::ids::{AccountId, OpId};
+    use crate::money::Amount;
+    use crate::runtime::saga::CreditRequest;
+
+    /// A credit request of tag 5 (before 2026-11-30): no debit position, no
+    /// watermark. The destination records it as a legacy credit.
+    #[derive(Deserialize)]
+    pub struct CreditRequestTag5 {
+        pub transfer: OpId,
+        pub to: AccountId,
+        pub amount: Amount,
+        pub memo: Option<String>,
+        pub attempt: u32,
+    }
+
+    impl From<CreditRequestTag5> for CreditRequest {
+        fn from(r: CreditRequestTag5) -> CreditRequest {
+            CreditRequest {
+                transfer: r.transfer,
+                to: r.to,
+                amount: r.amount,
+                memo: r.memo,
+                attempt: r.attempt,
+                debit_lsn: LEGACY_DEBIT_LSN,
+                settled_below: 0,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +340,56 @@ mod tests {
             Reply::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9]),
             Err(CodecError::UnknownTag { .. })
         ));
-        assert!(Envelope::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6]).is_err());
+        assert!(Envelope::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]).is_err());
+    }
+
+    fn credit(debit_lsn: u64, settled_below: u64) -> CreditRequest {
+        CreditRequest {
+            transfer: crate::ids::OpId {
+                account: AccountId(2),
+                n: 3,
+            },
+            to: AccountId(4),
+            amount: crate::money::Amount::new(
+                rust_decimal::Decimal::new(150, 2),
+                crate::money::Currency::new("CNY", 2).unwrap(),
+            )
+            .unwrap(),
+            memo: None,
+            attempt: 1,
+            debit_lsn,
+            settled_below,
+        }
+    }
+
+    #[test]
+    fn saga_entries_carry_debit_positions_and_old_ones_still_read() {
+        let saga = Envelope {
+            id: 0,
+            reply_to: String::new(),
+            request: Request::Saga {
+                credits: vec![credit(300, 200)],
+                answers: Vec::new(),
+            },
+        };
+        let bytes = saga.encode().unwrap();
+        assert_eq!(bytes[13], 6, "tag 6");
+        let Request::Saga { credits, .. } = Envelope::decode(&bytes).unwrap().request else {
+            panic!("not a saga entry");
+        };
+        assert_eq!((credits[0].debit_lsn, credits[0].settled_below), (300, 200));
+        // Tag 5, as written before 2026-11-30: the same request without the two
+        // positions (they are the body's last two varints, 2 bytes each here).
+        let mut old = bytes[..bytes.len() - 1].to_vec(); // no answers
+        old.truncate(old.len() - 4);
+        old.push(0); // no answers
+        old[13] = 5;
+        let Request::Saga { credits, .. } = Envelope::decode(&old).unwrap().request else {
+            panic!("not a saga entry");
+        };
+        assert_eq!(credits[0].debit_lsn, crate::domain::state::LEGACY_DEBIT_LSN);
+        assert_eq!(credits[0].settled_below, 0);
+        assert_eq!(credits[0].attempt, 1);
+        assert_eq!(credits[0].to, AccountId(4));
     }
 }

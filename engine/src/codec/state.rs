@@ -8,7 +8,10 @@
 //! postcard of the state; [`decode_state`] reads every version it knows and the
 //! untagged layouts written before the tag, each through a frozen copy of the
 //! shape it had ([`legacy`]). Versions: 1 (issue 9), 2 (issue 12: the account's
-//! `locale` at the end; a version-1 snapshot reads as `zh-CN`). A legacy snapshot can't start with the tag: its
+//! `locale` at the end; a version-1 snapshot reads as `zh-CN`), 3 (issue 10: a
+//! remembered credit is a `CreditMark` — when, the debit's position in its
+//! source shard's log, refused or not — instead of a time; older entries read
+//! as legacy marks, forgotten by age as they were). A legacy snapshot can't start with the tag: its
 //! first byte would be a one-byte account-id varint and its second (`opened`)
 //! must be 0 or 1, never `K`.
 //!
@@ -20,13 +23,14 @@
 use serde::de::DeserializeOwned;
 
 use crate::codec::CodecError;
+use crate::domain::locale::Locale;
 use crate::domain::security::Security;
 use crate::domain::state::AccountState;
 
 /// What every tagged snapshot starts with.
 pub const STATE_MAGIC: [u8; 4] = *b"OKST";
 /// The version [`encode_state`] writes: postcard of today's `AccountState`.
-pub const STATE_VERSION: u16 = 2;
+pub const STATE_VERSION: u16 = 3;
 
 /// A snapshot's bytes: the tag, the version, then the state.
 pub fn encode_state(state: &AccountState) -> Vec<u8> {
@@ -51,8 +55,16 @@ pub fn decode_state(bytes: &[u8]) -> Result<AccountState, CodecError> {
                 .ok_or(CodecError::Invalid(
                     "account state (version 1) does not decode",
                 )),
-            2 => exact::<AccountState>(body).ok_or(CodecError::Invalid(
-                "account state (version 2) does not decode",
+            2 => exact::<(legacy::UntaggedState<Security>, Locale)>(body)
+                .map(|(state, locale)| AccountState {
+                    locale,
+                    ..state.into()
+                })
+                .ok_or(CodecError::Invalid(
+                    "account state (version 2) does not decode",
+                )),
+            3 => exact::<AccountState>(body).ok_or(CodecError::Invalid(
+                "account state (version 3) does not decode",
             )),
             v => Err(CodecError::UnknownVersion(v)),
         };
@@ -82,9 +94,11 @@ fn exact<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 
 /// Frozen shapes of older snapshots. Untagged ones differ from version 1 only
 /// in `Security` (every other part of `AccountState` kept its layout, checked by
-/// the golden bytes), and version 1 differs from version 2 only by the missing
-/// `locale` at the end, so one legacy state, version 1's field list with a
-/// `Security` of choice, reads them all.
+/// the golden bytes), version 1 differs from version 2 only by the missing
+/// `locale` at the end, and version 2 from version 3 only by the values of
+/// `credited` (a time, not a `CreditMark`), so one legacy state, version 1's
+/// field list with a `Security` of choice, reads them all (version 2 as that
+/// state followed by the locale).
 pub mod legacy {
     use std::collections::{BTreeMap, VecDeque};
 
@@ -98,8 +112,9 @@ pub mod legacy {
         Challenge, Kyc, PendingCode, Security, TotpState, UnchallengedMark,
     };
     use crate::domain::state::{
-        AccountState, AccountStatus, AlertRecord, Book, Contact, DailyUsage, IdempotencyEntry,
-        NewRecipientMark, OpRecord, OutgoingMark, RaisedAlerts, Session,
+        AccountState, AccountStatus, AlertRecord, Book, Contact, CreditMark, DailyUsage,
+        IdempotencyEntry, NewRecipientMark, OpRecord, OutgoingMark, RaisedAlerts, Session,
+        LEGACY_DEBIT_LSN,
     };
     use crate::ids::{AccountId, IdempotencyKey, TransferId};
     use crate::time::Timestamp;
@@ -224,7 +239,18 @@ pub mod legacy {
                 next_op: s.next_op,
                 ops: s.ops,
                 idempotency: s.idempotency,
-                credited: s.credited,
+                credited: s
+                    .credited
+                    .into_iter()
+                    .map(|(id, at)| {
+                        let mark = CreditMark {
+                            at,
+                            debit_lsn: LEGACY_DEBIT_LSN,
+                            refused: None,
+                        };
+                        (id, mark)
+                    })
+                    .collect(),
                 outgoing: s.outgoing,
                 daily: s.daily,
                 known_recipients: s.known_recipients,
@@ -245,6 +271,7 @@ mod tests {
 
     use super::*;
     use crate::domain::locale::Locale;
+    use crate::domain::state::{CreditMark, LEGACY_DEBIT_LSN};
     use crate::ids::AccountId;
     use crate::money::Currency;
 
@@ -365,22 +392,84 @@ mod tests {
         let mut s = decode_state(&bytes(BEFORE_ISSUE_9)).unwrap();
         s.locale = Locale::En;
         let tagged = encode_state(&s);
-        assert_eq!(&tagged[..6], b"OKST\x02\x00");
+        assert_eq!(&tagged[..6], b"OKST\x03\x00");
         assert_eq!(decode_state(&tagged).unwrap(), s);
-        // Version 2 is exactly postcard of today's state: a change to
+        // Version 3 is exactly postcard of today's state: a change to
         // `AccountState` must bump the version (and freeze this shape).
         assert_eq!(tagged[6..], postcard::to_stdvec(&s).unwrap()[..]);
-        assert_eq!(
-            tagged,
-            bytes(VERSION_2),
-            "version 2 must read as it was written"
-        );
+        // With no credit remembered, version 3's body is version 2's.
+        let mut v3 = bytes(VERSION_2);
+        v3[4] = 3;
+        assert_eq!(tagged, v3, "version 3 must read as it was written");
         let v2 = decode_state(&bytes(VERSION_2)).unwrap();
         check_golden_account(&v2);
         assert_eq!(v2.locale, Locale::En);
         // The default locale round-trips as well.
         s.locale = Locale::ZhCn;
         assert_eq!(decode_state(&encode_state(&s)).unwrap(), s);
+    }
+
+    /// Account 7, opened, remembering a credit of transfer 3 of account 9 at
+    /// 1,764,000,000,000 ms, as version 2 wrote it (code of `664676e`).
+    const VERSION_2_CREDITED: &str = "4f4b535402000701000000000000000000000000000000000000000000000000000000000000000001000001090380a0bfe9d666000000000000000000";
+
+    #[test]
+    fn version_2_credits_read_as_legacy_marks() {
+        let s = decode_state(&bytes(&[VERSION_2_CREDITED])).unwrap();
+        assert_eq!(s.id, AccountId(7));
+        let id = crate::ids::OpId {
+            account: AccountId(9),
+            n: 3,
+        };
+        assert_eq!(
+            s.credited[&id],
+            CreditMark {
+                at: crate::time::Timestamp(1_764_000_000_000),
+                debit_lsn: LEGACY_DEBIT_LSN,
+                refused: None,
+            }
+        );
+    }
+
+    /// The same account in version 3, remembering transfer 3 of account 9
+    /// credited (debit at 0x0102) and transfer 4 refused (debit at 5) for
+    /// `RecipientUnavailable`.
+    const VERSION_3_CREDITED: &str = "4f4b535403000701000000000000000000000000000000000000000000000000000000000000000001000001090380a0bfe9d666820200000000000000000000";
+
+    #[test]
+    fn version_3_credit_marks_are_pinned() {
+        let mut s = AccountState::new(AccountId(7));
+        s.opened = true;
+        let at = crate::time::Timestamp(1_764_000_000_000);
+        let op = |n| crate::ids::OpId {
+            account: AccountId(9),
+            n,
+        };
+        s.credited.insert(
+            op(3),
+            CreditMark {
+                at,
+                debit_lsn: 0x0102,
+                refused: None,
+            },
+        );
+        let bytes_now = encode_state(&s);
+        let hex: String = bytes_now.iter().map(|b| format!("{b:02x}")).collect();
+        let mut both = s.clone();
+        both.credited.insert(
+            op(4),
+            CreditMark {
+                at,
+                debit_lsn: 5,
+                refused: Some(crate::domain::Rejection::RecipientUnavailable),
+            },
+        );
+        assert_eq!(decode_state(&encode_state(&both)).unwrap(), both);
+        assert_eq!(
+            hex, VERSION_3_CREDITED,
+            "version 3 must read as it was written"
+        );
+        assert_eq!(decode_state(&bytes(&[VERSION_3_CREDITED])).unwrap(), s);
     }
 
     #[test]

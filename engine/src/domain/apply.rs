@@ -12,9 +12,9 @@ use crate::domain::notification::{Direction, Notification, NotificationKind, TxS
 use crate::domain::security;
 use crate::domain::security::SecurityChange;
 use crate::domain::state::{
-    AccountState, AccountStatus, AlertRecord, Contact, IdempotencyEntry, NewRecipientMark,
-    OpRecord, OutgoingMark, Session, TransferStatus, WithdrawalStatus, ALERTS_RETAINED,
-    MAX_KNOWN_RECIPIENTS, MAX_SESSIONS, NOTIFICATIONS_RETAINED,
+    AccountState, AccountStatus, AlertRecord, Contact, CreditMark, IdempotencyEntry,
+    NewRecipientMark, OpRecord, OutgoingMark, Session, TransferStatus, WithdrawalStatus,
+    ALERTS_RETAINED, LEGACY_DEBIT_LSN, MAX_KNOWN_RECIPIENTS, MAX_SESSIONS, NOTIFICATIONS_RETAINED,
 };
 use crate::ids::{OpId, OpKind};
 use crate::money::{Amount, Currency};
@@ -205,8 +205,25 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             from,
             amount,
             ..
+        }
+        | EventBody::CreditAccepted {
+            transfer,
+            from,
+            amount,
+            ..
         } => {
-            state.credited.insert(*transfer, at);
+            let debit_lsn = match &event.body {
+                EventBody::CreditAccepted { debit_lsn, .. } => *debit_lsn,
+                _ => LEGACY_DEBIT_LSN,
+            };
+            state.credited.insert(
+                *transfer,
+                CreditMark {
+                    at,
+                    debit_lsn,
+                    refused: None,
+                },
+            );
             state.book_mut(amount.currency()).available += amount.value();
             notify_balance(state, amount.currency(), at);
             notify(
@@ -401,6 +418,21 @@ pub fn apply(state: &mut AccountState, event: &Event) {
             notify_kyc(state, at);
         }
         EventBody::Refused { .. } => {}
+        EventBody::CreditRefused {
+            transfer,
+            reason,
+            debit_lsn,
+            ..
+        } => {
+            state.credited.insert(
+                *transfer,
+                CreditMark {
+                    at,
+                    debit_lsn: *debit_lsn,
+                    refused: Some(*reason),
+                },
+            );
+        }
         EventBody::SecurityCodeSent { code } => security::totp::apply_code_sent(state, code),
         EventBody::SecurityProofFailed => security::totp::apply_proof_failed(state, at),
         EventBody::SecurityProofPassed { proof } => {

@@ -82,6 +82,8 @@ pub enum Command {
         from: AccountId,
         amount: Amount,
         memo: Option<String>,
+        /// The debit's position in the source shard's log (see `CreditMark`).
+        debit_lsn: u64,
     },
     /// Saga step 3 at the source: the destination credited.
     CompleteTransfer { transfer: TransferId },

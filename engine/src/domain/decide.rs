@@ -15,7 +15,7 @@ use crate::domain::fraud::{self, FraudRule, Verdict};
 use crate::domain::rejection::Rejection;
 use crate::domain::security;
 use crate::domain::state::{
-    AccountState, AccountStatus, OpRecord, TransferStatus, WithdrawalStatus,
+    AccountState, AccountStatus, CreditMark, OpRecord, TransferStatus, WithdrawalStatus,
 };
 use crate::ids::IdempotencyKey;
 use crate::money::Amount;
@@ -233,30 +233,45 @@ fn decide_rules(
             from,
             amount,
             memo,
+            debit_lsn,
         } => {
-            // Remembered for `credit_dedupe_retention_s`; the source never re-drives
-            // a transfer that old (it raises it for manual reconciliation instead).
+            // Decided once: a duplicate (the source asking again after a crash or
+            // a lost answer) gets the first decision. Entries are forgotten only
+            // once the source has settled the transfer (`prune_settled`) — and
+            // the legacy ones by age, when the source no longer re-drives them.
             let dedupe_since = now.millis() - i64::from(policy.credit_dedupe_retention_s) * 1000;
-            if state
-                .credited
-                .get(transfer)
-                .is_some_and(|at| at.millis() > dedupe_since)
-            {
-                return Ok(Vec::new());
+            match state.credited.get(transfer) {
+                Some(mark) if mark.legacy() && mark.at.millis() <= dedupe_since => {}
+                Some(CreditMark {
+                    refused: Some(reason),
+                    ..
+                }) => return Err(*reason),
+                Some(_) => return Ok(Vec::new()),
+                None => {}
             }
-            if *from == state.id {
-                return Err(Rejection::SameAccount);
-            }
-            if state.status == AccountStatus::Closed
+            let refused = if *from == state.id {
+                Some(Rejection::SameAccount)
+            } else if state.status == AccountStatus::Closed
                 || !fits_cap(policy, state, *amount, amount.value())
             {
-                return Err(Rejection::RecipientUnavailable);
-            }
-            Ok(vec![ev(EventBody::TransferCredited {
-                transfer: *transfer,
-                from: *from,
-                amount: *amount,
-                memo: memo.clone(),
+                Some(Rejection::RecipientUnavailable)
+            } else {
+                None
+            };
+            Ok(vec![ev(match refused {
+                Some(reason) => EventBody::CreditRefused {
+                    transfer: *transfer,
+                    from: *from,
+                    reason,
+                    debit_lsn: *debit_lsn,
+                },
+                None => EventBody::CreditAccepted {
+                    transfer: *transfer,
+                    from: *from,
+                    amount: *amount,
+                    memo: memo.clone(),
+                    debit_lsn: *debit_lsn,
+                },
             })])
         }
         Command::CompleteTransfer { transfer } => {

@@ -72,7 +72,8 @@ pub enum EventBody {
         /// First money ever sent to `to` (fan-out rule).
         new_recipient: bool,
     },
-    /// Saga step 2, at the destination.
+    /// Saga step 2, at the destination, as written before credits carried their
+    /// debit's position (read, never written now: see [`EventBody::CreditAccepted`]).
     TransferCredited {
         transfer: TransferId,
         from: AccountId,
@@ -194,6 +195,24 @@ pub enum EventBody {
     /// The owner chose the language of their messages.
     LocaleSet {
         locale: Locale,
+    },
+    /// Saga step 2, at the destination: the money is here. `debit_lsn` is the
+    /// position of the debit's frame in the source shard's log, by which the
+    /// destination forgets the transfer once its source has settled it.
+    CreditAccepted {
+        transfer: TransferId,
+        from: AccountId,
+        amount: Amount,
+        memo: Option<String>,
+        debit_lsn: u64,
+    },
+    /// Saga step 2, at the destination: refused, and remembered like an accepted
+    /// credit so that a duplicate request gets the same refusal.
+    CreditRefused {
+        transfer: TransferId,
+        from: AccountId,
+        reason: Rejection,
+        debit_lsn: u64,
     },
 }
 

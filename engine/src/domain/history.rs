@@ -82,6 +82,13 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
                 from,
                 amount,
                 memo,
+            }
+            | EventBody::CreditAccepted {
+                transfer,
+                from,
+                amount,
+                memo,
+                ..
             } => Some(TxRecord {
                 id: *transfer,
                 kind: OpKind::Transfer,

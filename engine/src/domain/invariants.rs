@@ -31,6 +31,7 @@ fn moves_money(body: &EventBody) -> bool {
             | EventBody::WithdrawalFailed { .. }
             | EventBody::TransferDebited { .. }
             | EventBody::TransferCredited { .. }
+            | EventBody::CreditAccepted { .. }
             | EventBody::TransferCompleted { .. }
             | EventBody::TransferReversed { .. }
     )

@@ -79,7 +79,13 @@ pub fn handle(
     for e in &events {
         apply(state, e);
     }
-    if let Some(EventBody::Refused { rejection }) = events.last().map(|e| &e.body) {
+    if let Some(
+        EventBody::Refused { rejection }
+        | EventBody::CreditRefused {
+            reason: rejection, ..
+        },
+    ) = events.last().map(|e| &e.body)
+    {
         let reply = Reply::Rejected(*rejection);
         return Decision {
             events,

@@ -291,8 +291,10 @@ pub struct AccountState {
     pub next_op: u64,
     pub ops: BTreeMap<u64, OpRecord>,
     pub idempotency: HashMap<IdempotencyKey, IdempotencyEntry>,
-    /// Incoming transfers already credited, with when: the saga's dedupe.
-    pub credited: HashMap<TransferId, Timestamp>,
+    /// Incoming transfers decided here (credited or refused): the saga's
+    /// dedupe. An entry goes once its source shard has settled every transfer
+    /// debited before it ([`AccountState::prune_settled`]), never by age.
+    pub credited: HashMap<TransferId, CreditMark>,
     pub outgoing: VecDeque<OutgoingMark>,
     pub daily: DailyUsage,
     /// Every account this one ever sent money to.
@@ -305,6 +307,35 @@ pub struct AccountState {
     pub notification_seq: u64,
     /// The language of the owner's messages (snapshot format 2 on).
     pub locale: Locale,
+}
+
+/// What a destination remembers of an incoming transfer it decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditMark {
+    pub at: Timestamp,
+    /// The position in the source shard's log of the frame that debited it, or
+    /// [`LEGACY_DEBIT_LSN`] for a credit recorded before positions were.
+    pub debit_lsn: u64,
+    /// `Some` when the credit was refused: a duplicate is refused alike.
+    pub refused: Option<Rejection>,
+}
+
+/// The `debit_lsn` of credits recorded before credits carried their debit's
+/// position (state format 2 and older): those go by age, after
+/// `credit_dedupe_retention_s`, as they did when they were recorded.
+pub const LEGACY_DEBIT_LSN: u64 = u64::MAX;
+
+impl CreditMark {
+    /// Whether the money is here (not refused).
+    pub fn accepted(&self) -> bool {
+        self.refused.is_none()
+    }
+
+    /// Whether the entry was recorded before debit positions, and so is
+    /// forgotten by age.
+    pub fn legacy(&self) -> bool {
+        self.debit_lsn == LEGACY_DEBIT_LSN
+    }
 }
 
 /// How many notifications an account keeps for clients resuming a stream.
@@ -458,7 +489,7 @@ impl AccountState {
 
     /// Forgets what no rule can look at any more: activity marks older than the
     /// longest window, idempotency keys and closed operations past their retention,
-    /// credited-transfer ids past theirs. Pure and deterministic; no decision changes
+    /// credited-transfer ids of the legacy format past theirs. Pure and deterministic; no decision changes
     /// because of it (`decide` ages the same data out by the same horizons itself),
     /// so it only bounds memory.
     pub fn compact(&mut self, now: Timestamp, policy: &crate::policy::Policy) {
@@ -491,12 +522,26 @@ impl AccountState {
         self.idempotency.retain(|_, e| e.at.millis() > keys_start);
         self.ops
             .retain(|_, op| op.is_open() || op.last_change().millis() > keys_start);
+        // Credits carrying their debit's position go by `prune_settled`, never by
+        // age: a transfer may stay in flight for as long as its source is down.
         let dedupe_start = now.millis() - i64::from(policy.credit_dedupe_retention_s) * 1000;
-        self.credited.retain(|_, at| at.millis() > dedupe_start);
+        self.credited
+            .retain(|_, mark| !mark.legacy() || mark.at.millis() > dedupe_start);
         self.sessions.retain(|s| s.expires_at > now);
         if self.daily.day != now.utc_day() {
             self.daily = DailyUsage::default();
         }
+    }
+
+    /// Forgets the incoming transfers whose source will never ask about them
+    /// again: `settled_below(source)` is the position in the source account's
+    /// shard log below which every transfer it debited has a durable outcome
+    /// there (its watermark). Returns how many entries went.
+    pub fn prune_settled(&mut self, settled_below: impl Fn(AccountId) -> u64) -> usize {
+        let before = self.credited.len();
+        self.credited
+            .retain(|id, mark| mark.legacy() || mark.debit_lsn >= settled_below(id.account));
+        before - self.credited.len()
     }
 }
 

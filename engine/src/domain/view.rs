@@ -192,7 +192,7 @@ pub struct AuditShare {
     pub books: Vec<Book>,
     /// Outgoing transfers in flight: id, destination, amount, fee.
     pub in_flight: Vec<(OpId, AccountId, Amount, Decimal)>,
-    /// Every incoming transfer id still remembered as credited.
+    /// Every incoming transfer id still remembered as credited (not refused).
     pub credited: Vec<OpId>,
 }
 
@@ -218,7 +218,12 @@ impl AuditShare {
                     _ => None,
                 })
                 .collect(),
-            credited: state.credited.keys().copied().collect(),
+            credited: state
+                .credited
+                .iter()
+                .filter(|(_, mark)| mark.accepted())
+                .map(|(id, _)| *id)
+                .collect(),
         }
     }
 }

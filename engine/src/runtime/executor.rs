@@ -38,7 +38,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 mod hosting;
 
 use super::recovery::{self, RecoveredShard};
-use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, SourceStep};
+use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, OpenDebits, SourceStep};
 use super::{EngineError, Shared};
 use crate::codec::{checkpoint, BatchFrame, LogRecord, RecordKind, ShardId};
 use crate::domain::history::history_rows;
@@ -283,6 +283,16 @@ struct Shard {
     /// Cluster mode: the lease epoch this shard is hosted under, which fences
     /// the writes of its history rows (see `hosting`). `None` on one node.
     epoch: Option<u64>,
+    /// Transfers debited here and not yet settled, by debit position: the
+    /// shard's watermark (see `saga`).
+    debits: OpenDebits,
+}
+
+impl Shard {
+    /// The shard's watermark now (see `saga`).
+    fn watermark(&self) -> u64 {
+        self.debits.watermark(self.durable_lsn)
+    }
 }
 
 /// Work done when a batch is durable (or failed), in order.
@@ -295,12 +305,15 @@ enum Effect {
         marks: Durable,
     },
     Answer(Answer),
-    /// Transfer `n` of `account` is debited durably: ask for its credit.
+    /// Transfer `n` of `account` is debited durably at `debit_lsn`: ask for its
+    /// credit.
     StartCredit {
         account: AccountId,
         n: u64,
+        debit_lsn: u64,
     },
-    /// Transfer `n` of `account` is final: answer its waiters.
+    /// Transfer `n` of `account` is final, durably: answer its waiters, and it
+    /// no longer holds its shard's watermark back.
     Finished {
         account: AccountId,
         n: u64,
@@ -929,12 +942,14 @@ impl Executor {
             .max_batch
             .fetch_max(batch.records as u64, Ordering::Relaxed);
         let mut failed: Vec<(ShardId, StoreError)> = Vec::new();
+        let mut durable_shards = Vec::new();
         for (shard_id, lsn, result) in written.results {
             match result {
                 Ok(()) => {
                     if let Some(shard) = self.shards.get_mut(&shard_id) {
                         shard.durable_lsn = shard.durable_lsn.max(lsn);
                     }
+                    durable_shards.push(shard_id);
                     self.rows.positions.push((shard_id, lsn));
                 }
                 Err(e) => failed.push((shard_id, e)),
@@ -974,6 +989,13 @@ impl Executor {
             }
         }
         batch.effects = effects;
+        // Only now, with the transfers this batch debited opened by their
+        // `StartCredit` above, may the watermarks pass the new frames.
+        for shard_id in durable_shards {
+            if let Some(shard) = self.shards.get(&shard_id) {
+                self.shared.watermarks.raise(shard_id, shard.watermark());
+            }
+        }
         if self.spare.len() < 2 {
             self.spare.push(batch);
         }
@@ -1127,16 +1149,32 @@ impl Executor {
                     );
                 }
             }
-            Effect::StartCredit { account, n } => {
-                let request = self
-                    .slot_mut(shard_id, account)
-                    .and_then(|slot| CreditRequest::of(&slot.state, n, 0));
+            Effect::StartCredit {
+                account,
+                n,
+                debit_lsn,
+            } => {
+                let Some(shard) = self.shards.get_mut(&shard_id) else {
+                    return;
+                };
+                shard.debits.open(account, n, debit_lsn);
+                // At most its own debit, being open (effects of one batch run
+                // one by one: others it debited may not be opened yet).
+                let settled_below = shard.watermark().min(debit_lsn);
+                let request = self.slot_mut(shard_id, account).and_then(|slot| {
+                    CreditRequest::of(&slot.state, n, 0, (debit_lsn, settled_below))
+                });
                 if let Some(request) = request {
                     let e = self.shared.executor_of(request.to);
                     self.route(e, Msg::Credit(request));
                 }
             }
             Effect::Finished { account, n } => {
+                // No watermark is published here: transfers debited in the same
+                // batch may not be opened yet (see `on_written`).
+                if let Some(shard) = self.shards.get_mut(&shard_id) {
+                    shard.debits.settle(account, n);
+                }
                 if let Some(slot) = self.slot_mut(shard_id, account) {
                     finish_waiters(slot, n);
                 }
@@ -1294,12 +1332,22 @@ impl Executor {
         shard.rows_lsn = recovered.head.head;
         shard.checkpoint_lsn = recovered.head.checkpoint;
         shard.checkpointing = false;
-        let mut in_flight = Vec::new();
         for (id, r) in recovered.accounts {
             let slot = Slot::new(r.seq, r.state, r.dirty_lsn);
-            in_flight.extend(slot.state.open_transfers().map(|(n, _)| (id, n)));
             shard.accounts.insert(id, Entry::Ready(slot));
         }
+        // The watermarks this shard's checkpoint had forgotten credits by: a
+        // request below them is a stale duplicate, here as before the restart.
+        for &(source, below) in &recovered.settled {
+            self.shared.watermarks.raise(source, below);
+        }
+        // Every transfer in flight holds the watermark before any request
+        // carries one (a request's watermark must not pass a later one's debit).
+        shard.debits.clear();
+        for &(account, n, debit_lsn) in &recovered.debits {
+            shard.debits.open(account, n, debit_lsn);
+        }
+        let in_flight = recovered.debits;
         let resident = shard.accounts.len();
         if !recovered.history.is_empty() {
             shard.hold_checkpoint_until = open_id;
@@ -1319,8 +1367,15 @@ impl Executor {
             .stats
             .recovered_in_flight
             .fetch_add(in_flight.len() as u64, Ordering::Relaxed);
-        for (account, n) in in_flight {
-            self.run_effect(shard_id, Effect::StartCredit { account, n });
+        for (account, n, debit_lsn) in in_flight {
+            self.run_effect(
+                shard_id,
+                Effect::StartCredit {
+                    account,
+                    n,
+                    debit_lsn,
+                },
+            );
         }
         self.local.extend(queue);
         if self.all_ready() {
@@ -1353,10 +1408,18 @@ impl Executor {
                 n,
                 attempt,
             } => {
-                let shard = self.shared.layout.shard_of(account);
+                let shard_id = self.shared.layout.shard_of(account);
+                let Some(shard) = self.shards.get(&shard_id) else {
+                    return; // dropped meanwhile: its next host drives it
+                };
+                // Open since its `StartCredit` (or its shard's recovery).
+                let Some(debit_lsn) = shard.debits.debit_lsn(account, n) else {
+                    return;
+                };
+                let positions = (debit_lsn, shard.watermark());
                 let request = self
-                    .slot_mut(shard, account)
-                    .and_then(|slot| CreditRequest::of(&slot.state, n, attempt));
+                    .slot_mut(shard_id, account)
+                    .and_then(|slot| CreditRequest::of(&slot.state, n, attempt, positions));
                 if let Some(request) = request {
                     let e = self.shared.executor_of(request.to);
                     self.route(e, Msg::Credit(request));
@@ -1456,12 +1519,9 @@ impl Executor {
         let mut limit = shard.rows_lsn;
         let mut states = Vec::new();
         let mut written = Vec::new();
-        let mut in_flight = Vec::new();
-        for (id, entry) in &shard.accounts {
+        let (watermarks, layout) = (&self.shared.watermarks, &self.shared.layout);
+        for (id, entry) in &mut shard.accounts {
             let Entry::Ready(slot) = entry else { continue };
-            if slot.has_open_transfers() {
-                in_flight.push(*id);
-            }
             if slot.dirty_lsn == 0 {
                 continue;
             }
@@ -1470,6 +1530,10 @@ impl Executor {
                 // next checkpoint, and keep the frames that changed it.
                 limit = limit.min(slot.dirty_lsn - 1);
             } else {
+                // Credits whose sources settled them go with this checkpoint;
+                // the watermarks recorded below are at least the ones used.
+                slot.state
+                    .prune_settled(|from| watermarks.get(layout.shard_of(from)));
                 states.push((*id, checkpoint::encode_account(slot.seq, &slot.state)));
                 written.push((*id, slot.seq));
             }
@@ -1477,11 +1541,10 @@ impl Executor {
         if limit <= shard.checkpoint_lsn {
             return;
         }
-        in_flight.sort_unstable();
         shard.checkpoint_records = shard.sealed_records;
         states.push((
             checkpoint::SHARD_ENTRY,
-            checkpoint::encode_shard(&in_flight),
+            checkpoint::encode_shard(&shard.debits.all(), &watermarks.known()),
         ));
         shard.checkpointing = true;
         let bytes: usize = states.iter().map(|(_, state)| state.len()).sum();
@@ -1546,6 +1609,7 @@ impl Executor {
             (self.shared.config.idle_after.as_millis() / HOUSEKEEPING.as_millis().max(1)) as u64;
         let rounds = self.rounds;
         let policy = &self.shared.policy;
+        let (watermarks, layout) = (&self.shared.watermarks, &self.shared.layout);
         let Some(shard) = self.shards.get_mut(&shard_id) else {
             return;
         };
@@ -1553,12 +1617,22 @@ impl Executor {
             return;
         }
         let before = shard.accounts.len();
+        let next_lsn = shard.next_lsn;
         shard.accounts.retain(|_, entry| {
             let Entry::Ready(slot) = entry else {
                 return true;
             };
             if !slot.pending() {
                 slot.state.compact(now, policy);
+                let forgot = slot
+                    .state
+                    .prune_settled(|from| watermarks.get(layout.shard_of(from)));
+                if forgot > 0 && slot.dirty_lsn == 0 {
+                    // So that the next checkpoint forgets them too (compaction
+                    // alone need not be written: it changes no decision, and
+                    // nor does this, but what it frees must not stay stored).
+                    slot.dirty_lsn = next_lsn;
+                }
             }
             let idle = all || rounds.saturating_sub(slot.last_used) >= idle_rounds;
             !idle
@@ -1720,6 +1794,7 @@ impl Ctx<'_> {
                         Effect::StartCredit {
                             account: slot.state.id,
                             n,
+                            debit_lsn: self.next_lsn,
                         },
                     );
                 }
@@ -1841,6 +1916,18 @@ impl Ctx<'_> {
 
     /// Saga, at the destination.
     fn credit(&mut self, slot: &mut Slot, request: CreditRequest) {
+        let source = self.shared.layout.shard_of(request.transfer.account);
+        let watermarks = &self.shared.watermarks;
+        watermarks.raise(source, request.settled_below);
+        // Checked when it runs, not when it arrived: the state it would run on
+        // forgot credits by a watermark no higher than the one read here.
+        if request.debit_lsn < watermarks.get(source) {
+            // Its source settled it: a stale duplicate (an inbox entry replayed
+            // after a hand-over, a retry overtaken by its answer). Nobody waits
+            // for an answer, and the decision may be forgotten: drop it.
+            metrics::counter!("okpay_saga_stale_credits_total").increment(1);
+            return;
+        }
         let now = self.shared.clock.now();
         let cmd = request.command();
         let decision = protocol::handle(&self.shared.policy, &mut slot.state, &cmd, now);
@@ -1855,7 +1942,7 @@ impl Ctx<'_> {
     /// Saga, at the source.
     fn on_answer(&mut self, slot: &mut Slot, answer: CreditAnswer) {
         let n = answer.transfer.n;
-        if CreditRequest::of(&slot.state, n, 0).is_none() {
+        if !saga::in_flight(&slot.state, n) {
             return; // already completed or reversed: a duplicate answer
         }
         match saga::next_step(answer.transfer, answer.outcome, answer.attempt) {

@@ -11,6 +11,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::codec::{checkpoint, BatchFrame, ShardId, ShardLayout};
+use crate::domain::state::LEGACY_DEBIT_LSN;
 use crate::domain::{apply, AccountState};
 use crate::ids::AccountId;
 use crate::store::shard_log::{ShardAppend, ShardLog};
@@ -59,16 +60,19 @@ pub(crate) async fn journals_to_shard_logs(
             break;
         };
         let mut by_shard: FxHashMap<ShardId, Vec<(AccountId, Vec<u8>)>> = FxHashMap::default();
-        let mut in_flight: FxHashMap<ShardId, Vec<AccountId>> = FxHashMap::default();
+        let mut in_flight: FxHashMap<ShardId, Vec<(AccountId, u64, u64)>> = FxHashMap::default();
         for id in &page {
             let state = rebuild_from_journal(*id, &store.load(*id).await?)?;
             if !state.opened {
                 continue; // listed but never opened (a crash between two writes)
             }
             let shard = layout.shard_of(*id);
-            if state.open_transfers().next().is_some() {
-                in_flight.entry(shard).or_default().push(*id);
-            }
+            // Their debits' positions in a shard log never existed: legacy.
+            in_flight.entry(shard).or_default().extend(
+                state
+                    .open_transfers()
+                    .map(|(n, _)| (*id, n, LEGACY_DEBIT_LSN)),
+            );
             by_shard
                 .entry(shard)
                 .or_default()
@@ -78,16 +82,19 @@ pub(crate) async fn journals_to_shard_logs(
         for (shard, mut states) in by_shard {
             // Transfers in flight are driven on by recovery, which finds them
             // through the shard's own entry.
-            if let Some(ids) = in_flight.remove(&shard) {
+            if let Some(debits) = in_flight.remove(&shard).filter(|d| !d.is_empty()) {
                 let mut listed = match log.load_account(shard, checkpoint::SHARD_ENTRY).await? {
                     Some(bytes) => checkpoint::decode_shard(&bytes)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    None => Vec::new(),
+                    None => checkpoint::ShardEntry::default(),
                 };
-                listed.extend(ids);
-                listed.sort_unstable();
-                listed.dedup();
-                states.push((checkpoint::SHARD_ENTRY, checkpoint::encode_shard(&listed)));
+                listed.debits.extend(debits);
+                listed.debits.sort_unstable();
+                listed.debits.dedup();
+                states.push((
+                    checkpoint::SHARD_ENTRY,
+                    checkpoint::encode_shard(&listed.debits, &listed.settled),
+                ));
             }
             let head = log.head(shard).await?;
             let lsn = head.head + 1;

@@ -165,6 +165,8 @@ pub(crate) struct Shared {
     pub leases: Option<Arc<crate::cluster::Leases>>,
     /// Cluster mode: requests and saga messages for shards served elsewhere.
     pub remote: Option<Arc<crate::cluster::remote::Remote>>,
+    /// The highest watermark known per source shard (see `saga`).
+    pub watermarks: saga::Watermarks,
 }
 
 impl Shared {

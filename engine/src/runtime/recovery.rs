@@ -12,7 +12,9 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::codec::{checkpoint, BatchFrame, RecordKind, ShardId};
+use crate::domain::event::EventBody;
 use crate::domain::history::history_rows;
+use crate::domain::state::LEGACY_DEBIT_LSN;
 use crate::domain::{apply, AccountState};
 use crate::ids::AccountId;
 use crate::store::shard_log::{ShardHead, ShardLog};
@@ -39,6 +41,13 @@ pub(crate) struct RecoveredShard {
     /// History rows of the replayed frames, to be written again (a crash may have
     /// come between a frame and its rows).
     pub history: Vec<(AccountId, HistoryRow)>,
+    /// Every transfer in flight: account, number, the position of its debit
+    /// (see `saga`): as the checkpoint lists it, else its frame in the tail,
+    /// else unknown ([`LEGACY_DEBIT_LSN`], only for a transfer debited before
+    /// checkpoints recorded positions).
+    pub debits: Vec<(AccountId, u64, u64)>,
+    /// The watermarks per source shard the checkpoint recorded.
+    pub settled: Vec<(ShardId, u64)>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -85,11 +94,12 @@ pub(crate) async fn recover_shard(
             frames.push(frame);
         }
     }
-    let mut wanted: Vec<AccountId> = match log.load_account(shard, checkpoint::SHARD_ENTRY).await? {
+    let entry = match log.load_account(shard, checkpoint::SHARD_ENTRY).await? {
         Some(bytes) => checkpoint::decode_shard(&bytes)
             .map_err(|e| corrupt(format!("{shard} checkpoint entry: {e}")))?,
-        None => Vec::new(),
+        None => checkpoint::ShardEntry::default(),
     };
+    let mut wanted = entry.in_flight.clone();
     // An account whose first record in the tail opens it is rebuilt from the
     // tail alone: any checkpoint of it is a prefix of what the tail replays, so
     // reading it would be a wasted round trip — and after a burst of openings
@@ -138,11 +148,30 @@ pub(crate) async fn recover_shard(
             );
         }
     }
-    let history = replay(&mut accounts, &frames)?;
+    let (history, tail_debits) = replay(&mut accounts, &frames)?;
+    let listed: FxHashMap<(AccountId, u64), u64> = entry
+        .debits
+        .iter()
+        .map(|&(a, n, lsn)| ((a, n), lsn))
+        .collect();
+    let mut debits = Vec::new();
+    for (id, r) in &accounts {
+        for (n, _) in r.state.open_transfers() {
+            let lsn = listed
+                .get(&(*id, n))
+                .or_else(|| tail_debits.get(&(*id, n)))
+                .copied()
+                .unwrap_or(LEGACY_DEBIT_LSN);
+            debits.push((*id, n, lsn));
+        }
+    }
+    debits.sort_unstable();
     Ok(RecoveredShard {
         head,
         accounts,
         history,
+        debits,
+        settled: entry.settled,
     })
 }
 
@@ -156,18 +185,24 @@ fn opens(record: &crate::codec::LogRecord) -> Result<bool, StoreError> {
     ))
 }
 
+/// The frame positions of the transfers debited in the replayed records.
+type TailDebits = FxHashMap<(AccountId, u64), u64>;
+
 /// Applies `frames` in order onto `accounts`, skipping records a checkpointed
-/// state already holds; returns the history rows of what it applied.
+/// state already holds; returns the history rows of what it applied and where
+/// the transfers it debited were debited.
 fn replay(
     accounts: &mut FxHashMap<AccountId, Recovered>,
     frames: &[BatchFrame],
-) -> Result<Vec<(AccountId, HistoryRow)>, StoreError> {
+) -> Result<(Vec<(AccountId, HistoryRow)>, TailDebits), StoreError> {
     let mut history = Vec::new();
+    let mut debits = TailDebits::default();
     for frame in frames {
         for record in &frame.records {
             match record.kind {
                 RecordKind::Events => {}
-                // Reserved for the watermark dedupe; nothing writes it yet.
+                // Reserved; nothing writes it (watermarks travel with the saga's
+                // requests and are kept in checkpoints instead).
                 RecordKind::CreditWatermark => continue,
             }
             let account = accounts
@@ -186,6 +221,9 @@ fn replay(
                 corrupt(format!("record {} of {}: {e}", record.seq, record.account))
             })?;
             for e in &events {
+                if let EventBody::TransferDebited { op, .. } = e.body {
+                    debits.insert((record.account, op), frame.lsn);
+                }
                 apply(&mut account.state, e);
             }
             account.seq = record.seq;
@@ -209,7 +247,7 @@ fn replay(
             );
         }
     }
-    Ok(history)
+    Ok((history, debits))
 }
 
 /// Rebuilds `account` from what the store holds — its shard's checkpoint and the

@@ -12,17 +12,37 @@
 //! ```
 //!
 //! The debit is durable before any credit is asked, so a credit never becomes
-//! durable before its debit. The destination deduplicates credits by transfer id,
-//! so asking again after a crash or a lost answer is always safe. The source
-//! re-asks every transfer it finds in flight when its shard is recovered.
+//! durable before its debit. The destination records its decision (credited or
+//! refused) by transfer id and answers a duplicate with it, so asking again
+//! after a crash or a lost answer is always safe. The source re-asks every
+//! transfer it finds in flight when its shard is recovered, however old.
+//!
+//! # Forgetting: a watermark per source shard, not an age
+//!
+//! Each request carries its debit's position in the source shard's log
+//! (`debit_lsn`) and the source shard's **watermark** (`settled_below`): the
+//! position below which every transfer that shard debited has its completion or
+//! reversal durable, so that no request for it is ever sent again. A transfer
+//! keeps the watermark at or below its own `debit_lsn` until it is settled.
+//! The destination keeps the highest watermark it has seen per source shard
+//! (shared by a node's executors, persisted in the shard's checkpoint), drops a
+//! request below it unanswered (a stale duplicate, e.g. an inbox entry replayed
+//! after a hand-over), and forgets its remembered decisions below it when it
+//! checkpoints or compacts the account. So nothing is forgotten while its
+//! source may still ask, and nothing is kept after.
 //!
 //! Between shards of one executor these are plain values handed along in the
 //! executor's own queue; between executors, one message carries every request
 //! (or answer) produced by one durable batch.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::codec::ShardId;
 
 use crate::domain::protocol::{Decision, Reply};
 use crate::domain::state::{AccountState, OpRecord, TransferStatus};
@@ -39,6 +59,10 @@ pub(crate) struct CreditRequest {
     pub memo: Option<String>,
     /// How many times it was asked before (for the source's back-off).
     pub attempt: u32,
+    /// The debit's position in the source shard's log.
+    pub debit_lsn: u64,
+    /// The source shard's watermark when this was sent (see the module doc).
+    pub settled_below: u64,
 }
 
 /// The destination's answer to a [`CreditRequest`].
@@ -72,8 +96,14 @@ pub(crate) enum SourceStep {
 }
 
 impl CreditRequest {
-    /// The request for transfer `n` of `state`, if it is still in flight.
-    pub fn of(state: &AccountState, n: u64, attempt: u32) -> Option<CreditRequest> {
+    /// The request for transfer `n` of `state`, if it is still in flight, its
+    /// debit at `debit_lsn` of a shard whose watermark is `settled_below`.
+    pub fn of(
+        state: &AccountState,
+        n: u64,
+        attempt: u32,
+        (debit_lsn, settled_below): (u64, u64),
+    ) -> Option<CreditRequest> {
         match state.ops.get(&n) {
             Some(OpRecord::Transfer {
                 to,
@@ -90,6 +120,8 @@ impl CreditRequest {
                 amount: *amount,
                 memo: memo.clone(),
                 attempt,
+                debit_lsn,
+                settled_below,
             }),
             _ => None,
         }
@@ -111,13 +143,129 @@ impl CreditRequest {
             from: self.transfer.account,
             amount: self.amount,
             memo: self.memo.clone(),
+            debit_lsn: self.debit_lsn,
         }
     }
 }
 
-/// The destination's answer for its decision on a credit, if it can be given
-/// without waiting for durability: a refusal without side effects. Otherwise the
-/// answer is `Credited` (or the refusal) once the account's records are durable.
+/// Whether transfer `n` of `state` is in flight (debited, neither completed nor
+/// reversed).
+pub(crate) fn in_flight(state: &AccountState, n: u64) -> bool {
+    matches!(
+        state.ops.get(&n),
+        Some(OpRecord::Transfer {
+            status: TransferStatus::InFlight,
+            ..
+        })
+    )
+}
+
+/// The source's side of the watermark: the transfers of one shard that are
+/// debited durably and not yet settled durably, by debit position.
+#[derive(Debug, Default)]
+pub(crate) struct OpenDebits {
+    by_transfer: FxHashMap<(AccountId, u64), u64>,
+    /// How many open transfers each debit position holds.
+    positions: BTreeMap<u64, u32>,
+}
+
+impl OpenDebits {
+    /// Transfer `n` of `account` is debited durably at `debit_lsn` (again:
+    /// the first position stays).
+    pub fn open(&mut self, account: AccountId, n: u64, debit_lsn: u64) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.by_transfer.entry((account, n)) {
+            e.insert(debit_lsn);
+            *self.positions.entry(debit_lsn).or_default() += 1;
+        }
+    }
+
+    /// Transfer `n` of `account` is completed or reversed durably.
+    pub fn settle(&mut self, account: AccountId, n: u64) {
+        let Some(lsn) = self.by_transfer.remove(&(account, n)) else {
+            return;
+        };
+        if let std::collections::btree_map::Entry::Occupied(mut e) = self.positions.entry(lsn) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Where transfer `n` of `account` was debited, if it is open.
+    pub fn debit_lsn(&self, account: AccountId, n: u64) -> Option<u64> {
+        self.by_transfer.get(&(account, n)).copied()
+    }
+
+    /// The shard's watermark with every frame up to `durable_lsn` durable: no
+    /// open transfer's debit lies below it, and every frame after the durable
+    /// ones lies at or above it. Legacy positions (unknown, `u64::MAX`) never
+    /// hold it back: their credits are recorded as legacy, forgotten by age.
+    pub fn watermark(&self, durable_lsn: u64) -> u64 {
+        let open = self.positions.keys().next().copied().unwrap_or(u64::MAX);
+        open.min(durable_lsn.saturating_add(1))
+    }
+
+    /// Every open transfer: account, number, debit position (for checkpoints).
+    pub fn all(&self) -> Vec<(AccountId, u64, u64)> {
+        let mut all: Vec<_> = self
+            .by_transfer
+            .iter()
+            .map(|(&(a, n), &lsn)| (a, n, lsn))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    pub fn clear(&mut self) {
+        self.by_transfer.clear();
+        self.positions.clear();
+    }
+}
+
+/// The destination's side: the highest watermark known per source shard, shared
+/// by a node's executors (an executor hosting the source raises it as its
+/// transfers settle; requests from other nodes raise it with what they carry;
+/// recovery raises it with what the shard's checkpoint recorded). Watermarks
+/// only rise, so reading a stale one only forgets later, never too early.
+#[derive(Debug)]
+pub(crate) struct Watermarks(Vec<AtomicU64>);
+
+impl Watermarks {
+    pub fn new(shards: u16) -> Self {
+        Watermarks((0..shards).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// The watermark of `source` (0 for a shard number out of range).
+    pub fn get(&self, source: ShardId) -> u64 {
+        self.0
+            .get(usize::from(source.0))
+            .map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// Raises the watermark of `source` to `below` (never lowers it).
+    pub fn raise(&self, source: ShardId, below: u64) {
+        if let Some(w) = self.0.get(usize::from(source.0)) {
+            w.fetch_max(below, Ordering::AcqRel);
+        }
+    }
+
+    /// Every known (non-zero) watermark, for a checkpoint.
+    pub fn known(&self) -> Vec<(ShardId, u64)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let below = w.load(Ordering::Acquire);
+                // unwrap-free: built from a u16 count.
+                (below > 0).then(|| (ShardId(u16::try_from(i).unwrap_or(u16::MAX)), below))
+            })
+            .collect()
+    }
+}
+
+/// The destination's answer for its decision on a credit (given once the
+/// decision, or the earlier identical one, is durable).
 pub(crate) fn credit_outcome(decision: &Decision) -> CreditOutcome {
     match decision.reply {
         Reply::Rejected(r) => CreditOutcome::Refused(r),

@@ -227,6 +227,10 @@ struct ModelTransfer {
     amount: Amount,
     fee: Decimal,
     credited_at: Option<Timestamp>,
+    /// The destination refused it (and remembers that).
+    refused: Option<Rejection>,
+    /// Its debit's position in its source's log (the model's: one counter).
+    debit_lsn: u64,
     /// When it finished, and the refusal it was reversed for (None: completed).
     finished: Option<(Timestamp, Option<Rejection>)>,
 }
@@ -261,6 +265,8 @@ struct World {
     /// Every money command sent, for retries and conflicting reuse.
     sent: Vec<(AccountId, Command)>,
     next_key: u64,
+    /// The next debit position (the model's log: one, for every source).
+    next_lsn: u64,
 }
 
 /// The same request as far as idempotency is concerned: step-up is not part of it.
@@ -304,6 +310,7 @@ impl World {
             credits: HashMap::new(),
             sent: Vec::new(),
             next_key: 0,
+            next_lsn: 1,
         };
         for n in 1..=OPENED + 1 {
             let id = AccountId(n);
@@ -366,10 +373,15 @@ impl World {
         cmd: &Command,
         may_drift: bool,
     ) -> Result<Vec<Event>, Rejection> {
+        let watermarks = self.watermarks();
         let live = self.live.get_mut(&id).unwrap();
         let result = decide(&self.policy, live, cmd, self.now);
         let shadow = self.compacted.get_mut(&id).unwrap();
         shadow.compact(self.now, &self.policy);
+        // The shadow also forgets the credits its sources settled, as the
+        // runtime does at checkpoints; the stale requests it would decide anew
+        // never reach `decide` (see `credit`).
+        shadow.prune_settled(|source| watermarks.get(&source).copied().unwrap_or(0));
         let shadow_result = decide(&self.policy, shadow, cmd, self.now);
         if !may_drift {
             assert_eq!(
@@ -503,6 +515,7 @@ impl World {
                 let b = self.book(id, amount.currency());
                 b.available -= amount.value() + expected;
                 b.in_flight_out += amount.value() + expected;
+                self.next_lsn += 1;
                 self.transfers.insert(
                     op,
                     ModelTransfer {
@@ -511,6 +524,8 @@ impl World {
                         amount: *amount,
                         fee: expected,
                         credited_at: None,
+                        refused: None,
+                        debit_lsn: self.next_lsn - 1,
                         finished: None,
                     },
                 );
@@ -533,7 +548,23 @@ impl World {
         }
     }
 
-    /// Saga step 2: the credit at the destination (a duplicate if already credited).
+    /// Per source account, the position below which every transfer it debited
+    /// is finished: the lowest debit still in flight, else the next position.
+    fn watermarks(&self) -> HashMap<AccountId, u64> {
+        let mut w: HashMap<AccountId, u64> = HashMap::new();
+        for id in self.live.keys() {
+            w.insert(*id, self.next_lsn);
+        }
+        for t in self.transfers.values().filter(|t| t.finished.is_none()) {
+            let e = w.entry(t.from).or_insert(self.next_lsn);
+            *e = (*e).min(t.debit_lsn);
+        }
+        w
+    }
+
+    /// Saga step 2: the credit at the destination (a duplicate if already
+    /// decided; dropped unsent, as the runtime drops it, once its source settled
+    /// it below its watermark).
     fn credit(&mut self, op: OpId) -> Result<(), Rejection> {
         let t = self.transfers[&op].clone();
         let cmd = Command::Credit {
@@ -541,31 +572,45 @@ impl World {
             from: t.from,
             amount: t.amount,
             memo: None,
+            debit_lsn: t.debit_lsn,
         };
-        let forgettable = t
-            .credited_at
-            .is_some_and(|at| self.older_than(at, self.policy.credit_dedupe_retention_s));
-        let result = self.send(t.to, &cmd, forgettable);
+        let settled_below = self.watermarks()[&t.from];
+        if t.debit_lsn < settled_below {
+            assert!(t.finished.is_some(), "{op:?} below its watermark in flight");
+            return t.refused.map_or(Ok(()), Err);
+        }
+        assert!(t.debit_lsn < self.next_lsn);
+        let result = self.send(t.to, &cmd, false);
         if t.credited_at.is_some() {
             assert_eq!(result, Ok(vec![]), "a duplicated credit applied twice");
             return Ok(());
         }
+        if let Some(reason) = t.refused {
+            assert_eq!(result, Err(reason), "a refused credit decided anew");
+            return Err(reason);
+        }
         match result {
             Ok(events) => {
                 assert_eq!(events.len(), 1);
-                self.book(t.to, t.amount.currency()).available += t.amount.value();
-                *self.credits.entry(t.to).or_default() += 1;
-                self.transfers.get_mut(&op).unwrap().credited_at = Some(self.now);
-                Ok(())
+                match &events[0].body {
+                    EventBody::CreditAccepted { debit_lsn, .. } => {
+                        assert_eq!(*debit_lsn, t.debit_lsn);
+                        self.book(t.to, t.amount.currency()).available += t.amount.value();
+                        *self.credits.entry(t.to).or_default() += 1;
+                        self.transfers.get_mut(&op).unwrap().credited_at = Some(self.now);
+                        Ok(())
+                    }
+                    EventBody::CreditRefused { reason, .. } => {
+                        assert_eq!(*reason, Rejection::RecipientUnavailable);
+                        self.transfers.get_mut(&op).unwrap().refused = Some(*reason);
+                        Err(*reason)
+                    }
+                    other => panic!("a credit decided {other:?}"),
+                }
             }
             Err(r) => {
-                assert!(
-                    matches!(
-                        r,
-                        Rejection::RecipientNotFound | Rejection::RecipientUnavailable
-                    ),
-                    "{r:?}"
-                );
+                // Only an account that does not exist refuses without a record.
+                assert_eq!(r, Rejection::RecipientNotFound);
                 Err(r)
             }
         }
@@ -869,7 +914,7 @@ impl World {
                 "transfers of {id}"
             );
             assert_eq!(
-                s.credited.len(),
+                s.credited.values().filter(|m| m.accepted()).count(),
                 self.credits.get(id).copied().unwrap_or(0),
                 "credits received by {id}"
             );
@@ -886,10 +931,18 @@ impl World {
             };
             assert_eq!(status, want, "{op:?}");
             assert_eq!(
-                self.live[&t.to].credited.contains_key(op),
-                t.credited_at.is_some(),
+                self.live[&t.to].credited.get(op).map(|m| m.accepted()),
+                t.credited_at.map(|_| true).or(t.refused.map(|_| false)),
                 "{op:?} credited"
             );
+            // Forgetting never runs ahead of the source: a transfer in flight
+            // keeps its decision at the (pruned) shadow too.
+            if t.finished.is_none() && (t.credited_at.is_some() || t.refused.is_some()) {
+                assert!(
+                    self.compacted[&t.to].credited.contains_key(op),
+                    "{op:?} forgotten while in flight"
+                );
+            }
         }
         let shares: Vec<AuditShare> = self.live.values().map(AuditShare::of).collect();
         let ledger = audit(&shares);

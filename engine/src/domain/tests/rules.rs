@@ -69,6 +69,7 @@ fn full_transfer(
         from: src.id,
         amount: cny_amount(value),
         memo: None,
+        debit_lsn: 1,
     };
     assert_eq!(run(&p(), dst, &credit, now).unwrap().len(), 1);
     let done = run(&p(), src, &Command::CompleteTransfer { transfer: id }, now).unwrap();
@@ -135,6 +136,7 @@ fn credit_to_an_unopened_account_is_recipient_not_found() {
         from: AccountId(1),
         amount: cny_amount(dec!(5)),
         memo: None,
+        debit_lsn: 1,
     };
     assert_eq!(
         decide(&p(), &s, &credit, T0),
@@ -254,8 +256,32 @@ fn transfer_to_oneself_is_refused() {
         from: s.id,
         amount: cny_amount(dec!(1)),
         memo: None,
+        debit_lsn: 1,
     };
-    assert_eq!(decide(&p(), &s, &credit, T0), Err(Rejection::SameAccount));
+    assert_eq!(
+        credit_refusal(&p(), &s, &credit),
+        Some(Rejection::SameAccount)
+    );
+}
+
+/// The rejection `credit` is refused with on `s` at T0: recorded in a
+/// `CreditRefused` event (so a duplicate is refused alike), or without a record
+/// for an account that does not exist. `None` when it is credited.
+fn credit_refusal(policy: &Policy, s: &AccountState, credit: &Command) -> Option<Rejection> {
+    match decide(policy, s, credit, T0) {
+        Err(r) => Some(r),
+        Ok(events) => match events.as_slice() {
+            [Event {
+                body: EventBody::CreditRefused { reason, .. },
+                ..
+            }] => Some(*reason),
+            [Event {
+                body: EventBody::CreditAccepted { .. },
+                ..
+            }] => None,
+            other => panic!("a credit decided {other:?}"),
+        },
+    }
 }
 
 #[test]
@@ -312,10 +338,11 @@ fn a_closed_account_neither_sends_nor_receives() {
         from: AccountId(2),
         amount: cny_amount(dec!(1)),
         memo: None,
+        debit_lsn: 1,
     };
     assert_eq!(
-        decide(&p(), &s, &credit, T0),
-        Err(Rejection::RecipientUnavailable)
+        credit_refusal(&p(), &s, &credit),
+        Some(Rejection::RecipientUnavailable)
     );
 }
 
@@ -523,10 +550,11 @@ fn balance_cap_refuses_deposits_with_limit_and_credits_with_recipient_unavailabl
         from: AccountId(1),
         amount: cny_amount(value),
         memo: None,
+        debit_lsn: 1,
     };
     assert_eq!(
-        decide(&policy, &s, &credit(dec!(20.01)), T0),
-        Err(Rejection::RecipientUnavailable)
+        credit_refusal(&policy, &s, &credit(dec!(20.01))),
+        Some(Rejection::RecipientUnavailable)
     );
     run(&policy, &mut s, &credit(dec!(20)), T0).unwrap();
     assert_eq!(book(&s).total(), dec!(100));
@@ -1028,6 +1056,7 @@ fn a_transfer_saga_moves_money_exactly_once() {
         from: a.id,
         amount: cny_amount(dec!(30)),
         memo: None,
+        debit_lsn: 1,
     };
     assert_eq!(run(&p(), &mut b, &credit, T0).unwrap().len(), 1);
     // A re-drive of the credit is deduplicated by transfer id.
@@ -1080,9 +1109,31 @@ fn a_refused_credit_reverses_the_transfer() {
         from: a.id,
         amount: cny_amount(dec!(40)),
         memo: None,
+        debit_lsn: 1,
     };
-    let refusal = decide(&p(), &closed, &credit, T0).unwrap_err();
+    let refusal = credit_refusal(&p(), &closed, &credit).unwrap();
     assert_eq!(refusal, Rejection::RecipientUnavailable);
+    // The refusal is remembered: a duplicate of the request (the source asking
+    // again after a lost answer) is refused alike, without a second record.
+    let events = run(&p(), &mut closed, &credit, T0).unwrap();
+    assert!(matches!(
+        events.as_slice(),
+        [Event {
+            body: EventBody::CreditRefused { .. },
+            ..
+        }]
+    ));
+    assert_eq!(
+        decide(&p(), &closed, &credit, at(1000)),
+        Err(Rejection::RecipientUnavailable)
+    );
+    assert!(!closed.credited[&id].accepted());
+    assert!(
+        crate::domain::view::AuditShare::of(&closed)
+            .credited
+            .is_empty(),
+        "no money arrived"
+    );
     let reverse = Command::ReverseTransfer {
         transfer: id,
         reason: refusal,
@@ -1487,6 +1538,7 @@ fn rule_probes(a: &AccountState) -> Vec<Command> {
             from: AccountId(2),
             amount: cny_amount(dec!(0.01)),
             memo: None,
+            debit_lsn: 1,
         },
         set_status(AccountStatus::Closed),
         Command::SetKycTier { tier: a.kyc_tier },
@@ -1570,13 +1622,22 @@ fn compaction_forgets_old_data() {
     assert!(c.outgoing.is_empty());
     assert!(c.new_recipients.is_empty());
     assert_eq!(c.idempotency.len(), a.idempotency.len());
-    // Next day: keys, closed ops and the daily usage go; credited ids stay 7 days.
+    // Next day: keys, closed ops and the daily usage go; credited ids stay,
+    // whatever their age, until their source has settled them.
     c.compact(at(DAY_MS + 5000), &p());
     assert!(c.idempotency.is_empty());
     assert!(c.ops.is_empty());
     assert_eq!(c.daily.used_on(at(DAY_MS + 5000).utc_day(), cny()), dec!(0));
     assert_eq!(c.credited.len(), 1);
-    c.compact(at(7 * DAY_MS + 1), &p());
+    c.compact(at(300 * DAY_MS), &p());
+    assert_eq!(c.credited.len(), 1, "never forgotten by age");
+    let debit_lsn = c.credited.values().next().unwrap().debit_lsn;
+    assert_eq!(
+        c.prune_settled(|_| debit_lsn),
+        0,
+        "its debit is not settled"
+    );
+    assert_eq!(c.prune_settled(|_| debit_lsn + 1), 1);
     assert!(c.credited.is_empty());
     // Money and history of the account are untouched.
     assert_eq!(c.books, a.books);
@@ -1713,4 +1774,57 @@ fn remembered_recipients_are_bounded() {
     )));
     assert_eq!(s.known_recipients.len(), MAX_KNOWN_RECIPIENTS);
     assert!(!s.known_recipients.contains(&AccountId(2)));
+}
+
+#[test]
+fn legacy_credits_go_by_age_and_marked_ones_only_below_their_watermark() {
+    use crate::domain::state::{CreditMark, LEGACY_DEBIT_LSN};
+    let mut s = opened(2, T0);
+    let legacy = OpId {
+        account: AccountId(1),
+        n: 1,
+    };
+    let marked = OpId {
+        account: AccountId(3),
+        n: 1,
+    };
+    // As a state of format 2 reads: a credit recorded before debit positions.
+    s.credited.insert(
+        legacy,
+        CreditMark {
+            at: T0,
+            debit_lsn: LEGACY_DEBIT_LSN,
+            refused: None,
+        },
+    );
+    s.credited.insert(
+        marked,
+        CreditMark {
+            at: T0,
+            debit_lsn: 5,
+            refused: None,
+        },
+    );
+    let again = |t: OpId| Command::Credit {
+        transfer: t,
+        from: t.account,
+        amount: cny_amount(dec!(1)),
+        memo: None,
+        debit_lsn: 5,
+    };
+    assert_eq!(decide(&p(), &s, &again(legacy), at(1000)), Ok(vec![]));
+    assert_eq!(decide(&p(), &s, &again(marked), at(1000)), Ok(vec![]));
+    // A watermark never forgets a legacy entry; one at the debit keeps it too.
+    assert_eq!(s.prune_settled(|_| 5), 0);
+    let mut pruned = s.clone();
+    assert_eq!(pruned.prune_settled(|_| u64::MAX - 1), 1);
+    assert!(pruned.credited.contains_key(&legacy));
+    // Age forgets only the legacy entry, after the retention it was recorded
+    // under; a decision on it past that is the same compacted or not.
+    let late = at(7 * DAY_MS + 1);
+    let before = decide(&p(), &s, &again(legacy), late);
+    s.compact(late, &p());
+    assert!(!s.credited.contains_key(&legacy));
+    assert!(s.credited.contains_key(&marked));
+    assert_eq!(decide(&p(), &s, &again(legacy), late), before);
 }

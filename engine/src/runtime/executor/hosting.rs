@@ -40,6 +40,7 @@ impl Shard {
             hold_checkpoint_until: 0,
             releasing: None,
             epoch: None,
+            debits: Default::default(),
         }
     }
 }
