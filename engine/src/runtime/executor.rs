@@ -139,6 +139,10 @@ pub(crate) enum Msg {
     Credit(CreditRequest),
     /// Saga, at the source.
     Answer(CreditAnswer),
+    /// Saga messages of one executor's loop turn for another — the credits its
+    /// durable batches start and the answers to credits it decided — as one
+    /// message (one channel operation and one wake-up, however many).
+    Bundle(Vec<Msg>),
     /// The audit shares of the accounts of `shard` held in memory.
     Audit {
         shard: ShardId,
@@ -182,7 +186,8 @@ impl Msg {
             | Msg::Ready { .. }
             | Msg::Host { .. }
             | Msg::Unhost { .. }
-            | Msg::Release { .. } => Target::Executor,
+            | Msg::Release { .. }
+            | Msg::Bundle(_) => Target::Executor,
         }
     }
 
@@ -193,6 +198,7 @@ impl Msg {
             self,
             Msg::Credit(_)
                 | Msg::Answer(_)
+                | Msg::Bundle(_)
                 | Msg::Host { .. }
                 | Msg::Unhost { .. }
                 | Msg::Release { .. }
@@ -807,6 +813,11 @@ impl Executor {
             Msg::Host { shard } => self.host(shard),
             Msg::Unhost { shard } => self.unhost(shard, "the shard's lease was lost"),
             Msg::Release { shard, reply } => self.release(shard, reply),
+            Msg::Bundle(msgs) => {
+                for msg in msgs {
+                    self.dispatch(msg);
+                }
+            }
             other => fail(other, EngineError::Unavailable("misrouted message".into())),
         }
     }
@@ -819,14 +830,15 @@ impl Executor {
 
     fn send_outbound(&mut self) {
         for (e, msgs) in self.outbound.iter_mut().enumerate() {
-            if msgs.is_empty() {
-                continue;
-            }
-            for msg in msgs.drain(..) {
-                // An error only means that executor stopped: the engine is going
-                // away, and recovery drives every transfer again on the next start.
-                let _ = self.peers[e].send(msg);
-            }
+            let msg = match msgs.len() {
+                0 => continue,
+                // unwrap: one is there.
+                1 => msgs.pop().expect("one message"),
+                _ => Msg::Bundle(std::mem::take(msgs)),
+            };
+            // An error only means that executor stopped: the engine is going
+            // away, and recovery drives every transfer again on the next start.
+            let _ = self.peers[e].send(msg);
         }
     }
 
@@ -1617,22 +1629,17 @@ impl Executor {
             return;
         }
         let before = shard.accounts.len();
-        let next_lsn = shard.next_lsn;
         shard.accounts.retain(|_, entry| {
             let Entry::Ready(slot) = entry else {
                 return true;
             };
             if !slot.pending() {
+                // Neither changes a decision, so neither makes the account dirty:
+                // its checkpoint forgets alike whenever it is next written (an
+                // idle account keeps at most what was unsettled at its last one).
                 slot.state.compact(now, policy);
-                let forgot = slot
-                    .state
+                slot.state
                     .prune_settled(|from| watermarks.get(layout.shard_of(from)));
-                if forgot > 0 && slot.dirty_lsn == 0 {
-                    // So that the next checkpoint forgets them too (compaction
-                    // alone need not be written: it changes no decision, and
-                    // nor does this, but what it frees must not stay stored).
-                    slot.dirty_lsn = next_lsn;
-                }
             }
             let idle = all || rounds.saturating_sub(slot.last_used) >= idle_rounds;
             !idle
@@ -1671,6 +1678,11 @@ fn fail(msg: Msg, err: EngineError) {
         Msg::Rows { reply, .. } => drop(reply.send(Err(err))),
         Msg::Audit { reply, .. } => drop(reply.send(Err(err))),
         Msg::Release { reply, .. } => drop(reply.send(false)),
+        Msg::Bundle(msgs) => {
+            for msg in msgs {
+                fail(msg, err.clone());
+            }
+        }
         Msg::Credit(_)
         | Msg::Answer(_)
         | Msg::Passivate
@@ -1758,6 +1770,7 @@ impl Ctx<'_> {
             Msg::Credit(request) => self.credit(slot, request),
             Msg::Answer(answer) => self.on_answer(slot, answer),
             Msg::Audit { .. }
+            | Msg::Bundle(_)
             | Msg::Passivate
             | Msg::Ready { .. }
             | Msg::Rows { .. }

@@ -18,6 +18,7 @@
 //! | `accounts`  | `account`             | last stored seq       |
 //! | `indexes`   | `(index name, key)`   | value                 |
 //! | `history`   | `(account, row key)`  | payload bytes         |
+//! | `history_recent` | blob seq         | rows of one write ([`rows`]) |
 //!
 //! `accounts` is both the set behind [`Store::list_accounts`] and the source of the
 //! expected next seq, so the sequence check is one point read instead of a range scan
@@ -26,7 +27,9 @@
 //! `history` is a table of its own rather than part of the journal because the two
 //! live differently: the journal is trimmed at every snapshot, the history is kept.
 //! Tuple keys compare element by element, so one account's rows are contiguous and
-//! ordered by key bytes, and a page newest-first is one reverse range scan.
+//! ordered by key bytes, and a page newest-first is one reverse range scan. Rows
+//! reach `history` through `history_recent` (see [`rows`]): written straight into
+//! `history`, a batch's rows cost about one copied 4 KiB page each.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -39,6 +42,10 @@ use super::{
     StoreFuture,
 };
 use crate::ids::AccountId;
+
+mod rows;
+
+pub(crate) use rows::RowBounds;
 
 /// The page cache of the redb file (redb's default is 1 GiB).
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -66,6 +73,10 @@ pub struct EmbeddedStore {
     /// The shard log beside the database, opened on first use (opening it twice
     /// would fail on its file lock).
     log: parking_lot::Mutex<Option<Arc<super::shard_log::embedded::EmbeddedShardLog>>>,
+    /// The history rows not yet moved to `history`. Held from staging a write
+    /// through its commit, so a reader (which copies from here first, then
+    /// opens its read transaction) sees every row in one place or the other.
+    recent: Arc<parking_lot::Mutex<rows::Recent>>,
 }
 
 /// Where the shard log lives, under the store's directory.
@@ -81,6 +92,12 @@ impl EmbeddedStore {
     /// redb locks the file, so a second `open` of the same directory while this store
     /// is alive fails instead of letting two writers corrupt each other.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, RowBounds::default())
+    }
+
+    /// [`EmbeddedStore::open`] with the bounds of the recent history rows
+    /// (tests use tiny ones so that rows move to `history` all the time).
+    pub(crate) fn open_with(dir: &Path, bounds: RowBounds) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
@@ -98,12 +115,15 @@ impl EmbeddedStore {
         txn.open_table(ACCOUNTS).map_err(db_err)?;
         txn.open_table(INDEXES).map_err(db_err)?;
         txn.open_table(HISTORY).map_err(db_err)?;
+        txn.open_table(rows::RECENT).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
+        let recent = rows::Recent::load(&db, bounds)?;
         Ok(Self {
             db: Arc::new(db),
             permits: Arc::new(tokio::sync::Semaphore::new(BLOCKING_PERMITS)),
             dir: dir.to_path_buf(),
             log: parking_lot::Mutex::new(None),
+            recent: Arc::new(parking_lot::Mutex::new(recent)),
         })
     }
 
@@ -132,13 +152,25 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
+        self.blocking_rows(move |db, _| work(db)).await
+    }
+
+    /// [`Self::blocking`] with the recent history rows too.
+    async fn blocking_rows<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database, &parking_lot::Mutex<rows::Recent>) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
         let db = Arc::clone(&self.db);
+        let recent = Arc::clone(&self.recent);
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Unavailable("embedded store closed".into()))?;
         tokio::task::spawn_blocking(move || {
-            let result = work(&db);
+            let result = work(&db, &recent);
             drop(permit);
             result
         })
@@ -165,6 +197,34 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// Merges two pages of one account's rows, each newest first (descending key),
+/// into one of at most `limit` rows; of a key in both, `newer`'s row is kept.
+fn merge_newest_first(
+    newer: Vec<HistoryRow>,
+    older: Vec<HistoryRow>,
+    limit: usize,
+) -> Vec<HistoryRow> {
+    let mut out = Vec::with_capacity(limit.min(newer.len() + older.len()));
+    let (mut newer, mut older) = (newer.into_iter().peekable(), older.into_iter().peekable());
+    while out.len() < limit {
+        let row = match (newer.peek(), older.peek()) {
+            (Some(n), Some(o)) if n.key == o.key => {
+                older.next();
+                newer.next()
+            }
+            (Some(n), Some(o)) if n.key > o.key => newer.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => older.next(),
+            (Some(_), None) => newer.next(),
+            (None, None) => None,
+        };
+        match row {
+            Some(row) => out.push(row),
+            None => break,
+        }
+    }
+    out
+}
+
 /// The last stored seq of `account` (0 when unknown), read inside a write transaction.
 fn last_seq(
     accounts: &impl ReadableTable<u64, u64>,
@@ -179,14 +239,14 @@ fn last_seq(
 impl Store for EmbeddedStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
         let batch = batch.to_vec();
-        Box::pin(self.blocking(move |db| {
+        Box::pin(self.blocking_rows(move |db, recent| {
             let txn = begin_write(db)?;
             let mut results = Vec::with_capacity(batch.len());
+            let mut rows = Vec::new();
             {
                 let mut journal = txn.open_table(JOURNAL).map_err(db_err)?;
                 let mut accounts = txn.open_table(ACCOUNTS).map_err(db_err)?;
-                let mut history = txn.open_table(HISTORY).map_err(db_err)?;
-                for rec in &batch {
+                for rec in batch {
                     // The check reads what earlier records of this same batch wrote, so
                     // a batch holding seqs 4, 5, 6 of one account is accepted whole.
                     let expected = last_seq(&accounts, rec.account)? + 1;
@@ -203,19 +263,20 @@ impl Store for EmbeddedStore {
                         .map_err(db_err)?;
                     accounts.insert(rec.account.0, rec.seq).map_err(db_err)?;
                     // Only past the seq check, and in the same transaction: a record's
-                    // rows land exactly when the record does. `insert` replaces, which
-                    // is the upsert a completing transfer needs.
-                    for row in &rec.history {
-                        history
-                            .insert((rec.account.0, row.key.as_str()), row.payload.as_slice())
-                            .map_err(db_err)?;
-                    }
+                    // rows land exactly when the record does. A later version of a
+                    // row replaces the earlier one: the upsert a completing transfer
+                    // needs.
+                    rows.extend(
+                        rec.history
+                            .into_iter()
+                            .map(|row| (rec.account.0, row.key, row.payload)),
+                    );
                     results.push(Ok(()));
                 }
             }
             // One commit, one fsync for the whole batch. If it fails the outer error
             // says so and none of the per-record `Ok`s above is reported.
-            txn.commit().map_err(db_err)?;
+            recent.lock().commit(db, txn, rows)?;
             Ok(results)
         }))
     }
@@ -418,7 +479,11 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
         let before = before.map(str::to_owned);
-        Box::pin(self.blocking(move |db| {
+        Box::pin(self.blocking_rows(move |db, recent| {
+            // Recent rows first, then the read transaction: a row moving to
+            // `history` meanwhile is committed there before it leaves memory,
+            // so it is in one of the two (see `recent`).
+            let newer = recent.lock().page(account.0, before.as_deref(), limit)?;
             let txn = db.begin_read().map_err(db_err)?;
             let history = txn.open_table(HISTORY).map_err(db_err)?;
             // Without `before`, the account's rows end where the next account's begin
@@ -429,21 +494,23 @@ impl Store for EmbeddedStore {
                 (None, None) => Bound::Unbounded,
             };
             let start = Bound::Included((account.0, ""));
-            let mut out = Vec::new();
+            let mut older = Vec::new();
+            // Rows of `newer` may be here too (an earlier version, or the same
+            // one): read as many more as could be hidden by them.
             for entry in history
                 .range::<(u64, &str)>((start, end))
                 .map_err(db_err)?
                 .rev()
-                .take(limit)
+                .take(limit + newer.len())
             {
                 let (k, v) = entry.map_err(db_err)?;
-                out.push(HistoryRow {
+                older.push(HistoryRow {
                     key: k.value().1.to_owned(),
                     payload: v.value().to_vec(),
                     replaces: false,
                 });
             }
-            Ok(out)
+            Ok(merge_newest_first(newer, older, limit))
         }))
     }
 
@@ -453,20 +520,16 @@ impl Store for EmbeddedStore {
         _epochs: Vec<(crate::codec::ShardId, u64)>,
     ) -> StoreFuture<'_, Vec<StoreError>> {
         // One node only (no leases): nothing to fence.
-        Box::pin(self.blocking(move |db| {
+        Box::pin(self.blocking_rows(move |db, recent| {
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
+            let rows = rows
+                .into_iter()
+                .map(|(_, account, row)| (account.0, row.key, row.payload))
+                .collect();
             let txn = begin_write(db)?;
-            {
-                let mut history = txn.open_table(HISTORY).map_err(db_err)?;
-                for (_, account, row) in &rows {
-                    history
-                        .insert((account.0, row.key.as_str()), row.payload.as_slice())
-                        .map_err(db_err)?;
-                }
-            }
-            txn.commit().map_err(db_err)?;
+            recent.lock().commit(db, txn, rows)?;
             Ok(Vec::new())
         }))
     }
@@ -488,5 +551,244 @@ impl Store for EmbeddedStore {
 
     fn backend_name(&self) -> &'static str {
         "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use redb::ReadableTableMetadata;
+
+    use super::*;
+    use crate::codec::ShardId;
+
+    /// Bounds so small that nearly every write moves rows to `history`.
+    const TINY: RowBounds = RowBounds {
+        rows: 3,
+        bytes: 1 << 20,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms_while_rows_move_all_the_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open_with(dir.path(), TINY).expect("open");
+        crate::store::conformance::run_all(&store).await;
+    }
+
+    fn row(key: &str, payload: &str, replaces: bool) -> HistoryRow {
+        HistoryRow {
+            key: key.to_owned(),
+            payload: payload.as_bytes().to_vec(),
+            replaces,
+        }
+    }
+
+    /// Every row of `account`, read page by page (pages of 3) as the API does.
+    async fn all_rows(store: &EmbeddedStore, account: AccountId) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = store
+                .history(ShardId(0), account, before.as_deref(), 3)
+                .await
+                .expect("history");
+            out.extend(page.iter().map(|r| {
+                (
+                    r.key.clone(),
+                    String::from_utf8_lossy(&r.payload).into_owned(),
+                )
+            }));
+            match page.last() {
+                Some(last) if page.len() == 3 => before = Some(last.key.clone()),
+                _ => return out,
+            }
+        }
+    }
+
+    /// Random writes (new rows and later versions of earlier ones, several
+    /// accounts, through `put_history` and `append`), with rows moving to
+    /// `history` at tiny bounds and the store reopened now and then: every
+    /// account's pages always read what a map of the newest versions says.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_matches_a_model_across_moves_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let accounts: Vec<AccountId> = (1..=8).map(AccountId).collect();
+        let mut model: BTreeMap<(u64, String), String> = BTreeMap::new();
+        let mut seqs: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut rng = StdRng::seed_from_u64(10);
+        for bounds in [
+            TINY,
+            RowBounds {
+                rows: 8,
+                bytes: 200,
+            },
+        ] {
+            let mut store = EmbeddedStore::open_with(dir.path(), bounds).expect("open");
+            for step in 0..200 {
+                if rng.gen_ratio(1, 4) {
+                    drop(store);
+                    store = EmbeddedStore::open_with(dir.path(), bounds).expect("reopen");
+                }
+                let mut rows = Vec::new();
+                let mut named = std::collections::HashSet::new();
+                for _ in 0..rng.gen_range(1..6) {
+                    let account = accounts[rng.gen_range(0..accounts.len())];
+                    let key = format!("{:016x}k", rng.gen_range(0..6u64));
+                    if !named.insert((account, key.clone())) {
+                        continue;
+                    }
+                    let replaces = model.contains_key(&(account.0, key.clone()));
+                    let payload = format!("{}-{step}", account.0);
+                    model.insert((account.0, key.clone()), payload.clone());
+                    rows.push((account, row(&key, &payload, replaces)));
+                }
+                if rng.gen_bool(0.5) {
+                    let refused = store
+                        .put_history(
+                            rows.into_iter().map(|(a, r)| (ShardId(0), a, r)).collect(),
+                            Vec::new(),
+                        )
+                        .await
+                        .expect("put_history");
+                    assert!(refused.is_empty());
+                } else {
+                    // Through the journal: one record per account.
+                    let mut by_account: BTreeMap<AccountId, Vec<HistoryRow>> = BTreeMap::new();
+                    for (a, r) in rows {
+                        by_account.entry(a).or_default().push(r);
+                    }
+                    let batch: Vec<JournalAppend> = by_account
+                        .into_iter()
+                        .map(|(account, history)| {
+                            let seq = seqs.entry(account.0).or_insert(0);
+                            *seq += 1;
+                            JournalAppend {
+                                account,
+                                seq: *seq,
+                                payload: b"r".to_vec(),
+                                history,
+                            }
+                        })
+                        .collect();
+                    let results = store.append(&batch).await.expect("append");
+                    assert!(results.iter().all(Result::is_ok), "{results:?}");
+                }
+                for &account in &accounts {
+                    let want: Vec<(String, String)> = model
+                        .range((account.0, String::new())..(account.0 + 1, String::new()))
+                        .rev()
+                        .map(|((_, k), v)| (k.clone(), v.clone()))
+                        .collect();
+                    assert_eq!(
+                        all_rows(&store, account).await,
+                        want,
+                        "{account} at step {step}"
+                    );
+                }
+                let recent = store.recent.lock();
+                assert!(
+                    recent.len() <= bounds.rows,
+                    "{} recent rows kept, bound {}",
+                    recent.len(),
+                    bounds.rows
+                );
+            }
+            // The recent table stays bounded too (its blobs go oldest first).
+            let txn = store.db.begin_read().expect("read");
+            let blobs = txn
+                .open_table(rows::RECENT)
+                .expect("table")
+                .len()
+                .expect("len");
+            assert!(blobs <= 2 * bounds.rows as u64, "{blobs} blobs kept");
+        }
+    }
+
+    /// A data directory written before `history_recent` existed (rows only in
+    /// `history`) reads as it did, and its rows take later versions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_of_the_old_layout_are_read_and_upserted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // The layout of the previous version: every table but `history_recent`.
+            let db = Database::create(dir.path().join(DB_FILE)).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut history = txn.open_table(HISTORY).expect("history");
+                for (key, payload) in [("k1", "old-1"), ("k2", "old-2"), ("k3", "old-3")] {
+                    history
+                        .insert((7, key), payload.as_bytes())
+                        .expect("insert");
+                }
+                history
+                    .insert((8, "k1"), b"other".as_slice())
+                    .expect("insert");
+                txn.open_table(JOURNAL).expect("journal");
+                txn.open_table(SNAPSHOTS).expect("snapshots");
+                txn.open_table(ACCOUNTS).expect("accounts");
+                txn.open_table(INDEXES).expect("indexes");
+            }
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open_with(dir.path(), TINY).expect("open");
+        let text = |rows: &[(&str, &str)]| -> Vec<(String, String)> {
+            rows.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            all_rows(&store, AccountId(7)).await,
+            text(&[("k3", "old-3"), ("k2", "old-2"), ("k1", "old-1")])
+        );
+        store
+            .put_history(
+                vec![
+                    (ShardId(0), AccountId(7), row("k2", "new-2", true)),
+                    (ShardId(0), AccountId(7), row("k4", "new-4", false)),
+                ],
+                Vec::new(),
+            )
+            .await
+            .expect("put");
+        let want = text(&[
+            ("k4", "new-4"),
+            ("k3", "old-3"),
+            ("k2", "new-2"),
+            ("k1", "old-1"),
+        ]);
+        assert_eq!(all_rows(&store, AccountId(7)).await, want);
+        assert_eq!(
+            all_rows(&store, AccountId(8)).await,
+            text(&[("k1", "other")])
+        );
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(all_rows(&store, AccountId(7)).await, want);
+    }
+
+    #[test]
+    fn merge_keeps_the_newer_version_of_a_key() {
+        let rows = |keys: &[(&str, &str)]| -> Vec<HistoryRow> {
+            keys.iter().map(|(k, p)| row(k, p, false)).collect()
+        };
+        let merged = merge_newest_first(
+            rows(&[("d", "new"), ("b", "new")]),
+            rows(&[("c", "old"), ("b", "old"), ("a", "old")]),
+            10,
+        );
+        assert_eq!(
+            merged,
+            rows(&[("d", "new"), ("c", "old"), ("b", "new"), ("a", "old")])
+        );
+        let merged = merge_newest_first(
+            rows(&[("d", "new"), ("b", "new")]),
+            rows(&[("c", "old"), ("b", "old"), ("a", "old")]),
+            3,
+        );
+        assert_eq!(merged, rows(&[("d", "new"), ("c", "old"), ("b", "new")]));
+        assert!(merge_newest_first(rows(&[("a", "x")]), Vec::new(), 0).is_empty());
     }
 }
