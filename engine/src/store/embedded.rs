@@ -45,7 +45,7 @@ use crate::ids::AccountId;
 
 mod rows;
 
-pub(crate) use rows::RowBounds;
+pub use rows::RowBounds;
 
 /// The page cache of the redb file (redb's default is 1 GiB).
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -97,7 +97,7 @@ impl EmbeddedStore {
 
     /// [`EmbeddedStore::open`] with the bounds of the recent history rows
     /// (tests use tiny ones so that rows move to `history` all the time).
-    pub(crate) fn open_with(dir: &Path, bounds: RowBounds) -> Result<Self, StoreError> {
+    pub fn open_with(dir: &Path, bounds: RowBounds) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;

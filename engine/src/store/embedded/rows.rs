@@ -44,9 +44,10 @@ const BLOB_VERSION: u8 = 1;
 /// When the recent rows pass either bound they are moved to `history` until
 /// they are back under three quarters of it. More rows kept means more rows
 /// per account per move (fewer pages per row) but more memory: about 300 bytes
-/// a row with the map around it, so the default bounds keep under ~24 MiB.
+/// a row with the map around it, so about 20 MiB at the default row bound (the
+/// byte bound caps it when rows are larger).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RowBounds {
+pub struct RowBounds {
     pub rows: usize,
     /// Bytes of keys and payloads.
     pub bytes: usize,
