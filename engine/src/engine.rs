@@ -298,7 +298,11 @@ impl Engine {
                 })
                 .await
             }
-            Route::Remote(remote) => remote_execute(remote, self.layout(), account, cmd).await,
+            // Boxed: the remote call's future is large, and inline it made every
+            // local command's future that large too (copied on every move).
+            Route::Remote(remote) => {
+                Box::pin(remote_execute(remote, self.layout(), account, cmd)).await
+            }
             Route::Local(remote) => {
                 let again = cmd.clone();
                 let local = self
@@ -309,7 +313,7 @@ impl Engine {
                     })
                     .await;
                 if not_served(&local) {
-                    remote_execute(remote, self.layout(), account, again).await
+                    Box::pin(remote_execute(remote, self.layout(), account, again)).await
                 } else {
                     local
                 }

@@ -572,14 +572,16 @@ fn close_transfer(
 
 fn notify(state: &mut AccountState, at: Timestamp, kind: NotificationKind) {
     state.notification_seq += 1;
+    // Room first, then the push: pushing onto a full ring of 256 doubled its
+    // buffer to 512 for good, only to drop the oldest right after.
+    while state.notifications.len() >= NOTIFICATIONS_RETAINED {
+        state.notifications.pop_front();
+    }
     state.notifications.push_back(Notification {
         seq: state.notification_seq,
         at,
         kind,
     });
-    while state.notifications.len() > NOTIFICATIONS_RETAINED {
-        state.notifications.pop_front();
-    }
 }
 
 fn notify_security(state: &mut AccountState, at: Timestamp, change: SecurityChange) {

@@ -1705,11 +1705,9 @@ fn finish_waiters(slot: &mut Slot, n: u64) {
 
 /// Sends `result` to every client waiting for transfer `n` of `slot`.
 fn answer_waiters(slot: &mut Slot, n: u64, result: Result<Outcome, EngineError>) {
-    let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut slot.waiters)
-        .into_iter()
-        .partition(|(m, _)| *m == n);
-    slot.waiters = others;
-    for (_, w) in mine {
+    // In place: splitting the list into two new ones cost two allocations per
+    // transfer.
+    for (_, w) in slot.waiters.extract_if(.., |(m, _)| *m == n) {
         let _ = w.send(result.clone());
     }
 }

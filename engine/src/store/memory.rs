@@ -20,7 +20,44 @@ use crate::ids::AccountId;
 struct AccountData {
     snapshot: Option<Snapshot>,
     journal: Vec<Record>,
-    history: BTreeMap<String, Vec<u8>>,
+    history: Rows,
+}
+
+/// An account's history rows, sorted by key. Keys start with the row's creation
+/// time, so a new row almost always sorts last and is appended (one comparison);
+/// a map cost a tree walk of string comparisons and a node allocation per row,
+/// a tenth of the engine's CPU on this store.
+#[derive(Default)]
+struct Rows(Vec<(String, Vec<u8>)>);
+
+impl Rows {
+    /// Inserts the row `key`, or replaces its payload when it exists.
+    fn upsert(&mut self, key: String, payload: Vec<u8>) {
+        if self.0.last().is_none_or(|(last, _)| *last < key) {
+            return self.0.push((key, payload));
+        }
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.0[i].1 = payload,
+            Err(i) => self.0.insert(i, (key, payload)),
+        }
+    }
+
+    /// Up to `limit` rows with keys before `before` (all when `None`), newest first.
+    fn newest_before(&self, before: Option<&str>, limit: usize) -> Vec<HistoryRow> {
+        let end = before.map_or(self.0.len(), |b| {
+            self.0.partition_point(|(k, _)| k.as_str() < b)
+        });
+        self.0[..end]
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(k, v)| HistoryRow {
+                key: k.clone(),
+                payload: v.clone(),
+                replaces: false,
+            })
+            .collect()
+    }
 }
 
 impl AccountData {
@@ -111,7 +148,7 @@ impl Store for MemoryStore {
                         payload: rec.payload.clone(),
                     });
                     for row in &rec.history {
-                        data.history.insert(row.key.clone(), row.payload.clone());
+                        data.history.upsert(row.key.clone(), row.payload.clone());
                     }
                     Ok(())
                 })
@@ -245,19 +282,7 @@ impl Store for MemoryStore {
             let Some(data) = accounts.get(&account) else {
                 return Vec::new();
             };
-            let end = before.map_or(std::ops::Bound::Unbounded, |b| {
-                std::ops::Bound::Excluded(b.to_owned())
-            });
-            data.history
-                .range((std::ops::Bound::Unbounded, end))
-                .rev()
-                .take(limit)
-                .map(|(k, v)| HistoryRow {
-                    key: k.clone(),
-                    payload: v.clone(),
-                    replaces: false,
-                })
-                .collect()
+            data.history.newest_before(before, limit)
         });
         Box::pin(std::future::ready(result))
     }
@@ -275,7 +300,7 @@ impl Store for MemoryStore {
                     .entry(account)
                     .or_default()
                     .history
-                    .insert(row.key, row.payload);
+                    .upsert(row.key, row.payload);
             }
             Vec::new()
         });

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use super::*;
-use crate::domain::event::EventBody;
+use crate::domain::event::{EventBody, RequestRef};
 use crate::domain::fraud::FraudRule;
 use crate::domain::invariants;
 use crate::domain::state::{AccountStatus, OpRecord, TransferStatus, WithdrawalStatus};
@@ -214,5 +214,144 @@ fn settle_event(op: u64) -> crate::domain::Event {
     crate::domain::Event {
         at: T0,
         body: EventBody::WithdrawalSettled { op },
+    }
+}
+
+#[test]
+fn the_books_check_agrees_with_apply_on_every_money_event() {
+    // Release builds work the books out without `apply`; debug builds (this
+    // test) also run every check through `apply` and assert the same verdict
+    // and the same books. Here each money event kind, alone and in shapes
+    // `decide` never produces, with the verdict each must get.
+    let mut s = funded(1, 1, dec!(2000), T0);
+    run(
+        &p(),
+        &mut s,
+        &withdraw("w", dec!(400), WithdrawalMethod::BankCard),
+        T0,
+    )
+    .unwrap();
+    let w = *s.ops.keys().last().unwrap();
+    run(&p(), &mut s, &transfer("t", 2, dec!(300)), T0).unwrap();
+    let t = *s.ops.keys().last().unwrap();
+    let deposit = *s.ops.keys().next().unwrap();
+    let at = |body| Event { at: T0, body };
+    let request = RequestRef {
+        key: key("r"),
+        fingerprint: 7,
+    };
+    let next = s.next_op;
+    let debit = |op, value| {
+        at(EventBody::TransferDebited {
+            op,
+            request: request.clone(),
+            to: AccountId(2),
+            amount: cny_amount(value),
+            fee: Decimal::ZERO,
+            memo: None,
+            new_recipient: false,
+        })
+    };
+    let cases: Vec<(Vec<Event>, bool)> = vec![
+        (
+            vec![at(EventBody::Deposited {
+                op: next,
+                request: request.clone(),
+                amount: cny_amount(dec!(50)),
+                fee: dec!(0.50),
+                method: DepositMethod::BankCard,
+                card: "4111".into(),
+            })],
+            true,
+        ),
+        (
+            vec![at(EventBody::WithdrawalRequested {
+                op: next,
+                request: request.clone(),
+                amount: cny_amount(dec!(5000)),
+                fee: dec!(1),
+                method: WithdrawalMethod::BankCard,
+                destination: s_destination(&s, w),
+            })],
+            false,
+        ),
+        (vec![at(EventBody::WithdrawalSettled { op: w })], true),
+        (
+            vec![at(EventBody::WithdrawalFailed {
+                op: w,
+                reason: "x".into(),
+            })],
+            true,
+        ),
+        // Settled twice in one decision: the second closes nothing open.
+        (
+            vec![
+                at(EventBody::WithdrawalSettled { op: w }),
+                at(EventBody::WithdrawalSettled { op: w }),
+            ],
+            false,
+        ),
+        (vec![debit(next, dec!(100))], true),
+        (vec![debit(next, dec!(99999))], false),
+        // Debited and completed in one decision: the completion closes the
+        // operation the debit opened.
+        (
+            vec![
+                debit(next, dec!(100)),
+                at(EventBody::TransferCompleted { op: next }),
+            ],
+            true,
+        ),
+        (vec![at(EventBody::TransferCompleted { op: t })], true),
+        (
+            vec![at(EventBody::TransferReversed {
+                op: t,
+                reason: Rejection::RecipientUnavailable,
+            })],
+            true,
+        ),
+        (vec![at(EventBody::TransferCompleted { op: w })], false),
+        (
+            vec![at(EventBody::TransferCompleted { op: deposit })],
+            false,
+        ),
+        // A credit in a currency the account has no book of yet.
+        (
+            vec![at(EventBody::TransferCredited {
+                transfer: TransferId {
+                    account: AccountId(3),
+                    n: 1,
+                },
+                from: AccountId(3),
+                amount: Amount::new(dec!(1.25), usd()).unwrap(),
+                memo: None,
+            })],
+            true,
+        ),
+        (
+            vec![at(EventBody::CreditAccepted {
+                transfer: TransferId {
+                    account: AccountId(3),
+                    n: 2,
+                },
+                from: AccountId(3),
+                amount: cny_amount(dec!(3)),
+                memo: None,
+                debit_lsn: 9,
+            })],
+            true,
+        ),
+    ];
+    for (events, holds) in cases {
+        let verdict = invariants::check_events(&s, &events);
+        assert_eq!(verdict.is_ok(), holds, "{events:?}: {verdict:?}");
+    }
+}
+
+/// The payout destination of withdrawal `n` of `s`.
+fn s_destination(s: &AccountState, n: u64) -> crate::domain::PayoutDestination {
+    match s.ops.get(&n) {
+        Some(OpRecord::Withdrawal { destination, .. }) => destination.clone(),
+        other => panic!("not a withdrawal: {other:?}"),
     }
 }

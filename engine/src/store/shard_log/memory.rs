@@ -73,7 +73,12 @@ impl ShardLog for MemoryShardLog {
             .map(|a| {
                 let shard = inner.shards.entry(a.shard).or_default();
                 check_fence(a.shard, shard.head.head, a.lsn)?;
-                shard.frames.insert(a.lsn, a.frame);
+                // Kept until a checkpoint passes it: without the room the
+                // encoder reserved for the uncompressed records, which was
+                // twice to three times the frame.
+                let mut frame = a.frame;
+                frame.shrink_to_fit();
+                shard.frames.insert(a.lsn, frame);
                 shard.head.head = a.lsn;
                 Ok(())
             })
