@@ -187,14 +187,7 @@ thread_local! {
 impl Ledger {
     /// The book of `currency`, created empty on first use (as `book_mut`).
     fn book(&mut self, currency: Currency) -> &mut Book {
-        let idx = match self.books.iter().position(|b| b.currency == currency) {
-            Some(i) => i,
-            None => {
-                self.books.push(Book::new(currency));
-                self.books.len() - 1
-            }
-        };
-        &mut self.books[idx]
+        crate::domain::state::book_in(&mut self.books, currency)
     }
 
     /// Operation `op` as the events so far left it.

@@ -447,14 +447,7 @@ impl AccountState {
 
     /// The book of `currency`, created empty on first use.
     pub fn book_mut(&mut self, currency: Currency) -> &mut Book {
-        let idx = match self.books.iter().position(|b| b.currency == currency) {
-            Some(i) => i,
-            None => {
-                self.books.push(Book::new(currency));
-                self.books.len() - 1
-            }
-        };
-        &mut self.books[idx]
+        book_in(&mut self.books, currency)
     }
 
     pub fn available(&self, currency: Currency) -> Decimal {
@@ -543,6 +536,18 @@ impl AccountState {
             .retain(|id, mark| mark.legacy() || mark.debit_lsn >= settled_below(id.account));
         before - self.credited.len()
     }
+}
+
+/// The book of `currency` in `books`, created empty on first use.
+pub(crate) fn book_in(books: &mut Vec<Book>, currency: Currency) -> &mut Book {
+    let idx = match books.iter().position(|b| b.currency == currency) {
+        Some(i) => i,
+        None => {
+            books.push(Book::new(currency));
+            books.len() - 1
+        }
+    };
+    &mut books[idx]
 }
 
 /// Compares two hashes without an early exit, so timing says nothing about how
