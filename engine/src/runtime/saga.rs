@@ -246,7 +246,11 @@ impl Watermarks {
     /// Raises the watermark of `source` to `below` (never lowers it).
     pub fn raise(&self, source: ShardId, below: u64) {
         if let Some(w) = self.0.get(usize::from(source.0)) {
-            w.fetch_max(below, Ordering::AcqRel);
+            // Read first: most requests carry a watermark already known, and a
+            // read leaves the cache line shared between executors.
+            if w.load(Ordering::Acquire) < below {
+                w.fetch_max(below, Ordering::AcqRel);
+            }
         }
     }
 

@@ -144,10 +144,9 @@ pub(super) struct Recent {
 }
 
 impl Recent {
-    /// Reads `history_recent` back: every kept blob in seq order, the newest
-    /// version of each row winning.
-    pub(super) fn load(db: &Database, bounds: RowBounds) -> Result<Recent, StoreError> {
-        let mut recent = Recent {
+    /// No recent row yet.
+    fn empty(bounds: RowBounds) -> Recent {
+        Recent {
             rows: HashMap::new(),
             blobs: BTreeMap::new(),
             next_seq: 1,
@@ -156,7 +155,13 @@ impl Recent {
             stored: 0,
             bounds,
             poisoned: None,
-        };
+        }
+    }
+
+    /// Reads `history_recent` back: every kept blob in seq order, the newest
+    /// version of each row winning.
+    pub(super) fn load(db: &Database, bounds: RowBounds) -> Result<Recent, StoreError> {
+        let mut recent = Recent::empty(bounds);
         let txn = db.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECENT).map_err(db_err)?;
         for entry in table.iter().map_err(db_err)? {
@@ -420,19 +425,10 @@ mod tests {
     }
 
     fn empty(rows: usize) -> Recent {
-        Recent {
-            rows: HashMap::new(),
-            blobs: BTreeMap::new(),
-            next_seq: 1,
-            len: 0,
-            bytes: 0,
-            stored: 0,
-            bounds: RowBounds {
-                rows,
-                bytes: usize::MAX,
-            },
-            poisoned: None,
-        }
+        Recent::empty(RowBounds {
+            rows,
+            bytes: usize::MAX,
+        })
     }
 
     fn row(account: u64, key: &str, payload: &str) -> NewRow {
