@@ -7,14 +7,17 @@
 //! random part alone is 256 bits. A token is looked up in the global index before
 //! its account is touched: unknown tokens are refused without activating anything.
 
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::pin::Pin;
+use std::sync::LazyLock;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use futures::future::{Either, LocalBoxFuture};
+use metrics::Counter;
 use okpay_engine::ids::{AccountId, OpId, OpKind};
 use okpay_engine::{EngineError, Rejection};
 use sha2::{Digest, Sha256};
@@ -59,8 +62,14 @@ pub struct TokenClaim {
 
 /// Parses a token without checking it.
 pub fn parse_token(token: &str) -> Option<TokenClaim> {
-    let raw = URL_SAFE_NO_PAD.decode(token.strip_prefix(PREFIX)?).ok()?;
-    if raw.len() != 48 {
+    // Decoded on the stack: every authenticated request comes through here.
+    // Anything that does not decode to exactly 48 bytes is refused (longer input
+    // does not fit the buffer).
+    let mut raw = [0u8; 48];
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(token.strip_prefix(PREFIX)?, &mut raw)
+        .ok()?;
+    if len != raw.len() {
         return None;
     }
     let account = AccountId(u64::from_be_bytes(raw[0..8].try_into().ok()?));
@@ -111,20 +120,56 @@ impl Auth {
 /// reaches, let alone activates, an account actor), then with the account's actor
 /// (revocation and expiry live there), filling the cache.
 pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError> {
-    let claim = parse_token(token).ok_or_else(ApiError::unauthenticated)?;
-    let auth = Auth {
-        account: claim.account,
-        session: claim.n,
+    match check_cached(state, token) {
+        Checked::Done(result) => result,
+        Checked::Ask(claim) => check_with_engine(state, claim).await,
+    }
+}
+
+/// What the synchronous part of a token check found.
+enum Checked {
+    /// The answer: a malformed token's refusal, or a cached session.
+    Done(Result<Auth, ApiError>),
+    /// Not cached: the index and the engine must be asked.
+    Ask(TokenClaim),
+}
+
+/// Session cache hits and misses, looked up once: the `counter!` macro hashes
+/// its key into the registry on every call, and this runs on every request.
+/// Taken on the first check, after the server installed its recorder.
+static CACHE_HITS: LazyLock<(Counter, Counter)> = LazyLock::new(|| {
+    (
+        metrics::counter!("okpay_session_cache_total", "result" => "hit"),
+        metrics::counter!("okpay_session_cache_total", "result" => "miss"),
+    )
+});
+
+/// The part of [`check_token`] that needs no waiting: parsing and the cache.
+fn check_cached(state: &AppState, token: &str) -> Checked {
+    let Some(claim) = parse_token(token) else {
+        return Checked::Done(Err(ApiError::unauthenticated()));
     };
     let now = state.engine.clock().now();
     if state
         .sessions
         .check(claim.account, claim.n, &claim.hash, now)
     {
-        metrics::counter!("okpay_session_cache_total", "result" => "hit").increment(1);
-        return Ok(auth);
+        CACHE_HITS.0.increment(1);
+        return Checked::Done(Ok(Auth {
+            account: claim.account,
+            session: claim.n,
+        }));
     }
-    metrics::counter!("okpay_session_cache_total", "result" => "miss").increment(1);
+    CACHE_HITS.1.increment(1);
+    Checked::Ask(claim)
+}
+
+/// The rest of [`check_token`] for a token the cache does not hold.
+async fn check_with_engine(state: &AppState, claim: TokenClaim) -> Result<Auth, ApiError> {
+    let auth = Auth {
+        account: claim.account,
+        session: claim.n,
+    };
     // Taken before the engine is asked: a revocation after this voids the fill.
     let ticket = state.sessions.ticket(claim.account);
     let indexed = state
@@ -165,16 +210,27 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Auth, ApiError
 
 impl FromRequest for Auth {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    /// Ready at once for a cached session (most requests: no future boxed, no
+    /// token copied); boxed when the engine must be asked.
+    type Future = Either<
+        Ready<Result<Self, Self::Error>>,
+        LocalBoxFuture<'static, Result<Self, Self::Error>>,
+    >;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req).map(str::to_owned);
-        Box::pin(async move {
-            let state = state.ok_or_else(ApiError::unauthenticated)?;
-            let token = token.ok_or_else(ApiError::unauthenticated)?;
-            check_token(&state, &token).await
-        })
+        let (Some(state), Some(token)) = (req.app_data::<web::Data<AppState>>(), bearer(req))
+        else {
+            return Either::Left(ready(Err(ApiError::unauthenticated())));
+        };
+        match check_cached(state, token) {
+            Checked::Done(result) => Either::Left(ready(result)),
+            Checked::Ask(claim) => {
+                let state = state.clone();
+                Either::Right(Box::pin(
+                    async move { check_with_engine(&state, claim).await },
+                ))
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! money and times for responses.
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::HeaderName;
 use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Utc};
 use okpay_engine::ids::{AccountId, IdempotencyKey};
@@ -51,9 +52,12 @@ pub fn query_config() -> web::QueryConfig {
 /// The `Idempotency-Key` header (1–255 visible ASCII characters), required on every
 /// POST that moves money.
 pub fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, ApiError> {
+    // A constant name: looked up by a `&str`, the header name would be parsed
+    // and lowercased into a fresh allocation on every request.
+    const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
     let value = req
         .headers()
-        .get("Idempotency-Key")
+        .get(IDEMPOTENCY_KEY)
         .ok_or_else(|| ApiError::validation("The Idempotency-Key header is required."))?;
     let text = value
         .to_str()

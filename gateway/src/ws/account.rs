@@ -32,7 +32,7 @@ use actix_web::web;
 use actix_ws::{AggregatedMessageStream, CloseCode};
 use okpay_engine::domain::notification::Notification;
 use okpay_engine::Subscription;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 
@@ -193,6 +193,15 @@ async fn serve(
         if let Err(ending) = feed.refill(link) {
             return ending;
         }
+        // What the engine published meanwhile is taken now, and everything queued
+        // goes to the socket as far as it has room: a burst of events costs one
+        // round of the loop and leaves in one write.
+        if let Err(ending) = drain_live(state, auth, link, &mut feed).await {
+            return ending;
+        }
+        if let Err(ending) = link.send_ready().await {
+            return ending;
+        }
         let pending = link.pending();
         let stall_deadline = link.stall_deadline();
         let live = feed.backlog.is_empty();
@@ -246,6 +255,32 @@ async fn serve(
             return ending;
         }
     }
+}
+
+/// Queues the live events already published, while the queue has room and the
+/// backlog is empty (the same handling as the loop's receiving branch, without
+/// waiting; a full queue leaves the rest to that branch, after the socket had its
+/// chance to take frames).
+async fn drain_live(
+    state: &AppState,
+    auth: &Auth,
+    link: &mut Link,
+    feed: &mut Feed,
+) -> Result<(), Ending> {
+    while feed.backlog.is_empty() && link.has_room() {
+        match feed.receiver.try_recv() {
+            Ok(n) if feed.skips(&n) => fill_gap(state, auth, link, feed, &n).await?,
+            Ok(n) => feed.queue(link, &n)?,
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Lagged(_)) => {
+                return Err(Ending::SlowConsumer("the engine's stream lagged"))
+            }
+            Err(TryRecvError::Closed) => {
+                return Err(Ending::Close(CloseCode::Away, "stream ended".into()))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Re-subscribes after the client's seq: queued, unsent events are dropped (the

@@ -15,8 +15,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use okpay_engine::domain::notification::{Direction, Notification, NotificationKind};
-use okpay_engine::ids::{AccountId, OpKind};
-use okpay_engine::money::format_money;
+use okpay_engine::ids::{push_hex16, AccountId, OpKind};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -32,101 +31,116 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// An account event frame, serialized straight to text (one per event per
-/// socket, the stream's hot path) rather than built as a `Value` tree first.
-/// Fields in the order a `json!` object writes them (sorted), so the text is
-/// byte for byte what it was.
+/// The frame of any other event kind (rare): its `data` as the engine's
+/// `data_json` builds it. Fields in the order a `json!` object writes them
+/// (sorted), so the text is byte for byte what it was.
 #[derive(Serialize)]
-struct EventFrame<'a> {
+struct OtherFrame<'a> {
     at: String,
-    data: EventData<'a>,
+    data: Value,
     seq: u64,
     #[serde(rename = "type")]
     kind: &'a str,
 }
 
-/// An event's `data`. The two kinds every transfer raises on both sides
-/// (`transaction.updated`, `balance.updated`) are written field by field, in
-/// the sorted order of the object [`NotificationKind::data_json`] builds, so
-/// the text is the same without the intermediate tree (a map node and a
-/// string per field, then a second pass to write it: about half of the
-/// stream's CPU per frame under load); the others, rare, go through
-/// `data_json`. A test compares the two for every shape.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum EventData<'a> {
-    Transaction {
-        amount: String,
-        counterparty: Option<String>,
-        currency: &'a str,
-        direction: &'static str,
-        fee: String,
-        id: String,
-        status: &'static str,
-        #[serde(rename = "type")]
-        kind: &'static str,
-    },
-    Balance {
-        available: String,
-        currency: &'a str,
-        held: String,
-    },
-    Other(Value),
-}
-
-impl<'a> EventData<'a> {
-    fn of(kind: &'a NotificationKind) -> Self {
-        match kind {
-            NotificationKind::TransactionUpdated {
-                id,
-                kind,
-                status,
-                amount,
-                fee,
-                currency,
-                direction,
-                counterparty,
-            } => EventData::Transaction {
-                amount: format_money(*amount, *currency),
-                counterparty: counterparty.map(|a| a.to_string()),
-                currency: currency.code(),
-                direction: match direction {
+/// One account event, as pushed on `GET /v1/stream`.
+///
+/// The two kinds every transfer raises on both sides (`transaction.updated`,
+/// `balance.updated`) are the stream's hot path (one frame per event per
+/// socket): they are written field by field into one buffer, in the sorted
+/// order of the object [`NotificationKind::data_json`] builds, so the text is
+/// the same without the intermediate tree or a string per field. Every value
+/// written unescaped is known safe: ids are hex, amounts decimal digits,
+/// currency codes three ASCII capitals, the rest fixed names. A test compares
+/// the two for every shape.
+pub fn event(n: &Notification) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(320);
+    let at = rfc3339(time(n.at));
+    // unwrap (every `write!` below): writing to a String cannot fail.
+    match &n.kind {
+        NotificationKind::TransactionUpdated {
+            id,
+            kind,
+            status,
+            amount,
+            fee,
+            currency,
+            direction,
+            counterparty,
+        } => {
+            let scale = currency.scale();
+            let (mut amount, mut fee) = (*amount, *fee);
+            amount.rescale(scale);
+            fee.rescale(scale);
+            write!(
+                out,
+                "{{\"at\":\"{at}\",\"data\":{{\"amount\":\"{amount}\",\"counterparty\":"
+            )
+            .unwrap();
+            match counterparty {
+                Some(a) => {
+                    out.push_str("\"acc_");
+                    push_hex16(&mut out, a.0);
+                    out.push('"');
+                }
+                None => out.push_str("null"),
+            }
+            write!(
+                out,
+                ",\"currency\":\"{}\",\"direction\":\"{}\",\"fee\":\"{fee}\",\"id\":\"",
+                currency.code(),
+                match direction {
                     Direction::In => "in",
                     Direction::Out => "out",
                 },
-                fee: format_money(*fee, *currency),
-                id: id.display(*kind),
-                status: status.name(),
-                kind: match kind {
+            )
+            .unwrap();
+            id.write_display(*kind, &mut out);
+            write!(
+                out,
+                "\",\"status\":\"{}\",\"type\":\"{}\"}},\"seq\":{},\"type\":\"{}\"}}",
+                status.name(),
+                match kind {
                     OpKind::Deposit => "deposit",
                     OpKind::Withdrawal => "withdrawal",
                     _ => "transfer",
                 },
-            },
-            NotificationKind::BalanceUpdated {
-                currency,
-                available,
-                held,
-            } => EventData::Balance {
-                available: format_money(*available, *currency),
-                currency: currency.code(),
-                held: format_money(*held, *currency),
-            },
-            other => EventData::Other(other.data_json()),
+                n.seq,
+                n.kind.type_name(),
+            )
+            .unwrap();
+        }
+        NotificationKind::BalanceUpdated {
+            currency,
+            available,
+            held,
+        } => {
+            let scale = currency.scale();
+            let (mut available, mut held) = (*available, *held);
+            available.rescale(scale);
+            held.rescale(scale);
+            write!(
+                out,
+                "{{\"at\":\"{at}\",\"data\":{{\"available\":\"{available}\",\"currency\":\"{}\",\"held\":\"{held}\"}},\"seq\":{},\"type\":\"{}\"}}",
+                currency.code(),
+                n.seq,
+                n.kind.type_name(),
+            )
+            .unwrap();
+        }
+        other => {
+            let frame = OtherFrame {
+                at: rfc3339(time(n.at)),
+                data: other.data_json(),
+                seq: n.seq,
+                kind: n.kind.type_name(),
+            };
+            // unwrap: a struct of strings, numbers and a `Value` always serializes.
+            out = serde_json::to_string(&frame).unwrap();
         }
     }
-}
-
-/// One account event, as pushed on `GET /v1/stream`.
-pub fn event(n: &Notification) -> String {
-    let frame = EventFrame {
-        at: rfc3339(time(n.at)),
-        data: EventData::of(&n.kind),
-        seq: n.seq,
-        kind: n.kind.type_name(),
-    };
-    // unwrap: a struct of strings, numbers and a `Value` always serializes.
-    serde_json::to_string(&frame).unwrap()
+    out
 }
 
 /// One event of any account, as pushed on `GET /v1/admin/stream`.

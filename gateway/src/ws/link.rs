@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -119,6 +120,30 @@ impl Link {
     /// Resolves when the socket can take one frame. Cancel-safe.
     pub async fn ready(&mut self) -> Result<(), Closed> {
         poll_fn(|cx| Pin::new(&mut self.session).poll_ready(cx)).await
+    }
+
+    /// Hands queued frames to the socket for as long as it takes them without
+    /// waiting. Frames handed over together leave in one write (actix-ws encodes
+    /// everything its channel holds into one buffer), and the connection's loop
+    /// goes round once per burst instead of twice per frame (each round builds
+    /// and registers every branch of its `select!` anew). A socket that has no
+    /// room keeps the rest queued for [`Link::ready`].
+    pub async fn send_ready(&mut self) -> Result<(), Ending> {
+        poll_fn(|cx| {
+            while !self.queue.is_empty() {
+                match Pin::new(&mut self.session).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        if let Err(ending) = self.send_head() {
+                            return Poll::Ready(Err(ending));
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(Ending::Gone)),
+                    Poll::Pending => break,
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
     }
 
     /// Hands the head of the queue to the socket; call after [`Link::ready`].
