@@ -834,7 +834,10 @@ impl Executor {
                 0 => continue,
                 // unwrap: one is there.
                 1 => msgs.pop().expect("one message"),
-                _ => Msg::Bundle(std::mem::take(msgs)),
+                // The bundle's buffer is freed by the receiving thread; the next
+                // one starts at this one's size rather than growing again from
+                // empty (each doubling of a buffer that large took fresh pages).
+                n => Msg::Bundle(std::mem::replace(msgs, Vec::with_capacity(n))),
             };
             // An error only means that executor stopped: the engine is going
             // away, and recovery drives every transfer again on the next start.
