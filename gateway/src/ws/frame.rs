@@ -39,7 +39,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 fn push_event_time(out: &mut String, at: Timestamp) {
     thread_local! {
         static LAST: std::cell::RefCell<(Timestamp, String)> =
-            std::cell::RefCell::new((Timestamp(i64::MIN), String::new()));
+            const { std::cell::RefCell::new((Timestamp(i64::MIN), String::new())) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
