@@ -29,6 +29,7 @@
 //! by editing one.
 
 pub mod checkpoint;
+pub mod row;
 #[cfg(test)]
 mod enum_order;
 pub mod frame;
