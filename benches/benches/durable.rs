@@ -227,8 +227,17 @@ fn durable_transfers(c: &mut Criterion) {
 
     // The engine on Redis, its own server.
     let engine_redis = RedisServer::start();
+    // `DURABLE_REDIS_RESPONSE_S` lengthens the store's response timeout (2 s) on
+    // a machine so loaded that Redis itself stalls past it (measuring bytes).
+    let mut options = okpay_engine::store::redis_config::RedisOptions::default();
+    if let Some(s) = std::env::var("DURABLE_REDIS_RESPONSE_S")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        options.response_timeout = Duration::from_secs(s);
+    }
     let redis_store = rt
-        .block_on(RedisStore::connect(&engine_redis.url()))
+        .block_on(RedisStore::connect_with(&engine_redis.url(), options))
         .expect("connect the engine's redis store");
     let durability = rt.block_on(redis_store.check_durability());
     assert!(durability.is_ok(), "{durability}");

@@ -525,7 +525,7 @@ mod tests {
             decode_member(account, &member).unwrap(),
             (key_of(&r), r.encode())
         );
-        assert_eq!(member.len(), 44);
+        assert_eq!(member.len(), 45);
     }
 
     #[test]
