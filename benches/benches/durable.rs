@@ -486,7 +486,9 @@ fn dump_aof_since(before: &[(std::path::PathBuf, u64)], name: &str) {
         .expect("read the aof dir")
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().contains(".aof") && !p.to_string_lossy().ends_with(".manifest"))
+        .filter(|p| {
+            p.to_string_lossy().contains(".aof") && !p.to_string_lossy().ends_with(".manifest")
+        })
         .collect();
     now.sort();
     let mut out = Vec::new();

@@ -29,11 +29,11 @@
 //! by editing one.
 
 pub mod checkpoint;
-pub mod row;
 #[cfg(test)]
 mod enum_order;
 pub mod frame;
 pub(crate) mod remote;
+pub mod row;
 pub mod shard;
 pub mod state;
 pub mod wire;

@@ -233,7 +233,10 @@ fn status_of(tag: u8) -> Result<TxStatus, CodecError> {
 
 /// A decimal's mantissa (when it fits 64 bits) and scale.
 fn parts(d: Decimal) -> Option<(i64, u8)> {
-    Some((i64::try_from(d.mantissa()).ok()?, u8::try_from(d.scale()).ok()?))
+    Some((
+        i64::try_from(d.mantissa()).ok()?,
+        u8::try_from(d.scale()).ok()?,
+    ))
 }
 
 /// The compact body of the row the payload encodes, when it is a [`TxRecord`]
@@ -531,7 +534,11 @@ mod tests {
     #[test]
     fn golden_member_of_an_incoming_transfer_and_a_raw_one() {
         let account = AccountId(0x0909);
-        let r = tx(Direction::In, Some(AccountId(0x0102_0304_0506_0708)), Some("hi"));
+        let r = tx(
+            Direction::In,
+            Some(AccountId(0x0102_0304_0506_0708)),
+            Some("hi"),
+        );
         let (prefix, body) = encode_member(account, &key_of(&r), &r.encode()).unwrap();
         assert_eq!(&prefix[..8], &0x0909u64.to_be_bytes());
         let golden_body: &[u8] = &[
@@ -606,10 +613,11 @@ mod tests {
         ] {
             assert!(member_prefix(AccountId(1), key).is_none(), "{key}");
         }
-        assert!(
-            member_prefix(AccountId(1), "0000018c00000000wd_00000000000000010000000000000001")
-                .is_some()
-        );
+        assert!(member_prefix(
+            AccountId(1),
+            "0000018c00000000wd_00000000000000010000000000000001"
+        )
+        .is_some());
     }
 
     #[test]

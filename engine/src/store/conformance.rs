@@ -1018,8 +1018,8 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
         AccountId(a.0.wrapping_add(1)),
     );
     let cny = Currency::new("CNY", 2).expect("CNY");
-    let record = |ms: i64, kind: OpKind, op: OpId, direction: Direction, status: TxStatus| {
-        TxRecord {
+    let record =
+        |ms: i64, kind: OpKind, op: OpId, direction: Direction, status: TxStatus| TxRecord {
             id: op,
             kind,
             direction,
@@ -1032,11 +1032,10 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
                 (OpKind::Transfer, Direction::In) => Some(op.account),
                 _ => None,
             },
-            memo: (op.n % 2 == 0).then(|| format!("memo {ms}")),
+            memo: op.n.is_multiple_of(2).then(|| format!("memo {ms}")),
             created_at: Timestamp(ms),
             updated_at: Timestamp(ms + 7),
-        }
-    };
+        };
     let key_of = |r: &TxRecord| {
         let mut key = String::new();
         crate::ids::push_hex16(&mut key, r.created_at.millis() as u64);
@@ -1056,13 +1055,49 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
     let t = 1_800_000_000_000;
     // Same-millisecond rows of every kind, incoming and outgoing, ids that
     // sort across kinds and numbers of different lengths.
-    let records = vec![
-        record(t, OpKind::Deposit, own(1), Direction::In, TxStatus::Completed),
-        record(t, OpKind::Transfer, own(2), Direction::Out, TxStatus::Processing),
-        record(t, OpKind::Transfer, from(0x1_0000), Direction::In, TxStatus::Completed),
-        record(t, OpKind::Withdrawal, own(3), Direction::Out, TxStatus::Processing),
-        record(t + 1, OpKind::Transfer, own(0x100), Direction::Out, TxStatus::Completed),
-        record(t + 2, OpKind::Transfer, from(4), Direction::In, TxStatus::Completed),
+    let records = [
+        record(
+            t,
+            OpKind::Deposit,
+            own(1),
+            Direction::In,
+            TxStatus::Completed,
+        ),
+        record(
+            t,
+            OpKind::Transfer,
+            own(2),
+            Direction::Out,
+            TxStatus::Processing,
+        ),
+        record(
+            t,
+            OpKind::Transfer,
+            from(0x1_0000),
+            Direction::In,
+            TxStatus::Completed,
+        ),
+        record(
+            t,
+            OpKind::Withdrawal,
+            own(3),
+            Direction::Out,
+            TxStatus::Processing,
+        ),
+        record(
+            t + 1,
+            OpKind::Transfer,
+            own(0x100),
+            Direction::Out,
+            TxStatus::Completed,
+        ),
+        record(
+            t + 2,
+            OpKind::Transfer,
+            from(4),
+            Direction::In,
+            TxStatus::Completed,
+        ),
     ];
     let mut rows: Vec<HistoryRow> = records.iter().map(|r| as_row(r, false)).collect();
     // An engine-shaped key with a payload that is not its record, and a key of
@@ -1090,7 +1125,7 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
     done.updated_at = Timestamp(t + 50);
     let mut failed = records[3].clone();
     failed.status = TxStatus::Failed;
-    let finals = vec![as_row(&done, true), as_row(&failed, true)];
+    let finals = [as_row(&done, true), as_row(&failed, true)];
     step(
         "put_history finals",
         store
