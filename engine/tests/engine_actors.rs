@@ -12,7 +12,7 @@ use okpay_engine::domain::state::TransferStatus;
 use okpay_engine::ids::{AccountId, IdempotencyKey};
 use okpay_engine::money::Amount;
 use okpay_engine::store::memory::MemoryStore;
-use okpay_engine::{Engine, EngineConfig, EngineError, Outcome, Rejection, RuntimeConfig};
+use okpay_engine::{Command, Engine, EngineConfig, EngineError, Outcome, Rejection, RuntimeConfig};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -152,6 +152,64 @@ async fn refused_credit_reverses_the_transfer() {
         .transfer(alice, key("t"), nobody, cny("30"), None, false)
         .await;
     assert_eq!(again, r);
+    assert!(engine.audit().await.unwrap().balanced());
+}
+
+/// The attack: a caller of the engine's command API asks for a saga step
+/// directly — a credit nobody debited (minting money), or the reversal of a
+/// transfer whose credit landed (paying it twice). Each is refused and moves
+/// nothing.
+#[tokio::test]
+async fn saga_steps_are_refused_from_callers() {
+    let (engine, _) = engine().await;
+    let alice = open(&engine, "alice").await;
+    let bob = open(&engine, "bob").await;
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    engine
+        .transfer(alice, key("t"), bob, cny("30"), None, false)
+        .await
+        .unwrap();
+    // The transfer is alice's second operation (the deposit was her first).
+    let transfer = okpay_engine::ids::OpId {
+        account: alice,
+        n: 2,
+    };
+    let refused = Err(EngineError::Rejected(Rejection::UnknownOperation));
+    let steps = [
+        (
+            bob,
+            Command::Credit {
+                transfer: okpay_engine::ids::OpId {
+                    account: alice,
+                    n: 99,
+                },
+                from: alice,
+                amount: cny("1000"),
+                memo: None,
+                debit_lsn: u64::MAX,
+            },
+        ),
+        (
+            alice,
+            Command::ReverseTransfer {
+                transfer,
+                reason: Rejection::RecipientNotFound,
+            },
+        ),
+        (alice, Command::CompleteTransfer { transfer }),
+    ];
+    for (account, cmd) in steps {
+        assert_eq!(
+            engine.execute(account, cmd.clone()).await,
+            refused,
+            "{cmd:?}"
+        );
+    }
+    assert_eq!(available(&engine, alice).await, dec!(70));
+    assert_eq!(available(&engine, bob).await, dec!(30));
     assert!(engine.audit().await.unwrap().balanced());
 }
 

@@ -176,6 +176,19 @@ pub struct NewSession {
 }
 
 impl Command {
+    /// Whether this is a step of the transfer saga (credit, completion,
+    /// reversal). Only the runtime's saga runs these, from a debit it holds in
+    /// flight: a caller asking for one directly would credit money nobody
+    /// debited, or give back a transfer whose credit still lands.
+    pub fn is_saga_step(&self) -> bool {
+        matches!(
+            self,
+            Command::Credit { .. }
+                | Command::CompleteTransfer { .. }
+                | Command::ReverseTransfer { .. }
+        )
+    }
+
     /// The client idempotency key, for commands that carry one.
     pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
         match self {

@@ -45,7 +45,7 @@ use crate::domain::history::history_rows;
 use crate::domain::notification::Notification;
 use crate::domain::protocol::{self, Reply as DomainReply, SagaStep};
 use crate::domain::view::{AuditShare, Outcome};
-use crate::domain::{AccountState, Command};
+use crate::domain::{AccountState, Command, Rejection};
 use crate::ids::AccountId;
 use crate::policy::Policy;
 use crate::store::shard_log::{ShardAppend, ShardLog};
@@ -834,7 +834,10 @@ impl Executor {
                 0 => continue,
                 // unwrap: one is there.
                 1 => msgs.pop().expect("one message"),
-                _ => Msg::Bundle(std::mem::take(msgs)),
+                // The bundle's buffer is freed by the receiving thread; the next
+                // one starts at this one's size rather than growing again from
+                // empty (each doubling of a buffer that large took fresh pages).
+                n => Msg::Bundle(std::mem::replace(msgs, Vec::with_capacity(n))),
             };
             // An error only means that executor stopped: the engine is going
             // away, and recovery drives every transfer again on the next start.
@@ -1731,6 +1734,12 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn run(&mut self, slot: &mut Slot, msg: Msg) {
         match msg {
+            // Saga steps come only from the saga's own messages (`Msg::Credit`,
+            // `Msg::Answer`), never from a caller: see `Command::is_saga_step`.
+            Msg::Execute { cmd, reply, .. } if cmd.is_saga_step() => {
+                let refused = Err(EngineError::Rejected(Rejection::UnknownOperation));
+                self.answer(slot, Answer::Outcome(reply, refused));
+            }
             Msg::Execute { cmd, reply, .. } => self.execute(slot, &cmd, Some(reply)),
             Msg::Read { f, reply, .. } => {
                 let out = f(&slot.state, &self.shared.policy, self.shared.clock.now());
