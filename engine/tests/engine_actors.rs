@@ -435,6 +435,29 @@ async fn storage_failure_answers_unavailable_and_loses_nothing_acknowledged() {
     assert_eq!(available(&engine, id).await, dec!(12));
 }
 
+/// The log applies a write and its answer is lost, so the engine cannot know
+/// whether it landed: the caller gets `Unavailable`, the shard is recovered
+/// from the log (where the deposit is), and the retry with the same key
+/// answers the deposit once — applied exactly once, never twice or lost.
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_applied_once() {
+    let (engine, store) = engine().await;
+    let a = open(&engine, "a").await;
+    store.appends().lose_next(1);
+    let r = engine
+        .deposit(a, key("1"), cny("5"), DepositMethod::BankCard)
+        .await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    for _ in 0..2 {
+        engine
+            .deposit(a, key("1"), cny("5"), DepositMethod::BankCard)
+            .await
+            .unwrap();
+    }
+    assert_eq!(available(&engine, a).await, dec!(5));
+    assert!(engine.audit().await.unwrap().balanced());
+}
+
 #[tokio::test]
 async fn subscribers_get_durable_notifications_and_can_resume() {
     let (engine, _) = engine().await;

@@ -105,6 +105,12 @@ impl MemoryStore {
         &self.accounts[(account.0 % SHARDS as u64) as usize]
     }
 
+    /// Control over the answers to the shard log's appends (see
+    /// [`AppendReplies`](super::shard_log::memory::AppendReplies)).
+    pub fn appends(&self) -> &super::shard_log::memory::AppendReplies {
+        self.log.replies()
+    }
+
     /// While `true`, every operation fails with [`StoreError::Unavailable`].
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);

@@ -2,7 +2,7 @@
 //! nothing survives the process.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,6 +32,22 @@ pub struct MemoryShardLog {
     /// Shared with the [`MemoryStore`](crate::store::memory::MemoryStore) that owns
     /// this log: while set, every operation fails.
     failing: Arc<AtomicBool>,
+    replies: AppendReplies,
+}
+
+/// Tests' control over the answers to appends, to stand for a server that
+/// applied an append and whose answer was lost.
+#[derive(Default)]
+pub struct AppendReplies {
+    lose: AtomicUsize,
+}
+
+impl AppendReplies {
+    /// The next `n` appends are applied, then answered with an error (the
+    /// caller cannot know they landed).
+    pub fn lose_next(&self, n: usize) {
+        self.lose.store(n, Ordering::SeqCst);
+    }
 }
 
 impl MemoryShardLog {
@@ -44,7 +60,13 @@ impl MemoryShardLog {
         MemoryShardLog {
             inner: Mutex::default(),
             failing,
+            replies: AppendReplies::default(),
         }
+    }
+
+    /// See [`AppendReplies`].
+    pub fn replies(&self) -> &AppendReplies {
+        &self.replies
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -83,7 +105,18 @@ impl ShardLog for MemoryShardLog {
                 Ok(())
             })
             .collect();
-        Box::pin(async move { Ok(results) })
+        drop(inner);
+        let lost = self
+            .replies
+            .lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        Box::pin(async move {
+            if lost {
+                return Err(StoreError::Unavailable("the answer was lost".into()));
+            }
+            Ok(results)
+        })
     }
 
     fn head(&self, shard: ShardId) -> StoreFuture<'_, ShardHead> {
