@@ -227,8 +227,17 @@ fn durable_transfers(c: &mut Criterion) {
 
     // The engine on Redis, its own server.
     let engine_redis = RedisServer::start();
+    // `DURABLE_REDIS_RESPONSE_S` lengthens the store's response timeout (2 s) on
+    // a machine so loaded that Redis itself stalls past it (measuring bytes).
+    let mut options = okpay_engine::store::redis_config::RedisOptions::default();
+    if let Some(s) = std::env::var("DURABLE_REDIS_RESPONSE_S")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        options.response_timeout = Duration::from_secs(s);
+    }
     let redis_store = rt
-        .block_on(RedisStore::connect(&engine_redis.url()))
+        .block_on(RedisStore::connect_with(&engine_redis.url(), options))
         .expect("connect the engine's redis store");
     let durability = rt.block_on(redis_store.check_durability());
     assert!(durability.is_ok(), "{durability}");
@@ -265,6 +274,7 @@ fn durable_transfers(c: &mut Criterion) {
     group.throughput(Throughput::Elements(TRANSFERS_PER_ITERATION));
 
     let redis_before = CommitCounters::read(engine.stats());
+    let engine_aof_files = aof_files(&rt, &engine_redis.url());
     let engine_aof_before = engine_redis.aof_bytes();
     let engine_cmds_before = data_commands(&rt, &engine_redis.url());
     let mut engine_done = 0u64;
@@ -288,6 +298,7 @@ fn durable_transfers(c: &mut Criterion) {
     });
 
     let engine_aof = (engine_redis.aof_bytes() - engine_aof_before) as f64 / engine_done as f64;
+    dump_aof_since(&engine_aof_files, "engine");
     // What the engine handed Redis per transfer: log frames and checkpointed
     // states (the rest of the AOF is history rows and the protocol around them).
     let engine_written = CommitCounters::read(engine.stats());
@@ -299,6 +310,7 @@ fn durable_transfers(c: &mut Criterion) {
         (engine_written.rows_superseded - redis_before.rows_superseded) as f64 / engine_done as f64;
     let engine_cmds =
         (data_commands(&rt, &engine_redis.url()) - engine_cmds_before) as f64 / engine_done as f64;
+    let baseline_aof_files = aof_files(&rt, &baseline_redis.url());
     let baseline_aof_before = baseline_redis.aof_bytes();
     let baseline_cmds_before = data_commands(&rt, &baseline_redis.url());
     let mut baseline_done = 0u64;
@@ -329,6 +341,7 @@ fn durable_transfers(c: &mut Criterion) {
 
     let baseline_aof =
         (baseline_redis.aof_bytes() - baseline_aof_before) as f64 / baseline_done as f64;
+    dump_aof_since(&baseline_aof_files, "baseline");
     let baseline_cmds = (data_commands(&rt, &baseline_redis.url()) - baseline_cmds_before) as f64
         / baseline_done as f64;
     let embedded_before = CommitCounters::read(engine_embedded.stats());
@@ -420,6 +433,77 @@ fn durable_transfers(c: &mut Criterion) {
     // servers go now (the stores' reconnect attempts would only fail quietly).
     drop(engine_redis);
     drop(baseline_redis);
+}
+
+/// The AOF files of the server at `url` and their sizes now (`CONFIG GET dir`
+/// and `appenddirname`), so that what a phase appended can be dumped.
+fn aof_files(rt: &Runtime, url: &str) -> Vec<(std::path::PathBuf, u64)> {
+    let (dir, sub): (Vec<String>, Vec<String>) = rt.block_on(async {
+        let client = redis::Client::open(url).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect for CONFIG GET");
+        let dir = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("dir")
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG GET dir");
+        let sub = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appenddirname")
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG GET appenddirname");
+        (dir, sub)
+    });
+    let path = std::path::Path::new(&dir[1]).join(&sub[1]);
+    let mut files: Vec<_> = std::fs::read_dir(&path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().contains(".aof"))
+                .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// With `DURABLE_AOF_DUMP=<dir>` set, writes what the AOF files listed in
+/// `before` (and any new ones beside them) grew by since into `<dir>/<name>.aof`,
+/// for a breakdown by command and key (`benches/aof_breakdown.py`).
+fn dump_aof_since(before: &[(std::path::PathBuf, u64)], name: &str) {
+    let Ok(out_dir) = std::env::var("DURABLE_AOF_DUMP") else {
+        return;
+    };
+    let Some(dir) = before.first().and_then(|(p, _)| p.parent()) else {
+        return;
+    };
+    let mut now: Vec<_> = std::fs::read_dir(dir)
+        .expect("read the aof dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.to_string_lossy().contains(".aof") && !p.to_string_lossy().ends_with(".manifest")
+        })
+        .collect();
+    now.sort();
+    let mut out = Vec::new();
+    for path in now {
+        let from = before
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(0, |(_, len)| *len) as usize;
+        let bytes = std::fs::read(&path).expect("read an aof file");
+        out.extend_from_slice(&bytes[from.min(bytes.len())..]);
+    }
+    std::fs::create_dir_all(&out_dir).expect("create the dump dir");
+    let target = std::path::Path::new(&out_dir).join(format!("{name}.aof"));
+    std::fs::write(&target, out).expect("write the aof dump");
+    println!("{name}: AOF dump at {}", target.display());
 }
 
 /// Data commands Redis has executed so far (`INFO commandstats`), counting the

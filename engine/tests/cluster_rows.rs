@@ -197,8 +197,9 @@ async fn rows_of(engine: &Engine, account: AccountId, id: OpId) -> Vec<TxRecord>
     }
 }
 
-/// Row-set members of `account` in `shard`'s row set, counted per row key:
-/// what is stored, before reads merge two members of one key.
+/// Row-set members of `account` in `shard`'s row sets (layout 3 and the
+/// compact layout 4), counted per row key: what is stored, before reads merge
+/// two members of one key.
 async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTreeMap<String, usize> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -219,6 +220,21 @@ async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTree
         *keys
             .entry(String::from_utf8_lossy(&m[8..8 + end]).into_owned())
             .or_insert(0) += 1;
+    }
+    let upper = match account.0.checked_add(1) {
+        Some(next) => [&b"("[..], &next.to_be_bytes()].concat(),
+        None => b"+".to_vec(),
+    };
+    let compact: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
+        .arg(format!("okpay:{{{}}}:hist", shard.tag()))
+        .arg([&b"["[..], &prefix].concat())
+        .arg(upper)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for m in compact {
+        let (key, _) = okpay_engine::codec::row::decode_member(account, &m).expect("a compact row");
+        *keys.entry(key).or_insert(0) += 1;
     }
     keys
 }

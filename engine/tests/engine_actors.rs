@@ -54,6 +54,17 @@ async fn open(engine: &Engine, name: &str) -> AccountId {
         .unwrap()
 }
 
+/// Alice with 100.00 CNY from a bank card, and Bob with nothing.
+async fn funded_pair(engine: &Engine) -> (AccountId, AccountId) {
+    let alice = open(engine, "alice").await;
+    let bob = open(engine, "bob").await;
+    engine
+        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
+        .await
+        .unwrap();
+    (alice, bob)
+}
+
 async fn available(engine: &Engine, id: AccountId) -> Decimal {
     engine
         .view(id)
@@ -103,12 +114,7 @@ async fn deposit_transfer_and_balances() {
 #[tokio::test]
 async fn idempotent_transfer_applies_once_and_conflicts_on_change() {
     let (engine, _) = engine().await;
-    let alice = open(&engine, "alice").await;
-    let bob = open(&engine, "bob").await;
-    engine
-        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
-        .await
-        .unwrap();
+    let (alice, bob) = funded_pair(&engine).await;
     let calls = (0..8).map(|_| engine.transfer(alice, key("same"), bob, cny("10"), None, false));
     let results = futures::future::join_all(calls).await;
     let ids: Vec<_> = results
@@ -162,12 +168,7 @@ async fn refused_credit_reverses_the_transfer() {
 #[tokio::test]
 async fn saga_steps_are_refused_from_callers() {
     let (engine, _) = engine().await;
-    let alice = open(&engine, "alice").await;
-    let bob = open(&engine, "bob").await;
-    engine
-        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
-        .await
-        .unwrap();
+    let (alice, bob) = funded_pair(&engine).await;
     engine
         .transfer(alice, key("t"), bob, cny("30"), None, false)
         .await
@@ -329,12 +330,7 @@ async fn a_fresh_engine_recovers_from_the_log_alone() {
         ..RuntimeConfig::default()
     };
     let engine = engine_with(store.clone(), runtime.clone()).await;
-    let alice = open(&engine, "alice").await;
-    let bob = open(&engine, "bob").await;
-    engine
-        .deposit(alice, key("d"), cny("100"), DepositMethod::BankCard)
-        .await
-        .unwrap();
+    let (alice, bob) = funded_pair(&engine).await;
     engine
         .transfer(alice, key("t"), bob, cny("40"), None, false)
         .await

@@ -547,24 +547,21 @@ async fn redis_recovery_rewrites_a_stale_row_instead_of_adding_one() {
         ..done.clone()
     };
     let stored = store_rows(&server, shard, alice).await;
-    let (prefix, _) = stored
+    let (key, _) = stored
         .iter()
         .find(|(k, p)| TxRecord::decode(p).is_ok_and(|r| r.id == done.id) && !k.is_empty())
         .expect("the completed row in the row set");
-    let member = [
-        &alice.0.to_be_bytes()[..],
-        prefix.as_bytes(),
-        b"\0",
-        &stale.encode(),
-    ]
-    .concat();
+    // Engine rows live in the compact row set (layout 4, `codec::row`).
+    let (prefix, body) = okpay_engine::codec::row::encode_member(alice, key, &stale.encode())
+        .expect("an engine row key");
+    let member = [prefix, body].concat();
     let client = redis::Client::open(server.url()).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
     let _: () = redis::cmd("ZADD")
-        .arg(format!("okpay:{{{}}}:rowset", shard.tag()))
+        .arg(format!("okpay:{{{}}}:hist", shard.tag()))
         .arg(0)
         .arg(member)
         .query_async(&mut conn)
@@ -573,9 +570,9 @@ async fn redis_recovery_rewrites_a_stale_row_instead_of_adding_one() {
     let members = |conn: redis::aio::MultiplexedConnection| async move {
         let mut conn = conn;
         let lower = [&b"["[..], &alice.0.to_be_bytes()].concat();
-        let upper = [&lower[..], b"\xff"].concat();
+        let upper = [&b"("[..], &(alice.0 + 1).to_be_bytes()].concat();
         let found: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
-            .arg(format!("okpay:{{{}}}:rowset", shard.tag()))
+            .arg(format!("okpay:{{{}}}:hist", shard.tag()))
             .arg(lower)
             .arg(upper)
             .query_async(&mut conn)

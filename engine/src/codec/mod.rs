@@ -33,6 +33,7 @@ pub mod checkpoint;
 mod enum_order;
 pub mod frame;
 pub(crate) mod remote;
+pub mod row;
 pub mod shard;
 pub mod state;
 pub mod wire;

@@ -97,6 +97,10 @@ pub async fn run_all(store: &dyn Store) {
             "put_history_upserts_pages_and_merges_journal_rows",
             put_history_upserts_pages_and_merges_journal_rows(store).await,
         ),
+        (
+            "put_history_engine_rows_page_from_any_cursor",
+            put_history_engine_rows_page_from_any_cursor(store).await,
+        ),
     ];
     let failures: Vec<String> = checks
         .into_iter()
@@ -990,5 +994,207 @@ pub async fn put_history_upserts_pages_and_merges_journal_rows(store: &dyn Store
         rows_text(&[row(a, &k4, "v1"), row(a, &k3, "v2")]),
         "newest 2 rows after an upsert"
     );
+    Ok(())
+}
+
+/// Rows as the engine writes them (keys `<16 hex ms><public op id>`, payloads
+/// `TxRecord`s, which a backend may store in a compact form) come back byte for
+/// byte, beside rows of other key shapes and raw payloads under engine-shaped
+/// keys; upserts replace, neighbours (ids one apart, same keys) stay apart, and
+/// pages of one row are exclusive and complete from every kind of cursor: a
+/// row's key, a time alone (what the API's `to` filter sends), and text no row
+/// key has.
+pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> Check {
+    use crate::domain::history::TxRecord;
+    use crate::domain::notification::{Direction, TxStatus};
+    use crate::ids::{OpId, OpKind};
+    use crate::money::Currency;
+    use crate::time::Timestamp;
+    use rust_decimal::Decimal;
+
+    let a = AccountId::random();
+    let (below, above) = (
+        AccountId(a.0.wrapping_sub(1)),
+        AccountId(a.0.wrapping_add(1)),
+    );
+    let cny = Currency::new("CNY", 2).expect("CNY");
+    let record =
+        |ms: i64, kind: OpKind, op: OpId, direction: Direction, status: TxStatus| TxRecord {
+            id: op,
+            kind,
+            direction,
+            amount: Decimal::new(ms % 1000 + 1, 2),
+            fee: Decimal::new(0, 2),
+            currency: cny,
+            status,
+            counterparty: match (kind, direction) {
+                (OpKind::Transfer, Direction::Out) => Some(AccountId(op.n ^ 0x55)),
+                (OpKind::Transfer, Direction::In) => Some(op.account),
+                _ => None,
+            },
+            memo: op.n.is_multiple_of(2).then(|| format!("memo {ms}")),
+            created_at: Timestamp(ms),
+            updated_at: Timestamp(ms + 7),
+        };
+    let key_of = |r: &TxRecord| {
+        let mut key = String::new();
+        crate::ids::push_hex16(&mut key, r.created_at.millis() as u64);
+        r.id.write_display(r.kind, &mut key);
+        key
+    };
+    let as_row = |r: &TxRecord, replaces: bool| HistoryRow {
+        key: key_of(r),
+        payload: r.encode(),
+        replaces,
+    };
+    let own = |n| OpId { account: a, n };
+    let from = |n| OpId {
+        account: AccountId(a.0 ^ 0xff00),
+        n,
+    };
+    let t = 1_800_000_000_000;
+    // Same-millisecond rows of every kind, incoming and outgoing, ids that
+    // sort across kinds and numbers of different lengths.
+    let records = [
+        record(
+            t,
+            OpKind::Deposit,
+            own(1),
+            Direction::In,
+            TxStatus::Completed,
+        ),
+        record(
+            t,
+            OpKind::Transfer,
+            own(2),
+            Direction::Out,
+            TxStatus::Processing,
+        ),
+        record(
+            t,
+            OpKind::Transfer,
+            from(0x1_0000),
+            Direction::In,
+            TxStatus::Completed,
+        ),
+        record(
+            t,
+            OpKind::Withdrawal,
+            own(3),
+            Direction::Out,
+            TxStatus::Processing,
+        ),
+        record(
+            t + 1,
+            OpKind::Transfer,
+            own(0x100),
+            Direction::Out,
+            TxStatus::Completed,
+        ),
+        record(
+            t + 2,
+            OpKind::Transfer,
+            from(4),
+            Direction::In,
+            TxStatus::Completed,
+        ),
+    ];
+    let mut rows: Vec<HistoryRow> = records.iter().map(|r| as_row(r, false)).collect();
+    // An engine-shaped key with a payload that is not its record, and a key of
+    // another shape that sorts among them.
+    rows.push(HistoryRow {
+        key: key_of(&records[4]).replace("tx_", "dep_"),
+        payload: b"raw payload".to_vec(),
+        replaces: false,
+    });
+    rows.push(HistoryRow {
+        key: format!("{:016x}zz", t + 1),
+        payload: b"odd key".to_vec(),
+        replaces: false,
+    });
+    let mut put: Vec<(crate::codec::ShardId, AccountId, HistoryRow)> =
+        rows.iter().map(|r| (sh(a), a, r.clone())).collect();
+    for n in [below, above] {
+        put.push((sh(n), n, rows[1].clone()));
+        put.push((sh(n), n, rows[5].clone()));
+    }
+    step("put_history", store.put_history(put, Vec::new()).await)?;
+    // Two rows reach their final status.
+    let mut done = records[1].clone();
+    done.status = TxStatus::Completed;
+    done.updated_at = Timestamp(t + 50);
+    let mut failed = records[3].clone();
+    failed.status = TxStatus::Failed;
+    let finals = [as_row(&done, true), as_row(&failed, true)];
+    step(
+        "put_history finals",
+        store
+            .put_history(
+                finals.iter().map(|r| (sh(a), a, r.clone())).collect(),
+                Vec::new(),
+            )
+            .await,
+    )?;
+    let mut want: Vec<HistoryRow> = rows
+        .iter()
+        .map(|r| finals.iter().find(|f| f.key == r.key).unwrap_or(r).clone())
+        .map(|r| HistoryRow {
+            replaces: false,
+            ..r
+        })
+        .collect();
+    want.sort_by(|x, y| y.key.cmp(&x.key));
+    let got = step("history", store.history(sh(a), a, None, 20).await)?;
+    ensure_eq!(rows_text(&got), rows_text(&want), "history of a");
+    ensure!(got == want, "payloads come back byte for byte");
+    for n in [below, above] {
+        let got = step("history neighbour", store.history(sh(n), n, None, 20).await)?;
+        ensure_eq!(got.len(), 2, "rows of a neighbour");
+    }
+    // Pages of one row, from a row's key each time.
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..=want.len() {
+        let page = step(
+            "history page",
+            store.history(sh(a), a, before.as_deref(), 1).await,
+        )?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.key.clone());
+        seen.extend(page);
+    }
+    ensure_eq!(rows_text(&seen), rows_text(&want), "pages of 1 row");
+    // Any text as a cursor: what comes back is every row below it, in order.
+    let mut cursors: Vec<String> = vec![
+        format!("{:016x}", t + 1),
+        format!("{:016x}", t + 2),
+        format!("{:016x}", t),
+        format!("{:016x}tx_", t),
+        format!("{:016x}u", t),
+        format!("{:016x}e", t + 1),
+        format!("{:016x}~", t),
+        "0".to_owned(),
+        "~".to_owned(),
+    ];
+    for r in &want {
+        cursors.push(format!("{}0", r.key));
+        cursors.push(r.key[..r.key.len() - 1].to_owned());
+    }
+    for cursor in cursors {
+        let expect: Vec<HistoryRow> = want
+            .iter()
+            .filter(|r| r.key.as_str() < cursor.as_str())
+            .cloned()
+            .collect();
+        let got = step(
+            "history from a cursor",
+            store.history(sh(a), a, Some(&cursor), 20).await,
+        )?;
+        ensure_eq!(
+            rows_text(&got),
+            rows_text(&expect),
+            "rows before cursor {cursor:?}"
+        );
+    }
     Ok(())
 }

@@ -12,7 +12,8 @@
 //! | `okpay:{acc_<hex>}:snapshot`     | hash   | `seq`, `payload`                              |
 //! | `okpay:{acc_<hex>}:history`      | hash   | history row key → payload (never trimmed)     |
 //! | `okpay:{acc_<hex>}:history:keys` | zset   | the same row keys, all score 0, for ordered pages |
-//! | `okpay:{sNNN}:rowset`            | zset   | history rows of shard NNN's accounts, all score 0: `<account: 8 bytes BE><row key>\0<row>`; written fenced by the lease epoch in `okpay:{sNNN}:pos` |
+//! | `okpay:{sNNN}:hist`              | zset   | history rows of shard NNN's accounts (layout 4), all score 0: compact members `<account: 8 bytes BE><binary key><body>` (`codec::row`); written fenced by the lease epoch in `okpay:{sNNN}:pos` |
+//! | `okpay:{sNNN}:rowset`            | zset   | layout 3 of the same rows, all score 0: `<account: 8 bytes BE><row key>\0<row>`; still written for keys that are not of the engine's shape, read for all |
 //! | `okpay:{sNNN}:rows`, `…:rows:keys` | hash, zset | the previous layout of the same rows (`<account>:<row key>` → row; the fields), read, no longer written |
 //! | `okpay:accounts`                 | zset   | account ids, all score 0                      |
 //! | `okpay:idx:{<name>}`             | hash   | index key → value                             |
@@ -84,7 +85,7 @@ use super::{
     AppendResult, HistoryRow, JournalAppend, Loaded, Record, Snapshot, Store, StoreError,
     StoreFuture,
 };
-use crate::codec::ShardId;
+use crate::codec::{self, ShardId};
 use crate::ids::AccountId;
 
 /// The set of every account with a journal record or snapshot.
@@ -306,6 +307,34 @@ fn rows_keys(shard: ShardId) -> (String, String) {
 /// hold a zero byte, so the first zero after the account ends the key.
 fn rowset_key(shard: ShardId) -> String {
     format!("okpay:{{{}}}:rowset", shard.tag())
+}
+
+/// A shard's history rows since layout 4: one score-0 sorted set of compact
+/// members (`codec::row`: account, binary key, compact body), about 40 bytes
+/// for a transfer's row where layout 3 took 113. Rows whose key does not have
+/// the engine's shape stay in layout 3 ([`rowset_key`]).
+fn hist_key(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:hist", shard.tag())
+}
+
+/// Layout-4 members of `account` (newest first) as rows; of two members of one
+/// key (a late write of a deposed node), the first listed.
+fn hist_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryRow>, StoreError> {
+    let mut rows: Vec<HistoryRow> = members
+        .into_iter()
+        .map(|m| {
+            let (key, payload) = codec::row::decode_member(account, &m).map_err(|e| {
+                StoreError::Corrupt(format!("a history row of {account} is malformed: {e}"))
+            })?;
+            Ok(HistoryRow {
+                key,
+                payload,
+                replaces: false,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    rows.dedup_by(|later, first| later.key == first.key);
+    Ok(rows)
 }
 
 /// `<account bytes><row key>`: what a row's members in the row set start with.
@@ -1198,11 +1227,28 @@ impl Store for RedisStore {
         rowset
             .arg(rowset_key(shard))
             .arg(upper)
+            .arg(&lower)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count);
+        // Layout 4: below the first encoded key at or after `before`
+        // (exclusive: its members are longer), or below the next account.
+        let upper = match before.map(|b| codec::row::ceiling_prefix(account, b)) {
+            Some(Some(prefix)) => [&b"("[..], &prefix].concat(),
+            _ => match account.0.checked_add(1) {
+                Some(next) => [&b"("[..], &next.to_be_bytes()[..]].concat(),
+                None => b"+".to_vec(),
+            },
+        };
+        let mut hist = ::redis::cmd("ZREVRANGEBYLEX");
+        hist.arg(hist_key(shard))
+            .arg(upper)
             .arg(lower)
             .arg("LIMIT")
             .arg(0)
             .arg(count);
         let calls = vec![
+            Call::Plain(hist),
             Call::Plain(rowset),
             Call::Script(&ROWS, rows),
             Call::Script(&ROWS, legacy),
@@ -1212,20 +1258,26 @@ impl Store for RedisStore {
                 return Ok(Vec::new());
             }
             let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
-            let (Some(rowset), Some(rows), Some(legacy)) =
-                (replies.next(), replies.next(), replies.next())
-            else {
+            let (Some(hist), Some(rowset), Some(rows), Some(legacy)) = (
+                replies.next(),
+                replies.next(),
+                replies.next(),
+                replies.next(),
+            ) else {
                 return Err(StoreError::Unavailable("redis sent too few replies".into()));
             };
+            reply_error(&hist)?;
             reply_error(&rowset)?;
             reply_error(&rows)?;
             reply_error(&legacy)?;
+            let hist = hist_rows(from_value(hist)?, account)?;
             let rowset = rowset_rows(from_value(rowset)?, account)?;
             let rows = rows_of(from_value(rows)?, &prefix, account)?;
             let legacy = rows_of(from_value(legacy)?, "", account)?;
             // Newest layout first: a row rewritten since an upgrade has its
-            // current version there and its old one in layout 2.
-            let written = merge_rows(rowset, rows, limit);
+            // current version there and its old one in an older layout.
+            let written = merge_rows(hist, rowset, limit);
+            let written = merge_rows(written, rows, limit);
             Ok(merge_rows(written, legacy, limit))
         })
     }
@@ -1235,10 +1287,10 @@ impl Store for RedisStore {
         rows: Vec<(ShardId, AccountId, HistoryRow)>,
         epochs: Vec<(ShardId, u64)>,
     ) -> StoreFuture<'_, Vec<StoreError>> {
-        // One call per shard: the writer's epoch (or ''), the count of replacing
-        // rows, then prefix, row, ... with the replacing rows first (a shard's
-        // keys share a slot, and one command with many arguments costs Redis one
-        // fsync).
+        // One call per shard (a shard's keys share a slot, and one command with
+        // many arguments costs Redis one fsync): the writer's epoch (or ''),
+        // then per layout (3, 4) the count of replacing rows and of rows, then
+        // the rows of layout 3 and of layout 4, replacing rows first in each.
         let mut by_shard: std::collections::BTreeMap<ShardId, Vec<_>> = Default::default();
         for (shard, account, row) in &rows {
             by_shard.entry(*shard).or_default().push((*account, row));
@@ -1251,18 +1303,32 @@ impl Store for RedisStore {
             .zip(&sent)
             .map(|((shard, mut rows), (_, epoch))| {
                 rows.sort_by_key(|(_, row)| !row.replaces);
+                let (mut layout3, mut layout4) = (Vec::new(), Vec::new());
+                for (account, row) in rows {
+                    match codec::row::encode_member(account, &row.key, &row.payload) {
+                        Some((prefix, body)) => layout4.push((prefix, body, row.replaces)),
+                        None => layout3.push((
+                            rowset_prefix(account, &row.key),
+                            row.payload.clone(),
+                            row.replaces,
+                        )),
+                    }
+                }
                 let mut cmd = PUT_ROWSET.call(&[
                     &rowset_key(shard),
                     &super::shard_log::redis::positions_key(shard),
+                    &hist_key(shard),
                 ]);
                 match epoch {
                     Some(e) => cmd.arg(*e),
                     None => cmd.arg(""),
                 };
-                cmd.arg(rows.iter().filter(|(_, row)| row.replaces).count());
-                for (account, row) in rows {
-                    cmd.arg(rowset_prefix(account, &row.key))
-                        .arg(row.payload.as_slice());
+                for layout in [&layout3, &layout4] {
+                    cmd.arg(layout.iter().filter(|(_, _, replaces)| *replaces).count())
+                        .arg(layout.len());
+                }
+                for (prefix, body, _) in layout3.iter().chain(&layout4) {
+                    cmd.arg(prefix.as_slice()).arg(body.as_slice());
                 }
                 Call::Script(&PUT_ROWSET, cmd)
             })

@@ -1,17 +1,24 @@
--- Upserts history rows of one shard into its row set (layout 3, see redis.rs).
--- KEYS[1] the shard's row set: a score-0 sorted set of members
+-- Upserts history rows of one shard into its row sets (see redis.rs): layout 4
+-- (compact members, codec/row.rs) for rows whose key has the engine's shape,
+-- layout 3 for any other key.
+-- KEYS[1] the shard's layout-3 row set: score-0 members
 --   <account: 8 bytes big-endian><row key>\0<row>;
 -- KEYS[2] the shard's positions hash (same hash tag), whose field `epoch` is
---   the shard's lease epoch (see engine/src/cluster).
+--   the shard's lease epoch (see engine/src/cluster);
+-- KEYS[3] the shard's layout-4 row set: score-0 members <prefix><body>, where
+--   the prefix (account and encoded key) is prefix-free and the body's first
+--   byte (its version) is below 255.
 -- ARGV[1] the writer's lease epoch or '' (one node, no leases). When given it
 -- must be the shard's current epoch, as for the log's appends: a node that lost
 -- the shard (paused past its lease) must not bring back an older version of a
 -- row the new owner has rewritten since. Then nothing of the call is written.
--- ARGV[2] how many of the rows that follow replace an earlier version (they
--- come first); then prefix, row, prefix, row, ... where prefix = <account
--- bytes><row key>. A replacing row's earlier versions (members starting with
--- its prefix and a zero byte) are removed first; a row's first version needs no
--- lookup. Members go to ZADD in slices, well under Lua's limit on unpacked values.
+-- ARGV[2], ARGV[3]: of the layout-3 rows, how many replace an earlier version
+-- (they come first) and how many there are; ARGV[4], ARGV[5] the same for the
+-- layout-4 rows; then prefix, row, prefix, row, ... for the layout-3 rows,
+-- then prefix, body, ... for the layout-4 ones. A replacing row's earlier
+-- versions (members starting with its prefix, and in layout 3 a zero byte) are
+-- removed first; a row's first version needs no lookup. Members go to ZADD in
+-- slices, well under Lua's limit on unpacked values.
 -- Returns {1, rows written} or {2, epoch} when fenced by epoch.
 if ARGV[1] ~= '' then
   local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0')
@@ -19,21 +26,24 @@ if ARGV[1] ~= '' then
     return {2, epoch}
   end
 end
-local replacing = tonumber(ARGV[2])
-local first = 3
-local n = #ARGV - first + 1
-local slice = 1000
-for i = 0, n - 1, slice do
-  local last = math.min(i + slice, n) - 1
-  local z = {}
-  for j = i, last, 2 do
-    local prefix = ARGV[first + j]
-    if j / 2 < replacing then
-      redis.call('ZREMRANGEBYLEX', KEYS[1], '[' .. prefix .. '\0', '(' .. prefix .. '\1')
+local function put(set, replacing, count, first, sep, low, high)
+  local slice = 500
+  for i = 0, count - 1, slice do
+    local last = math.min(i + slice, count) - 1
+    local z = {}
+    for j = i, last do
+      local prefix = ARGV[first + 2 * j]
+      if j < replacing then
+        redis.call('ZREMRANGEBYLEX', set, '[' .. prefix .. low, high(prefix))
+      end
+      z[#z + 1] = 0
+      z[#z + 1] = prefix .. sep .. ARGV[first + 2 * j + 1]
     end
-    z[#z + 1] = 0
-    z[#z + 1] = prefix .. '\0' .. ARGV[first + j + 1]
+    redis.call('ZADD', set, unpack(z))
   end
-  redis.call('ZADD', KEYS[1], unpack(z))
 end
-return {1, n / 2}
+local r3, n3 = tonumber(ARGV[2]), tonumber(ARGV[3])
+local r4, n4 = tonumber(ARGV[4]), tonumber(ARGV[5])
+put(KEYS[1], r3, n3, 6, '\0', '\0', function(p) return '(' .. p .. '\1' end)
+put(KEYS[3], r4, n4, 6 + 2 * n3, '', '', function(p) return '[' .. p .. '\255' end)
+return {1, n3 + n4}
