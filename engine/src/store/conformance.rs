@@ -598,6 +598,29 @@ fn rec_with(account: AccountId, seq: u64, rows: Vec<HistoryRow>) -> JournalAppen
 }
 
 /// `(key, payload as text)` of each row, for readable failure messages.
+/// `account`'s history read one row per page, each page from the last row's
+/// key, at most `pages` pages.
+async fn pages_of_one(
+    store: &dyn Store,
+    account: AccountId,
+    pages: usize,
+) -> Result<Vec<HistoryRow>, String> {
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..pages {
+        let page = step(
+            "history page",
+            store
+                .history(sh(account), account, before.as_deref(), 1)
+                .await,
+        )?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.key.clone());
+        seen.extend(page);
+    }
+    Ok(seen)
+}
+
 fn rows_text(rows: &[HistoryRow]) -> Vec<(String, String)> {
     rows.iter()
         .map(|r| {
@@ -971,17 +994,7 @@ pub async fn put_history_upserts_pages_and_merges_journal_rows(store: &dyn Store
         "history of an account of another shard"
     );
     // Pages of 1: exclusive and complete.
-    let mut seen = Vec::new();
-    let mut before: Option<String> = None;
-    for _ in 0..6 {
-        let page = step(
-            "history page",
-            store.history(sh(a), a, before.as_deref(), 1).await,
-        )?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.key.clone());
-        seen.extend(page);
-    }
+    let seen = pages_of_one(store, a, 6).await?;
     ensure_eq!(rows_text(&seen), rows_text(&want), "pages of 1 row");
     // Upsert in place.
     step("upsert", put(vec![(a, row(a, &k3, "v2"))]).await)?;
@@ -1152,17 +1165,7 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
         ensure_eq!(got.len(), 2, "rows of a neighbour");
     }
     // Pages of one row, from a row's key each time.
-    let mut seen = Vec::new();
-    let mut before: Option<String> = None;
-    for _ in 0..=want.len() {
-        let page = step(
-            "history page",
-            store.history(sh(a), a, before.as_deref(), 1).await,
-        )?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.key.clone());
-        seen.extend(page);
-    }
+    let seen = pages_of_one(store, a, want.len() + 1).await?;
     ensure_eq!(rows_text(&seen), rows_text(&want), "pages of 1 row");
     // Any text as a cursor: what comes back is every row below it, in order.
     let mut cursors: Vec<String> = vec![
