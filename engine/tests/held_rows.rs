@@ -178,7 +178,7 @@ async fn a_transfer_writes_its_row_once_when_it_completes_within_the_bound() {
 }
 
 /// A withdrawal may stay processing for days: its row is held only within
-/// the bounds (here the defaults: 500 ms), then written as it is.
+/// the bounds (here the defaults: 1 s), then written as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_open_past_the_bound_is_written_while_open() {
     let store = Arc::new(MemoryStore::new());

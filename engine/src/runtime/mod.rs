@@ -110,7 +110,9 @@ pub struct RowsHold {
     /// Time since the row's batch was durable, checked every housekeeping
     /// round (100 ms): what a reader of the store itself, or an executor gone
     /// idle, waits at most. A credit on another executor or node takes
-    /// milliseconds, a withdrawal's settlement may take days.
+    /// milliseconds, a withdrawal's settlement may take days. In the durable
+    /// bench (Redis, 4,096 callers) a batch of ~1,300 records takes 20-30 ms:
+    /// 24 batches are ~0.6 s, and 1 s leaves room for a loaded machine's stalls.
     pub max_age: Duration,
     /// Rows held per executor; past it the oldest go. Bounds the memory and
     /// how far checkpoints may fall behind with many transfers open.
@@ -121,7 +123,7 @@ impl Default for RowsHold {
     fn default() -> Self {
         RowsHold {
             batches: 24,
-            max_age: Duration::from_millis(500),
+            max_age: Duration::from_secs(1),
             max_rows: 16_384,
         }
     }
