@@ -94,6 +94,12 @@ pub struct RuntimeConfig {
     /// How long the history row of an open operation may wait for its final
     /// version before it is written anyway.
     pub rows_hold: RowsHold,
+    /// Credit a transfer between two shards of one executor in its debit's own
+    /// batch, when the log writes a batch whole or not at all
+    /// ([`crate::store::shard_log::ShardLog::atomic_append`]): the transfer is
+    /// answered one batch sooner. Off: the credit waits for its debit to be
+    /// durable, as between executors.
+    pub early_credits: bool,
 }
 
 /// Bounds on holding back the history row of an operation still open (a
@@ -143,6 +149,7 @@ impl Default for RuntimeConfig {
             blocking_threads: 2,
             cluster: None,
             rows_hold: RowsHold::default(),
+            early_credits: true,
         }
     }
 }
