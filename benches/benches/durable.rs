@@ -613,6 +613,7 @@ fn shard_log_run(
                     shard,
                     lsn: *lsn,
                     frame,
+                    epoch: None,
                 }
             })
             .collect();

@@ -3,7 +3,9 @@
 //! its fenced log still conforms; two nodes split the shards evenly; a node whose
 //! lease expired (a pause, simulated by not ticking it) has its append refused by
 //! the append script (and its late checkpoint and history rows by theirs),
-//! steps down, and the other node took the shard within the lease time.
+//! steps down, and the other node took the shard within the lease time; a
+//! refusal aimed at an earlier lease of a shard the node holds again leaves
+//! the newer lease alone.
 
 mod support;
 
@@ -124,6 +126,86 @@ async fn a_single_node_takes_every_shard_standalone() {
 async fn a_single_node_takes_every_shard_on_a_cluster() {
     let cluster = RedisCluster::start();
     single_node_takes_every_shard_and_its_log_conforms(&cluster.url()).await;
+}
+
+/// A node that lost a shard's lease and took it again (under a newer epoch)
+/// may still get answers for writes its earlier hosting sent: those are
+/// refused for the old epoch, and must not make the node step down from the
+/// newer lease it now serves.
+async fn a_refusal_for_an_earlier_lease_leaves_the_newer_one(url: &str) {
+    let leases = node(url, "again").await;
+    settle(&[&leases]).await;
+    let shard = ShardId(3);
+    let first = leases.epoch(shard).expect("held");
+    // Given up (as after a lost lease) and taken again at the next tick.
+    assert!(leases.release(shard).await.expect("release"));
+    let tick = leases.tick().await.expect("tick");
+    let again = leases.epoch(shard).expect("taken again");
+    assert!(
+        tick.acquired.contains(&(shard, again)) && again > first,
+        "{tick:?}: {first} then {again}"
+    );
+    let log = FencedShardLog::new(
+        Arc::new(RedisShardLog::connect(url).await.expect("connect log")),
+        leases.clone(),
+    );
+    // A frame the first hosting sealed is refused for its own epoch, without
+    // a round trip and without touching the newer lease.
+    let late = ShardAppend {
+        epoch: Some(first),
+        ..frame(shard, 1)
+    };
+    let r = log.append(vec![late]).await.expect("append");
+    assert!(
+        matches!(r[0], Err(StoreError::LeaseLost { held, current, .. }) if held == first && current == again),
+        "{r:?}"
+    );
+    assert_eq!(
+        leases.epoch(shard),
+        Some(again),
+        "stepped down from the newer lease"
+    );
+    // The append script's refusal of the first epoch (a write sent before the
+    // lease moved, answered after): stepping down from that epoch leaves the
+    // newer one, stepping down from the newer one does not.
+    leases.step_down(shard, first);
+    assert_eq!(leases.epoch(shard), Some(again));
+    // The newer hosting appends, under its epoch given or implied.
+    let now = ShardAppend {
+        epoch: Some(again),
+        ..frame(shard, 1)
+    };
+    let r = log
+        .append(vec![now, frame(shard, 2)])
+        .await
+        .expect("append");
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    leases.step_down(shard, again);
+    assert_eq!(leases.epoch(shard), None);
+    let r = log.append(vec![frame(shard, 3)]).await.expect("append");
+    assert!(
+        matches!(
+            r[0],
+            Err(StoreError::LeaseLost {
+                held: 0,
+                current: 0,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_for_an_earlier_lease_leaves_the_newer_one_standalone() {
+    let server = RedisServer::start();
+    a_refusal_for_an_earlier_lease_leaves_the_newer_one(&server.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_for_an_earlier_lease_leaves_the_newer_one_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    a_refusal_for_an_earlier_lease_leaves_the_newer_one(&cluster.url()).await;
 }
 
 async fn two_nodes_split_and_a_paused_one_is_fenced(url: &str) {

@@ -46,6 +46,7 @@ async fn append_unreplicated(url: &str) {
         shard: ShardId(shard),
         lsn,
         frame: vec![1, 2, 3],
+        epoch: None,
     };
     match waiting.append(vec![frame(1, 1), frame(5, 1)]).await {
         Err(StoreError::Unavailable(why)) => assert!(why.contains("replicas"), "{why}"),

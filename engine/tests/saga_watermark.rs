@@ -63,7 +63,12 @@ fn frame(layout: ShardLayout, lsn: u64, account: AccountId, payloads: Vec<Vec<u8
     }
     .encode()
     .unwrap();
-    ShardAppend { shard, lsn, frame }
+    ShardAppend {
+        shard,
+        lsn,
+        frame,
+        epoch: None,
+    }
 }
 
 /// Two accounts on different shards.

@@ -169,10 +169,21 @@ impl Leases {
             .collect()
     }
 
-    /// Forgets `shard` at once, after an append of it was refused for its epoch:
-    /// another node owns it now.
-    pub fn step_down(&self, shard: ShardId) {
+    /// Forgets `shard` whatever its epoch: the lease driver's own step down from
+    /// a lease it no longer trusts.
+    pub fn forget(&self, shard: ShardId) {
         self.held.lock().remove(&shard);
+    }
+
+    /// Forgets `shard` at once, after a write of it under `epoch` was refused
+    /// for that epoch: another node owns it now. A refusal aimed at an earlier
+    /// lease of a shard this node holds again since, under a newer epoch,
+    /// changes nothing (that write belonged to a hosting already gone).
+    pub fn step_down(&self, shard: ShardId, epoch: u64) {
+        let mut held = self.held.lock();
+        if held.get(&shard).is_some_and(|h| h.epoch == epoch) {
+            held.remove(&shard);
+        }
     }
 
     /// One round of the protocol (see the module doc). On an error (Redis

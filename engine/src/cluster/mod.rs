@@ -84,12 +84,14 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// The shard log as one lease-holding node sees it: appends carry the node's
-/// epoch for each shard and are refused ([`StoreError::LeaseLost`]) without a
-/// round trip for a shard whose lease the node does not trust; a refusal by the
-/// append script makes the node step down from that shard. Checkpoints of a
-/// shard not held are refused locally too. Reads are not fenced: any node may
-/// read any shard.
+/// The shard log as one lease-holding node sees it: appends carry the epoch
+/// of the hosting that sealed them ([`ShardAppend::epoch`], else the node's
+/// epoch for the shard) and are refused ([`StoreError::LeaseLost`], `held`
+/// that epoch) without a round trip when the node does not trust a lease on the
+/// shard under that epoch; a refusal by the append script makes the node step
+/// down from the shard, unless it holds the shard again under a newer epoch.
+/// Checkpoints of a shard not held are refused locally too. Reads are not
+/// fenced: any node may read any shard.
 pub struct FencedShardLog {
     log: Arc<RedisShardLog>,
     leases: Arc<Leases>,
@@ -104,11 +106,14 @@ impl FencedShardLog {
         &self.leases
     }
 
-    fn not_held(&self, shard: ShardId) -> StoreError {
+    /// A local refusal: `held` is the epoch the write was meant for (0 when
+    /// the node holds no trusted lease on the shard at all), `current` the
+    /// one the node trusts now (0: none).
+    fn not_held(&self, shard: ShardId, held: u64) -> StoreError {
         StoreError::LeaseLost {
             shard: shard.0,
-            held: 0,
-            current: 0,
+            held,
+            current: self.leases.epoch(shard).unwrap_or(0),
         }
     }
 }
@@ -126,21 +131,31 @@ impl ShardLog for FencedShardLog {
             let mut sent = Vec::with_capacity(batch.len());
             let mut positions = Vec::with_capacity(batch.len());
             for (i, append) in batch.into_iter().enumerate() {
-                match self.leases.epoch(append.shard) {
-                    Some(epoch) => {
+                let trusted = self.leases.epoch(append.shard);
+                match (append.epoch, trusted) {
+                    (None, Some(epoch)) => {
                         positions.push(i);
                         sent.push((append, epoch));
                         results.push(None);
                     }
-                    None => results.push(Some(Err(self.not_held(append.shard)))),
+                    (Some(sealed), Some(epoch)) if sealed == epoch => {
+                        positions.push(i);
+                        sent.push((append, epoch));
+                        results.push(None);
+                    }
+                    (sealed, _) => {
+                        let held = sealed.unwrap_or(0);
+                        results.push(Some(Err(self.not_held(append.shard, held))))
+                    }
                 }
             }
             if !sent.is_empty() {
-                let shards: Vec<ShardId> = sent.iter().map(|(a, _)| a.shard).collect();
+                let shards: Vec<(ShardId, u64)> = sent.iter().map(|(a, e)| (a.shard, *e)).collect();
                 let answered = self.log.append_at_epochs(sent).await?;
-                for ((i, shard), result) in positions.into_iter().zip(shards).zip(answered) {
+                for ((i, (shard, epoch)), result) in positions.into_iter().zip(shards).zip(answered)
+                {
                     if matches!(result, Err(StoreError::LeaseLost { .. })) {
-                        self.leases.step_down(shard);
+                        self.leases.step_down(shard, epoch);
                     }
                     results[i] = Some(result);
                 }
@@ -167,7 +182,7 @@ impl ShardLog for FencedShardLog {
         states: Vec<(AccountId, Vec<u8>)>,
     ) -> StoreFuture<'_, ()> {
         let Some(epoch) = self.leases.epoch(shard) else {
-            let err = self.not_held(shard);
+            let err = self.not_held(shard, 0);
             return Box::pin(async move { Err(err) });
         };
         Box::pin(async move {
@@ -176,7 +191,7 @@ impl ShardLog for FencedShardLog {
                 .checkpoint_at(shard, lsn, states, Some(epoch))
                 .await;
             if matches!(result, Err(StoreError::LeaseLost { .. })) {
-                self.leases.step_down(shard);
+                self.leases.step_down(shard, epoch);
             }
             result
         })

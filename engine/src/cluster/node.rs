@@ -146,7 +146,7 @@ impl Driver {
         let hosted: Vec<ShardId> = self.hosted.lock().iter().copied().collect();
         for shard in hosted {
             if self.leases.epoch(shard).is_none() && !self.releasing.lock().contains(&shard) {
-                self.leases.step_down(shard);
+                self.leases.forget(shard);
                 self.unhost(shard);
             }
         }

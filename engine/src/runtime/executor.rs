@@ -356,6 +356,10 @@ struct Batch {
     frames: Vec<(ShardId, Vec<LogRecord>)>,
     /// Filled when sealed: the encoded frames and their positions.
     appends: Vec<ShardAppend>,
+    /// Filled when sealed: the shards with a frame here, less those dropped
+    /// since (lease lost, failed): the answer for a shard not listed belongs
+    /// to a hosting that is gone, and must not touch a newer one.
+    hosted: Vec<ShardId>,
     /// In the shape the store takes them, so a batch's rows reach it without
     /// being copied again.
     history: Vec<(ShardId, AccountId, HistoryRow)>,
@@ -371,6 +375,7 @@ impl Batch {
             id,
             frames: Vec::new(),
             appends: Vec::new(),
+            hosted: Vec::new(),
             history: Vec::new(),
             history_shards: Vec::new(),
             effects: Vec::new(),
@@ -387,6 +392,7 @@ impl Batch {
         self.id = id;
         self.frames.clear();
         self.appends.clear();
+        self.hosted.clear();
         self.history.clear();
         self.history_shards.clear();
         self.effects.clear();
@@ -896,7 +902,9 @@ impl Executor {
                 shard: shard_id,
                 lsn,
                 frame: bytes,
+                epoch: shard.epoch,
             });
+            batch.hosted.push(shard_id);
         }
         batch.frames = frames;
         self.shared
@@ -959,6 +967,12 @@ impl Executor {
         let mut failed: Vec<(ShardId, StoreError)> = Vec::new();
         let mut durable_shards = Vec::new();
         for (shard_id, lsn, result) in written.results {
+            if !batch.hosted.contains(&shard_id) {
+                // Dropped while this write was in flight (its clients were
+                // answered then), and maybe hosted again since under a newer
+                // lease: this answer is the old hosting's alone.
+                continue;
+            }
             match result {
                 Ok(()) => {
                     if let Some(shard) = self.shards.get_mut(&shard_id) {
@@ -1283,6 +1297,7 @@ impl Executor {
             .chain(std::iter::once(&mut self.open))
         {
             batch.appends.retain(|a| a.shard != shard_id);
+            batch.hosted.retain(|s| *s != shard_id);
             batch.frames.retain(|(s, _)| *s != shard_id);
             batch.history.retain(|(s, _, _)| *s != shard_id);
             batch.history_shards.retain(|s| *s != shard_id);

@@ -105,7 +105,15 @@ pub(crate) async fn journals_to_shard_logs(
             }
             .encode()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for r in log.append(vec![ShardAppend { shard, lsn, frame }]).await? {
+            for r in log
+                .append(vec![ShardAppend {
+                    shard,
+                    lsn,
+                    frame,
+                    epoch: None,
+                }])
+                .await?
+            {
                 r?;
             }
             log.checkpoint(shard, lsn, states).await?;

@@ -81,8 +81,9 @@ impl Executor {
     /// An append of `shard` was refused for its epoch: this node steps down
     /// (the lease driver may take the shard again later, under a new epoch).
     pub(super) fn lease_lost(&mut self, shard: ShardId) {
-        if let Some(leases) = &self.shared.leases {
-            leases.step_down(shard);
+        let epoch = self.shards.get(&shard).and_then(|s| s.epoch);
+        if let (Some(leases), Some(epoch)) = (&self.shared.leases, epoch) {
+            leases.step_down(shard, epoch);
         }
         self.unhost(shard, "an append was refused for its lease epoch");
     }
@@ -133,7 +134,7 @@ impl Executor {
             shards.push(shard);
             if self.shards.get(&shard).and_then(|s| s.epoch) == Some(held) {
                 if let Some(leases) = &self.shared.leases {
-                    leases.step_down(shard);
+                    leases.step_down(shard, held);
                 }
                 self.unhost(shard, "a history row write was refused for its lease epoch");
             }

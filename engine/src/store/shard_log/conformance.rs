@@ -43,6 +43,7 @@ pub fn frame(shard: u16, lsn: u64, tag: &[u8]) -> ShardAppend {
         shard: ShardId(shard),
         lsn,
         frame: bytes,
+        epoch: None,
     }
 }
 
@@ -345,6 +346,7 @@ pub async fn frames_of_every_version_read(log: &dyn ShardLog) -> Check {
                 shard: ShardId(s),
                 lsn: f.lsn,
                 frame: bytes.clone(),
+                epoch: None,
             },
         )
         .await?;

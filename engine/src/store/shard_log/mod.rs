@@ -46,6 +46,12 @@ pub struct ShardAppend {
     pub lsn: u64,
     /// The encoded [`crate::codec::BatchFrame`] (opaque to the store).
     pub frame: Vec<u8>,
+    /// Cluster mode: the lease epoch of the shard's hosting that sealed the
+    /// frame, so that a frame of an earlier hosting is refused for that
+    /// hosting's epoch, never written under (or stepping down) a newer one.
+    /// `None` on one node, where logs are not fenced by epoch; fenced logs then
+    /// use the epoch the node holds when the frame is sent.
+    pub epoch: Option<u64>,
 }
 
 /// A stored frame.
