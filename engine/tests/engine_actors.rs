@@ -806,3 +806,87 @@ async fn debit_rows_replaced_by_their_completion_and_written_when_idle() {
         assert_eq!(ids.len(), 10 * rounds, "{rows:?}");
     }
 }
+
+/// A transfer between two shards of one executor: with early credits (the
+/// memory log lands each append whole) its credit is written in its debit's
+/// own append and the completion in the next, two appends in all; without,
+/// three (debit, then credit, then completion). Either way the money moves
+/// once and the audit balances.
+#[tokio::test]
+async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
+    let mut appends = Vec::new();
+    for early_credits in [true, false] {
+        let store = Arc::new(MemoryStore::new());
+        let runtime = RuntimeConfig {
+            executors: 1,
+            early_credits,
+            ..RuntimeConfig::default()
+        };
+        let engine = engine_with(store.clone(), runtime).await;
+        let (alice, bob) = funded_pair(&engine).await;
+        store.appends().record_calls();
+        engine
+            .transfer(alice, key("t"), bob, cny("40"), None, false)
+            .await
+            .unwrap();
+        // The completion is written after the client's answer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.appends().calls().len() < 3 - usize::from(early_credits)
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        appends.push(store.appends().calls().len());
+        assert_eq!(available(&engine, alice).await, dec!(60));
+        assert_eq!(available(&engine, bob).await, dec!(40));
+        let ledger = engine.audit().await.unwrap();
+        assert!(ledger.balanced(), "{ledger:?}");
+        let c = ledger.currencies.values().next().unwrap();
+        assert_eq!(c.in_flight, dec!(0), "{ledger:?}");
+    }
+    assert_eq!(
+        appends,
+        [2, 3],
+        "appends per transfer, early credits on / off"
+    );
+}
+
+/// A failed append takes back a credit decided with its debit: neither lands,
+/// the client is told to retry, and the retry moves the money once.
+#[tokio::test]
+async fn a_failed_append_takes_back_a_credit_decided_with_its_debit() {
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeConfig {
+        executors: 1,
+        ..RuntimeConfig::default()
+    };
+    let engine = engine_with(store.clone(), runtime).await;
+    let (alice, bob) = funded_pair(&engine).await;
+    store.set_failing(true);
+    let failed = engine
+        .transfer(alice, key("t"), bob, cny("40"), None, false)
+        .await;
+    assert!(
+        matches!(failed, Err(EngineError::Unavailable(_))),
+        "{failed:?}"
+    );
+    store.set_failing(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let retried = loop {
+        match engine
+            .transfer(alice, key("t"), bob, cny("40"), None, false)
+            .await
+        {
+            Err(EngineError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other,
+        }
+    };
+    assert!(retried.is_ok(), "{retried:?}");
+    assert_eq!(available(&engine, alice).await, dec!(60));
+    assert_eq!(available(&engine, bob).await, dec!(40));
+    let ledger = engine.audit().await.unwrap();
+    assert!(ledger.balanced(), "{ledger:?}");
+}

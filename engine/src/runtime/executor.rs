@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 mod hosting;
@@ -46,7 +46,7 @@ use crate::domain::notification::Notification;
 use crate::domain::protocol::{self, Reply as DomainReply, SagaStep};
 use crate::domain::view::{AuditShare, Outcome};
 use crate::domain::{AccountState, Command, Rejection};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, OpId};
 use crate::policy::Policy;
 use crate::store::shard_log::{ShardAppend, ShardLog};
 use crate::store::{HistoryRow, StoreError};
@@ -326,6 +326,10 @@ enum Effect {
     },
     /// At the destination: the credit's outcome is durable; tell the source.
     Credit(CreditAnswer),
+    /// At the destination: a credit decided in its debit's own batch (see
+    /// [`Executor::credit_early`]) is durable with it; tell the source. If the
+    /// batch does not land, nothing is answered: the source asks as usual.
+    EarlyCredit(CreditAnswer),
 }
 
 enum Answer {
@@ -366,6 +370,10 @@ struct Batch {
     /// Shards whose recovery put rows in `history`.
     history_shards: Vec<ShardId>,
     effects: Vec<(ShardId, Effect)>,
+    /// (source, destination) shards of the credits decided in this batch with
+    /// their debits ([`Executor::credit_early`]): the destination's frame must
+    /// never land without the source's.
+    coupled: Vec<(ShardId, ShardId)>,
     records: usize,
 }
 
@@ -379,6 +387,7 @@ impl Batch {
             history: Vec::new(),
             history_shards: Vec::new(),
             effects: Vec::new(),
+            coupled: Vec::new(),
             records: 0,
         }
     }
@@ -396,6 +405,7 @@ impl Batch {
         self.history.clear();
         self.history_shards.clear();
         self.effects.clear();
+        self.coupled.clear();
         self.records = 0;
         self
     }
@@ -592,6 +602,15 @@ pub(crate) struct Executor {
     rounds: u64,
     last_tick: Instant,
     rounds_since_checkpoint: FxHashMap<ShardId, (u64, u64, u64)>,
+    /// Whether a transfer between two shards of this executor is credited in
+    /// its debit's own batch: only on a log whose appends land whole
+    /// ([`ShardLog::atomic_append`]), on one node.
+    early_credits: bool,
+    /// Credit requests of transfers just debited, to decide at once.
+    early_pending: Vec<CreditRequest>,
+    /// Transfers credited with their debit whose batch is not durable yet:
+    /// their `StartCredit` asks nobody (the destination answers by itself).
+    early: FxHashSet<OpId>,
 }
 
 impl Executor {
@@ -604,6 +623,8 @@ impl Executor {
     ) -> Self {
         let log = shared.log.clone();
         let executors = shared.config.executors.max(1);
+        let early_credits =
+            shared.config.early_credits && shared.config.cluster.is_none() && log.atomic_append();
         // Cluster mode: no shard until the lease driver hands one over.
         let shards = shared
             .layout
@@ -632,6 +653,9 @@ impl Executor {
             rounds: 0,
             last_tick: Instant::now(),
             rounds_since_checkpoint: FxHashMap::default(),
+            early_credits,
+            early_pending: Vec::new(),
+            early: FxHashSet::default(),
         }
     }
 
@@ -796,8 +820,61 @@ impl Executor {
             index: self.index,
             shard: shard_id,
             next_lsn,
+            early: self.early_credits.then_some(&mut self.early_pending),
         };
         ctx.run(slot, msg);
+        while let Some(request) = self.early_pending.pop() {
+            self.credit_early(request);
+        }
+    }
+
+    /// Decides the credit of a transfer just debited on a shard of this
+    /// executor into the same open batch as its debit, when its destination
+    /// account is in memory and its shard serving: the log writes that batch
+    /// whole or not at all, so the credit is durable exactly when its debit is,
+    /// never before, and the transfer is answered one batch sooner (the debit's
+    /// instead of the next). Otherwise nothing happens here, and the credit is
+    /// asked once the debit is durable, as between executors: deciding it in a
+    /// later batch could make it durable without its debit.
+    fn credit_early(&mut self, request: CreditRequest) {
+        let shard_id = self.shared.layout.shard_of(request.to);
+        if self.shared.executor_of_shard(shard_id) != self.index {
+            return;
+        }
+        let Some(shard) = self
+            .shards
+            .get_mut(&shard_id)
+            .filter(|s| s.releasing.is_none() && matches!(s.phase, Phase::Ready))
+        else {
+            return;
+        };
+        let next_lsn = shard.next_lsn;
+        let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&request.to) else {
+            return;
+        };
+        slot.last_used = self.rounds;
+        let (transfer, source) = (
+            request.transfer,
+            self.shared.layout.shard_of(request.transfer.account),
+        );
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            open: &mut self.open,
+            sealed: &mut self.sealed,
+            durable_batch: self.durable_batch,
+            local: &mut self.local,
+            outbound: &mut self.outbound,
+            tasks: &mut self.tasks,
+            index: self.index,
+            shard: shard_id,
+            next_lsn,
+            early: None,
+        };
+        ctx.credit(slot, request, true);
+        if source != shard_id {
+            self.open.coupled.push((source, shard_id));
+        }
+        self.early.insert(transfer);
     }
 
     fn on_executor_msg(&mut self, msg: Msg) {
@@ -1187,6 +1264,10 @@ impl Executor {
                     return;
                 };
                 shard.debits.open(account, n, debit_lsn);
+                if self.early.remove(&OpId { account, n }) {
+                    // Credited in this same batch: the destination answers.
+                    return;
+                }
                 // At most its own debit, being open (effects of one batch run
                 // one by one: others it debited may not be opened yet).
                 let settled_below = shard.watermark().min(debit_lsn);
@@ -1208,7 +1289,7 @@ impl Executor {
                     finish_waiters(slot, n);
                 }
             }
-            Effect::Credit(answer) => {
+            Effect::Credit(answer) | Effect::EarlyCredit(answer) => {
                 let e = self.shared.executor_of(answer.transfer.account);
                 self.route(e, Msg::Answer(answer));
             }
@@ -1227,8 +1308,16 @@ impl Executor {
                 };
                 self.route(e, Msg::Answer(retry));
             }
+            // Its batch did not land (or its shard was dropped): the source,
+            // if its debit lands, asks as usual.
+            Effect::EarlyCredit(answer) => {
+                self.early.remove(&answer.transfer);
+            }
+            Effect::StartCredit { account, n, .. } => {
+                self.early.remove(&OpId { account, n });
+            }
             // The shard is recovered: recovery publishes, re-drives and answers.
-            Effect::Durable { .. } | Effect::StartCredit { .. } | Effect::Finished { .. } => {}
+            Effect::Durable { .. } | Effect::Finished { .. } => {}
         }
     }
 
@@ -1291,6 +1380,19 @@ impl Executor {
             .resident
             .fetch_sub(resident, Ordering::Relaxed);
         let mut dropped = Vec::new();
+        // Credits decided with a debit of this shard in a batch not yet sent
+        // lose their debit: their shards go too (the batch in flight lands or
+        // fails whole).
+        let mut coupled = Vec::new();
+        let in_flight = usize::from(self.writing.is_some());
+        for batch in self.sealed.iter().skip(in_flight).chain([&self.open]) {
+            for &(source, destination) in &batch.coupled {
+                if source == shard_id && destination != shard_id && !coupled.contains(&destination)
+                {
+                    coupled.push(destination);
+                }
+            }
+        }
         for batch in self
             .sealed
             .iter_mut()
@@ -1308,6 +1410,11 @@ impl Executor {
         }
         for effect in dropped {
             self.fail_effect(effect, err);
+        }
+        for destination in coupled {
+            tracing::warn!(shard = %destination, source = %shard_id,
+                "a shard's credits lost their debits: recovering it too");
+            self.fail_shard(destination, err.clone());
         }
     }
 
@@ -1744,6 +1851,9 @@ struct Ctx<'a> {
     shard: ShardId,
     /// The lsn the open batch's frame of this shard will get.
     next_lsn: u64,
+    /// Where the credits of transfers debited now go to be decided at once
+    /// ([`Executor::credit_early`]); `None` when they are not.
+    early: Option<&'a mut Vec<CreditRequest>>,
 }
 
 impl Ctx<'_> {
@@ -1791,7 +1901,7 @@ impl Ctx<'_> {
                     gap,
                 }));
             }
-            Msg::Credit(request) => self.credit(slot, request),
+            Msg::Credit(request) => self.credit(slot, request, false),
             Msg::Answer(answer) => self.on_answer(slot, answer),
             Msg::Audit { .. }
             | Msg::Bundle(_)
@@ -1832,6 +1942,16 @@ impl Ctx<'_> {
                             debit_lsn: self.next_lsn,
                         },
                     );
+                    if let Some(early) = self.early.as_deref_mut() {
+                        // No watermark: the destination raises it from the
+                        // requests sent once debits are durable.
+                        let request = CreditRequest::of(&slot.state, n, 0, (self.next_lsn, 0));
+                        if let Some(request) =
+                            request.filter(|r| self.shared.executor_of(r.to) == self.index)
+                        {
+                            early.push(request);
+                        }
+                    }
                 }
                 if let Some(r) = reply {
                     match protocol::transfer_reply(&slot.state, n) {
@@ -1931,7 +2051,10 @@ impl Ctx<'_> {
                 self.route(e, Msg::Answer(answer));
             }
             // Only ever attached to the batch of a fresh record.
-            Effect::Durable { .. } | Effect::StartCredit { .. } | Effect::Finished { .. } => {
+            Effect::Durable { .. }
+            | Effect::StartCredit { .. }
+            | Effect::Finished { .. }
+            | Effect::EarlyCredit(_) => {
                 debug_assert!(false, "a record's effect outside its batch");
             }
         }
@@ -1950,7 +2073,8 @@ impl Ctx<'_> {
     }
 
     /// Saga, at the destination.
-    fn credit(&mut self, slot: &mut Slot, request: CreditRequest) {
+    /// `early`: decided in its debit's own open batch ([`Executor::credit_early`]).
+    fn credit(&mut self, slot: &mut Slot, request: CreditRequest, early: bool) {
         let source = self.shared.layout.shard_of(request.transfer.account);
         let watermarks = &self.shared.watermarks;
         watermarks.raise(source, request.settled_below);
@@ -1969,6 +2093,13 @@ impl Ctx<'_> {
         let outcome = saga::credit_outcome(&decision);
         if !decision.events.is_empty() {
             self.record(slot, &decision.events);
+        }
+        if early {
+            // Answered once this batch, the debit's, is durable (a refusal
+            // writes nothing, and must not be told before the debit lands).
+            let answer = Effect::EarlyCredit(request.answer(outcome));
+            self.open.effects.push((self.shard, answer));
+            return;
         }
         // Answered once the credit (or an earlier identical one) is durable.
         self.effect(slot, Effect::Credit(request.answer(outcome)));

@@ -91,6 +91,12 @@ pub struct RuntimeConfig {
     /// Several nodes on one Redis (`--node-id`): this engine hosts only the
     /// shards it holds a lease for. `None`: one node, every shard local.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Credit a transfer between two shards of one executor in its debit's own
+    /// batch, when the log writes a batch whole or not at all
+    /// ([`crate::store::shard_log::ShardLog::atomic_append`]): the transfer is
+    /// answered one batch sooner. Off: the credit waits for its debit to be
+    /// durable, as between executors.
+    pub early_credits: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -106,6 +112,7 @@ impl Default for RuntimeConfig {
             checkpoint_every: 16_384,
             blocking_threads: 2,
             cluster: None,
+            early_credits: true,
         }
     }
 }

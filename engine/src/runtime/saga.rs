@@ -12,7 +12,11 @@
 //! ```
 //!
 //! The debit is durable before any credit is asked, so a credit never becomes
-//! durable before its debit. The destination records its decision (credited or
+//! durable before its debit — except that between two shards of one executor,
+//! on a log whose appends land whole, the credit is decided into its debit's
+//! own batch (the executor's `credit_early`): durable together or not at all,
+//! answered by the destination once that batch lands, and the request sent
+//! once the debit is durable then asks nobody. The destination records its decision (credited or
 //! refused) by transfer id and answers a duplicate with it, so asking again
 //! after a crash or a lost answer is always safe. The source re-asks every
 //! transfer it finds in flight when its shard is recovered, however old.

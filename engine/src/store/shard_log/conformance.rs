@@ -11,6 +11,15 @@ use crate::store::StoreError;
 /// The result of one check: `Err` says what was wrong.
 pub type Check = Result<(), String>;
 
+/// Fails the check with a message when `cond` is false.
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
 macro_rules! ensure_eq {
     ($left:expr, $right:expr, $($fmt:tt)+) => {{
         let (left, right) = (&$left, &$right);
@@ -130,7 +139,10 @@ pub async fn appends_are_fenced(log: &dyn ShardLog) -> Check {
     Ok(())
 }
 
-/// One call carries several shards; each shard's outcome is its own, in order.
+/// One call carries several shards; each shard's outcome is its own, in order
+/// — or, on a log whose appends land whole ([`ShardLog::atomic_append`]), a
+/// refused frame refuses the call: nothing is written, the others are answered
+/// `Unavailable`, and the same frames land once the refused one is left out.
 pub async fn one_call_many_shards(log: &dyn ShardLog) -> Check {
     let results = log
         .append(vec![
@@ -140,19 +152,33 @@ pub async fn one_call_many_shards(log: &dyn ShardLog) -> Check {
         ])
         .await
         .map_err(fail("append"))?;
-    ensure_eq!(
-        results,
-        vec![
-            Ok(()),
-            Err(StoreError::Fenced {
-                shard: 3,
-                head: 0,
-                got: 5
-            }),
-            Ok(())
-        ],
-        "per-shard results"
-    );
+    let fenced = Err(StoreError::Fenced {
+        shard: 3,
+        head: 0,
+        got: 5,
+    });
+    let whole = log.atomic_append();
+    if whole {
+        ensure!(
+            matches!(&results[..], [Err(StoreError::Unavailable(_)), f, Err(StoreError::Unavailable(_))] if *f == fenced),
+            "a whole append refused with its fenced frame: {results:?}"
+        );
+        for s in [2u16, 3, 4] {
+            let frames = log.read(ShardId(s), 0, 10).await.map_err(fail("read"))?;
+            ensure!(
+                frames.is_empty(),
+                "shard {s}: nothing written, read {} frames",
+                frames.len()
+            );
+        }
+        let again = log
+            .append(vec![frame(2, 1, b"a"), frame(4, 1, b"c")])
+            .await
+            .map_err(fail("append"))?;
+        ensure_eq!(again, vec![Ok(()), Ok(())], "the rest, alone");
+    } else {
+        ensure_eq!(results, vec![Ok(()), fenced, Ok(())], "per-shard results");
+    }
     for (s, want) in [
         (2u16, vec![(1u64, b"a".to_vec())]),
         (3, vec![]),

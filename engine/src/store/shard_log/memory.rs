@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{check_checkpoint, check_fence, ShardAppend, ShardHead, ShardLog, StoredFrame};
+use super::{
+    check_checkpoint, check_fence, not_written, ShardAppend, ShardHead, ShardLog, StoredFrame,
+};
 use crate::codec::{ShardId, ShardLayout};
 use crate::ids::AccountId;
 use crate::store::{StoreError, StoreFuture};
@@ -40,6 +42,8 @@ pub struct MemoryShardLog {
 #[derive(Default)]
 pub struct AppendReplies {
     lose: AtomicUsize,
+    /// While recording: the shards of each append call that landed, in order.
+    calls: Mutex<Option<Vec<Vec<ShardId>>>>,
 }
 
 impl AppendReplies {
@@ -47,6 +51,17 @@ impl AppendReplies {
     /// caller cannot know they landed).
     pub fn lose_next(&self, n: usize) {
         self.lose.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on, remembers the shards of every append call that lands (a
+    /// test's view of which frames were written together).
+    pub fn record_calls(&self) {
+        *self.calls.lock() = Some(Vec::new());
+    }
+
+    /// The shards of each append call landed since [`Self::record_calls`].
+    pub fn calls(&self) -> Vec<Vec<ShardId>> {
+        self.calls.lock().clone().unwrap_or_default()
     }
 }
 
@@ -90,6 +105,25 @@ impl ShardLog for MemoryShardLog {
             return Box::pin(async move { Err(e) });
         }
         let mut inner = self.inner.lock();
+        // Whole or not at all (see `atomic_append`): every fence first.
+        let fences: Vec<Result<(), StoreError>> = batch
+            .iter()
+            .map(|a| {
+                let head = inner.shards.get(&a.shard).map_or(0, |s| s.head.head);
+                check_fence(a.shard, head, a.lsn)
+            })
+            .collect();
+        if fences.iter().any(Result::is_err) {
+            let results = batch
+                .iter()
+                .zip(fences)
+                .map(|(a, fence)| fence.and(Err(not_written(a.shard, a.lsn))))
+                .collect();
+            return Box::pin(async move { Ok(results) });
+        }
+        if let Some(calls) = self.replies.calls.lock().as_mut() {
+            calls.push(batch.iter().map(|a| a.shard).collect());
+        }
         let results = batch
             .into_iter()
             .map(|a| {
@@ -202,5 +236,9 @@ impl ShardLog for MemoryShardLog {
 
     fn backend_name(&self) -> &'static str {
         "memory"
+    }
+
+    fn atomic_append(&self) -> bool {
+        true
     }
 }

@@ -119,6 +119,24 @@ pub trait ShardLog: Send + Sync + 'static {
 
     /// A short name for logs and metrics.
     fn backend_name(&self) -> &'static str;
+
+    /// Whether an `append` call lands whole or not at all: when one frame is
+    /// refused (fenced), the others are answered [`StoreError::Unavailable`]
+    /// and nothing is written, and a crash never keeps part of a call. The
+    /// runtime then lets a transfer's credit ride in its debit's batch. False
+    /// unless a backend says so.
+    fn atomic_append(&self) -> bool {
+        false
+    }
+}
+
+/// The answer, in an append that lands whole or not at all, for a frame not
+/// written because another frame of the same call was refused.
+pub(crate) fn not_written(shard: ShardId, lsn: u64) -> StoreError {
+    StoreError::Unavailable(format!(
+        "frame {lsn} of shard {} not written: another frame of its append was refused",
+        shard.0
+    ))
 }
 
 /// The fencing rule every backend applies, in one place.

@@ -79,17 +79,23 @@ impl RedisShardLog {
         &self,
         batch: Vec<(ShardAppend, u64)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.append_frames(batch.into_iter().map(|(a, e)| (a, Some(e))).collect())
-            .await
+        self.append_frames(
+            batch.into_iter().map(|(a, e)| (a, Some(e))).collect(),
+            false,
+        )
+        .await
     }
 
     /// Appends frames, each fenced by its shard's head (and by its writer's
     /// epoch when given). On standalone Redis all of them are one script call
     /// ([`append_batch.lua`](lua/append_batch.lua)); on a Cluster one call per
     /// shard ([`append.lua`](lua/append.lua)), since a script touches one slot.
+    /// `whole`: on standalone Redis, a refused frame refuses the whole call
+    /// (nothing written; see [`ShardLog::atomic_append`]).
     async fn append_frames(
         &self,
         batch: Vec<(ShardAppend, Option<u64>)>,
+        whole: bool,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let sent: Vec<(ShardId, u64, Option<u64>)> =
             batch.iter().map(|(a, e)| (a.shard, a.lsn, *e)).collect();
@@ -122,6 +128,9 @@ impl RedisShardLog {
                     Some(e) => cmd.arg(e),
                     None => cmd.arg(""),
                 };
+            }
+            if whole {
+                cmd.arg("whole");
             }
             vec![Call::Script(&APPEND_BATCH, cmd)]
         };
@@ -184,8 +193,9 @@ impl RedisShardLog {
     }
 }
 
-/// A fenced script's `{1, _}` (done), `{0, head}` (fenced by position) or
-/// `{2, epoch}` (fenced by epoch: `held` was the writer's). The history row
+/// A fenced script's `{1, _}` (done), `{0, head}` (fenced by position),
+/// `{2, epoch}` (fenced by epoch: `held` was the writer's) or `{3, head}` (not
+/// written: another frame of a whole-or-nothing append was refused). The history row
 /// script answers the same way.
 pub(crate) fn fenced_status(
     v: &[i64],
@@ -206,6 +216,7 @@ pub(crate) fn fenced_status(
             held: held.unwrap_or(0),
             current: *current as u64,
         }),
+        [3, _] => Err(super::not_written(shard, lsn)),
         _ => Err(corrupt(what)),
     }
 }
@@ -275,7 +286,7 @@ impl ShardLog for RedisShardLog {
     }
 
     fn append(&self, batch: Vec<ShardAppend>) -> StoreFuture<'_, Vec<Result<(), StoreError>>> {
-        Box::pin(self.append_frames(batch.into_iter().map(|a| (a, None)).collect()))
+        Box::pin(self.append_frames(batch.into_iter().map(|a| (a, None)).collect(), true))
     }
 
     fn head(&self, shard: ShardId) -> StoreFuture<'_, ShardHead> {
@@ -370,6 +381,13 @@ impl ShardLog for RedisShardLog {
 
     fn backend_name(&self) -> &'static str {
         "redis"
+    }
+
+    /// Standalone Redis: one script call per append, which refuses all its
+    /// frames when one is fenced, and which the AOF keeps as one MULTI/EXEC
+    /// (a torn one is dropped whole on load). A Cluster: one call per shard.
+    fn atomic_append(&self) -> bool {
+        !self.redis.one_slot_per_script()
     }
 }
 
