@@ -24,7 +24,6 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,7 +35,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 mod hosting;
+mod rows;
 
+use self::rows::{BatchRow, Rows};
 use super::recovery::{self, RecoveredShard};
 use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, OpenDebits, SourceStep};
 use super::{EngineError, Shared};
@@ -49,7 +50,7 @@ use crate::domain::{AccountState, Command, Rejection};
 use crate::ids::{AccountId, OpId};
 use crate::policy::Policy;
 use crate::store::shard_log::{ShardAppend, ShardLog};
-use crate::store::{HistoryRow, StoreError};
+use crate::store::StoreError;
 use crate::time::Timestamp;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -364,9 +365,7 @@ struct Batch {
     /// since (lease lost, failed): the answer for a shard not listed belongs
     /// to a hosting that is gone, and must not touch a newer one.
     hosted: Vec<ShardId>,
-    /// In the shape the store takes them, so a batch's rows reach it without
-    /// being copied again.
-    history: Vec<(ShardId, AccountId, HistoryRow)>,
+    history: Vec<BatchRow>,
     /// Shards whose recovery put rows in `history`.
     history_shards: Vec<ShardId>,
     effects: Vec<(ShardId, Effect)>,
@@ -430,94 +429,10 @@ struct Written {
 
 type WriteFuture = Pin<Box<dyn Future<Output = Written>>>;
 
-/// The history rows of durable batches, written one store call at a time
-/// behind the log: replies go out when the frames are durable, and the rows of
-/// one batch are written while the next batch's frames are. Rows are a
-/// projection of the log, so a crash before they land loses nothing: recovery
-/// replays the frames after the checkpoint and writes their rows again, and a
-/// checkpoint never passes a frame whose rows are not written (`rows_lsn`).
-#[derive(Default)]
-struct Rows {
-    /// Rows of durable batches not yet being written, at most one per
-    /// (account, row key): a later row of the same operation (a transfer's
-    /// completion after its debit) replaces the earlier one in place.
-    pending: Vec<(ShardId, AccountId, HistoryRow)>,
-    /// Where each (account, row key) of `pending` is, by a hash of the two.
-    index: FxHashMap<u64, usize>,
-    /// The batch whose rows were the first to enter `pending`.
-    pending_since: u64,
-    /// The frames (shard, lsn) those rows come from; lsn 0 for shards whose
-    /// recovery rewrites rows.
-    positions: Vec<(ShardId, u64)>,
-    /// The last batch whose rows are in `pending` (or being written).
-    pending_batch: u64,
-    writing: Option<RowsFuture>,
-    /// Every batch up to this one has its rows written.
-    written_batch: u64,
-    /// History reads waiting for a batch's rows: (batch, reply).
-    waiters: Vec<(u64, Reply<()>)>,
-}
-
-impl Rows {
-    /// Adds a row of a durable batch, replacing a pending row of the same
-    /// operation (the newer one describes it as it is now).
-    fn push(&mut self, shard: ShardId, account: AccountId, row: HistoryRow) -> bool {
-        let next = self.pending.len();
-        match self.index.entry(row_hash(account, &row.key)) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let (_, held, pending) = &mut self.pending[*e.get()];
-                if *held == account && pending.key == row.key {
-                    // The pending row's `replaces` stays: whether a version is
-                    // stored depends on what was written before it, not after.
-                    pending.payload = row.payload;
-                    return true;
-                }
-                e.insert(next); // a collision: the older row just stays as it is
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(next);
-            }
-        }
-        self.pending.push((shard, account, row));
-        false
-    }
-
-    /// Drops the pending rows of `shard`, which left this executor: its next
-    /// host replays the frames they come from (no checkpoint passed them) and
-    /// writes them again, under its own lease epoch.
-    fn forget_shard(&mut self, shard: ShardId) {
-        self.pending.retain(|(s, _, _)| *s != shard);
-        self.positions.retain(|(s, _)| *s != shard);
-        self.index.clear();
-        for (i, (_, account, row)) in self.pending.iter().enumerate() {
-            self.index.insert(row_hash(*account, &row.key), i);
-        }
-    }
-
-    /// Hands the pending rows over for one store call.
-    fn take(&mut self) -> Vec<(ShardId, AccountId, HistoryRow)> {
-        self.index.clear();
-        self.pending_since = 0;
-        // The next window gets the room this one had (up to a bound, so one
-        // burst doesn't pin megabytes): growing a Vec of thousands of rows by
-        // doubling copied it over and over.
-        let capacity = self.pending.capacity().min(ROWS_CAPACITY_KEPT);
-        std::mem::replace(&mut self.pending, Vec::with_capacity(capacity))
-    }
-}
-
-/// Where a pending row of (account, row key) is found in [`Rows::index`].
-fn row_hash(account: AccountId, key: &str) -> u64 {
-    let mut hasher = rustc_hash::FxHasher::default();
-    (account, key).hash(&mut hasher);
-    hasher.finish()
-}
-
-/// The most room [`Rows::take`] keeps for the next window's rows.
-const ROWS_CAPACITY_KEPT: usize = 65_536;
-
 struct RowsWritten {
     batch: u64,
+    /// The write's number (see [`Rows::wait`]).
+    write: u64,
     positions: Vec<(ShardId, u64)>,
     /// The shards refused for their lease epoch ([`StoreError::LeaseLost`]).
     result: Result<Vec<StoreError>, StoreError>,
@@ -562,7 +477,9 @@ const TAKE: usize = 1024;
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How many batches the history rows of a durable batch may wait for later rows
 /// of the same operations (see [`Executor::write_rows`]). A transfer completes
-/// two or three batches after its debit.
+/// two or three batches after its debit; rows of operations still open when
+/// the window closes are held back longer (see [`rows`] and
+/// [`super::RowsHold`]).
 const ROWS_WINDOW: u64 = 6;
 /// A shard whose log has any frame past its checkpoint is checkpointed once no
 /// frame was added for this many housekeeping rounds (it went quiet)...
@@ -880,6 +797,8 @@ impl Executor {
     fn on_executor_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Passivate => {
+                // Rows held back would keep checkpoints below their frames.
+                self.rows.release_all();
                 let ids: Vec<ShardId> = self.shards.keys().copied().collect();
                 for id in ids {
                     self.evict(id, true);
@@ -944,7 +863,7 @@ impl Executor {
         self.write_rows();
         // Rows must keep up with the log: past two full batches of them waiting,
         // the next frames wait for the rows write (back-pressure, not a backlog).
-        let rows_behind = self.rows.pending.len() >= 2 * self.shared.config.max_batch;
+        let rows_behind = self.rows.due_rows() >= 2 * self.shared.config.max_batch;
         if self.writing.is_none() && !rows_behind {
             if let Some(front) = self.sealed.front_mut() {
                 self.writing = Some(start_write(self.log.clone(), front));
@@ -1056,7 +975,7 @@ impl Executor {
                         shard.durable_lsn = shard.durable_lsn.max(lsn);
                     }
                     durable_shards.push(shard_id);
-                    self.rows.positions.push((shard_id, lsn));
+                    self.rows.frame_durable(shard_id, lsn);
                 }
                 Err(e) => failed.push((shard_id, e)),
             }
@@ -1071,9 +990,10 @@ impl Executor {
             self.rows.pending_since = batch.id;
         }
         let mut superseded = 0u64;
-        for (shard, account, row) in batch.history.drain(..) {
-            if !failed.iter().any(|(f, _)| *f == shard) {
-                superseded += u64::from(self.rows.push(shard, account, row));
+        let now = Instant::now();
+        for row in batch.history.drain(..) {
+            if !failed.iter().any(|(f, _)| *f == row.shard) {
+                superseded += u64::from(self.rows.push(row, batch.id, now));
             }
         }
         stats
@@ -1081,7 +1001,7 @@ impl Executor {
             .fetch_add(superseded, Ordering::Relaxed);
         for &s in &batch.history_shards {
             if !failed.iter().any(|(f, _)| *f == s) {
-                self.rows.positions.push((s, 0));
+                self.rows.recovery_rows(s);
             }
         }
         self.rows.pending_batch = batch.id;
@@ -1125,26 +1045,41 @@ impl Executor {
     /// that a transfer's row written at its debit is usually replaced in memory
     /// by its completion's row (one row written instead of two). They go at once
     /// when a history read waits for them, when the log is idle, or when a full
-    /// batch of them is pending.
+    /// batch of them is pending. Rows of operations still open are held back
+    /// past that, within [`super::RowsHold`] (see [`rows`]).
     fn write_rows(&mut self) {
-        if self.rows.writing.is_some() || self.rows.pending_batch == self.rows.written_batch {
+        if self.rows.writing.is_some()
+            || (self.rows.pending_batch == self.rows.written_batch && !self.rows.force)
+        {
             return;
         }
-        let due = self.rows.pending.is_empty()
-            || !self.rows.waiters.is_empty()
-            || self.rows.pending.len() >= self.shared.config.max_batch
+        let due = self.rows.due_rows() == 0
+            || self.rows.force
+            || self.rows.has_waiters()
+            || self.rows.due_rows() >= self.shared.config.max_batch
             || self.rows.pending_batch - self.rows.pending_since >= ROWS_WINDOW
             || (self.writing.is_none() && self.sealed.is_empty() && self.open.is_empty());
         if !due {
             return;
         }
-        let mut rows = self.rows.take();
+        let taken = self
+            .rows
+            .take(&self.shared.config.rows_hold, Instant::now());
+        let stats = &self.shared.stats;
+        stats
+            .rows_held
+            .fetch_add(taken.newly_held, Ordering::Relaxed);
+        stats
+            .rows_held_written_open
+            .fetch_add(taken.written_open, Ordering::Relaxed);
+        let mut rows = taken.rows;
         let epochs = self.row_epochs(&mut rows);
-        let positions = std::mem::take(&mut self.rows.positions);
+        let (positions, write) = (taken.positions, taken.write);
         let batch = self.rows.pending_batch;
         if rows.is_empty() {
             return self.on_rows_written(RowsWritten {
                 batch,
+                write,
                 positions,
                 result: Ok(Vec::new()),
             });
@@ -1154,6 +1089,7 @@ impl Executor {
             let result = store.put_history(rows, epochs).await;
             RowsWritten {
                 batch,
+                write,
                 positions,
                 result,
             }
@@ -1197,14 +1133,12 @@ impl Executor {
                 Err(err)
             }
         };
-        let done = written.batch;
-        for (_, reply) in self.rows.waiters.extract_if(.., |(b, _)| *b <= done) {
-            let _ = reply.send(result.clone());
-        }
+        self.rows.written(written.batch, written.write, &result);
     }
 
     /// A history read of `account` (of `shard`): answered once the rows of the
-    /// account's records so far, and of its shard's recovery, are written.
+    /// account's records so far, and of its shard's recovery, are written (its
+    /// rows held back too: they go with the next write).
     fn wait_rows(&mut self, shard_id: ShardId, account: AccountId, reply: Reply<()>) {
         let Some(shard) = self.shards.get(&shard_id) else {
             return drop(reply.send(Ok(())));
@@ -1216,11 +1150,8 @@ impl Executor {
             Some(Entry::Loading(_)) | None => 0,
         };
         let needed = last.max(shard.hold_checkpoint_until);
-        if needed <= self.rows.written_batch {
-            let _ = reply.send(Ok(()));
-        } else {
-            self.rows.waiters.push((needed, reply));
-        }
+        let write = self.rows.release_account(account).unwrap_or(0);
+        self.rows.wait(needed, write, reply);
     }
 
     fn run_effect(&mut self, shard_id: ShardId, effect: Effect) {
@@ -1349,6 +1280,9 @@ impl Executor {
         }
         shard.phase = Phase::Recovering(VecDeque::new());
         shard.generation += 1;
+        // Its rows held back go now (their frames are durable); recovery writes
+        // them again anyway, from the log, with what came after.
+        self.rows.release_shard(shard_id);
         let mut resident = 0;
         for (_, entry) in shard.accounts.drain() {
             match entry {
@@ -1401,7 +1335,7 @@ impl Executor {
             batch.appends.retain(|a| a.shard != shard_id);
             batch.hosted.retain(|s| *s != shard_id);
             batch.frames.retain(|(s, _)| *s != shard_id);
-            batch.history.retain(|(s, _, _)| *s != shard_id);
+            batch.history.retain(|r| r.shard != shard_id);
             batch.history_shards.retain(|s| *s != shard_id);
             let (mine, others): (Vec<_>, Vec<_>) =
                 batch.effects.drain(..).partition(|(s, _)| *s == shard_id);
@@ -1488,12 +1422,20 @@ impl Executor {
         let resident = shard.accounts.len();
         if !recovered.history.is_empty() {
             shard.hold_checkpoint_until = open_id;
-            self.open.history.extend(
-                recovered
-                    .history
-                    .into_iter()
-                    .map(|(account, row)| (shard_id, account, row)),
-            );
+            // Never held back: `hold_checkpoint_until` waits for them.
+            self.open
+                .history
+                .extend(
+                    recovered
+                        .history
+                        .into_iter()
+                        .map(|(account, row)| BatchRow {
+                            shard: shard_id,
+                            account,
+                            row,
+                            open: false,
+                        }),
+                );
             self.open.history_shards.push(shard_id);
         }
         self.shared
@@ -1605,6 +1547,13 @@ impl Executor {
 
     fn housekeeping(&mut self) {
         self.rounds += 1;
+        // A held row goes once it is old enough, even when no batch comes.
+        if self
+            .rows
+            .held_too_long(&self.shared.config.rows_hold, Instant::now())
+        {
+            self.rows.force = true;
+        }
         self.progress_releases();
         let ids: Vec<ShardId> = self.shards.keys().copied().collect();
         for &id in &ids {
@@ -1837,6 +1786,25 @@ fn answer_waiters(slot: &mut Slot, n: u64, result: Result<Outcome, EngineError>)
     }
 }
 
+/// Whether `events` (applied to `state`) start an operation that is still open
+/// after them: a transfer debited and in flight, a withdrawal processing. A
+/// later record writes its row's final version, so the row may be held back.
+fn opens_operation(state: &AccountState, events: &[crate::domain::Event]) -> bool {
+    use crate::domain::event::EventBody;
+    use crate::domain::state::{OpRecord, WithdrawalStatus};
+    events.iter().any(|e| match e.body {
+        EventBody::TransferDebited { op, .. } => saga::in_flight(state, op),
+        EventBody::WithdrawalRequested { op, .. } => matches!(
+            state.ops.get(&op),
+            Some(OpRecord::Withdrawal {
+                status: WithdrawalStatus::Processing,
+                ..
+            })
+        ),
+        _ => false,
+    })
+}
+
 /// What running one message on one account needs of the executor (split out so
 /// the account's slot and the executor's batches can be borrowed together).
 struct Ctx<'a> {
@@ -2003,14 +1971,22 @@ impl Ctx<'_> {
             },
         );
         let shard = self.shard;
+        let open = opens_operation(&slot.state, events);
         // With several nodes, a node that lost its shard can't write rows late
         // (row writes are fenced by its lease epoch), so a row replaces only
         // when it says so, as on one node.
-        self.open.history.extend(
-            history_rows(&slot.state, events)
-                .into_iter()
-                .map(|row| (shard, account, row)),
-        );
+        self.open
+            .history
+            .extend(
+                history_rows(&slot.state, events)
+                    .into_iter()
+                    .map(|row| BatchRow {
+                        shard,
+                        account,
+                        open: open && !row.replaces,
+                        row,
+                    }),
+            );
         slot.last_batch = self.open.id;
         if slot.dirty_lsn == 0 {
             slot.dirty_lsn = self.next_lsn;

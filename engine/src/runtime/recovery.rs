@@ -38,8 +38,10 @@ pub(crate) struct Recovered {
 pub(crate) struct RecoveredShard {
     pub head: ShardHead,
     pub accounts: FxHashMap<AccountId, Recovered>,
-    /// History rows of the replayed frames, to be written again (a crash may have
-    /// come between a frame and its rows).
+    /// History rows of every record in the frames after the checkpoint, to be
+    /// written again (a crash may have come between a frame and its rows, and
+    /// the checkpoint may hold a state past a record whose rows were not
+    /// written).
     pub history: Vec<(AccountId, HistoryRow)>,
     /// Every transfer in flight: account, number, the position of its debit
     /// (see `saga`): as the checkpoint lists it, else its frame in the tail,
@@ -208,8 +210,21 @@ fn replay(
             let account = accounts
                 .get_mut(&record.account)
                 .ok_or_else(|| corrupt(format!("{} not loaded for replay", record.account)))?;
+            let decode = || {
+                crate::domain::event::decode_events(&record.payload).map_err(|e| {
+                    corrupt(format!("record {} of {}: {e}", record.seq, record.account))
+                })
+            };
             if record.seq <= account.seq {
-                continue; // already in the checkpointed state
+                // Already in the checkpointed state, but its rows may not be
+                // written: a checkpoint encodes an account as it is now, while
+                // the rows of its last records may still wait (their window, or
+                // held back while their operation is open); only the frames it
+                // trims are known to have their rows written. The checkpointed
+                // state describes them: every later version of an operation's
+                // row comes from a later record, replayed after this one.
+                history.extend(replayed_rows(record.account, &account.state, &decode()?));
+                continue;
             }
             if record.seq != account.seq + 1 {
                 return Err(corrupt(format!(
@@ -217,9 +232,7 @@ fn replay(
                     record.account, record.seq, account.seq, frame.lsn
                 )));
             }
-            let events = crate::domain::event::decode_events(&record.payload).map_err(|e| {
-                corrupt(format!("record {} of {}: {e}", record.seq, record.account))
-            })?;
+            let events = decode()?;
             for e in &events {
                 if let EventBody::TransferDebited { op, .. } = e.body {
                     debits.insert((record.account, op), frame.lsn);
@@ -230,24 +243,29 @@ fn replay(
             if account.dirty_lsn == 0 {
                 account.dirty_lsn = frame.lsn;
             }
-            // A replayed frame's rows may be stored already (with a later
-            // version, even): each one replaces what is there.
-            history.extend(
-                history_rows(&account.state, &events)
-                    .into_iter()
-                    .map(|row| {
-                        (
-                            record.account,
-                            HistoryRow {
-                                replaces: true,
-                                ..row
-                            },
-                        )
-                    }),
-            );
+            history.extend(replayed_rows(record.account, &account.state, &events));
         }
     }
     Ok((history, debits))
+}
+
+/// The history rows of a replayed record's `events`, given the state after
+/// them. A replayed frame's rows may be stored already (with a later version,
+/// even): each one replaces what is there.
+fn replayed_rows(
+    account: AccountId,
+    state: &AccountState,
+    events: &[crate::domain::Event],
+) -> impl Iterator<Item = (AccountId, HistoryRow)> {
+    history_rows(state, events).into_iter().map(move |row| {
+        (
+            account,
+            HistoryRow {
+                replaces: true,
+                ..row
+            },
+        )
+    })
 }
 
 /// Rebuilds `account` from what the store holds — its shard's checkpoint and the

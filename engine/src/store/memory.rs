@@ -6,7 +6,7 @@
 //! engine behaves when storage is down.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -31,14 +31,22 @@ struct AccountData {
 struct Rows(Vec<(String, Vec<u8>)>);
 
 impl Rows {
-    /// Inserts the row `key`, or replaces its payload when it exists.
-    fn upsert(&mut self, key: String, payload: Vec<u8>) {
+    /// Inserts the row `key`, or replaces its payload when it exists (then
+    /// returns `true`).
+    fn upsert(&mut self, key: String, payload: Vec<u8>) -> bool {
         if self.0.last().is_none_or(|(last, _)| *last < key) {
-            return self.0.push((key, payload));
+            self.0.push((key, payload));
+            return false;
         }
         match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
-            Ok(i) => self.0[i].1 = payload,
-            Err(i) => self.0.insert(i, (key, payload)),
+            Ok(i) => {
+                self.0[i].1 = payload;
+                true
+            }
+            Err(i) => {
+                self.0.insert(i, (key, payload));
+                false
+            }
         }
     }
 
@@ -80,6 +88,10 @@ pub struct MemoryStore {
     indexes: Mutex<HashMap<String, BTreeMap<String, String>>>,
     failing: std::sync::Arc<AtomicBool>,
     log: std::sync::Arc<super::shard_log::memory::MemoryShardLog>,
+    /// History rows written, and how many of them were written over a stored
+    /// row of the same key (what a durable backend pays for twice).
+    rows_written: AtomicU64,
+    rows_rewritten: AtomicU64,
 }
 
 impl Default for MemoryStore {
@@ -92,6 +104,8 @@ impl Default for MemoryStore {
             log: std::sync::Arc::new(super::shard_log::memory::MemoryShardLog::with_failing(
                 failing,
             )),
+            rows_written: AtomicU64::new(0),
+            rows_rewritten: AtomicU64::new(0),
         }
     }
 }
@@ -109,6 +123,15 @@ impl MemoryStore {
     /// [`AppendReplies`](super::shard_log::memory::AppendReplies)).
     pub fn appends(&self) -> &super::shard_log::memory::AppendReplies {
         self.log.replies()
+    }
+
+    /// History rows written so far, and how many of them replaced a stored row
+    /// of the same key.
+    pub fn rows_written(&self) -> (u64, u64) {
+        (
+            self.rows_written.load(Ordering::Relaxed),
+            self.rows_rewritten.load(Ordering::Relaxed),
+        )
     }
 
     /// While `true`, every operation fails with [`StoreError::Unavailable`].
@@ -301,12 +324,16 @@ impl Store for MemoryStore {
         // One node only (no leases): nothing to fence.
         let result = self.check().map(|()| {
             for (_, account, row) in rows {
-                self.shard(account)
+                let rewritten = self
+                    .shard(account)
                     .lock()
                     .entry(account)
                     .or_default()
                     .history
                     .upsert(row.key, row.payload);
+                self.rows_written.fetch_add(1, Ordering::Relaxed);
+                self.rows_rewritten
+                    .fetch_add(u64::from(rewritten), Ordering::Relaxed);
             }
             Vec::new()
         });

@@ -174,6 +174,8 @@ impl Executor {
             .map(|(id, _)| *id)
             .collect();
         for id in releasing {
+            // Its rows held back go: a hand-over waits for every row written.
+            self.rows.release_shard(id);
             let in_pipeline = self.open.frames.iter().any(|(s, _)| *s == id)
                 || self.sealed.iter().any(|b| {
                     b.appends.iter().any(|a| a.shard == id)
