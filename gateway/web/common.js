@@ -63,6 +63,17 @@ OK.api = async function (method, path, token, body, headers) {
   return { status: r.status, body: data };
 };
 
+// The latest of a series of requests that each replace what is on screen (a list
+// reloaded on every filter change and live update): `begin()` starts one and
+// returns a check that stays true only while no later one has started. Answers
+// can arrive out of order (a slow network, a busy server), so a view renders an
+// answer only if its request is still the latest; otherwise an older answer
+// would overwrite, or add to, what the newer one showed.
+OK.Latest = class {
+  constructor() { this.n = 0; }
+  begin() { const n = ++this.n; return () => n === this.n; }
+};
+
 OK.idem = function () {
   return (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
 };

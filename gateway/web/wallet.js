@@ -297,12 +297,23 @@ $("wd-confirm").addEventListener("click", async () => {
 
 // ---- history ----------------------------------------------------------------
 
+// Each load supersedes those still in flight (see `OK.Latest`): opening the tab,
+// changing the filter and a live update each start one, and only the answer to
+// the latest is shown. Without this, the answer to the tab's unfiltered request
+// arriving after the filter's would add every transaction under the filter.
+const historyLoads = new OK.Latest();
 async function loadHistory(fresh) {
-  if (fresh) { W.cursor = null; $("history").replaceChildren(); }
+  const current = historyLoads.begin();
+  if (fresh) {
+    W.cursor = null;
+    $("history").replaceChildren();
+    $("history-more").classList.add("hidden");
+  }
   const q = new URLSearchParams({ limit: "20" });
   if ($("hist-type").value) q.set("type", $("hist-type").value);
   if (W.cursor) q.set("cursor", W.cursor);
   const r = await call("GET", "/v1/transactions?" + q.toString());
+  if (!current()) return;
   for (const t of r.body.items) {
     const sign = t.direction === "in" ? "+" : "−";
     $("history").append(OK.el("tr", { dataset: { id: t.id, direction: t.direction } },

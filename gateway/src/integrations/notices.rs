@@ -33,7 +33,7 @@
 //! [`Notice::of`] is the one place that decides which notification is a notice,
 //! and [`Notice::template`] the one place naming its template (`templates/`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,6 +187,32 @@ fn security_sentence(change: SecurityChange, locale: Locale) -> &'static str {
     }
 }
 
+/// Whether the login notified at `seq` was the account's first, from the
+/// notifications before it: an earlier login means other devices were known
+/// then (the engine forgets none until it has more than it keeps); none, in a
+/// history that starts at seq 1, means it was the first. `None` when the
+/// retained notifications (the last [`NOTIFICATIONS_RETAINED`]) no longer start
+/// at seq 1 and hold no earlier login.
+///
+/// Never from the devices known now: a pass runs some time after the login it
+/// derives (after a kick, at start-up), and a second device's login in between
+/// would make the first device look like news, mailing the owner about the
+/// device they registered on.
+///
+/// [`NOTIFICATIONS_RETAINED`]: okpay_engine::domain::state::NOTIFICATIONS_RETAINED
+pub fn first_login(notifications: &VecDeque<Notification>, seq: u64) -> Option<bool> {
+    let earlier_login = notifications
+        .iter()
+        .any(|n| n.seq < seq && matches!(n.kind, NotificationKind::SessionCreated { .. }));
+    if earlier_login {
+        return Some(false);
+    }
+    notifications
+        .front()
+        .is_some_and(|n| n.seq == 1)
+        .then_some(true)
+}
+
 /// The delivery id of `account`'s notification `seq`.
 pub fn delivery_id(account: AccountId, seq: u64) -> String {
     format!("dlv_n_{account}_{seq:020}")
@@ -269,7 +295,12 @@ impl Notices {
                     .map(|(n, notice)| {
                         let send = match &notice {
                             Notice::NewDeviceLogin { device, .. } => {
-                                s.security.known_devices.iter().any(|d| d != device)
+                                match first_login(&s.notifications, n.seq) {
+                                    Some(first) => !first,
+                                    // Only when the retained notifications no
+                                    // longer reach back that far (see the fn).
+                                    None => s.security.known_devices.iter().any(|d| d != device),
+                                }
                             }
                             _ => true,
                         };
@@ -368,6 +399,54 @@ impl Notices {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn notification(seq: u64, kind: NotificationKind) -> Notification {
+        Notification {
+            seq,
+            at: okpay_engine::time::Timestamp(0),
+            kind,
+        }
+    }
+
+    fn login(seq: u64, device: &str) -> Notification {
+        let account: AccountId = "acc_0123456789abcdef".parse().unwrap();
+        notification(
+            seq,
+            NotificationKind::SessionCreated {
+                session: okpay_engine::ids::OpId { account, n: seq },
+                device_id: device.into(),
+                country: None,
+                new_device: true,
+            },
+        )
+    }
+
+    #[test]
+    fn the_first_login_is_told_by_the_logins_before_it_not_by_later_ones() {
+        let kyc = |seq| {
+            notification(
+                seq,
+                NotificationKind::KycUpdated {
+                    status: KycStatus::Pending,
+                    tier: 0,
+                    reason: None,
+                },
+            )
+        };
+        // Registered, logged in on a phone, then on a laptop before any pass ran.
+        let history: VecDeque<Notification> = [kyc(1), login(2, "phone"), login(3, "laptop")]
+            .into_iter()
+            .collect();
+        assert_eq!(first_login(&history, 2), Some(true));
+        assert_eq!(first_login(&history, 3), Some(false));
+        // A history that no longer starts at seq 1: a login before this one
+        // still says it was not the first; without one it is unknown.
+        let trimmed: VecDeque<Notification> = [kyc(40), login(41, "phone"), login(42, "laptop")]
+            .into_iter()
+            .collect();
+        assert_eq!(first_login(&trimmed, 42), Some(false));
+        assert_eq!(first_login(&trimmed, 41), None);
+    }
 
     #[test]
     fn the_log_key_is_read_back_from_the_delivery_id() {

@@ -245,6 +245,50 @@ async fn log_in(c: &Client, login: &str) {
     wait_text(c, "#conn", "the wallet's websocket", |t| t == "Live").await;
 }
 
+/// Waits until `check` holds for what `script` returns; panics with what it saw.
+async fn wait_for(c: &Client, script: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let v = js(c, script, vec![]).await;
+        if check(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: last {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of the rows of the wallet's history table.
+const HISTORY_ROWS: &str =
+    "return [...document.querySelectorAll('#history tr')].map(r => r.dataset.id);";
+
+/// Wraps the page's `fetch` so that answers to unfiltered history requests
+/// (`/v1/transactions` without `type=`) wait until `okpayTest.release()`, which
+/// returns how many it released; `okpayTest.settled` counts released answers
+/// the page has finished with (raised in a later task, after the microtasks in
+/// which the page reads the answer and renders it or drops it).
+const HOLD_UNFILTERED_HISTORY: &str = r#"
+const real = window.fetch.bind(window);
+const t = window.okpayTest = { held: [], released: 0, settled: 0 };
+t.release = () => {
+  const held = t.held.splice(0);
+  t.released += held.length;
+  held.forEach(go => go());
+  return held.length;
+};
+window.fetch = (url, opts) => {
+  const answer = real(url, opts);
+  const u = String(url);
+  if (!u.startsWith('/v1/transactions') || u.includes('type=')) return answer;
+  return new Promise((resolve, reject) => t.held.push(() => answer.then(r => {
+    const json = r.json.bind(r);
+    r.json = () => json().finally(() => setTimeout(() => { t.settled += 1; }, 0));
+    resolve(r);
+  }, reject)));
+};
+return 1;
+"#;
+
 /// The CNY balance shown on the wallet's home tab.
 async fn cny(c: &Client) -> Value {
     text(c, "#bal-CNY").await
@@ -497,27 +541,36 @@ async fn the_wallet_and_the_console_work_end_to_end_in_a_real_browser() {
     wait_text(&alice, "[data-tab=home]", "Chinese", |t| t == "首页").await;
     shot(&alice, "wallet-home-zh").await;
 
-    // History with a filter.
+    // History with a filter, while the answer to the tab's own (unfiltered)
+    // request is slow: it arrives after the filter's and must not be shown.
+    // The page's `fetch` holds the unfiltered answers back until released.
+    js(&alice, HOLD_UNFILTERED_HISTORY, vec![]).await;
     click(&alice, "[data-tab=history]").await;
     select(&alice, "#hist-type", "deposit").await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let rows = js(
-            &alice,
-            "return [...document.querySelectorAll('#history tr')].map(r => r.dataset.id);",
-            vec![],
-        )
-        .await;
-        let rows = rows.as_array().unwrap().clone();
-        if rows.len() == 1 && rows[0].as_str().unwrap().starts_with("dep_") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "history filter: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let only_the_deposit = |rows: &Value| {
+        let rows = rows.as_array().unwrap();
+        rows.len() == 1 && rows[0].as_str().is_some_and(|id| id.starts_with("dep_"))
+    };
+    let rows = wait_for(&alice, HISTORY_ROWS, "history filter", only_the_deposit).await;
+    let held = js(&alice, "return window.okpayTest.release();", vec![]).await;
+    assert!(
+        held.as_u64().is_some_and(|n| n >= 1),
+        "the tab's unfiltered request was not held: {held}"
+    );
+    // Every released answer has been handed to the page and the page is done
+    // with it (the count is raised in a task after the page's own handling).
+    wait_for(
+        &alice,
+        "return window.okpayTest.settled === window.okpayTest.released;",
+        "released history answers handled",
+        |v| *v == json!(true),
+    )
+    .await;
+    let after = js(&alice, HISTORY_ROWS, vec![]).await;
+    assert_eq!(
+        after, rows,
+        "a superseded answer changed the filtered history"
+    );
 
     // The operator's actions are in the audit trail, with their name.
     let trail: Value = app

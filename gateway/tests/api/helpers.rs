@@ -244,7 +244,17 @@ impl TestApp {
         });
         let app = TestApp {
             base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            // Idle connections are dropped well before the server's keep-alive
+            // (actix: 5 s) would close them. A test that computes for seconds
+            // without awaiting (encoding a multi-megabyte body, in a debug build
+            // on a loaded machine) blocks the thread on which the client's
+            // connection task would read the server's close; its next request
+            // then goes out on that closed connection and fails with a broken
+            // pipe.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap(),
             _dir: dir,
             stop: Some(stop),
             thread: Some(thread),

@@ -290,17 +290,32 @@ async fn a_client_that_never_reads_is_disconnected_and_the_server_stays_healthy(
     assert_status_changed(&ws.event().await, "active", "frozen", "after the slow one");
 }
 
+/// The server pings every heartbeat and, at each tick, closes a client it has
+/// not heard from for two intervals. Both halves wait on what the server does
+/// (a close, pings), never on a fixed time: a silent client that only slept
+/// before reading would answer the pings it then reads, and be kept alive if the
+/// loaded server had not closed it yet.
 #[tokio::test]
 async fn a_client_silent_for_two_heartbeats_is_closed() {
     let app = TestApp::spawn_with(|s| s.ws_heartbeat = Duration::from_millis(200)).await;
     let (_, token) = app.user("ws-silent@example.com").await;
+    // It reads (so it sees the close frame) but sends nothing, not even pongs.
+    let mut silent = WsClient::connect_silent(&app, "/v1/stream", &token).await;
+    assert_eq!(silent.closed().await, Some(1008));
+
+    // A client that reads (and so answers pings) stays connected through the
+    // checks at the second and third ticks (the server pings at a tick only once
+    // the client passed that tick's check). Its first pong must be back within
+    // about one interval: the connection's silence clock starts at the upgrade,
+    // the first ping leaves at the first tick (after that tick's token check),
+    // and the check at the second tick looks two intervals back from then. A
+    // 200 ms interval asks a loaded 2-core machine to schedule a debug build's
+    // server, client and server again within 200 ms, which it does not always
+    // do; a second is what the reading half gets.
+    let app = TestApp::spawn_with(|s| s.ws_heartbeat = Duration::from_secs(1)).await;
+    let (_, token) = app.user("ws-reading@example.com").await;
     let mut ws = WsClient::connect(&app, "/v1/stream", &token).await;
-    // Not reading means not answering the server's pings.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(ws.closed().await, Some(1008));
-    // A client that reads (and so answers pings) stays connected.
-    let mut ws = WsClient::connect(&app, "/v1/stream", &token).await;
-    assert!(ws.next_within(Duration::from_millis(1_000)).await.is_none());
+    ws.pings(3).await;
     ws.assert_quiet().await;
 }
 

@@ -3,10 +3,16 @@
 //! next meaningful frame (control frames are skipped) with a deadline, so a test
 //! that waits for something that never comes fails instead of hanging.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -27,8 +33,51 @@ pub enum Frame {
     Ended,
 }
 
-pub struct WsClient {
-    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+pub struct WsClient<S = MaybeTlsStream<TcpStream>> {
+    pub inner: WebSocketStream<S>,
+}
+
+/// A TCP connection whose writes can be switched off after the handshake: a
+/// websocket client on it reads every frame but never answers one (tungstenite
+/// answers each ping it reads by itself, so a client that reads is never silent
+/// otherwise).
+pub struct Muted {
+    tcp: TcpStream,
+    muted: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Muted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Muted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 /// The handshake request for `path` (e.g. `/v1/stream?after_seq=3`), with the
@@ -65,6 +114,24 @@ impl WsClient {
             .expect("websocket handshake")
     }
 
+    /// Connects with the token in the header, then never sends anything again:
+    /// the client reads what the server sends, and answers none of its pings.
+    pub async fn connect_silent(app: &TestApp, path: &str, token: &str) -> WsClient<Muted> {
+        let addr = app.base.trim_start_matches("http://");
+        let muted = Arc::new(AtomicBool::new(false));
+        let tcp = Muted {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+            muted: muted.clone(),
+        };
+        let (inner, _) = tokio_tungstenite::client_async(request(app, path, Some(token)), tcp)
+            .await
+            .expect("websocket handshake");
+        muted.store(true, Ordering::Relaxed);
+        WsClient { inner }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
     pub async fn send_json(&mut self, v: Value) {
         self.inner.send(Message::Text(v.to_string())).await.unwrap();
     }
@@ -115,6 +182,18 @@ impl WsClient {
             json!({"type": "pong"}),
             "expected nothing before the pong"
         );
+    }
+
+    /// Reads until `n` pings of the server's heartbeat have arrived (answering
+    /// each, as any client that reads does); panics on anything else.
+    pub async fn pings(&mut self, n: usize) {
+        for _ in 0..n {
+            let next = tokio::time::timeout(PATIENCE, self.inner.next()).await;
+            match next {
+                Ok(Some(Ok(Message::Ping(_)))) => {}
+                other => panic!("expected a ping, got {other:?}"),
+            }
+        }
     }
 
     /// Reads until the server closes; returns the close code (`None` when the
