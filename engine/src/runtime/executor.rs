@@ -726,20 +726,8 @@ impl Executor {
             unreachable!("checked above");
         };
         slot.last_used = self.rounds;
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            open: &mut self.open,
-            sealed: &mut self.sealed,
-            durable_batch: self.durable_batch,
-            local: &mut self.local,
-            outbound: &mut self.outbound,
-            tasks: &mut self.tasks,
-            index: self.index,
-            shard: shard_id,
-            next_lsn,
-            early: self.early_credits.then_some(&mut self.early_pending),
-        };
-        ctx.run(slot, msg);
+        let early = self.early_credits.then_some(&mut self.early_pending);
+        ctx!(self, shard_id, next_lsn, early).run(slot, msg);
         while let Some(request) = self.early_pending.pop() {
             self.credit_early(request);
         }
@@ -774,20 +762,7 @@ impl Executor {
             request.transfer,
             self.shared.layout.shard_of(request.transfer.account),
         );
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            open: &mut self.open,
-            sealed: &mut self.sealed,
-            durable_batch: self.durable_batch,
-            local: &mut self.local,
-            outbound: &mut self.outbound,
-            tasks: &mut self.tasks,
-            index: self.index,
-            shard: shard_id,
-            next_lsn,
-            early: None,
-        };
-        ctx.credit(slot, request, true);
+        ctx!(self, shard_id, next_lsn, None).credit(slot, request, true);
         if source != shard_id {
             self.open.coupled.push((source, shard_id));
         }
@@ -1804,6 +1779,27 @@ fn opens_operation(state: &AccountState, events: &[crate::domain::Event]) -> boo
         _ => false,
     })
 }
+
+/// The [`Ctx`] of an executor for a slot of `shard` (a macro, not a method:
+/// the slot stays borrowed from the executor's shards meanwhile).
+macro_rules! ctx {
+    ($ex:ident, $shard:expr, $next_lsn:expr, $early:expr) => {
+        Ctx {
+            shared: &$ex.shared,
+            open: &mut $ex.open,
+            sealed: &mut $ex.sealed,
+            durable_batch: $ex.durable_batch,
+            local: &mut $ex.local,
+            outbound: &mut $ex.outbound,
+            tasks: &mut $ex.tasks,
+            index: $ex.index,
+            shard: $shard,
+            next_lsn: $next_lsn,
+            early: $early,
+        }
+    };
+}
+use ctx;
 
 /// What running one message on one account needs of the executor (split out so
 /// the account's slot and the executor's batches can be borrowed together).
