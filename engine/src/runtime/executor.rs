@@ -1906,15 +1906,16 @@ impl Ctx<'_> {
                             debit_lsn: self.next_lsn,
                         },
                     );
-                    if let Some(early) = self.early.as_deref_mut() {
+                    // Only for a destination on this executor: asked before
+                    // the request (and its memo) is built.
+                    let here = self.early.is_some()
+                        && matches!(slot.state.ops.get(&n),
+                            Some(crate::domain::state::OpRecord::Transfer { to, .. })
+                                if self.shared.executor_of(*to) == self.index);
+                    if let (true, Some(early)) = (here, self.early.as_deref_mut()) {
                         // No watermark: the destination raises it from the
                         // requests sent once debits are durable.
-                        let request = CreditRequest::of(&slot.state, n, 0, (self.next_lsn, 0));
-                        if let Some(request) =
-                            request.filter(|r| self.shared.executor_of(r.to) == self.index)
-                        {
-                            early.push(request);
-                        }
+                        early.extend(CreditRequest::of(&slot.state, n, 0, (self.next_lsn, 0)));
                     }
                 }
                 if let Some(r) = reply {
