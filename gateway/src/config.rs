@@ -123,6 +123,7 @@ pub struct ServerFile {
     pub strict_durability: Option<bool>,
     pub max_json_body_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub listen_backlog: Option<u32>,
     pub session_ttl_s: Option<u64>,
     pub ws_queue: Option<usize>,
     pub ws_max_connections: Option<usize>,
@@ -435,6 +436,12 @@ pub struct Settings {
     pub max_json_body_bytes: usize,
     /// Concurrent HTTP connections per worker before new ones wait.
     pub max_connections: usize,
+    /// Connections the kernel queues for `accept` (the listen backlog). Beyond
+    /// it a client's connection attempt is dropped and retried a second later, so
+    /// a burst of new connections (a load balancer's pool warming up, every
+    /// phone reconnecting after a deploy) waits a whole second; the default of
+    /// 2,048 is actix's own (`std`'s `bind` leaves 128).
+    pub listen_backlog: u32,
     pub session_ttl: Duration,
     /// Frames that may wait for one websocket client before it is disconnected.
     pub ws_queue: usize,
@@ -588,6 +595,7 @@ impl Settings {
             runtime,
             max_json_body_bytes: s.max_json_body_bytes.unwrap_or(64 * 1024),
             max_connections: s.max_connections.unwrap_or(25_000),
+            listen_backlog: s.listen_backlog.unwrap_or(2048).clamp(1, 65_535),
             session_ttl: Duration::from_secs(s.session_ttl_s.unwrap_or(30 * 86_400)),
             alerts_kept: s.alerts_kept.unwrap_or(10_000).max(1),
             ws_queue: s.ws_queue.unwrap_or(256),

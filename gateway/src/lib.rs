@@ -285,6 +285,15 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
+/// Sets the kernel's accept queue of `listener` to `backlog` connections (a
+/// second `listen` on a listening socket only changes its backlog). `std`'s
+/// `TcpListener::bind` leaves 128: a burst of more new connections than that,
+/// e.g. 256 load-test connections and 200 websockets opened together, had
+/// connection attempts dropped and retried by the client a second later.
+pub fn widen_backlog(listener: &TcpListener, backlog: u32) -> std::io::Result<()> {
+    socket2::SockRef::from(listener).listen(backlog.min(i32::MAX as u32) as i32)
+}
+
 /// Serves the API on `listener` until `shutdown` resolves or SIGTERM/SIGINT
 /// arrives; then stops accepting, drains requests in flight, and flushes the
 /// journal (every account snapshots and stops). Must run inside an actix system.
@@ -295,6 +304,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let workers = settings.workers;
     let max_connections = settings.max_connections;
+    widen_backlog(&listener, settings.listen_backlog)?;
     let json_limit = settings.max_json_body_bytes;
     let state = web::Data::new(build_state(settings).await?);
     let engine = state.engine.clone();
@@ -501,5 +511,22 @@ mod tests {
         assert_eq!(resolve_pii_key(&s).unwrap(), [0x11; 32]);
         s.kyc_key = Some(config::Redacted("short".into()));
         assert!(resolve_pii_key(&s).is_err());
+    }
+
+    #[test]
+    fn a_widened_backlog_queues_a_burst_of_connections_nobody_has_accepted_yet() {
+        // std's bind leaves 128: the 130th connection attempt of a burst would be
+        // dropped (and retried by the client a second later). Nothing accepts
+        // here, so every connection below waits in the kernel's queue.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        widen_backlog(&listener, 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held: Vec<std::net::TcpStream> = (0..400)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))
+                    .unwrap_or_else(|e| panic!("connection {i} of the burst not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(held.len(), 400);
     }
 }
