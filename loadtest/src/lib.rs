@@ -4,8 +4,10 @@
 //!
 //! A run against the API has four phases: set-up through the public API
 //! (`setup.rs`: register, log in, KYC when needed, fund), websocket subscribers
-//! (`ws.rs`), the load (`load.rs`, open or closed loop, measured in `stats.rs`),
-//! and the end checks (`checks.rs`). `--baseline redis-lua` runs the same load
+//! (`ws.rs`), the load (`load.rs`, open or closed loop, measured in `stats.rs`;
+//! its transfers go over the lean HTTP/1.1 client of `transfers.rs` and
+//! `http1.rs`, everything else over reqwest in `client.rs`), and the end checks
+//! (`checks.rs`). `--baseline redis-lua` runs the same load
 //! shape against a Redis Lua script instead (`baseline.rs`). Traffic only goes to
 //! loopback addresses (`target.rs`).
 
@@ -14,6 +16,8 @@ pub mod baseline;
 pub mod checks;
 pub mod client;
 pub mod cpu;
+pub mod http1;
+pub mod json_text;
 pub mod load;
 pub mod money;
 pub mod plot;

@@ -102,6 +102,11 @@ struct Cli {
     /// hops) per transfer, summed over the nodes. Repeatable.
     #[arg(long)]
     metrics_url: Vec<String>,
+    /// Threads of the harness's runtime. 1 (a single-threaded runtime) costs
+    /// the least CPU per transfer; more only helps when the harness itself
+    /// saturates a core (see `cpu µs/transfer harness`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
 }
 
 fn config(cli: &Cli) -> anyhow::Result<Config> {
@@ -142,10 +147,18 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("seed {}", config.seed);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread by default: the harness needs a few microseconds per transfer,
+    // a fraction of one core at the rates this machine reaches, and a
+    // multi-threaded runtime on the cores the server needs spends more waking
+    // and parking its workers than it gains (README, "The harness's own CPU").
+    let mut builder = if cli.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(usize::from(cli.threads));
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::json_text::Text;
 use crate::stats::{latency_histogram, record};
 use crate::target::LoopbackUrl;
 
@@ -232,12 +233,19 @@ pub struct FrameInfo {
     pub incoming_transfer: Option<String>,
 }
 
+/// [`FrameInfo`] with the id borrowed from the frame when it can be.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FrameRef<'a> {
+    seq: Option<u64>,
+    incoming_transfer: Option<Cow<'a, str>>,
+}
+
 #[derive(Deserialize)]
 struct FrameHead<'a> {
     #[serde(default)]
     seq: Option<u64>,
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow, default)]
     data: Option<FrameData<'a>>,
 }
@@ -247,35 +255,44 @@ struct FrameHead<'a> {
 #[derive(Deserialize)]
 struct FrameData<'a> {
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow, default)]
-    direction: Option<Cow<'a, str>>,
+    direction: Option<Text<'a>>,
 }
 
 /// Reads a frame's seq and incoming transfer id (see [`FrameInfo`]).
 pub fn frame_info(frame: &str) -> FrameInfo {
+    let r = frame_ref(frame);
+    FrameInfo {
+        seq: r.seq,
+        incoming_transfer: r.incoming_transfer.map(Cow::into_owned),
+    }
+}
+
+fn frame_ref(frame: &str) -> FrameRef<'_> {
     let Ok(head) = serde_json::from_str::<FrameHead<'_>>(frame) else {
         // Not JSON, or a frame of another shape (some `data` with an `id` that is
         // not a string): at most its seq matters, read the slow way.
         let seq = serde_json::from_str::<Value>(frame)
             .ok()
             .and_then(|v| v.get("seq")?.as_u64());
-        return FrameInfo {
+        return FrameRef {
             seq,
             incoming_transfer: None,
         };
     };
+    let is = |t: &Option<Text<'_>>, want: &str| t.as_ref().map(Text::as_str) == Some(want);
     let incoming_transfer = head
         .data
-        .filter(|_| head.kind.as_deref() == Some("transaction.updated"))
+        .filter(|_| is(&head.kind, "transaction.updated"))
         // Each side of a transfer gets its own frame; only the recipient's counts.
-        .filter(|d| d.direction.as_deref() == Some("in"))
-        .filter(|d| d.kind.as_deref().is_none_or(|t| t == "transfer"))
+        .filter(|d| is(&d.direction, "in"))
+        .filter(|d| d.kind.is_none() || is(&d.kind, "transfer"))
         .and_then(|d| d.id)
-        .map(Cow::into_owned);
-    FrameInfo {
+        .map(|t| t.0);
+    FrameRef {
         seq: head.seq,
         incoming_transfer,
     }
@@ -383,27 +400,32 @@ async fn read(
                 Err(_) => continue,
             }
         }
-        loop {
-            tokio::select! {
-                _ = stop.changed() => {
-                    let _ = socket.close(None).await;
-                    return;
-                }
-                msg = socket.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        let at = Instant::now();
-                        tracker.frames.fetch_add(1, Ordering::Relaxed);
-                        let info = frame_info(&text);
-                        if let Some(seq) = info.seq {
-                            last_seq = Some(last_seq.map_or(seq, |l| l.max(seq)));
-                        }
-                        if let Some(id) = info.incoming_transfer {
-                            tracker.frame(&id, at);
-                        }
+        {
+            // One wait for the stop signal per connection, not one per frame.
+            let stopped = stop.changed();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => {
+                        let _ = socket.close(None).await;
+                        return;
                     }
-                    // Pings are answered by tungstenite itself while we read.
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break,
+                    msg = socket.next() => match msg {
+                        Some(Ok(Message::Text(text))) => {
+                            let at = Instant::now();
+                            tracker.frames.fetch_add(1, Ordering::Relaxed);
+                            let info = frame_ref(&text);
+                            if let Some(seq) = info.seq {
+                                last_seq = Some(last_seq.map_or(seq, |l| l.max(seq)));
+                            }
+                            if let Some(id) = info.incoming_transfer {
+                                tracker.frame(&id, at);
+                            }
+                        }
+                        // Pings are answered by tungstenite itself while we read.
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    }
                 }
             }
         }
