@@ -896,7 +896,12 @@ fn start_write(log: Arc<dyn ShardLog>, batch: &mut Batch) -> WriteFuture {
         let results = if appends.is_empty() {
             Ok(Vec::new())
         } else {
-            log.append(appends).await
+            // The store's whole answer time for one batch (queueing at the store
+            // and its fsync included): the floor of every command's latency.
+            let started = Instant::now();
+            let results = log.append(appends).await;
+            metrics::histogram!("okpay_log_append_seconds").record(started.elapsed().as_secs_f64());
+            results
         };
         let results: Vec<(ShardId, u64, Result<(), StoreError>)> = match results {
             Ok(per) if per.len() == positions.len() => positions

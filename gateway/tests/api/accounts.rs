@@ -26,6 +26,20 @@ async fn register_then_view_the_empty_account() {
 }
 
 #[tokio::test]
+async fn the_logs_append_time_is_on_the_metrics_page() {
+    // `okpay_log_append_seconds`: the store's answer time per batch, the floor
+    // of every command's latency (the recorder is process-wide, so the count
+    // only has to grow).
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user("append.metric@example.com").await;
+    let before = app.metric("okpay_log_append_seconds_count").await;
+    app.deposit(&token, "25.00").await;
+    let after = app.metric("okpay_log_append_seconds_count").await;
+    assert!(after > before, "append count {before} -> {after}");
+    assert!(app.metric("okpay_log_append_seconds_bucket").await >= after);
+}
+
+#[tokio::test]
 async fn a_login_can_be_registered_once_even_when_racing() {
     // Enough hashing slots for all six at once: the race, not the bound, is tested.
     let app = TestApp::spawn_with(|s| s.hash_concurrency = 8).await;
