@@ -497,8 +497,10 @@ mod tests {
         assert!(policy.fraud.fan_out_max_new_recipients >= 1_000_000);
         let big = rust_decimal::Decimal::from(1_000_000);
         assert!(policy.tier0.daily_out_max >= big && policy.tier1.daily_out_max >= big);
+        // The split-payment rule sums a day of each sender's transfers: a fast
+        // run would reach the default 1,000.00 in minutes and answer 202.
+        assert!(policy.fraud.challenge_over >= big);
         // ...but the rules stay on, and the rest is the contract's defaults.
-        assert_eq!(policy.fraud.challenge_over, defaults.fraud.challenge_over);
         assert!(
             policy.fraud.challenge_over > rust_decimal::Decimal::new(load::AMOUNT_MINOR_MAX, 2)
         );
