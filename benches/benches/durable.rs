@@ -204,6 +204,12 @@ fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<Accoun
             policy: load_policy(),
             runtime: RuntimeConfig {
                 idle_after: Duration::from_secs(3600),
+                // `DURABLE_EXECUTORS=1`: the server's default on 2 cores (half
+                // the cores); without it, the engine library's (one per core).
+                executors: std::env::var("DURABLE_EXECUTORS")
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .map_or(RuntimeConfig::default().executors, |n| n.max(1)),
                 ..RuntimeConfig::default()
             },
             ..EngineConfig::default()
