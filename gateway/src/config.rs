@@ -554,10 +554,9 @@ impl Settings {
         let s = file.server;
         let e = file.engine;
         let dev = cli.dev.or(s.dev).unwrap_or(false);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut runtime = RuntimeConfig {
-            executors: default_executors(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            executors: default_executors(cores),
             ..RuntimeConfig::default()
         };
         if let Some(v) = e.executors {
@@ -590,7 +589,6 @@ impl Settings {
             .or(s.node_id.clone())
             .and_then(|id| NodeId::parse(&id).ok());
         runtime.cluster = node_id.clone().map(ClusterConfig::new);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Settings {
             listen: cli
                 .listen
