@@ -617,13 +617,16 @@ impl Engine {
         let mut items = Vec::new();
         let mut cursor = cursor;
         let mut scanned = 0;
+        // Rows past retention are not read, swept yet or not.
+        let cutoff_ms = self.policy().history_cutoff_ms(self.clock().now());
         loop {
             let page = self
                 .shared()
                 .store
-                .history(
+                .history_since(
                     self.shared().layout.shard_of(account),
                     account,
+                    Some(cutoff_ms),
                     cursor.as_deref(),
                     limit.min(SCAN_MAX - scanned).max(1),
                 )

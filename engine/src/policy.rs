@@ -154,6 +154,11 @@ pub struct Policy {
     /// their debit's position (state format 2 and older). Newer ones are forgotten
     /// only once their source has settled them (the saga's watermark), never by age.
     pub credit_dedupe_retention_s: u32,
+    /// How long history rows (the statements of `GET /v1/transactions`) are
+    /// kept, counted from the operation's creation: older rows are no longer
+    /// read, and are dropped a week at a time (`store::retention`). Default
+    /// 2557 days, seven years, the usual keeping period of payment records.
+    pub history_retention_days: u32,
 }
 
 fn dec(n: i64, scale: u32) -> Decimal {
@@ -215,6 +220,7 @@ impl Default for Policy {
             security: SecurityPolicy::default(),
             idempotency_retention_s: 86_400,
             credit_dedupe_retention_s: 7 * 86_400,
+            history_retention_days: 2557,
         }
     }
 }
@@ -273,6 +279,9 @@ impl Policy {
         if self.idempotency_retention_s < 86_400 {
             return Err("idempotency_retention_s must be at least 86400".into());
         }
+        if self.history_retention_days < 1 {
+            return Err("history_retention_days must be at least 1".into());
+        }
         if self.fraud.velocity_window_s == 0
             || self.fraud.fan_out_window_s == 0
             || self.fraud.unchallenged_window_s == 0
@@ -283,6 +292,11 @@ impl Policy {
         Ok(())
     }
 
+    /// The instant before which history rows are past retention at `now` (ms).
+    pub fn history_cutoff_ms(&self, now: crate::time::Timestamp) -> i64 {
+        crate::store::retention::cutoff_ms(now, self.history_retention_days)
+    }
+
     /// The longest activity window any rule looks at, in milliseconds.
     pub fn longest_window_ms(&self) -> i64 {
         i64::from(
@@ -290,5 +304,32 @@ impl Policy {
                 .velocity_window_s
                 .max(self.fraud.fan_out_window_s),
         ) * 1000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_retention_is_seven_years_and_at_least_a_day() {
+        let policy = Policy::default();
+        assert_eq!(policy.history_retention_days, 2557);
+        assert_eq!(policy.validate(), Ok(()));
+        let none = Policy {
+            history_retention_days: 0,
+            ..Policy::default()
+        };
+        assert_eq!(
+            none.validate(),
+            Err("history_retention_days must be at least 1".to_owned())
+        );
+        let day = Policy {
+            history_retention_days: 1,
+            ..Policy::default()
+        };
+        assert_eq!(day.validate(), Ok(()));
+        let now = crate::time::Timestamp(10 * 86_400_000);
+        assert_eq!(day.history_cutoff_ms(now), 9 * 86_400_000);
     }
 }

@@ -133,14 +133,25 @@ impl Store for HeldStore {
     ) -> StoreFuture<'_, Vec<(String, String)>> {
         self.inner.scan_index(index, after, limit)
     }
-    fn history(
+    fn history_since(
         &self,
         shard: ShardId,
         account: AccountId,
+        cutoff_ms: Option<i64>,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
-        self.inner.history(shard, account, before, limit)
+        self.inner
+            .history_since(shard, account, cutoff_ms, before, limit)
+    }
+    fn drop_history_before(
+        &self,
+        shards: Vec<ShardId>,
+        cutoff_ms: i64,
+        max_buckets: usize,
+    ) -> StoreFuture<'_, okpay_engine::store::retention::HistorySweep> {
+        self.inner
+            .drop_history_before(shards, cutoff_ms, max_buckets)
     }
     fn backend_name(&self) -> &'static str {
         "held"

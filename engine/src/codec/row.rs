@@ -158,6 +158,13 @@ fn read_key(r: &mut Reader<'_>) -> Result<Key, CodecError> {
     })
 }
 
+/// The time (ms since the epoch) a row key of the encoded shape starts with,
+/// or `None` for any other key: what the store's time buckets are made of
+/// (`store::retention`), so only rows of this shape have a bucket.
+pub fn key_ms(key: &str) -> Option<u64> {
+    parse_key(key).map(|k| k.ms)
+}
+
 /// `<account BE><encoded key>`: what the members of one row start with (the
 /// range a replaced row's earlier versions are removed from), or `None` when
 /// the key does not have the encoded shape.

@@ -101,6 +101,10 @@ pub async fn run_all(store: &dyn Store) {
             "put_history_engine_rows_page_from_any_cursor",
             put_history_engine_rows_page_from_any_cursor(store).await,
         ),
+        (
+            "history_past_retention_left_out",
+            history_past_retention_left_out(store).await,
+        ),
     ];
     let failures: Vec<String> = checks
         .into_iter()
@@ -1199,5 +1203,159 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
             "rows before cursor {cursor:?}"
         );
     }
+    Ok(())
+}
+
+/// An engine-shaped row key (`codec::row`: time, kind, op id), which has a
+/// time bucket (`store::retention`).
+fn engine_key(ms: u64, account: AccountId, n: u64) -> String {
+    format!("{ms:016x}tx_{:016x}{n:016x}", account.0)
+}
+
+/// `account`'s rows kept at `cutoff_ms`, read in pages of `size` from `before`
+/// = the last key of the previous page, at most 100 pages.
+async fn pages_since(
+    store: &dyn Store,
+    account: AccountId,
+    cutoff_ms: Option<i64>,
+    size: usize,
+) -> Result<Vec<HistoryRow>, String> {
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..100 {
+        let page = step(
+            "history_since page",
+            store
+                .history_since(sh(account), account, cutoff_ms, before.as_deref(), size)
+                .await,
+        )?;
+        ensure!(
+            page.len() <= size,
+            "a page of {} rows, limit {size}",
+            page.len()
+        );
+        let Some(last) = page.last() else { break };
+        before = Some(last.key.clone());
+        seen.extend(page);
+    }
+    Ok(seen)
+}
+
+/// Rows whose time is before the retention cutoff are left out of reads given
+/// it (engine-shaped keys and any other, through both write paths), whether a
+/// bucket holds rows on both sides of the cutoff or not; pages across bucket
+/// boundaries stay newest first, exclusive and complete; a row replaced within
+/// its bucket reads once, in its latest version; reads without a cutoff still
+/// see everything stored.
+pub async fn history_past_retention_left_out(store: &dyn Store) -> Check {
+    use super::retention::BUCKET_MS;
+    let a = AccountId::random();
+    let next = AccountId(a.0.wrapping_add(1));
+    // Buckets 4000..4004 (the 2040s): no other check writes there.
+    let first = 4000 * BUCKET_MS;
+    let times: Vec<u64> = (0..5)
+        .flat_map(|b| [0, BUCKET_MS / 2, BUCKET_MS - 1].map(|t| first + b * BUCKET_MS + t))
+        .collect();
+    let mut rows: Vec<HistoryRow> = times
+        .iter()
+        .enumerate()
+        .map(|(n, &ms)| row(a, &engine_key(ms, a, n as u64 + 1), "v1"))
+        .collect();
+    // A key of another shape in the cut bucket, below and above the cutoff.
+    let cutoff = first + BUCKET_MS + BUCKET_MS / 3;
+    rows.push(row(a, &history_key(cutoff - 1, "odd"), "v1"));
+    rows.push(row(a, &history_key(cutoff, "odd"), "v1"));
+    // Half through the journal, half through put_history; a neighbour (one id
+    // apart, same keys) in the same calls.
+    let (journal, put) = rows.split_at(rows.len() / 2);
+    append_all(store, vec![rec_with(a, 1, journal.to_vec())]).await?;
+    let mut puts: Vec<_> = put.iter().map(|r| (sh(a), a, r.clone())).collect();
+    puts.extend(rows.iter().map(|r| (sh(next), next, r.clone())));
+    step("put_history", store.put_history(puts, Vec::new()).await)?;
+    // Two rows get a later version, one on each side of the cutoff.
+    let replaced = [rows[4].clone(), rows[8].clone()];
+    let finals: Vec<HistoryRow> = replaced.iter().map(|r| row(a, &r.key, "v2")).collect();
+    step(
+        "put_history finals",
+        store
+            .put_history(
+                finals.iter().map(|r| (sh(a), a, r.clone())).collect(),
+                Vec::new(),
+            )
+            .await,
+    )?;
+    let mut all: Vec<HistoryRow> = rows
+        .iter()
+        .map(|r| finals.iter().find(|f| f.key == r.key).unwrap_or(r).clone())
+        .map(|r| HistoryRow {
+            replaces: false,
+            ..r
+        })
+        .collect();
+    all.sort_by(|x, y| y.key.cmp(&x.key));
+    let cutoff_key = format!("{cutoff:016x}");
+    let kept: Vec<HistoryRow> = all
+        .iter()
+        .filter(|r| r.key >= cutoff_key)
+        .cloned()
+        .collect();
+    ensure!(
+        kept.len() > 3 && kept.len() < all.len() - 3,
+        "the cutoff should cut the rows: {} of {}",
+        kept.len(),
+        all.len()
+    );
+    let cutoff = Some(cutoff as i64);
+    for size in [1, 2, 3, 7, 100] {
+        let got = pages_since(store, a, cutoff, size).await?;
+        ensure_eq!(
+            rows_text(&got),
+            rows_text(&kept),
+            "pages of {size} at the cutoff"
+        );
+        let got = pages_since(store, a, None, size).await?;
+        ensure_eq!(
+            rows_text(&got),
+            rows_text(&all),
+            "pages of {size} without a cutoff"
+        );
+    }
+    // From a cursor in every bucket, and from one below the cutoff.
+    for cursor in [
+        format!("{:016x}", first + 4 * BUCKET_MS),
+        format!("{:016x}", first + 2 * BUCKET_MS + 1),
+        kept[kept.len() - 1].key.clone(),
+        format!("{:016x}", first + BUCKET_MS),
+        all[all.len() - 1].key.clone(),
+    ] {
+        let want: Vec<HistoryRow> = kept
+            .iter()
+            .filter(|r| r.key < cursor)
+            .take(4)
+            .cloned()
+            .collect();
+        let got = step(
+            "history_since from a cursor",
+            store
+                .history_since(sh(a), a, cutoff, Some(&cursor), 4)
+                .await,
+        )?;
+        ensure_eq!(
+            rows_text(&got),
+            rows_text(&want),
+            "kept rows before {cursor:?}"
+        );
+    }
+    // A cutoff at or before the epoch keeps everything.
+    let got = step(
+        "history_since at the epoch",
+        store.history_since(sh(a), a, Some(0), None, 100).await,
+    )?;
+    ensure_eq!(rows_text(&got), rows_text(&all), "rows at a cutoff of 0");
+    let got = step(
+        "history_since of the neighbour",
+        store.history_since(sh(next), next, cutoff, None, 100).await,
+    )?;
+    ensure_eq!(got.len(), kept.len(), "the neighbour's kept rows");
     Ok(())
 }

@@ -471,19 +471,28 @@ impl Store for EmbeddedStore {
         }))
     }
 
-    fn history(
+    fn history_since(
         &self,
         _shard: crate::codec::ShardId,
         account: AccountId,
+        cutoff_ms: Option<i64>,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
         let before = before.map(str::to_owned);
+        let from = super::retention::first_kept_key(cutoff_ms);
         Box::pin(self.blocking_rows(move |db, recent| {
+            if let (Some(f), Some(b)) = (&from, &before) {
+                if f >= b {
+                    return Ok(Vec::new());
+                }
+            }
             // Recent rows first, then the read transaction: a row moving to
             // `history` meanwhile is committed there before it leaves memory,
             // so it is in one of the two (see `recent`).
-            let newer = recent.lock().page(account.0, before.as_deref(), limit)?;
+            let newer = recent
+                .lock()
+                .page(account.0, from.as_deref(), before.as_deref(), limit)?;
             let txn = db.begin_read().map_err(db_err)?;
             let history = txn.open_table(HISTORY).map_err(db_err)?;
             // Without `before`, the account's rows end where the next account's begin
@@ -493,7 +502,7 @@ impl Store for EmbeddedStore {
                 (None, Some(next)) => Bound::Excluded((next, "")),
                 (None, None) => Bound::Unbounded,
             };
-            let start = Bound::Included((account.0, ""));
+            let start = Bound::Included((account.0, from.as_deref().unwrap_or("")));
             let mut older = Vec::new();
             // Rows of `newer` may be here too (an earlier version, or the same
             // one): read as many more as could be hidden by them.
@@ -532,6 +541,16 @@ impl Store for EmbeddedStore {
             recent.lock().commit(db, txn, rows)?;
             Ok(Vec::new())
         }))
+    }
+
+    fn drop_history_before(
+        &self,
+        _shards: Vec<crate::codec::ShardId>,
+        _cutoff_ms: i64,
+        _max_buckets: usize,
+    ) -> StoreFuture<'_, super::retention::HistorySweep> {
+        // Not bucketed yet: nothing is dropped (reads leave old rows out).
+        Box::pin(async { Ok(super::retention::HistorySweep::default()) })
     }
 
     fn shard_log(&self) -> StoreFuture<'_, Arc<dyn super::shard_log::ShardLog>> {

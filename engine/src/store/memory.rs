@@ -5,7 +5,7 @@
 //! forgets everything when dropped. It can also be told to fail, to test how the
 //! engine behaves when storage is down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -50,12 +50,19 @@ impl Rows {
         }
     }
 
-    /// Up to `limit` rows with keys before `before` (all when `None`), newest first.
-    fn newest_before(&self, before: Option<&str>, limit: usize) -> Vec<HistoryRow> {
+    /// Up to `limit` rows with keys before `before` (all when `None`) and at or
+    /// after `from` (all when `None`), newest first.
+    fn newest_before(
+        &self,
+        from: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Vec<HistoryRow> {
         let end = before.map_or(self.0.len(), |b| {
             self.0.partition_point(|(k, _)| k.as_str() < b)
         });
-        self.0[..end]
+        let start = from.map_or(0, |f| self.0.partition_point(|(k, _)| k.as_str() < f));
+        self.0[start.min(end)..end]
             .iter()
             .rev()
             .take(limit)
@@ -92,6 +99,9 @@ pub struct MemoryStore {
     /// row of the same key (what a durable backend pays for twice).
     rows_written: AtomicU64,
     rows_rewritten: AtomicU64,
+    /// The time buckets that hold rows ([`super::retention`]), so a sweep
+    /// drops whole buckets as the durable backends do.
+    buckets: Mutex<BTreeSet<u64>>,
 }
 
 impl Default for MemoryStore {
@@ -106,6 +116,7 @@ impl Default for MemoryStore {
             )),
             rows_written: AtomicU64::new(0),
             rows_rewritten: AtomicU64::new(0),
+            buckets: Mutex::default(),
         }
     }
 }
@@ -113,6 +124,15 @@ impl Default for MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Remembers the buckets of `rows` (before writing them, so a sweep that
+    /// runs meanwhile at worst keeps a bucket it could have dropped).
+    fn note_buckets<'a>(&self, rows: impl Iterator<Item = &'a HistoryRow>) {
+        let mut buckets = None;
+        for b in rows.filter_map(|row| super::retention::bucket_of(&row.key)) {
+            buckets.get_or_insert_with(|| self.buckets.lock()).insert(b);
+        }
     }
 
     fn shard(&self, account: AccountId) -> &Mutex<BTreeMap<AccountId, AccountData>> {
@@ -159,6 +179,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
         let result = self.check().map(|()| {
+            self.note_buckets(batch.iter().flat_map(|rec| &rec.history));
             batch
                 .iter()
                 .map(|rec| {
@@ -299,19 +320,21 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(result))
     }
 
-    fn history(
+    fn history_since(
         &self,
         _shard: crate::codec::ShardId,
         account: AccountId,
+        cutoff_ms: Option<i64>,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        let from = super::retention::first_kept_key(cutoff_ms);
         let result = self.check().map(|()| {
             let accounts = self.shard(account).lock();
             let Some(data) = accounts.get(&account) else {
                 return Vec::new();
             };
-            data.history.newest_before(before, limit)
+            data.history.newest_before(from.as_deref(), before, limit)
         });
         Box::pin(std::future::ready(result))
     }
@@ -323,6 +346,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'_, Vec<StoreError>> {
         // One node only (no leases): nothing to fence.
         let result = self.check().map(|()| {
+            self.note_buckets(rows.iter().map(|(_, _, row)| row));
             for (_, account, row) in rows {
                 let rewritten = self
                     .shard(account)
@@ -338,6 +362,45 @@ impl Store for MemoryStore {
             Vec::new()
         });
         Box::pin(async move { result })
+    }
+
+    fn drop_history_before(
+        &self,
+        _shards: Vec<crate::codec::ShardId>,
+        cutoff_ms: i64,
+        max_buckets: usize,
+    ) -> StoreFuture<'_, super::retention::HistorySweep> {
+        use super::retention::{bucket_of, first_kept_bucket, HistorySweep};
+        let result = self.check().map(|()| {
+            let first_kept = first_kept_bucket(cutoff_ms);
+            let mut buckets = self.buckets.lock();
+            let old: BTreeSet<u64> = buckets
+                .range(..first_kept)
+                .take(max_buckets)
+                .copied()
+                .collect();
+            let mut rows = 0;
+            if !old.is_empty() {
+                for shard in &self.accounts {
+                    for data in shard.lock().values_mut() {
+                        let before = data.history.0.len();
+                        data.history
+                            .0
+                            .retain(|(key, _)| bucket_of(key).is_none_or(|b| !old.contains(&b)));
+                        rows += (before - data.history.0.len()) as u64;
+                    }
+                }
+            }
+            for b in &old {
+                buckets.remove(b);
+            }
+            HistorySweep {
+                buckets: old.len() as u64,
+                rows,
+                more: buckets.range(..first_kept).next().is_some(),
+            }
+        });
+        Box::pin(std::future::ready(result))
     }
 
     fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {

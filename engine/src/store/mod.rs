@@ -15,6 +15,9 @@
 //! - a record's history rows are upserted in the same transaction (or Lua call) as
 //!   the record, so they are written if and only if it is; trimming never touches
 //!   the history.
+//! - history rows past retention are left out of reads given the cutoff, and go
+//!   a whole time bucket at a time, only through `drop_history_before`
+//!   ([`retention`] says how).
 //!
 
 pub mod conformance;
@@ -23,6 +26,7 @@ pub mod memory;
 pub mod redis;
 pub mod redis_cluster;
 pub mod redis_config;
+pub mod retention;
 pub mod shard_log;
 
 use std::future::Future;
@@ -169,14 +173,42 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<(String, String)>>;
 
     /// History rows of `account` (of `shard`), newest first (descending key), with
-    /// keys strictly less than `before` when given, at most `limit`.
+    /// keys strictly less than `before` when given, at most `limit`; every row
+    /// stored, whatever its age ([`Store::history_since`] with no cutoff).
     fn history(
         &self,
         shard: ShardId,
         account: AccountId,
         before: Option<&str>,
         limit: usize,
+    ) -> StoreFuture<'_, Vec<HistoryRow>> {
+        self.history_since(shard, account, None, before, limit)
+    }
+
+    /// [`Store::history`] without the rows past retention at `cutoff_ms`: keys
+    /// below [`retention::first_kept_key`] (rows whose time is before the
+    /// cutoff) are left out, whether or not a sweep dropped them yet.
+    fn history_since(
+        &self,
+        shard: ShardId,
+        account: AccountId,
+        cutoff_ms: Option<i64>,
+        before: Option<&str>,
+        limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>>;
+
+    /// Drops, whole, the history buckets entirely before `cutoff_ms` (every row
+    /// of them is past retention; [`retention`]), at most `max_buckets` of them
+    /// (on Redis: per shard, of `shards`, where the rows live; other backends
+    /// keep rows of all shards together and ignore it). Idempotent: a bucket
+    /// already dropped is not there to drop again. Rows written later into a
+    /// dropped bucket (a past-retention time) may be kept or not.
+    fn drop_history_before(
+        &self,
+        shards: Vec<ShardId>,
+        cutoff_ms: i64,
+        max_buckets: usize,
+    ) -> StoreFuture<'_, retention::HistorySweep>;
 
     /// Upserts history rows (each `(shard, account, row)`), durably when it
     /// resolves `Ok`. The runtime writes the rows of a batch after its frames are

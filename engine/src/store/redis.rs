@@ -1269,16 +1269,20 @@ impl Store for RedisStore {
         })
     }
 
-    fn history(
+    fn history_since(
         &self,
         shard: ShardId,
         account: AccountId,
+        cutoff_ms: Option<i64>,
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
         // Redis reads LIMIT as a signed 64-bit count, so "everything" must not
         // overflow it.
         let count = limit.min(i64::MAX as usize);
+        // Rows past retention are below the first kept key in every layout.
+        let from = super::retention::first_kept_key(cutoff_ms);
+        let from = from.as_deref().unwrap_or("");
         // The shard's rows of this account: fields `<account>:<key>`, all below
         // `<account>;` (';' follows ':'). `(` makes a bound exclusive.
         let prefix = format!("{account}:");
@@ -1288,16 +1292,20 @@ impl Store for RedisStore {
             Some(b) => format!("({prefix}{b}"),
             None => format!("({account};"),
         })
-        .arg(format!("[{prefix}"))
+        .arg(format!("[{prefix}{from}"))
         .arg(count);
         // Rows written with journal records, before shard logs, in the account's keys.
         let (hash, keys) = history_keys(account);
         let mut legacy = ROWS.call(&[&hash, &keys]);
         legacy
             .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
-            .arg("-")
+            .arg(if from.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("[{from}")
+            })
             .arg(count);
-        // Layout 3: the row set, between `[<account bytes>` and `(<account
+        // Layout 3: the row set, between `[<account bytes><from>` and `(<account
         // bytes><before>` (a member with key `before` is longer, so above it) or
         // `[<account bytes>\xff` (row keys are ASCII, below 0x80).
         let mut lower = b"[".to_vec();
@@ -1310,18 +1318,27 @@ impl Store for RedisStore {
         rowset
             .arg(rowset_key(shard))
             .arg(upper)
-            .arg(&lower)
+            .arg([&lower[..], from.as_bytes()].concat())
             .arg("LIMIT")
             .arg(0)
             .arg(count);
         // Layout 4: below the first encoded key at or after `before`
-        // (exclusive: its members are longer), or below the next account.
+        // (exclusive: its members are longer), or below the next account; at
+        // or above the first encoded key at or after `from` (none: nothing).
         let upper = match before.map(|b| codec::row::ceiling_prefix(account, b)) {
             Some(Some(prefix)) => [&b"("[..], &prefix].concat(),
             _ => match account.0.checked_add(1) {
                 Some(next) => [&b"("[..], &next.to_be_bytes()[..]].concat(),
                 None => b"+".to_vec(),
             },
+        };
+        let lower = if from.is_empty() {
+            lower
+        } else {
+            match codec::row::ceiling_prefix(account, from) {
+                Some(prefix) => [&b"["[..], &prefix].concat(),
+                None => b"+".to_vec(),
+            }
         };
         let mut hist = ::redis::cmd("ZREVRANGEBYLEX");
         hist.arg(hist_key(shard))
@@ -1444,6 +1461,16 @@ impl Store for RedisStore {
             }
             Ok(refused)
         })
+    }
+
+    fn drop_history_before(
+        &self,
+        _shards: Vec<ShardId>,
+        _cutoff_ms: i64,
+        _max_buckets: usize,
+    ) -> StoreFuture<'_, super::retention::HistorySweep> {
+        // Not bucketed yet: nothing is dropped (reads leave old rows out).
+        Box::pin(async { Ok(super::retention::HistorySweep::default()) })
     }
 
     fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {

@@ -15,6 +15,10 @@
 //! is refused (`signature::TOLERANCE_S`), so after a day the id is only a
 //! memory. The webhook log is what `POST /v1/admin/webhooks/{id}/replay` sends
 //! again; messages older than the retention are no longer replayed.
+//!
+//! The same task drops the history rows past `history_retention_days` (policy),
+//! whole time buckets at a time (`okpay_engine::store::retention`), at the
+//! engine clock's time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use okpay_engine::coord::Coord;
 use okpay_engine::ids::AccountId;
+use okpay_engine::store::retention::HistorySweep;
 use okpay_engine::store::Store;
 use okpay_engine::{Engine, EngineError, Rejection};
 
@@ -38,6 +43,10 @@ pub const SEEN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const TRIM_EVERY: Duration = Duration::from_secs(3600);
 /// Entries read per page while trimming.
 const PAGE: usize = 500;
+/// History buckets dropped per store call (per shard on Redis), and calls per
+/// run: a backlog beyond that (a first run over years of rows) goes next hour.
+const HISTORY_BUCKETS_PER_CALL: usize = 16;
+const HISTORY_CALLS_MAX: usize = 64;
 
 /// Trims the indexes now, then every [`TRIM_EVERY`], until the process ends;
 /// with several nodes, only the node that claims the hour trims (`crate::jobs`).
@@ -60,6 +69,16 @@ pub async fn run(engine: Engine, coord: Arc<dyn Coord>) {
             Ok(n) if n > 0 => tracing::info!(removed = n, "old callback ids trimmed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "callback ids not trimmed"),
+        }
+        match drop_old_history(&engine, now).await {
+            Ok(swept) if swept.buckets > 0 => tracing::info!(
+                buckets = swept.buckets,
+                rows = swept.rows,
+                more = swept.more,
+                "history rows past retention dropped"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "old history rows not dropped"),
         }
         match trim_sessions(&engine, now).await {
             Ok(n) if n > 0 => {
@@ -115,6 +134,28 @@ pub async fn trim_log(
             .is_some_and(|ms| ms < before)
     })
     .await
+}
+
+/// Drops the history buckets entirely past the retention at `now`.
+pub async fn drop_old_history(engine: &Engine, now: DateTime<Utc>) -> anyhow::Result<HistorySweep> {
+    let cutoff = engine
+        .policy()
+        .history_cutoff_ms(crate::clock::to_engine(now));
+    let shards: Vec<_> = engine.layout().all().collect();
+    let mut total = HistorySweep::default();
+    for _ in 0..HISTORY_CALLS_MAX {
+        let swept = engine
+            .store()
+            .drop_history_before(shards.clone(), cutoff, HISTORY_BUCKETS_PER_CALL)
+            .await?;
+        total.buckets += swept.buckets;
+        total.rows += swept.rows;
+        total.more = swept.more;
+        if !swept.more {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 /// Whether the session index entry `key` (the token hash in hex) → `value` is
@@ -235,5 +276,67 @@ mod tests {
         assert_eq!(seen, ["processor:b"]);
         // Trimming again removes nothing.
         assert_eq!(trim_log(&store, now, LOG_RETENTION).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn history_past_retention_goes_whole_weeks_at_the_engine_clock() {
+        use okpay_engine::store::retention::BUCKET_MS;
+        use okpay_engine::store::HistoryRow;
+        use okpay_engine::time::{ManualClock, Timestamp};
+        use okpay_engine::EngineConfig;
+
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // Day 1000 of the epoch, a retention of 10 days.
+        let clock = ManualClock::new(Timestamp(1000 * 86_400_000));
+        let policy = okpay_engine::policy::Policy {
+            history_retention_days: 10,
+            ..Default::default()
+        };
+        let engine = Engine::start(
+            EngineConfig {
+                policy,
+                clock: Arc::new(clock.clone()),
+                ..EngineConfig::default()
+            },
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        let account = AccountId(7);
+        let shard = engine.layout().shard_of(account);
+        let key = |day: u64| format!("{:016x}tx_{:016x}{:016x}", day * 86_400_000, 7, day);
+        let rows = [960, 975, 985, 988, 999]
+            .map(|day| {
+                (
+                    shard,
+                    account,
+                    HistoryRow {
+                        key: key(day),
+                        payload: b"row".to_vec(),
+                        replaces: false,
+                    },
+                )
+            })
+            .to_vec();
+        store.put_history(rows, Vec::new()).await.unwrap();
+        // The cutoff is day 990, in bucket 990 * 86_400_000 / BUCKET_MS = 141
+        // (days 987..994): buckets 137 (day 960), 139 (975) and 140 (985) go;
+        // day 988 is before the cutoff but goes only with its week, after day
+        // 994 (reads leave it out meanwhile).
+        assert_eq!(990 * 86_400_000 / BUCKET_MS, 141);
+        let now = crate::clock::now(&engine);
+        let swept = drop_old_history(&engine, now).await.unwrap();
+        assert_eq!((swept.buckets, swept.rows, swept.more), (3, 3, false));
+        let left: Vec<String> = store
+            .history(shard, account, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(left, [key(999), key(988)]);
+        // Again: nothing left to drop.
+        let swept = drop_old_history(&engine, now).await.unwrap();
+        assert_eq!(swept, HistorySweep::default());
     }
 }

@@ -294,6 +294,7 @@ impl Recent {
     pub(super) fn page(
         &self,
         account: u64,
+        from: Option<&str>,
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HistoryRow>, StoreError> {
@@ -301,9 +302,15 @@ impl Recent {
         let Some(rows) = self.rows.get(&account) else {
             return Ok(Vec::new());
         };
+        let start = from.map_or(Bound::Unbounded, Bound::Included);
         let end = before.map_or(Bound::Unbounded, Bound::Excluded);
+        if let (Some(from), Some(before)) = (from, before) {
+            if from >= before {
+                return Ok(Vec::new());
+            }
+        }
         Ok(rows
-            .range::<str, _>((Bound::Unbounded, end))
+            .range::<str, _>((start, end))
             .rev()
             .take(limit)
             .map(|(key, (_, payload))| HistoryRow {
@@ -462,9 +469,9 @@ mod tests {
         // row moved) but stays behind blob 2, which still holds (3, "a").
         assert_eq!(recent.take_dead(), vec![1]);
         assert_eq!(recent.blobs.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
-        let page = recent.page(1, None, 10).unwrap();
+        let page = recent.page(1, None, None, 10).unwrap();
         assert!(page.is_empty(), "moved rows still in memory: {page:?}");
-        let page = recent.page(3, None, 10).unwrap();
+        let page = recent.page(3, None, None, 10).unwrap();
         assert_eq!(page.len(), 1);
     }
 
@@ -481,12 +488,15 @@ mod tests {
             ],
         );
         let keys = |rows: Vec<HistoryRow>| rows.into_iter().map(|r| r.key).collect::<Vec<_>>();
-        assert_eq!(keys(recent.page(1, None, 10).unwrap()), ["c", "b", "a"]);
-        assert_eq!(keys(recent.page(1, Some("c"), 1).unwrap()), ["b"]);
         assert_eq!(
-            keys(recent.page(1, Some("a"), 10).unwrap()),
+            keys(recent.page(1, None, None, 10).unwrap()),
+            ["c", "b", "a"]
+        );
+        assert_eq!(keys(recent.page(1, None, Some("c"), 1).unwrap()), ["b"]);
+        assert_eq!(
+            keys(recent.page(1, None, Some("a"), 10).unwrap()),
             Vec::<String>::new()
         );
-        assert!(recent.page(3, None, 10).unwrap().is_empty());
+        assert!(recent.page(3, None, None, 10).unwrap().is_empty());
     }
 }
