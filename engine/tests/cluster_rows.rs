@@ -198,7 +198,7 @@ async fn rows_of(engine: &Engine, account: AccountId, id: OpId) -> Vec<TxRecord>
 }
 
 /// Row-set members of `account` in `shard`'s row sets (layout 3 and the
-/// compact layout 4), counted per row key: what is stored, before reads merge
+/// compact layouts 4 and 5), counted per row key: what is stored, before reads merge
 /// two members of one key.
 async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTreeMap<String, usize> {
     let client = redis::Client::open(url).unwrap();
@@ -225,13 +225,30 @@ async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTree
         Some(next) => [&b"("[..], &next.to_be_bytes()].concat(),
         None => b"+".to_vec(),
     };
-    let compact: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
-        .arg(format!("okpay:{{{}}}:hist", shard.tag()))
-        .arg([&b"["[..], &prefix].concat())
-        .arg(upper)
+    // Layout 4 and the layout-5 sets of every bucket (`store::retention`).
+    let buckets: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("okpay:{{{}}}:hist:buckets", shard.tag()))
+        .arg(0)
+        .arg(-1)
         .query_async(&mut conn)
         .await
         .unwrap();
+    let mut compact: Vec<Vec<u8>> = Vec::new();
+    let sets = std::iter::once(format!("okpay:{{{}}}:hist", shard.tag())).chain(
+        buckets
+            .iter()
+            .map(|b| format!("okpay:{{{}}}:hist:{b}", shard.tag())),
+    );
+    for set in sets {
+        let found: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
+            .arg(set)
+            .arg([&b"["[..], &prefix].concat())
+            .arg(&upper)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        compact.extend(found);
+    }
     for m in compact {
         let (key, _) = okpay_engine::codec::row::decode_member(account, &m).expect("a compact row");
         *keys.entry(key).or_insert(0) += 1;

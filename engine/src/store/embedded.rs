@@ -116,6 +116,7 @@ impl EmbeddedStore {
         txn.open_table(INDEXES).map_err(db_err)?;
         txn.open_table(HISTORY).map_err(db_err)?;
         txn.open_table(rows::RECENT).map_err(db_err)?;
+        txn.open_table(rows::META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         let recent = rows::Recent::load(&db, bounds)?;
         Ok(Self {
@@ -494,7 +495,11 @@ impl Store for EmbeddedStore {
                 .lock()
                 .page(account.0, from.as_deref(), before.as_deref(), limit)?;
             let txn = db.begin_read().map_err(db_err)?;
-            let history = txn.open_table(HISTORY).map_err(db_err)?;
+            // Rows of `newer` may be stored below too (an earlier version, or
+            // the same one): read as many more as could be hidden by them.
+            let want = limit.saturating_add(newer.len());
+            let from = from.as_deref().unwrap_or("");
+            let start = Bound::Included((account.0, from));
             // Without `before`, the account's rows end where the next account's begin
             // (`""` is the smallest key); the last possible account has no next one.
             let end = match (before.as_deref(), account.0.checked_add(1)) {
@@ -502,23 +507,53 @@ impl Store for EmbeddedStore {
                 (None, Some(next)) => Bound::Excluded((next, "")),
                 (None, None) => Bound::Unbounded,
             };
-            let start = Bound::Included((account.0, from.as_deref().unwrap_or("")));
-            let mut older = Vec::new();
-            // Rows of `newer` may be here too (an earlier version, or the same
-            // one): read as many more as could be hidden by them.
+            // The bucket tables that may hold a page row, newest first, until
+            // `want` rows: buckets are disjoint ranges of key time.
+            let top = super::retention::last_bucket_before(before.as_deref()).unwrap_or(u64::MAX);
+            let low = cutoff_ms.map_or(0, super::retention::first_kept_bucket);
+            let buckets = rows::buckets_of(txn.list_tables().map_err(db_err)?);
+            let mut bucketed = Vec::new();
+            for bucket in buckets
+                .into_iter()
+                .rev()
+                .filter(|b| (low..=top).contains(b))
+            {
+                if bucketed.len() >= want {
+                    break;
+                }
+                let name = rows::bucket_table_name(bucket);
+                let table = txn.open_table(rows::bucket_table(&name)).map_err(db_err)?;
+                for entry in table
+                    .range::<(u64, &str)>((start, end))
+                    .map_err(db_err)?
+                    .rev()
+                    .take(want - bucketed.len())
+                {
+                    let (k, v) = entry.map_err(db_err)?;
+                    bucketed.push(HistoryRow {
+                        key: k.value().1.to_owned(),
+                        payload: v.value().to_vec(),
+                        replaces: false,
+                    });
+                }
+            }
+            // `history`: rows without a bucket, and those stored before buckets.
+            let history = txn.open_table(HISTORY).map_err(db_err)?;
+            let mut unbucketed = Vec::new();
             for entry in history
                 .range::<(u64, &str)>((start, end))
                 .map_err(db_err)?
                 .rev()
-                .take(limit + newer.len())
+                .take(want)
             {
                 let (k, v) = entry.map_err(db_err)?;
-                older.push(HistoryRow {
+                unbucketed.push(HistoryRow {
                     key: k.value().1.to_owned(),
                     payload: v.value().to_vec(),
                     replaces: false,
                 });
             }
+            let older = merge_newest_first(bucketed, unbucketed, want);
             Ok(merge_newest_first(newer, older, limit))
         }))
     }
@@ -546,11 +581,15 @@ impl Store for EmbeddedStore {
     fn drop_history_before(
         &self,
         _shards: Vec<crate::codec::ShardId>,
-        _cutoff_ms: i64,
-        _max_buckets: usize,
+        cutoff_ms: i64,
+        max_buckets: usize,
     ) -> StoreFuture<'_, super::retention::HistorySweep> {
-        // Not bucketed yet: nothing is dropped (reads leave old rows out).
-        Box::pin(async { Ok(super::retention::HistorySweep::default()) })
+        // One node, every shard's rows in the same bucket tables.
+        let first_kept = super::retention::first_kept_bucket(cutoff_ms);
+        Box::pin(self.blocking_rows(move |db, recent| {
+            let txn = begin_write(db)?;
+            recent.lock().sweep(db, txn, first_kept, max_buckets)
+        }))
     }
 
     fn shard_log(&self) -> StoreFuture<'_, Arc<dyn super::shard_log::ShardLog>> {

@@ -202,7 +202,9 @@ pub trait Store: Send + Sync + 'static {
     /// (on Redis: per shard, of `shards`, where the rows live; other backends
     /// keep rows of all shards together and ignore it). Idempotent: a bucket
     /// already dropped is not there to drop again. Rows written later into a
-    /// dropped bucket (a past-retention time) may be kept or not.
+    /// dropped bucket (a past-retention time) may be kept or not, and so may
+    /// rows written with journal records ([`JournalAppend::history`], the
+    /// path before shard logs, which Redis keeps in the account's own keys).
     fn drop_history_before(
         &self,
         shards: Vec<ShardId>,

@@ -266,6 +266,10 @@ static SCAN_INDEX: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN_IN
 static ROWS: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("lua/rows.lua")));
 static PUT_ROWSET: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/put_rowset.lua")));
+static HIST_PAGE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/hist_page.lua")));
+static DROP_BUCKETS: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/drop_buckets.lua")));
 
 fn journal_key(account: AccountId) -> String {
     format!("okpay:{{{account}}}:journal")
@@ -309,12 +313,76 @@ fn rowset_key(shard: ShardId) -> String {
     format!("okpay:{{{}}}:rowset", shard.tag())
 }
 
-/// A shard's history rows since layout 4: one score-0 sorted set of compact
+/// A shard's history rows in layout 4: one score-0 sorted set of compact
 /// members (`codec::row`: account, binary key, compact body), about 40 bytes
 /// for a transfer's row where layout 3 took 113. Rows whose key does not have
-/// the engine's shape stay in layout 3 ([`rowset_key`]).
+/// the engine's shape stay in layout 3 ([`rowset_key`]). Read, no longer
+/// written (layout 5, [`hist_bucket_key`], has the same members by bucket).
 fn hist_key(shard: ShardId) -> String {
     format!("okpay:{{{}}}:hist", shard.tag())
+}
+
+/// What the names of a shard's layout-5 bucket sets start with.
+fn hist_bucket_prefix(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:hist:", shard.tag())
+}
+
+/// A shard's history rows since layout 5: the members of layout 4, one sorted
+/// set per time bucket (`store::retention`: 7 days of key time), so rows past
+/// retention go a whole set at a time. Under the shard's hash tag like the
+/// rest, so a shard is still one Cluster slot.
+fn hist_bucket_key(shard: ShardId, bucket: u64) -> String {
+    format!("{}{bucket}", hist_bucket_prefix(shard))
+}
+
+/// The buckets of a shard that hold layout-5 rows: a sorted set whose members
+/// are the bucket numbers and whose scores are the same numbers, so pages
+/// walk only the buckets that exist and the sweep finds the oldest at once.
+fn hist_index_key(shard: ShardId) -> String {
+    format!("okpay:{{{}}}:hist:buckets", shard.tag())
+}
+
+/// One member of a history row set as `put_history` writes it.
+struct Member {
+    /// The part shared by every version of the row (a replacing row's earlier
+    /// versions are the members starting with it).
+    prefix: Vec<u8>,
+    /// The rest: the layout-5 body, or the layout-3 row.
+    rest: Vec<u8>,
+    replaces: bool,
+}
+
+/// A shard's rows of one `put_history` call by where they go: layout 5 by
+/// bucket for rows whose key has the engine's shape, layout 3 for the others;
+/// in call order within each, so replacing rows first when sorted so.
+#[derive(Default)]
+struct ShardRows {
+    layout3: Vec<Member>,
+    buckets: std::collections::BTreeMap<u64, Vec<Member>>,
+}
+
+impl ShardRows {
+    fn of(rows: &[(AccountId, &HistoryRow)]) -> ShardRows {
+        let mut out = ShardRows::default();
+        for (account, row) in rows {
+            let encoded = codec::row::encode_member(*account, &row.key, &row.payload);
+            match (encoded, super::retention::bucket_of(&row.key)) {
+                (Some((prefix, rest)), Some(bucket)) => {
+                    out.buckets.entry(bucket).or_default().push(Member {
+                        prefix,
+                        rest,
+                        replaces: row.replaces,
+                    })
+                }
+                _ => out.layout3.push(Member {
+                    prefix: rowset_prefix(*account, &row.key),
+                    rest: row.payload.clone(),
+                    replaces: row.replaces,
+                }),
+            }
+        }
+        out
+    }
 }
 
 /// Layout-4 members of `account` (newest first) as rows; of two members of one
@@ -837,46 +905,48 @@ impl RedisStore {
     ) -> StoreFuture<'_, Vec<StoreError>> {
         let mut calls = vec![Call::Plain(::redis::cmd("MULTI"))];
         for (shard, rows) in by_shard {
-            let (mut adds3, mut adds4) = (::redis::cmd("ZADD"), ::redis::cmd("ZADD"));
-            let (set3, set4) = (rowset_key(shard), hist_key(shard));
-            adds3.arg(&set3);
-            adds4.arg(&set4);
-            let (mut n3, mut n4) = (0, 0);
-            for (account, row) in rows {
-                let (set, adds, n, member, low, high) =
-                    match codec::row::encode_member(account, &row.key, &row.payload) {
-                        Some((prefix, body)) => {
-                            let low = [&b"["[..], &prefix].concat();
-                            let high = [&b"["[..], &prefix, &[0xff]].concat();
+            let split = ShardRows::of(&rows);
+            // Per set: each replacing row's earlier versions go, then one ZADD
+            // of every member (the order put_rowset.lua writes in).
+            let mut put = |set: String, members: &[Member], layout3: bool| {
+                if members.is_empty() {
+                    return;
+                }
+                let mut adds = ::redis::cmd("ZADD");
+                adds.arg(&set);
+                for m in members {
+                    if m.replaces {
+                        let (low, high) = if layout3 {
                             (
-                                &set4,
-                                &mut adds4,
-                                &mut n4,
-                                [prefix, body].concat(),
-                                low,
-                                high,
+                                [&b"["[..], &m.prefix, &[0]].concat(),
+                                [&b"("[..], &m.prefix, &[1]].concat(),
                             )
-                        }
-                        None => {
-                            let prefix = rowset_prefix(account, &row.key);
-                            let low = [&b"["[..], &prefix, &[0]].concat();
-                            let high = [&b"("[..], &prefix, &[1]].concat();
-                            let member = [&prefix[..], &[0], &row.payload].concat();
-                            (&set3, &mut adds3, &mut n3, member, low, high)
-                        }
-                    };
-                if row.replaces {
-                    let mut remove = ::redis::cmd("ZREMRANGEBYLEX");
-                    remove.arg(set).arg(low).arg(high);
-                    calls.push(Call::Plain(remove));
+                        } else {
+                            (
+                                [&b"["[..], &m.prefix].concat(),
+                                [&b"["[..], &m.prefix, &[0xff]].concat(),
+                            )
+                        };
+                        let mut remove = ::redis::cmd("ZREMRANGEBYLEX");
+                        remove.arg(&set).arg(low).arg(high);
+                        calls.push(Call::Plain(remove));
+                    }
+                    let sep: &[u8] = if layout3 { &[0] } else { &[] };
+                    adds.arg(0).arg([&m.prefix[..], sep, &m.rest].concat());
                 }
-                adds.arg(0).arg(member);
-                *n += 1;
+                calls.push(Call::Plain(adds));
+            };
+            put(rowset_key(shard), &split.layout3, true);
+            for (bucket, members) in &split.buckets {
+                put(hist_bucket_key(shard, *bucket), members, false);
             }
-            for (adds, n) in [(adds3, n3), (adds4, n4)] {
-                if n > 0 {
-                    calls.push(Call::Plain(adds));
+            if !split.buckets.is_empty() {
+                let mut index = ::redis::cmd("ZADD");
+                index.arg(hist_index_key(shard));
+                for bucket in split.buckets.keys() {
+                    index.arg(*bucket).arg(*bucket);
                 }
+                calls.push(Call::Plain(index));
             }
         }
         calls.push(Call::Plain(::redis::cmd("EXEC")));
@@ -1340,6 +1410,24 @@ impl Store for RedisStore {
                 None => b"+".to_vec(),
             }
         };
+        // Layout 5: the same bounds in each bucket, walked from the bucket of
+        // `before` down to the cutoff's (one script call, however many).
+        let index = hist_index_key(shard);
+        let mut buckets = HIST_PAGE.call(&[&index]);
+        buckets
+            .arg(hist_bucket_prefix(shard))
+            .arg(
+                super::retention::last_bucket_before(before)
+                    .map_or("+inf".into(), |b| b.to_string()),
+            )
+            .arg(match cutoff_ms {
+                Some(ms) => super::retention::first_kept_bucket(ms).to_string(),
+                None => "-inf".into(),
+            })
+            .arg(&upper)
+            .arg(&lower)
+            // A count Lua prints as an integer (below 10^14).
+            .arg(count.min(1 << 40));
         let mut hist = ::redis::cmd("ZREVRANGEBYLEX");
         hist.arg(hist_key(shard))
             .arg(upper)
@@ -1348,6 +1436,7 @@ impl Store for RedisStore {
             .arg(0)
             .arg(count);
         let calls = vec![
+            Call::Script(&HIST_PAGE, buckets),
             Call::Plain(hist),
             Call::Plain(rowset),
             Call::Script(&ROWS, rows),
@@ -1358,7 +1447,8 @@ impl Store for RedisStore {
                 return Ok(Vec::new());
             }
             let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
-            let (Some(hist), Some(rowset), Some(rows), Some(legacy)) = (
+            let (Some(buckets), Some(hist), Some(rowset), Some(rows), Some(legacy)) = (
+                replies.next(),
                 replies.next(),
                 replies.next(),
                 replies.next(),
@@ -1366,17 +1456,20 @@ impl Store for RedisStore {
             ) else {
                 return Err(StoreError::Unavailable("redis sent too few replies".into()));
             };
+            reply_error(&buckets)?;
             reply_error(&hist)?;
             reply_error(&rowset)?;
             reply_error(&rows)?;
             reply_error(&legacy)?;
+            let buckets = hist_rows(from_value(buckets)?, account)?;
             let hist = hist_rows(from_value(hist)?, account)?;
             let rowset = rowset_rows(from_value(rowset)?, account)?;
             let rows = rows_of(from_value(rows)?, &prefix, account)?;
             let legacy = rows_of(from_value(legacy)?, "", account)?;
             // Newest layout first: a row rewritten since an upgrade has its
             // current version there and its old one in an older layout.
-            let written = merge_rows(hist, rowset, limit);
+            let written = merge_rows(buckets, hist, limit);
+            let written = merge_rows(written, rowset, limit);
             let written = merge_rows(written, rows, limit);
             Ok(merge_rows(written, legacy, limit))
         })
@@ -1406,32 +1499,28 @@ impl Store for RedisStore {
             .zip(&sent)
             .map(|((shard, mut rows), (_, epoch))| {
                 rows.sort_by_key(|(_, row)| !row.replaces);
-                let (mut layout3, mut layout4) = (Vec::new(), Vec::new());
-                for (account, row) in rows {
-                    match codec::row::encode_member(account, &row.key, &row.payload) {
-                        Some((prefix, body)) => layout4.push((prefix, body, row.replaces)),
-                        None => layout3.push((
-                            rowset_prefix(account, &row.key),
-                            row.payload.clone(),
-                            row.replaces,
-                        )),
-                    }
-                }
-                let mut cmd = PUT_ROWSET.call(&[
-                    &rowset_key(shard),
-                    &super::shard_log::redis::positions_key(shard),
-                    &hist_key(shard),
-                ]);
+                let split = ShardRows::of(&rows);
+                let mut keys = vec![
+                    rowset_key(shard),
+                    super::shard_log::redis::positions_key(shard),
+                    hist_index_key(shard),
+                ];
+                keys.extend(split.buckets.keys().map(|&b| hist_bucket_key(shard, b)));
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let mut cmd = PUT_ROWSET.call(&keys);
                 match epoch {
                     Some(e) => cmd.arg(*e),
                     None => cmd.arg(""),
                 };
-                for layout in [&layout3, &layout4] {
-                    cmd.arg(layout.iter().filter(|(_, _, replaces)| *replaces).count())
-                        .arg(layout.len());
+                let replacing = |ms: &[Member]| ms.iter().filter(|m| m.replaces).count();
+                cmd.arg(replacing(&split.layout3))
+                    .arg(split.layout3.len())
+                    .arg(split.buckets.len());
+                for (bucket, members) in &split.buckets {
+                    cmd.arg(*bucket).arg(replacing(members)).arg(members.len());
                 }
-                for (prefix, body, _) in layout3.iter().chain(&layout4) {
-                    cmd.arg(prefix.as_slice()).arg(body.as_slice());
+                for m in split.layout3.iter().chain(split.buckets.values().flatten()) {
+                    cmd.arg(m.prefix.as_slice()).arg(m.rest.as_slice());
                 }
                 Call::Script(&PUT_ROWSET, cmd)
             })
@@ -1465,12 +1554,41 @@ impl Store for RedisStore {
 
     fn drop_history_before(
         &self,
-        _shards: Vec<ShardId>,
-        _cutoff_ms: i64,
-        _max_buckets: usize,
+        shards: Vec<ShardId>,
+        cutoff_ms: i64,
+        max_buckets: usize,
     ) -> StoreFuture<'_, super::retention::HistorySweep> {
-        // Not bucketed yet: nothing is dropped (reads leave old rows out).
-        Box::pin(async { Ok(super::retention::HistorySweep::default()) })
+        // One call per shard (one slot each), all in one round trip. Only
+        // layout 5 is bucketed: rows of older layouts stay (read-only, see
+        // the module's notes), and reads leave them out past retention.
+        let first_kept = format!("({}", super::retention::first_kept_bucket(cutoff_ms));
+        let calls: Vec<Call> = shards
+            .iter()
+            .map(|&shard| {
+                let index = hist_index_key(shard);
+                let mut cmd = DROP_BUCKETS.call(&[&index]);
+                cmd.arg(hist_bucket_prefix(shard))
+                    .arg(&first_kept)
+                    .arg(max_buckets.min(1 << 40));
+                Call::Script(&DROP_BUCKETS, cmd)
+            })
+            .collect();
+        Box::pin(async move {
+            let mut swept = super::retention::HistorySweep::default();
+            if calls.is_empty() || max_buckets == 0 {
+                return Ok(swept);
+            }
+            // Safe to resend: a bucket dropped is not found again.
+            let replies = self.exec(calls, Retry::Safe).await?;
+            expect_replies(&replies, shards.len())?;
+            for reply in replies {
+                let (buckets, rows, left): (u64, u64, u64) = from_value(reply)?;
+                swept.buckets += buckets;
+                swept.rows += rows;
+                swept.more |= left > 0;
+            }
+            Ok(swept)
+        })
     }
 
     fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {

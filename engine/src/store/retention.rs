@@ -49,6 +49,22 @@ pub fn first_kept_bucket(cutoff_ms: i64) -> u64 {
     u64::try_from(cutoff_ms).map_or(0, |ms| ms / BUCKET_MS)
 }
 
+/// The newest bucket that may hold a key below `before` (`None`: any bucket).
+/// A key below `before` has a time at most that of `before`'s first 16 hex
+/// digits; when `before` does not start with 16 lower-case hex digits, no
+/// bucket can be ruled out.
+pub fn last_bucket_before(before: Option<&str>) -> Option<u64> {
+    let digits = before?.as_bytes().get(..16)?;
+    if !digits
+        .iter()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    let ms = u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    Some(ms / BUCKET_MS)
+}
+
 /// The smallest row key kept at `cutoff_ms` (rows with smaller keys are past
 /// retention), or `None` when nothing is (a cutoff at or before the epoch).
 pub fn first_kept_key(cutoff_ms: Option<i64>) -> Option<String> {
@@ -94,5 +110,16 @@ mod tests {
             Some("00000000000000ff")
         );
         assert_eq!(cutoff_ms(Timestamp(86_400_000 * 10), 3), 86_400_000 * 7);
+        let at = |ms: u64| format!("{ms:016x}");
+        assert_eq!(last_bucket_before(None), None);
+        assert_eq!(last_bucket_before(Some(&at(BUCKET_MS * 2))), Some(2));
+        assert_eq!(
+            last_bucket_before(Some(&format!("{}tx_", at(BUCKET_MS - 1)))),
+            Some(0)
+        );
+        assert_eq!(last_bucket_before(Some("0")), None);
+        assert_eq!(last_bucket_before(Some("~")), None);
+        assert_eq!(last_bucket_before(Some("+000000000000001")), None);
+        assert_eq!(last_bucket_before(Some("000000000000000A")), None);
     }
 }

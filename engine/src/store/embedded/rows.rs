@@ -21,22 +21,68 @@
 //! blob must outlive it. A row moved to `history` whose blob is still kept is
 //! replayed at open and moved again later, which writes the same bytes.
 //!
+//! Rows move to the table of their time bucket (`store::retention`: 7 days of
+//! key time), `history_b<bucket>` (decimal), keyed and valued as `history`, so
+//! that the rows past retention go a whole table at a time ([`Recent::sweep`]:
+//! `delete_table` frees its pages, no row is visited). Only rows whose key has
+//! the engine's shape have a bucket; the others, and every row written before
+//! buckets existed, are in `history`, read, and never swept. A sweep also
+//! records in `history_meta` (`swept_below`) the first bucket it kept: rows of
+//! older buckets still in blobs are forgotten then, skipped when blobs are
+//! replayed at open, and so are rows written into those buckets later (their
+//! time is past retention).
+//!
 //! Blob format (version 1, the first byte): a varint row count, then for each
 //! row the account (`u64`, little-endian), the key and the payload, each a
 //! varint length and the bytes. A blob of another version is refused at open
 //! (`Corrupt`), never misread.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    UntypedTableHandle, WriteTransaction,
+};
 
 use super::{db_err, HISTORY};
 use crate::codec::wire::{put_varint, Reader};
+use crate::store::retention::{bucket_of, HistorySweep};
 use crate::store::{HistoryRow, StoreError};
 
 /// Rows not yet in `history`, one value per write, by an increasing seq.
 pub(super) const RECENT: TableDefinition<u64, &[u8]> = TableDefinition::new("history_recent");
+
+/// Settings of the history rows: `swept_below`, the first bucket the last
+/// sweep kept (0 or absent: none swept).
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("history_meta");
+const SWEPT_BELOW: &str = "swept_below";
+
+/// What the names of the bucket tables start with.
+const BUCKET_TABLE: &str = "history_b";
+
+/// The name of the table of `bucket`'s rows.
+pub(super) fn bucket_table_name(bucket: u64) -> String {
+    format!("{BUCKET_TABLE}{bucket}")
+}
+
+/// The table of one bucket's rows: `(account, row key)` → payload, as `history`.
+pub(super) fn bucket_table(name: &str) -> TableDefinition<'_, (u64, &'static str), &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// The buckets of the tables named, ascending (other tables are ignored; a
+/// name that only looks like one, such as a zero-padded number, too).
+pub(super) fn buckets_of(tables: impl Iterator<Item = UntypedTableHandle>) -> Vec<u64> {
+    let mut buckets: Vec<u64> = tables
+        .filter_map(|t| {
+            let bucket: u64 = t.name().strip_prefix(BUCKET_TABLE)?.parse().ok()?;
+            (bucket_table_name(bucket) == t.name()).then_some(bucket)
+        })
+        .collect();
+    buckets.sort_unstable();
+    buckets
+}
 
 /// The blob format this code writes (and the only one it reads).
 const BLOB_VERSION: u8 = 1;
@@ -113,6 +159,9 @@ pub(super) fn decode(blob: &[u8]) -> Result<Vec<NewRow>, StoreError> {
     Ok(rows)
 }
 
+/// A row moving to its table: `(account, key, payload)`.
+type MovedRow<'a> = (u64, &'a str, &'a [u8]);
+
 /// One account's recent rows: row key → (the blob of its newest version, payload).
 type AccountRows = BTreeMap<String, (u64, Vec<u8>)>;
 
@@ -141,6 +190,9 @@ pub(super) struct Recent {
     /// Set when memory could not be brought back in line with the file after a
     /// failed write: every later call fails until the store is opened again.
     poisoned: Option<String>,
+    /// Rows of buckets below this one are past retention and swept: never
+    /// kept here (see the module's notes).
+    swept_below: u64,
 }
 
 impl Recent {
@@ -155,6 +207,7 @@ impl Recent {
             stored: 0,
             bounds,
             poisoned: None,
+            swept_below: 0,
         }
     }
 
@@ -163,6 +216,11 @@ impl Recent {
     pub(super) fn load(db: &Database, bounds: RowBounds) -> Result<Recent, StoreError> {
         let mut recent = Recent::empty(bounds);
         let txn = db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        recent.swept_below = meta
+            .get(SWEPT_BELOW)
+            .map_err(db_err)?
+            .map_or(0, |v| v.value());
         let table = txn.open_table(RECENT).map_err(db_err)?;
         for entry in table.iter().map_err(db_err)? {
             let (seq, blob) = entry.map_err(db_err)?;
@@ -198,6 +256,11 @@ impl Recent {
             },
         );
         for (account, key, payload) in rows {
+            if bucket_of(&key).is_some_and(|b| b < self.swept_below) {
+                // Past retention and its bucket swept: stored in the blob,
+                // never kept.
+                continue;
+            }
             self.bytes += key.len() + payload.len();
             let key_len = key.len();
             let old = self
@@ -356,6 +419,117 @@ impl Recent {
         result
     }
 
+    /// Drops whole the oldest bucket tables below `first_kept`, at most
+    /// `max_buckets`, forgets the recent rows of the buckets so swept (and
+    /// the blobs left empty), records how far the sweep went, and commits;
+    /// memory follows the transaction as in [`Recent::commit`].
+    pub(super) fn sweep(
+        &mut self,
+        db: &Database,
+        txn: WriteTransaction,
+        first_kept: u64,
+        max_buckets: usize,
+    ) -> Result<HistorySweep, StoreError> {
+        self.check()?;
+        let result = self
+            .stage_sweep(&txn, first_kept, max_buckets)
+            .and_then(|swept| txn.commit().map_err(db_err).map(|()| swept));
+        if let Err(e) = &result {
+            let next_seq = self.next_seq;
+            match Recent::load(db, self.bounds) {
+                Ok(reloaded) => {
+                    *self = reloaded;
+                    self.next_seq = self.next_seq.max(next_seq);
+                }
+                Err(reload) => self.poisoned = Some(format!("{e}; reading back: {reload}")),
+            }
+        }
+        result
+    }
+
+    fn stage_sweep(
+        &mut self,
+        txn: &WriteTransaction,
+        first_kept: u64,
+        max_buckets: usize,
+    ) -> Result<HistorySweep, StoreError> {
+        // The buckets before the cutoff: with a table, or with rows still in
+        // blobs only (counted and bounded alike).
+        let tables: BTreeSet<u64> = buckets_of(txn.list_tables().map_err(db_err)?)
+            .into_iter()
+            .filter(|&b| b < first_kept)
+            .collect();
+        let mut old = tables.clone();
+        old.extend(
+            self.rows
+                .values()
+                .flat_map(|rows| rows.keys())
+                .filter_map(|key| bucket_of(key))
+                .filter(|&b| b < first_kept),
+        );
+        let old: Vec<u64> = old.into_iter().collect();
+        let dropped = &old[..old.len().min(max_buckets)];
+        let mut swept = HistorySweep {
+            buckets: dropped.len() as u64,
+            rows: 0,
+            more: old.len() > dropped.len(),
+        };
+        for bucket in dropped.iter().filter(|b| tables.contains(b)) {
+            let name = bucket_table_name(*bucket);
+            let table = bucket_table(&name);
+            swept.rows += txn
+                .open_table(table)
+                .map_err(db_err)?
+                .len()
+                .map_err(db_err)?;
+            txn.delete_table(table).map_err(db_err)?;
+        }
+        // Swept up to the first bucket still stored before the cutoff, or to
+        // the cutoff's own when none is left.
+        let below = match old.get(dropped.len()) {
+            Some(&next) => next,
+            None => first_kept,
+        };
+        if below > self.swept_below {
+            self.swept_below = below;
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert(SWEPT_BELOW, below)
+                .map_err(db_err)?;
+            swept.rows += self.forget_swept();
+            let dead = self.take_dead();
+            let mut recent = txn.open_table(RECENT).map_err(db_err)?;
+            for seq in dead {
+                recent.remove(seq).map_err(db_err)?;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Forgets the recent rows of buckets below `swept_below`; returns how many.
+    fn forget_swept(&mut self) -> u64 {
+        let below = self.swept_below;
+        let mut released = Vec::new();
+        let mut forgotten = 0;
+        for rows in self.rows.values_mut() {
+            rows.retain(|key, (seq, payload)| {
+                let keep = bucket_of(key).is_none_or(|b| b >= below);
+                if !keep {
+                    released.push((*seq, key.len() + payload.len()));
+                }
+                keep
+            });
+        }
+        self.rows.retain(|_, rows| !rows.is_empty());
+        for (seq, bytes) in released {
+            self.len -= 1;
+            self.bytes -= bytes;
+            self.release(seq);
+            forgotten += 1;
+        }
+        forgotten
+    }
+
     fn stage(
         &mut self,
         txn: &WriteTransaction,
@@ -369,12 +543,27 @@ impl Recent {
         self.add(seq, rows);
         let moved = self.take_oldest();
         if !moved.is_empty() {
-            let mut history = txn.open_table(HISTORY).map_err(db_err)?;
+            // Each row to its bucket's table (`history` for keys without one),
+            // tables opened once each.
+            let mut by_bucket: BTreeMap<Option<u64>, Vec<MovedRow<'_>>> = BTreeMap::new();
             for (account, rows) in &moved {
                 for (key, (_, payload)) in rows {
-                    history
-                        .insert((*account, key.as_str()), payload.as_slice())
-                        .map_err(db_err)?;
+                    by_bucket.entry(bucket_of(key)).or_default().push((
+                        *account,
+                        key.as_str(),
+                        payload.as_slice(),
+                    ));
+                }
+            }
+            for (bucket, rows) in by_bucket {
+                let name = bucket.map(bucket_table_name);
+                let mut table = match &name {
+                    Some(name) => txn.open_table(bucket_table(name)),
+                    None => txn.open_table(HISTORY),
+                }
+                .map_err(db_err)?;
+                for (account, key, payload) in rows {
+                    table.insert((account, key), payload).map_err(db_err)?;
                 }
             }
         }
