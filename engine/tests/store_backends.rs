@@ -617,3 +617,238 @@ async fn store_rows(
         .map(|r| (r.key, r.payload))
         .collect()
 }
+
+/// An engine-shaped row key (`codec::row`) at `ms`, which has a time bucket.
+fn engine_key(ms: u64, account: AccountId, n: u64) -> String {
+    format!("{ms:016x}tx_{:016x}{n:016x}", account.0)
+}
+
+/// Every `okpay:*` sorted set of a server and its members with scores, by key.
+async fn sorted_sets(url: &str) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, f64)>> {
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("okpay:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        if kind != "zset" {
+            continue;
+        }
+        let members: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .expect("zrange");
+        out.insert(key, members);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_plain_and_script_paths_write_the_same_rows() {
+    // Rows written without a script (one node, no leases: MULTI/EXEC) and by
+    // put_rowset.lua (leases or a Cluster) must be the same data: the same
+    // bucket sets, index and layout-3 set, member for member.
+    use okpay_engine::codec::ShardId;
+    use okpay_engine::store::retention::BUCKET_MS;
+    let (plain_server, script_server) = (RedisServer::start(), RedisServer::start());
+    let plain = RedisStore::connect(&plain_server.url())
+        .await
+        .expect("connect");
+    let script = RedisStore::connect_with(
+        &script_server.url(),
+        RedisOptions {
+            cluster: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("connect");
+    let (a, b) = (AccountId(0x0a), AccountId(0x0b));
+    let row = |shard: u16, account: AccountId, key: String, payload: &str, replaces: bool| {
+        (
+            ShardId(shard),
+            account,
+            HistoryRow {
+                key,
+                payload: payload.as_bytes().to_vec(),
+                replaces,
+            },
+        )
+    };
+    let first = vec![
+        row(3, a, engine_key(500 * BUCKET_MS + 1, a, 1), "a1", false),
+        row(3, a, engine_key(500 * BUCKET_MS + 2, a, 2), "a2", false),
+        row(3, a, engine_key(501 * BUCKET_MS, a, 3), "a3", false),
+        row(3, a, "0000000000000001odd".into(), "odd", false),
+        row(5, b, engine_key(501 * BUCKET_MS + 9, b, 1), "b1", false),
+    ];
+    let second = vec![
+        row(
+            3,
+            a,
+            engine_key(500 * BUCKET_MS + 2, a, 2),
+            "a2 final",
+            true,
+        ),
+        row(3, a, "0000000000000001odd".into(), "odd final", true),
+        row(
+            5,
+            b,
+            engine_key(501 * BUCKET_MS + 9, b, 1),
+            "b1 final",
+            true,
+        ),
+        row(5, b, engine_key(502 * BUCKET_MS, b, 2), "b2", false),
+    ];
+    for store in [&plain, &script] {
+        for rows in [first.clone(), second.clone()] {
+            let refused = store.put_history(rows, Vec::new()).await.expect("put");
+            assert!(refused.is_empty());
+        }
+    }
+    let (written, scripted) = (
+        sorted_sets(&plain_server.url()).await,
+        sorted_sets(&script_server.url()).await,
+    );
+    assert_eq!(written, scripted);
+    let names: Vec<&str> = written.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "okpay:{s003}:hist:500",
+            "okpay:{s003}:hist:501",
+            "okpay:{s003}:hist:buckets",
+            "okpay:{s003}:rowset",
+            "okpay:{s005}:hist:501",
+            "okpay:{s005}:hist:502",
+            "okpay:{s005}:hist:buckets",
+        ]
+    );
+    // One member per row, the replaced ones included once.
+    assert_eq!(written["okpay:{s003}:hist:500"].len(), 2);
+    assert_eq!(written["okpay:{s005}:hist:501"].len(), 1);
+    assert_eq!(written["okpay:{s003}:rowset"].len(), 1);
+    assert_eq!(
+        written["okpay:{s005}:hist:buckets"],
+        [(b"501".to_vec(), 501.0), (b"502".to_vec(), 502.0)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rows_of_layout_4_stay_readable_are_superseded_and_never_swept() {
+    // Rows stored in layout 4 (one compact set per shard, before buckets) are
+    // read with the bucketed ones; a later version written since wins; past
+    // retention they are left out of reads like any row; the sweep drops only
+    // bucket sets and leaves layout 4 as it is.
+    use okpay_engine::codec::ShardId;
+    use okpay_engine::store::retention::BUCKET_MS;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let (shard, account) = (ShardId(7), AccountId(0x00ff_0000_0000_0001));
+    let keys = [
+        engine_key(2000 * BUCKET_MS + 5, account, 1),
+        engine_key(3000 * BUCKET_MS + 5, account, 2),
+        engine_key(3001 * BUCKET_MS + 5, account, 3),
+    ];
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for (i, key) in keys.iter().enumerate() {
+        let (prefix, body) =
+            okpay_engine::codec::row::encode_member(account, key, format!("old-{i}").as_bytes())
+                .expect("an engine key");
+        let _: () = redis::cmd("ZADD")
+            .arg("okpay:{s007}:hist")
+            .arg(0)
+            .arg([prefix, body].concat())
+            .query_async(&mut conn)
+            .await
+            .expect("write layout 4");
+    }
+    let read = |cutoff: Option<i64>| {
+        let store = &store;
+        async move {
+            store
+                .history_since(shard, account, cutoff, None, 10)
+                .await
+                .expect("history")
+                .into_iter()
+                .map(|r| (r.key, String::from_utf8(r.payload).unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let text = |rows: &[(usize, &str)]| -> Vec<(String, String)> {
+        rows.iter()
+            .map(|(i, p)| (keys[*i].clone(), p.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        read(None).await,
+        text(&[(2, "old-2"), (1, "old-1"), (0, "old-0")])
+    );
+    // The middle row reaches its final version: written to its bucket.
+    let put = store
+        .put_history(
+            vec![(
+                shard,
+                account,
+                HistoryRow {
+                    key: keys[1].clone(),
+                    payload: b"new-1".to_vec(),
+                    replaces: true,
+                },
+            )],
+            Vec::new(),
+        )
+        .await
+        .expect("put");
+    assert!(put.is_empty());
+    assert_eq!(
+        read(None).await,
+        text(&[(2, "old-2"), (1, "new-1"), (0, "old-0")])
+    );
+    // Past retention (cutoff in bucket 2500): the oldest is left out.
+    let cutoff = Some((2500 * BUCKET_MS) as i64);
+    assert_eq!(read(cutoff).await, text(&[(2, "old-2"), (1, "new-1")]));
+    // The sweep at the start of bucket 3001 drops the bucket of the new
+    // version, and nothing of layout 4.
+    let swept = store
+        .drop_history_before(vec![shard], (3001 * BUCKET_MS) as i64, 16)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.buckets, swept.rows, swept.more), (1, 1, false));
+    let layout4: usize = redis::cmd("ZCARD")
+        .arg("okpay:{s007}:hist")
+        .query_async(&mut conn)
+        .await
+        .expect("zcard");
+    assert_eq!(layout4, 3);
+    let exists: usize = redis::cmd("EXISTS")
+        .arg("okpay:{s007}:hist:3000")
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert_eq!(exists, 0, "the bucket set is gone");
+    // Read at that cutoff, only the row of the kept week is left.
+    assert_eq!(
+        read(Some((3001 * BUCKET_MS) as i64)).await,
+        text(&[(2, "old-2")])
+    );
+}

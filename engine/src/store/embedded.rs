@@ -827,6 +827,107 @@ mod tests {
         assert_eq!(all_rows(&store, AccountId(7)).await, want);
     }
 
+    /// Engine rows of a file written before buckets (in `history`) stay
+    /// readable and are superseded by later versions in bucket tables; a sweep
+    /// drops bucket tables and the recent rows of swept buckets, never
+    /// `history`; what it dropped stays gone across reopens (blobs replayed
+    /// skip it), and so does a row written later into a swept bucket.
+    async fn put(store: &EmbeddedStore, account: AccountId, rows: Vec<HistoryRow>) {
+        let rows = rows.into_iter().map(|r| (ShardId(0), account, r)).collect();
+        let refused = store.put_history(rows, Vec::new()).await.expect("put");
+        assert!(refused.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweeps_drop_bucket_tables_and_recent_rows_for_good() {
+        use crate::store::retention::BUCKET_MS;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = AccountId(7);
+        let key =
+            |bucket: u64, n: u64| format!("{:016x}tx_{:016x}{n:016x}", bucket * BUCKET_MS + n, a.0);
+        {
+            // The previous layout: no bucket tables, no `history_meta`.
+            let db = Database::create(dir.path().join(DB_FILE)).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut history = txn.open_table(HISTORY).expect("history");
+                for (k, p) in [(key(100, 1), "old-100"), (key(200, 1), "old-200")] {
+                    history
+                        .insert((a.0, k.as_str()), p.as_bytes())
+                        .expect("insert");
+                }
+                txn.open_table(rows::RECENT).expect("recent");
+            }
+            txn.commit().expect("commit");
+        }
+        let keys =
+            |rows: Vec<(String, String)>| rows.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+        // Bounds so tiny that most rows move to their bucket tables at once.
+        let store = EmbeddedStore::open_with(dir.path(), TINY).expect("open");
+        put(
+            &store,
+            a,
+            vec![
+                row(&key(100, 2), "new-100", false),
+                row(&key(150, 1), "new-150", false),
+                row(&key(200, 1), "newer-200", true),
+                row(&key(210, 1), "new-210", false),
+                row(&key(150, 2), "new-150b", false),
+            ],
+        )
+        .await;
+        put(&store, a, vec![row(&key(220, 1), "new-220", false)]).await;
+        assert_eq!(
+            keys(all_rows(&store, a).await),
+            [
+                "new-220",
+                "new-210",
+                "newer-200",
+                "new-150b",
+                "new-150",
+                "new-100",
+                "old-100"
+            ]
+        );
+        let tables = |store: &EmbeddedStore| {
+            let txn = store.db.begin_read().expect("read");
+            rows::buckets_of(txn.list_tables().expect("tables"))
+        };
+        assert!(tables(&store).contains(&150), "{:?}", tables(&store));
+        // Cutoff inside bucket 180: buckets 100 and 150 go, one per call.
+        let cutoff = (180 * BUCKET_MS + 5) as i64;
+        let first = store
+            .drop_history_before(Vec::new(), cutoff, 1)
+            .await
+            .expect("sweep");
+        assert_eq!((first.buckets, first.more), (1, true));
+        let second = store
+            .drop_history_before(Vec::new(), cutoff, 1)
+            .await
+            .expect("sweep");
+        assert_eq!((second.buckets, second.more), (1, false));
+        assert_eq!(first.rows + second.rows, 3);
+        assert!(
+            tables(&store).iter().all(|&b| b >= 180),
+            "{:?}",
+            tables(&store)
+        );
+        let want = ["new-220", "new-210", "newer-200", "old-100"];
+        assert_eq!(keys(all_rows(&store, a).await), want);
+        // A row written into a swept bucket now is past retention: dropped.
+        put(&store, a, vec![row(&key(150, 3), "late-150", false)]).await;
+        assert_eq!(keys(all_rows(&store, a).await), want);
+        drop(store);
+        // Reopened with the default bounds (every blob replayed): still gone.
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(keys(all_rows(&store, a).await), want);
+        let again = store
+            .drop_history_before(Vec::new(), cutoff, 16)
+            .await
+            .expect("sweep");
+        assert_eq!(again, crate::store::retention::HistorySweep::default());
+    }
+
     #[test]
     fn merge_keeps_the_newer_version_of_a_key() {
         let rows = |keys: &[(&str, &str)]| -> Vec<HistoryRow> {

@@ -12,7 +12,9 @@
 //! | `okpay:{acc_<hex>}:snapshot`     | hash   | `seq`, `payload`                              |
 //! | `okpay:{acc_<hex>}:history`      | hash   | history row key → payload (never trimmed)     |
 //! | `okpay:{acc_<hex>}:history:keys` | zset   | the same row keys, all score 0, for ordered pages |
-//! | `okpay:{sNNN}:hist`              | zset   | history rows of shard NNN's accounts (layout 4), all score 0: compact members `<account: 8 bytes BE><binary key><body>` (`codec::row`); written fenced by the lease epoch in `okpay:{sNNN}:pos` |
+//! | `okpay:{sNNN}:hist:<bucket>`     | zset   | history rows of shard NNN's accounts whose key time is in `<bucket>` (decimal, 7 days each: `store::retention`) (layout 5), all score 0: compact members `<account: 8 bytes BE><binary key><body>` (`codec::row`); written fenced by the lease epoch in `okpay:{sNNN}:pos`; dropped whole once past retention |
+//! | `okpay:{sNNN}:hist:buckets`      | zset   | the buckets of the shard holding layout-5 rows: member and score the bucket number |
+//! | `okpay:{sNNN}:hist`              | zset   | layout 4 of the same rows (the members of layout 5, in one set): read, no longer written, never swept |
 //! | `okpay:{sNNN}:rowset`            | zset   | layout 3 of the same rows, all score 0: `<account: 8 bytes BE><row key>\0<row>`; still written for keys that are not of the engine's shape, read for all |
 //! | `okpay:{sNNN}:rows`, `…:rows:keys` | hash, zset | the previous layout of the same rows (`<account>:<row key>` → row; the fields), read, no longer written |
 //! | `okpay:accounts`                 | zset   | account ids, all score 0                      |
@@ -32,8 +34,26 @@
 //! promises. Pages cost O(log n + limit), however big the set grows. History rows
 //! use the same pair of a hash and a score-0 sorted set, read backwards with
 //! `ZREVRANGEBYLEX` from `(<before>` (exclusive) or `+`: row keys start with the
-//! time, so byte order is time order. The history is never trimmed; snapshots trim
-//! only the journal stream.
+//! time, so byte order is time order. Snapshots trim only the journal stream.
+//!
+//! # History retention
+//!
+//! Rows of layout 5 sit in one sorted set per shard and time bucket
+//! (`store::retention`), so the rows past retention go a whole set at a time:
+//! `drop_buckets.lua` takes the oldest buckets of a shard's index that lie
+//! entirely before the cutoff and `UNLINK`s their sets (freed off Redis's main
+//! thread), one call per shard, all shards in one round trip. A page walks the
+//! shard's buckets newest first in one call of `hist_page.lua`, from the bucket
+//! of `before` down to the cutoff's, until the page is full; the index lets it
+//! skip the weeks without rows. Those scripts name the bucket sets they touch
+//! from the index (not from `KEYS`): every one has the shard's hash tag, so on
+//! a Cluster they are in the slot of the declared index key. Rows of the older
+//! layouts (4, 3, 2 and the account's own keys) are still read and merged (a
+//! newer layout's version of a row wins) and left out of reads past retention
+//! like the rest, but are never swept: moving them into buckets would read
+//! every row once, and all of them are past retention within seven years of
+//! this layout; an operator may delete those keys then. Rows whose key is not
+//! of the engine's shape stay in layout 3 (no bucket).
 //!
 //! # Append: one pipeline, one round trip
 //!
@@ -1608,6 +1628,46 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_5_key_names_are_golden() {
+        // Stored contract: data written under these names must be found again.
+        assert_eq!(hist_bucket_key(ShardId(7), 2976), "okpay:{s007}:hist:2976");
+        assert_eq!(hist_bucket_prefix(ShardId(7)), "okpay:{s007}:hist:");
+        assert_eq!(hist_index_key(ShardId(7)), "okpay:{s007}:hist:buckets");
+        assert_eq!(hist_bucket_key(ShardId(1023), 0), "okpay:{s1023}:hist:0");
+        // The layout-4 set and the index never collide with a bucket's name.
+        assert_ne!(hist_key(ShardId(7)), hist_bucket_key(ShardId(7), 0));
+    }
+
+    #[test]
+    fn rows_split_into_layout_5_by_bucket_and_layout_3() {
+        use crate::store::retention::BUCKET_MS;
+        let account = AccountId(9);
+        let engine_key = |ms: u64, n: u64| format!("{ms:016x}tx_{:016x}{n:016x}", 9u64);
+        let row = |key: String, replaces: bool| HistoryRow {
+            key,
+            payload: b"p".to_vec(),
+            replaces,
+        };
+        let rows = [
+            row(engine_key(3 * BUCKET_MS - 1, 1), false),
+            row(engine_key(3 * BUCKET_MS, 2), true),
+            row("0000000000000001odd".into(), false),
+            row(engine_key(2 * BUCKET_MS, 3), false),
+        ];
+        let refs: Vec<(AccountId, &HistoryRow)> = rows.iter().map(|r| (account, r)).collect();
+        let split = ShardRows::of(&refs);
+        assert_eq!(split.layout3.len(), 1);
+        assert_eq!(split.buckets.keys().copied().collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(split.buckets[&2].len(), 2);
+        assert!(split.buckets[&3][0].replaces);
+        let (prefix, body) = codec::row::encode_member(account, &rows[1].key, b"p").unwrap();
+        assert_eq!(
+            (&split.buckets[&3][0].prefix, &split.buckets[&3][0].rest),
+            (&prefix, &body)
+        );
+    }
 
     #[test]
     fn rowset_members_are_account_bytes_key_zero_row() {
