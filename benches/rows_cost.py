@@ -7,14 +7,16 @@ Starts its own `redis-server` (loopback, a free port, `appendonly yes`,
 ways in transactions of 200 `ZADD`s (as the engine's rows writes do on one
 node), and prints one line:
 
-    rows_cost: shard_us=… account_us=… account_hot_us=… shard_mib=… account_mib=…
+    rows_cost: shard_us=… account_us=… account_hot_us=… list_hot_us=… shard_mib=… account_mib=… list_hot_mib=…
 
 - `shard`: one score-0 sorted set per shard (64), members
   `<account 8 B><key 20 B><body 20 B>` — the engine's layout 4;
 - `account`: one sorted set per account (40,000 accounts, ~10 rows each, so each
   set stays a listpack), members `<key><body>`;
 - `account_hot`: the same with 2,000 accounts (~200 rows each: skip lists, as
-  in a 15 s load test where every account sends and receives hundreds).
+  in a 15 s load test where every account sends and receives hundreds);
+- `list_hot`: those 2,000 accounts' rows `RPUSH`ed to one list each, in write
+  order (no ordering work for Redis; a reader would sort and dedupe).
 
 `*_us` is Redis's own CPU (user + system, from `INFO cpu`) per row, fsyncs
 included; `*_mib` is `used_memory` after the rows. Bounded: 400,000 rows a
@@ -89,13 +91,16 @@ def run(r, layout, accounts, rows):
             tag = b'okpay:{s%03d}' % (account % 64)
             key = (1_764_404_000_000 + 3 * (t * per_tx + i)).to_bytes(8, 'big') + rng.randbytes(12)
             body = rng.randbytes(20)
+            mine = tag + b':h:' + account.to_bytes(8, 'big')
             if layout == 'shard':
                 cmds.append(('ZADD', tag + b':hist', 0, account.to_bytes(8, 'big') + key + body))
-            else:
-                cmds.append(('ZADD', tag + b':h:' + account.to_bytes(8, 'big'), 0, key + body))
+            elif layout == 'account':
+                cmds.append(('ZADD', mine, 0, key + body))
+            else:  # 'list': appended in write order, a reader sorts
+                cmds.append(('RPUSH', mine, key + body))
         cmds.append(('EXEC',))
         for reply in r.pipe(cmds)[-1]:
-            if reply != b'1':
+            if layout != 'list' and reply != b'1':
                 raise RuntimeError(f'ZADD answered {reply!r}')
     return (r.cpu_s() - start) / rows * 1e6, r.used_mib()
 
@@ -120,9 +125,11 @@ def main():
         shard = run(r, 'shard', 40_000, rows)
         account = run(r, 'account', 40_000, rows)
         hot = run(r, 'account', 2_000, rows)
+        listed = run(r, 'list', 2_000, rows)
         print(f'rows_cost: shard_us={shard[0]:.2f} account_us={account[0]:.2f} '
-              f'account_hot_us={hot[0]:.2f} shard_mib={shard[1]:.1f} '
-              f'account_mib={account[1]:.1f}')
+              f'account_hot_us={hot[0]:.2f} list_hot_us={listed[0]:.2f} '
+              f'shard_mib={shard[1]:.1f} account_mib={account[1]:.1f} '
+              f'list_hot_mib={listed[1]:.1f}')
     finally:
         server.terminate()
         server.wait(timeout=10)
