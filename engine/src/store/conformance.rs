@@ -109,6 +109,12 @@ pub async fn run_all(store: &dyn Store) {
             "history_sweep_drops_whole_old_buckets",
             history_sweep_drops_whole_old_buckets(store).await,
         ),
+        // Last: its sweeps drop every bucket below 230 (the checks above
+        // keep their rows elsewhere or are done with them).
+        (
+            "history_retention_matches_a_model",
+            history_retention_matches_a_model(store).await,
+        ),
     ];
     let failures: Vec<String> = checks
         .into_iter()
@@ -1491,5 +1497,99 @@ pub async fn history_sweep_drops_whole_old_buckets(store: &dyn Store) -> Check {
         rows_text(&want),
         "rows left after a second sweep"
     );
+    Ok(())
+}
+
+/// Random writes (new rows, later versions, three accounts) and sweeps at
+/// cutoffs moving forward, in buckets 220..230: after every step, each
+/// account's pages (without a cutoff, and at a random one) read what a map of
+/// the newest versions says, minus the buckets swept. Rows are written only
+/// into buckets not swept yet (a late row into a swept one may go either way).
+pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
+    use super::retention::{first_kept_bucket, BUCKET_MS};
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let seed = rand::random::<u64>();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let accounts = [
+        AccountId::random(),
+        AccountId::random(),
+        AccountId::random(),
+    ];
+    let shards: Vec<crate::codec::ShardId> = (0..crate::codec::DEFAULT_SHARDS)
+        .map(crate::codec::ShardId)
+        .collect();
+    let (first, end) = (220u64, 230u64);
+    let mut swept_below = first;
+    let mut model: BTreeMap<(u64, String), Vec<u8>> = BTreeMap::new();
+    for step_no in 0..40 {
+        if rng.gen_ratio(1, 5) && swept_below < end {
+            let cutoff = rng.gen_range(swept_below * BUCKET_MS..end * BUCKET_MS) as i64;
+            let max = rng.gen_range(1..4);
+            for call in 0.. {
+                let swept = step(
+                    "drop_history_before",
+                    store.drop_history_before(shards.clone(), cutoff, max).await,
+                )?;
+                if !swept.more {
+                    break;
+                }
+                ensure!(call < 40, "seed {seed}: the sweep never ends");
+            }
+            let kept = first_kept_bucket(cutoff).max(swept_below);
+            model.retain(|(_, key), _| super::retention::bucket_of(key).is_none_or(|b| b >= kept));
+            swept_below = kept;
+        } else if swept_below < end {
+            let mut rows = Vec::new();
+            let mut named = BTreeSet::new();
+            for _ in 0..rng.gen_range(1..6) {
+                let account = accounts[rng.gen_range(0..accounts.len())];
+                let ms = rng.gen_range(swept_below * BUCKET_MS..end * BUCKET_MS);
+                // Few op numbers per week, so later versions happen.
+                let n = rng.gen_range(0..4);
+                let ms = ms - ms % BUCKET_MS + n * 1000;
+                let key = engine_key(ms, account, n);
+                if !named.insert((account, key.clone())) {
+                    continue;
+                }
+                let replaces = model.contains_key(&(account.0, key.clone()));
+                let payload = format!("{account}/{key}/{step_no}").into_bytes();
+                model.insert((account.0, key.clone()), payload.clone());
+                rows.push((
+                    sh(account),
+                    account,
+                    HistoryRow {
+                        key,
+                        payload,
+                        replaces,
+                    },
+                ));
+            }
+            step("put_history", store.put_history(rows, Vec::new()).await)?;
+        }
+        for account in accounts {
+            let want: Vec<(String, String)> = model
+                .range((account.0, String::new())..(account.0 + 1, String::new()))
+                .rev()
+                .map(|((_, k), v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            let got = pages_since(store, account, None, 3).await?;
+            ensure_eq!(
+                rows_text(&got),
+                want,
+                "seed {seed}, step {step_no}: rows of {account}"
+            );
+            let cutoff = rng.gen_range(first * BUCKET_MS..end * BUCKET_MS);
+            let cutoff_key = format!("{cutoff:016x}");
+            let kept: Vec<(String, String)> =
+                want.into_iter().filter(|(k, _)| *k >= cutoff_key).collect();
+            let got = pages_since(store, account, Some(cutoff as i64), 2).await?;
+            ensure_eq!(
+                rows_text(&got),
+                kept,
+                "seed {seed}, step {step_no}: rows of {account} at cutoff {cutoff}"
+            );
+        }
+    }
     Ok(())
 }
