@@ -17,15 +17,18 @@
 //! | `snapshots` | `account`             | `(seq, payload)`      |
 //! | `accounts`  | `account`             | last stored seq       |
 //! | `indexes`   | `(index name, key)`   | value                 |
-//! | `history`   | `(account, row key)`  | payload bytes         |
+//! | `history_b<bucket>` | `(account, row key)` | payload bytes: rows of one 7-day bucket ([`rows`], `store::retention`) |
+//! | `history`   | `(account, row key)`  | payload bytes: rows without a bucket, and all rows stored before buckets (read, never swept) |
 //! | `history_recent` | blob seq         | rows of one write ([`rows`]) |
+//! | `history_meta` | `"swept_below"`    | the first bucket the last sweep kept |
 //!
 //! `accounts` is both the set behind [`Store::list_accounts`] and the source of the
 //! expected next seq, so the sequence check is one point read instead of a range scan
 //! over the journal (which may have been trimmed empty by a snapshot).
 //!
-//! `history` is a table of its own rather than part of the journal because the two
-//! live differently: the journal is trimmed at every snapshot, the history is kept.
+//! The history is in tables of its own rather than part of the journal because the
+//! two live differently: the journal is trimmed at every snapshot, the history is
+//! kept for its retention, then dropped a bucket table at a time.
 //! Tuple keys compare element by element, so one account's rows are contiguous and
 //! ordered by key bytes, and a page newest-first is one reverse range scan. Rows
 //! reach `history` through `history_recent` (see [`rows`]): written straight into

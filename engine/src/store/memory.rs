@@ -1,9 +1,9 @@
 //! An in-memory [`Store`] for unit tests and benchmarks of the engine alone.
 //!
 //! It keeps exactly the contract of the durable backends (sequence checks, trim on
-//! snapshot, atomic index claims) so engine tests exercise the same rules; it just
-//! forgets everything when dropped. It can also be told to fail, to test how the
-//! engine behaves when storage is down.
+//! snapshot, atomic index claims, history buckets dropped whole) so engine tests
+//! exercise the same rules; it just forgets everything when dropped. It can also
+//! be told to fail, to test how the engine behaves when storage is down.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

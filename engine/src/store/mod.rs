@@ -80,7 +80,8 @@ pub struct JournalAppend {
 }
 
 /// One row of an account's transaction history. The journal is trimmed at
-/// snapshots; the history is kept. Rows are upserted by key (a transfer's row is
+/// snapshots; the history is kept for the retention of the policy (then
+/// dropped by time buckets, [`retention`]). Rows are upserted by key (a transfer's row is
 /// rewritten when it completes), and keys sort by time (`<16 hex ms><op id>`), so
 /// paging newest-first is a reverse range scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
