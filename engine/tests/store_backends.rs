@@ -852,3 +852,67 @@ async fn redis_rows_of_layout_4_stay_readable_are_superseded_and_never_swept() {
         text(&[(2, "old-2")])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_history_leaves_out_rows_past_retention_at_its_clock() {
+    // The engine reads the statement with the cutoff of its own clock: a row
+    // is listed until its operation is `history_retention_days` old, then not,
+    // though still stored until its week is swept.
+    use okpay_engine::domain::command::{DepositMethod, Profile};
+    use okpay_engine::ids::IdempotencyKey;
+    use okpay_engine::money::{Amount, Currency};
+    use okpay_engine::time::{ManualClock, Timestamp};
+    use okpay_engine::{Engine, EngineConfig};
+    use std::sync::Arc;
+    const DAY_MS: i64 = 86_400_000;
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(Timestamp(20_000 * DAY_MS));
+    let engine = Engine::start(
+        EngineConfig {
+            policy: okpay_engine::policy::Policy {
+                history_retention_days: 3,
+                ..Default::default()
+            },
+            clock: Arc::new(clock.clone()),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await
+    .expect("engine starts");
+    let cny = |s: &str| Amount::parse(s, Currency::new("CNY", 2).unwrap()).unwrap();
+    let alice = engine.open_account(Profile::default()).await.unwrap();
+    let deposit = |key: &'static str| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .deposit(
+                    alice,
+                    IdempotencyKey::parse(key).unwrap(),
+                    cny("10"),
+                    DepositMethod::BankCard,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    deposit("first").await;
+    clock.advance_ms(2 * DAY_MS);
+    deposit("second").await;
+    let (rows, _) = engine.history(alice, None, 10, None).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    // The first is 3 days and 1 ms old: past retention.
+    clock.advance_ms(DAY_MS + 1);
+    let (rows, _) = engine.history(alice, None, 10, None).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].created_at, Timestamp(20_002 * DAY_MS));
+    // Still stored: only a sweep drops it, with its week.
+    let stored = store
+        .history(engine.layout().shard_of(alice), alice, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    clock.advance_ms(2 * DAY_MS);
+    let (rows, _) = engine.history(alice, None, 10, None).await.unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
+}
