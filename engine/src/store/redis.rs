@@ -912,9 +912,11 @@ impl RedisStore {
     }
 
     /// The rows of [`Store::put_history`] on standalone Redis with no leases
-    /// (nothing to fence): plain commands in one `MULTI`/`EXEC`, per shard one
-    /// `ZREMRANGEBYLEX` per replacing row (its earlier versions) and one `ZADD`
-    /// of all its members, the same members `put_rowset.lua` writes. Without the
+    /// (nothing to fence): plain commands in one `MULTI`/`EXEC`, per shard and
+    /// row set (layout 3, each bucket of layout 5) one `ZREMRANGEBYLEX` per
+    /// replacing row (its earlier versions) and one `ZADD` of all its members,
+    /// then one `ZADD` of the buckets to the shard's index: the same data
+    /// `put_rowset.lua` writes (a test compares the two). Without the
     /// script Redis copies no argument into Lua and builds no member there: the
     /// rows' share of Redis's time per call drops by about half (measured in
     /// docs/PERFORMANCE.md), and the transaction still lands whole or not at all,
@@ -1502,8 +1504,9 @@ impl Store for RedisStore {
     ) -> StoreFuture<'_, Vec<StoreError>> {
         // One call per shard (a shard's keys share a slot, and one command with
         // many arguments costs Redis one fsync): the writer's epoch (or ''),
-        // then per layout (3, 4) the count of replacing rows and of rows, then
-        // the rows of layout 3 and of layout 4, replacing rows first in each.
+        // the count of replacing rows and of rows of layout 3, then of layout 5
+        // per bucket, then the rows of layout 3 and of each bucket, replacing
+        // rows first in each (put_rowset.lua).
         let mut by_shard: std::collections::BTreeMap<ShardId, Vec<_>> = Default::default();
         for (shard, account, row) in &rows {
             by_shard.entry(*shard).or_default().push((*account, row));
