@@ -81,6 +81,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long in-flight requests may finish after `duration`.
     pub drain: Duration,
+    /// The start of the load left out of the steady-state latency (reported
+    /// beside the whole run's).
+    pub warmup: Duration,
     /// Acked transfers checked in both histories at the end, at most.
     pub check_sample: usize,
     /// Set-up calls in flight at once (each one hashes a password on the server).
@@ -112,6 +115,7 @@ impl Config {
             kyc: KycMode::Auto,
             request_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
             check_sample: 200,
             setup_parallel: 8,
             progress: true,
@@ -209,11 +213,9 @@ async fn load_phase<T: load::TransferTarget>(
     workload: Arc<load::Workload>,
     on_tick: impl Fn(Instant) + Send + 'static,
 ) -> Summary {
-    let recorder = Arc::new(Recorder::new(
-        Instant::now(),
-        config.check_sample,
-        config.seed,
-    ));
+    let recorder = Arc::new(
+        Recorder::new(Instant::now(), config.check_sample, config.seed).with_warmup(config.warmup),
+    );
     let (stop, ticker) = progress_ticker(
         bar(config, "{spinner} load [{bar:40}] {pos}/{len} s {msg}"),
         recorder.clone(),
@@ -355,6 +357,7 @@ async fn run_api(config: &Config, fund_minor: i64, run_tag: &str) -> anyhow::Res
         fund_per_account: money::format_minor(fund_minor),
         kyc_approved: population.kyc_approved,
         request_timeout_s: config.request_timeout.as_secs_f64(),
+        warmup_s: config.warmup.as_secs_f64(),
         redis_appendfsync: None,
     };
     let mut notes = population.notes;
@@ -419,6 +422,7 @@ async fn run_baseline(
         fund_per_account: money::format_minor(fund_minor),
         kyc_approved: false,
         request_timeout_s: config.request_timeout.as_secs_f64(),
+        warmup_s: config.warmup.as_secs_f64(),
         redis_appendfsync: Some(info.appendfsync),
     };
     Ok(report(params, summary, None, checks, funded_minor, notes))
@@ -448,6 +452,8 @@ fn report(
         errors_total: summary.errors.values().sum(),
         errors: summary.errors,
         latency_ms: LatencyMs::of(&summary.latency),
+        steady_latency_ms: (!summary.steady_latency.is_empty())
+            .then(|| LatencyMs::of(&summary.steady_latency)),
         ws_delivery_ms: ws,
         cpu_us_per_transfer: summary.cpu,
         costs: summary.costs,

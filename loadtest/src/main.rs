@@ -69,6 +69,10 @@ struct Cli {
     /// How long in-flight requests may finish after --duration.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain: Duration,
+    /// The start of the load left out of the steady-state latency line ("after
+    /// warm-up"); every other figure counts the whole load.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
     /// Acknowledged transfers checked in both parties' histories, at most.
     #[arg(long, default_value_t = 200)]
     check_sample: usize,
@@ -122,6 +126,7 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     c.kyc = cli.kyc;
     c.request_timeout = cli.request_timeout;
     c.drain = cli.drain;
+    c.warmup = cli.warmup;
     c.check_sample = cli.check_sample;
     c.progress = !cli.quiet;
     c.server_pid = cli.server_pid;

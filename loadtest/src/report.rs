@@ -35,6 +35,8 @@ pub struct Params {
     pub fund_per_account: String,
     pub kyc_approved: bool,
     pub request_timeout_s: f64,
+    /// The start of the load left out of `steady_latency_ms`.
+    pub warmup_s: f64,
     /// The baseline's Redis `appendfsync` (`always` = as durable as the engine).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_appendfsync: Option<String>,
@@ -52,6 +54,10 @@ pub struct Report {
     pub errors_total: u64,
     /// Latency of acknowledged transfers (open loop: from the intended start).
     pub latency_ms: LatencyMs,
+    /// The same, of the transfers intended after the first `params.warmup_s`
+    /// (absent when there were none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady_latency_ms: Option<LatencyMs>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_delivery_ms: Option<WsStats>,
     /// CPU per acknowledged transfer during the load: the harness's own, and the
@@ -123,6 +129,15 @@ impl Report {
                 l.p50, l.p90, l.p99, l.p999, l.max
             ),
         );
+        if let Some(l) = &self.steady_latency_ms {
+            row(
+                "after warm-up ms",
+                format!(
+                    "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (the first {:.1} s left out)",
+                    l.p50, l.p90, l.p99, l.p999, l.max, p.warmup_s
+                ),
+            );
+        }
         if let Some(ws) = &self.ws_delivery_ms {
             row(
                 "ws delivery ms",
@@ -213,6 +228,7 @@ pub(crate) mod tests {
                 fund_per_account: "1000.00".into(),
                 kyc_approved: false,
                 request_timeout_s: 10.0,
+                warmup_s: 1.0,
                 redis_appendfsync: None,
             },
             throughput_tps: 123.4,
@@ -227,6 +243,14 @@ pub(crate) mod tests {
                 max: 5.0,
                 mean: 1.2,
             },
+            steady_latency_ms: Some(LatencyMs {
+                p50: 0.9,
+                p90: 1.5,
+                p99: 2.5,
+                p999: 3.5,
+                max: 4.0,
+                mean: 1.0,
+            }),
             ws_delivery_ms: Some(WsStats::default()),
             cpu_us_per_transfer: CpuPerTransfer::default(),
             costs: None,
@@ -258,7 +282,9 @@ pub(crate) mod tests {
         assert!(v["acked"].is_u64());
         for p in ["p50", "p90", "p99", "p999", "max"] {
             assert!(v["latency_ms"][p].is_f64(), "latency_ms.{p}");
+            assert!(v["steady_latency_ms"][p].is_f64(), "steady_latency_ms.{p}");
         }
+        assert_eq!(v["params"]["warmup_s"], 1.0);
         for p in ["p50", "p99"] {
             assert!(v["ws_delivery_ms"][p].is_f64(), "ws_delivery_ms.{p}");
         }
@@ -292,5 +318,18 @@ pub(crate) mod tests {
         assert!(!r.passed());
         assert!(r.table().contains("conserved FAILED"));
         assert!(sample_report().passed());
+    }
+
+    #[test]
+    fn the_table_shows_the_steady_state_line_only_when_measured() {
+        let table = sample_report().table();
+        assert!(
+            table.contains("after warm-up ms       p50 0.90  p90 1.50  p99 2.50")
+                && table.contains("(the first 1.0 s left out)"),
+            "{table}"
+        );
+        let mut r = sample_report();
+        r.steady_latency_ms = None;
+        assert!(!r.table().contains("after warm-up"));
     }
 }

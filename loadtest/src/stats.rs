@@ -102,6 +102,8 @@ struct Inner {
     second_latency: Histogram<u64>,
     second_errors: u64,
     series: Vec<SecondPoint>,
+    /// Latency of the transfers intended after the warm-up.
+    steady_latency: Histogram<u64>,
     sample: Vec<SampledTransfer>,
     sample_capacity: usize,
     rng: StdRng,
@@ -110,6 +112,8 @@ struct Inner {
 /// The load phase's measurements.
 pub struct Recorder {
     start: Instant,
+    /// Transfers intended from here on count in the steady-state histogram.
+    steady_from: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -132,6 +136,9 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub latency: Histogram<u64>,
+    /// The same, of the transfers intended after the warm-up (see
+    /// [`Recorder::with_warmup`]).
+    pub steady_latency: Histogram<u64>,
     pub acked: u64,
     pub fees_minor: i64,
     pub errors: BTreeMap<String, u64>,
@@ -153,6 +160,7 @@ impl Recorder {
     pub fn new(start: Instant, sample_capacity: usize, seed: u64) -> Recorder {
         Recorder {
             start,
+            steady_from: start,
             inner: Mutex::new(Inner {
                 latency: latency_histogram(),
                 acked: 0,
@@ -164,11 +172,23 @@ impl Recorder {
                 second_latency: latency_histogram(),
                 second_errors: 0,
                 series: Vec::new(),
+                steady_latency: latency_histogram(),
                 sample: Vec::with_capacity(sample_capacity),
                 sample_capacity,
                 rng: StdRng::seed_from_u64(seed ^ 0x5EED_5A3F),
             }),
         }
+    }
+
+    /// Leaves the transfers intended within `warmup` of the start out of the
+    /// steady-state histogram ([`Summary::steady_latency`]; they stay in every
+    /// other figure). The first second of a run at full rate pays for what the
+    /// set-up left behind and for cold state (first transfers of each account,
+    /// fresh memory), as a benchmark's warm-up iterations do (criterion runs
+    /// 3 s of them before measuring); both figures are reported.
+    pub fn with_warmup(mut self, warmup: Duration) -> Recorder {
+        self.steady_from = self.start + warmup;
+        self
     }
 
     pub fn start(&self) -> Instant {
@@ -188,6 +208,9 @@ impl Recorder {
         let latency = done.saturating_duration_since(intended);
         record(&mut g.latency, latency);
         record(&mut g.second_latency, latency);
+        if intended >= self.steady_from {
+            record(&mut g.steady_latency, latency);
+        }
         g.acked += 1;
         g.fees_minor += fee_minor;
         // Reservoir sampling (Algorithm R): the n-th acked transfer replaces a
@@ -234,6 +257,7 @@ impl Recorder {
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(self.start));
         Summary {
             latency: g.latency.clone(),
+            steady_latency: g.steady_latency.clone(),
             acked: g.acked,
             fees_minor: g.fees_minor,
             errors: g.errors.clone(),
@@ -314,6 +338,35 @@ mod tests {
         assert_eq!((s.series[0].acked, s.series[0].errors), (1, 0));
         assert_eq!((s.series[1].acked, s.series[1].errors), (1, 2));
         assert_eq!(s.elapsed, Duration::from_millis(1_700));
+    }
+
+    #[test]
+    fn the_steady_histogram_leaves_out_what_was_intended_within_the_warmup() {
+        let start = Instant::now();
+        let r = Recorder::new(start, 10, 1).with_warmup(Duration::from_secs(1));
+        // Intended in the warm-up (slow), at its end and after it (fast).
+        r.acked(start, start + Duration::from_millis(900), 0, t(0));
+        let end = start + Duration::from_secs(1);
+        r.acked(end, end + Duration::from_millis(4), 0, t(1));
+        r.acked(
+            end + Duration::from_millis(10),
+            end + Duration::from_millis(16),
+            0,
+            t(2),
+        );
+        let s = r.finish();
+        assert_eq!(
+            (s.acked, s.latency.len(), s.steady_latency.len()),
+            (3, 3, 2)
+        );
+        assert!((LatencyMs::of(&s.latency).max - 900.0).abs() < 1.0);
+        let steady = LatencyMs::of(&s.steady_latency);
+        assert!((steady.max - 6.0).abs() < 0.1, "{steady:?}");
+        assert!((steady.p50 - 4.0).abs() < 0.1, "{steady:?}");
+        // Without a warm-up both histograms hold every transfer.
+        let r = Recorder::new(start, 10, 1);
+        r.acked(start, start + Duration::from_millis(900), 0, t(0));
+        assert_eq!(r.finish().steady_latency.len(), 1);
     }
 
     #[test]
