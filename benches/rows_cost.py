@@ -10,7 +10,8 @@ node), and prints one line:
     rows_cost: shard_us=… account_us=… account_hot_us=… list_hot_us=… shard_mib=… account_mib=… list_hot_mib=…
 
 - `shard`: one score-0 sorted set per shard (64), members
-  `<account 8 B><key 20 B><body 20 B>` — the engine's layout 4;
+  `<account 8 B><key 20 B><body 20 B>` — the engine's layouts 4 and 5 (layout
+  5 is one such set per shard and week);
 - `account`: one sorted set per account (40,000 accounts, ~10 rows each, so each
   set stays a listpack), members `<key><body>`;
 - `account_hot`: the same with 2,000 accounts (~200 rows each: skip lists, as
