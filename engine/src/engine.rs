@@ -597,7 +597,9 @@ impl Engine {
     ) -> Result<(Vec<crate::domain::history::TxRecord>, Option<String>), EngineError> {
         use crate::domain::history::TxRecord;
         // A filtered page scans at most this many rows, so one request stays bounded;
-        // the cursor then continues where the scan stopped.
+        // the cursor then continues where the scan stopped. The store bounds its
+        // own reading too (`Store::history_page`): a page may come back short
+        // with a cursor whatever the filter.
         const SCAN_MAX: usize = 2000;
         let limit = limit.clamp(1, 200);
         let shard = self.layout().shard_of(account);
@@ -620,10 +622,10 @@ impl Engine {
         // Rows past retention are not read, swept yet or not.
         let cutoff_ms = self.policy().history_cutoff_ms(self.clock().now());
         loop {
-            let page = self
+            let (page, resume) = self
                 .shared()
                 .store
-                .history_since(
+                .history_page(
                     self.shared().layout.shard_of(account),
                     account,
                     Some(cutoff_ms),
@@ -644,6 +646,11 @@ impl Engine {
                         return Ok((items, cursor));
                     }
                 }
+            }
+            if let Some(resume) = resume {
+                // The store read what one page may cost; older rows come with
+                // the next page, from where it stopped.
+                return Ok((items, Some(resume)));
             }
             if exhausted {
                 return Ok((items, None));

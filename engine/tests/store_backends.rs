@@ -916,3 +916,174 @@ async fn engine_history_leaves_out_rows_past_retention_at_its_clock() {
     let (rows, _) = engine.history(alice, None, 10, None).await.unwrap();
     assert!(rows.is_empty(), "{rows:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_history_pages_walk_at_most_a_year_of_weeks_and_stay_in_order() {
+    // An account with few rows among a shard's many weeks: a page reads at most
+    // 53 week buckets, comes back short with where to go on from, and never
+    // lists a row of an older layout that sits below the weeks not yet read.
+    use okpay_engine::codec::{row, ShardId};
+    use okpay_engine::store::retention::BUCKET_MS;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let shard = ShardId(9);
+    let (mine, other) = (AccountId(0x51), AccountId(0x52));
+    let put = |account: AccountId, ms: u64, n: u64| {
+        (
+            shard,
+            account,
+            HistoryRow {
+                key: engine_key(ms, account, n),
+                payload: format!("{ms}").into_bytes(),
+                replaces: false,
+            },
+        )
+    };
+    // Mine: three rows in week 1,000, one in week 900. Another account of the
+    // shard has a row in every week from 901 to 999, so the index lists them.
+    let mut rows = vec![
+        put(mine, 1_000 * BUCKET_MS + 3, 3),
+        put(mine, 1_000 * BUCKET_MS + 2, 2),
+        put(mine, 1_000 * BUCKET_MS + 1, 1),
+        put(mine, 900 * BUCKET_MS + 5, 5),
+    ];
+    rows.extend((901..1_000).map(|week| put(other, week * BUCKET_MS, week)));
+    let refused = store.put_history(rows, Vec::new()).await.expect("put");
+    assert!(refused.is_empty());
+    // And two rows of mine stored before buckets (layout 4), in weeks 950 and
+    // 920: the first among the weeks page 1 reads, the second below them.
+    let old_key = engine_key(950 * BUCKET_MS, mine, 4);
+    let older_key = engine_key(920 * BUCKET_MS, mine, 6);
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for key in [&old_key, &older_key] {
+        let (prefix, body) = row::encode_member(mine, key, b"layout 4").expect("engine key");
+        let _: i64 = redis::cmd("ZADD")
+            .arg("okpay:{s009}:hist")
+            .arg(0)
+            .arg([prefix, body].concat())
+            .query_async(&mut conn)
+            .await
+            .expect("plant a layout-4 row");
+    }
+
+    let keys = |rows: &[HistoryRow]| rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+    // Page 1: weeks 1,000 down to 948 (53 of them): my three rows of week
+    // 1,000, and the layout-4 row of week 950 (within the weeks read), not the
+    // one of week 920 (below them: page 2 lists it, in its place).
+    let (page, next) = store
+        .history_page(shard, mine, None, None, 10)
+        .await
+        .expect("page 1");
+    assert_eq!(
+        keys(&page),
+        [
+            engine_key(1_000 * BUCKET_MS + 3, mine, 3),
+            engine_key(1_000 * BUCKET_MS + 2, mine, 2),
+            engine_key(1_000 * BUCKET_MS + 1, mine, 1),
+            old_key.clone(),
+        ]
+    );
+    let mut first_of_week_948 = String::new();
+    okpay_engine::ids::push_hex16(&mut first_of_week_948, 948 * BUCKET_MS);
+    assert_eq!(next.as_deref(), Some(first_of_week_948.as_str()));
+    // Page 2 goes on below week 948 and reaches the row of week 900: the walk
+    // ends there (no older week), so no cursor.
+    let (page, next) = store
+        .history_page(shard, mine, None, next.as_deref(), 10)
+        .await
+        .expect("page 2");
+    assert_eq!(
+        keys(&page),
+        [older_key.clone(), engine_key(900 * BUCKET_MS + 5, mine, 5)]
+    );
+    assert_eq!(next, None);
+    // A full page needs no cursor from the walk: the last row's key goes on.
+    let (page, next) = store
+        .history_page(shard, mine, None, None, 2)
+        .await
+        .expect("full page");
+    assert_eq!(page.len(), 2);
+    assert_eq!(next, None);
+    // The unbounded read lists everything in one call, in order.
+    let all = store
+        .history_since(shard, mine, None, None, 10)
+        .await
+        .expect("all");
+    assert_eq!(
+        keys(&all),
+        [
+            engine_key(1_000 * BUCKET_MS + 3, mine, 3),
+            engine_key(1_000 * BUCKET_MS + 2, mine, 2),
+            engine_key(1_000 * BUCKET_MS + 1, mine, 1),
+            old_key,
+            older_key,
+            engine_key(900 * BUCKET_MS + 5, mine, 5),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_history_on_redis_pages_through_a_sparse_accounts_weeks() {
+    // End to end: an account with a deposit now and one 60 weeks ago, in a
+    // shard busy every week in between. The first page stops after a year of
+    // weeks with a cursor; the cursor's page lists the old deposit.
+    use okpay_engine::domain::command::{DepositMethod, Profile};
+    use okpay_engine::ids::IdempotencyKey;
+    use okpay_engine::money::{Amount, Currency};
+    use okpay_engine::time::{ManualClock, Timestamp};
+    use okpay_engine::{Engine, EngineConfig};
+    use std::sync::Arc;
+    const WEEK_MS: i64 = 7 * 86_400_000;
+    let server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&server.url()).await.expect("connect"));
+    let clock = ManualClock::new(Timestamp(2_900 * WEEK_MS));
+    let engine = Engine::start(
+        EngineConfig {
+            clock: Arc::new(clock.clone()),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await
+    .expect("engine starts");
+    let cny = |s: &str| Amount::parse(s, Currency::new("CNY", 2).unwrap()).unwrap();
+    let alice = engine.open_account(Profile::default()).await.unwrap();
+    let shard = engine.layout().shard_of(alice);
+    let mut bob = engine.open_account(Profile::default()).await.unwrap();
+    while engine.layout().shard_of(bob) != shard {
+        bob = engine.open_account(Profile::default()).await.unwrap();
+    }
+    let deposit = |account, key: String| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .deposit(
+                    account,
+                    IdempotencyKey::parse(&key).unwrap(),
+                    cny("1"),
+                    DepositMethod::BankCard,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    deposit(alice, "alice-old".into()).await;
+    for week in 1..=60 {
+        clock.advance_ms(WEEK_MS);
+        deposit(bob, format!("bob-{week}")).await;
+    }
+    deposit(alice, "alice-new".into()).await;
+
+    let (rows, cursor) = engine.history(alice, None, 10, None).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].created_at, Timestamp(2_960 * WEEK_MS));
+    assert!(cursor.is_some(), "a short page with older weeks unread");
+    let (rows, cursor) = engine.history(alice, cursor, 10, None).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].created_at, Timestamp(2_900 * WEEK_MS));
+    assert_eq!(cursor, None);
+}

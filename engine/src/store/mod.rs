@@ -198,6 +198,25 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>>;
 
+    /// One page of [`Store::history_since`] at a bounded cost: the rows, and
+    /// when the page is short while older rows may exist, the key to go on
+    /// from (pass it as the next page's `before`). The page holds every row
+    /// between that key and `before` and none below it. The Redis store reads
+    /// at most a year of week buckets a page (an account with few rows would
+    /// otherwise cost one lookup per week kept); the others read everything
+    /// (`None`).
+    fn history_page(
+        &self,
+        shard: ShardId,
+        account: AccountId,
+        cutoff_ms: Option<i64>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, (Vec<HistoryRow>, Option<String>)> {
+        let page = self.history_since(shard, account, cutoff_ms, before, limit);
+        Box::pin(async move { Ok((page.await?, None)) })
+    }
+
     /// Drops, whole, the history buckets entirely before `cutoff_ms` (every row
     /// of them is past retention; [`retention`]), at most `max_buckets` of them
     /// (on Redis: per shard, of `shards`, where the rows live; other backends

@@ -323,6 +323,27 @@ fn rows_keys(shard: ShardId) -> (String, String) {
     )
 }
 
+/// How many of a shard's week buckets one page of history walks at most (a
+/// year's): each is a range lookup in Redis (~1.3 µs with the script's loop),
+/// so an account with few rows costs ~70 µs a page however long the retention;
+/// its older rows are the next pages'.
+const WALK_MAX: u64 = 53;
+
+/// The first row key of bucket `reply` (hist_page.lua's resume marker; empty:
+/// the walk ended).
+fn bucket_start_key(reply: &[u8]) -> Result<Option<String>, StoreError> {
+    if reply.is_empty() {
+        return Ok(None);
+    }
+    let bucket: u64 = std::str::from_utf8(reply)
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("hist_page.lua's resume is not a bucket".into()))?;
+    let mut key = String::with_capacity(16);
+    crate::ids::push_hex16(&mut key, bucket.saturating_mul(super::retention::BUCKET_MS));
+    Ok(Some(key))
+}
+
 /// A shard's history rows since layout 3: one score-0 sorted set whose members
 /// are `<account: 8 bytes big-endian><row key>\0<row>`, under the shard's hash
 /// tag. One `ZADD` member per row instead of a hash field and a sorted-set member
@@ -998,6 +1019,167 @@ impl RedisStore {
         })
     }
 
+    /// One page of [`Store::history_since`], walking at most `walk` of the
+    /// shard's week buckets (layout 5) when given: then a short page may come
+    /// with where to go on from (the first key of the last bucket walked), and
+    /// it holds no row below that key from any layout, so that the pages
+    /// stay in descending key order.
+    fn history_walk(
+        &self,
+        shard: ShardId,
+        account: AccountId,
+        cutoff_ms: Option<i64>,
+        before: Option<&str>,
+        limit: usize,
+        walk: Option<u64>,
+    ) -> StoreFuture<'_, (Vec<HistoryRow>, Option<String>)> {
+        // Redis reads LIMIT as a signed 64-bit count, so "everything" must not
+        // overflow it.
+        let count = limit.min(i64::MAX as usize);
+        // Rows past retention are below the first kept key in every layout.
+        let from = super::retention::first_kept_key(cutoff_ms);
+        let from = from.as_deref().unwrap_or("");
+        // The shard's rows of this account: fields `<account>:<key>`, all below
+        // `<account>;` (';' follows ':'). `(` makes a bound exclusive.
+        let prefix = format!("{account}:");
+        let (hash, keys) = rows_keys(shard);
+        let mut rows = ROWS.call(&[&hash, &keys]);
+        rows.arg(match before {
+            Some(b) => format!("({prefix}{b}"),
+            None => format!("({account};"),
+        })
+        .arg(format!("[{prefix}{from}"))
+        .arg(count);
+        // Rows written with journal records, before shard logs, in the account's keys.
+        let (hash, keys) = history_keys(account);
+        let mut legacy = ROWS.call(&[&hash, &keys]);
+        legacy
+            .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
+            .arg(if from.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("[{from}")
+            })
+            .arg(count);
+        // Layout 3: the row set, between `[<account bytes><from>` and `(<account
+        // bytes><before>` (a member with key `before` is longer, so above it) or
+        // `[<account bytes>\xff` (row keys are ASCII, below 0x80).
+        let mut lower = b"[".to_vec();
+        lower.extend_from_slice(&account.0.to_be_bytes());
+        let upper = match before {
+            Some(b) => [&b"("[..], &rowset_prefix(account, b)].concat(),
+            None => [&lower[..], b"\xff"].concat(),
+        };
+        let mut rowset = ::redis::cmd("ZREVRANGEBYLEX");
+        rowset
+            .arg(rowset_key(shard))
+            .arg(upper)
+            .arg([&lower[..], from.as_bytes()].concat())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count);
+        // Layout 4: below the first encoded key at or after `before`
+        // (exclusive: its members are longer), or below the next account; at
+        // or above the first encoded key at or after `from` (none: nothing).
+        let upper = match before.map(|b| codec::row::ceiling_prefix(account, b)) {
+            Some(Some(prefix)) => [&b"("[..], &prefix].concat(),
+            _ => match account.0.checked_add(1) {
+                Some(next) => [&b"("[..], &next.to_be_bytes()[..]].concat(),
+                None => b"+".to_vec(),
+            },
+        };
+        let lower = if from.is_empty() {
+            lower
+        } else {
+            match codec::row::ceiling_prefix(account, from) {
+                Some(prefix) => [&b"["[..], &prefix].concat(),
+                None => b"+".to_vec(),
+            }
+        };
+        // Layout 5: the same bounds in each bucket, walked from the bucket of
+        // `before` down to the cutoff's (one script call, however many).
+        let index = hist_index_key(shard);
+        let mut buckets = HIST_PAGE.call(&[&index]);
+        buckets
+            .arg(hist_bucket_prefix(shard))
+            .arg(
+                super::retention::last_bucket_before(before)
+                    .map_or("+inf".into(), |b| b.to_string()),
+            )
+            .arg(match cutoff_ms {
+                Some(ms) => super::retention::first_kept_bucket(ms).to_string(),
+                None => "-inf".into(),
+            })
+            .arg(&upper)
+            .arg(&lower)
+            // A count Lua prints as an integer (below 10^14).
+            .arg(count.min(1 << 40));
+        if let Some(walk) = walk {
+            buckets.arg(walk.max(1));
+        }
+        let mut hist = ::redis::cmd("ZREVRANGEBYLEX");
+        hist.arg(hist_key(shard))
+            .arg(upper)
+            .arg(lower)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count);
+        let calls = vec![
+            Call::Script(&HIST_PAGE, buckets),
+            Call::Plain(hist),
+            Call::Plain(rowset),
+            Call::Script(&ROWS, rows),
+            Call::Script(&ROWS, legacy),
+        ];
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok((Vec::new(), None));
+            }
+            let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
+            let (Some(buckets), Some(hist), Some(rowset), Some(rows), Some(legacy)) = (
+                replies.next(),
+                replies.next(),
+                replies.next(),
+                replies.next(),
+                replies.next(),
+            ) else {
+                return Err(StoreError::Unavailable("redis sent too few replies".into()));
+            };
+            reply_error(&buckets)?;
+            reply_error(&hist)?;
+            reply_error(&rowset)?;
+            reply_error(&rows)?;
+            reply_error(&legacy)?;
+            let mut buckets: Vec<Vec<u8>> = from_value(buckets)?;
+            if buckets.is_empty() {
+                return Err(StoreError::Corrupt("hist_page.lua answered nothing".into()));
+            }
+            let resume = bucket_start_key(&buckets.remove(0))?;
+            let buckets = hist_rows(buckets, account)?;
+            let hist = hist_rows(from_value(hist)?, account)?;
+            let rowset = rowset_rows(from_value(rowset)?, account)?;
+            let rows = rows_of(from_value(rows)?, &prefix, account)?;
+            let legacy = rows_of(from_value(legacy)?, "", account)?;
+            // Newest layout first: a row rewritten since an upgrade has its
+            // current version there and its old one in an older layout.
+            let written = merge_rows(buckets, hist, limit);
+            let written = merge_rows(written, rowset, limit);
+            let written = merge_rows(written, rows, limit);
+            let mut page = merge_rows(written, legacy, limit);
+            let Some(resume) = resume else {
+                return Ok((page, None));
+            };
+            // The walk stopped with older buckets unread: rows of the other
+            // layouts below them wait for the page that reads those buckets.
+            page.retain(|row| row.key >= resume);
+            Ok(if page.len() == limit {
+                (page, None)
+            } else {
+                (page, Some(resume))
+            })
+        })
+    }
+
     /// Runs one call and turns a Redis error reply into `Unavailable`.
     /// The standalone-Redis append: the accounts seen for the first time (seq 1) are
     /// listed, then the whole batch is one [`APPEND_BATCH_LUA`] call, in one pipeline.
@@ -1369,132 +1551,19 @@ impl Store for RedisStore {
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
-        // Redis reads LIMIT as a signed 64-bit count, so "everything" must not
-        // overflow it.
-        let count = limit.min(i64::MAX as usize);
-        // Rows past retention are below the first kept key in every layout.
-        let from = super::retention::first_kept_key(cutoff_ms);
-        let from = from.as_deref().unwrap_or("");
-        // The shard's rows of this account: fields `<account>:<key>`, all below
-        // `<account>;` (';' follows ':'). `(` makes a bound exclusive.
-        let prefix = format!("{account}:");
-        let (hash, keys) = rows_keys(shard);
-        let mut rows = ROWS.call(&[&hash, &keys]);
-        rows.arg(match before {
-            Some(b) => format!("({prefix}{b}"),
-            None => format!("({account};"),
-        })
-        .arg(format!("[{prefix}{from}"))
-        .arg(count);
-        // Rows written with journal records, before shard logs, in the account's keys.
-        let (hash, keys) = history_keys(account);
-        let mut legacy = ROWS.call(&[&hash, &keys]);
-        legacy
-            .arg(before.map_or("+".to_owned(), |b| format!("({b}")))
-            .arg(if from.is_empty() {
-                "-".to_owned()
-            } else {
-                format!("[{from}")
-            })
-            .arg(count);
-        // Layout 3: the row set, between `[<account bytes><from>` and `(<account
-        // bytes><before>` (a member with key `before` is longer, so above it) or
-        // `[<account bytes>\xff` (row keys are ASCII, below 0x80).
-        let mut lower = b"[".to_vec();
-        lower.extend_from_slice(&account.0.to_be_bytes());
-        let upper = match before {
-            Some(b) => [&b"("[..], &rowset_prefix(account, b)].concat(),
-            None => [&lower[..], b"\xff"].concat(),
-        };
-        let mut rowset = ::redis::cmd("ZREVRANGEBYLEX");
-        rowset
-            .arg(rowset_key(shard))
-            .arg(upper)
-            .arg([&lower[..], from.as_bytes()].concat())
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count);
-        // Layout 4: below the first encoded key at or after `before`
-        // (exclusive: its members are longer), or below the next account; at
-        // or above the first encoded key at or after `from` (none: nothing).
-        let upper = match before.map(|b| codec::row::ceiling_prefix(account, b)) {
-            Some(Some(prefix)) => [&b"("[..], &prefix].concat(),
-            _ => match account.0.checked_add(1) {
-                Some(next) => [&b"("[..], &next.to_be_bytes()[..]].concat(),
-                None => b"+".to_vec(),
-            },
-        };
-        let lower = if from.is_empty() {
-            lower
-        } else {
-            match codec::row::ceiling_prefix(account, from) {
-                Some(prefix) => [&b"["[..], &prefix].concat(),
-                None => b"+".to_vec(),
-            }
-        };
-        // Layout 5: the same bounds in each bucket, walked from the bucket of
-        // `before` down to the cutoff's (one script call, however many).
-        let index = hist_index_key(shard);
-        let mut buckets = HIST_PAGE.call(&[&index]);
-        buckets
-            .arg(hist_bucket_prefix(shard))
-            .arg(
-                super::retention::last_bucket_before(before)
-                    .map_or("+inf".into(), |b| b.to_string()),
-            )
-            .arg(match cutoff_ms {
-                Some(ms) => super::retention::first_kept_bucket(ms).to_string(),
-                None => "-inf".into(),
-            })
-            .arg(&upper)
-            .arg(&lower)
-            // A count Lua prints as an integer (below 10^14).
-            .arg(count.min(1 << 40));
-        let mut hist = ::redis::cmd("ZREVRANGEBYLEX");
-        hist.arg(hist_key(shard))
-            .arg(upper)
-            .arg(lower)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count);
-        let calls = vec![
-            Call::Script(&HIST_PAGE, buckets),
-            Call::Plain(hist),
-            Call::Plain(rowset),
-            Call::Script(&ROWS, rows),
-            Call::Script(&ROWS, legacy),
-        ];
-        Box::pin(async move {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let mut replies = self.exec(calls, Retry::Safe).await?.into_iter();
-            let (Some(buckets), Some(hist), Some(rowset), Some(rows), Some(legacy)) = (
-                replies.next(),
-                replies.next(),
-                replies.next(),
-                replies.next(),
-                replies.next(),
-            ) else {
-                return Err(StoreError::Unavailable("redis sent too few replies".into()));
-            };
-            reply_error(&buckets)?;
-            reply_error(&hist)?;
-            reply_error(&rowset)?;
-            reply_error(&rows)?;
-            reply_error(&legacy)?;
-            let buckets = hist_rows(from_value(buckets)?, account)?;
-            let hist = hist_rows(from_value(hist)?, account)?;
-            let rowset = rowset_rows(from_value(rowset)?, account)?;
-            let rows = rows_of(from_value(rows)?, &prefix, account)?;
-            let legacy = rows_of(from_value(legacy)?, "", account)?;
-            // Newest layout first: a row rewritten since an upgrade has its
-            // current version there and its old one in an older layout.
-            let written = merge_rows(buckets, hist, limit);
-            let written = merge_rows(written, rowset, limit);
-            let written = merge_rows(written, rows, limit);
-            Ok(merge_rows(written, legacy, limit))
-        })
+        let page = self.history_walk(shard, account, cutoff_ms, before, limit, None);
+        Box::pin(async move { Ok(page.await?.0) })
+    }
+
+    fn history_page(
+        &self,
+        shard: ShardId,
+        account: AccountId,
+        cutoff_ms: Option<i64>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, (Vec<HistoryRow>, Option<String>)> {
+        self.history_walk(shard, account, cutoff_ms, before, limit, Some(WALK_MAX))
     }
 
     fn put_history(
