@@ -181,6 +181,118 @@ impl EmbeddedStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
     }
+
+    /// One page of [`Store::history_since`], reading at most `walk` bucket
+    /// tables when given (as the Redis store does: [`Store::history_page`]):
+    /// then a short page may come with where to go on from, and holds no row
+    /// below that key.
+    fn history_walk(
+        &self,
+        account: AccountId,
+        cutoff_ms: Option<i64>,
+        before: Option<&str>,
+        limit: usize,
+        walk: Option<usize>,
+    ) -> StoreFuture<'_, (Vec<HistoryRow>, Option<String>)> {
+        let before = before.map(str::to_owned);
+        let from = super::retention::first_kept_key(cutoff_ms);
+        Box::pin(self.blocking_rows(move |db, recent| {
+            if let (Some(f), Some(b)) = (&from, &before) {
+                if f >= b {
+                    return Ok((Vec::new(), None));
+                }
+            }
+            // Recent rows first, then the read transaction: a row moving to
+            // `history` meanwhile is committed there before it leaves memory,
+            // so it is in one of the two (see `recent`).
+            let newer = recent
+                .lock()
+                .page(account.0, from.as_deref(), before.as_deref(), limit)?;
+            let txn = db.begin_read().map_err(db_err)?;
+            // Rows of `newer` may be stored below too (an earlier version, or
+            // the same one): read as many more as could be hidden by them.
+            let want = limit.saturating_add(newer.len());
+            let from = from.as_deref().unwrap_or("");
+            let start = Bound::Included((account.0, from));
+            // Without `before`, the account's rows end where the next account's begin
+            // (`""` is the smallest key); the last possible account has no next one.
+            let end = match (before.as_deref(), account.0.checked_add(1)) {
+                (Some(b), _) => Bound::Excluded((account.0, b)),
+                (None, Some(next)) => Bound::Excluded((next, "")),
+                (None, None) => Bound::Unbounded,
+            };
+            // The bucket tables that may hold a page row, newest first, until
+            // `want` rows: buckets are disjoint ranges of key time.
+            let top = super::retention::last_bucket_before(before.as_deref()).unwrap_or(u64::MAX);
+            let low = cutoff_ms.map_or(0, super::retention::first_kept_bucket);
+            let buckets = rows::buckets_of(txn.list_tables().map_err(db_err)?);
+            let mut bucketed = Vec::new();
+            let (mut walked, mut last, mut resume) = (0, None, None);
+            for bucket in buckets
+                .into_iter()
+                .rev()
+                .filter(|b| (low..=top).contains(b))
+            {
+                if bucketed.len() >= want {
+                    break;
+                }
+                if let (Some(walk), Some(last)) = (walk, last) {
+                    if walked == walk {
+                        // An older bucket is left: the page goes on from the
+                        // first key of the last one read.
+                        resume = Some(super::retention::first_key_of_bucket(last));
+                        break;
+                    }
+                }
+                walked += 1;
+                last = Some(bucket);
+                let name = rows::bucket_table_name(bucket);
+                let table = txn.open_table(rows::bucket_table(&name)).map_err(db_err)?;
+                for entry in table
+                    .range::<(u64, &str)>((start, end))
+                    .map_err(db_err)?
+                    .rev()
+                    .take(want - bucketed.len())
+                {
+                    let (k, v) = entry.map_err(db_err)?;
+                    bucketed.push(HistoryRow {
+                        key: k.value().1.to_owned(),
+                        payload: v.value().to_vec(),
+                        replaces: false,
+                    });
+                }
+            }
+            // `history`: rows without a bucket, and those stored before buckets.
+            let history = txn.open_table(HISTORY).map_err(db_err)?;
+            let mut unbucketed = Vec::new();
+            for entry in history
+                .range::<(u64, &str)>((start, end))
+                .map_err(db_err)?
+                .rev()
+                .take(want)
+            {
+                let (k, v) = entry.map_err(db_err)?;
+                unbucketed.push(HistoryRow {
+                    key: k.value().1.to_owned(),
+                    payload: v.value().to_vec(),
+                    replaces: false,
+                });
+            }
+            let older = merge_newest_first(bucketed, unbucketed, want);
+            let mut page = merge_newest_first(newer, older, limit);
+            let Some(resume) = resume else {
+                return Ok((page, None));
+            };
+            // The walk stopped with older buckets unread: rows of `recent` and
+            // `history` below them wait for the page that reads those buckets.
+            page.retain(|row| row.key >= resume);
+            Ok(if page.len() == limit {
+                (page, None)
+            } else {
+                (page, Some(resume))
+            })
+        }))
+    }
 }
 
 /// Starts a write transaction that fsyncs on commit. `Immediate` is redb's default;
@@ -239,6 +351,10 @@ fn last_seq(
         .map_err(db_err)?
         .map_or(0, |v| v.value()))
 }
+
+/// How many bucket tables one page of history reads at most (a year's; see
+/// [`Store::history_page`]).
+const WALK_MAX: usize = 53;
 
 impl Store for EmbeddedStore {
     fn append(&self, batch: &[JournalAppend]) -> StoreFuture<'_, Vec<AppendResult>> {
@@ -483,82 +599,19 @@ impl Store for EmbeddedStore {
         before: Option<&str>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
-        let before = before.map(str::to_owned);
-        let from = super::retention::first_kept_key(cutoff_ms);
-        Box::pin(self.blocking_rows(move |db, recent| {
-            if let (Some(f), Some(b)) = (&from, &before) {
-                if f >= b {
-                    return Ok(Vec::new());
-                }
-            }
-            // Recent rows first, then the read transaction: a row moving to
-            // `history` meanwhile is committed there before it leaves memory,
-            // so it is in one of the two (see `recent`).
-            let newer = recent
-                .lock()
-                .page(account.0, from.as_deref(), before.as_deref(), limit)?;
-            let txn = db.begin_read().map_err(db_err)?;
-            // Rows of `newer` may be stored below too (an earlier version, or
-            // the same one): read as many more as could be hidden by them.
-            let want = limit.saturating_add(newer.len());
-            let from = from.as_deref().unwrap_or("");
-            let start = Bound::Included((account.0, from));
-            // Without `before`, the account's rows end where the next account's begin
-            // (`""` is the smallest key); the last possible account has no next one.
-            let end = match (before.as_deref(), account.0.checked_add(1)) {
-                (Some(b), _) => Bound::Excluded((account.0, b)),
-                (None, Some(next)) => Bound::Excluded((next, "")),
-                (None, None) => Bound::Unbounded,
-            };
-            // The bucket tables that may hold a page row, newest first, until
-            // `want` rows: buckets are disjoint ranges of key time.
-            let top = super::retention::last_bucket_before(before.as_deref()).unwrap_or(u64::MAX);
-            let low = cutoff_ms.map_or(0, super::retention::first_kept_bucket);
-            let buckets = rows::buckets_of(txn.list_tables().map_err(db_err)?);
-            let mut bucketed = Vec::new();
-            for bucket in buckets
-                .into_iter()
-                .rev()
-                .filter(|b| (low..=top).contains(b))
-            {
-                if bucketed.len() >= want {
-                    break;
-                }
-                let name = rows::bucket_table_name(bucket);
-                let table = txn.open_table(rows::bucket_table(&name)).map_err(db_err)?;
-                for entry in table
-                    .range::<(u64, &str)>((start, end))
-                    .map_err(db_err)?
-                    .rev()
-                    .take(want - bucketed.len())
-                {
-                    let (k, v) = entry.map_err(db_err)?;
-                    bucketed.push(HistoryRow {
-                        key: k.value().1.to_owned(),
-                        payload: v.value().to_vec(),
-                        replaces: false,
-                    });
-                }
-            }
-            // `history`: rows without a bucket, and those stored before buckets.
-            let history = txn.open_table(HISTORY).map_err(db_err)?;
-            let mut unbucketed = Vec::new();
-            for entry in history
-                .range::<(u64, &str)>((start, end))
-                .map_err(db_err)?
-                .rev()
-                .take(want)
-            {
-                let (k, v) = entry.map_err(db_err)?;
-                unbucketed.push(HistoryRow {
-                    key: k.value().1.to_owned(),
-                    payload: v.value().to_vec(),
-                    replaces: false,
-                });
-            }
-            let older = merge_newest_first(bucketed, unbucketed, want);
-            Ok(merge_newest_first(newer, older, limit))
-        }))
+        let page = self.history_walk(account, cutoff_ms, before, limit, None);
+        Box::pin(async move { Ok(page.await?.0) })
+    }
+
+    fn history_page(
+        &self,
+        _shard: crate::codec::ShardId,
+        account: AccountId,
+        cutoff_ms: Option<i64>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, (Vec<HistoryRow>, Option<String>)> {
+        self.history_walk(account, cutoff_ms, before, limit, Some(WALK_MAX))
     }
 
     fn put_history(
@@ -835,6 +888,79 @@ mod tests {
     /// drops bucket tables and the recent rows of swept buckets, never
     /// `history`; what it dropped stays gone across reopens (blobs replayed
     /// skip it), and so does a row written later into a swept bucket.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_pages_read_at_most_a_year_of_bucket_tables_and_stay_in_order() {
+        // As on Redis (engine/tests/store_backends.rs): an account with few
+        // rows among many weeks gets a short page with where to go on from,
+        // and no row (pre-bucket `history`, recent rows) below that point.
+        use crate::store::retention::{first_key_of_bucket, BUCKET_MS};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mine, other) = (AccountId(0x51), AccountId(0x52));
+        let key =
+            |account: AccountId, ms: u64, n: u64| format!("{ms:016x}tx_{:016x}{n:016x}", account.0);
+        let (old, older) = (key(mine, 950 * BUCKET_MS, 4), key(mine, 920 * BUCKET_MS, 6));
+        {
+            // Rows stored before buckets: weeks 950 and 920.
+            let db = Database::create(dir.path().join(DB_FILE)).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut history = txn.open_table(HISTORY).expect("history");
+                for k in [&old, &older] {
+                    history
+                        .insert((mine.0, k.as_str()), &b"pre"[..])
+                        .expect("insert");
+                }
+                txn.open_table(rows::RECENT).expect("recent");
+            }
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open_with(dir.path(), TINY).expect("open");
+        let others = (901..1_000)
+            .map(|week| row(&key(other, week * BUCKET_MS, week), "other", false))
+            .collect();
+        put(&store, other, others).await;
+        let newest = [3, 2, 1].map(|n| key(mine, 1_000 * BUCKET_MS + n, n));
+        let oldest = key(mine, 900 * BUCKET_MS + 5, 5);
+        let mine_rows = newest
+            .iter()
+            .chain([&oldest])
+            .map(|k| row(k, "mine", false))
+            .collect();
+        put(&store, mine, mine_rows).await;
+        // More rows of another account, so that mine leave the recent rows.
+        for n in 0..8 {
+            put(
+                &store,
+                other,
+                vec![row(&key(other, 1_001 * BUCKET_MS + n, n), "x", false)],
+            )
+            .await;
+        }
+        let keys = |rows: &[HistoryRow]| rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+        let (page, next) = store
+            .history_page(ShardId(0), mine, None, None, 10)
+            .await
+            .expect("page 1");
+        let mut want: Vec<String> = newest.to_vec();
+        want.push(old.clone());
+        assert_eq!(keys(&page), want);
+        // Weeks 1,001 down to 949 were read (53 tables).
+        assert_eq!(next, Some(first_key_of_bucket(949)));
+        let (page, next) = store
+            .history_page(ShardId(0), mine, None, next.as_deref(), 10)
+            .await
+            .expect("page 2");
+        assert_eq!(keys(&page), [older.clone(), oldest.clone()]);
+        assert_eq!(next, None);
+        // The unbounded read lists all of it at once.
+        let all = store
+            .history_since(ShardId(0), mine, None, None, 10)
+            .await
+            .expect("all");
+        want.extend([older, oldest]);
+        assert_eq!(keys(&all), want);
+    }
+
     async fn put(store: &EmbeddedStore, account: AccountId, rows: Vec<HistoryRow>) {
         let rows = rows.into_iter().map(|r| (ShardId(0), account, r)).collect();
         let refused = store.put_history(rows, Vec::new()).await.expect("put");

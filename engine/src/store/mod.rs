@@ -201,10 +201,10 @@ pub trait Store: Send + Sync + 'static {
     /// One page of [`Store::history_since`] at a bounded cost: the rows, and
     /// when the page is short while older rows may exist, the key to go on
     /// from (pass it as the next page's `before`). The page holds every row
-    /// between that key and `before` and none below it. The Redis store reads
-    /// at most a year of week buckets a page (an account with few rows would
-    /// otherwise cost one lookup per week kept); the others read everything
-    /// (`None`).
+    /// between that key and `before` and none below it. The Redis and embedded
+    /// stores read at most a year of week buckets a page (an account with few
+    /// rows would otherwise cost one lookup per week kept); the memory store
+    /// reads everything (`None`).
     fn history_page(
         &self,
         shard: ShardId,

@@ -339,9 +339,7 @@ fn bucket_start_key(reply: &[u8]) -> Result<Option<String>, StoreError> {
         .ok()
         .and_then(|b| b.parse().ok())
         .ok_or_else(|| StoreError::Corrupt("hist_page.lua's resume is not a bucket".into()))?;
-    let mut key = String::with_capacity(16);
-    crate::ids::push_hex16(&mut key, bucket.saturating_mul(super::retention::BUCKET_MS));
-    Ok(Some(key))
+    Ok(Some(super::retention::first_key_of_bucket(bucket)))
 }
 
 /// A shard's history rows since layout 3: one score-0 sorted set whose members

@@ -74,6 +74,15 @@ pub fn first_kept_key(cutoff_ms: Option<i64>) -> Option<String> {
     Some(key)
 }
 
+/// The smallest row key of `bucket`'s time (its first millisecond's 16 hex
+/// digits): every key of the bucket is at or above it, every key of an older
+/// bucket below (a page that stops at a bucket goes on from here).
+pub fn first_key_of_bucket(bucket: u64) -> String {
+    let mut key = String::with_capacity(16);
+    crate::ids::push_hex16(&mut key, bucket.saturating_mul(BUCKET_MS));
+    key
+}
+
 /// The retention cutoff at `now` for a retention of `days`.
 pub fn cutoff_ms(now: Timestamp, days: u32) -> i64 {
     now.millis().saturating_sub(i64::from(days) * 86_400_000)
@@ -82,6 +91,16 @@ pub fn cutoff_ms(now: Timestamp, days: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buckets_first_key_is_between_its_keys_and_the_older_buckets() {
+        let key = |ms: u64| format!("{ms:016x}tx_{:016x}{:016x}", 7u64, 1u64);
+        let first = first_key_of_bucket(3);
+        assert_eq!(first, format!("{:016x}", 3 * BUCKET_MS));
+        assert!(key(3 * BUCKET_MS) > first && key(4 * BUCKET_MS - 1) > first);
+        assert!(key(3 * BUCKET_MS - 1) < first);
+        assert_eq!(bucket_of(&key(3 * BUCKET_MS)), Some(3));
+    }
 
     #[test]
     fn buckets_are_weeks_of_the_keys_time() {
