@@ -302,7 +302,12 @@ $("wd-confirm").addEventListener("click", async () => {
 // the latest is shown. Without this, the answer to the tab's unfiltered request
 // arriving after the filter's would add every transaction under the filter.
 const historyLoads = new OK.Latest();
-async function loadHistory(fresh) {
+// The server reads a bounded amount per request, so a page may come back short,
+// even empty, with a `next_cursor` (an account quiet for a year has its rows
+// further back). While nothing is on screen yet the page follows the cursor by
+// itself, a few times at most (each request reads about a year of weeks).
+const HISTORY_FOLLOW_MAX = 8;
+async function loadHistory(fresh, followed = 0) {
   const current = historyLoads.begin();
   if (fresh) {
     W.cursor = null;
@@ -323,6 +328,9 @@ async function loadHistory(fresh) {
       OK.el("td", { text: t.status })));
   }
   W.cursor = r.body.next_cursor;
+  if (W.cursor && $("history").children.length === 0 && followed < HISTORY_FOLLOW_MAX) {
+    return loadHistory(false, followed + 1);
+  }
   $("history-more").classList.toggle("hidden", !W.cursor);
   $("history-empty").classList.toggle("hidden", $("history").children.length > 0);
 }

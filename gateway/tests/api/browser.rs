@@ -269,7 +269,7 @@ const HISTORY_ROWS: &str =
 /// which the page reads the answer and renders it or drops it).
 const HOLD_UNFILTERED_HISTORY: &str = r#"
 const real = window.fetch.bind(window);
-const t = window.okpayTest = { held: [], released: 0, settled: 0 };
+const t = window.okpayTest = { held: [], released: 0, settled: 0, real };
 t.release = () => {
   const held = t.held.splice(0);
   t.released += held.length;
@@ -285,6 +285,29 @@ window.fetch = (url, opts) => {
     r.json = () => json().finally(() => setTimeout(() => { t.settled += 1; }, 0));
     resolve(r);
   }, reject)));
+};
+return 1;
+"#;
+
+/// Answers the page's next history request that has no cursor with an empty
+/// page and a cursor above every row (`"ffffffffffffffff"`, hex-encoded), as
+/// the server answers an account whose rows are more than a year of weeks
+/// back; every other request goes to the server unchanged (past the hold of
+/// [`HOLD_UNFILTERED_HISTORY`]).
+const SHORT_FIRST_HISTORY_PAGE: &str = r#"
+const t = window.okpayTest;
+const inner = window.fetch;
+t.emptyServed = false;
+window.fetch = (url, opts) => {
+  const u = String(url);
+  if (!u.startsWith('/v1/transactions')) return inner(url, opts);
+  if (!u.includes('cursor=') && !t.emptyServed) {
+    t.emptyServed = true;
+    const body = JSON.stringify({ items: [], next_cursor: '66'.repeat(16) });
+    return Promise.resolve(new Response(body, {
+      status: 200, headers: { 'Content-Type': 'application/json' } }));
+  }
+  return t.real(url, opts);
 };
 return 1;
 "#;
@@ -570,6 +593,41 @@ async fn the_wallet_and_the_console_work_end_to_end_in_a_real_browser() {
     assert_eq!(
         after, rows,
         "a superseded answer changed the filtered history"
+    );
+
+    // A first page that comes back empty with a cursor (the server reads about
+    // a year of weeks a request) is followed by the page itself: the rows show
+    // without a click, and no "nothing yet" note.
+    js(&alice, SHORT_FIRST_HISTORY_PAGE, vec![]).await;
+    select(&alice, "#hist-type", "").await;
+    let rows = wait_for(
+        &alice,
+        HISTORY_ROWS,
+        "history after an empty first page",
+        |rows| !rows.as_array().unwrap().is_empty(),
+    )
+    .await;
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|id| id.as_str().is_some_and(|id| id.starts_with("dep_"))),
+        "{rows}"
+    );
+    assert_eq!(
+        js(&alice, "return window.okpayTest.emptyServed;", vec![]).await,
+        json!(true),
+        "the empty first page was not served"
+    );
+    assert_eq!(
+        js(
+            &alice,
+            "return document.getElementById('history-empty').classList.contains('hidden');",
+            vec![]
+        )
+        .await,
+        json!(true),
+        "the empty note shows beside the rows"
     );
 
     // The operator's actions are in the audit trail, with their name.
