@@ -279,18 +279,10 @@ impl EmbeddedStore {
                 });
             }
             let older = merge_newest_first(bucketed, unbucketed, want);
-            let mut page = merge_newest_first(newer, older, limit);
-            let Some(resume) = resume else {
-                return Ok((page, None));
-            };
-            // The walk stopped with older buckets unread: rows of `recent` and
-            // `history` below them wait for the page that reads those buckets.
-            page.retain(|row| row.key >= resume);
-            Ok(if page.len() == limit {
-                (page, None)
-            } else {
-                (page, Some(resume))
-            })
+            let page = merge_newest_first(newer, older, limit);
+            // Rows of `recent` and `history` below an unread bucket wait for
+            // the page that reads it.
+            Ok(super::retention::cut_at_resume(page, resume, limit))
         }))
     }
 }

@@ -1163,18 +1163,10 @@ impl RedisStore {
             let written = merge_rows(buckets, hist, limit);
             let written = merge_rows(written, rowset, limit);
             let written = merge_rows(written, rows, limit);
-            let mut page = merge_rows(written, legacy, limit);
-            let Some(resume) = resume else {
-                return Ok((page, None));
-            };
-            // The walk stopped with older buckets unread: rows of the other
-            // layouts below them wait for the page that reads those buckets.
-            page.retain(|row| row.key >= resume);
-            Ok(if page.len() == limit {
-                (page, None)
-            } else {
-                (page, Some(resume))
-            })
+            let page = merge_rows(written, legacy, limit);
+            // Rows of the other layouts below an unread bucket wait for the
+            // page that reads it.
+            Ok(super::retention::cut_at_resume(page, resume, limit))
         })
     }
 

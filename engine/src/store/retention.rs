@@ -83,6 +83,28 @@ pub fn first_key_of_bucket(bucket: u64) -> String {
     key
 }
 
+/// A page of at most `limit` rows (newest first) read while a bucket walk
+/// stopped at `resume` ([`first_key_of_bucket`] of the last bucket read) with
+/// older buckets unread: the rows below `resume` (from layouts or tables
+/// without buckets) are left for the next page, which reads those buckets, so
+/// pages stay in key order; the cursor goes with the page only if it is short
+/// (a full page goes on from its last row).
+pub fn cut_at_resume(
+    mut page: Vec<crate::store::HistoryRow>,
+    resume: Option<String>,
+    limit: usize,
+) -> (Vec<crate::store::HistoryRow>, Option<String>) {
+    let Some(resume) = resume else {
+        return (page, None);
+    };
+    page.retain(|row| row.key >= resume);
+    if page.len() == limit {
+        (page, None)
+    } else {
+        (page, Some(resume))
+    }
+}
+
 /// The retention cutoff at `now` for a retention of `days`.
 pub fn cutoff_ms(now: Timestamp, days: u32) -> i64 {
     now.millis().saturating_sub(i64::from(days) * 86_400_000)
