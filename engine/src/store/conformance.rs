@@ -635,6 +635,22 @@ async fn pages_of_one(
     Ok(seen)
 }
 
+/// What a read should list after `rows` were written and then `finals` (later
+/// versions of some of them): each row's latest version, newest first, read
+/// back without the write-side `replaces` mark.
+fn latest_newest_first(rows: &[HistoryRow], finals: &[HistoryRow]) -> Vec<HistoryRow> {
+    let mut out: Vec<HistoryRow> = rows
+        .iter()
+        .map(|r| finals.iter().find(|f| f.key == r.key).unwrap_or(r).clone())
+        .map(|r| HistoryRow {
+            replaces: false,
+            ..r
+        })
+        .collect();
+    out.sort_by(|x, y| y.key.cmp(&x.key));
+    out
+}
+
 fn rows_text(rows: &[HistoryRow]) -> Vec<(String, String)> {
     rows.iter()
         .map(|r| {
@@ -1162,15 +1178,7 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
             )
             .await,
     )?;
-    let mut want: Vec<HistoryRow> = rows
-        .iter()
-        .map(|r| finals.iter().find(|f| f.key == r.key).unwrap_or(r).clone())
-        .map(|r| HistoryRow {
-            replaces: false,
-            ..r
-        })
-        .collect();
-    want.sort_by(|x, y| y.key.cmp(&x.key));
+    let want = latest_newest_first(&rows, &finals);
     let got = step("history", store.history(sh(a), a, None, 20).await)?;
     ensure_eq!(rows_text(&got), rows_text(&want), "history of a");
     ensure!(got == want, "payloads come back byte for byte");
@@ -1294,15 +1302,7 @@ pub async fn history_past_retention_left_out(store: &dyn Store) -> Check {
             )
             .await,
     )?;
-    let mut all: Vec<HistoryRow> = rows
-        .iter()
-        .map(|r| finals.iter().find(|f| f.key == r.key).unwrap_or(r).clone())
-        .map(|r| HistoryRow {
-            replaces: false,
-            ..r
-        })
-        .collect();
-    all.sort_by(|x, y| y.key.cmp(&x.key));
+    let all = latest_newest_first(&rows, &finals);
     let cutoff_key = format!("{cutoff:016x}");
     let kept: Vec<HistoryRow> = all
         .iter()

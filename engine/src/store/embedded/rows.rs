@@ -231,6 +231,23 @@ impl Recent {
         Ok(recent)
     }
 
+    /// Makes memory follow a write transaction's `result`: when it failed (its
+    /// outcome unknown), the recent rows are read back from the file, keeping
+    /// the seqs already handed out; when even that fails, they are poisoned.
+    fn follow<T>(&mut self, db: &Database, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            let next_seq = self.next_seq;
+            match Recent::load(db, self.bounds) {
+                Ok(reloaded) => {
+                    *self = reloaded;
+                    self.next_seq = self.next_seq.max(next_seq);
+                }
+                Err(reload) => self.poisoned = Some(format!("{e}; reading back: {reload}")),
+            }
+        }
+        result
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         match &self.poisoned {
             Some(why) => Err(StoreError::Unavailable(format!(
@@ -406,17 +423,7 @@ impl Recent {
         let result = self
             .stage(&txn, seq, rows)
             .and_then(|()| txn.commit().map_err(db_err));
-        if let Err(e) = &result {
-            let next_seq = self.next_seq;
-            match Recent::load(db, self.bounds) {
-                Ok(reloaded) => {
-                    *self = reloaded;
-                    self.next_seq = self.next_seq.max(next_seq);
-                }
-                Err(reload) => self.poisoned = Some(format!("{e}; reading back: {reload}")),
-            }
-        }
-        result
+        self.follow(db, result)
     }
 
     /// Drops whole the oldest bucket tables below `first_kept`, at most
@@ -434,17 +441,7 @@ impl Recent {
         let result = self
             .stage_sweep(&txn, first_kept, max_buckets)
             .and_then(|swept| txn.commit().map_err(db_err).map(|()| swept));
-        if let Err(e) = &result {
-            let next_seq = self.next_seq;
-            match Recent::load(db, self.bounds) {
-                Ok(reloaded) => {
-                    *self = reloaded;
-                    self.next_seq = self.next_seq.max(next_seq);
-                }
-                Err(reload) => self.poisoned = Some(format!("{e}; reading back: {reload}")),
-            }
-        }
-        result
+        self.follow(db, result)
     }
 
     fn stage_sweep(
