@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use okpay_engine::cluster::{ClusterConfig, NodeId};
+use okpay_engine::codec::events::EventsFormat;
 use okpay_engine::domain::Locale;
 use okpay_engine::policy::Policy;
 use okpay_engine::RuntimeConfig;
@@ -161,6 +162,10 @@ pub struct EngineFile {
     pub checkpoint_every: Option<u64>,
     /// Threads per executor for blocking store work (the embedded store's I/O).
     pub blocking_threads: Option<usize>,
+    /// The events format written into log records: 2 (the default) or 1, the
+    /// format of builds before it, for a rolling upgrade: pin 1 until every
+    /// node runs a build that reads 2, then lift the pin. Every build reads both.
+    pub events_format: Option<u8>,
 }
 
 /// The server's executors by default: half the cores, at least one. The other
@@ -538,6 +543,11 @@ impl Settings {
                 anyhow::bail!("--node-id needs --redis: nodes share their shards through Redis");
             }
         }
+        if let Some(n) = file.engine.events_format {
+            if EventsFormat::from_number(n).is_none() {
+                anyhow::bail!("[engine] events_format = {n}: this build writes format 1 or 2");
+            }
+        }
         let mut settings = Settings::resolve(cli, file);
         settings
             .integrations
@@ -582,6 +592,10 @@ impl Settings {
         }
         if let Some(v) = e.blocking_threads {
             runtime.blocking_threads = v.max(1);
+        }
+        // Checked by `load_with`.
+        if let Some(f) = e.events_format.and_then(EventsFormat::from_number) {
+            runtime.events_format = f;
         }
         // Checked by `load_with`; here a bad id (only from tests) means no cluster.
         let node_id = cli
@@ -748,6 +762,26 @@ mod tests {
         );
         let s = Settings::resolve(Cli::default(), FileConfig::default());
         assert_eq!(s.runtime.blocking_threads, 2, "the documented default");
+        assert_eq!(s.runtime.events_format, EventsFormat::V2, "the default");
+    }
+
+    #[test]
+    fn the_events_format_can_be_pinned_for_a_rolling_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = dir.path().join("okpay.toml");
+            std::fs::write(&path, text).unwrap();
+            Settings::load_with(Cli {
+                config: Some(path),
+                ..Cli::default()
+            })
+        };
+        let s = load("[engine]\nevents_format = 1\n").unwrap();
+        assert_eq!(s.runtime.events_format, EventsFormat::V1);
+        let s = load("[engine]\nevents_format = 2\n").unwrap();
+        assert_eq!(s.runtime.events_format, EventsFormat::V2);
+        let err = load("[engine]\nevents_format = 3\n").unwrap_err();
+        assert!(err.to_string().contains("events_format = 3"), "{err}");
     }
 
     #[test]

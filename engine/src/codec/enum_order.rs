@@ -1,6 +1,8 @@
 //! Golden test of the variant order of every enum stored inside records and
-//! states. Those bytes are postcard (events in a record's payload, account
-//! states in checkpoints), which writes a variant as its **position** in the
+//! states. Those bytes are postcard (events in a record of events format 1,
+//! which old logs hold and a pinned node still writes; the guarded command
+//! of a challenge in format 2; account states of version 3 and the small
+//! postcard parts of version 4), which writes a variant as its **position** in the
 //! enum: moving, inserting or removing a variant would make an existing log or
 //! checkpoint decode as another variant, silently. The frame and checkpoint
 //! headers have explicit tags ([`super::RecordKind`]); for the enums inside

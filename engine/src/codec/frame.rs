@@ -81,13 +81,18 @@ thread_local! {
 /// What a log record holds. Tags are explicit and never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecordKind {
-    /// The encoded domain events of one command on `account`, its journal `seq`.
+    /// The events of one command on `account`, its journal `seq`, in events
+    /// format 1: postcard of the domain types (written before 2026-11-30's
+    /// seventh session, and by a node pinned to it: see [`super::events`]).
     Events,
     /// Reserved for a watermark record (source shard `account`, lsn `seq`,
     /// empty payload). Never written: the saga's watermarks travel with its
     /// requests and are kept in shard checkpoints instead (see `runtime::saga`);
     /// readers skip it.
     CreditWatermark,
+    /// The same as [`RecordKind::Events`] in events format 2 ([`super::events`]):
+    /// explicit tags, amounts in minor units.
+    EventsV2,
 }
 
 impl RecordKind {
@@ -95,13 +100,20 @@ impl RecordKind {
         match self {
             RecordKind::Events => 1,
             RecordKind::CreditWatermark => 2,
+            RecordKind::EventsV2 => 3,
         }
+    }
+
+    /// Whether the payload is a command's events (of either format).
+    pub fn holds_events(self) -> bool {
+        matches!(self, RecordKind::Events | RecordKind::EventsV2)
     }
 
     pub fn from_tag(tag: u8) -> Result<Self, CodecError> {
         match tag {
             1 => Ok(RecordKind::Events),
             2 => Ok(RecordKind::CreditWatermark),
+            3 => Ok(RecordKind::EventsV2),
             tag => Err(CodecError::UnknownTag {
                 what: "record kind",
                 tag,
@@ -572,7 +584,15 @@ mod tests {
     fn record_kind_tags_are_explicit() {
         assert_eq!(RecordKind::Events.tag(), 1);
         assert_eq!(RecordKind::CreditWatermark.tag(), 2);
-        for tag in [0u8, 3, 255] {
+        assert_eq!(RecordKind::EventsV2.tag(), 3);
+        for kind in [
+            RecordKind::Events,
+            RecordKind::CreditWatermark,
+            RecordKind::EventsV2,
+        ] {
+            assert_eq!(RecordKind::from_tag(kind.tag()), Ok(kind));
+        }
+        for tag in [0u8, 4, 255] {
             assert!(RecordKind::from_tag(tag).is_err());
         }
     }

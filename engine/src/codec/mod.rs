@@ -18,13 +18,14 @@
 //!
 //! A checkpoint's account state is this module's since state version 4
 //! (`state_v4/`: written by hand, decimals as integer mantissas, explicit enum
-//! tags from `tags.rs`, a few small parts still postcard). What is not (yet)
-//! this module's: the events inside a record are postcard of the domain types,
-//! so their enums are written by position and their decimals as strings. The
-//! golden test in `enum_order.rs` pins every such enum's variant order (a
-//! variant moved or inserted fails it), and `state.rs` versions the state
-//! layout. Amounts as integer minor units ([`minor_units`]) are ready for a
-//! payload format 2 that would replace postcard in records too.
+//! tags from `tags.rs`, a few small parts still postcard), and so are the
+//! events inside a record since events format 2 ([`events`], record kind 3:
+//! explicit tags, amounts as integer minor units). Records of events format 1
+//! (record kind 1: postcard of the domain types, enums by position, decimals
+//! as strings) are still read, and written by a node pinned to them for a
+//! rolling upgrade; the golden test in `enum_order.rs` pins the variant order
+//! of every enum postcard still writes (a variant moved or inserted fails
+//! it), and `state.rs` versions the state layout.
 //!
 //! The golden-bytes tests at the bottom of each file fail when a change would make
 //! an existing log read differently: change the format by adding a version, not
@@ -33,6 +34,7 @@
 pub mod checkpoint;
 #[cfg(test)]
 mod enum_order;
+pub mod events;
 pub mod frame;
 pub(crate) mod remote;
 pub mod row;

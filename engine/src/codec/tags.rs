@@ -1,5 +1,6 @@
 //! Explicit numeric tags of the domain's unit enums, for the formats this
-//! module writes by hand (account state version 4, see `state_v4.rs`).
+//! module writes by hand (account state version 4, see `state_v4.rs`, and the
+//! events of format 2, see `events.rs`).
 //!
 //! postcard writes a variant as its position in the enum, so a reordered enum
 //! silently changes what stored bytes mean (`enum_order.rs` guards that for the
@@ -15,7 +16,7 @@ use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::locale::Locale;
 use crate::domain::notification::{Direction, TxStatus};
 use crate::domain::rejection::Rejection;
-use crate::domain::security::{KycStatus, SecurityChange};
+use crate::domain::security::{ChallengeMethod, IdType, KycStatus, SecurityChange};
 use crate::domain::state::AccountStatus;
 use crate::ids::OpKind;
 
@@ -156,6 +157,17 @@ tag_table!("security change", SecurityChange, security_change_tag, security_chan
     6 => PasswordChanged,
 });
 
+tag_table!("ID type", IdType, id_type_tag, id_type_of {
+    0 => NationalId,
+    1 => Passport,
+    2 => DriverLicense,
+});
+
+tag_table!("challenge method", ChallengeMethod, challenge_method_tag, challenge_method_of {
+    0 => Sms,
+    1 => Totp,
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +205,8 @@ mod tests {
         check(fraud_action_tag, fraud_action_of, &range(0, 4));
         check(kyc_status_tag, kyc_status_of, &range(0, 3));
         check(security_change_tag, security_change_of, &range(0, 6));
+        check(id_type_tag, id_type_of, &range(0, 2));
+        check(challenge_method_tag, challenge_method_of, &range(0, 1));
         assert_eq!(rejection_tag(Rejection::RecipientUnavailable), 15);
         assert_eq!(status_tag(AccountStatus::Closed), 4);
         assert_eq!(op_kind_tag(OpKind::Transfer), 2);

@@ -41,7 +41,7 @@ use self::rows::{BatchRow, Rows};
 use super::recovery::{self, RecoveredShard};
 use super::saga::{self, CreditAnswer, CreditOutcome, CreditRequest, OpenDebits, SourceStep};
 use super::{EngineError, Shared};
-use crate::codec::{checkpoint, BatchFrame, LogRecord, RecordKind, ShardId};
+use crate::codec::{checkpoint, BatchFrame, LogRecord, ShardId};
 use crate::domain::history::history_rows;
 use crate::domain::notification::Notification;
 use crate::domain::protocol::{self, Reply as DomainReply, SagaStep};
@@ -1963,13 +1963,15 @@ impl Ctx<'_> {
         let account = slot.state.id;
         slot.seq += 1;
         let seq = slot.seq;
+        let (kind, payload) =
+            crate::codec::events::encode_record(events, self.shared.config.events_format);
         self.open.push(
             self.shard,
             LogRecord {
-                kind: RecordKind::Events,
+                kind,
                 account,
                 seq,
-                payload: crate::domain::event::encode_events(events),
+                payload,
             },
         );
         let shard = self.shard;

@@ -100,6 +100,10 @@ pub struct RuntimeConfig {
     /// answered one batch sooner. Off: the credit waits for its debit to be
     /// durable, as between executors.
     pub early_credits: bool,
+    /// The events format this node writes into log records (it reads both):
+    /// format 2 by default; format 1 while older nodes that read only it share
+    /// the store (a rolling upgrade), see [`crate::codec::events`].
+    pub events_format: crate::codec::events::EventsFormat,
 }
 
 /// Bounds on holding back the history row of an operation still open (a
@@ -150,6 +154,7 @@ impl Default for RuntimeConfig {
             cluster: None,
             rows_hold: RowsHold::default(),
             early_credits: true,
+            events_format: crate::codec::events::EventsFormat::default(),
         }
     }
 }

@@ -111,7 +111,7 @@ pub(crate) async fn recover_shard(
     let listed: FxHashSet<AccountId> = wanted.iter().copied().collect();
     let mut seen: FxHashSet<AccountId> = FxHashSet::default();
     for record in frames.iter().flat_map(|f| &f.records) {
-        if record.kind != RecordKind::Events || !seen.insert(record.account) {
+        if !record.kind.holds_events() || !seen.insert(record.account) {
             continue;
         }
         if record.seq == 1 && !listed.contains(&record.account) && opens(record)? {
@@ -177,10 +177,23 @@ pub(crate) async fn recover_shard(
     })
 }
 
+/// The events of an events record of either format.
+fn record_events(
+    record: &crate::codec::LogRecord,
+) -> Result<Vec<crate::domain::Event>, StoreError> {
+    crate::codec::events::decode_record(record.kind, &record.payload)
+        .map_err(|e| corrupt(format!("record {} of {}: {e}", record.seq, record.account)))?
+        .ok_or_else(|| {
+            corrupt(format!(
+                "record {} of {} holds no events",
+                record.seq, record.account
+            ))
+        })
+}
+
 /// Whether `record` is an account's opening (its first event opens it).
 fn opens(record: &crate::codec::LogRecord) -> Result<bool, StoreError> {
-    let events = crate::domain::event::decode_events(&record.payload)
-        .map_err(|e| corrupt(format!("record {} of {}: {e}", record.seq, record.account)))?;
+    let events = record_events(record)?;
     Ok(matches!(
         events.first().map(|e| &e.body),
         Some(crate::domain::event::EventBody::Opened { .. })
@@ -202,7 +215,7 @@ fn replay(
     for frame in frames {
         for record in &frame.records {
             match record.kind {
-                RecordKind::Events => {}
+                RecordKind::Events | RecordKind::EventsV2 => {}
                 // Reserved; nothing writes it (watermarks travel with the saga's
                 // requests and are kept in checkpoints instead).
                 RecordKind::CreditWatermark => continue,
@@ -210,11 +223,7 @@ fn replay(
             let account = accounts
                 .get_mut(&record.account)
                 .ok_or_else(|| corrupt(format!("{} not loaded for replay", record.account)))?;
-            let decode = || {
-                crate::domain::event::decode_events(&record.payload).map_err(|e| {
-                    corrupt(format!("record {} of {}: {e}", record.seq, record.account))
-                })
-            };
+            let decode = || record_events(record);
             if record.seq <= account.seq {
                 // Already in the checkpointed state, but its rows may not be
                 // written: a checkpoint encodes an account as it is now, while

@@ -108,8 +108,8 @@ use crate::domain::state::{
 use crate::ids::{AccountId, IdempotencyKey, OpId};
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
-use read::Dec;
-use write::Enc;
+pub(in crate::codec) use read::Dec;
+pub(in crate::codec) use write::Enc;
 
 mod read;
 #[cfg(test)]

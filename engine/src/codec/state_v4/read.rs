@@ -12,8 +12,8 @@ use super::*;
 use crate::codec::wire::Reader;
 
 /// The reader, mirroring [`Enc`].
-pub(super) struct Dec<'a> {
-    pub(super) r: Reader<'a>,
+pub(in crate::codec) struct Dec<'a> {
+    pub(in crate::codec) r: Reader<'a>,
     currencies: Vec<Currency>,
     accounts: Vec<AccountId>,
     pub(super) own: AccountId,
@@ -23,7 +23,7 @@ pub(super) struct Dec<'a> {
 
 impl<'a> Dec<'a> {
     /// A reader of `body` with the header's values still to be read.
-    pub(super) fn new(body: &'a [u8]) -> Self {
+    pub(in crate::codec) fn new(body: &'a [u8]) -> Self {
         Dec {
             r: Reader::new(body),
             currencies: Vec::new(),
@@ -35,7 +35,7 @@ impl<'a> Dec<'a> {
     }
 
     /// An account: one met before, by index, or a new one (the next index).
-    pub(super) fn account(&mut self) -> Result<AccountId, CodecError> {
+    pub(in crate::codec) fn account(&mut self) -> Result<AccountId, CodecError> {
         let i = self.r.varint()?;
         if let Some(a) = self.accounts.get(i as usize) {
             return Ok(*a);
@@ -49,7 +49,7 @@ impl<'a> Dec<'a> {
     }
     /// A list's length, refused when the bytes left could not hold it (every
     /// item takes at least one byte), so a corrupt count allocates nothing.
-    pub(super) fn count(&mut self) -> Result<usize, CodecError> {
+    pub(in crate::codec) fn count(&mut self) -> Result<usize, CodecError> {
         let n = self.r.varint()?;
         if n > self.r.remaining() as u64 {
             return Err(CodecError::Truncated {
@@ -59,12 +59,12 @@ impl<'a> Dec<'a> {
         Ok(n as usize)
     }
 
-    pub(super) fn time(&mut self, prev: &mut i64) -> Result<Timestamp, CodecError> {
+    pub(in crate::codec) fn time(&mut self, prev: &mut i64) -> Result<Timestamp, CodecError> {
         *prev = prev.wrapping_add(unzigzag(self.r.varint()?));
         Ok(Timestamp(*prev))
     }
 
-    pub(super) fn bool(&mut self) -> Result<bool, CodecError> {
+    pub(in crate::codec) fn bool(&mut self) -> Result<bool, CodecError> {
         match self.r.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -72,7 +72,7 @@ impl<'a> Dec<'a> {
         }
     }
 
-    pub(super) fn str(&mut self) -> Result<String, CodecError> {
+    pub(in crate::codec) fn str(&mut self) -> Result<String, CodecError> {
         let n = self.count()?;
         let bytes = self.r.take(n)?;
         std::str::from_utf8(bytes)
@@ -80,7 +80,7 @@ impl<'a> Dec<'a> {
             .map_err(|_| CodecError::Invalid("account state string not UTF-8"))
     }
 
-    pub(super) fn opt_str(&mut self) -> Result<Option<String>, CodecError> {
+    pub(in crate::codec) fn opt_str(&mut self) -> Result<Option<String>, CodecError> {
         Ok(if self.bool()? {
             Some(self.str()?)
         } else {
@@ -88,7 +88,7 @@ impl<'a> Dec<'a> {
         })
     }
 
-    pub(super) fn dec(&mut self, implied_scale: u32) -> Result<Decimal, CodecError> {
+    pub(in crate::codec) fn dec(&mut self, implied_scale: u32) -> Result<Decimal, CodecError> {
         let h = self.r.varint()?;
         let scale = match h & 3 {
             DEC_IMPLIED_SCALE => implied_scale,
@@ -108,7 +108,7 @@ impl<'a> Dec<'a> {
             .map_err(|_| CodecError::Invalid("account state decimal scale over 28"))
     }
 
-    pub(super) fn currency(&mut self) -> Result<Currency, CodecError> {
+    pub(in crate::codec) fn currency(&mut self) -> Result<Currency, CodecError> {
         let i = self.r.varint()?;
         if let Some(c) = self.currencies.get(i as usize) {
             return Ok(*c);
@@ -125,7 +125,32 @@ impl<'a> Dec<'a> {
         Ok(c)
     }
 
-    pub(super) fn amount(&mut self) -> Result<Amount, CodecError> {
+    /// A payout destination, as [`Enc::destination`] writes it.
+    pub(in crate::codec) fn destination(&mut self) -> Result<PayoutDestination, CodecError> {
+        Ok(match self.r.u8()? {
+            DEST_CLEAR => PayoutDestination::Clear(self.str()?),
+            DEST_SEALED => {
+                let masked = self.str()?;
+                let mut fingerprint = [0u8; 16];
+                fingerprint.copy_from_slice(self.r.take(16)?);
+                let len = self.count()?;
+                let sealed = self.r.take(len)?.to_vec();
+                PayoutDestination::Sealed(SealedDestination {
+                    masked,
+                    fingerprint,
+                    sealed,
+                })
+            }
+            tag => {
+                return Err(CodecError::UnknownTag {
+                    what: "payout destination",
+                    tag,
+                })
+            }
+        })
+    }
+
+    pub(in crate::codec) fn amount(&mut self) -> Result<Amount, CodecError> {
         let c = self.currency()?;
         let v = self.dec(c.scale())?;
         let a = Amount::new(v, c).map_err(|_| CodecError::Invalid("account state amount"))?;
@@ -138,13 +163,13 @@ impl<'a> Dec<'a> {
         Ok(a)
     }
 
-    pub(super) fn op_id(&mut self, stored: bool) -> Result<OpId, CodecError> {
+    pub(in crate::codec) fn op_id(&mut self, stored: bool) -> Result<OpId, CodecError> {
         let n = self.r.varint()?;
         let account = if stored { self.account()? } else { self.own };
         Ok(OpId { account, n })
     }
 
-    pub(super) fn books(&mut self) -> Result<Vec<Book>, CodecError> {
+    pub(in crate::codec) fn books(&mut self) -> Result<Vec<Book>, CodecError> {
         let n = self.count()?;
         let mut books = Vec::with_capacity(n);
         for _ in 0..n {
@@ -163,7 +188,7 @@ impl<'a> Dec<'a> {
         Ok(books)
     }
 
-    pub(super) fn daily(&mut self) -> Result<DailyUsage, CodecError> {
+    pub(in crate::codec) fn daily(&mut self) -> Result<DailyUsage, CodecError> {
         let day = unzigzag(self.r.varint()?);
         let n = self.count()?;
         let mut used = Vec::with_capacity(n);
@@ -174,7 +199,7 @@ impl<'a> Dec<'a> {
         Ok(DailyUsage { day, used })
     }
 
-    pub(super) fn ops(&mut self) -> Result<BTreeMap<u64, OpRecord>, CodecError> {
+    pub(in crate::codec) fn ops(&mut self) -> Result<BTreeMap<u64, OpRecord>, CodecError> {
         let count = self.count()?;
         let mut ops = BTreeMap::new();
         let (mut prev_n, mut prev_at) = (0u64, self.base);
@@ -196,27 +221,7 @@ impl<'a> Dec<'a> {
                     let amount = self.amount()?;
                     let fee = self.dec(amount.currency().scale())?;
                     let method = tags::withdrawal_method_of(self.r.u8()?)?;
-                    let destination = match self.r.u8()? {
-                        DEST_CLEAR => PayoutDestination::Clear(self.str()?),
-                        DEST_SEALED => {
-                            let masked = self.str()?;
-                            let mut fingerprint = [0u8; 16];
-                            fingerprint.copy_from_slice(self.r.take(16)?);
-                            let len = self.count()?;
-                            let sealed = self.r.take(len)?.to_vec();
-                            PayoutDestination::Sealed(SealedDestination {
-                                masked,
-                                fingerprint,
-                                sealed,
-                            })
-                        }
-                        tag => {
-                            return Err(CodecError::UnknownTag {
-                                what: "payout destination",
-                                tag,
-                            })
-                        }
-                    };
+                    let destination = self.destination()?;
                     let status = match self.r.u8()? {
                         0 => WithdrawalStatus::Processing,
                         1 => WithdrawalStatus::Completed,
@@ -282,7 +287,7 @@ impl<'a> Dec<'a> {
         Ok(ops)
     }
 
-    pub(super) fn idempotency(
+    pub(in crate::codec) fn idempotency(
         &mut self,
     ) -> Result<HashMap<IdempotencyKey, IdempotencyEntry>, CodecError> {
         let n = self.count()?;
@@ -301,7 +306,7 @@ impl<'a> Dec<'a> {
         Ok(map)
     }
 
-    pub(super) fn credited(&mut self) -> Result<HashMap<OpId, CreditMark>, CodecError> {
+    pub(in crate::codec) fn credited(&mut self) -> Result<HashMap<OpId, CreditMark>, CodecError> {
         let n = self.count()?;
         let mut map = HashMap::with_capacity_and_hasher(n, Default::default());
         let mut prev = self.base;
@@ -328,7 +333,7 @@ impl<'a> Dec<'a> {
         Ok(map)
     }
 
-    pub(super) fn marks(&mut self) -> Result<VecDeque<OutgoingMark>, CodecError> {
+    pub(in crate::codec) fn marks(&mut self) -> Result<VecDeque<OutgoingMark>, CodecError> {
         let n = self.count()?;
         let mut marks = VecDeque::with_capacity(n);
         let mut prev = self.base;
@@ -342,7 +347,9 @@ impl<'a> Dec<'a> {
         Ok(marks)
     }
 
-    pub(super) fn new_recipients(&mut self) -> Result<VecDeque<NewRecipientMark>, CodecError> {
+    pub(in crate::codec) fn new_recipients(
+        &mut self,
+    ) -> Result<VecDeque<NewRecipientMark>, CodecError> {
         let n = self.count()?;
         let mut marks = VecDeque::with_capacity(n);
         let mut prev = self.base;
@@ -356,7 +363,7 @@ impl<'a> Dec<'a> {
         Ok(marks)
     }
 
-    pub(super) fn known_recipients(&mut self) -> Result<HashSet<AccountId>, CodecError> {
+    pub(in crate::codec) fn known_recipients(&mut self) -> Result<HashSet<AccountId>, CodecError> {
         let n = self.count()?;
         let mut set = HashSet::with_capacity_and_hasher(n, Default::default());
         for _ in 0..n {
@@ -366,7 +373,7 @@ impl<'a> Dec<'a> {
         Ok(set)
     }
 
-    pub(super) fn alerts(&mut self) -> Result<VecDeque<AlertRecord>, CodecError> {
+    pub(in crate::codec) fn alerts(&mut self) -> Result<VecDeque<AlertRecord>, CodecError> {
         let n = self.count()?;
         let mut alerts = VecDeque::with_capacity(n);
         let mut prev = self.base;
@@ -383,7 +390,7 @@ impl<'a> Dec<'a> {
         Ok(alerts)
     }
 
-    pub(super) fn notifications(
+    pub(in crate::codec) fn notifications(
         &mut self,
         ops: &BTreeMap<u64, OpRecord>,
     ) -> Result<VecDeque<Notification>, CodecError> {
@@ -485,7 +492,7 @@ impl<'a> Dec<'a> {
         Ok(notes)
     }
 
-    pub(super) fn transaction(
+    pub(in crate::codec) fn transaction(
         &mut self,
         ops: &BTreeMap<u64, OpRecord>,
     ) -> Result<NotificationKind, CodecError> {

@@ -12,7 +12,7 @@ use crate::codec::wire::put_varint;
 /// The writer: the output, the currencies and accounts met so far (with
 /// their indexes), and what the body's header implies (own account, base
 /// time, scale of currency-less decimals).
-pub(super) struct Enc<'a> {
+pub(in crate::codec) struct Enc<'a> {
     out: &'a mut Vec<u8>,
     currencies: Vec<Currency>,
     accounts: HashMap<AccountId, u64>,
@@ -24,7 +24,7 @@ pub(super) struct Enc<'a> {
 impl<'a> Enc<'a> {
     /// `accounts` is a guess at how many other accounts the state names (room
     /// reserved up front instead of growing the table while writing).
-    pub(super) fn new(
+    pub(in crate::codec) fn new(
         out: &'a mut Vec<u8>,
         own: AccountId,
         base: i64,
@@ -42,13 +42,13 @@ impl<'a> Enc<'a> {
     }
 
     /// The output so far.
-    pub(super) fn out(&mut self) -> &mut Vec<u8> {
+    pub(in crate::codec) fn out(&mut self) -> &mut Vec<u8> {
         self.out
     }
 
     /// An account: its index among those met so far, or a new index and the
     /// id (so each account's 8 bytes are written once).
-    pub(super) fn account(&mut self, a: AccountId) {
+    pub(in crate::codec) fn account(&mut self, a: AccountId) {
         let next = self.accounts.len() as u64;
         let i = *self.accounts.entry(a).or_insert(next);
         self.varint(i);
@@ -56,33 +56,33 @@ impl<'a> Enc<'a> {
             self.u64(a.0);
         }
     }
-    pub(super) fn u8(&mut self, v: u8) {
+    pub(in crate::codec) fn u8(&mut self, v: u8) {
         self.out.push(v);
     }
 
-    pub(super) fn u64(&mut self, v: u64) {
+    pub(in crate::codec) fn u64(&mut self, v: u64) {
         self.out.extend_from_slice(&v.to_le_bytes());
     }
 
-    pub(super) fn varint(&mut self, v: u64) {
+    pub(in crate::codec) fn varint(&mut self, v: u64) {
         put_varint(self.out, v);
     }
 
-    pub(super) fn count(&mut self, n: usize) {
+    pub(in crate::codec) fn count(&mut self, n: usize) {
         self.varint(n as u64);
     }
 
-    pub(super) fn time(&mut self, prev: &mut i64, t: Timestamp) {
+    pub(in crate::codec) fn time(&mut self, prev: &mut i64, t: Timestamp) {
         self.varint(zigzag(t.millis().wrapping_sub(*prev)));
         *prev = t.millis();
     }
 
-    pub(super) fn str(&mut self, s: &str) {
+    pub(in crate::codec) fn str(&mut self, s: &str) {
         self.count(s.len());
         self.out.extend_from_slice(s.as_bytes());
     }
 
-    pub(super) fn opt_str(&mut self, s: &Option<String>) {
+    pub(in crate::codec) fn opt_str(&mut self, s: &Option<String>) {
         match s {
             None => self.u8(0),
             Some(s) => {
@@ -92,7 +92,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn dec(&mut self, d: Decimal, implied_scale: u32) {
+    pub(in crate::codec) fn dec(&mut self, d: Decimal, implied_scale: u32) {
         let short = i64::try_from(d.mantissa())
             .ok()
             .map(zigzag)
@@ -111,7 +111,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn currency(&mut self, c: Currency) {
+    pub(in crate::codec) fn currency(&mut self, c: Currency) {
         match self.currencies.iter().position(|&k| k == c) {
             Some(i) => self.count(i),
             None => {
@@ -123,14 +123,36 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn amount(&mut self, a: &Amount) {
+    /// A payout destination: `1 clear: string | 2 sealed: masked string |
+    /// fingerprint 16 bytes | varint length + sealed bytes`.
+    pub(in crate::codec) fn destination(&mut self, destination: &PayoutDestination) {
+        match destination {
+            PayoutDestination::Clear(s) => {
+                self.u8(DEST_CLEAR);
+                self.str(s);
+            }
+            PayoutDestination::Sealed(SealedDestination {
+                masked,
+                fingerprint,
+                sealed,
+            }) => {
+                self.u8(DEST_SEALED);
+                self.str(masked);
+                self.out.extend_from_slice(fingerprint);
+                self.count(sealed.len());
+                self.out.extend_from_slice(sealed);
+            }
+        }
+    }
+
+    pub(in crate::codec) fn amount(&mut self, a: &Amount) {
         self.currency(a.currency());
         self.dec(a.value(), a.currency().scale());
     }
 
     /// An op id whose account, when it is the own one, is left out: sets
     /// `flag` in the byte at `flags_at` when it is stored.
-    pub(super) fn op_id_flagged(&mut self, id: OpId, flags_at: usize, flag: u8) {
+    pub(in crate::codec) fn op_id_flagged(&mut self, id: OpId, flags_at: usize, flag: u8) {
         self.varint(id.n);
         if id.account != self.own {
             self.out[flags_at] |= flag;
@@ -138,7 +160,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn books(&mut self, books: &[Book]) {
+    pub(in crate::codec) fn books(&mut self, books: &[Book]) {
         self.count(books.len());
         for b in books {
             let Book {
@@ -158,7 +180,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn daily(&mut self, daily: &DailyUsage) {
+    pub(in crate::codec) fn daily(&mut self, daily: &DailyUsage) {
         let DailyUsage { day, used } = daily;
         self.varint(zigzag(*day));
         self.count(used.len());
@@ -168,7 +190,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn ops(&mut self, ops: &BTreeMap<u64, OpRecord>) {
+    pub(in crate::codec) fn ops(&mut self, ops: &BTreeMap<u64, OpRecord>) {
         self.count(ops.len());
         let (mut prev_n, mut prev_at) = (0u64, self.base);
         for (n, op) in ops {
@@ -202,23 +224,7 @@ impl<'a> Enc<'a> {
                     self.amount(amount);
                     self.dec(*fee, amount.currency().scale());
                     self.u8(tags::withdrawal_method_tag(*method));
-                    match destination {
-                        PayoutDestination::Clear(s) => {
-                            self.u8(DEST_CLEAR);
-                            self.str(s);
-                        }
-                        PayoutDestination::Sealed(SealedDestination {
-                            masked,
-                            fingerprint,
-                            sealed,
-                        }) => {
-                            self.u8(DEST_SEALED);
-                            self.str(masked);
-                            self.out.extend_from_slice(fingerprint);
-                            self.count(sealed.len());
-                            self.out.extend_from_slice(sealed);
-                        }
-                    }
+                    self.destination(destination);
                     match status {
                         WithdrawalStatus::Processing => self.u8(0),
                         WithdrawalStatus::Completed => self.u8(1),
@@ -259,7 +265,10 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn idempotency(&mut self, map: &HashMap<IdempotencyKey, IdempotencyEntry>) {
+    pub(in crate::codec) fn idempotency(
+        &mut self,
+        map: &HashMap<IdempotencyKey, IdempotencyEntry>,
+    ) {
         // Sorted, so one state always gives the same bytes (and near deltas).
         let mut entries: Vec<_> = map.iter().collect();
         entries.sort_unstable_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
@@ -278,7 +287,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn credited(&mut self, map: &HashMap<OpId, CreditMark>) {
+    pub(in crate::codec) fn credited(&mut self, map: &HashMap<OpId, CreditMark>) {
         let mut entries: Vec<_> = map.iter().collect();
         entries.sort_unstable_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
         self.count(entries.len());
@@ -297,7 +306,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn marks(&mut self, marks: &VecDeque<OutgoingMark>) {
+    pub(in crate::codec) fn marks(&mut self, marks: &VecDeque<OutgoingMark>) {
         self.count(marks.len());
         let mut prev = self.base;
         for OutgoingMark { at, amount } in marks {
@@ -306,7 +315,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn new_recipients(&mut self, marks: &VecDeque<NewRecipientMark>) {
+    pub(in crate::codec) fn new_recipients(&mut self, marks: &VecDeque<NewRecipientMark>) {
         self.count(marks.len());
         let mut prev = self.base;
         for NewRecipientMark { at, to } in marks {
@@ -315,7 +324,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn known_recipients(&mut self, set: &HashSet<AccountId>) {
+    pub(in crate::codec) fn known_recipients(&mut self, set: &HashSet<AccountId>) {
         let mut ids: Vec<AccountId> = set.iter().copied().collect();
         ids.sort_unstable();
         self.count(ids.len());
@@ -324,7 +333,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn alerts(&mut self, alerts: &VecDeque<AlertRecord>) {
+    pub(in crate::codec) fn alerts(&mut self, alerts: &VecDeque<AlertRecord>) {
         self.count(alerts.len());
         let mut prev = self.base;
         for a in alerts {
@@ -345,7 +354,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(super) fn notifications(
+    pub(in crate::codec) fn notifications(
         &mut self,
         notes: &VecDeque<Notification>,
         ops: &BTreeMap<u64, OpRecord>,
