@@ -1087,3 +1087,353 @@ async fn engine_history_on_redis_pages_through_a_sparse_accounts_weeks() {
     assert_eq!(rows[0].created_at, Timestamp(2_900 * WEEK_MS));
     assert_eq!(cursor, None);
 }
+
+/// One command as `MONITOR` shows it: whether a script ran it, and its words.
+struct Monitored {
+    by_script: bool,
+    words: Vec<Vec<u8>>,
+}
+
+/// The words of a `MONITOR` line (`+<time> [<db> <client>] "word" "word" ...`,
+/// each word quoted with `\"`, `\\`, `\n`, `\r`, `\t`, `\a`, `\b` and `\xHH`
+/// escapes), or `None` for a line of another shape.
+fn monitor_line(line: &str) -> Option<Monitored> {
+    let rest = line.strip_prefix('+')?;
+    let open = rest.find('[')?;
+    let close = open + rest[open..].find(']')?;
+    let by_script = rest[open + 1..close].ends_with(" lua");
+    let mut words = Vec::new();
+    let mut bytes = rest[close + 1..].bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if b != b'"' {
+            continue;
+        }
+        let mut word = Vec::new();
+        loop {
+            match bytes.next()? {
+                b'"' => break,
+                b'\\' => match bytes.next()? {
+                    b'n' => word.push(b'\n'),
+                    b'r' => word.push(b'\r'),
+                    b't' => word.push(b'\t'),
+                    b'a' => word.push(7),
+                    b'b' => word.push(8),
+                    b'x' => {
+                        let hex = [bytes.next()?, bytes.next()?];
+                        word.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+                    }
+                    other => word.push(other),
+                },
+                other => word.push(other),
+            }
+        }
+        words.push(word);
+    }
+    Some(Monitored { by_script, words })
+}
+
+/// Watches `url`'s server with `MONITOR` until it sees `PING <marker>`: the
+/// commands seen, in order. Returns once the monitor is registered.
+fn monitor(url: &str, marker: &'static str) -> std::thread::JoinHandle<Vec<Monitored>> {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(addr).expect("monitor connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+    let mut reader = BufReader::new(stream);
+    let mut ok = String::new();
+    reader.read_line(&mut ok).expect("MONITOR answered");
+    assert_eq!(ok.trim_end(), "+OK");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).expect("monitor line");
+            assert!(read > 0, "the monitor connection closed");
+            let Some(cmd) = monitor_line(line.trim_end()) else {
+                continue;
+            };
+            let end = !cmd.by_script
+                && cmd.words.len() == 2
+                && cmd.words[0].eq_ignore_ascii_case(b"ping")
+                && cmd.words[1] == marker.as_bytes();
+            if end {
+                return seen;
+            }
+            seen.push(cmd);
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_history_scripts_touch_only_the_keys_they_declare() {
+    // Every command a script runs (MONITOR shows them with their EVALSHA) must
+    // name only keys of that call's KEYS: pages bounded and not, with the
+    // declared guess right (one call) and wrong (a second call), and the sweep.
+    use okpay_engine::codec::ShardId;
+    use okpay_engine::store::retention::BUCKET_MS;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let shard = ShardId(11);
+    let (mine, other) = (AccountId(0x61), AccountId(0x62));
+    let put = |account: AccountId, week: u64, n: u64| {
+        (
+            shard,
+            account,
+            HistoryRow {
+                key: engine_key(week * BUCKET_MS + n, account, n),
+                payload: format!("{week}").into_bytes(),
+                replaces: false,
+            },
+        )
+    };
+    // Another account has a row every other week from 2,000 to 2,098 and
+    // every week from 2,100 to 2,240 (191 buckets); mine one in weeks 2,000,
+    // 2,100 and 2,240.
+    let mut rows: Vec<_> = (0..50).map(|i| put(other, 2_000 + 2 * i, 1)).collect();
+    rows.extend((2_100..=2_240).map(|week| put(other, week, 1)));
+    rows.extend([2_000, 2_100, 2_240].map(|week| put(mine, week, 2)));
+    assert!(store
+        .put_history(rows, Vec::new())
+        .await
+        .expect("put")
+        .is_empty());
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // Loaded ahead, so that no call is refused (NOSCRIPT) and sent again.
+    for source in [
+        include_str!("../src/store/lua/hist_page.lua"),
+        include_str!("../src/store/lua/drop_buckets.lua"),
+        include_str!("../src/store/lua/rows.lua"),
+    ] {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(source)
+            .query_async(&mut conn)
+            .await
+            .expect("script load");
+    }
+    let step = {
+        let conn = conn.clone();
+        move |name: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                let _: String = redis::cmd("PING")
+                    .arg(name)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("marker");
+            }
+        }
+    };
+
+    let watch = monitor(&server.url(), "end");
+    let weeks = |rows: &[HistoryRow]| {
+        rows.iter()
+            .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+            .collect::<Vec<_>>()
+    };
+    // Without `before` the guess (the weeks before now) misses these old
+    // weeks; from page 1's cursor it holds the 53 busy weeks page 2 reads; page
+    // 3 reaches the sparse weeks below it.
+    let (page, next) = store
+        .history_page(shard, mine, None, None, 10)
+        .await
+        .expect("page 1");
+    assert_eq!(weeks(&page), ["2240"]);
+    step("page 2").await;
+    let (page, next) = store
+        .history_page(shard, mine, None, next.as_deref(), 10)
+        .await
+        .expect("page 2");
+    assert!(page.is_empty());
+    step("page 3").await;
+    let (page, _) = store
+        .history_page(shard, mine, None, next.as_deref(), 10)
+        .await
+        .expect("page 3");
+    assert_eq!(weeks(&page), ["2100"]);
+    step("since").await;
+    // Unbounded: all 191 buckets, by calls declaring at most 53 sets each.
+    let all = store
+        .history_since(shard, mine, None, None, 10)
+        .await
+        .expect("since");
+    assert_eq!(weeks(&all), ["2240", "2100", "2000"]);
+    step("sweep").await;
+    // The sweep: the 25 buckets before week 2,050, 20 at most a call.
+    let cutoff = (2_050 * BUCKET_MS) as i64;
+    let swept = store
+        .drop_history_before(vec![shard], cutoff, 20)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.buckets, swept.rows, swept.more), (20, 21, true));
+    let swept = store
+        .drop_history_before(vec![shard], cutoff, 20)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.buckets, swept.rows, swept.more), (5, 5, false));
+    step("end").await;
+    let seen = tokio::task::spawn_blocking(move || watch.join().expect("monitor"))
+        .await
+        .expect("join");
+
+    let page_script = redis::Script::new(include_str!("../src/store/lua/hist_page.lua"));
+    let page_sha = page_script.get_hash().as_bytes();
+    let is_call = |cmd: &Monitored| {
+        !cmd.by_script
+            && (cmd.words[0].eq_ignore_ascii_case(b"evalsha")
+                || cmd.words[0].eq_ignore_ascii_case(b"eval"))
+    };
+    // Each script call's declared keys and the commands it ran. MONITOR lists
+    // a script's commands right after its EVALSHA (Redis 7) or right before
+    // it: the first of them tells which (every call here runs commands, and
+    // none is refused as NOSCRIPT).
+    let calls_first = seen
+        .iter()
+        .find(|c| c.by_script || is_call(c))
+        .is_none_or(|c| !c.by_script);
+    let mut calls: Vec<(Vec<Vec<u8>>, Vec<&Monitored>)> = Vec::new();
+    let mut pending: Vec<&Monitored> = Vec::new();
+    let mut in_call = false;
+    let (mut page_calls, mut steps) = (0, Vec::new());
+    for cmd in &seen {
+        if cmd.by_script {
+            if calls_first {
+                assert!(in_call, "a script's command right after its call");
+                calls.last_mut().expect("a call").1.push(cmd);
+            } else {
+                pending.push(cmd);
+            }
+            continue;
+        }
+        assert!(
+            pending.is_empty(),
+            "a script's commands right before its call"
+        );
+        in_call = is_call(cmd);
+        if in_call {
+            page_calls += usize::from(cmd.words[1] == page_sha);
+            let count: usize = std::str::from_utf8(&cmd.words[2])
+                .expect("numkeys")
+                .parse()
+                .expect("numkeys");
+            calls.push((
+                cmd.words[3..3 + count].to_vec(),
+                std::mem::take(&mut pending),
+            ));
+        } else if cmd.words[0].eq_ignore_ascii_case(b"ping") {
+            steps.push(std::mem::take(&mut page_calls));
+        }
+    }
+    let (mut bucket_reads, mut unlinks) = (0, 0);
+    for (declared, commands) in &calls {
+        assert!(!commands.is_empty(), "a script call ran no command");
+        for cmd in commands {
+            let mut getkeys = redis::cmd("COMMAND");
+            getkeys.arg("GETKEYS");
+            for word in &cmd.words {
+                getkeys.arg(word.as_slice());
+            }
+            let keys: Vec<Vec<u8>> = getkeys.query_async(&mut conn).await.expect("getkeys");
+            for key in &keys {
+                let text = String::from_utf8_lossy(key);
+                assert!(
+                    declared.contains(key),
+                    "{} touched the undeclared key {text}",
+                    String::from_utf8_lossy(&cmd.words[0])
+                );
+                if text.starts_with("okpay:{s011}:hist:2") {
+                    bucket_reads += 1;
+                }
+            }
+            unlinks += usize::from(cmd.words[0].eq_ignore_ascii_case(b"unlink"));
+        }
+    }
+    // hist_page.lua calls per page: a guess that missed costs a second call,
+    // a busy shard's page from a cursor is one (in the page's one round trip).
+    assert_eq!(steps[..3], [2, 1, 2], "hist_page.lua calls per page");
+    assert!(steps[3] >= 4, "{} calls for 191 buckets", steps[3]);
+    // The check saw the scripts at work: the reads of bucket sets and the sweep.
+    assert!(bucket_reads > 191, "{bucket_reads} bucket set reads seen");
+    assert_eq!(unlinks, 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sweep_script_drops_only_declared_buckets_still_listed_before_the_cutoff() {
+    // drop_buckets.lua re-checks what its caller read a round trip earlier:
+    // a declared bucket another node dropped (gone from the index) or one at
+    // or after the cutoff stays; the others go, set and index entry.
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let index = "okpay:{s001}:hist:buckets";
+    for (bucket, listed) in [(10, true), (11, false), (12, true), (20, true)] {
+        let set = format!("okpay:{{s001}}:hist:{bucket}");
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&set)
+            .arg(0)
+            .arg("a")
+            .arg(0)
+            .arg("b")
+            .query_async(&mut conn)
+            .await
+            .expect("plant a set");
+        if listed {
+            let _: i64 = redis::cmd("ZADD")
+                .arg(index)
+                .arg(bucket)
+                .arg(bucket)
+                .query_async(&mut conn)
+                .await
+                .expect("list it");
+        }
+    }
+    let script = redis::Script::new(include_str!("../src/store/lua/drop_buckets.lua"));
+    let (dropped, rows, left): (u64, u64, u64) = script
+        .key(index)
+        .key("okpay:{s001}:hist:10")
+        .key("okpay:{s001}:hist:11")
+        .key("okpay:{s001}:hist:20")
+        .arg(15)
+        .arg(10)
+        .arg(11)
+        .arg(20)
+        .invoke_async(&mut conn)
+        .await
+        .expect("drop");
+    assert_eq!((dropped, rows, left), (1, 2, 1));
+    let exists = |key: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .expect("exists")
+        }
+    };
+    assert_eq!(exists("okpay:{s001}:hist:10").await, 0);
+    assert_eq!(exists("okpay:{s001}:hist:11").await, 1);
+    assert_eq!(exists("okpay:{s001}:hist:12").await, 1);
+    assert_eq!(exists("okpay:{s001}:hist:20").await, 1);
+    let listed: Vec<String> = redis::cmd("ZRANGE")
+        .arg(index)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("index");
+    assert_eq!(listed, ["12", "20"]);
+}

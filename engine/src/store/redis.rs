@@ -39,21 +39,26 @@
 //! # History retention
 //!
 //! Rows of layout 5 sit in one sorted set per shard and time bucket
-//! (`store::retention`), so the rows past retention go a whole set at a time:
-//! `drop_buckets.lua` takes the oldest buckets of a shard's index that lie
-//! entirely before the cutoff and `UNLINK`s their sets (freed off Redis's main
-//! thread), one call per shard, all shards in one round trip. A page walks the
-//! shard's buckets newest first in one call of `hist_page.lua`, from the bucket
-//! of `before` down to the cutoff's, until the page is full; the index lets it
-//! skip the weeks without rows. Those scripts name the bucket sets they touch
-//! from the index (not from `KEYS`): every one has the shard's hash tag, so on
-//! a Cluster they are in the slot of the declared index key. Rows of the older
-//! layouts (4, 3, 2 and the account's own keys) are still read and merged (a
-//! newer layout's version of a row wins) and left out of reads past retention
-//! like the rest, but are never swept: moving them into buckets would read
-//! every row once, and all of them are past retention within seven years of
-//! this layout; an operator may delete those keys then. Rows whose key is not
-//! of the engine's shape stay in layout 3 (no bucket).
+//! (`store::retention`), so the rows past retention go a whole set at a time: the
+//! sweep reads the oldest buckets of each shard's index that lie entirely before
+//! the cutoff, then `drop_buckets.lua` `UNLINK`s their sets (freed off Redis's main
+//! thread) if the index still lists them there: two round trips, at most one
+//! command per shard in each. A page walks the shard's buckets newest first in one
+//! call of `hist_page.lua`, from the bucket of `before` down to the cutoff's, until
+//! the page is full; the index lets it skip the weeks without rows. Every script
+//! declares in `KEYS` each key it touches, as Redis requires (and all the keys of
+//! one call carry the shard's hash tag: one slot on a Cluster). The sweep declares
+//! the sets it read from the index. A page declares the sets of the 53 weeks from
+//! that of `before` down (without one, from the current week) and reads those the
+//! index lists; when the walk reaches a week it did not declare (a shard without
+//! rows every week), the script names the buckets the walk may read and a second
+//! call declares them. A read without a bound on the walk goes on by such calls, 53
+//! buckets at most each. Rows of the older layouts (4, 3, 2 and the account's own
+//! keys) are still read and merged (a newer layout's version of a row wins) and
+//! left out of reads past retention like the rest, but are never swept: moving them
+//! into buckets would read every row once, and all of them are past retention
+//! within seven years of this layout; an operator may delete those keys then. Rows
+//! whose key is not of the engine's shape stay in layout 3 (no bucket).
 //!
 //! # Append: one pipeline, one round trip
 //!
@@ -326,20 +331,116 @@ fn rows_keys(shard: ShardId) -> (String, String) {
 /// How many of a shard's week buckets one page of history walks at most (a
 /// year's): each is a range lookup in Redis (~1.3 µs with the script's loop),
 /// so an account with few rows costs ~70 µs a page however long the retention;
-/// its older rows are the next pages'.
+/// its older rows are the next pages'. Also how many bucket sets one call of
+/// hist_page.lua declares at most (a read without a bound goes on by such calls).
 const WALK_MAX: u64 = 53;
 
-/// The first row key of bucket `reply` (hist_page.lua's resume marker; empty:
-/// the walk ended).
-fn bucket_start_key(reply: &[u8]) -> Result<Option<String>, StoreError> {
-    if reply.is_empty() {
-        return Ok(None);
+/// How many times a page asks again when hist_page.lua names bucket sets the
+/// call did not declare: once is the rule (the guess missed, the second call
+/// declares what the index listed); more only while new buckets keep appearing
+/// in the walked weeks between the two calls.
+const WALK_CALLS_MAX: u32 = 4;
+
+/// One walk of a shard's layout-5 buckets by hist_page.lua: the buckets from
+/// `high` down to `low` (`None`: unbounded), at most `walk` of them, each read
+/// between the member bounds `upper` and `lower`.
+struct BucketWalk {
+    shard: ShardId,
+    high: Option<u64>,
+    low: Option<u64>,
+    upper: Vec<u8>,
+    lower: Vec<u8>,
+    walk: u64,
+}
+
+/// What one call of hist_page.lua answered.
+enum WalkReply {
+    /// Members, newest first, and the last bucket walked when the page is short
+    /// with older buckets unread.
+    Page {
+        members: Vec<Vec<u8>>,
+        resume: Option<u64>,
+    },
+    /// The walk reached a set the call did not declare: the buckets it may read.
+    Need(Vec<u64>),
+}
+
+impl BucketWalk {
+    /// The buckets a call declares when nothing better is known: the `walk`
+    /// weeks (at most [`WALK_MAX`]) from `high` down (none below `low`). From a page's first key they
+    /// are the walk's buckets when the shard has rows every week (a busy
+    /// shard); without one, `high` is the current week's next (rows are written
+    /// at their time, so at most a clock's skew later). A miss costs one more
+    /// call (hist_page.lua's `need`), never a wrong page.
+    fn guess(&self) -> Vec<u64> {
+        let top = self.high.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            (now / super::retention::BUCKET_MS).saturating_add(1)
+        });
+        let bottom = self
+            .low
+            .unwrap_or(0)
+            .max(top.saturating_sub(self.walk.clamp(1, WALK_MAX) - 1));
+        (bottom..=top).rev().collect()
     }
-    let bucket: u64 = std::str::from_utf8(reply)
+
+    /// A call of hist_page.lua declaring the sets of `buckets`, for at most
+    /// `limit` members.
+    fn call(&self, limit: usize, buckets: &[u64]) -> Cmd {
+        let index = hist_index_key(self.shard);
+        let mut keys = Vec::with_capacity(buckets.len() + 1);
+        keys.push(index);
+        keys.extend(buckets.iter().map(|&b| hist_bucket_key(self.shard, b)));
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut cmd = HIST_PAGE.call(&keys);
+        cmd.arg(self.high.map_or("+inf".into(), |b| b.to_string()))
+            .arg(self.low.map_or("-inf".into(), |b| b.to_string()))
+            .arg(&self.upper)
+            .arg(&self.lower)
+            // A count Lua prints as an integer (below 10^14).
+            .arg(limit.min(1 << 40))
+            .arg(self.walk.clamp(1, 1 << 40));
+        for b in buckets {
+            cmd.arg(*b);
+        }
+        cmd
+    }
+}
+
+/// A bucket number as the index and hist_page.lua name it (decimal).
+fn bucket_number(reply: &[u8]) -> Result<u64, StoreError> {
+    std::str::from_utf8(reply)
         .ok()
+        .filter(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()))
         .and_then(|b| b.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt("hist_page.lua's resume is not a bucket".into()))?;
-    Ok(Some(super::retention::first_key_of_bucket(bucket)))
+        .ok_or_else(|| StoreError::Corrupt("a history bucket number is not a number".into()))
+}
+
+/// Decodes a reply of hist_page.lua.
+fn walk_reply(reply: Value) -> Result<WalkReply, StoreError> {
+    let mut reply: Vec<Vec<u8>> = from_value(reply)?;
+    if reply.is_empty() {
+        return Err(StoreError::Corrupt("hist_page.lua answered nothing".into()));
+    }
+    let head = reply.remove(0);
+    if head == b"need" {
+        let buckets = reply
+            .iter()
+            .map(|b| bucket_number(b))
+            .collect::<Result<_, _>>()?;
+        return Ok(WalkReply::Need(buckets));
+    }
+    let resume = if head.is_empty() {
+        None
+    } else {
+        Some(bucket_number(&head)?)
+    };
+    Ok(WalkReply::Page {
+        members: reply,
+        resume,
+    })
 }
 
 /// A shard's history rows since layout 3: one score-0 sorted set whose members
@@ -1021,7 +1122,9 @@ impl RedisStore {
     /// shard's week buckets (layout 5) when given: then a short page may come
     /// with where to go on from (the first key of the last bucket walked), and
     /// it holds no row below that key from any layout, so that the pages
-    /// stay in descending key order.
+    /// stay in descending key order. Without `walk`, layout 5 is read by
+    /// successive walks of [`WALK_MAX`] buckets until the page is full or the
+    /// buckets end (the first in the pipeline of the other layouts' reads).
     fn history_walk(
         &self,
         shard: ShardId,
@@ -1095,26 +1198,18 @@ impl RedisStore {
             }
         };
         // Layout 5: the same bounds in each bucket, walked from the bucket of
-        // `before` down to the cutoff's (one script call, however many).
-        let index = hist_index_key(shard);
-        let mut buckets = HIST_PAGE.call(&[&index]);
-        buckets
-            .arg(hist_bucket_prefix(shard))
-            .arg(
-                super::retention::last_bucket_before(before)
-                    .map_or("+inf".into(), |b| b.to_string()),
-            )
-            .arg(match cutoff_ms {
-                Some(ms) => super::retention::first_kept_bucket(ms).to_string(),
-                None => "-inf".into(),
-            })
-            .arg(&upper)
-            .arg(&lower)
-            // A count Lua prints as an integer (below 10^14).
-            .arg(count.min(1 << 40));
-        if let Some(walk) = walk {
-            buckets.arg(walk.max(1));
-        }
+        // `before` down to the cutoff's (one script call, however many, unless
+        // its guess of the sets to declare missed; an unbounded read goes on
+        // by bounded calls).
+        let bucket_walk = BucketWalk {
+            shard,
+            high: super::retention::last_bucket_before(before),
+            low: cutoff_ms.map(super::retention::first_kept_bucket),
+            upper: upper.clone(),
+            lower: lower.clone(),
+            walk: walk.unwrap_or(WALK_MAX).max(1),
+        };
+        let buckets = bucket_walk.call(count, &bucket_walk.guess());
         let mut hist = ::redis::cmd("ZREVRANGEBYLEX");
         hist.arg(hist_key(shard))
             .arg(upper)
@@ -1148,11 +1243,10 @@ impl RedisStore {
             reply_error(&rowset)?;
             reply_error(&rows)?;
             reply_error(&legacy)?;
-            let mut buckets: Vec<Vec<u8>> = from_value(buckets)?;
-            if buckets.is_empty() {
-                return Err(StoreError::Corrupt("hist_page.lua answered nothing".into()));
-            }
-            let resume = bucket_start_key(&buckets.remove(0))?;
+            let (buckets, resume) = self
+                .walk_buckets(bucket_walk, buckets, count, walk.is_some())
+                .await?;
+            let resume = resume.map(super::retention::first_key_of_bucket);
             let buckets = hist_rows(buckets, account)?;
             let hist = hist_rows(from_value(hist)?, account)?;
             let rowset = rowset_rows(from_value(rowset)?, account)?;
@@ -1168,6 +1262,56 @@ impl RedisStore {
             // page that reads it.
             Ok(super::retention::cut_at_resume(page, resume, limit))
         })
+    }
+
+    /// The members of a layout-5 walk whose first call answered `first`, and the
+    /// last bucket walked when the page is short with older buckets unread.
+    /// A `need` answer is asked again declaring the sets named (a few times at
+    /// most: see [`WALK_CALLS_MAX`]); unless `bounded`, a walk stopped by its
+    /// bound goes on below its last bucket until `limit` members or the end,
+    /// each call declaring at most [`WALK_MAX`] sets.
+    async fn walk_buckets(
+        &self,
+        mut walk: BucketWalk,
+        first: Value,
+        limit: usize,
+        bounded: bool,
+    ) -> Result<(Vec<Vec<u8>>, Option<u64>), StoreError> {
+        let mut members = Vec::new();
+        let mut reply = walk_reply(first)?;
+        let mut calls = 1;
+        loop {
+            let declare = match reply {
+                WalkReply::Need(buckets) => {
+                    if calls >= WALK_CALLS_MAX {
+                        return Err(StoreError::Unavailable(format!(
+                            "the history buckets of {} kept changing during a page",
+                            walk.shard.tag()
+                        )));
+                    }
+                    buckets
+                }
+                WalkReply::Page {
+                    members: got,
+                    resume,
+                } => {
+                    members.extend(got);
+                    match resume {
+                        Some(last) if !bounded && members.len() < limit && last > 0 => {
+                            walk.high = Some(last - 1);
+                            calls = 0;
+                            walk.guess()
+                        }
+                        Some(_) if !bounded => return Ok((members, None)),
+                        resume => return Ok((members, resume)),
+                    }
+                }
+            };
+            calls += 1;
+            let left = limit.saturating_sub(members.len());
+            let call = Call::Script(&HIST_PAGE, walk.call(left, &declare));
+            reply = walk_reply(self.exec_one(call, Retry::Safe).await?)?;
+        }
     }
 
     /// Runs one call and turns a Redis error reply into `Unavailable`.
@@ -1640,29 +1784,61 @@ impl Store for RedisStore {
         cutoff_ms: i64,
         max_buckets: usize,
     ) -> StoreFuture<'_, super::retention::HistorySweep> {
-        // One call per shard (one slot each), all in one round trip. Only
-        // layout 5 is bucketed: rows of older layouts stay (read-only, see
-        // the module's notes), and reads leave them out past retention.
-        let first_kept = format!("({}", super::retention::first_kept_bucket(cutoff_ms));
-        let calls: Vec<Call> = shards
+        // Two round trips: the oldest buckets of every shard's index below the
+        // cutoff, then one drop_buckets.lua call per shard that has some,
+        // declaring those buckets' sets (one slot per shard). Only layout 5 is
+        // bucketed: rows of older layouts stay (read-only, see the module's
+        // notes), and reads leave them out past retention.
+        let first_kept = super::retention::first_kept_bucket(cutoff_ms);
+        let max = max_buckets.min(1 << 40);
+        let reads: Vec<Call> = shards
             .iter()
             .map(|&shard| {
-                let index = hist_index_key(shard);
-                let mut cmd = DROP_BUCKETS.call(&[&index]);
-                cmd.arg(hist_bucket_prefix(shard))
-                    .arg(&first_kept)
-                    .arg(max_buckets.min(1 << 40));
-                Call::Script(&DROP_BUCKETS, cmd)
+                let mut cmd = ::redis::cmd("ZRANGEBYSCORE");
+                cmd.arg(hist_index_key(shard))
+                    .arg("-inf")
+                    .arg(format!("({first_kept}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(max);
+                Call::Plain(cmd)
             })
             .collect();
         Box::pin(async move {
             let mut swept = super::retention::HistorySweep::default();
-            if calls.is_empty() || max_buckets == 0 {
+            if reads.is_empty() || max_buckets == 0 {
                 return Ok(swept);
             }
-            // Safe to resend: a bucket dropped is not found again.
-            let replies = self.exec(calls, Retry::Safe).await?;
+            let replies = self.exec(reads, Retry::Safe).await?;
             expect_replies(&replies, shards.len())?;
+            let mut drops = Vec::new();
+            for (&shard, reply) in shards.iter().zip(replies) {
+                let old: Vec<Vec<u8>> = from_value(reply)?;
+                if old.is_empty() {
+                    continue;
+                }
+                let buckets = old
+                    .iter()
+                    .map(|b| bucket_number(b))
+                    .collect::<Result<Vec<u64>, _>>()?;
+                let mut keys = vec![hist_index_key(shard)];
+                keys.extend(buckets.iter().map(|&b| hist_bucket_key(shard, b)));
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let mut cmd = DROP_BUCKETS.call(&keys);
+                cmd.arg(first_kept);
+                for b in &old {
+                    cmd.arg(b.as_slice());
+                }
+                drops.push(Call::Script(&DROP_BUCKETS, cmd));
+            }
+            if drops.is_empty() {
+                return Ok(swept);
+            }
+            // Safe to resend: a bucket dropped is no longer in the index, and
+            // the script drops only what still is.
+            let sent = drops.len();
+            let replies = self.exec(drops, Retry::Safe).await?;
+            expect_replies(&replies, sent)?;
             for reply in replies {
                 let (buckets, rows, left): (u64, u64, u64) = from_value(reply)?;
                 swept.buckets += buckets;
@@ -1700,6 +1876,103 @@ mod tests {
         assert_eq!(hist_bucket_key(ShardId(1023), 0), "okpay:{s1023}:hist:0");
         // The layout-4 set and the index never collide with a bucket's name.
         assert_ne!(hist_key(ShardId(7)), hist_bucket_key(ShardId(7), 0));
+    }
+
+    #[test]
+    fn a_page_declares_at_most_a_walk_of_weeks_within_its_bounds() {
+        let walk = |high: Option<u64>, low: Option<u64>, walk: u64| BucketWalk {
+            shard: ShardId(7),
+            high,
+            low,
+            upper: b"+".to_vec(),
+            lower: b"-".to_vec(),
+            walk,
+        };
+        let guess = walk(Some(100), None, WALK_MAX).guess();
+        assert_eq!(guess.len(), 53);
+        assert_eq!((guess[0], guess[52]), (100, 48));
+        assert_eq!(
+            walk(Some(100), Some(90), WALK_MAX).guess(),
+            (90..=100).rev().collect::<Vec<_>>()
+        );
+        assert_eq!(walk(Some(3), None, WALK_MAX).guess(), [3, 2, 1, 0]);
+        assert!(walk(Some(3), Some(4), WALK_MAX).guess().is_empty());
+        assert_eq!(walk(Some(3), None, 0).guess(), [3]);
+        assert_eq!(walk(Some(100), None, u64::MAX).guess().len(), 53);
+        // Without a first key: the weeks up to the current one's next.
+        let now = walk(None, None, WALK_MAX).guess();
+        assert_eq!(now.len(), 53);
+        // Every declared set is named with its bucket, in the same order, and
+        // in the index's Cluster slot.
+        let cmd = walk(Some(5), Some(4), 2).call(10, &[5, 4]);
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .filter_map(|a| match a {
+                ::redis::Arg::Simple(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect();
+        let text: Vec<String> = args[2..]
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "3",
+                "okpay:{s007}:hist:buckets",
+                "okpay:{s007}:hist:5",
+                "okpay:{s007}:hist:4",
+                "5",
+                "4",
+                "+",
+                "-",
+                "10",
+                "2",
+                "5",
+                "4"
+            ]
+        );
+        let slot = ::redis::cluster_routing::get_slot(&args[3]);
+        for key in &args[4..6] {
+            assert_eq!(::redis::cluster_routing::get_slot(key), slot);
+        }
+    }
+
+    #[test]
+    fn hist_page_replies_are_read_or_refused() {
+        let reply = |words: &[&str]| {
+            Value::Array(
+                words
+                    .iter()
+                    .map(|w| Value::BulkString(w.as_bytes().to_vec()))
+                    .collect(),
+            )
+        };
+        match walk_reply(reply(&["", "m1", "m2"])) {
+            Ok(WalkReply::Page { members, resume }) => {
+                assert_eq!(members, [b"m1".to_vec(), b"m2".to_vec()]);
+                assert_eq!(resume, None);
+            }
+            _ => panic!("a page"),
+        }
+        match walk_reply(reply(&["948"])) {
+            Ok(WalkReply::Page { members, resume }) => {
+                assert!(members.is_empty());
+                assert_eq!(resume, Some(948));
+            }
+            _ => panic!("a short page"),
+        }
+        match walk_reply(reply(&["need", "12", "10"])) {
+            Ok(WalkReply::Need(buckets)) => assert_eq!(buckets, [12, 10]),
+            _ => panic!("a need"),
+        }
+        for bad in [&[][..], &["x1"], &["need", "-1"], &["need", ""], &["+5"]] {
+            assert!(
+                matches!(walk_reply(reply(bad)), Err(StoreError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

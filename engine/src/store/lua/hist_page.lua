@@ -1,28 +1,38 @@
 -- One page of an account's layout-5 history rows (see redis.rs), newest first:
 -- the shard's buckets are walked from the newest one that may hold a row below
 -- the page's upper bound down to the oldest one that may hold a kept row,
--- until the page is full or, when a bound is given, that many buckets were
--- walked. Buckets are disjoint ranges of key time, so the concatenation is in
--- descending member order.
--- KEYS[1] the shard's bucket index (member and score: the bucket number).
--- ARGV[1] the buckets' key prefix (okpay:{sNNN}:hist:, the same hash tag as
--- KEYS[1], so one slot); ARGV[2], ARGV[3] the highest and lowest bucket to
--- walk (ZREVRANGEBYSCORE bounds: numbers, '+inf', '-inf'); ARGV[4], ARGV[5] the
--- members' upper and lower bounds (ZREVRANGEBYLEX syntax); ARGV[6] the limit;
--- ARGV[7] (optional) the most buckets to walk.
+-- until the page is full or that many buckets were walked. Buckets are
+-- disjoint ranges of key time, so the concatenation is in descending member
+-- order.
+-- Every key the script touches is declared: it reads only KEYS[1] and bucket
+-- sets listed in KEYS, and never builds a key name. The caller declares the
+-- sets it expects the walk to read (a guess: the weeks below the page's
+-- bound); the index decides which ones are read, so a declared set absent
+-- from the index costs nothing, and when the walk reaches a set that was not
+-- declared it stops and names all the sets the walk may read, for a second
+-- call that declares them.
+-- KEYS[1] the shard's bucket index (member and score: the bucket number);
+-- KEYS[2], KEYS[3], ... bucket sets of the shard (okpay:{sNNN}:hist:<bucket>,
+-- the same hash tag as KEYS[1], so one slot), in the order of their numbers
+-- in ARGV[7], ARGV[8], ... (ARGV[5 + i] is the number of KEYS[i]).
+-- ARGV[1], ARGV[2] the highest and lowest bucket to walk (ZREVRANGEBYSCORE
+-- bounds: numbers, '+inf', '-inf'); ARGV[3], ARGV[4] the members' upper and
+-- lower bounds (ZREVRANGEBYLEX syntax); ARGV[5] the limit; ARGV[6] the most
+-- buckets to walk.
 -- Returns {resume, member, member, ...}: resume is '' when the walk ended
 -- (page full, or no older bucket left), else the number of the last bucket
 -- walked (the page is short and older buckets were not looked at: a next page
--- starts below that bucket).
-local limit = tonumber(ARGV[6])
-local walk = tonumber(ARGV[7] or '')
-local buckets
-if walk then
-  -- One more than the bound: whether an older bucket is left.
-  buckets = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, walk + 1)
-else
-  buckets = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[3])
+-- starts below that bucket). Or {'need', bucket, bucket, ...}: the walk
+-- reached a bucket whose set was not declared; listed are all the buckets it
+-- may read (the newest ARGV[6] of the index between ARGV[1] and ARGV[2]).
+local limit = tonumber(ARGV[5])
+local walk = tonumber(ARGV[6])
+local declared = {}
+for i = 2, #KEYS do
+  declared[ARGV[5 + i]] = KEYS[i]
 end
+-- One more than the bound: whether an older bucket is left.
+local buckets = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, walk + 1)
 local out = {''}
 local walked = 0
 for i, b in ipairs(buckets) do
@@ -30,11 +40,21 @@ for i, b in ipairs(buckets) do
   if want <= 0 then
     break
   end
-  if walk and walked == walk then
+  if walked == walk then
     out[1] = buckets[i - 1]
     break
   end
-  local got = redis.call('ZREVRANGEBYLEX', ARGV[1] .. b, ARGV[4], ARGV[5], 'LIMIT', 0, want)
+  local set = declared[b]
+  if not set then
+    -- Nothing read so far is returned: the caller asks again, declaring
+    -- every set this walk may read.
+    local need = {'need'}
+    for j = 1, math.min(#buckets, walk) do
+      need[j + 1] = buckets[j]
+    end
+    return need
+  end
+  local got = redis.call('ZREVRANGEBYLEX', set, ARGV[3], ARGV[4], 'LIMIT', 0, want)
   walked = walked + 1
   for _, m in ipairs(got) do
     out[#out + 1] = m
