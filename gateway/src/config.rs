@@ -784,6 +784,24 @@ mod tests {
         assert!(err.to_string().contains("events_format = 3"), "{err}");
     }
 
+    /// The README's configuration examples are what `--config` accepts: every
+    /// ```toml block of it parses with this type (unknown keys are refused).
+    #[test]
+    fn the_readmes_config_examples_parse() {
+        let readme = include_str!("../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap_or_default())
+            .collect();
+        assert!(blocks.len() >= 2, "the README's examples are found");
+        for block in blocks {
+            if let Err(e) = toml::from_str::<FileConfig>(block) {
+                panic!("a README example does not parse: {e}\n{block}");
+            }
+        }
+    }
+
     #[test]
     fn unknown_keys_in_the_file_are_refused() {
         assert!(toml::from_str::<FileConfig>("[server]\nlisten_on = \"x\"").is_err());

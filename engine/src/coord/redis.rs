@@ -41,55 +41,15 @@ use crate::codec::ShardId;
 use crate::store::redis::{from_value, reply_error, Call, LuaScript, RedisStore, Retry};
 use crate::store::{StoreError, StoreFuture};
 
-/// Drops hits older than the window, records one when asked, and says how long
-/// until the key may be tried again (-1: it may now).
-///
-/// KEYS[1] the hit times. ARGV: window ms, max hits, `1` to record a hit, a
-/// unique member for the hit.
-const WINDOW_LUA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(max + 1))
-  redis.call('PEXPIRE', KEYS[1], window)
-end
-if redis.call('ZCARD', KEYS[1]) < max then
-  return -1
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local wait = tonumber(oldest[2]) + window - now
-if wait < 1 then
-  wait = 1
-end
-return wait
-";
-
-/// Deletes a lock only if the caller's token still holds it.
-const UNLOCK_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// The registered nodes with Redis's time, read on the node that keeps them
-/// (the same clock that wrote the expiries). KEYS[1] the membership zset.
-const NODES_LUA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return {now, redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
-";
-
 /// The membership set of [`crate::cluster::leases`].
 const NODES_KEY: &str = "okpay:{cluster}:nodes";
 
-static NODES: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(NODES_LUA));
-static WINDOW: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(WINDOW_LUA));
-static UNLOCK: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UNLOCK_LUA));
+/// The scripts: KEYS, ARGV and replies are in each file's header.
+static NODES: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("lua/nodes.lua")));
+static WINDOW: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/window.lua")));
+static UNLOCK: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/unlock.lua")));
 
 const BUS_PATTERN: &str = "okpay:bus:*";
 const BUS_PREFIX: &str = "okpay:bus:";

@@ -116,134 +116,34 @@ use crate::ids::AccountId;
 /// The set of every account with a journal record or snapshot.
 const ACCOUNTS_KEY: &str = "okpay:accounts";
 
-/// Appends one record, and upserts its history rows, if its seq follows the last
-/// stored one.
-///
-/// KEYS: journal stream, last-seq counter, history hash, history key zset.
-/// ARGV: seq, stream id `<seq>-1`, payload, then `row key, row payload` per row.
-/// Returns `{1, seq}` when appended, `{0, expected}` when refused (nothing written,
-/// rows included). A refusal is a normal reply rather than a Redis error so that it
-/// can't be confused with a failure of the script itself. Rows go one `HSET`/`ZADD`
-/// at a time rather than through `unpack`, whose argument count Lua's C stack limits.
-const APPEND_LUA: &str = r"
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local seq = tonumber(ARGV[1])
-if seq ~= last + 1 then
-  return {0, last + 1}
-end
-redis.call('XADD', KEYS[1], ARGV[2], 'p', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[1])
-for i = 4, #ARGV - 1, 2 do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[4], 0, ARGV[i])
-end
-return {1, seq}
-";
+/// Appends one journal record with its history rows if its seq follows the last stored
+/// one (the per-account journals of the actor runtime, read for moving them into shard
+/// logs). KEYS, ARGV and replies: `lua/append_journal.lua`.
+const APPEND_LUA: &str = include_str!("lua/append_journal.lua");
 
-/// Appends a whole batch in one call (standalone Redis only: its keys span many
-/// slots). Per record, exactly what [`APPEND_LUA`] does; a record whose seq does not
-/// follow is skipped and reported, the others are written.
-///
-/// KEYS: 4 per record (journal stream, last-seq counter, history hash, history key
-/// zset). ARGV per record: seq, stream id, payload, number of rows, then `row key,
-/// row payload` per row. Returns one number per record: 0 when appended, otherwise
-/// the seq that was expected. `XADD` runs under `pcall`, so a record whose stream
-/// disagrees with its counter is refused instead of aborting the batch half-way.
-const APPEND_BATCH_LUA: &str = r"
-local out = {}
-local a = 1
-for k = 0, #KEYS - 1, 4 do
-  local seq = tonumber(ARGV[a])
-  local rows = tonumber(ARGV[a + 3])
-  local last = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
-  if seq ~= last + 1 then
-    out[#out + 1] = last + 1
-  else
-    local added = redis.pcall('XADD', KEYS[k + 1], ARGV[a + 1], 'p', ARGV[a + 2])
-    if type(added) == 'table' and added.err then
-      out[#out + 1] = last + 1
-    else
-      redis.call('SET', KEYS[k + 2], ARGV[a])
-      for i = 0, rows - 1 do
-        local key = ARGV[a + 4 + 2 * i]
-        redis.call('HSET', KEYS[k + 3], key, ARGV[a + 5 + 2 * i])
-        redis.call('ZADD', KEYS[k + 4], 0, key)
-      end
-      out[#out + 1] = 0
-    end
-  end
-  a = a + 4 + 2 * rows
-end
-return out
-";
+/// The same for a whole batch in one call (standalone Redis only). KEYS, ARGV and
+/// replies: `lua/append_journal_batch.lua`.
+const APPEND_BATCH_LUA: &str = include_str!("lua/append_journal_batch.lua");
 
-/// Stores a snapshot unless a newer or equal one is stored, then trims the journal
-/// up to it, in one atomic step: records vanish only with the snapshot covering them.
-///
-/// KEYS: snapshot hash, journal stream, last-seq counter. ARGV: seq, payload, the
-/// smallest stream id to keep (`<seq + 1>-0`, computed by the caller so no large
-/// number is ever formatted by Lua, which would print it in exponent notation).
-/// Returns 1 when stored, 0 when ignored as older.
-const SAVE_SNAPSHOT_LUA: &str = r"
-local current = redis.call('HGET', KEYS[1], 'seq')
-local seq = tonumber(ARGV[1])
-if current and tonumber(current) >= seq then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'payload', ARGV[2])
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[3])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if seq > last then
-  redis.call('SET', KEYS[3], ARGV[1])
-end
-return 1
-";
+/// Stores a snapshot unless a newer or equal one is stored, then trims the journal up
+/// to it. KEYS, ARGV and replies: `lua/save_snapshot.lua`.
+const SAVE_SNAPSHOT_LUA: &str = include_str!("lua/save_snapshot.lua");
 
-/// Reads the snapshot and the journal in one atomic step, so a concurrent snapshot
-/// and trim can't slip between the two reads and hide records.
-///
-/// KEYS: snapshot hash, journal stream. Returns `{seq|nil, payload|nil, entries}`.
-const LOAD_LUA: &str = r"
-local snap = redis.call('HMGET', KEYS[1], 'seq', 'payload')
-return {snap[1], snap[2], redis.call('XRANGE', KEYS[2], '-', '+')}
-";
+/// Reads a snapshot and its journal in one atomic step. KEYS, ARGV and replies:
+/// `lua/load_journal.lua`.
+const LOAD_LUA: &str = include_str!("lua/load_journal.lua");
 
-/// Claims an index key unless taken, keeping the ordered key set in step.
-///
-/// KEYS: index hash, index key zset. ARGV: key, value. Returns 1 when claimed.
-const CLAIM_INDEX_LUA: &str = r"
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  return 1
-end
-return 0
-";
+/// Claims an index key unless taken, keeping the ordered key set in step. KEYS, ARGV
+/// and replies: `lua/claim_index.lua`.
+const CLAIM_INDEX_LUA: &str = include_str!("lua/claim_index.lua");
 
-/// Removes an index key from both the hash and the ordered key set.
-///
-/// KEYS: index hash, index key zset. ARGV: key.
-const DELETE_INDEX_LUA: &str = r"
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-";
+/// Removes an index key from the hash and the ordered key set. KEYS, ARGV and replies:
+/// `lua/delete_index.lua`.
+const DELETE_INDEX_LUA: &str = include_str!("lua/delete_index.lua");
 
-/// One page of an index in key order, keys and values read in one atomic step.
-///
-/// KEYS: index hash, index key zset. ARGV: ZRANGEBYLEX lower bound, limit.
-/// Returns a flat `{key, value, key, value, ...}`.
-const SCAN_INDEX_LUA: &str = r"
-local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, k in ipairs(keys) do
-  local v = redis.call('HGET', KEYS[1], k)
-  if v then
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-end
-return out
-";
+/// One page of an index in key order, keys and values in one atomic step. KEYS, ARGV
+/// and replies: `lua/scan_index.lua`.
+const SCAN_INDEX_LUA: &str = include_str!("lua/scan_index.lua");
 
 /// A Lua script with its SHA1, which `EVALSHA` names it by. (`redis::Script` computes
 /// the hash but keeps the source private, and `SCRIPT LOAD` needs the source.)
