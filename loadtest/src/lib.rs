@@ -315,8 +315,16 @@ async fn run_api(config: &Config, fund_minor: i64, run_tag: &str) -> anyhow::Res
         config.zipf,
         format!("{run_tag}-t"),
     )?);
+    let transfers = transfers::Transfers::new(&base, &users, config.connections)?;
+    // The load's connections are open before its clock starts (as a client
+    // fleet's keep-alive connections are); the closed loop uses all of them,
+    // the open loop as many as its requests in flight need.
+    transfers
+        .open(config.connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the load's connections: {}", e.detail))?;
     let target = Arc::new(ApiTarget {
-        transfers: transfers::Transfers::new(&base, &users, config.connections)?,
+        transfers,
         users: users.clone(),
         tracker: (subscribers_n > 0).then(|| tracker.clone()),
     });

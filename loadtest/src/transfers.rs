@@ -122,6 +122,23 @@ impl Transfers {
         })
     }
 
+    /// Opens up to `n` connections (at most the pool's cap) and leaves them
+    /// idle, so that the load's first requests find them ready, as a client
+    /// fleet's keep-alive connections are: otherwise the first second's
+    /// requests pay the TCP handshakes and the server's accepts of every
+    /// connection the rate needs. Returns how many are idle.
+    pub async fn open(&self, n: usize) -> Result<usize, CallError> {
+        let n = n.min(self.idle_max);
+        let opened = futures::future::join_all((0..n).map(|_| self.connect())).await;
+        let mut idle = self.idle();
+        for lane in opened {
+            if idle.len() < self.idle_max {
+                idle.push(lane?);
+            }
+        }
+        Ok(idle.len())
+    }
+
     /// An idle connection that is still open, or a new one.
     async fn lane(&self) -> Result<Lane, CallError> {
         loop {
@@ -133,6 +150,11 @@ impl Transfers {
                 return Ok(lane);
             }
         }
+        self.connect().await
+    }
+
+    /// A new connection.
+    async fn connect(&self) -> Result<Lane, CallError> {
         let connect = |detail: String| CallError {
             status: None,
             code: "CONNECT".into(),
@@ -309,5 +331,32 @@ mod tests {
             "POST /api/v1/transfers HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-type: application/json\r\n"
         );
         assert_eq!(t.authorization[0], b"authorization: Bearer tok\r\n");
+    }
+
+    /// `open` leaves that many connections idle, accepted by a real listener
+    /// before any request, never more than the pool's cap; a refused connect
+    /// is an error.
+    #[tokio::test]
+    async fn the_pool_is_opened_before_the_load() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok(Ok((conn, _))) =
+                tokio::time::timeout(Duration::from_millis(500), listener.accept()).await
+            {
+                held.push(conn);
+            }
+            held.len()
+        });
+        let base = LoopbackUrl::parse(&format!("http://127.0.0.1:{port}/"), &["http"]).unwrap();
+        let t = Transfers::new(&base, &[], 8).unwrap();
+        assert_eq!(t.open(20).await.unwrap(), 8, "capped at the pool's size");
+        assert_eq!(t.idle().len(), 8);
+        assert_eq!(accepted.await.unwrap(), 8);
+
+        // Nothing listens on the port any more.
+        let t = Transfers::new(&base, &[], 2).unwrap();
+        assert_eq!(t.open(2).await.unwrap_err().code, "CONNECT");
     }
 }
