@@ -1210,9 +1210,9 @@ async fn redis_history_scripts_touch_only_the_keys_they_declare() {
         .expect("connect");
     // Loaded ahead, so that no call is refused (NOSCRIPT) and sent again.
     for source in [
-        include_str!("../src/store/lua/hist_page.lua"),
-        include_str!("../src/store/lua/drop_buckets.lua"),
-        include_str!("../src/store/lua/rows.lua"),
+        include_str!("../src/store/redis/lua/hist_page.lua"),
+        include_str!("../src/store/redis/lua/drop_buckets.lua"),
+        include_str!("../src/store/redis/lua/rows.lua"),
     ] {
         let _: String = redis::cmd("SCRIPT")
             .arg("LOAD")
@@ -1286,7 +1286,7 @@ async fn redis_history_scripts_touch_only_the_keys_they_declare() {
         .await
         .expect("join");
 
-    let page_script = redis::Script::new(include_str!("../src/store/lua/hist_page.lua"));
+    let page_script = redis::Script::new(include_str!("../src/store/redis/lua/hist_page.lua"));
     let page_sha = page_script.get_hash().as_bytes();
     let is_call = |cmd: &Monitored| {
         !cmd.by_script
@@ -1400,7 +1400,7 @@ async fn redis_sweep_script_drops_only_declared_buckets_still_listed_before_the_
                 .expect("list it");
         }
     }
-    let script = redis::Script::new(include_str!("../src/store/lua/drop_buckets.lua"));
+    let script = redis::Script::new(include_str!("../src/store/redis/lua/drop_buckets.lua"));
     let (dropped, rows, left): (u64, u64, u64) = script
         .key(index)
         .key("okpay:{s001}:hist:10")

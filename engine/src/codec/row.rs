@@ -1,5 +1,5 @@
 //! History rows in compact form: the members of the Redis row set, layout 4
-//! (`okpay:{sNNN}:hist`, see `store/redis.rs`).
+//! (`okpay:{sNNN}:hist`, see `store/redis/keys.rs`).
 //!
 //! A row reaches the store as a text key (`<16 hex ms><public op id>`, see
 //! `domain::history`) and a payload (postcard of `TxRecord`, whose id, kind and
