@@ -31,7 +31,7 @@ impl RedisStore {
     /// The standalone-Redis append: the accounts seen for the first time (seq 1) are
     /// listed, then the whole batch is one [`APPEND_BATCH_LUA`] call, in one pipeline.
     ///
-    /// [`APPEND_BATCH_LUA`]: super::scripts::APPEND_BATCH_LUA
+    /// [`APPEND_BATCH_LUA`]: super::scripts::APPEND_BATCH
     pub(super) fn append_as_one_script(
         &self,
         batch: &[JournalAppend],
@@ -117,7 +117,7 @@ impl RedisStore {
     /// pipeline of one [`APPEND_LUA`] call per record, after one `ZADD
     /// okpay:accounts` per distinct account.
     ///
-    /// [`APPEND_LUA`]: super::scripts::APPEND_LUA
+    /// [`APPEND_LUA`]: super::scripts::APPEND
     pub(super) fn append_per_record(
         &self,
         batch: &[JournalAppend],
@@ -262,7 +262,7 @@ fn seq_of_stream_id(id: &str) -> Result<u64, StoreError> {
 
 /// Decodes the reply of [`LOAD_LUA`].
 ///
-/// [`LOAD_LUA`]: super::scripts::LOAD_LUA
+/// [`LOAD_LUA`]: super::scripts::LOAD
 fn decode_loaded(reply: Value) -> Result<Loaded, StoreError> {
     type Entry = (String, Vec<(String, Vec<u8>)>);
     let (snap_seq, snap_payload, entries): (Option<u64>, Option<Vec<u8>>, Vec<Entry>) =

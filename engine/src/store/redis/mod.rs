@@ -5,9 +5,9 @@
 //! The backend is split by concern. This file holds the key layout below, the
 //! store's handle ([`RedisStore`]) and its [`Store`] impl, which calls into:
 //!
-//! - `conn.rs`: the connection, its round trips and retries ([`Call`],
-//!   [`Retry`]), the decoding of replies, the durability check;
-//! - `scripts.rs`: [`LuaScript`] and the handles of the store's scripts, whose
+//! - `conn.rs`: the connection, its round trips and retries (`Call`,
+//!   `Retry`), the decoding of replies, the durability check;
+//! - `scripts.rs`: `LuaScript` and the handles of the store's scripts, whose
 //!   source is in `lua/*.lua`;
 //! - `keys.rs`: every key name of the table below;
 //! - `journal.rs`: the per-account journals (append, load, snapshots) and the
@@ -113,8 +113,8 @@
 //! Seqs are compared as Lua numbers (doubles) inside the scripts, exact up to 2^53,
 //! far beyond any journal's length.
 //!
-//! [`APPEND_LUA`]: scripts::APPEND_LUA
-//! [`APPEND_BATCH_LUA`]: scripts::APPEND_BATCH_LUA
+//! [`APPEND_LUA`]: scripts::APPEND
+//! [`APPEND_BATCH_LUA`]: scripts::APPEND_BATCH
 
 mod conn;
 mod history;
