@@ -580,9 +580,10 @@ fn hashes(e: &mut Enc<'_>, hashes: &[[u8; 32]]) {
 pub fn decode(payload: &[u8]) -> Result<Vec<Event>, CodecError> {
     let mut d = Dec::new(payload);
     let n = d.count()?;
-    // Every event takes at least two bytes (time and tag): `count` bounded n
-    // by the bytes left, so this allocation is too.
-    let mut events = Vec::with_capacity(n);
+    // `count` bounded n by the bytes left, but an event in memory is far
+    // larger than its two smallest bytes: reserve for a typical record only
+    // (one to three events) and let a real long one grow.
+    let mut events = Vec::with_capacity(n.min(8));
     let mut prev = 0i64;
     for _ in 0..n {
         let at = d.time(&mut prev)?;
