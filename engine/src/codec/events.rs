@@ -84,7 +84,9 @@ use crate::domain::command::{NewSession, Profile};
 use crate::domain::event::{Event, EventBody, RequestRef};
 use crate::domain::security::{Challenge, KycSubmission, PassedProof, PendingCode};
 use crate::ids::{AccountId, IdempotencyKey, OpId};
+use crate::money::Amount;
 use crate::time::Timestamp;
+use rust_decimal::Decimal;
 
 /// Which events format a node writes. Every build reads both; a deployment
 /// upgrading node by node pins the older one until every node runs a build
@@ -205,6 +207,14 @@ fn request(e: &mut Enc<'_>, r: &RequestRef) {
     e.u64(r.fingerprint);
 }
 
+/// What a deposit and a withdrawal start with: `op | request | amount | fee`.
+fn money_head(e: &mut Enc<'_>, op: u64, r: &RequestRef, amount: &Amount, fee: Decimal) {
+    e.varint(op);
+    request(e, r);
+    e.amount(amount);
+    e.dec(fee, amount.currency().scale());
+}
+
 fn op_id(e: &mut Enc<'_>, id: OpId) {
     e.account(id.account);
     e.varint(id.n);
@@ -261,10 +271,7 @@ fn body(e: &mut Enc<'_>, body: &EventBody) {
             card,
         } => {
             e.u8(DEPOSITED);
-            e.varint(*op);
-            request(e, r);
-            e.amount(amount);
-            e.dec(*fee, amount.currency().scale());
+            money_head(e, *op, r, amount, *fee);
             e.u8(tags::deposit_method_tag(*method));
             e.str(card);
         }
@@ -277,10 +284,7 @@ fn body(e: &mut Enc<'_>, body: &EventBody) {
             destination,
         } => {
             e.u8(WITHDRAWAL_REQUESTED);
-            e.varint(*op);
-            request(e, r);
-            e.amount(amount);
-            e.dec(*fee, amount.currency().scale());
+            money_head(e, *op, r, amount, *fee);
             e.u8(tags::withdrawal_method_tag(*method));
             e.destination(destination);
         }
@@ -576,9 +580,10 @@ fn hashes(e: &mut Enc<'_>, hashes: &[[u8; 32]]) {
 pub fn decode(payload: &[u8]) -> Result<Vec<Event>, CodecError> {
     let mut d = Dec::new(payload);
     let n = d.count()?;
-    // Every event takes at least two bytes (time and tag): `count` bounded n
-    // by the bytes left, so this allocation is too.
-    let mut events = Vec::with_capacity(n);
+    // `count` bounded n by the bytes left, but an event in memory is far
+    // larger than its two smallest bytes: reserve for a typical record only
+    // (one to three events) and let a real long one grow.
+    let mut events = Vec::with_capacity(n.min(8));
     let mut prev = 0i64;
     for _ in 0..n {
         let at = d.time(&mut prev)?;
@@ -602,6 +607,15 @@ fn read_request(d: &mut Dec<'_>) -> Result<RequestRef, CodecError> {
         key,
         fingerprint: d.r.u64()?,
     })
+}
+
+/// What [`money_head`] writes.
+fn read_money_head(d: &mut Dec<'_>) -> Result<(u64, RequestRef, Amount, Decimal), CodecError> {
+    let op = d.r.varint()?;
+    let request = read_request(d)?;
+    let amount = d.amount()?;
+    let fee = d.dec(amount.currency().scale())?;
+    Ok((op, request, amount, fee))
 }
 
 fn read_op_id(d: &mut Dec<'_>) -> Result<OpId, CodecError> {
@@ -655,27 +669,23 @@ fn read_body(d: &mut Dec<'_>) -> Result<EventBody, CodecError> {
             password_hash: d.str()?,
         },
         DEPOSITED => {
-            let op = d.r.varint()?;
-            let request = read_request(d)?;
-            let amount = d.amount()?;
+            let (op, request, amount, fee) = read_money_head(d)?;
             EventBody::Deposited {
                 op,
                 request,
-                fee: d.dec(amount.currency().scale())?,
                 amount,
+                fee,
                 method: tags::deposit_method_of(d.r.u8()?)?,
                 card: d.str()?,
             }
         }
         WITHDRAWAL_REQUESTED => {
-            let op = d.r.varint()?;
-            let request = read_request(d)?;
-            let amount = d.amount()?;
+            let (op, request, amount, fee) = read_money_head(d)?;
             EventBody::WithdrawalRequested {
                 op,
                 request,
-                fee: d.dec(amount.currency().scale())?,
                 amount,
+                fee,
                 method: tags::withdrawal_method_of(d.r.u8()?)?,
                 destination: d.destination()?,
             }
