@@ -1,5 +1,5 @@
 -- Drops whole the oldest history buckets of one shard that lie entirely before
--- the retention cutoff (see redis.rs and store/retention.rs).
+-- the retention cutoff (see store/redis/history.rs and store/retention.rs).
 -- Every key the script touches is declared, none is built from a name: the
 -- caller reads the oldest buckets of the index first (ZRANGEBYSCORE ... LIMIT)
 -- and declares their sets; each is dropped only if the index still lists it

@@ -1,4 +1,4 @@
--- One page of an account's layout-5 history rows (see redis.rs), newest first:
+-- One page of an account's layout-5 history rows (see store/redis/history.rs), newest first:
 -- the shard's buckets are walked from the newest one that may hold a row below
 -- the page's upper bound down to the oldest one that may hold a kept row,
 -- until the page is full or that many buckets were walked. Buckets are

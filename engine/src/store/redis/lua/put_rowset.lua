@@ -1,4 +1,4 @@
--- Upserts history rows of one shard into its row sets (see redis.rs): layout 5
+-- Upserts history rows of one shard into its row sets (see store/redis/history.rs): layout 5
 -- (compact members, codec/row.rs, in one set per time bucket) for rows whose
 -- key has the engine's shape, layout 3 for any other key.
 -- KEYS[1] the shard's layout-3 row set: score-0 members
