@@ -237,6 +237,19 @@ pub async fn create_session(
     if !matches!(claimed, Ok(true)) {
         return Err(ApiError::unavailable());
     }
+    // The token's first request is served from the session cache, as every
+    // later one is: the fill a first request would make (the index is known
+    // claimed, so only the engine's word is needed), with its ticket taken
+    // before the engine is asked, so a revocation applied after that answer
+    // voids it (see `session_cache`). Without it, every login's first request
+    // waited for a store read of the index, behind whatever the store was
+    // writing.
+    let ticket = state.sessions.ticket(account);
+    if let Ok(session) = state.engine.authenticate(account, id.n, minted.hash).await {
+        state
+            .sessions
+            .insert(ticket, account, id.n, minted.hash, session.expires_at);
+    }
     tracing::info!(account = %account, session = %id.display(OpKind::Session), "logged in");
     Ok(HttpResponse::Created().json(LoginResponse {
         token: auth::token_string(account, id.n, &minted.secret),

@@ -84,6 +84,32 @@ async fn money_story_across_a_restart(url: String, again: String) {
     assert_eq!(me["balances"][0]["available"], "30.00", "applied once");
 }
 
+/// A fresh login's token is served from the session cache from its first
+/// request: with Redis frozen right after the login, that request still
+/// answers from the engine's memory (a token the cache did not hold would need
+/// the store's token index first, and wait for Redis).
+#[tokio::test]
+async fn a_fresh_login_is_served_from_the_session_cache_from_its_first_request() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn_with(|s| s.redis_url = Some(redis.url())).await;
+    app.register("fresh@example.com").await;
+    let token = app.login("fresh@example.com").await;
+    redis.pause();
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        app.get("/v1/account", &token),
+    )
+    .await;
+    redis.resume();
+    let first = first.expect("the first request waited for Redis");
+    assert_eq!(first.status(), 200, "{}", first.text().await.unwrap());
+    // Revoked, it is refused at once, as any cached session is.
+    let r = app.delete("/v1/sessions/current", &token).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    crate::helpers::assert_problem(app.get("/v1/account", &token).await, 401, "UNAUTHENTICATED")
+        .await;
+}
+
 #[tokio::test]
 async fn strict_durability_refuses_a_redis_without_aof() {
     let careless = RedisServer::start_without_aof();
