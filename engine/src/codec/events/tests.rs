@@ -433,3 +433,27 @@ fn bad_bytes_are_refused_never_a_panic() {
         }
     }
 }
+
+#[test]
+fn accounts_past_the_scanned_few_keep_their_indexes() {
+    // 12 accounts, each named twice: the writer looks the first 8 up by a
+    // scan and the rest by id; every repeat is a one-byte index either way.
+    let contacts = |round: u64| {
+        (0..12u64).map(move |i| EventBody::ContactAdded {
+            op: round * 100 + i,
+            alias: String::new(),
+            account: AccountId(0x1000 + i),
+        })
+    };
+    let all = events(contacts(0).chain(contacts(1)).collect());
+    let bytes = encode(&all);
+    assert_eq!(decode(&bytes).unwrap(), all);
+    // The second round names each account by a one-byte index where the
+    // first wrote its 8-byte id too.
+    let first = encode(&all[..12]).len();
+    let second = bytes.len() - first;
+    assert!(
+        first >= second + 12 * 7,
+        "first round {first} B, second {second} B"
+    );
+}

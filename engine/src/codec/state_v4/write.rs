@@ -5,17 +5,27 @@ use std::collections::{BTreeMap, VecDeque};
 
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 
 use super::*;
 use crate::codec::wire::put_varint;
+
+/// Accounts looked up by a scan of those met so far, up to this many.
+const SCANNED_ACCOUNTS: usize = 8;
 
 /// The writer: the output, the currencies and accounts met so far (with
 /// their indexes), and what the body's header implies (own account, base
 /// time, scale of currency-less decimals).
 pub(in crate::codec) struct Enc<'a> {
     out: &'a mut Vec<u8>,
-    currencies: Vec<Currency>,
-    accounts: HashMap<AccountId, u64>,
+    /// Inline for the one or two of a record or a state: no allocation.
+    currencies: SmallVec<[Currency; 2]>,
+    /// The accounts met so far, in index order, looked up by a scan while
+    /// there are at most [`SCANNED_ACCOUNTS`] (a record's events name one or
+    /// two: no allocation per record)...
+    accounts: SmallVec<[AccountId; 4]>,
+    /// ...and by id beyond (a busy state names hundreds).
+    by_id: HashMap<AccountId, u64>,
     own: AccountId,
     base: i64,
     scale: u32,
@@ -31,10 +41,16 @@ impl<'a> Enc<'a> {
         scale: u32,
         accounts: usize,
     ) -> Self {
+        let by_id = if accounts > SCANNED_ACCOUNTS {
+            HashMap::with_capacity_and_hasher(accounts, Default::default())
+        } else {
+            HashMap::default()
+        };
         Enc {
             out,
-            currencies: Vec::new(),
-            accounts: HashMap::with_capacity_and_hasher(accounts, Default::default()),
+            currencies: SmallVec::new(),
+            accounts: SmallVec::new(),
+            by_id,
             own,
             base,
             scale,
@@ -49,11 +65,25 @@ impl<'a> Enc<'a> {
     /// An account: its index among those met so far, or a new index and the
     /// id (so each account's 8 bytes are written once).
     pub(in crate::codec) fn account(&mut self, a: AccountId) {
+        let known = if self.accounts.len() <= SCANNED_ACCOUNTS {
+            self.accounts.iter().position(|&k| k == a).map(|i| i as u64)
+        } else {
+            self.by_id.get(&a).copied()
+        };
+        if let Some(i) = known {
+            return self.varint(i);
+        }
         let next = self.accounts.len() as u64;
-        let i = *self.accounts.entry(a).or_insert(next);
-        self.varint(i);
-        if i == next {
-            self.u64(a.0);
+        self.varint(next);
+        self.u64(a.0);
+        self.accounts.push(a);
+        if self.accounts.len() > SCANNED_ACCOUNTS {
+            if self.by_id.is_empty() {
+                let all = self.accounts.iter().enumerate();
+                self.by_id.extend(all.map(|(i, &k)| (k, i as u64)));
+            } else {
+                self.by_id.insert(a, next);
+            }
         }
     }
     pub(in crate::codec) fn u8(&mut self, v: u8) {
