@@ -623,6 +623,23 @@ fn engine_key(ms: u64, account: AccountId, n: u64) -> String {
     format!("{ms:016x}tx_{:016x}{n:016x}", account.0)
 }
 
+/// A row of `account` in `shard` as `put_history` takes it: an engine-shaped
+/// key at `ms` for operation `n`, the payload `label` as text.
+fn shard_row(
+    shard: okpay_engine::codec::ShardId,
+    account: AccountId,
+    ms: u64,
+    n: u64,
+    label: u64,
+) -> (okpay_engine::codec::ShardId, AccountId, HistoryRow) {
+    let row = HistoryRow {
+        key: engine_key(ms, account, n),
+        payload: format!("{label}").into_bytes(),
+        replaces: false,
+    };
+    (shard, account, row)
+}
+
 /// Every `okpay:*` sorted set of a server and its members with scores, by key.
 async fn sorted_sets(url: &str) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, f64)>> {
     let client = redis::Client::open(url).expect("client");
@@ -928,17 +945,7 @@ async fn redis_history_pages_walk_at_most_a_year_of_weeks_and_stay_in_order() {
     let store = RedisStore::connect(&server.url()).await.expect("connect");
     let shard = ShardId(9);
     let (mine, other) = (AccountId(0x51), AccountId(0x52));
-    let put = |account: AccountId, ms: u64, n: u64| {
-        (
-            shard,
-            account,
-            HistoryRow {
-                key: engine_key(ms, account, n),
-                payload: format!("{ms}").into_bytes(),
-                replaces: false,
-            },
-        )
-    };
+    let put = |account: AccountId, ms: u64, n: u64| shard_row(shard, account, ms, n, ms);
     // Mine: three rows in week 1,000, one in week 900. Another account of the
     // shard has a row in every week from 901 to 999, so the index lists them.
     let mut rows = vec![
@@ -1182,15 +1189,7 @@ async fn redis_history_scripts_touch_only_the_keys_they_declare() {
     let shard = ShardId(11);
     let (mine, other) = (AccountId(0x61), AccountId(0x62));
     let put = |account: AccountId, week: u64, n: u64| {
-        (
-            shard,
-            account,
-            HistoryRow {
-                key: engine_key(week * BUCKET_MS + n, account, n),
-                payload: format!("{week}").into_bytes(),
-                replaces: false,
-            },
-        )
+        shard_row(shard, account, week * BUCKET_MS + n, n, week)
     };
     // Another account has a row every other week from 2,000 to 2,098 and
     // every week from 2,100 to 2,240 (191 buckets); mine one in weeks 2,000,

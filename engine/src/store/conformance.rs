@@ -582,12 +582,22 @@ pub async fn large_payloads_round_trip(store: &dyn Store) -> Check {
     Ok(())
 }
 
-/// A history row key as the engine builds them: 16 hex digits of time, then an op id.
 /// The shard of `account` in the default layout (stores keep rows by shard).
 fn sh(account: AccountId) -> crate::codec::ShardId {
     crate::codec::shard_of(account, crate::codec::DEFAULT_SHARDS)
 }
 
+/// `rows` of `account`, as `put_history` takes them.
+fn of(
+    account: AccountId,
+    rows: &[HistoryRow],
+) -> Vec<(crate::codec::ShardId, AccountId, HistoryRow)> {
+    rows.iter()
+        .map(|r| (sh(account), account, r.clone()))
+        .collect()
+}
+
+/// A history row key as the engine builds them: 16 hex digits of time, then an op id.
 fn history_key(ms: u64, op: &str) -> String {
     format!("{ms:016x}{op}")
 }
@@ -1155,8 +1165,7 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
         payload: b"odd key".to_vec(),
         replaces: false,
     });
-    let mut put: Vec<(crate::codec::ShardId, AccountId, HistoryRow)> =
-        rows.iter().map(|r| (sh(a), a, r.clone())).collect();
+    let mut put = of(a, &rows);
     for n in [below, above] {
         put.push((sh(n), n, rows[1].clone()));
         put.push((sh(n), n, rows[5].clone()));
@@ -1171,12 +1180,7 @@ pub async fn put_history_engine_rows_page_from_any_cursor(store: &dyn Store) -> 
     let finals = [as_row(&done, true), as_row(&failed, true)];
     step(
         "put_history finals",
-        store
-            .put_history(
-                finals.iter().map(|r| (sh(a), a, r.clone())).collect(),
-                Vec::new(),
-            )
-            .await,
+        store.put_history(of(a, &finals), Vec::new()).await,
     )?;
     let want = latest_newest_first(&rows, &finals);
     let got = step("history", store.history(sh(a), a, None, 20).await)?;
@@ -1287,20 +1291,15 @@ pub async fn history_past_retention_left_out(store: &dyn Store) -> Check {
     // apart, same keys) in the same calls.
     let (journal, put) = rows.split_at(rows.len() / 2);
     append_all(store, vec![rec_with(a, 1, journal.to_vec())]).await?;
-    let mut puts: Vec<_> = put.iter().map(|r| (sh(a), a, r.clone())).collect();
-    puts.extend(rows.iter().map(|r| (sh(next), next, r.clone())));
+    let mut puts = of(a, put);
+    puts.extend(of(next, &rows));
     step("put_history", store.put_history(puts, Vec::new()).await)?;
     // Two rows get a later version, one on each side of the cutoff.
     let replaced = [rows[4].clone(), rows[8].clone()];
     let finals: Vec<HistoryRow> = replaced.iter().map(|r| row(a, &r.key, "v2")).collect();
     step(
         "put_history finals",
-        store
-            .put_history(
-                finals.iter().map(|r| (sh(a), a, r.clone())).collect(),
-                Vec::new(),
-            )
-            .await,
+        store.put_history(of(a, &finals), Vec::new()).await,
     )?;
     let all = latest_newest_first(&rows, &finals);
     let cutoff_key = format!("{cutoff:016x}");
@@ -1414,12 +1413,7 @@ pub async fn history_sweep_drops_whole_old_buckets(store: &dyn Store) -> Check {
     let finals = [row(a, &rows[3].key, "v2"), row(a, &rows[6].key, "v2")];
     step(
         "put_history finals",
-        store
-            .put_history(
-                finals.iter().map(|r| (sh(a), a, r.clone())).collect(),
-                Vec::new(),
-            )
-            .await,
+        store.put_history(of(a, &finals), Vec::new()).await,
     )?;
     // The cutoff falls inside bucket 102: buckets 100 and 101 go.
     let cutoff = week(2, BUCKET_MS / 2) as i64;

@@ -25,6 +25,18 @@ pub(crate) enum Call {
     Script(&'static LuaScript, Cmd),
 }
 
+/// `calls` as a Redis Cluster link sends them: scripts as `EVAL` with their
+/// source (see `redis_cluster` for why).
+fn for_cluster(calls: Vec<Call>) -> Vec<Cmd> {
+    calls
+        .into_iter()
+        .map(|call| match call {
+            Call::Plain(cmd) => cmd,
+            Call::Script(script, cmd) => script.as_eval(&cmd),
+        })
+        .collect()
+}
+
 /// Whether a failed round trip may be sent again on a fresh connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
@@ -206,13 +218,7 @@ impl RedisStore {
         retry: Retry,
     ) -> Result<Vec<Value>, StoreError> {
         if let Some(link) = &self.cluster {
-            let cmds = calls
-                .into_iter()
-                .map(|call| match call {
-                    Call::Plain(cmd) => cmd,
-                    Call::Script(script, cmd) => script.as_eval(&cmd),
-                })
-                .collect();
+            let cmds = for_cluster(calls);
             return link.round_trip(cmds, retry).await;
         }
         // Commands move into the pipeline (payloads may be megabytes); only the rare
@@ -279,13 +285,7 @@ impl RedisStore {
             .arg(wait.replicas)
             .arg(wait.timeout.as_millis().max(1) as u64);
         let (replies, acked) = if let Some(link) = &self.cluster {
-            let cmds = calls
-                .into_iter()
-                .map(|call| match call {
-                    Call::Plain(cmd) => cmd,
-                    Call::Script(script, cmd) => script.as_eval(&cmd),
-                })
-                .collect();
+            let cmds = for_cluster(calls);
             link.round_trip_then(cmds, retry, wait_cmd, wait.timeout)
                 .await?
         } else {
