@@ -198,8 +198,9 @@ async fn rows_of(engine: &Engine, account: AccountId, id: OpId) -> Vec<TxRecord>
 }
 
 /// Row-set members of `account` in `shard`'s row sets (layout 3 and the
-/// compact layouts 4 and 5), counted per row key: what is stored, before reads merge
-/// two members of one key.
+/// compact layouts 4 and 5), counted per row key (a row's copies in group
+/// members under its key and " (in a group)"): what is stored, before reads
+/// merge two members of one key.
 async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTreeMap<String, usize> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -249,9 +250,18 @@ async fn members_per_key(url: &str, shard: ShardId, account: AccountId) -> BTree
             .unwrap();
         compact.extend(found);
     }
+    // A group member (rows first written together) counts apart: a later
+    // version of one of its rows is a single member over it, by design.
     for m in compact {
-        let (key, _) = okpay_engine::codec::row::decode_member(account, &m).expect("a compact row");
-        *keys.entry(key).or_insert(0) += 1;
+        let rows = okpay_engine::codec::row::decode_members(account, &m).expect("a compact row");
+        for row in rows {
+            let key = if row.grouped {
+                format!("{} (in a group)", row.key)
+            } else {
+                row.key
+            };
+            *keys.entry(key).or_insert(0) += 1;
+        }
     }
     keys
 }

@@ -166,6 +166,10 @@ pub struct EngineFile {
     /// format of builds before it, for a rolling upgrade: pin 1 until every
     /// node runs a build that reads 2, then lift the pin. Every build reads both.
     pub events_format: Option<u8>,
+    /// On Redis, write history rows of one account and 10 s slot as one
+    /// group member (the default). Builds before groups can't read them: for
+    /// a rolling upgrade from one, `false` until every node reads groups.
+    pub history_groups: Option<bool>,
 }
 
 /// The server's executors by default: half the cores, at least one. The other
@@ -502,6 +506,8 @@ pub struct Settings {
     pub clock: crate::clock::ClockSetting,
     /// `WAIT` after shard-log appends on Redis (`None`: off).
     pub redis_wait: Option<okpay_engine::store::redis_config::ReplicaWait>,
+    /// On Redis, history rows as group members (`[engine] history_groups`).
+    pub history_groups: bool,
 }
 
 impl Default for Settings {
@@ -563,6 +569,7 @@ impl Settings {
     pub fn resolve(cli: Cli, file: FileConfig) -> Settings {
         let s = file.server;
         let e = file.engine;
+        let history_groups = e.history_groups;
         let dev = cli.dev.or(s.dev).unwrap_or(false);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut runtime = RuntimeConfig {
@@ -678,6 +685,7 @@ impl Settings {
                             .clamp(1, 1500),
                     ),
                 }),
+            history_groups: history_groups.unwrap_or(true),
         }
     }
 }
@@ -782,6 +790,12 @@ mod tests {
         assert_eq!(s.runtime.events_format, EventsFormat::V2);
         let err = load("[engine]\nevents_format = 3\n").unwrap_err();
         assert!(err.to_string().contains("events_format = 3"), "{err}");
+        assert!(load("").unwrap().history_groups, "groups by default");
+        assert!(
+            !load("[engine]\nhistory_groups = false\n")
+                .unwrap()
+                .history_groups
+        );
     }
 
     /// The README's configuration examples are what `--config` accepts: every

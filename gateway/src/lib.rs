@@ -84,6 +84,7 @@ pub async fn open_store_and_coord(
         Some(url) => {
             let options = okpay_engine::store::redis_config::RedisOptions {
                 wait: settings.redis_wait,
+                history_groups: settings.history_groups,
                 ..Default::default()
             };
             let store = RedisStore::connect_with(url, options)

@@ -35,6 +35,24 @@
 //! is compact only when decoding it gives back the very payload bytes it was
 //! made from (checked on every encode); any other payload is stored raw, so no
 //! payload is ever read back different from what was written.
+//!
+//! A **group** member (body tag 2, Redis history layout 5 with groups) holds
+//! several rows of one account from one write, all created within one
+//! [`GROUP_SLOT_MS`] slot, in ascending key order; it starts like the single
+//! member of its first row:
+//!
+//! ```text
+//! group  = account u64 BE | key₀ | 2 | len₀ LEB128 | body₀
+//!          | (keyᵢ | lenᵢ LEB128 | bodyᵢ)*        i ≥ 1, keys strictly ascending
+//! keyᵢ   = kind u8 (| 0x80 when the op account is the member's account)
+//!          | msᵢ − msᵢ₋₁ LEB128 | [op account u64 BE, unless 0x80] | n LEB128
+//! bodyᵢ  = a single row's body (tag 0 or 1)
+//! ```
+//!
+//! Only rows written for the first time go into groups; a later version of a
+//! row is a single member, which a reader prefers to the row's copy in a
+//! group ([`decode_members`]). A single member's removal range (its prefix
+//! followed by tag 0 or 1) never covers a group that starts with the same key.
 
 use rust_decimal::Decimal;
 
@@ -49,6 +67,20 @@ use crate::time::Timestamp;
 /// Body tags: the payload as given, or [`TxRecord`] in compact form.
 const BODY_RAW: u8 = 0;
 const BODY_TX_V1: u8 = 1;
+/// A group member's tag (see the module's comment): above every single body's.
+pub const BODY_GROUP: u8 = 2;
+/// In a group's later key: the op account is the member's own.
+const GROUP_KEY_OWN: u8 = 0x80;
+
+/// The time slots a group's rows share (10 s, dividing a week bucket): every
+/// row of a group was created in the slot of its first row, so a reader that
+/// has every member from a slot's start up has every row of that slot.
+pub const GROUP_SLOT_MS: u64 = 10_000;
+
+/// The start of the group slot holding `ms`.
+pub fn slot_start(ms: u64) -> u64 {
+    ms - ms % GROUP_SLOT_MS
+}
 
 const FLAG_OUT: u8 = 0x01;
 const FLAG_COUNTERPARTY: u8 = 0x02;
@@ -183,15 +215,162 @@ pub fn encode_member(account: AccountId, key: &str, payload: &[u8]) -> Option<(V
     let mut prefix = Vec::with_capacity(8 + 24);
     prefix.extend_from_slice(&account.0.to_be_bytes());
     put_key(&mut prefix, &k);
-    let body = compact_body(&k, payload)
-        .filter(|body| decode_body(&k, body).ok().as_deref() == Some(payload))
+    Some((prefix, body_of(&k, payload)))
+}
+
+/// A row's single-member body: compact when it decodes back to `payload`
+/// byte for byte, else raw.
+fn body_of(k: &Key, payload: &[u8]) -> Vec<u8> {
+    compact_body(k, payload)
+        .filter(|body| decode_body(k, body).ok().as_deref() == Some(payload))
         .unwrap_or_else(|| {
             let mut raw = Vec::with_capacity(1 + payload.len());
             raw.push(BODY_RAW);
             raw.extend_from_slice(payload);
             raw
+        })
+}
+
+/// A group's later key: its kind, its time after the row before it, its op
+/// account unless the member's own, its number (see the module's comment).
+fn put_group_key(out: &mut Vec<u8>, k: &Key, prev_ms: u64, account: AccountId) {
+    let own = k.op.account == account;
+    out.push(k.tag | if own { GROUP_KEY_OWN } else { 0 });
+    put_varint(out, k.ms - prev_ms);
+    if !own {
+        out.extend_from_slice(&k.op.account.0.to_be_bytes());
+    }
+    put_varint(out, k.op.n);
+}
+
+fn read_group_key(r: &mut Reader<'_>, prev_ms: u64, account: AccountId) -> Result<Key, CodecError> {
+    let head = r.u8()?;
+    let tag = head & !GROUP_KEY_OWN;
+    if kind_of(tag).is_none() {
+        return Err(CodecError::UnknownTag {
+            what: "history group row kind",
+            tag: head,
         });
-    Some((prefix, body))
+    }
+    let ms = prev_ms
+        .checked_add(r.varint()?)
+        .filter(|&ms| ms < TIME_LIMIT)
+        .ok_or(CodecError::Invalid("history group row time"))?;
+    let op_account = if head & GROUP_KEY_OWN != 0 {
+        account
+    } else {
+        AccountId(u64::from_be_bytes(
+            r.take(8)?
+                .try_into()
+                .map_err(|_| CodecError::Invalid("history group row account"))?,
+        ))
+    };
+    Ok(Key {
+        ms,
+        tag,
+        op: OpId {
+            account: op_account,
+            n: r.varint()?,
+        },
+    })
+}
+
+/// `(prefix, rest)` of one group member holding `rows` of `account` (`(key,
+/// payload)`, ascending by key, at least two, all in the first one's
+/// [`GROUP_SLOT_MS`] slot), or `None` when a key lacks the encoded shape, the
+/// keys are not strictly ascending or leave the first one's slot. The prefix
+/// is the first row's single-member prefix.
+pub fn encode_group(account: AccountId, rows: &[(&str, &[u8])]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (first, rest) = rows.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    let k0 = parse_key(first.0)?;
+    let mut prefix = Vec::with_capacity(8 + 24);
+    prefix.extend_from_slice(&account.0.to_be_bytes());
+    put_key(&mut prefix, &k0);
+    let mut out = Vec::with_capacity(rows.len() * 48);
+    out.push(BODY_GROUP);
+    let body = body_of(&k0, first.1);
+    put_varint(&mut out, body.len() as u64);
+    out.extend_from_slice(&body);
+    let (slot, mut last, mut prev) = (slot_start(k0.ms), first.0, k0.ms);
+    for (key, payload) in rest {
+        let k = parse_key(key)?;
+        if *key <= last || slot_start(k.ms) != slot {
+            return None;
+        }
+        last = key;
+        put_group_key(&mut out, &k, prev, account);
+        prev = k.ms;
+        let body = body_of(&k, payload);
+        put_varint(&mut out, body.len() as u64);
+        out.extend_from_slice(&body);
+    }
+    Some((prefix, out))
+}
+
+/// A row read back from a member by [`decode_members`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub key: String,
+    pub payload: Vec<u8>,
+    /// It came out of a group member (its first version): a single member
+    /// of the same key is a later version.
+    pub grouped: bool,
+}
+
+/// The rows of one member of `account`: one for a single member, every row
+/// of a group (ascending by key).
+pub fn decode_members(account: AccountId, member: &[u8]) -> Result<Vec<MemberRow>, CodecError> {
+    let mut r = Reader::new(member);
+    if r.take(8)? != account.0.to_be_bytes() {
+        return Err(CodecError::Invalid("history row of another account"));
+    }
+    let k0 = read_key(&mut r)?;
+    let text = |k: &Key| key_text(k).ok_or(CodecError::Invalid("history row kind"));
+    let body = r.take(r.remaining())?;
+    if body.first() != Some(&BODY_GROUP) {
+        return Ok(vec![MemberRow {
+            key: text(&k0)?,
+            payload: decode_body(&k0, body)?,
+            grouped: false,
+        }]);
+    }
+    let mut r = Reader::new(&body[1..]);
+    let mut rows = Vec::new();
+    let mut k = k0;
+    loop {
+        let len = usize::try_from(r.varint()?)
+            .map_err(|_| CodecError::Invalid("history group row length"))?;
+        let body = r.take(len)?;
+        if body.first() == Some(&BODY_GROUP) {
+            return Err(CodecError::Invalid("history group inside a group"));
+        }
+        rows.push(MemberRow {
+            key: text(&k)?,
+            payload: decode_body(&k, body)?,
+            grouped: true,
+        });
+        if r.remaining() == 0 {
+            break;
+        }
+        let next = read_group_key(&mut r, k.ms, account)?;
+        if slot_start(next.ms) != slot_start(k0.ms) {
+            return Err(CodecError::Invalid("history group row outside its slot"));
+        }
+        k = next;
+        if rows
+            .last()
+            .is_some_and(|last| text(&k).is_ok_and(|t| t <= last.key))
+        {
+            return Err(CodecError::Invalid("history group rows out of order"));
+        }
+    }
+    if rows.len() < 2 {
+        return Err(CodecError::Invalid("history group of one row"));
+    }
+    Ok(rows)
 }
 
 /// A member of `account` read back: `(key, payload)`.
@@ -421,6 +600,17 @@ pub fn ceiling_prefix(account: AccountId, text: &str) -> Option<Vec<u8>> {
     member_prefix(account, &ceiling(text)?)
 }
 
+/// `<account BE><6-byte time>` of the start of the group slot of the ceiling
+/// of `text`: a lower member bound that keeps every group holding a row at or
+/// after `text` (groups start up to a slot before their last row).
+pub fn slot_floor_prefix(account: AccountId, text: &str) -> Option<Vec<u8>> {
+    let ms = key_ms(&ceiling(text)?)?;
+    let mut out = Vec::with_capacity(14);
+    out.extend_from_slice(&account.0.to_be_bytes());
+    out.extend_from_slice(&slot_start(ms).to_be_bytes()[2..]);
+    Some(out)
+}
+
 const HEX: &[u8] = b"0123456789abcdef";
 
 /// The bytes that may follow `path` in a key of the encoded shape, ascending
@@ -646,6 +836,139 @@ mod tests {
         let mut trailing = member.clone();
         trailing.push(0);
         assert!(decode_member(account, &trailing).is_err());
+    }
+
+    #[test]
+    fn golden_group_of_two_rows() {
+        // Stored bytes: a group written today must keep reading the same.
+        let account = AccountId(0x0102_0304_0506_0708);
+        let r = tx(Direction::Out, Some(AccountId(0xaabb)), None);
+        let mut later = r.clone();
+        later.id.n = 0x1235;
+        later.created_at = Timestamp(1_800_000_000_124);
+        let (k1, k2) = (key_of(&r), key_of(&later));
+        let (p1, b1) = encode_member(account, &k1, &r.encode()).unwrap();
+        let (prefix, rest) = encode_group(account, &[(&k1, &r.encode()), (&k2, b"raw")]).unwrap();
+        assert_eq!(
+            prefix, p1,
+            "a group starts as its first row's single member"
+        );
+        let golden_rest: &[u8] = &[
+            2,  // group
+            19, // the first row's body length
+            1,
+            FLAG_OUT | FLAG_COUNTERPARTY,
+            1,
+            b'C',
+            b'N',
+            b'Y',
+            2,
+            2,
+            0,
+            0xbb,
+            0xaa,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0xc8,
+            1,    // the first row's body, as in its single member
+            0x82, // tx_, the op account is the member's
+            1,    // 1 ms after the row before
+            0xb5,
+            0x24, // n 0x1235
+            4,    // the second row's body length
+            0,
+            b'r',
+            b'a',
+            b'w', // raw body
+        ];
+        assert_eq!(&rest[2..21], &b1[..], "the first body is the single's");
+        assert_eq!(rest, golden_rest);
+        let member = [&prefix[..], &rest[..]].concat();
+        let rows = decode_members(account, &member).unwrap();
+        let got: Vec<(&str, &[u8], bool)> = rows
+            .iter()
+            .map(|m| (m.key.as_str(), m.payload.as_slice(), m.grouped))
+            .collect();
+        let first = r.encode();
+        assert_eq!(
+            got,
+            vec![
+                (k1.as_str(), &first[..], true),
+                (k2.as_str(), &b"raw"[..], true)
+            ]
+        );
+        // A single member reads as one row, not grouped.
+        let single = [&p1[..], &b1[..]].concat();
+        let rows = decode_members(account, &single).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(!rows[0].grouped);
+        assert_eq!(
+            (rows[0].key.as_str(), &rows[0].payload),
+            (k1.as_str(), &first)
+        );
+        // The single-member reader refuses a group (an older build's reader
+        // must not read its first row alone).
+        assert!(decode_member(account, &member).is_err());
+    }
+
+    #[test]
+    fn groups_only_of_ordered_rows_of_one_slot() {
+        let account = AccountId(9);
+        let r = tx(Direction::Out, None, None);
+        let mut other = r.clone();
+        other.id.n = 0x9999;
+        let (k1, k2) = (key_of(&r), key_of(&other));
+        let (a, b) = (r.encode(), other.encode());
+        assert!(encode_group(account, &[(&k1, &a)]).is_none(), "one row");
+        assert!(
+            encode_group(account, &[(&k2, &b), (&k1, &a)]).is_none(),
+            "descending"
+        );
+        assert!(
+            encode_group(account, &[(&k1, &a), (&k1, &a)]).is_none(),
+            "a key twice"
+        );
+        let mut next_slot = r.clone();
+        next_slot.created_at = Timestamp(slot_start(1_800_000_000_123) as i64 + 10_000);
+        let k3 = key_of(&next_slot);
+        assert!(
+            encode_group(account, &[(&k1, &a), (&k3, &next_slot.encode())]).is_none(),
+            "another slot"
+        );
+        assert!(encode_group(account, &[(&k1, &a), ("not a key", &b)]).is_none());
+        let (prefix, rest) = encode_group(account, &[(&k1, &a), (&k2, &b)]).unwrap();
+        let member = [&prefix[..], &rest[..]].concat();
+        // Another account's ops (the op account written out) come back whole.
+        let back: Vec<(String, Vec<u8>)> = decode_members(account, &member)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.key, m.payload))
+            .collect();
+        assert_eq!(back, vec![(k1.clone(), a.clone()), (k2.clone(), b.clone())]);
+        for cut in 0..member.len() {
+            assert!(decode_members(account, &member[..cut]).is_err(), "{cut}");
+        }
+        assert!(decode_members(AccountId(10), &member).is_err());
+        // A second key below the first (same time, a lower number), or of an
+        // unknown kind: refused.
+        let at = prefix.len() + 2 + rest[1] as usize;
+        let mut bad = member[..at].to_vec();
+        bad.extend_from_slice(&[0x82, 0]);
+        put_varint(&mut bad, 0x1000);
+        bad.extend_from_slice(&[1, 0]);
+        assert!(decode_members(account, &bad).is_err());
+        bad[at] = 0x87;
+        assert!(decode_members(account, &bad).is_err());
+        // A group nested in a group, or a group of one row, is refused.
+        let mut nested = member.clone();
+        nested[prefix.len() + 2] = BODY_GROUP;
+        assert!(decode_members(account, &nested).is_err());
+        let one = [&prefix[..], &[BODY_GROUP, 1, 0][..]].concat();
+        assert!(decode_members(account, &one).is_err());
     }
 
     /// Every key of the encoded shape over a small alphabet of components.

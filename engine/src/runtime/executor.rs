@@ -481,6 +481,10 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// the window closes are held back longer (see [`rows`] and
 /// [`super::RowsHold`]).
 const ROWS_WINDOW: u64 = 6;
+/// While the store gathers rows for a time (`Store::rows_gather`), how many
+/// full batches of them may wait: 8 × 8,192 rows is 0.3 s of the durable
+/// bench's ~120,000 rows a second (16 MB at most).
+const ROWS_GATHERED_BATCHES: usize = 8;
 /// A shard whose log has any frame past its checkpoint is checkpointed once no
 /// frame was added for this many housekeeping rounds (it went quiet)...
 const CHECKPOINT_QUIET_ROUNDS: u64 = 20;
@@ -838,7 +842,7 @@ impl Executor {
         self.write_rows();
         // Rows must keep up with the log: past two full batches of them waiting,
         // the next frames wait for the rows write (back-pressure, not a backlog).
-        let rows_behind = self.rows.due_rows() >= 2 * self.shared.config.max_batch;
+        let rows_behind = self.rows.due_rows() >= 2 * self.rows_max();
         if self.writing.is_none() && !rows_behind {
             if let Some(front) = self.sealed.front_mut() {
                 self.writing = Some(start_write(self.log.clone(), front));
@@ -966,11 +970,12 @@ impl Executor {
         self.durable_batch = batch.id;
         // The rows of frames that did not land must not be written: they would
         // describe operations that never happened (recovery writes the others).
+        let now = Instant::now();
         if self.rows.pending_since == 0 {
             self.rows.pending_since = batch.id;
+            self.rows.pending_since_at = Some(now);
         }
         let mut superseded = 0u64;
-        let now = Instant::now();
         for row in batch.history.drain(..) {
             if !failed.iter().any(|(f, _)| *f == row.shard) {
                 superseded += u64::from(self.rows.push(row, batch.id, now));
@@ -1025,20 +1030,30 @@ impl Executor {
     /// that a transfer's row written at its debit is usually replaced in memory
     /// by its completion's row (one row written instead of two). They go at once
     /// when a history read waits for them, when the log is idle, or when a full
-    /// batch of them is pending. Rows of operations still open are held back
-    /// past that, within [`super::RowsHold`] (see [`rows`]).
+    /// batch of them is pending. A store that gathers rows for a time
+    /// (`Store::rows_gather`: Redis writing groups) has them written once the
+    /// first of them is that old, or [`ROWS_GATHERED_BATCHES`] batches of them
+    /// are pending, or a reader waits. Rows of operations still open are held
+    /// back past that, within [`super::RowsHold`] (see [`rows`]).
     fn write_rows(&mut self) {
         if self.rows.writing.is_some()
             || (self.rows.pending_batch == self.rows.written_batch && !self.rows.force)
         {
             return;
         }
+        let gather = self.shared.store.rows_gather();
         let due = self.rows.due_rows() == 0
             || self.rows.force
             || self.rows.has_waiters()
-            || self.rows.due_rows() >= self.shared.config.max_batch
-            || self.rows.pending_batch - self.rows.pending_since >= ROWS_WINDOW
-            || (self.writing.is_none() && self.sealed.is_empty() && self.open.is_empty());
+            || self.rows.due_rows() >= self.rows_max()
+            || if gather.is_zero() {
+                self.rows.pending_batch - self.rows.pending_since >= ROWS_WINDOW
+                    || (self.writing.is_none() && self.sealed.is_empty() && self.open.is_empty())
+            } else {
+                self.rows
+                    .pending_since_at
+                    .is_none_or(|at| at.elapsed() >= gather)
+            };
         if !due {
             return;
         }
@@ -1074,6 +1089,18 @@ impl Executor {
                 result,
             }
         }));
+    }
+
+    /// The most rows due that wait for their write: a batch's worth, or
+    /// [`ROWS_GATHERED_BATCHES`] batches' while the store gathers rows for a
+    /// time (`Store::rows_gather`). Twice as many hold the next frames back.
+    fn rows_max(&self) -> usize {
+        let batch = self.shared.config.max_batch;
+        if self.shared.store.rows_gather().is_zero() {
+            batch
+        } else {
+            batch.saturating_mul(ROWS_GATHERED_BATCHES)
+        }
     }
 
     fn on_rows_written(&mut self, written: RowsWritten) {

@@ -115,6 +115,10 @@ pub async fn run_all(store: &dyn Store) {
             "history_retention_matches_a_model",
             history_retention_matches_a_model(store).await,
         ),
+        (
+            "history_dense_writes_match_a_model",
+            history_dense_writes_match_a_model(store).await,
+        ),
     ];
     let failures: Vec<String> = checks
         .into_iter()
@@ -1583,6 +1587,139 @@ pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
                 kept,
                 "seed {seed}, step {step_no}: rows of {account} at cutoff {cutoff}"
             );
+        }
+    }
+    Ok(())
+}
+
+/// `account`'s rows kept at `cutoff_ms`, read by [`Store::history_page`] in
+/// pages of `size`: from the page's cursor when it gives one (a short page),
+/// else from its last key; at most 400 pages.
+async fn pages_walked(
+    store: &dyn Store,
+    account: AccountId,
+    cutoff_ms: Option<i64>,
+    size: usize,
+) -> Result<Vec<HistoryRow>, String> {
+    let mut seen: Vec<HistoryRow> = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..400 {
+        let (page, resume) = step(
+            "history_page",
+            store
+                .history_page(sh(account), account, cutoff_ms, before.as_deref(), size)
+                .await,
+        )?;
+        ensure!(
+            page.len() <= size,
+            "a page of {} rows, limit {size}",
+            page.len()
+        );
+        let last = page
+            .last()
+            .map(|r| r.key.clone())
+            .filter(|_| page.len() == size);
+        seen.extend(page);
+        before = match (resume, last) {
+            (Some(cursor), _) => Some(cursor),
+            (None, Some(last)) => Some(last),
+            (None, None) => break,
+        };
+    }
+    Ok(seen)
+}
+
+/// Many rows of few accounts within a few seconds, written over many calls
+/// (on Redis, rows of one account and 10 s slot in one call go as one group
+/// member; later versions as single members over them), read back in pages
+/// of every size from 1, through both page reads and from cursors and
+/// cutoffs inside and at the edges of those slots: always each row's latest
+/// version, newest first, every row once.
+pub async fn history_dense_writes_match_a_model(store: &dyn Store) -> Check {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let seed = rand::random::<u64>();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let accounts = [AccountId::random(), AccountId::random()];
+    // Three 10 s slots and the edges between them.
+    let base = crate::codec::row::slot_start(1_800_000_000_000) + 5_000;
+    let mut model: BTreeMap<(u64, String), Vec<u8>> = BTreeMap::new();
+    // At most ~80 rows an account: `pages_since` reads 100 pages at most.
+    for call in 0..20 {
+        let mut rows = Vec::new();
+        let mut named = BTreeSet::new();
+        for _ in 0..rng.gen_range(1..9) {
+            let account = accounts[rng.gen_range(0..accounts.len())];
+            let ms = base + rng.gen_range(0..25_000);
+            let key = engine_key(ms, account, rng.gen_range(0..3));
+            // A known key again: a later version (at most one per call, as
+            // the runtime writes them).
+            let key = match model.keys().nth(rng.gen_range(0..model.len().max(1))) {
+                Some((a, k)) if *a == account.0 && rng.gen_ratio(1, 3) => k.clone(),
+                _ => key,
+            };
+            if !named.insert((account, key.clone())) {
+                continue;
+            }
+            let replaces = model.contains_key(&(account.0, key.clone()));
+            let payload = format!("{account}/{key}/{call}").into_bytes();
+            model.insert((account.0, key.clone()), payload.clone());
+            rows.push((
+                sh(account),
+                account,
+                HistoryRow {
+                    key,
+                    payload,
+                    replaces,
+                },
+            ));
+        }
+        step("put_history", store.put_history(rows, Vec::new()).await)?;
+        if call % 5 != 4 {
+            continue;
+        }
+        for account in accounts {
+            let want: Vec<(String, String)> = model
+                .range((account.0, String::new())..(account.0 + 1, String::new()))
+                .rev()
+                .map(|((_, k), v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            for size in [1, 2, 3, 5, 100] {
+                let got = pages_since(store, account, None, size).await?;
+                ensure_eq!(
+                    rows_text(&got),
+                    want,
+                    "seed {seed}, call {call}: rows of {account} in pages of {size}"
+                );
+                let got = pages_walked(store, account, None, size).await?;
+                ensure_eq!(
+                    rows_text(&got),
+                    want,
+                    "seed {seed}, call {call}: rows of {account} walked in pages of {size}"
+                );
+            }
+            for ms in [base + 5_000, base + 5_001, base + 12_345, base + 4_999] {
+                let cursor = format!("{ms:016x}");
+                let below: Vec<(String, String)> =
+                    want.iter().filter(|(k, _)| *k < cursor).cloned().collect();
+                let got = step(
+                    "history from a cursor",
+                    store.history(sh(account), account, Some(&cursor), 3).await,
+                )?;
+                ensure_eq!(
+                    rows_text(&got),
+                    below.iter().take(3).cloned().collect::<Vec<_>>(),
+                    "seed {seed}: rows of {account} before {cursor}"
+                );
+                let kept: Vec<(String, String)> =
+                    want.iter().filter(|(k, _)| *k >= cursor).cloned().collect();
+                let got = pages_since(store, account, Some(ms as i64), 2).await?;
+                ensure_eq!(
+                    rows_text(&got),
+                    kept,
+                    "seed {seed}: rows of {account} at cutoff {ms}"
+                );
+            }
         }
     }
     Ok(())

@@ -258,6 +258,14 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and metrics (`memory`, `embedded`, `redis`).
     fn backend_name(&self) -> &'static str;
 
+    /// How long the runtime gathers history rows of durable batches before
+    /// it writes them (still within its bounds on rows pending): zero (the
+    /// default) writes them a few batches late; on Redis with groups, a
+    /// longer gathering puts more rows of one account in one group member.
+    fn rows_gather(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// The Redis store behind this one, if any: cluster mode (several nodes on
     /// one Redis) needs it for leases and fenced appends.
     fn as_redis(&self) -> Option<&redis::RedisStore> {

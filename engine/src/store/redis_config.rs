@@ -31,6 +31,12 @@ pub struct RedisOptions {
     /// After each shard-log append, `WAIT` for this many replicas of every master
     /// written to (see [`ReplicaWait`]); `None` (the default): no wait.
     pub wait: Option<ReplicaWait>,
+    /// Write history rows of one account and 10 s slot as one group member
+    /// (`codec/row.rs`; on by default). Builds before groups can't read them:
+    /// during a rolling upgrade from one, keep it off (`[engine]
+    /// history_groups = false`) until every node runs a build that reads
+    /// groups. Every build since reads both.
+    pub history_groups: bool,
 }
 
 /// `WAIT <replicas> <timeout>` after shard-log appends, so an acknowledged
@@ -55,6 +61,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(2),
             cluster: false,
             wait: None,
+            history_groups: true,
         }
     }
 }

@@ -98,6 +98,8 @@ pub(super) struct Rows {
     oldest_held: Option<Instant>,
     /// The batch whose rows were the first to enter since the last write.
     pub pending_since: u64,
+    /// When they entered (see `Store::rows_gather`).
+    pub pending_since_at: Option<Instant>,
     /// The frames (shard, lsn) whose rows entered since the last write; lsn 0
     /// for shards whose recovery rewrites rows.
     positions: Vec<(ShardId, u64)>,
@@ -212,6 +214,7 @@ impl Rows {
     pub fn take(&mut self, hold: &RowsHold, now: Instant) -> Taken {
         self.index.clear();
         self.pending_since = 0;
+        self.pending_since_at = None;
         self.force = false;
         self.writes_started += 1;
         let batch_now = self.pending_batch;

@@ -88,7 +88,8 @@ impl BucketWalk {
             .arg(&self.lower)
             // A count Lua prints as an integer (below 10^14).
             .arg(limit.min(1 << 40))
-            .arg(self.walk.clamp(1, 1 << 40));
+            .arg(self.walk.clamp(1, 1 << 40))
+            .arg(codec::row::GROUP_SLOT_MS);
         for b in buckets {
             cmd.arg(*b);
         }
@@ -150,47 +151,121 @@ struct ShardRows {
 }
 
 impl ShardRows {
-    fn of(rows: &[(AccountId, &HistoryRow)]) -> ShardRows {
+    /// `group`: rows written for the first time go as one group member per
+    /// account and [`codec::row::GROUP_SLOT_MS`] slot when there are several
+    /// (see `codec/row.rs`); a later version of a row (`replaces`) is always a
+    /// single member.
+    fn of(rows: &[(AccountId, &HistoryRow)], group: bool) -> ShardRows {
         let mut out = ShardRows::default();
+        // (account, slot) -> the first-version rows of that slot, by key.
+        let mut groups: std::collections::BTreeMap<(AccountId, u64), Vec<&HistoryRow>> =
+            Default::default();
         for (account, row) in rows {
-            let encoded = codec::row::encode_member(*account, &row.key, &row.payload);
-            match (encoded, retention::bucket_of(&row.key)) {
+            if group && !row.replaces {
+                if let Some(ms) = codec::row::key_ms(&row.key) {
+                    let slot = codec::row::slot_start(ms);
+                    groups.entry((*account, slot)).or_default().push(row);
+                    continue;
+                }
+            }
+            out.single(*account, row);
+        }
+        for ((account, _), mut rows) in groups {
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+            let grouped = (rows.len() > 1)
+                .then(|| {
+                    let pairs: Vec<(&str, &[u8])> = rows
+                        .iter()
+                        .map(|r| (r.key.as_str(), r.payload.as_slice()))
+                        .collect();
+                    codec::row::encode_group(account, &pairs)
+                })
+                .flatten();
+            match (grouped, retention::bucket_of(&rows[0].key)) {
                 (Some((prefix, rest)), Some(bucket)) => {
                     out.buckets.entry(bucket).or_default().push(Member {
                         prefix,
                         rest,
-                        replaces: row.replaces,
+                        replaces: false,
                     })
                 }
-                _ => out.layout3.push(Member {
-                    prefix: rowset_prefix(*account, &row.key),
-                    rest: row.payload.clone(),
-                    replaces: row.replaces,
-                }),
+                // One row, or keys a group can't hold (a key twice): singles.
+                _ => rows.into_iter().for_each(|row| out.single(account, row)),
             }
         }
         out
     }
+
+    /// `row` as a single member: layout 5 in its bucket when its key has the
+    /// engine's shape, else layout 3.
+    fn single(&mut self, account: AccountId, row: &HistoryRow) {
+        let encoded = codec::row::encode_member(account, &row.key, &row.payload);
+        match (encoded, retention::bucket_of(&row.key)) {
+            (Some((prefix, rest)), Some(bucket)) => {
+                self.buckets.entry(bucket).or_default().push(Member {
+                    prefix,
+                    rest,
+                    replaces: row.replaces,
+                })
+            }
+            _ => self.layout3.push(Member {
+                prefix: rowset_prefix(account, &row.key),
+                rest: row.payload.clone(),
+                replaces: row.replaces,
+            }),
+        }
+    }
 }
 
-/// Layout-4 members of `account` (newest first) as rows; of two members of one
-/// key (a late write of a deposed node), the first listed.
-fn hist_rows(members: Vec<Vec<u8>>, account: AccountId) -> Result<Vec<HistoryRow>, StoreError> {
-    let mut rows: Vec<HistoryRow> = members
-        .into_iter()
-        .map(|m| {
-            let (key, payload) = codec::row::decode_member(account, &m).map_err(|e| {
-                StoreError::Corrupt(format!("a history row of {account} is malformed: {e}"))
-            })?;
-            Ok(HistoryRow {
-                key,
-                payload,
-                replaces: false,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+/// Layout-5 and layout-4 members of `account` (newest first; groups among
+/// them) as rows between `from` (inclusive) and `before` (exclusive), newest
+/// first. Of two versions of one key, a single member's wins over a group's
+/// (groups hold first versions only), else the first listed (a late write of
+/// a deposed node).
+fn hist_rows(
+    members: Vec<Vec<u8>>,
+    account: AccountId,
+    before: Option<&str>,
+    from: &str,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let mut rows = Vec::with_capacity(members.len());
+    for m in &members {
+        let decoded = codec::row::decode_members(account, m).map_err(|e| {
+            StoreError::Corrupt(format!("a history row of {account} is malformed: {e}"))
+        })?;
+        rows.extend(
+            decoded
+                .into_iter()
+                .filter(|r| before.is_none_or(|b| r.key.as_str() < b) && r.key.as_str() >= from),
+        );
+    }
+    // Stable: of one key, single members first, then as listed.
+    rows.sort_by(|a, b| b.key.cmp(&a.key).then(a.grouped.cmp(&b.grouped)));
     rows.dedup_by(|later, first| later.key == first.key);
-    Ok(rows)
+    Ok(rows
+        .into_iter()
+        .map(|r| HistoryRow {
+            key: r.key,
+            payload: r.payload,
+            replaces: false,
+        })
+        .collect())
+}
+
+/// The key a page of layout-5 members goes on from when it took `count`
+/// members: the start of the group slot of its last (smallest) one. Every row
+/// at or above it is in the page (a group's rows are all in its first row's
+/// slot, and every member of that slot below the last one came with it, see
+/// hist_page.lua); rows below it may be in members not read yet.
+fn slot_cut(members: &[Vec<u8>], count: usize, account: AccountId) -> Option<String> {
+    if members.len() < count {
+        return None;
+    }
+    let last = codec::row::decode_members(account, members.last()?).ok()?;
+    let ms = codec::row::key_ms(&last.first()?.key)?;
+    let mut key = String::with_capacity(16);
+    crate::ids::push_hex16(&mut key, codec::row::slot_start(ms));
+    Some(key)
 }
 
 /// `<account bytes><row key>`: what a row's members in the row set start with.
@@ -272,7 +347,9 @@ fn rows_of(
 
 impl RedisStore {
     /// The rows of [`Store::put_history`] on standalone Redis with no leases
-    /// (nothing to fence): plain commands in one `MULTI`/`EXEC`, per shard and
+    /// (nothing to fence): plain commands in one `MULTI`/`EXEC` per shard (a
+    /// transaction of every shard's rows would hold Redis for the whole
+    /// gathered write, every shard log's append waiting behind it), per
     /// row set (layout 3, each bucket of layout 5) one `ZREMRANGEBYLEX` per
     /// replacing row (its earlier versions) and one `ZADD` of all its members,
     /// then one `ZADD` of the buckets to the shard's index: the same data
@@ -287,9 +364,13 @@ impl RedisStore {
         &self,
         by_shard: std::collections::BTreeMap<ShardId, Vec<(AccountId, &HistoryRow)>>,
     ) -> StoreFuture<'_, Vec<StoreError>> {
-        let mut calls = vec![Call::Plain(::redis::cmd("MULTI"))];
+        let mut calls = Vec::new();
+        // Where each shard's EXEC is among the calls.
+        let mut execs = Vec::new();
         for (shard, rows) in by_shard {
-            let split = ShardRows::of(&rows);
+            let split = ShardRows::of(&rows, self.options.history_groups);
+            calls.push(Call::Plain(::redis::cmd("MULTI")));
+            let opened = calls.len();
             // Per set: each replacing row's earlier versions go, then one ZADD
             // of every member (the order put_rowset.lua writes in).
             let mut put = |set: String, members: &[Member], layout3: bool| {
@@ -307,8 +388,10 @@ impl RedisStore {
                             )
                         } else {
                             (
+                                // Single members only: a group that starts
+                                // with this key (body tag 2) holds other rows.
                                 [&b"["[..], &m.prefix].concat(),
-                                [&b"["[..], &m.prefix, &[0xff]].concat(),
+                                [&b"("[..], &m.prefix, &[codec::row::BODY_GROUP]].concat(),
                             )
                         };
                         let mut remove = ::redis::cmd("ZREMRANGEBYLEX");
@@ -332,31 +415,39 @@ impl RedisStore {
                 }
                 calls.push(Call::Plain(index));
             }
+            if calls.len() == opened {
+                calls.pop();
+            } else {
+                execs.push(calls.len());
+                calls.push(Call::Plain(::redis::cmd("EXEC")));
+            }
         }
-        calls.push(Call::Plain(::redis::cmd("EXEC")));
         Box::pin(async move {
-            if calls.len() == 2 {
+            if calls.is_empty() {
                 return Ok(Vec::new());
             }
             let sent = calls.len();
             // Upserts: resending after a lost reply writes the same rows again.
-            let mut replies = self.exec(calls, Retry::Safe).await?;
+            let replies = self.exec(calls, Retry::Safe).await?;
             expect_replies(&replies, sent)?;
-            for reply in &replies[..sent - 1] {
+            for reply in &replies {
                 reply_error(reply)?;
             }
-            // unwrap: `expect_replies` checked there is one reply per command.
-            match replies.pop().unwrap() {
-                Value::Array(results) => {
-                    for reply in &results {
-                        reply_error(reply)?;
+            for reply in execs.iter().map(|&i| &replies[i]) {
+                match reply {
+                    Value::Array(results) => {
+                        for reply in results {
+                            reply_error(reply)?;
+                        }
                     }
-                    Ok(Vec::new())
+                    other => {
+                        return Err(StoreError::Unavailable(format!(
+                            "redis did not run a history rows transaction: {other:?}"
+                        )))
+                    }
                 }
-                other => Err(StoreError::Unavailable(format!(
-                    "redis did not run the history rows' transaction: {other:?}"
-                ))),
             }
+            Ok(Vec::new())
         })
     }
 
@@ -433,10 +524,13 @@ impl RedisStore {
                 None => b"+".to_vec(),
             },
         };
+        // Lowered to the start of its group slot: a group holding rows at or
+        // above `from` may start below it (rows below `from` are dropped after
+        // decoding).
         let lower = if from.is_empty() {
             lower
         } else {
-            match codec::row::ceiling_prefix(account, from) {
+            match codec::row::slot_floor_prefix(account, from) {
                 Some(prefix) => [&b"["[..], &prefix].concat(),
                 None => b"+".to_vec(),
             }
@@ -461,6 +555,9 @@ impl RedisStore {
             .arg("LIMIT")
             .arg(0)
             .arg(count);
+        // The bounds rows are kept between after decoding (groups may reach
+        // past them).
+        let (before, from) = (before.map(str::to_owned), from.to_owned());
         let calls = vec![
             Call::Script(&HIST_PAGE, buckets),
             Call::Plain(hist),
@@ -490,9 +587,14 @@ impl RedisStore {
             let (buckets, resume) = self
                 .walk_buckets(bucket_walk, buckets, count, walk.is_some())
                 .await?;
-            let resume = resume.map(retention::first_key_of_bucket);
-            let buckets = hist_rows(buckets, account)?;
-            let hist = hist_rows(from_value(hist)?, account)?;
+            // A full walk may end inside a group slot: its page goes down to
+            // that slot's start (see `slot_cut`), a short walk to its last
+            // bucket's.
+            let resume = resume
+                .map(retention::first_key_of_bucket)
+                .or_else(|| slot_cut(&buckets, count, account));
+            let buckets = hist_rows(buckets, account, before.as_deref(), &from)?;
+            let hist = hist_rows(from_value(hist)?, account, before.as_deref(), &from)?;
             let rowset = rowset_rows(from_value(rowset)?, account)?;
             let rows = rows_of(from_value(rows)?, &prefix, account)?;
             let legacy = rows_of(from_value(legacy)?, "", account)?;
@@ -502,8 +604,8 @@ impl RedisStore {
             let written = merge_rows(written, rowset, limit);
             let written = merge_rows(written, rows, limit);
             let page = merge_rows(written, legacy, limit);
-            // Rows of the other layouts below an unread bucket wait for the
-            // page that reads it.
+            // Rows of the other layouts below an unread bucket (or slot) wait
+            // for the page that reads it.
             Ok(retention::cut_at_resume(page, resume, limit))
         })
     }
@@ -587,7 +689,7 @@ impl RedisStore {
             .zip(&sent)
             .map(|((shard, mut rows), (_, epoch))| {
                 rows.sort_by_key(|(_, row)| !row.replaces);
-                let split = ShardRows::of(&rows);
+                let split = ShardRows::of(&rows, self.options.history_groups);
                 let mut keys = vec![
                     rowset_key(shard),
                     shard_log::redis::positions_key(shard),
@@ -766,6 +868,7 @@ mod tests {
                 "-",
                 "10",
                 "2",
+                "10000",
                 "5",
                 "4"
             ]
@@ -829,7 +932,7 @@ mod tests {
             row(engine_key(2 * BUCKET_MS, 3), false),
         ];
         let refs: Vec<(AccountId, &HistoryRow)> = rows.iter().map(|r| (account, r)).collect();
-        let split = ShardRows::of(&refs);
+        let split = ShardRows::of(&refs, false);
         assert_eq!(split.layout3.len(), 1);
         assert_eq!(split.buckets.keys().copied().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(split.buckets[&2].len(), 2);
@@ -839,6 +942,84 @@ mod tests {
             (&split.buckets[&3][0].prefix, &split.buckets[&3][0].rest),
             (&prefix, &body)
         );
+    }
+
+    #[test]
+    fn first_versions_of_one_account_and_slot_go_as_one_group() {
+        use codec::row::GROUP_SLOT_MS;
+        let (a, b) = (AccountId(9), AccountId(10));
+        let slot = 180_000 * GROUP_SLOT_MS;
+        let key = |ms: u64, n: u64| format!("{ms:016x}tx_{:016x}{n:016x}", 9u64);
+        let row = |key: String, replaces: bool| HistoryRow {
+            key,
+            payload: format!("p{replaces}").into_bytes(),
+            replaces,
+        };
+        let rows = [
+            (a, row(key(slot + 7, 2), false)),
+            (a, row(key(slot + 1, 1), false)),
+            (a, row(key(slot + 3, 3), true)),
+            (b, row(key(slot + 2, 4), false)),
+            (a, row(key(slot + GROUP_SLOT_MS, 5), false)),
+            (a, row("0000000000000001odd".into(), false)),
+        ];
+        let refs: Vec<(AccountId, &HistoryRow)> = rows.iter().map(|(a, r)| (*a, r)).collect();
+        let split = ShardRows::of(&refs, true);
+        assert_eq!(
+            split.layout3.len(),
+            1,
+            "keys of another shape stay in layout 3"
+        );
+        let bucket = retention::bucket_of(&rows[0].1.key).unwrap();
+        assert_eq!(split.buckets.len(), 1);
+        let members = &split.buckets[&bucket];
+        // The replacing row, alone first (replacing rows are removed first);
+        // then a's two rows of the slot as one group (ascending), b's row and
+        // a's row of the next slot as singles.
+        let member = |m: &Member| [&m.prefix[..], &m.rest[..]].concat();
+        assert_eq!(members.len(), 4);
+        assert!(members[0].replaces);
+        let group = codec::row::encode_group(
+            a,
+            &[(&rows[1].1.key, b"pfalse"), (&rows[0].1.key, b"pfalse")],
+        )
+        .unwrap();
+        let grouped: Vec<Vec<u8>> = members.iter().map(member).collect();
+        assert!(grouped.contains(&[&group.0[..], &group.1[..]].concat()));
+        for (account, r) in [&rows[3], &rows[4]] {
+            let (p, body) = codec::row::encode_member(*account, &r.key, &r.payload).unwrap();
+            assert!(grouped.contains(&[&p[..], &body[..]].concat()), "{}", r.key);
+        }
+        // Read back: the single (later) version wins over the group's copy;
+        // rows outside the bounds are dropped.
+        let later = HistoryRow {
+            key: rows[0].1.key.clone(),
+            payload: b"v2".to_vec(),
+            replaces: true,
+        };
+        let (p, body) = codec::row::encode_member(a, &later.key, &later.payload).unwrap();
+        let read = vec![
+            [&p[..], &body[..]].concat(),
+            [&group.0[..], &group.1[..]].concat(),
+        ];
+        let got = hist_rows(read.clone(), a, None, "").unwrap();
+        let got: Vec<(&str, &[u8])> = got
+            .iter()
+            .map(|r| (r.key.as_str(), r.payload.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (rows[0].1.key.as_str(), &b"v2"[..]),
+                (rows[1].1.key.as_str(), b"pfalse")
+            ]
+        );
+        let below = hist_rows(read.clone(), a, Some(&rows[0].1.key), "").unwrap();
+        assert_eq!(below.len(), 1);
+        assert_eq!(below[0].key, rows[1].1.key);
+        let above = hist_rows(read, a, None, &rows[0].1.key).unwrap();
+        assert_eq!(above.len(), 1);
+        assert_eq!(above[0].payload, b"v2");
     }
 
     #[test]

@@ -141,6 +141,14 @@ pub(crate) use scripts::LuaScript;
 use conn::Cached;
 use history::WALK_MAX;
 
+/// How long the runtime gathers history rows before writing them when rows
+/// go as groups ([`RedisOptions::history_groups`]): at the load test's rate
+/// (~20 rows a second per account) about 8 rows of an account per write,
+/// one group member where there were 8 (a third of Redis's time per row and
+/// of the memory, docs/PERFORMANCE.md). A history read through the engine
+/// never waits for it: a reader has the account's rows written at once.
+pub const ROWS_GATHER: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// The Redis-backed store.
 pub struct RedisStore {
     client: Client,
@@ -298,7 +306,25 @@ impl Store for RedisStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<HistoryRow>> {
         let page = self.history_walk(shard, account, cutoff_ms, before, limit, None);
-        Box::pin(async move { Ok(page.await?.0) })
+        Box::pin(async move {
+            // A walk that ends inside a group slot gives a short page and the
+            // slot's start: go on below it (each start is below the last).
+            let (mut page, mut resume) = page.await?;
+            while let Some(key) = resume.filter(|_| page.len() < limit) {
+                let more = self.history_walk(
+                    shard,
+                    account,
+                    cutoff_ms,
+                    Some(&key),
+                    limit - page.len(),
+                    None,
+                );
+                let (more, next) = more.await?;
+                page.extend(more);
+                resume = next;
+            }
+            Ok(page)
+        })
     }
 
     fn history_page(
@@ -332,6 +358,14 @@ impl Store for RedisStore {
     fn shard_log(&self) -> StoreFuture<'_, std::sync::Arc<dyn super::shard_log::ShardLog>> {
         let log = self.redis_shard_log();
         Box::pin(async move { Ok(log as std::sync::Arc<dyn super::shard_log::ShardLog>) })
+    }
+
+    fn rows_gather(&self) -> std::time::Duration {
+        if self.options.history_groups {
+            ROWS_GATHER
+        } else {
+            std::time::Duration::ZERO
+        }
     }
 
     fn backend_name(&self) -> &'static str {

@@ -10,7 +10,8 @@
 -- KEYS[4], KEYS[5], ... the shard's layout-5 row sets of the buckets the call
 --   writes (okpay:{sNNN}:hist:<bucket>), in the order of ARGV's buckets:
 --   score-0 members <prefix><body>, where the prefix (account and encoded key)
---   is prefix-free and the body's first byte (its version) is below 255.
+--   is prefix-free and the body's first byte (its version) is below 255:
+--   0 or 1 for a single row, 2 for a group of rows of one account (codec/row.rs).
 -- ARGV[1] the writer's lease epoch or '' (one node, no leases). When given it
 -- must be the shard's current epoch, as for the log's appends: a node that lost
 -- the shard (paused past its lease) must not bring back an older version of a
@@ -22,7 +23,10 @@
 -- body, ... for each bucket's rows. A replacing row's earlier versions
 -- (members starting with its prefix, and in layout 3 a zero byte) are removed
 -- first (every version of a row has the same time, so the same bucket); a
--- row's first version needs no lookup. Members go to ZADD in slices, well
+-- row's first version needs no lookup. In a bucket set, a row's single
+-- members are its prefix followed by body tag 0 or 1: the removal stops below
+-- tag 2, a group member that starts with the same key and holds other rows
+-- (codec/row.rs). Members go to ZADD in slices, well
 -- under Lua's limit on unpacked values.
 -- Returns {1, rows written} or {2, epoch} when fenced by epoch.
 if ARGV[1] ~= '' then
@@ -55,7 +59,7 @@ at = at + 2 * n3
 local written = n3
 for b = 0, buckets - 1 do
   local r, n = tonumber(ARGV[6 + 3 * b]), tonumber(ARGV[7 + 3 * b])
-  put(KEYS[4 + b], r, n, at, '', '', function(p) return '[' .. p .. '\255' end)
+  put(KEYS[4 + b], r, n, at, '', '', function(p) return '(' .. p .. '\2' end)
   redis.call('ZADD', KEYS[3], ARGV[5 + 3 * b], ARGV[5 + 3 * b])
   at = at + 2 * n
   written = written + n
