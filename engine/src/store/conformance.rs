@@ -1636,6 +1636,13 @@ async fn pages_walked(
 /// cutoffs inside and at the edges of those slots: always each row's latest
 /// version, newest first, every row once.
 pub async fn history_dense_writes_match_a_model(store: &dyn Store) -> Check {
+    history_dense_writes_by_turns(&[store], store).await
+}
+
+/// [`history_dense_writes_match_a_model`] with the writes made by `writers`
+/// in turn (e.g. stores of two builds, or settings, on one backend) and the
+/// reads by `reader`.
+pub async fn history_dense_writes_by_turns(writers: &[&dyn Store], store: &dyn Store) -> Check {
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeMap;
     let seed = rand::random::<u64>();
@@ -1674,7 +1681,8 @@ pub async fn history_dense_writes_match_a_model(store: &dyn Store) -> Check {
                 },
             ));
         }
-        step("put_history", store.put_history(rows, Vec::new()).await)?;
+        let writer = writers[call % writers.len()];
+        step("put_history", writer.put_history(rows, Vec::new()).await)?;
         if call % 5 != 4 {
             continue;
         }
