@@ -141,6 +141,25 @@ struct Member {
     replaces: bool,
 }
 
+/// A `put_history` call's rows by shard.
+type RowsByShard<'a> = std::collections::BTreeMap<ShardId, Vec<(AccountId, &'a HistoryRow)>>;
+
+/// A `put_history` call's rows as commands, ready to send.
+enum RowsWrite {
+    /// Plain commands, one `MULTI`/`EXEC` per shard (`execs`: where each
+    /// `EXEC` is).
+    Plain { calls: Vec<Call>, execs: Vec<usize> },
+    /// put_rowset.lua per shard, with the epoch each was sent under.
+    Fenced {
+        calls: Vec<Call>,
+        sent: Vec<(ShardId, Option<u64>)>,
+    },
+}
+
+/// Rows a write encodes on a blocking thread from this many on (fewer cost
+/// less than the thread hop: a reader's write of an account's rows).
+const ROWS_OFF_THREAD: usize = 512;
+
 /// A shard's rows of one `put_history` call by where they go: layout 5 by
 /// bucket for rows whose key has the engine's shape, layout 3 for the others;
 /// in call order within each, so replacing rows first when sorted so.
@@ -360,15 +379,12 @@ impl RedisStore {
     /// so a reader never sees a row between its removal and its new version.
     ///
     /// [`Store::put_history`]: crate::store::Store::put_history
-    fn put_history_plain(
-        &self,
-        by_shard: std::collections::BTreeMap<ShardId, Vec<(AccountId, &HistoryRow)>>,
-    ) -> StoreFuture<'_, Vec<StoreError>> {
+    fn plain_rows_write(by_shard: RowsByShard<'_>, groups: bool) -> RowsWrite {
         let mut calls = Vec::new();
         // Where each shard's EXEC is among the calls.
         let mut execs = Vec::new();
         for (shard, rows) in by_shard {
-            let split = ShardRows::of(&rows, self.options.history_groups);
+            let split = ShardRows::of(&rows, groups);
             calls.push(Call::Plain(::redis::cmd("MULTI")));
             let opened = calls.len();
             // Per set: each replacing row's earlier versions go, then one ZADD
@@ -422,33 +438,40 @@ impl RedisStore {
                 calls.push(Call::Plain(::redis::cmd("EXEC")));
             }
         }
-        Box::pin(async move {
-            if calls.is_empty() {
-                return Ok(Vec::new());
-            }
-            let sent = calls.len();
-            // Upserts: resending after a lost reply writes the same rows again.
-            let replies = self.exec(calls, Retry::Safe).await?;
-            expect_replies(&replies, sent)?;
-            for reply in &replies {
-                reply_error(reply)?;
-            }
-            for reply in execs.iter().map(|&i| &replies[i]) {
-                match reply {
-                    Value::Array(results) => {
-                        for reply in results {
-                            reply_error(reply)?;
-                        }
-                    }
-                    other => {
-                        return Err(StoreError::Unavailable(format!(
-                            "redis did not run a history rows transaction: {other:?}"
-                        )))
+        RowsWrite::Plain { calls, execs }
+    }
+
+    /// Sends a [`RowsWrite::Plain`]: one transaction per shard in one pipeline.
+    async fn send_plain_rows(
+        &self,
+        calls: Vec<Call>,
+        execs: Vec<usize>,
+    ) -> Result<Vec<StoreError>, StoreError> {
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sent = calls.len();
+        // Upserts: resending after a lost reply writes the same rows again.
+        let replies = self.exec(calls, Retry::Safe).await?;
+        expect_replies(&replies, sent)?;
+        for reply in &replies {
+            reply_error(reply)?;
+        }
+        for reply in execs.iter().map(|&i| &replies[i]) {
+            match reply {
+                Value::Array(results) => {
+                    for reply in results {
+                        reply_error(reply)?;
                     }
                 }
+                other => {
+                    return Err(StoreError::Unavailable(format!(
+                        "redis did not run a history rows transaction: {other:?}"
+                    )))
+                }
             }
-            Ok(Vec::new())
-        })
+        }
+        Ok(Vec::new())
     }
 
     /// One page of [`Store::history_since`], walking at most `walk` of the
@@ -660,8 +683,11 @@ impl RedisStore {
         }
     }
     /// The body of [`Store::put_history`]: on standalone Redis with no leases
-    /// [`put_history_plain`](Self::put_history_plain), else one call of
-    /// put_rowset.lua per shard.
+    /// plain commands ([`plain_rows_write`](Self::plain_rows_write)), else one
+    /// call of put_rowset.lua per shard. A write of many rows (the runtime
+    /// gathers them for [`super::ROWS_GATHER`]) is encoded on a blocking
+    /// thread: milliseconds of work that would otherwise stall the caller's
+    /// executor, and every transfer on it, at each write.
     ///
     /// [`Store::put_history`]: crate::store::Store::put_history
     pub(super) fn put_history_rows(
@@ -669,18 +695,45 @@ impl RedisStore {
         rows: Vec<(ShardId, AccountId, HistoryRow)>,
         epochs: Vec<(ShardId, u64)>,
     ) -> StoreFuture<'_, Vec<StoreError>> {
-        // One call per shard (a shard's keys share a slot, and one command with
-        // many arguments costs Redis one fsync): the writer's epoch (or ''),
-        // the count of replacing rows and of rows of layout 3, then of layout 5
-        // per bucket, then the rows of layout 3 and of each bucket, replacing
-        // rows first in each (put_rowset.lua).
-        let mut by_shard: std::collections::BTreeMap<ShardId, Vec<_>> = Default::default();
-        for (shard, account, row) in &rows {
-            by_shard.entry(*shard).or_default().push((*account, row));
-        }
-        if self.cluster.is_none() && epochs.is_empty() {
-            return self.put_history_plain(by_shard);
-        }
+        let groups = self.options.history_groups;
+        let plain = self.cluster.is_none() && epochs.is_empty();
+        let many = rows.len() >= ROWS_OFF_THREAD;
+        let build = move || {
+            let mut by_shard: RowsByShard<'_> = Default::default();
+            for (shard, account, row) in &rows {
+                by_shard.entry(*shard).or_default().push((*account, row));
+            }
+            if plain {
+                Self::plain_rows_write(by_shard, groups)
+            } else {
+                Self::fenced_rows_write(by_shard, &epochs, groups)
+            }
+        };
+        Box::pin(async move {
+            let write = if many {
+                tokio::task::spawn_blocking(build).await.map_err(|e| {
+                    StoreError::Unavailable(format!("encoding history rows failed: {e}"))
+                })?
+            } else {
+                build()
+            };
+            match write {
+                RowsWrite::Plain { calls, execs } => self.send_plain_rows(calls, execs).await,
+                RowsWrite::Fenced { calls, sent } => self.send_fenced_rows(calls, sent).await,
+            }
+        })
+    }
+
+    /// One call of put_rowset.lua per shard (a shard's keys share a slot, and
+    /// one command with many arguments costs Redis one fsync): the writer's
+    /// epoch (or ''), the count of replacing rows and of rows of layout 3,
+    /// then of layout 5 per bucket, then the rows of layout 3 and of each
+    /// bucket, replacing rows first in each.
+    fn fenced_rows_write(
+        by_shard: RowsByShard<'_>,
+        epochs: &[(ShardId, u64)],
+        groups: bool,
+    ) -> RowsWrite {
         let epoch_of = |shard: ShardId| epochs.iter().find(|(s, _)| *s == shard).map(|e| e.1);
         let sent: Vec<(ShardId, Option<u64>)> =
             by_shard.keys().map(|&s| (s, epoch_of(s))).collect();
@@ -689,7 +742,7 @@ impl RedisStore {
             .zip(&sent)
             .map(|((shard, mut rows), (_, epoch))| {
                 rows.sort_by_key(|(_, row)| !row.replaces);
-                let split = ShardRows::of(&rows, self.options.history_groups);
+                let split = ShardRows::of(&rows, groups);
                 let mut keys = vec![
                     rowset_key(shard),
                     shard_log::redis::positions_key(shard),
@@ -715,26 +768,32 @@ impl RedisStore {
                 Call::Script(&PUT_ROWSET, cmd)
             })
             .collect();
-        Box::pin(async move {
-            if calls.is_empty() {
-                return Ok(Vec::new());
+        RowsWrite::Fenced { calls, sent }
+    }
+
+    /// Sends a [`RowsWrite::Fenced`]; answers the shards whose epoch had moved on.
+    async fn send_fenced_rows(
+        &self,
+        calls: Vec<Call>,
+        sent: Vec<(ShardId, Option<u64>)>,
+    ) -> Result<Vec<StoreError>, StoreError> {
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Upserts: resending after a lost reply writes the same rows again
+        // (or is refused again, the epoch having moved on).
+        let replies = self.exec(calls, Retry::Safe).await?;
+        expect_replies(&replies, sent.len())?;
+        let mut refused = Vec::new();
+        for ((shard, held), reply) in sent.into_iter().zip(replies) {
+            let status = from_value::<Vec<i64>>(reply)?;
+            match shard_log::redis::fenced_status(&status, shard, 0, held, "the row set script") {
+                Ok(()) => {}
+                Err(lost @ StoreError::LeaseLost { .. }) => refused.push(lost),
+                Err(other) => return Err(other),
             }
-            // Upserts: resending after a lost reply writes the same rows again
-            // (or is refused again, the epoch having moved on).
-            let replies = self.exec(calls, Retry::Safe).await?;
-            expect_replies(&replies, sent.len())?;
-            let mut refused = Vec::new();
-            for ((shard, held), reply) in sent.into_iter().zip(replies) {
-                let status = from_value::<Vec<i64>>(reply)?;
-                match shard_log::redis::fenced_status(&status, shard, 0, held, "the row set script")
-                {
-                    Ok(()) => {}
-                    Err(lost @ StoreError::LeaseLost { .. }) => refused.push(lost),
-                    Err(other) => return Err(other),
-                }
-            }
-            Ok(refused)
-        })
+        }
+        Ok(refused)
     }
 
     /// The body of [`Store::drop_history_before`]: drops whole layout-5 buckets
