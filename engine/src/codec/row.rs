@@ -108,12 +108,20 @@ struct Key {
     op: OpId,
 }
 
-fn hex16(s: &[u8]) -> Option<u64> {
-    if s.len() != 16 || !s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+/// 16 lower-case hex digits as a number (a key's time, an id's part), in one
+/// pass: it is read for every row written and every bucket looked up.
+pub(crate) fn hex16(s: &[u8]) -> Option<u64> {
+    if s.len() != 16 {
         return None;
     }
-    // unwrap-free: 16 lower-case hex digits always parse into a u64.
-    u64::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
+    s.iter().try_fold(0u64, |v, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(v << 4 | u64::from(d))
+    })
 }
 
 fn parse_key(key: &str) -> Option<Key> {
@@ -836,6 +844,21 @@ mod tests {
         let mut trailing = member.clone();
         trailing.push(0);
         assert!(decode_member(account, &trailing).is_err());
+    }
+
+    #[test]
+    fn hex16_reads_exactly_16_lower_case_hex_digits() {
+        assert_eq!(hex16(b"000001a3185cc4a9"), Some(0x1a3185cc4a9));
+        assert_eq!(hex16(b"ffffffffffffffff"), Some(u64::MAX));
+        for bad in [
+            &b"000001A3185CC4A9"[..],
+            b"000001a3185cc4a",
+            b"000001a3185cc4a90",
+            b"000001a3185cc4g9",
+            b"+00001a3185cc4a9",
+        ] {
+            assert_eq!(hex16(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

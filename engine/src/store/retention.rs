@@ -54,14 +54,7 @@ pub fn first_kept_bucket(cutoff_ms: i64) -> u64 {
 /// digits; when `before` does not start with 16 lower-case hex digits, no
 /// bucket can be ruled out.
 pub fn last_bucket_before(before: Option<&str>) -> Option<u64> {
-    let digits = before?.as_bytes().get(..16)?;
-    if !digits
-        .iter()
-        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return None;
-    }
-    let ms = u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    let ms = crate::codec::row::hex16(before?.as_bytes().get(..16)?)?;
     Some(ms / BUCKET_MS)
 }
 
