@@ -8,8 +8,9 @@
 //! must come back as the very operation that was acknowledged (same id, same
 //! timestamp, so a lost operation re-applied by the retry can't pass for the
 //! original); every attempt is then applied exactly once, which the per-account
-//! balance model, the conservation of money, the ledger audit and a rebuild of each
-//! account from the store all confirm.
+//! balance model, the conservation of money, the ledger audit, the statements
+//! (each completed transfer listed once on both sides, nothing twice) and a
+//! rebuild of each account from the store all confirm.
 //!
 //! Every test binary that declares `mod support` compiles this module but only the
 //! crash tests use it, hence the `dead_code` allowance below.
@@ -347,8 +348,10 @@ pub async fn verify(
         .collect()
         .await;
     let mut ops = HashSet::new();
+    let mut settled = Vec::with_capacity(views.len());
     for (attempt, view) in history.attempts.iter().zip(views) {
         let view = view?;
+        settled.push(view.clone());
         if let Some(acked) = history.acks.get(&attempt.key) {
             if *acked != Ack::of(&view) {
                 return Err(format!(
@@ -363,12 +366,77 @@ pub async fn verify(
         }
     }
     check_balances(engine, &history.attempts).await?;
+    check_statements(engine, &settled).await?;
     check_rebuild_equals_live(engine, store, 1..=ACCOUNTS).await?;
     Ok(Verified {
         attempts: history.attempts.len(),
         acked: history.acks.len(),
         in_flight_at_recovery,
     })
+}
+
+/// Every account's statement (its history rows, read through the engine page by
+/// page) lists each transfer of `settled` at most once, the completed ones
+/// exactly once on both sides as completed, and no transfer that is not
+/// among them: the rows of acknowledged operations survive the crash (they
+/// are written behind the log, gathered for a while on Redis, and rewritten
+/// by recovery) and are never listed twice.
+pub async fn check_statements(engine: &Engine, settled: &[TransferView]) -> Result<(), String> {
+    use okpay_engine::domain::notification::{Direction, TxStatus};
+    let mut rows: HashMap<(AccountId, OpId), Vec<(Direction, TxStatus)>> = HashMap::new();
+    for n in 1..=ACCOUNTS {
+        let id = account(n);
+        let mut cursor = None;
+        for page in 0.. {
+            if page > 10_000 {
+                return Err(format!("the statement of {id} never ends"));
+            }
+            let (items, next) = until_settled("history", || {
+                engine.history(id, cursor.clone(), 200, Some(OpKind::Transfer))
+            })
+            .await?
+            .map_err(|r| format!("history of {id}: {}", r.code()))?;
+            for r in items {
+                rows.entry((id, r.id))
+                    .or_default()
+                    .push((r.direction, r.status));
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    let ids: HashSet<OpId> = settled.iter().map(|v| v.id).collect();
+    if let Some(((account, op), _)) = rows.iter().find(|((_, op), _)| !ids.contains(op)) {
+        return Err(format!(
+            "{account}'s statement lists {op:?}, which no attempt made"
+        ));
+    }
+    if let Some(((account, op), listed)) = rows.iter().find(|(_, listed)| listed.len() > 1) {
+        return Err(format!(
+            "{account}'s statement lists {op:?} {} times: {listed:?}",
+            listed.len()
+        ));
+    }
+    for view in settled
+        .iter()
+        .filter(|v| v.status == TransferStatus::Completed)
+    {
+        for (side, direction) in [(view.from, Direction::Out), (view.to, Direction::In)] {
+            let listed = rows
+                .get(&(side, view.id))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if listed != [(direction, TxStatus::Completed)] {
+                return Err(format!(
+                    "completed transfer {:?}: {side}'s statement lists {listed:?}",
+                    view.id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every account's balance equals funding + incoming − outgoing over `applied` (each
