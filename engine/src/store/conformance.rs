@@ -1238,33 +1238,97 @@ fn engine_key(ms: u64, account: AccountId, n: u64) -> String {
     format!("{ms:016x}tx_{:016x}{n:016x}", account.0)
 }
 
-/// `account`'s rows kept at `cutoff_ms`, read in pages of `size` from `before`
-/// = the last key of the previous page, at most 100 pages.
+/// `account`'s rows kept at `cutoff_ms`, read in pages of `size` by
+/// [`Store::history_since`], each from the last key of the page before, until
+/// a short page; at most 400 pages.
 async fn pages_since(
     store: &dyn Store,
     account: AccountId,
     cutoff_ms: Option<i64>,
     size: usize,
 ) -> Result<Vec<HistoryRow>, String> {
-    let mut seen = Vec::new();
+    pages_read(store, account, cutoff_ms, size, false).await
+}
+
+/// [`pages_since`], or with `walked` by [`Store::history_page`]: then a short
+/// page with a cursor goes on from the cursor.
+async fn pages_read(
+    store: &dyn Store,
+    account: AccountId,
+    cutoff_ms: Option<i64>,
+    size: usize,
+    walked: bool,
+) -> Result<Vec<HistoryRow>, String> {
+    let mut seen: Vec<HistoryRow> = Vec::new();
     let mut before: Option<String> = None;
-    for _ in 0..100 {
-        let page = step(
-            "history_since page",
-            store
-                .history_since(sh(account), account, cutoff_ms, before.as_deref(), size)
-                .await,
-        )?;
+    for _ in 0..400 {
+        let (shard, before_key) = (sh(account), before.as_deref());
+        let (page, resume) = if walked {
+            step(
+                "history_page",
+                store
+                    .history_page(shard, account, cutoff_ms, before_key, size)
+                    .await,
+            )?
+        } else {
+            let page = store
+                .history_since(shard, account, cutoff_ms, before_key, size)
+                .await;
+            (step("history_since page", page)?, None)
+        };
         ensure!(
             page.len() <= size,
             "a page of {} rows, limit {size}",
             page.len()
         );
-        let Some(last) = page.last() else { break };
-        before = Some(last.key.clone());
+        let last = page
+            .last()
+            .map(|r| r.key.clone())
+            .filter(|_| page.len() == size);
         seen.extend(page);
+        before = match (resume, last) {
+            (Some(cursor), _) => Some(cursor),
+            (None, Some(last)) => Some(last),
+            (None, None) => break,
+        };
     }
     Ok(seen)
+}
+
+/// Rows of several accounts as they should read: each row's latest payload.
+#[derive(Default)]
+struct RowsModel(std::collections::BTreeMap<(u64, String), Vec<u8>>);
+
+impl RowsModel {
+    /// A row of `account` at `key` as `put_history` takes it, its payload
+    /// naming the write; replacing when the model has the key already.
+    fn write(
+        &mut self,
+        account: AccountId,
+        key: String,
+        write: usize,
+    ) -> (crate::codec::ShardId, AccountId, HistoryRow) {
+        let payload = format!("{account}/{key}/{write}").into_bytes();
+        let replaces = self
+            .0
+            .insert((account.0, key.clone()), payload.clone())
+            .is_some();
+        let row = HistoryRow {
+            key,
+            payload,
+            replaces,
+        };
+        (sh(account), account, row)
+    }
+
+    /// `account`'s rows newest first, as [`rows_text`] lists them.
+    fn newest_first(&self, account: AccountId) -> Vec<(String, String)> {
+        self.0
+            .range((account.0, String::new())..(account.0 + 1, String::new()))
+            .rev()
+            .map(|((_, k), v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    }
 }
 
 /// Rows whose time is before the retention cutoff are left out of reads given
@@ -1506,7 +1570,6 @@ pub async fn history_sweep_drops_whole_old_buckets(store: &dyn Store) -> Check {
 pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
     use super::retention::{first_kept_bucket, BUCKET_MS};
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
     let seed = rand::random::<u64>();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let accounts = [
@@ -1519,7 +1582,7 @@ pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
         .collect();
     let (first, end) = (220u64, 230u64);
     let mut swept_below = first;
-    let mut model: BTreeMap<(u64, String), Vec<u8>> = BTreeMap::new();
+    let mut model = RowsModel::default();
     for step_no in 0..40 {
         if rng.gen_ratio(1, 5) && swept_below < end {
             let cutoff = rng.gen_range(swept_below * BUCKET_MS..end * BUCKET_MS) as i64;
@@ -1535,7 +1598,9 @@ pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
                 ensure!(call < 40, "seed {seed}: the sweep never ends");
             }
             let kept = first_kept_bucket(cutoff).max(swept_below);
-            model.retain(|(_, key), _| super::retention::bucket_of(key).is_none_or(|b| b >= kept));
+            model
+                .0
+                .retain(|(_, key), _| super::retention::bucket_of(key).is_none_or(|b| b >= kept));
             swept_below = kept;
         } else if swept_below < end {
             let mut rows = Vec::new();
@@ -1550,27 +1615,12 @@ pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
                 if !named.insert((account, key.clone())) {
                     continue;
                 }
-                let replaces = model.contains_key(&(account.0, key.clone()));
-                let payload = format!("{account}/{key}/{step_no}").into_bytes();
-                model.insert((account.0, key.clone()), payload.clone());
-                rows.push((
-                    sh(account),
-                    account,
-                    HistoryRow {
-                        key,
-                        payload,
-                        replaces,
-                    },
-                ));
+                rows.push(model.write(account, key, step_no));
             }
             step("put_history", store.put_history(rows, Vec::new()).await)?;
         }
         for account in accounts {
-            let want: Vec<(String, String)> = model
-                .range((account.0, String::new())..(account.0 + 1, String::new()))
-                .rev()
-                .map(|((_, k), v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect();
+            let want = model.newest_first(account);
             let got = pages_since(store, account, None, 3).await?;
             ensure_eq!(
                 rows_text(&got),
@@ -1592,43 +1642,6 @@ pub async fn history_retention_matches_a_model(store: &dyn Store) -> Check {
     Ok(())
 }
 
-/// `account`'s rows kept at `cutoff_ms`, read by [`Store::history_page`] in
-/// pages of `size`: from the page's cursor when it gives one (a short page),
-/// else from its last key; at most 400 pages.
-async fn pages_walked(
-    store: &dyn Store,
-    account: AccountId,
-    cutoff_ms: Option<i64>,
-    size: usize,
-) -> Result<Vec<HistoryRow>, String> {
-    let mut seen: Vec<HistoryRow> = Vec::new();
-    let mut before: Option<String> = None;
-    for _ in 0..400 {
-        let (page, resume) = step(
-            "history_page",
-            store
-                .history_page(sh(account), account, cutoff_ms, before.as_deref(), size)
-                .await,
-        )?;
-        ensure!(
-            page.len() <= size,
-            "a page of {} rows, limit {size}",
-            page.len()
-        );
-        let last = page
-            .last()
-            .map(|r| r.key.clone())
-            .filter(|_| page.len() == size);
-        seen.extend(page);
-        before = match (resume, last) {
-            (Some(cursor), _) => Some(cursor),
-            (None, Some(last)) => Some(last),
-            (None, None) => break,
-        };
-    }
-    Ok(seen)
-}
-
 /// Many rows of few accounts within a few seconds, written over many calls
 /// (on Redis, rows of one account and 10 s slot in one call go as one group
 /// member; later versions as single members over them), read back in pages
@@ -1644,13 +1657,12 @@ pub async fn history_dense_writes_match_a_model(store: &dyn Store) -> Check {
 /// reads by `reader`.
 pub async fn history_dense_writes_by_turns(writers: &[&dyn Store], store: &dyn Store) -> Check {
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
     let seed = rand::random::<u64>();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let accounts = [AccountId::random(), AccountId::random()];
     // Three 10 s slots and the edges between them.
     let base = crate::codec::row::slot_start(1_800_000_000_000) + 5_000;
-    let mut model: BTreeMap<(u64, String), Vec<u8>> = BTreeMap::new();
+    let mut model = RowsModel::default();
     // At most ~80 rows an account: `pages_since` reads 100 pages at most.
     for call in 0..20 {
         let mut rows = Vec::new();
@@ -1661,25 +1673,14 @@ pub async fn history_dense_writes_by_turns(writers: &[&dyn Store], store: &dyn S
             let key = engine_key(ms, account, rng.gen_range(0..3));
             // A known key again: a later version (at most one per call, as
             // the runtime writes them).
-            let key = match model.keys().nth(rng.gen_range(0..model.len().max(1))) {
+            let key = match model.0.keys().nth(rng.gen_range(0..model.0.len().max(1))) {
                 Some((a, k)) if *a == account.0 && rng.gen_ratio(1, 3) => k.clone(),
                 _ => key,
             };
             if !named.insert((account, key.clone())) {
                 continue;
             }
-            let replaces = model.contains_key(&(account.0, key.clone()));
-            let payload = format!("{account}/{key}/{call}").into_bytes();
-            model.insert((account.0, key.clone()), payload.clone());
-            rows.push((
-                sh(account),
-                account,
-                HistoryRow {
-                    key,
-                    payload,
-                    replaces,
-                },
-            ));
+            rows.push(model.write(account, key, call));
         }
         let writer = writers[call % writers.len()];
         step("put_history", writer.put_history(rows, Vec::new()).await)?;
@@ -1687,11 +1688,7 @@ pub async fn history_dense_writes_by_turns(writers: &[&dyn Store], store: &dyn S
             continue;
         }
         for account in accounts {
-            let want: Vec<(String, String)> = model
-                .range((account.0, String::new())..(account.0 + 1, String::new()))
-                .rev()
-                .map(|((_, k), v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect();
+            let want = model.newest_first(account);
             for size in [1, 2, 3, 5, 100] {
                 let got = pages_since(store, account, None, size).await?;
                 ensure_eq!(
@@ -1699,7 +1696,7 @@ pub async fn history_dense_writes_by_turns(writers: &[&dyn Store], store: &dyn S
                     want,
                     "seed {seed}, call {call}: rows of {account} in pages of {size}"
                 );
-                let got = pages_walked(store, account, None, size).await?;
+                let got = pages_read(store, account, None, size, true).await?;
                 ensure_eq!(
                     rows_text(&got),
                     want,
