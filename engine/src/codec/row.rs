@@ -318,6 +318,14 @@ pub fn encode_group(account: AccountId, rows: &[(&str, &[u8])]) -> Option<(Vec<u
     Some((prefix, out))
 }
 
+/// The time (ms) of a member's first row, read from its key without decoding
+/// the rest (a group's rows are all in that row's [`GROUP_SLOT_MS`] slot).
+pub fn member_ms(member: &[u8]) -> Option<u64> {
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(member.get(8..14)?);
+    Some(u64::from_be_bytes(ms))
+}
+
 /// A row read back from a member by [`decode_members`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
@@ -381,16 +389,13 @@ pub fn decode_members(account: AccountId, member: &[u8]) -> Result<Vec<MemberRow
     Ok(rows)
 }
 
-/// A member of `account` read back: `(key, payload)`.
+/// A single member of `account` read back: `(key, payload)` (a group is
+/// refused: its rows are read with [`decode_members`]).
 pub fn decode_member(account: AccountId, member: &[u8]) -> Result<(String, Vec<u8>), CodecError> {
-    let mut r = Reader::new(member);
-    if r.take(8)? != account.0.to_be_bytes() {
-        return Err(CodecError::Invalid("history row of another account"));
+    match decode_members(account, member)?.pop() {
+        Some(row) if !row.grouped => Ok((row.key, row.payload)),
+        _ => Err(CodecError::Invalid("a group where one row was expected")),
     }
-    let k = read_key(&mut r)?;
-    let key = key_text(&k).ok_or(CodecError::Invalid("history row kind"))?;
-    let body = r.take(r.remaining())?;
-    Ok((key, decode_body(&k, body)?))
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -911,6 +916,12 @@ mod tests {
         assert_eq!(&rest[2..21], &b1[..], "the first body is the single's");
         assert_eq!(rest, golden_rest);
         let member = [&prefix[..], &rest[..]].concat();
+        assert_eq!(
+            member_ms(&member),
+            Some(1_800_000_000_123),
+            "the first row's time"
+        );
+        assert_eq!(member_ms(&member[..13]), None);
         let rows = decode_members(account, &member).unwrap();
         let got: Vec<(&str, &[u8], bool)> = rows
             .iter()

@@ -61,10 +61,6 @@ const HISTORY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("histo
 /// The file inside the data directory. One file holds every table so one commit
 /// (one fsync) covers a batch that touches the journal, the account set and the history.
 const DB_FILE: &str = "okpay.redb";
-/// How long the runtime gathers history rows before a write (see
-/// `Store::rows_gather`): each write is a redb commit, one `fsync` of the
-/// database beside the shard logs' own.
-const ROWS_GATHER: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// The redb-backed store. `Database` is `Send + Sync`; it sits in an `Arc` because each
 /// operation moves a handle into a blocking task that may outlive the borrow of `self`.
@@ -660,7 +656,9 @@ impl Store for EmbeddedStore {
     }
 
     fn rows_gather(&self) -> std::time::Duration {
-        ROWS_GATHER
+        // Each rows write is a redb commit: one `fsync` of the database
+        // beside the shard logs' own.
+        super::ROWS_GATHER
     }
 
     fn backend_name(&self) -> &'static str {

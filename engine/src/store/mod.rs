@@ -130,6 +130,15 @@ impl Loaded {
 /// The outcome of one record within a batch append.
 pub type AppendResult = Result<(), StoreError>;
 
+/// How long the runtime gathers history rows before writing them on Redis
+/// (with groups) and the embedded store ([`Store::rows_gather`]): at the load
+/// test's rate (~20 rows a second per account) about 8 rows of an account per
+/// write, one Redis group member where there were 8 (a third of Redis's time
+/// per row and of the memory, docs/PERFORMANCE.md). A history read through
+/// the engine never waits for it: a reader has the account's rows written at
+/// once.
+pub const ROWS_GATHER: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// A durable store. Implementations: [`memory::MemoryStore`] (tests), the embedded
 /// file store and Redis.
 pub trait Store: Send + Sync + 'static {
@@ -261,8 +270,8 @@ pub trait Store: Send + Sync + 'static {
     /// How long the runtime gathers history rows of durable batches before
     /// it writes them (still within its bounds on rows pending): zero (the
     /// default, the memory store) writes them a few batches late. Redis with
-    /// groups and the embedded store gather 400 ms: more rows of one account
-    /// in one group member, one redb commit where there were dozens.
+    /// groups and the embedded store gather [`ROWS_GATHER`]: more rows of one
+    /// account in one group member, one redb commit where there were dozens.
     fn rows_gather(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }

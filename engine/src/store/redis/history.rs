@@ -276,12 +276,11 @@ fn hist_rows(
 /// at or above it is in the page (a group's rows are all in its first row's
 /// slot, and every member of that slot below the last one came with it, see
 /// hist_page.lua); rows below it may be in members not read yet.
-fn slot_cut(members: &[Vec<u8>], count: usize, account: AccountId) -> Option<String> {
+fn slot_cut(members: &[Vec<u8>], count: usize) -> Option<String> {
     if members.len() < count {
         return None;
     }
-    let last = codec::row::decode_members(account, members.last()?).ok()?;
-    let ms = codec::row::key_ms(&last.first()?.key)?;
+    let ms = codec::row::member_ms(members.last()?)?;
     let mut key = String::with_capacity(16);
     crate::ids::push_hex16(&mut key, codec::row::slot_start(ms));
     Some(key)
@@ -615,7 +614,7 @@ impl RedisStore {
             // bucket's.
             let resume = resume
                 .map(retention::first_key_of_bucket)
-                .or_else(|| slot_cut(&buckets, count, account));
+                .or_else(|| slot_cut(&buckets, count));
             let buckets = hist_rows(buckets, account, before.as_deref(), &from)?;
             let hist = hist_rows(from_value(hist)?, account, before.as_deref(), &from)?;
             let rowset = rowset_rows(from_value(rowset)?, account)?;

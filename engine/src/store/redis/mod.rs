@@ -141,14 +141,6 @@ pub(crate) use scripts::LuaScript;
 use conn::Cached;
 use history::WALK_MAX;
 
-/// How long the runtime gathers history rows before writing them when rows
-/// go as groups ([`RedisOptions::history_groups`]): at the load test's rate
-/// (~20 rows a second per account) about 8 rows of an account per write,
-/// one group member where there were 8 (a third of Redis's time per row and
-/// of the memory, docs/PERFORMANCE.md). A history read through the engine
-/// never waits for it: a reader has the account's rows written at once.
-pub const ROWS_GATHER: std::time::Duration = std::time::Duration::from_millis(400);
-
 /// The Redis-backed store.
 pub struct RedisStore {
     client: Client,
@@ -362,7 +354,7 @@ impl Store for RedisStore {
 
     fn rows_gather(&self) -> std::time::Duration {
         if self.options.history_groups {
-            ROWS_GATHER
+            super::ROWS_GATHER
         } else {
             std::time::Duration::ZERO
         }
