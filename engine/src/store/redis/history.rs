@@ -684,7 +684,7 @@ impl RedisStore {
     /// The body of [`Store::put_history`]: on standalone Redis with no leases
     /// plain commands ([`plain_rows_write`](Self::plain_rows_write)), else one
     /// call of put_rowset.lua per shard. A write of many rows (the runtime
-    /// gathers them for [`super::ROWS_GATHER`]) is encoded on a blocking
+    /// gathers them for [`crate::store::ROWS_GATHER`]) is encoded on a blocking
     /// thread: milliseconds of work that would otherwise stall the caller's
     /// executor, and every transfer on it, at each write.
     ///
