@@ -390,12 +390,13 @@ impl<'a> Dec<'a> {
         Ok(alerts)
     }
 
+    /// The notifications list, each handed to `sink` oldest first.
     pub(in crate::codec) fn notifications(
         &mut self,
         ops: &BTreeMap<u64, OpRecord>,
-    ) -> Result<VecDeque<Notification>, CodecError> {
+        mut sink: impl FnMut(Notification),
+    ) -> Result<(), CodecError> {
         let count = self.count()?;
-        let mut notes = VecDeque::with_capacity(count);
         let (mut prev_seq, mut prev_at) = (0u64, self.base);
         let mut balances: Vec<(Currency, Decimal)> = Vec::new();
         for _ in 0..count {
@@ -487,9 +488,9 @@ impl<'a> Dec<'a> {
                         })
                     }
                 };
-            notes.push_back(Notification { seq, at, kind });
+            sink(Notification { seq, at, kind });
         }
-        Ok(notes)
+        Ok(())
     }
 
     pub(in crate::codec) fn transaction(

@@ -384,16 +384,17 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(in crate::codec) fn notifications(
+    pub(in crate::codec) fn notifications<N: std::borrow::Borrow<Notification>>(
         &mut self,
-        notes: &VecDeque<Notification>,
+        notes: impl ExactSizeIterator<Item = N>,
         ops: &BTreeMap<u64, OpRecord>,
     ) {
         self.count(notes.len());
         let (mut prev_seq, mut prev_at) = (0u64, self.base);
         // The last balance notified per currency: the next one is a step from it.
-        let mut balances: Vec<(Currency, Decimal)> = Vec::new();
-        for Notification { seq, at, kind } in notes {
+        let mut balances: SmallVec<[(Currency, Decimal); 2]> = SmallVec::new();
+        for note in notes {
+            let Notification { seq, at, kind } = note.borrow();
             self.varint(seq.wrapping_sub(prev_seq));
             prev_seq = *seq;
             self.time(&mut prev_at, *at);
