@@ -3,8 +3,7 @@
 //! engine bench's shape) and prints the process CPU time they took per transfer
 //! and the size of the accounts' encoded states, as one line:
 //! `transfers: n=… cpu_us_per_transfer=… state_bytes=… checkpoint_entry_bytes=…
-//! notifications_bytes=… ring_heap_bytes=…` (the checkpoint entry is the compressed
-//! state; the last, the memory an account's retained notifications take).
+//! notifications_bytes=…` (the checkpoint entry is the compressed state).
 //! A fixed amount of work makes CPU time comparable between builds on a noisy
 //! machine (wall time is not), and the process is short enough to run under
 //! `perf record -g` (see the README's "Benchmarks" section):
@@ -96,19 +95,17 @@ async fn main() {
     assert_eq!(ok, n, "every transfer succeeds");
     let cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
     let tps = n as f64 / started.elapsed().as_secs_f64();
-    let (mut state, mut notifications, mut entry, mut ring) = (0usize, 0usize, 0usize, 0usize);
+    let (mut state, mut notifications, mut entry) = (0usize, 0usize, 0usize);
     for id in accounts.iter().take(SAMPLED) {
         let s = engine.state(*id).await.expect("a funded account");
         state += okpay_engine::codec::state::encode_state(&s).len();
         entry += okpay_engine::codec::checkpoint::encode_account(0, &s).len();
         notifications += postcard::to_stdvec(&s.notifications).map_or(0, |v| v.len());
-        ring += s.notifications.heap_bytes();
     }
     println!(
-        "transfers: n={n} tps={tps:.0} cpu_us_per_transfer={cpu_us:.1} state_bytes={} checkpoint_entry_bytes={} notifications_bytes={} ring_heap_bytes={}",
+        "transfers: n={n} tps={tps:.0} cpu_us_per_transfer={cpu_us:.1} state_bytes={} checkpoint_entry_bytes={} notifications_bytes={}",
         state / SAMPLED,
         entry / SAMPLED,
-        notifications / SAMPLED,
-        ring / SAMPLED
+        notifications / SAMPLED
     );
 }

@@ -717,6 +717,7 @@ impl Engine {
         let backlog: Vec<crate::domain::notification::Notification> = state
             .notifications_after(after)
             .filter(|n| n.seq <= published)
+            .cloned()
             .collect();
         let first = backlog.first().map_or(published + 1, |n| n.seq);
         let gap = after < published && first > after + 1;

@@ -33,9 +33,6 @@
 use serde::de::DeserializeOwned;
 
 use super::state_v4;
-pub(crate) use super::state_v4::{
-    pack_notification, packed_notification_head, unpack_notification,
-};
 use crate::codec::CodecError;
 use crate::domain::locale::Locale;
 use crate::domain::security::Security;
@@ -285,7 +282,7 @@ pub mod legacy {
                 known_recipients: s.known_recipients,
                 new_recipients: s.new_recipients,
                 raised: s.raised,
-                notifications: s.notifications.into_iter().collect(),
+                notifications: s.notifications,
                 notification_seq: s.notification_seq,
                 // Chosen by nobody before version 2: the default.
                 locale: Locale::default(),

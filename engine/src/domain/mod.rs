@@ -14,7 +14,6 @@ pub mod locale;
 pub mod notification;
 pub mod protocol;
 pub mod rejection;
-pub mod ring;
 pub mod security;
 pub mod state;
 pub mod view;

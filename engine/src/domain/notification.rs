@@ -15,9 +15,6 @@ use crate::ids::{AccountId, OpId, OpKind};
 use crate::money::{format_money, Currency};
 use crate::time::Timestamp;
 
-/// The retained notifications of an account, packed.
-pub use crate::domain::ring::NotificationRing;
-
 /// Which way money moved, seen from the notified account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::destination::PayoutDestination;
 use crate::domain::locale::Locale;
-use crate::domain::notification::NotificationRing;
+use crate::domain::notification::Notification;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, Kyc, Security};
 use crate::ids::{AccountId, IdempotencyKey, TransferId};
@@ -302,7 +302,7 @@ pub struct AccountState {
     pub new_recipients: VecDeque<NewRecipientMark>,
     pub raised: RaisedAlerts,
     /// The last user-visible notifications (at most [`NOTIFICATIONS_RETAINED`]).
-    pub notifications: NotificationRing,
+    pub notifications: VecDeque<Notification>,
     /// The seq of the last notification ever produced.
     pub notification_seq: u64,
     /// The language of the owner's messages (snapshot format 2 on).
@@ -370,7 +370,7 @@ impl AccountState {
             known_recipients: HashSet::default(),
             new_recipients: VecDeque::new(),
             raised: RaisedAlerts::default(),
-            notifications: NotificationRing::default(),
+            notifications: VecDeque::new(),
             notification_seq: 0,
             locale: Locale::default(),
         }
@@ -476,8 +476,8 @@ impl AccountState {
     }
 
     /// Notifications with `seq > after`, oldest first.
-    pub fn notifications_after(&self, after: u64) -> crate::domain::ring::Iter<'_> {
-        self.notifications.after(after)
+    pub fn notifications_after(&self, after: u64) -> impl Iterator<Item = &Notification> {
+        self.notifications.iter().filter(move |n| n.seq > after)
     }
 
     /// Forgets what no rule can look at any more: activity marks older than the

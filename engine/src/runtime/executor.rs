@@ -1183,7 +1183,14 @@ impl Executor {
                 if notification_seq > slot.published_seq {
                     let from = slot.published_seq;
                     slot.published_seq = notification_seq;
-                    hub.publish(account, &slot.state.notifications, from, notification_seq);
+                    let ring = &slot.state.notifications;
+                    let newer = ring.iter().rev().take_while(|n| n.seq > from).count();
+                    hub.publish(
+                        account,
+                        ring.iter()
+                            .skip(ring.len() - newer)
+                            .filter(|n| n.seq <= notification_seq),
+                    );
                 }
             }
             Effect::StartCredit {
@@ -1880,6 +1887,7 @@ impl Ctx<'_> {
                     .state
                     .notifications_after(after)
                     .filter(|n| n.seq <= published)
+                    .cloned()
                     .collect();
                 let first = backlog.first().map_or(published + 1, |n| n.seq);
                 let gap = after < published && first > after + 1;

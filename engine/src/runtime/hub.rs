@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::domain::notification::{Notification, NotificationKind, NotificationRing};
+use crate::domain::notification::{Notification, NotificationKind};
 use crate::ids::AccountId;
 
 /// Capacity of each account's broadcast channel.
@@ -104,21 +104,17 @@ impl Hub {
         self.relay.set(relay).is_ok()
     }
 
-    /// Publishes the durable notifications of `account` with a seq in
-    /// `after + 1..=upto`, oldest first, from its ring: with no relay and no
-    /// subscriber of its shard, only those operators watch are unpacked.
-    pub fn publish(&self, account: AccountId, ring: &NotificationRing, after: u64, upto: u64) {
+    /// Publishes durable notifications of `account`, oldest first.
+    pub fn publish<'a>(
+        &self,
+        account: AccountId,
+        notifications: impl Iterator<Item = &'a Notification>,
+    ) {
         let Some(relay) = self.relay.get() else {
-            if self.channels(account).load(Ordering::Acquire) == 0 {
-                let seen = ring.after_for_operators(after);
-                return self.deliver(account, seen.filter(|n| n.seq <= upto), false);
-            }
-            let notifications = ring.after(after).filter(|n| n.seq <= upto);
             return self.deliver(account, notifications, false);
         };
-        let notifications: Vec<Notification> =
-            ring.after(after).filter(|n| n.seq <= upto).collect();
-        self.deliver(account, notifications.iter().cloned(), false);
+        let notifications: Vec<Notification> = notifications.cloned().collect();
+        self.deliver(account, notifications.iter(), false);
         if notifications.is_empty() {
             return;
         }
@@ -136,13 +132,13 @@ impl Hub {
 
     /// Delivers notifications another node published (see the module doc).
     pub fn publish_relayed(&self, account: AccountId, notifications: &[Notification]) {
-        self.deliver(account, notifications.iter().cloned(), true);
+        self.deliver(account, notifications.iter(), true);
     }
 
-    fn deliver(
+    fn deliver<'a>(
         &self,
         account: AccountId,
-        notifications: impl Iterator<Item = Notification>,
+        notifications: impl Iterator<Item = &'a Notification>,
         relayed: bool,
     ) {
         if self.channels(account).load(Ordering::Acquire) == 0 {
@@ -154,7 +150,7 @@ impl Hub {
                 ) {
                     let _ = self.admin.send(AdminNotice {
                         account,
-                        notification: Arc::new(n),
+                        notification: Arc::new(n.clone()),
                         relayed,
                     });
                 }
@@ -173,7 +169,7 @@ impl Hub {
             if !has_receivers && !for_admin {
                 continue;
             }
-            let n = Arc::new(n);
+            let n = Arc::new(n.clone());
             if let Some(s) = sender {
                 // An error only means nobody listens any more.
                 any_receiver |= s.send(n.clone()).is_ok();

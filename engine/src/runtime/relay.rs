@@ -148,7 +148,7 @@ pub(crate) async fn subscribe_elsewhere(
     };
     let published = state.notification_seq;
     let after = after.unwrap_or(published);
-    let backlog: Vec<Notification> = state.notifications_after(after).collect();
+    let backlog: Vec<Notification> = state.notifications_after(after).cloned().collect();
     let first = backlog.first().map_or(published + 1, |n| n.seq);
     Ok(Subscription {
         gap: after < published && first > after + 1,

@@ -33,12 +33,12 @@
 //! [`Notice::of`] is the one place that decides which notification is a notice,
 //! and [`Notice::template`] the one place naming its template (`templates/`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use okpay_engine::domain::notification::{
-    Direction, Notification, NotificationKind, NotificationRing, SecurityChange, TxStatus,
+    Direction, Notification, NotificationKind, SecurityChange, TxStatus,
 };
 use okpay_engine::domain::security::kyc::KycStatus;
 use okpay_engine::domain::state::AccountStatus;
@@ -200,7 +200,7 @@ fn security_sentence(change: SecurityChange, locale: Locale) -> &'static str {
 /// device they registered on.
 ///
 /// [`NOTIFICATIONS_RETAINED`]: okpay_engine::domain::state::NOTIFICATIONS_RETAINED
-pub fn first_login(notifications: &NotificationRing, seq: u64) -> Option<bool> {
+pub fn first_login(notifications: &VecDeque<Notification>, seq: u64) -> Option<bool> {
     let earlier_login = notifications
         .iter()
         .any(|n| n.seq < seq && matches!(n.kind, NotificationKind::SessionCreated { .. }));
@@ -434,14 +434,14 @@ mod tests {
             )
         };
         // Registered, logged in on a phone, then on a laptop before any pass ran.
-        let history: NotificationRing = [kyc(1), login(2, "phone"), login(3, "laptop")]
+        let history: VecDeque<Notification> = [kyc(1), login(2, "phone"), login(3, "laptop")]
             .into_iter()
             .collect();
         assert_eq!(first_login(&history, 2), Some(true));
         assert_eq!(first_login(&history, 3), Some(false));
         // A history that no longer starts at seq 1: a login before this one
         // still says it was not the first; without one it is unknown.
-        let trimmed: NotificationRing = [kyc(40), login(41, "phone"), login(42, "laptop")]
+        let trimmed: VecDeque<Notification> = [kyc(40), login(41, "phone"), login(42, "laptop")]
             .into_iter()
             .collect();
         assert_eq!(first_login(&trimmed, 42), Some(false));

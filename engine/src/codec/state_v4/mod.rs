@@ -92,15 +92,13 @@
 //! trailing bytes with a [`CodecError`], never a panic; `state.rs` writes a
 //! body only after reading it back equal to the state (else version 3).
 
-use std::collections::BTreeMap;
-
 use rust_decimal::Decimal;
 
 use super::tags;
 use super::CodecError;
 use crate::domain::command::Profile;
 use crate::domain::destination::{PayoutDestination, SealedDestination};
-use crate::domain::notification::{Notification, NotificationKind, NotificationRing};
+use crate::domain::notification::{Notification, NotificationKind};
 use crate::domain::security::{Challenge, Kyc, Security};
 use crate::domain::state::{
     AccountState, AlertRecord, Book, Contact, CreditMark, DailyUsage, IdempotencyEntry,
@@ -265,7 +263,7 @@ pub(crate) fn encode(state: &AccountState, out: &mut Vec<u8>) {
     e.new_recipients(new_recipients);
     e.known_recipients(known_recipients);
     e.alerts(alerts);
-    e.notifications(notifications.iter(), ops);
+    e.notifications(notifications, ops);
     let rest: RestRef<'_> = (
         profile,
         password_hash,
@@ -279,46 +277,6 @@ pub(crate) fn encode(state: &AccountState, out: &mut Vec<u8>) {
     let out = e.out();
     // unwrap: postcard into a Vec only fails on writer errors, and a Vec never fails.
     *out = postcard::to_extend(&rest, std::mem::take(out)).unwrap();
-}
-
-/// One notification alone in the notifications list's encoding: a list of
-/// one, its time from `base`, op ids of `own` without their account, every
-/// currency and balance in full. How an account's retained notifications are
-/// packed in memory ([`NotificationRing`]); never stored, so `own` and `base`
-/// may be anything the reader is given back.
-pub(crate) fn pack_notification(own: AccountId, base: i64, note: &Notification, out: &mut Vec<u8>) {
-    let mut e = Enc::new(out, own, base, 0, 0);
-    e.notifications(std::iter::once(note), &BTreeMap::new());
-}
-
-/// The seq of the notification [`pack_notification`] wrote into `bytes`, and
-/// whether operators see its kind (an alert or a status change), read without
-/// unpacking the rest: the list's count, the seq, the time, the kind's tag.
-pub(crate) fn packed_notification_head(bytes: &[u8]) -> Result<(u64, bool), CodecError> {
-    let mut r = super::wire::Reader::new(bytes);
-    if r.varint()? != 1 {
-        return Err(CodecError::Invalid("a packed notification"));
-    }
-    let seq = r.varint()?;
-    r.varint()?;
-    Ok((seq, matches!(r.u8()?, NOTE_ALERT | NOTE_STATUS)))
-}
-
-/// The notification [`pack_notification`] wrote into all of `bytes` with the
-/// same `own` and `base`.
-pub(crate) fn unpack_notification(
-    own: AccountId,
-    base: i64,
-    bytes: &[u8],
-) -> Result<Notification, CodecError> {
-    let mut d = Dec::new(bytes);
-    (d.own, d.base) = (own, base);
-    let mut note = None;
-    d.notifications(&BTreeMap::new(), |n| note = Some(n))?;
-    match note {
-        Some(note) if d.r.remaining() == 0 => Ok(note),
-        _ => Err(CodecError::Invalid("a packed notification")),
-    }
 }
 
 /// The state in a version-4 body (all of `body`, nothing left over).
@@ -356,8 +314,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<AccountState, CodecError> {
     let new_recipients = d.new_recipients()?;
     let known_recipients = d.known_recipients()?;
     let alerts = d.alerts()?;
-    let mut notifications = NotificationRing::default();
-    d.notifications(&ops, |n| notifications.push_back(n))?;
+    let notifications = d.notifications(&ops)?;
     let rest = d.r.take(d.r.remaining())?;
     let (profile, password_hash, sessions, contacts, security, challenges, kyc, status_reason) =
         match postcard::take_from_bytes::<RestOwned>(rest) {

@@ -390,13 +390,12 @@ impl<'a> Dec<'a> {
         Ok(alerts)
     }
 
-    /// The notifications list, each handed to `sink` oldest first.
     pub(in crate::codec) fn notifications(
         &mut self,
         ops: &BTreeMap<u64, OpRecord>,
-        mut sink: impl FnMut(Notification),
-    ) -> Result<(), CodecError> {
+    ) -> Result<VecDeque<Notification>, CodecError> {
         let count = self.count()?;
+        let mut notes = VecDeque::with_capacity(count);
         let (mut prev_seq, mut prev_at) = (0u64, self.base);
         let mut balances: Vec<(Currency, Decimal)> = Vec::new();
         for _ in 0..count {
@@ -488,9 +487,9 @@ impl<'a> Dec<'a> {
                         })
                     }
                 };
-            sink(Notification { seq, at, kind });
+            notes.push_back(Notification { seq, at, kind });
         }
-        Ok(())
+        Ok(notes)
     }
 
     pub(in crate::codec) fn transaction(

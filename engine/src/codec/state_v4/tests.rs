@@ -1,8 +1,6 @@
 //! Tests of state version 4: golden bytes, exact round trips of arbitrary
 //! states (decimals bit for bit), and corrupt input refused without a panic.
 
-use std::collections::VecDeque;
-
 use proptest::prelude::*;
 use rust_decimal_macros::dec;
 
@@ -588,51 +586,6 @@ proptest! {
         prop_assert_eq!(decimal_bits(&back), decimal_bits(&s));
         // One state, one encoding (maps and sets are written sorted).
         prop_assert_eq!(encode_state(&back), bytes);
-    }
-
-    /// The packed ring against a plain list: pushes of arbitrary notifications
-    /// (every kind, any times and seqs) and pops from the front, read back
-    /// from either end and after any seq.
-    #[test]
-    fn a_packed_ring_gives_back_what_it_took(
-        steps in prop::collection::vec(
-            prop_oneof![
-                3 => (time(), notification_kind()).prop_map(Some),
-                1 => Just(None),
-            ],
-            0..80,
-        ),
-        after in 0u64..90,
-    ) {
-        let mut ring = NotificationRing::default();
-        let mut model = VecDeque::new();
-        for (seq, step) in (1u64..).zip(steps) {
-            match step {
-                Some((at, kind)) => {
-                    let note = Notification { seq, at, kind };
-                    ring.push_back(note.clone());
-                    model.push_back(note);
-                }
-                None => {
-                    ring.pop_front();
-                    model.pop_front();
-                }
-            }
-            prop_assert_eq!(ring.len(), model.len());
-        }
-        prop_assert!(ring.iter().eq(model.iter().cloned()));
-        prop_assert!(ring.iter().rev().eq(model.iter().rev().cloned()));
-        prop_assert!(ring.after(after).eq(model.iter().filter(|n| n.seq > after).cloned()));
-        let for_operators = model.iter().filter(|n| {
-            n.seq > after
-                && matches!(
-                    n.kind,
-                    NotificationKind::AlertRaised { .. } | NotificationKind::StatusChanged { .. }
-                )
-        });
-        prop_assert!(ring.after_for_operators(after).eq(for_operators.cloned()));
-        let rebuilt: NotificationRing = model.iter().cloned().collect();
-        prop_assert_eq!(&rebuilt, &ring);
     }
 
     #[test]

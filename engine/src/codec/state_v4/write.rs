@@ -384,17 +384,16 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(in crate::codec) fn notifications<N: std::borrow::Borrow<Notification>>(
+    pub(in crate::codec) fn notifications(
         &mut self,
-        notes: impl ExactSizeIterator<Item = N>,
+        notes: &VecDeque<Notification>,
         ops: &BTreeMap<u64, OpRecord>,
     ) {
         self.count(notes.len());
         let (mut prev_seq, mut prev_at) = (0u64, self.base);
         // The last balance notified per currency: the next one is a step from it.
-        let mut balances: SmallVec<[(Currency, Decimal); 2]> = SmallVec::new();
-        for note in notes {
-            let Notification { seq, at, kind } = note.borrow();
+        let mut balances: Vec<(Currency, Decimal)> = Vec::new();
+        for Notification { seq, at, kind } in notes {
             self.varint(seq.wrapping_sub(prev_seq));
             prev_seq = *seq;
             self.time(&mut prev_at, *at);

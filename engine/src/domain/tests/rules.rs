@@ -1421,7 +1421,7 @@ fn notifications_carry_the_api_fields_and_increasing_seq() {
                "currency": "CNY", "direction": "out", "counterparty": null})
     );
     assert_eq!(
-        a.notifications.iter().nth(2).unwrap().kind.data_json(),
+        a.notifications[2].kind.data_json(),
         json!({"currency": "CNY", "available": "47.50", "held": "50.00"})
     );
 
