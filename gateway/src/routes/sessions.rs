@@ -21,6 +21,7 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use okpay_engine::domain::command::NewSession;
+use okpay_engine::domain::state::MAX_SESSIONS;
 use okpay_engine::ids::{AccountId, OpId, OpKind};
 use okpay_engine::{Command, EngineError, Outcome, Rejection};
 use serde::{Deserialize, Serialize};
@@ -207,9 +208,24 @@ pub async fn create_session(
         .engine
         .execute(account, Command::CreateSession(session))
         .await;
-    // An account keeps at most `MAX_SESSIONS`: a new one may have pushed the oldest
-    // out, which is a revocation like any other.
-    state.sessions.evict(account);
+    // An account keeps at most `MAX_SESSIONS`: a login at the cap pushed the
+    // oldest out, which is a revocation like any other. Below it nothing was
+    // revoked, and evicting anyway dropped the cached sessions of the account
+    // and of every account sharing its stripe (about one bystander per eight
+    // logins among 2,000 cached accounts). A push-out leaves the account at the
+    // cap, and a logout that lowers it in between evicts by itself; an unknown
+    // outcome or count evicts.
+    let at_cap = match &created {
+        Ok(_) => state
+            .engine
+            .read(account, |s, _, _| s.sessions.len() >= MAX_SESSIONS)
+            .await
+            .unwrap_or(true),
+        Err(_) => true,
+    };
+    if at_cap {
+        state.sessions.evict(account);
+    }
     let outcome = match created {
         // Locked between the check above and now (another client's failures).
         Err(EngineError::Rejected(Rejection::AccountLocked)) => {
