@@ -12,20 +12,8 @@ use helpers::TestApp;
 
 /// `okpay_session_cache_total{result}` as the server reports it.
 async fn cache_count(app: &TestApp, result: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
+    app.metric(&format!("okpay_session_cache_total{{result=\"{result}\"}}"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("okpay_session_cache_total{{result=\"{result}\"}}");
-    text.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn account_ok(app: &TestApp, token: &str) {

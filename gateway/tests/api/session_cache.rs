@@ -9,19 +9,8 @@ use crate::helpers::{assert_problem, TestApp, ADMIN};
 /// Cache hits so far (process-wide: other tests' servers count too, so only an
 /// increase is meaningful).
 async fn hits(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
+    app.metric("okpay_session_cache_total{result=\"hit\"}")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("okpay_session_cache_total{result=\"hit\"}"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Uses `token` twice (the second time from the cache) and asserts it works.
