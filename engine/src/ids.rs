@@ -126,14 +126,23 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// Accepts 1–255 visible ASCII characters.
     pub fn parse(s: &str) -> Result<Self, BadId> {
-        let ok = (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
+        if IdempotencyKey::valid(s) {
             Ok(IdempotencyKey(s.to_owned()))
         } else {
             Err(BadId {
                 kind: "idempotency key",
             })
         }
+    }
+
+    fn valid(s: &str) -> bool {
+        (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+    }
+
+    /// Whether [`IdempotencyKey::parse`] accepts this key (one a deserializer
+    /// made may not be).
+    pub fn is_valid(&self) -> bool {
+        IdempotencyKey::valid(&self.0)
     }
 
     pub fn as_str(&self) -> &str {

@@ -25,13 +25,28 @@ impl Currency {
     /// its scale (0..=8).
     pub fn new(code: &str, scale: u8) -> Result<Self, MoneyError> {
         let bytes = code.as_bytes();
-        if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_uppercase) || scale > 8 {
+        if bytes.len() != 3 || !Currency::valid(bytes, scale) {
             return Err(MoneyError::UnknownCurrency(code.to_owned()));
         }
         Ok(Currency {
             code: [bytes[0], bytes[1], bytes[2]],
             scale,
         })
+    }
+
+    fn valid(code: &[u8], scale: u8) -> bool {
+        code.iter().all(u8::is_ascii_uppercase) && scale <= 8
+    }
+
+    /// Whether [`Currency::new`] accepts this value (one a deserializer made
+    /// may not be).
+    pub fn is_valid(&self) -> bool {
+        Currency::valid(&self.code, self.scale)
+    }
+
+    /// The code's three bytes, as stored (ASCII capitals when valid).
+    pub fn code_bytes(&self) -> [u8; 3] {
+        self.code
     }
 
     pub fn code(&self) -> &str {
@@ -102,6 +117,16 @@ impl Amount {
         let mut value = normalized;
         value.rescale(currency.scale());
         Ok(Amount { value, currency })
+    }
+
+    /// Whether this is what [`Amount::new`] makes of its own value, bit for
+    /// bit: positive, at most the maximum, at exactly its currency's scale (a
+    /// deserializer can make an amount that is not).
+    pub fn is_canonical(&self) -> bool {
+        self.currency.is_valid()
+            && self.value > Decimal::ZERO
+            && self.value <= AMOUNT_MAX
+            && self.value.scale() == self.currency.scale()
     }
 
     /// Parses a decimal string such as `"12.50"` (no exponent, no sign, no spaces).

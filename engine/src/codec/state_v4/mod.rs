@@ -190,8 +190,9 @@ fn same_decimal(a: Decimal, b: Decimal) -> bool {
     a.serialize() == b.serialize()
 }
 
-/// Appends the version-4 body of `state` to `out`.
-pub(crate) fn encode(state: &AccountState, out: &mut Vec<u8>) {
+/// Appends the version-4 body of `state` to `out`: `false` when it would not
+/// read back as `state` ([`Enc::exact`]; then write version 3).
+pub(crate) fn encode(state: &AccountState, out: &mut Vec<u8>) -> bool {
     // Every field named: a new one fails to compile until it is encoded.
     let AccountState {
         id,
@@ -274,9 +275,11 @@ pub(crate) fn encode(state: &AccountState, out: &mut Vec<u8>) {
         kyc,
         status_reason,
     );
+    let exact = e.exact();
     let out = e.out();
     // unwrap: postcard into a Vec only fails on writer errors, and a Vec never fails.
     *out = postcard::to_extend(&rest, std::mem::take(out)).unwrap();
+    exact
 }
 
 /// The state in a version-4 body (all of `body`, nothing left over).

@@ -29,6 +29,9 @@ pub(in crate::codec) struct Enc<'a> {
     own: AccountId,
     base: i64,
     scale: u32,
+    /// False once a value was met that the reader would refuse or read
+    /// differently (see [`Enc::exact`]).
+    exact: bool,
 }
 
 impl<'a> Enc<'a> {
@@ -54,7 +57,18 @@ impl<'a> Enc<'a> {
             own,
             base,
             scale,
+            exact: true,
         }
+    }
+
+    /// Whether everything written reads back the same: false when a value met
+    /// is one the reader refuses or rebuilds differently, which only a
+    /// deserializer can make — a currency that `Currency::new` refuses, an
+    /// amount not as `Amount::new` makes it, an idempotency key that
+    /// `IdempotencyKey::parse` refuses. Everything else the layout represents
+    /// exactly (pinned by the round-trip property test).
+    pub(in crate::codec) fn exact(&self) -> bool {
+        self.exact
     }
 
     /// The output so far.
@@ -145,9 +159,10 @@ impl<'a> Enc<'a> {
         match self.currencies.iter().position(|&k| k == c) {
             Some(i) => self.count(i),
             None => {
+                self.exact &= c.is_valid();
                 self.count(self.currencies.len());
                 self.currencies.push(c);
-                self.out.extend_from_slice(c.code().as_bytes());
+                self.out.extend_from_slice(&c.code_bytes());
                 self.u8(c.scale() as u8);
             }
         }
@@ -176,6 +191,7 @@ impl<'a> Enc<'a> {
     }
 
     pub(in crate::codec) fn amount(&mut self, a: &Amount) {
+        self.exact &= a.is_canonical();
         self.currency(a.currency());
         self.dec(a.value(), a.currency().scale());
     }
@@ -310,6 +326,7 @@ impl<'a> Enc<'a> {
                 op,
                 at,
             } = entry;
+            self.exact &= key.is_valid();
             self.str(key.as_str());
             self.u64(*fingerprint);
             self.varint(*op);
