@@ -217,7 +217,7 @@ pub mod legacy {
                 last_login: s.last_login.map(Box::new),
                 reset_failures: s.reset_failures,
                 step_up_failures: s.step_up_failures,
-                unchallenged_out: s.unchallenged_out,
+                unchallenged_out: s.unchallenged_out.into(),
                 ..Security::default()
             }
         }
@@ -290,7 +290,7 @@ pub mod legacy {
                         (id, mark)
                     })
                     .collect(),
-                outgoing: s.outgoing,
+                outgoing: s.outgoing.into(),
                 daily: s.daily,
                 known_recipients: s.known_recipients,
                 new_recipients: s.new_recipients,

@@ -490,7 +490,7 @@ fn remember(
 /// Records an outgoing operation for the velocity window and the daily limit; an
 /// operation that passed the velocity rule means its condition is false again.
 fn mark_outgoing(state: &mut AccountState, amount: Amount, at: Timestamp) {
-    state.outgoing.push_back(OutgoingMark {
+    state.outgoing.push(OutgoingMark {
         at,
         amount: amount.value(),
     });

@@ -100,21 +100,6 @@ pub struct Verdict {
     pub message: String,
 }
 
-/// Outgoing operations (transfers, withdrawals) within the last `window_ms`,
-/// newest first (the marks are in time order).
-fn recent_outgoing(
-    state: &AccountState,
-    now: Timestamp,
-    window_ms: i64,
-) -> impl Iterator<Item = &crate::domain::state::OutgoingMark> {
-    let since = now.millis() - window_ms;
-    state
-        .outgoing
-        .iter()
-        .rev()
-        .take_while(move |o| o.at.millis() > since)
-}
-
 /// Velocity by count and by sum: more than `velocity_max_ops` outgoing operations
 /// (or more than `velocity_max_sum`) within the window blocks this one.
 pub fn velocity(
@@ -127,7 +112,7 @@ pub fn velocity(
     // The marks are in time order: a binary search counts the window in O(log n),
     // however busy the account is.
     let since = now.millis() - window_ms;
-    let count = state.outgoing.len() - state.outgoing.partition_point(|o| o.at.millis() <= since);
+    let count = state.outgoing.count_after(since);
     if count >= policy.velocity_max_ops as usize {
         return Some(Verdict {
             rule: FraudRule::VelocityCount,
@@ -140,10 +125,7 @@ pub fn velocity(
         });
     }
     if let Some(max_sum) = policy.velocity_max_sum {
-        let sum: Decimal = recent_outgoing(state, now, window_ms)
-            .map(|o| o.amount)
-            .sum();
-        if sum + amount.value() > max_sum {
+        if state.outgoing.sum_after((), since) + amount.value() > max_sum {
             return Some(Verdict {
                 rule: FraudRule::VelocitySum,
                 action: FraudAction::Block,
@@ -248,12 +230,9 @@ pub fn needs_step_up(
         return true;
     }
     let since = now.millis() - i64::from(policy.unchallenged_window_s) * 1000;
-    let sum: Decimal = state
+    let sum = state
         .security
         .unchallenged_out
-        .iter()
-        .filter(|m| m.at.millis() > since && m.amount.currency() == amount.currency())
-        .map(|m| m.amount.value())
-        .sum();
+        .sum_after(amount.currency(), since);
     sum + amount.value() >= policy.challenge_over
 }

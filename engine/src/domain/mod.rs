@@ -17,6 +17,7 @@ pub mod rejection;
 pub mod security;
 pub mod state;
 pub mod view;
+pub mod window;
 
 pub use apply::apply;
 pub use command::{Command, DepositMethod, Profile, WithdrawalMethod};

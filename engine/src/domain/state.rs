@@ -14,6 +14,7 @@ use crate::domain::locale::Locale;
 use crate::domain::notification::Notification;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, Kyc, Security};
+use crate::domain::window::{Mark, Window};
 use crate::ids::{AccountId, IdempotencyKey, TransferId};
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
@@ -187,6 +188,21 @@ pub struct OutgoingMark {
     pub amount: Decimal,
 }
 
+impl Mark for OutgoingMark {
+    /// Summed across currencies, as the velocity rule's sum always was.
+    type Key = ();
+    fn at(&self) -> Timestamp {
+        self.at
+    }
+    fn set_at(&mut self, at: Timestamp) {
+        self.at = at;
+    }
+    fn key(&self) {}
+    fn amount(&self) -> Decimal {
+        self.amount
+    }
+}
+
 /// A first payment to a recipient, for the fan-out window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRecipientMark {
@@ -295,7 +311,7 @@ pub struct AccountState {
     /// dedupe. An entry goes once its source shard has settled every transfer
     /// debited before it ([`AccountState::prune_settled`]), never by age.
     pub credited: HashMap<TransferId, CreditMark>,
-    pub outgoing: VecDeque<OutgoingMark>,
+    pub outgoing: Window<OutgoingMark>,
     pub daily: DailyUsage,
     /// Every account this one ever sent money to.
     pub known_recipients: HashSet<AccountId>,
@@ -365,7 +381,7 @@ impl AccountState {
             ops: BTreeMap::new(),
             idempotency: HashMap::default(),
             credited: HashMap::default(),
-            outgoing: VecDeque::new(),
+            outgoing: Window::default(),
             daily: DailyUsage::default(),
             known_recipients: HashSet::default(),
             new_recipients: VecDeque::new(),
@@ -487,13 +503,7 @@ impl AccountState {
     /// so it only bounds memory.
     pub fn compact(&mut self, now: Timestamp, policy: &crate::policy::Policy) {
         let window_start = now.millis() - policy.longest_window_ms();
-        while self
-            .outgoing
-            .front()
-            .is_some_and(|o| o.at.millis() <= window_start)
-        {
-            self.outgoing.pop_front();
-        }
+        self.outgoing.drop_until(window_start);
         while self
             .new_recipients
             .front()

@@ -259,7 +259,7 @@ pub(crate) fn encode(state: &AccountState, out: &mut Vec<u8>) -> bool {
     e.ops(ops);
     e.idempotency(idempotency);
     e.credited(credited);
-    e.marks(outgoing);
+    e.marks(outgoing.marks());
     e.marks(recent_deposits);
     e.new_recipients(new_recipients);
     e.known_recipients(known_recipients);
@@ -349,7 +349,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<AccountState, CodecError> {
         ops,
         idempotency,
         credited,
-        outgoing,
+        outgoing: outgoing.into(),
         daily,
         known_recipients,
         new_recipients,

@@ -84,7 +84,7 @@ fn golden_state() -> AccountState {
             refused: None,
         },
     );
-    s.outgoing.push_back(OutgoingMark {
+    s.outgoing.push(OutgoingMark {
         at: at(2_000),
         amount: dec!(12.34),
     });
@@ -484,7 +484,7 @@ prop_compose! {
         for (id, at, debit_lsn, refused) in credited {
             s.credited.insert(id, CreditMark { at, debit_lsn, refused });
         }
-        s.outgoing = outgoing.into();
+        s.outgoing = std::collections::VecDeque::from(outgoing).into();
         s.recent_deposits = deposits.into();
         s.new_recipients = new_recipients
             .into_iter()
@@ -553,7 +553,7 @@ fn decimal_bits(s: &AccountState) -> Vec<[u8; 16]> {
         out.push(amount.serialize());
         out.push(fee.serialize());
     }
-    for m in s.outgoing.iter().chain(&s.recent_deposits) {
+    for m in s.outgoing.marks().iter().chain(&s.recent_deposits) {
         out.push(m.amount.serialize());
     }
     for n in &s.notifications {

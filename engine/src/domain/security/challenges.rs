@@ -282,7 +282,7 @@ pub fn mark_unchallenged(
         state
             .security
             .unchallenged_out
-            .push_back(UnchallengedMark { at, amount });
+            .push(UnchallengedMark { at, amount });
     }
 }
 

@@ -18,12 +18,14 @@ pub mod totp;
 
 use std::collections::VecDeque;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::event::{Event, EventBody};
 use crate::domain::fraud::{FraudAction, FraudRule, Severity};
 use crate::domain::state::AccountState;
-use crate::money::Amount;
+use crate::domain::window::{Mark, Window};
+use crate::money::{Amount, Currency};
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
@@ -61,7 +63,7 @@ pub struct Security {
     /// Failed step-up confirmations (across challenges) in the failure window.
     pub step_up_failures: VecDeque<Timestamp>,
     /// Outgoing money that left without step-up, for the split-payment rule.
-    pub unchallenged_out: VecDeque<UnchallengedMark>,
+    pub unchallenged_out: Window<UnchallengedMark>,
     /// A begun TOTP enrolment waiting for its first code (the active factor, if
     /// any, stays in force meanwhile).
     pub totp_pending: Option<Box<PendingTotp>>,
@@ -76,6 +78,23 @@ pub struct Security {
 pub struct UnchallengedMark {
     pub at: Timestamp,
     pub amount: Amount,
+}
+
+impl Mark for UnchallengedMark {
+    /// Summed per currency.
+    type Key = Currency;
+    fn at(&self) -> Timestamp {
+        self.at
+    }
+    fn set_at(&mut self, at: Timestamp) {
+        self.at = at;
+    }
+    fn key(&self) -> Currency {
+        self.amount.currency()
+    }
+    fn amount(&self) -> Decimal {
+        self.amount.value()
+    }
 }
 
 /// How many of `marks` are later than `window_s` before `now`.
@@ -167,13 +186,7 @@ pub fn compact_security(state: &mut AccountState, now: Timestamp, policy: &Polic
         }
     }
     let unchallenged_start = now.millis() - i64::from(policy.fraud.unchallenged_window_s) * 1000;
-    while sec
-        .unchallenged_out
-        .front()
-        .is_some_and(|m| m.at.millis() <= unchallenged_start)
-    {
-        sec.unchallenged_out.pop_front();
-    }
+    sec.unchallenged_out.drop_until(unchallenged_start);
     let keep_since = now.millis() - i64::from(policy.idempotency_retention_s) * 1000;
     state
         .challenges
