@@ -210,6 +210,12 @@ fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<Accoun
                     .ok()
                     .and_then(|v| v.parse::<usize>().ok())
                     .map_or(RuntimeConfig::default().executors, |n| n.max(1)),
+                // `DURABLE_CHECKPOINT_EVERY=N`: checkpoint a shard every N log
+                // records instead of the default (what rarer checkpoints save).
+                checkpoint_every: std::env::var("DURABLE_CHECKPOINT_EVERY")
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(RuntimeConfig::default().checkpoint_every, |n| n.max(1)),
                 ..RuntimeConfig::default()
             },
             ..EngineConfig::default()
