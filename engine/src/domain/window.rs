@@ -33,8 +33,8 @@ pub trait Mark {
 #[derive(Clone, Debug)]
 pub struct Window<M: Mark> {
     marks: VecDeque<M>,
-    /// One pointer, to a shared empty header while there is no mark: an
-    /// idle account neither allocates nor grows by more than two words.
+    /// One word, pointing at a shared empty header while there is no mark:
+    /// a window adds one word to an idle account and allocates nothing.
     totals: ThinVec<(M::Key, Decimal)>,
 }
 
