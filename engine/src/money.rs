@@ -119,14 +119,12 @@ impl Amount {
         Ok(Amount { value, currency })
     }
 
-    /// Whether this is what [`Amount::new`] makes of its own value, bit for
-    /// bit: positive, at most the maximum, at exactly its currency's scale (a
-    /// deserializer can make an amount that is not).
+    /// Whether this is what [`Amount::new`] makes of its own value and
+    /// currency, bit for bit (a deserializer can make an amount that is not).
     pub fn is_canonical(&self) -> bool {
         self.currency.is_valid()
-            && self.value > Decimal::ZERO
-            && self.value <= AMOUNT_MAX
-            && self.value.scale() == self.currency.scale()
+            && Amount::new(self.value, self.currency)
+                .is_ok_and(|a| a.value.serialize() == self.value.serialize())
     }
 
     /// Parses a decimal string such as `"12.50"` (no exponent, no sign, no spaces).

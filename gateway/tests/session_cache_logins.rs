@@ -9,6 +9,7 @@
 mod helpers;
 
 use helpers::TestApp;
+use okpay_engine::domain::state::MAX_SESSIONS;
 
 /// `okpay_session_cache_total{result}` as the server reports it.
 async fn cache_count(app: &TestApp, result: &str) -> f64 {
@@ -23,7 +24,6 @@ async fn account_ok(app: &TestApp, token: &str) {
 
 #[tokio::test]
 async fn a_login_below_the_session_cap_keeps_other_cached_sessions_cached() {
-    const MAX_SESSIONS: usize = 32;
     let app = TestApp::spawn().await;
     let email = "cache-logins@example.com";
     let (_, first) = app.user(email).await;
@@ -52,8 +52,8 @@ async fn a_login_below_the_session_cap_keeps_other_cached_sessions_cached() {
         "every request after a login was a hit"
     );
 
-    // The 32nd session fills the cap: nothing pushed out yet. The 33rd login
-    // pushes the first out, and it is refused at once, from the cache.
+    // The last session below the cap fills it: nothing pushed out yet. The
+    // next login pushes the first out, and it is refused at once, from the cache.
     app.login(email).await;
     account_ok(&app, &first).await;
     app.login(email).await;

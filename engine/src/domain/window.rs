@@ -139,10 +139,7 @@ impl<M: Mark> From<VecDeque<M>> for Window<M> {
     /// Marks as stored (in the order stored, even out of time order as
     /// states from before kept them), with their totals.
     fn from(marks: VecDeque<M>) -> Self {
-        let mut w = Window {
-            marks: VecDeque::new(),
-            totals: ThinVec::new(),
-        };
+        let mut w = Window::default();
         for m in &marks {
             w.add(m.key(), m.amount());
         }
