@@ -297,14 +297,6 @@ impl Policy {
         crate::store::retention::cutoff_ms(now, self.history_retention_days)
     }
 
-    /// The longest activity window any rule looks at, in milliseconds.
-    pub fn longest_window_ms(&self) -> i64 {
-        i64::from(
-            self.fraud
-                .velocity_window_s
-                .max(self.fraud.fan_out_window_s),
-        ) * 1000
-    }
 }
 
 #[cfg(test)]

@@ -497,17 +497,22 @@ impl AccountState {
     }
 
     /// Forgets what no rule can look at any more: activity marks older than the
-    /// longest window, idempotency keys and closed operations past their retention,
+    /// window of the rule that reads them, idempotency keys and closed operations past their retention,
     /// credited-transfer ids of the legacy format past theirs. Pure and deterministic; no decision changes
     /// because of it (`decide` ages the same data out by the same horizons itself),
     /// so it only bounds memory.
     pub fn compact(&mut self, now: Timestamp, policy: &crate::policy::Policy) {
-        let window_start = now.millis() - policy.longest_window_ms();
-        self.outgoing.drop_until(window_start);
+        // Outgoing marks feed only the velocity rule; kept for the fan-out
+        // window as well, most of them sat outside the velocity window, and
+        // its sum walked them on every outgoing operation.
+        let fraud = &policy.fraud;
+        self.outgoing
+            .drop_until(now.millis() - i64::from(fraud.velocity_window_s) * 1000);
+        let fan_out_start = now.millis() - i64::from(fraud.fan_out_window_s) * 1000;
         while self
             .new_recipients
             .front()
-            .is_some_and(|o| o.at.millis() <= window_start)
+            .is_some_and(|o| o.at.millis() <= fan_out_start)
         {
             self.new_recipients.pop_front();
         }

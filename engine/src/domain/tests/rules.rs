@@ -1618,6 +1618,15 @@ fn compaction_forgets_old_data() {
     let mut c = a.clone();
     c.compact(at(5000), &p());
     assert_eq!(c, a, "nothing is old yet");
+    c.compact(at(MINUTE_MS + 5000), &p());
+    assert!(
+        c.outgoing.is_empty(),
+        "outgoing marks go with the velocity window"
+    );
+    assert_eq!(
+        c.new_recipients, a.new_recipients,
+        "new recipients stay for the fan-out window"
+    );
     c.compact(at(10 * MINUTE_MS + 5000), &p());
     assert!(c.outgoing.is_empty());
     assert!(c.new_recipients.is_empty());
