@@ -961,3 +961,60 @@ async fn a_log_of_both_events_formats_replays() {
     assert_eq!(again, first);
     assert!(engine.audit().await.unwrap().balanced());
 }
+
+/// Shards that fall due together are checkpointed over several housekeeping
+/// rounds, a budget of bytes per round, so that no round holds every queued
+/// command while it encodes every dirty account of the executor. Opened
+/// together, 1,500 accounts leave every shard dirty and quiet at once.
+#[tokio::test]
+async fn checkpoints_falling_due_together_are_spread_over_rounds() {
+    use okpay_engine::codec::checkpoint::SHARD_ENTRY;
+    use okpay_engine::codec::{ShardId, DEFAULT_SHARDS};
+    use okpay_engine::store::Store;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    const ACCOUNTS: usize = 1_500;
+    const BUDGET: usize = 16 * 1024;
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeConfig {
+        // Only going quiet makes a shard due.
+        checkpoint_every: u64::MAX,
+        checkpoint_round_bytes: BUDGET,
+        idle_after: Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    };
+    let engine = engine_with(store.clone(), runtime).await;
+    let opened = futures::future::join_all((0..ACCOUNTS).map(|i| {
+        let engine = engine.clone();
+        async move { open(&engine, &format!("u{i}")).await }
+    }))
+    .await;
+    assert_eq!(opened.len(), ACCOUNTS);
+    let log = store.shard_log().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut checkpointed, mut largest_shard) = (0, 0);
+    while checkpointed < ACCOUNTS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{checkpointed} of {ACCOUNTS} checkpointed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        checkpointed = 0;
+        for shard in 0..DEFAULT_SHARDS {
+            let ids = log.accounts(ShardId(shard)).await.unwrap();
+            let ids: Vec<_> = ids.into_iter().filter(|&id| id != SHARD_ENTRY).collect();
+            checkpointed += ids.len();
+            let states = log.load_accounts(ShardId(shard), &ids).await.unwrap();
+            let bytes: usize = states.iter().flatten().map(Vec::len).sum();
+            largest_shard = largest_shard.max(bytes);
+        }
+    }
+    let most = engine.stats().max_checkpoint_round_bytes.load(Relaxed) as usize;
+    // The budget, overrun by at most the shard that crosses it; without it one
+    // round took nearly all 1,500 states.
+    assert!(largest_shard > 0 && largest_shard < BUDGET / 2);
+    assert!(
+        (1..=BUDGET + largest_shard + 1024).contains(&most),
+        "one round encoded {most} bytes (a shard is at most {largest_shard})"
+    );
+}
