@@ -95,10 +95,8 @@ fn world() -> &'static World {
             .block_on(Engine::start(
                 EngineConfig {
                     runtime: RuntimeConfig {
-                        // Frequent checkpoints so rebuilds mix checkpoint and log,
-                        // each encoded over several rounds (a state or two each).
+                        // Frequent checkpoints so rebuilds mix checkpoint and log.
                         checkpoint_every: 5,
-                        checkpoint_round_bytes: 256,
                         ..RuntimeConfig::default()
                     },
                     ..EngineConfig::default()

@@ -281,8 +281,6 @@ struct Shard {
     sealed_records: u64,
     checkpoint_records: u64,
     checkpointing: bool,
-    /// A checkpoint being encoded over several housekeeping rounds.
-    encoding: Option<Box<Encoding>>,
     /// No checkpoint before this batch is durable (it rewrites the history rows
     /// of frames replayed by recovery, which a checkpoint would trim).
     hold_checkpoint_until: u64,
@@ -295,21 +293,6 @@ struct Shard {
     /// Transfers debited here and not yet settled, by debit position: the
     /// shard's watermark (see `saga`).
     debits: OpenDebits,
-}
-
-/// A shard's checkpoint while its dirty accounts are encoded, a budget of bytes
-/// per housekeeping round. It covers the log up to `limit`, the position its
-/// first round started at: an account encoded in a later round is as of a
-/// later position, which a checkpoint allows, and one that changed after it
-/// was encoded stays dirty (see [`Executor::on_checkpointed`]).
-#[derive(Debug, Default)]
-struct Encoding {
-    limit: u64,
-    /// Dirty accounts not encoded yet.
-    remaining: Vec<AccountId>,
-    states: Vec<(AccountId, Vec<u8>)>,
-    written: Vec<(AccountId, u64)>,
-    bytes: usize,
 }
 
 impl Shard {
@@ -798,7 +781,7 @@ impl Executor {
                 let ids: Vec<ShardId> = self.shards.keys().copied().collect();
                 for id in ids {
                     self.evict(id, true);
-                    self.checkpoint(id, true, usize::MAX);
+                    self.checkpoint(id, true);
                 }
             }
             Msg::Ready { reply } => {
@@ -1427,7 +1410,6 @@ impl Executor {
         shard.rows_lsn = recovered.head.head;
         shard.checkpoint_lsn = recovered.head.checkpoint;
         shard.checkpointing = false;
-        shard.encoding = None;
         for (id, r) in recovered.accounts {
             let slot = Slot::new(r.seq, r.state, r.dirty_lsn);
             shard.accounts.insert(id, Entry::Ready(slot));
@@ -1589,7 +1571,7 @@ impl Executor {
             if encoded >= budget {
                 break;
             }
-            encoded += self.checkpoint(id, false, budget - encoded);
+            encoded += self.checkpoint(id, false);
         }
         self.shared
             .stats
@@ -1604,109 +1586,76 @@ impl Executor {
     }
 
     /// Checkpoints the quiet dirty accounts of `shard` when its log has grown
-    /// (or has been idle a while, or `force`), encoding about `budget` bytes of
-    /// states in this call (at least one state; `force`: all of them) and the
-    /// rest in later calls. Returns the bytes it encoded.
-    fn checkpoint(&mut self, shard_id: ShardId, force: bool, budget: usize) -> usize {
+    /// (or has been idle a while, or `force`). Returns the bytes of the states
+    /// it encoded.
+    fn checkpoint(&mut self, shard_id: ShardId, force: bool) -> usize {
         let every = self.shared.config.checkpoint_every;
         let rows_batch = self.rows.written_batch;
         let Some(shard) = self.shards.get_mut(&shard_id) else {
             return 0;
         };
-        if !matches!(shard.phase, Phase::Ready) || shard.checkpointing {
+        if !matches!(shard.phase, Phase::Ready)
+            || shard.checkpointing
+            || rows_batch < shard.hold_checkpoint_until
+            || shard.rows_lsn <= shard.checkpoint_lsn
+        {
             return 0;
         }
-        if shard.encoding.is_none() {
-            if rows_batch < shard.hold_checkpoint_until || shard.rows_lsn <= shard.checkpoint_lsn {
-                return 0;
-            }
-            // (rounds since the last checkpoint, sealed records seen last round,
-            // rounds since that count last changed)
-            let (rounds, seen, quiet) = self
-                .rounds_since_checkpoint
-                .entry(shard_id)
-                .or_insert((0, 0, 0));
-            *rounds += 1;
-            if *seen == shard.sealed_records {
-                *quiet += 1;
-            } else {
-                (*seen, *quiet) = (shard.sealed_records, 0);
-            }
-            if !force
-                && shard.sealed_records - shard.checkpoint_records < every
-                && *quiet < CHECKPOINT_QUIET_ROUNDS
-                && *rounds < CHECKPOINT_MAX_ROUNDS
-            {
-                return 0;
-            }
-            (*rounds, *quiet) = (0, 0);
-            shard.checkpoint_records = shard.sealed_records;
-            let remaining = shard
-                .accounts
-                .iter()
-                .filter(|(_, entry)| matches!(entry, Entry::Ready(slot) if slot.dirty_lsn != 0))
-                .map(|(id, _)| *id)
-                .collect();
-            shard.encoding = Some(Box::new(Encoding {
-                limit: shard.rows_lsn,
-                remaining,
-                ..Encoding::default()
-            }));
+        // (rounds since the last checkpoint, sealed records seen last round,
+        // rounds since that count last changed)
+        let (rounds, seen, quiet) = self
+            .rounds_since_checkpoint
+            .entry(shard_id)
+            .or_insert((0, 0, 0));
+        *rounds += 1;
+        if *seen == shard.sealed_records {
+            *quiet += 1;
+        } else {
+            (*seen, *quiet) = (shard.sealed_records, 0);
         }
+        if !force
+            && shard.sealed_records - shard.checkpoint_records < every
+            && *quiet < CHECKPOINT_QUIET_ROUNDS
+            && *rounds < CHECKPOINT_MAX_ROUNDS
+        {
+            return 0;
+        }
+        (*rounds, *quiet) = (0, 0);
         let started = Instant::now();
-        let Some(enc) = shard.encoding.as_mut() else {
-            return 0;
-        };
+        let mut limit = shard.rows_lsn;
+        let mut states = Vec::new();
+        let mut written = Vec::new();
         let (watermarks, layout) = (&self.shared.watermarks, &self.shared.layout);
-        let mut encoded = 0;
-        while let Some(id) = enc.remaining.pop() {
-            let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&id) else {
-                continue;
-            };
+        for (id, entry) in &mut shard.accounts {
+            let Entry::Ready(slot) = entry else { continue };
             if slot.dirty_lsn == 0 {
                 continue;
             }
             if slot.pending() {
                 // Its durable state is not the one in memory: leave it for the
                 // next checkpoint, and keep the frames that changed it.
-                enc.limit = enc.limit.min(slot.dirty_lsn - 1);
+                limit = limit.min(slot.dirty_lsn - 1);
             } else {
                 // Credits whose sources settled them go with this checkpoint;
                 // the watermarks recorded below are at least the ones used.
                 slot.state
                     .prune_settled(|from| watermarks.get(layout.shard_of(from)));
-                let state = checkpoint::encode_account(slot.seq, &slot.state);
-                encoded += state.len();
-                enc.states.push((id, state));
-                enc.written.push((id, slot.seq));
-            }
-            if !force && encoded >= budget {
-                break;
+                states.push((*id, checkpoint::encode_account(slot.seq, &slot.state)));
+                written.push((*id, slot.seq));
             }
         }
-        enc.bytes += encoded;
+        if limit <= shard.checkpoint_lsn {
+            return states.iter().map(|(_, state)| state.len()).sum();
+        }
+        shard.checkpoint_records = shard.sealed_records;
+        states.push((
+            checkpoint::SHARD_ENTRY,
+            checkpoint::encode_shard(&shard.debits.all(), &watermarks.known()),
+        ));
+        shard.checkpointing = true;
         metrics::histogram!("okpay_checkpoint_encode_seconds")
             .record(started.elapsed().as_secs_f64());
-        if !enc.remaining.is_empty() {
-            return encoded;
-        }
-        let Some(enc) = shard.encoding.take() else {
-            return encoded;
-        };
-        let Encoding {
-            limit,
-            mut states,
-            written,
-            bytes,
-            ..
-        } = *enc;
-        if limit <= shard.checkpoint_lsn {
-            return encoded;
-        }
-        let entry = checkpoint::encode_shard(&shard.debits.all(), &watermarks.known());
-        let bytes = bytes + entry.len();
-        states.push((checkpoint::SHARD_ENTRY, entry));
-        shard.checkpointing = true;
+        let bytes: usize = states.iter().map(|(_, state)| state.len()).sum();
         let (log, generation) = (self.log.clone(), shard.generation);
         self.tasks.push(Box::pin(async move {
             let result = log.checkpoint(shard_id, limit, states).await;
@@ -1719,7 +1668,7 @@ impl Executor {
                 result,
             }
         }));
-        encoded
+        bytes
     }
 
     fn on_checkpointed(

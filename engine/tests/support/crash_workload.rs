@@ -95,8 +95,6 @@ pub fn engine_config() -> EngineConfig {
         runtime: RuntimeConfig {
             executors: 2,
             checkpoint_every: 8,
-            // Checkpoints encoded over several rounds, so crashes land between them.
-            checkpoint_round_bytes: 1024,
             ..RuntimeConfig::default()
         },
         ..EngineConfig::default()

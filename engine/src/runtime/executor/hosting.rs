@@ -37,7 +37,6 @@ impl Shard {
             sealed_records: 0,
             checkpoint_records: 0,
             checkpointing: false,
-            encoding: None,
             hold_checkpoint_until: 0,
             releasing: None,
             epoch: None,
@@ -195,7 +194,7 @@ impl Executor {
                 continue;
             }
             if s.checkpoint_lsn < s.durable_lsn {
-                self.checkpoint(id, true, usize::MAX);
+                self.checkpoint(id, true);
                 continue;
             }
             let reply = self.shards.get_mut(&id).and_then(|s| s.releasing.take());
