@@ -160,8 +160,6 @@ pub struct EngineFile {
     pub idle_after_s: Option<u64>,
     #[serde(alias = "snapshot_every")]
     pub checkpoint_every: Option<u64>,
-    /// Bytes of account states one housekeeping round may encode for checkpoints.
-    pub checkpoint_round_bytes: Option<usize>,
     /// Threads per executor for blocking store work (the embedded store's I/O).
     pub blocking_threads: Option<usize>,
     /// The events format written into log records: 2 (the default) or 1, the
@@ -599,9 +597,6 @@ impl Settings {
         if let Some(v) = e.checkpoint_every {
             runtime.checkpoint_every = v.max(1);
         }
-        if let Some(v) = e.checkpoint_round_bytes {
-            runtime.checkpoint_round_bytes = v.max(1);
-        }
         if let Some(v) = e.blocking_threads {
             runtime.blocking_threads = v.max(1);
         }
@@ -763,12 +758,11 @@ mod tests {
     #[test]
     fn the_engine_section_sets_the_runtime() {
         let file: FileConfig = toml::from_str(
-            "[engine]\ncheckpoint_every = 100\ncheckpoint_round_bytes = 4096\nblocking_threads = 3\nmax_batch = 0\n",
+            "[engine]\ncheckpoint_every = 100\nblocking_threads = 3\nmax_batch = 0\n",
         )
         .unwrap();
         let s = Settings::resolve(Cli::default(), file);
         assert_eq!(s.runtime.checkpoint_every, 100);
-        assert_eq!(s.runtime.checkpoint_round_bytes, 4096);
         assert_eq!(s.runtime.blocking_threads, 3);
         assert_eq!(
             s.runtime.max_batch, 1,

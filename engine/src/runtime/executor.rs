@@ -1562,21 +1562,10 @@ impl Executor {
             self.rows.force = true;
         }
         self.progress_releases();
-        let mut ids: Vec<ShardId> = self.shards.keys().copied().collect();
-        // Each round starts at another shard, so the budget serves them in turn.
-        let start = self.rounds as usize % ids.len().max(1);
-        ids.rotate_left(start);
-        let (budget, mut encoded) = (self.shared.config.checkpoint_round_bytes, 0);
+        let ids: Vec<ShardId> = self.shards.keys().copied().collect();
         for &id in &ids {
-            if encoded >= budget {
-                break;
-            }
-            encoded += self.checkpoint(id, false);
+            self.checkpoint(id, false);
         }
-        self.shared
-            .stats
-            .max_checkpoint_round_bytes
-            .fetch_max(encoded as u64, Ordering::Relaxed);
         if self.last_tick.elapsed() >= self.shared.config.tick {
             self.last_tick = Instant::now();
             for &id in &ids {
@@ -1586,20 +1575,19 @@ impl Executor {
     }
 
     /// Checkpoints the quiet dirty accounts of `shard` when its log has grown
-    /// (or has been idle a while, or `force`). Returns the bytes of the states
-    /// it encoded.
-    fn checkpoint(&mut self, shard_id: ShardId, force: bool) -> usize {
+    /// (or has been idle a while, or `force`).
+    fn checkpoint(&mut self, shard_id: ShardId, force: bool) {
         let every = self.shared.config.checkpoint_every;
         let rows_batch = self.rows.written_batch;
         let Some(shard) = self.shards.get_mut(&shard_id) else {
-            return 0;
+            return;
         };
         if !matches!(shard.phase, Phase::Ready)
             || shard.checkpointing
             || rows_batch < shard.hold_checkpoint_until
             || shard.rows_lsn <= shard.checkpoint_lsn
         {
-            return 0;
+            return;
         }
         // (rounds since the last checkpoint, sealed records seen last round,
         // rounds since that count last changed)
@@ -1618,10 +1606,9 @@ impl Executor {
             && *quiet < CHECKPOINT_QUIET_ROUNDS
             && *rounds < CHECKPOINT_MAX_ROUNDS
         {
-            return 0;
+            return;
         }
         (*rounds, *quiet) = (0, 0);
-        let started = Instant::now();
         let mut limit = shard.rows_lsn;
         let mut states = Vec::new();
         let mut written = Vec::new();
@@ -1645,7 +1632,7 @@ impl Executor {
             }
         }
         if limit <= shard.checkpoint_lsn {
-            return states.iter().map(|(_, state)| state.len()).sum();
+            return;
         }
         shard.checkpoint_records = shard.sealed_records;
         states.push((
@@ -1653,8 +1640,6 @@ impl Executor {
             checkpoint::encode_shard(&shard.debits.all(), &watermarks.known()),
         ));
         shard.checkpointing = true;
-        metrics::histogram!("okpay_checkpoint_encode_seconds")
-            .record(started.elapsed().as_secs_f64());
         let bytes: usize = states.iter().map(|(_, state)| state.len()).sum();
         let (log, generation) = (self.log.clone(), shard.generation);
         self.tasks.push(Box::pin(async move {
@@ -1668,7 +1653,6 @@ impl Executor {
                 result,
             }
         }));
-        bytes
     }
 
     fn on_checkpointed(

@@ -81,13 +81,6 @@ pub struct RuntimeConfig {
     /// when it goes quiet). Each checkpoint re-encodes the shard's dirty accounts,
     /// so rarer is cheaper; recovery replays at most this many records a shard.
     pub checkpoint_every: u64,
-    /// How many bytes of account states one housekeeping round (every 100 ms)
-    /// encodes for checkpoints before it leaves the shards still due to the
-    /// next rounds; the first due shard of a round always goes whole. Under an
-    /// even load every shard of an executor falls due within the same second,
-    /// and encoding all their dirty accounts at once held every queued command
-    /// for tens of milliseconds (a busy account's state is 5–40 KB, ~150 MB/s).
-    pub checkpoint_round_bytes: usize,
     /// Threads each executor may run blocking store work on (the embedded store's
     /// fsyncs and redb transactions). Few, so the same threads — and their
     /// allocator heaps — serve every batch: with tokio's default (512) the work
@@ -157,7 +150,6 @@ impl Default for RuntimeConfig {
             idle_after: Duration::from_secs(60),
             tick: Duration::from_secs(10),
             checkpoint_every: 16_384,
-            checkpoint_round_bytes: 256 * 1024,
             blocking_threads: 2,
             cluster: None,
             rows_hold: RowsHold::default(),
@@ -188,9 +180,6 @@ pub struct RuntimeStats {
     pub checkpoints: AtomicU64,
     /// Bytes of the account states those checkpoints wrote.
     pub checkpoint_bytes: AtomicU64,
-    /// The most bytes of account states one housekeeping round encoded for
-    /// checkpoints (a round starts no more past `checkpoint_round_bytes`).
-    pub max_checkpoint_round_bytes: AtomicU64,
     /// History rows replaced in memory by a later row of the same operation
     /// before they were written (a transfer's debit row by its completion's).
     pub rows_superseded: AtomicU64,
