@@ -1609,6 +1609,7 @@ impl Executor {
             return;
         }
         (*rounds, *quiet) = (0, 0);
+        let started = Instant::now();
         let mut limit = shard.rows_lsn;
         let mut states = Vec::new();
         let mut written = Vec::new();
@@ -1631,6 +1632,9 @@ impl Executor {
                 written.push((*id, slot.seq));
             }
         }
+        // How long the executor stops deciding to encode a shard's states.
+        metrics::histogram!("okpay_checkpoint_encode_seconds")
+            .record(started.elapsed().as_secs_f64());
         if limit <= shard.checkpoint_lsn {
             return;
         }
