@@ -80,6 +80,10 @@ pub struct RuntimeConfig {
     /// A shard is checkpointed once this many records follow its checkpoint (or
     /// when it goes quiet). Each checkpoint re-encodes the shard's dirty accounts,
     /// so rarer is cheaper; recovery replays at most this many records a shard.
+    /// The default, 32,768, bounds a restart's replay to ~2.1 million records
+    /// over 64 shards: ready in 2.6 s (Redis) and 3.0 s (embedded) on the
+    /// reference machine, against the 5 s target. At 16,384 checkpoints took
+    /// 29% of the executors' time in the durable bench.
     pub checkpoint_every: u64,
     /// Threads each executor may run blocking store work on (the embedded store's
     /// fsyncs and redb transactions). Few, so the same threads — and their
@@ -149,7 +153,7 @@ impl Default for RuntimeConfig {
             max_batch: 8192,
             idle_after: Duration::from_secs(60),
             tick: Duration::from_secs(10),
-            checkpoint_every: 16_384,
+            checkpoint_every: 32_768,
             blocking_threads: 2,
             cluster: None,
             rows_hold: RowsHold::default(),
