@@ -17,7 +17,9 @@
 //!   disk, with the AOF bytes and Redis commands each transfer costs.
 //!
 //! Each group ends in one stable line to compare run to run: `durable: …` and
-//! `shardlog: …` (`grep -E '^(durable|shardlog):'`).
+//! `shardlog: …` (`grep -E '^(durable|shardlog):'`). The `durable:` line's
+//! `*_steady` figures count one checkpoint per shard every `checkpoint_every`
+//! records instead of the checkpoints that fell in the measured phase.
 //!
 //! Criterion prints its own per-iteration estimates; the figures the design targets
 //! (transfers/s, engine/baseline ratio, activation p99) are printed after each group
@@ -141,6 +143,29 @@ impl Rates {
     }
 }
 
+/// `DURABLE_CHECKPOINT_EVERY=N`: checkpoint a shard every N log records instead
+/// of the default (what rarer checkpoints save).
+fn checkpoint_every() -> u64 {
+    std::env::var("DURABLE_CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(RuntimeConfig::default().checkpoint_every, |n| n.max(1))
+}
+
+/// Checkpoint bytes per transfer at steady state: each shard writes one
+/// checkpoint (of `bytes / checkpoints` on average in the phase) every
+/// `checkpoint_every` of its records, whatever number of cycles happened to
+/// fall inside the measured phase (the per-transfer figure measured swings
+/// with that). `None` when the phase held no checkpoint.
+fn steady_checkpoint_bytes(phase: CommitCounters, transfers: u64) -> Option<f64> {
+    if phase.checkpoints == 0 || transfers == 0 {
+        return None;
+    }
+    let per_checkpoint = phase.checkpoint_bytes as f64 / phase.checkpoints as f64;
+    let records_per_transfer = phase.records as f64 / transfers as f64;
+    Some(per_checkpoint * records_per_transfer / checkpoint_every() as f64)
+}
+
 /// The group-commit counters at one moment, to report one phase's batches only.
 #[derive(Clone, Copy)]
 struct CommitCounters {
@@ -148,7 +173,8 @@ struct CommitCounters {
     records: u64,
     /// Bytes of the frames written.
     frame_bytes: u64,
-    /// Bytes of the account states checkpointed.
+    /// Shard checkpoints written, and the bytes of the account states in them.
+    checkpoints: u64,
     checkpoint_bytes: u64,
     /// History rows replaced in memory before they were written.
     rows_superseded: u64,
@@ -160,15 +186,29 @@ impl CommitCounters {
             batches: stats.batches.load(Ordering::Relaxed),
             records: stats.records.load(Ordering::Relaxed),
             frame_bytes: stats.bytes.load(Ordering::Relaxed),
+            checkpoints: stats.checkpoints.load(Ordering::Relaxed),
             checkpoint_bytes: stats.checkpoint_bytes.load(Ordering::Relaxed),
             rows_superseded: stats.rows_superseded.load(Ordering::Relaxed),
         }
     }
 
-    fn describe_since(before: CommitCounters, stats: &RuntimeStats) -> String {
+    /// What the counters grew by since `before`: one phase's figures.
+    fn since(before: CommitCounters, stats: &RuntimeStats) -> Self {
         let now = Self::read(stats);
-        let batches = now.batches - before.batches;
-        let records = now.records - before.records;
+        CommitCounters {
+            batches: now.batches - before.batches,
+            records: now.records - before.records,
+            frame_bytes: now.frame_bytes - before.frame_bytes,
+            checkpoints: now.checkpoints - before.checkpoints,
+            checkpoint_bytes: now.checkpoint_bytes - before.checkpoint_bytes,
+            rows_superseded: now.rows_superseded - before.rows_superseded,
+        }
+    }
+
+    fn describe_since(before: CommitCounters, stats: &RuntimeStats) -> String {
+        let CommitCounters {
+            batches, records, ..
+        } = Self::since(before, stats);
         format!(
             "{batches} batches, {records} records, mean {:.1} records/batch, max {} (max over the whole run)",
             records as f64 / batches.max(1) as f64,
@@ -212,10 +252,7 @@ fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<Accoun
                     .map_or(RuntimeConfig::default().executors, |n| n.max(1)),
                 // `DURABLE_CHECKPOINT_EVERY=N`: checkpoint a shard every N log
                 // records instead of the default (what rarer checkpoints save).
-                checkpoint_every: std::env::var("DURABLE_CHECKPOINT_EVERY")
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map_or(RuntimeConfig::default().checkpoint_every, |n| n.max(1)),
+                checkpoint_every: checkpoint_every(),
                 ..RuntimeConfig::default()
             },
             ..EngineConfig::default()
@@ -313,13 +350,14 @@ fn durable_transfers(c: &mut Criterion) {
     dump_aof_since(&engine_aof_files, "engine");
     // What the engine handed Redis per transfer: log frames and checkpointed
     // states (the rest of the AOF is history rows and the protocol around them).
-    let engine_written = CommitCounters::read(engine.stats());
-    let frame_bytes =
-        (engine_written.frame_bytes - redis_before.frame_bytes) as f64 / engine_done as f64;
-    let checkpoint_bytes = (engine_written.checkpoint_bytes - redis_before.checkpoint_bytes) as f64
-        / engine_done as f64;
-    let rows_superseded =
-        (engine_written.rows_superseded - redis_before.rows_superseded) as f64 / engine_done as f64;
+    let phase = CommitCounters::since(redis_before, engine.stats());
+    let per_transfer = |n: u64| n as f64 / engine_done as f64;
+    let frame_bytes = per_transfer(phase.frame_bytes);
+    let checkpoint_bytes = per_transfer(phase.checkpoint_bytes);
+    let rows_superseded = per_transfer(phase.rows_superseded);
+    let steady_checkpoint = steady_checkpoint_bytes(phase, engine_done);
+    // The AOF with the phase's checkpoints replaced by the steady-state share.
+    let engine_aof_steady = steady_checkpoint.map(|c| engine_aof - checkpoint_bytes + c);
     let engine_cmds =
         (data_commands(&rt, &engine_redis.url()) - engine_cmds_before) as f64 / engine_done as f64;
     let baseline_aof_files = aof_files(&rt, &baseline_redis.url());
@@ -404,7 +442,7 @@ fn durable_transfers(c: &mut Criterion) {
     );
     // The one stable line to compare run to run (grep '^durable:').
     println!(
-        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} frame_bytes_per_transfer={:.0} checkpoint_bytes_per_transfer={:.0} rows_superseded_per_transfer={:.2} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2}",
+        "durable: engine_redis_tps={:.0} lua_tps={:.0} ratio={:.2} aof_bytes_per_transfer={:.0} frame_bytes_per_transfer={:.0} checkpoint_bytes_per_transfer={:.0} rows_superseded_per_transfer={:.2} lua_aof_bytes_per_transfer={:.0} aof_ratio={:.2} redis_cmds_per_transfer={:.1} lua_redis_cmds_per_transfer={:.1} embedded_tps={:.0} embedded_ratio={:.2} checkpoint_bytes_per_transfer_steady={} aof_ratio_steady={}",
         engine_rates.median(),
         baseline_rates.median(),
         engine_rates.median() / baseline_rates.median(),
@@ -418,6 +456,8 @@ fn durable_transfers(c: &mut Criterion) {
         baseline_cmds,
         embedded_rates.median(),
         embedded_rates.median() / engine_rates.median(),
+        steady_checkpoint.map_or("n/a".into(), |c| format!("{c:.0}")),
+        engine_aof_steady.map_or("n/a".into(), |a| format!("{:.2}", a / baseline_aof)),
     );
     shard_log_writes(&rt, SHARD_LOG_PAYLOAD_BYTES);
 

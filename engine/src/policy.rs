@@ -296,7 +296,6 @@ impl Policy {
     pub fn history_cutoff_ms(&self, now: crate::time::Timestamp) -> i64 {
         crate::store::retention::cutoff_ms(now, self.history_retention_days)
     }
-
 }
 
 #[cfg(test)]
