@@ -250,8 +250,6 @@ fn funded_engine(rt: &Runtime, store: Arc<dyn Store>) -> (Engine, Arc<Vec<Accoun
                     .ok()
                     .and_then(|v| v.parse::<usize>().ok())
                     .map_or(RuntimeConfig::default().executors, |n| n.max(1)),
-                // `DURABLE_CHECKPOINT_EVERY=N`: checkpoint a shard every N log
-                // records instead of the default (what rarer checkpoints save).
                 checkpoint_every: checkpoint_every(),
                 ..RuntimeConfig::default()
             },

@@ -497,10 +497,11 @@ impl AccountState {
     }
 
     /// Forgets what no rule can look at any more: activity marks older than the
-    /// window of the rule that reads them, idempotency keys and closed operations past their retention,
-    /// credited-transfer ids of the legacy format past theirs. Pure and deterministic; no decision changes
-    /// because of it (`decide` ages the same data out by the same horizons itself),
-    /// so it only bounds memory.
+    /// window of the rule that reads them, idempotency keys and closed
+    /// operations past their retention, credited-transfer ids of the legacy
+    /// format past theirs. Pure and deterministic; no decision changes because
+    /// of it (`decide` ages the same data out by the same horizons itself), so
+    /// it only bounds memory.
     pub fn compact(&mut self, now: Timestamp, policy: &crate::policy::Policy) {
         // Outgoing marks feed only the velocity rule; kept for the fan-out
         // window as well, most of them sat outside the velocity window, and
