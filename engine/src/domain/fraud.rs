@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::state::AccountState;
+use crate::domain::window::aged_prefix;
 use crate::ids::AccountId;
 use crate::money::Amount;
 use crate::policy::FraudPolicy;
@@ -153,10 +154,8 @@ pub fn fan_out(
     }
     let since = now.millis() - i64::from(policy.fan_out_window_s) * 1000;
     let max = policy.fan_out_max_new_recipients as usize;
-    let recent_new = state.new_recipients.len()
-        - state
-            .new_recipients
-            .partition_point(|r| r.at.millis() <= since);
+    let recent_new =
+        state.new_recipients.len() - aged_prefix(&state.new_recipients, |r| r.at.millis() <= since);
     if recent_new + 1 > max {
         return Some(Verdict {
             rule: FraudRule::FanOut,
