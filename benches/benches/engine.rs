@@ -158,6 +158,7 @@ fn transfers_through_actors(c: &mut Criterion) {
                     let cdf = cdf.clone();
                     let r = round;
                     let cpu = process_cpu();
+                    let live = LIVE.load(Ordering::Relaxed);
                     let elapsed = rt.block_on(async move {
                         let start = Instant::now();
                         let ok = futures::stream::iter(0..BATCH)
@@ -188,6 +189,8 @@ fn transfers_through_actors(c: &mut Criterion) {
                     MEMORY_TPS.record(name, BATCH as f64 / elapsed.as_secs_f64());
                     let cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / BATCH as f64;
                     MEMORY_TPS.record(cpu_key(name), cpu_us);
+                    let grown = LIVE.load(Ordering::Relaxed) - live;
+                    MEMORY_TPS.record(retained_key(name), grown as f64 / BATCH as f64);
                     total += elapsed;
                 }
                 total
@@ -204,11 +207,12 @@ fn transfers_through_actors(c: &mut Criterion) {
     );
     // The one stable line to compare run to run (grep '^engine:').
     println!(
-        "engine: memory_tps={:.0} zipf_tps={:.0} cpu_us_per_transfer={:.1} zipf_cpu_us_per_transfer={:.1} idle_account_bytes={}",
+        "engine: memory_tps={:.0} zipf_tps={:.0} cpu_us_per_transfer={:.1} zipf_cpu_us_per_transfer={:.1} retained_bytes_per_transfer={:.0} idle_account_bytes={}",
         MEMORY_TPS.median("transfers_memory_store_10k_accounts"),
         MEMORY_TPS.median("transfers_memory_store_10k_accounts_zipf"),
         MEMORY_TPS.median(cpu_key("transfers_memory_store_10k_accounts")),
         MEMORY_TPS.median(cpu_key("transfers_memory_store_10k_accounts_zipf")),
+        MEMORY_TPS.median(retained_key("transfers_memory_store_10k_accounts")),
         IDLE_ACCOUNT_BYTES.load(Ordering::Relaxed)
     );
     let ledger = rt.block_on(engine.audit()).unwrap();
@@ -221,6 +225,17 @@ fn cpu_key(name: &str) -> &'static str {
         "cpu_zipf"
     } else {
         "cpu_uniform"
+    }
+}
+
+/// Where the heap bytes each transfer of benchmark `name` left live are
+/// recorded: what the states, the store and the executors kept, the fresh
+/// memory the kernel zeroes for it included.
+fn retained_key(name: &str) -> &'static str {
+    if name.ends_with("zipf") {
+        "retained_zipf"
+    } else {
+        "retained_uniform"
     }
 }
 
