@@ -219,11 +219,11 @@ impl DevPayouts {
 pub fn seal_destination(cipher: &PiiCipher, account: AccountId, clear: &str) -> PayoutDestination {
     let owner = Owner::Account(account);
     let field = Field::WithdrawalDestination;
-    PayoutDestination::Sealed(SealedDestination {
+    PayoutDestination::Sealed(Box::new(SealedDestination {
         masked: okpay_engine::domain::destination::mask(clear),
         fingerprint: cipher.fingerprint(field, owner, clear.as_bytes()),
         sealed: cipher.seal(field, owner, clear.as_bytes()),
-    })
+    }))
 }
 
 /// The clear destination of a withdrawal of `account`, for the payout request

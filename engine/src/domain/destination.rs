@@ -34,8 +34,10 @@ pub enum PayoutDestination {
     /// hold (and engine-only tests, which have no key). The gateway never writes
     /// one.
     Clear(String),
-    /// Sealed by the gateway.
-    Sealed(SealedDestination),
+    /// Sealed by the gateway. Boxed: inline it made every operation record
+    /// (`OpRecord`, one per operation of a day in each account's state) 144
+    /// bytes instead of 104, for a variant only withdrawals have.
+    Sealed(Box<SealedDestination>),
 }
 
 /// A destination the engine can show masked but not read.
@@ -90,14 +92,14 @@ impl PayoutDestination {
         }
         let (masked, rest) = rest.split_at(len);
         let (fingerprint, sealed) = rest.split_at(16);
-        Ok(PayoutDestination::Sealed(SealedDestination {
+        Ok(PayoutDestination::Sealed(Box::new(SealedDestination {
             masked: std::str::from_utf8(masked)
                 .map_err(|_| "a masked destination is not UTF-8")?
                 .to_owned(),
             // unwrap: split at exactly 16 bytes.
             fingerprint: fingerprint.try_into().unwrap(),
             sealed: sealed.to_vec(),
-        }))
+        })))
     }
 }
 
@@ -212,11 +214,11 @@ mod tests {
     use super::*;
 
     fn sealed() -> PayoutDestination {
-        PayoutDestination::Sealed(SealedDestination {
+        PayoutDestination::Sealed(Box::new(SealedDestination {
             masked: "**** 0000".into(),
             fingerprint: [7; 16],
             sealed: vec![1, 2, 3],
-        })
+        }))
     }
 
     /// Postcard of the struct a withdrawal event had before: the destination a

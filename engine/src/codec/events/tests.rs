@@ -67,11 +67,11 @@ fn every_body() -> Vec<EventBody> {
             amount: amount(2_500),
             fee: Decimal::new(25, 3), // finer than the currency: stored exactly
             method: WithdrawalMethod::ThirdParty,
-            destination: PayoutDestination::Sealed(SealedDestination {
+            destination: PayoutDestination::Sealed(Box::new(SealedDestination {
                 masked: "alipay:****@example.com".into(),
                 fingerprint: [9; 16],
                 sealed: vec![1, 2, 3, 4, 5],
-            }),
+            })),
         },
         EventBody::WithdrawalRequested {
             op: 4,

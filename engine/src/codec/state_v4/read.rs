@@ -135,11 +135,11 @@ impl<'a> Dec<'a> {
                 fingerprint.copy_from_slice(self.r.take(16)?);
                 let len = self.count()?;
                 let sealed = self.r.take(len)?.to_vec();
-                PayoutDestination::Sealed(SealedDestination {
+                PayoutDestination::Sealed(Box::new(SealedDestination {
                     masked,
                     fingerprint,
                     sealed,
-                })
+                }))
             }
             tag => {
                 return Err(CodecError::UnknownTag {

@@ -282,21 +282,22 @@ fn op() -> impl Strategy<Value = OpRecord> {
             at,
         },
     );
-    let destination = prop_oneof![
-        text().prop_map(PayoutDestination::Clear),
-        (
-            text(),
-            any::<[u8; 16]>(),
-            prop::collection::vec(any::<u8>(), 0..40)
-        )
-            .prop_map(|(masked, fingerprint, sealed)| PayoutDestination::Sealed(
-                SealedDestination {
-                    masked,
-                    fingerprint,
-                    sealed,
-                }
-            )),
-    ];
+    let destination =
+        prop_oneof![
+            text().prop_map(PayoutDestination::Clear),
+            (
+                text(),
+                any::<[u8; 16]>(),
+                prop::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(|(masked, fingerprint, sealed)| PayoutDestination::Sealed(
+                    Box::new(SealedDestination {
+                        masked,
+                        fingerprint,
+                        sealed,
+                    })
+                )),
+        ];
     let wstatus = prop_oneof![
         Just(WithdrawalStatus::Processing),
         Just(WithdrawalStatus::Completed),

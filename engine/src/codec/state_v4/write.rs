@@ -176,11 +176,12 @@ impl<'a> Enc<'a> {
                 self.u8(DEST_CLEAR);
                 self.str(s);
             }
-            PayoutDestination::Sealed(SealedDestination {
-                masked,
-                fingerprint,
-                sealed,
-            }) => {
+            PayoutDestination::Sealed(d) => {
+                let SealedDestination {
+                    masked,
+                    fingerprint,
+                    sealed,
+                } = &**d;
                 self.u8(DEST_SEALED);
                 self.str(masked);
                 self.out.extend_from_slice(fingerprint);
