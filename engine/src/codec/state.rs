@@ -276,7 +276,7 @@ pub mod legacy {
                 kyc_tier: s.kyc_tier,
                 books: s.books,
                 next_op: s.next_op,
-                ops: s.ops,
+                ops: s.ops.into(),
                 idempotency: s.idempotency,
                 credited: s
                     .credited

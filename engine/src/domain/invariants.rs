@@ -337,7 +337,9 @@ fn check_on(
         | EventBody::TransferReversed { op, .. } = &e.body
         {
             if let Some(record) = state.ops.get(op) {
-                scratch.ops.entry(*op).or_insert_with(|| record.clone());
+                if !scratch.ops.contains_key(op) {
+                    scratch.ops.insert(*op, record.clone());
+                }
             }
         }
     }

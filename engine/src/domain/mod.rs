@@ -12,6 +12,7 @@ pub mod history;
 pub mod invariants;
 pub mod locale;
 pub mod notification;
+pub mod ops;
 pub mod protocol;
 pub mod rejection;
 pub mod security;

@@ -1,7 +1,7 @@
 //! `AccountState`: everything one account knows, as plain data. Only `apply`
 //! changes it; `decide` reads it. It is what a snapshot stores.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -12,6 +12,7 @@ use crate::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use crate::domain::destination::PayoutDestination;
 use crate::domain::locale::Locale;
 use crate::domain::notification::Notification;
+use crate::domain::ops::Ops;
 use crate::domain::rejection::Rejection;
 use crate::domain::security::{Challenge, Kyc, Security};
 use crate::domain::window::{Mark, Window};
@@ -305,7 +306,7 @@ pub struct AccountState {
     pub books: Vec<Book>,
     /// The next account-local operation number (ids of deposits, transfers, alerts...).
     pub next_op: u64,
-    pub ops: BTreeMap<u64, OpRecord>,
+    pub ops: Ops,
     pub idempotency: HashMap<IdempotencyKey, IdempotencyEntry>,
     /// Incoming transfers decided here (credited or refused): the saga's
     /// dedupe. An entry goes once its source shard has settled every transfer
@@ -378,7 +379,7 @@ impl AccountState {
             kyc_tier: 0,
             books: Vec::new(),
             next_op: 1,
-            ops: BTreeMap::new(),
+            ops: Ops::new(),
             idempotency: HashMap::default(),
             credited: HashMap::default(),
             outgoing: Window::default(),

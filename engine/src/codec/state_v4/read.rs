@@ -3,13 +3,14 @@
 //! bad UTF-8 and out-of-range values are a `CodecError`, and every count is
 //! bounded by the bytes left before anything is allocated.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::*;
 use crate::codec::wire::Reader;
+use crate::domain::ops::Ops;
 
 /// The reader, mirroring [`Enc`].
 pub(in crate::codec) struct Dec<'a> {
@@ -199,9 +200,9 @@ impl<'a> Dec<'a> {
         Ok(DailyUsage { day, used })
     }
 
-    pub(in crate::codec) fn ops(&mut self) -> Result<BTreeMap<u64, OpRecord>, CodecError> {
+    pub(in crate::codec) fn ops(&mut self) -> Result<Ops, CodecError> {
         let count = self.count()?;
-        let mut ops = BTreeMap::new();
+        let mut ops = Ops::new();
         let (mut prev_n, mut prev_at) = (0u64, self.base);
         for _ in 0..count {
             let n = prev_n.wrapping_add(self.r.varint()?);
@@ -392,7 +393,7 @@ impl<'a> Dec<'a> {
 
     pub(in crate::codec) fn notifications(
         &mut self,
-        ops: &BTreeMap<u64, OpRecord>,
+        ops: &Ops,
     ) -> Result<VecDeque<Notification>, CodecError> {
         let count = self.count()?;
         let mut notes = VecDeque::with_capacity(count);
@@ -494,7 +495,7 @@ impl<'a> Dec<'a> {
 
     pub(in crate::codec) fn transaction(
         &mut self,
-        ops: &BTreeMap<u64, OpRecord>,
+        ops: &Ops,
     ) -> Result<NotificationKind, CodecError> {
         let kind_status = self.r.u8()?;
         let kind = tags::op_kind_of(kind_status / 4)?;

@@ -527,7 +527,7 @@ prop_compose! {
                 });
             }
         }
-        s.ops = ops;
+        s.ops = ops.into();
         s
     }
 }

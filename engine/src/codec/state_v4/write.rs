@@ -1,7 +1,7 @@
 //! The writer of account state version 4 (the layout is in `mod.rs`): one
 //! method per part of the state, each naming every field it writes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 
 use super::*;
 use crate::codec::wire::put_varint;
+use crate::domain::ops::Ops;
 
 /// Accounts looked up by a scan of those met so far, up to this many.
 const SCANNED_ACCOUNTS: usize = 8;
@@ -237,7 +238,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(in crate::codec) fn ops(&mut self, ops: &BTreeMap<u64, OpRecord>) {
+    pub(in crate::codec) fn ops(&mut self, ops: &Ops) {
         self.count(ops.len());
         let (mut prev_n, mut prev_at) = (0u64, self.base);
         for (n, op) in ops {
@@ -402,11 +403,7 @@ impl<'a> Enc<'a> {
         }
     }
 
-    pub(in crate::codec) fn notifications(
-        &mut self,
-        notes: &VecDeque<Notification>,
-        ops: &BTreeMap<u64, OpRecord>,
-    ) {
+    pub(in crate::codec) fn notifications(&mut self, notes: &VecDeque<Notification>, ops: &Ops) {
         self.count(notes.len());
         let (mut prev_seq, mut prev_at) = (0u64, self.base);
         // The last balance notified per currency: the next one is a step from it.
