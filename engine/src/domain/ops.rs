@@ -18,6 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::state::OpRecord;
 
+/// Below this many slots a deque keeps its room after a compaction.
+const SHRINK_ABOVE: usize = 64;
+
 /// Operations by number, ascending (see the module doc).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ops(VecDeque<(u64, OpRecord)>);
@@ -84,9 +87,15 @@ impl Ops {
         }
     }
 
-    /// Keeps the operations `keep` answers `true` for, in order.
+    /// Keeps the operations `keep` answers `true` for, in order. When that
+    /// leaves the deque under a quarter full, it gives the room back (down to
+    /// twice what is left): a burst's day must not pin its memory after
+    /// compaction has dropped it, as a B-tree's freed nodes did not.
     pub fn retain(&mut self, mut keep: impl FnMut(&u64, &mut OpRecord) -> bool) {
         self.0.retain_mut(|(n, op)| keep(n, op));
+        if self.0.capacity() > SHRINK_ABOVE && self.0.len() * 4 < self.0.capacity() {
+            self.0.shrink_to(self.0.len() * 2);
+        }
     }
 
     /// The operations, ascending by number.
@@ -236,6 +245,24 @@ mod tests {
             let back: Ops = postcard::from_bytes(&postcard::to_stdvec(&map).unwrap()).unwrap();
             prop_assert_eq!(back, ops);
         }
+    }
+
+    #[test]
+    fn compaction_gives_a_bursts_room_back() {
+        let mut ops = Ops::new();
+        for n in 1..=10_000 {
+            ops.insert(n, deposit(1));
+        }
+        assert!(ops.0.capacity() >= 10_000);
+        ops.retain(|n, _| *n > 9_900);
+        assert_eq!(ops.len(), 100);
+        assert!(ops.0.capacity() <= 256, "room kept: {}", ops.0.capacity());
+        assert_eq!(ops.keys().next(), Some(&9_901));
+        // A small deque keeps its room.
+        let mut small: Ops = (1..=40).map(|n| (n, deposit(1))).collect();
+        let before = small.0.capacity();
+        small.retain(|n, _| *n == 40);
+        assert_eq!(small.0.capacity(), before);
     }
 
     #[test]
