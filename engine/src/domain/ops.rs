@@ -267,16 +267,23 @@ mod tests {
 
     #[test]
     fn a_map_out_of_order_or_with_a_number_twice_reads_as_the_btree_reads_it() {
-        let ops: Ops = [
+        let pairs = vec![
             (5, deposit(1)),
             (2, deposit(2)),
             (5, deposit(3)),
             (9, deposit(4)),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(ops.keys().copied().collect::<Vec<_>>(), vec![2, 5, 9]);
-        assert_eq!(ops[&5], deposit(3));
-        assert_eq!(ops.get(&3), None);
+        ];
+        // A postcard map is its length and its pairs: the bytes of a list of
+        // pairs, in whatever order an old writer put them.
+        let bytes = postcard::to_stdvec(&pairs).unwrap();
+        let read: Ops = postcard::from_bytes(&bytes).unwrap();
+        let btree: BTreeMap<u64, OpRecord> = postcard::from_bytes(&bytes).unwrap();
+        assert!(read.iter().eq(btree.iter()));
+        assert_eq!(read.keys().copied().collect::<Vec<_>>(), vec![2, 5, 9]);
+        assert_eq!(read[&5], deposit(3));
+        assert_eq!(read.get(&3), None);
+        // Collected in any order, the same.
+        let collected: Ops = pairs.into_iter().collect();
+        assert_eq!(collected, read);
     }
 }
