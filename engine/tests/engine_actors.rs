@@ -3,12 +3,13 @@
 //! checkpoints, recovery by a fresh engine, bounded inboxes, notifications, and a
 //! single load under concurrent first requests.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use okpay_engine::domain::command::{DepositMethod, Profile, WithdrawalMethod};
 use okpay_engine::domain::notification::NotificationKind;
-use okpay_engine::domain::state::TransferStatus;
+use okpay_engine::domain::state::{AccountStatus, TransferStatus};
 use okpay_engine::ids::{AccountId, IdempotencyKey};
 use okpay_engine::money::Amount;
 use okpay_engine::store::memory::MemoryStore;
@@ -808,9 +809,10 @@ async fn debit_rows_replaced_by_their_completion_and_written_when_idle() {
 }
 
 /// A transfer between two shards of one executor: with early credits (the
-/// memory log lands each append whole) its credit is written in its debit's
-/// own append and the completion in the next, two appends in all; without,
-/// three (debit, then credit, then completion). Either way the money moves
+/// memory log lands each append whole) the credit is decided into its debit's
+/// own append, and the debit and its completion are one record: one append and
+/// two records in all, nothing left in flight; without, three appends (debit,
+/// then credit, then completion) and three records. Either way the money moves
 /// once and the audit balances.
 #[tokio::test]
 async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
@@ -825,19 +827,21 @@ async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
         let engine = engine_with(store.clone(), runtime).await;
         let (alice, bob) = funded_pair(&engine).await;
         store.appends().record_calls();
+        let records = engine.stats().records.load(Ordering::Relaxed);
         engine
             .transfer(alice, key("t"), bob, cny("40"), None, false)
             .await
             .unwrap();
-        // The completion is written after the client's answer.
+        // Without early credits the completion is written after the answer.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while store.appends().calls().len() < 3 - usize::from(early_credits)
+        while store.appends().calls().len() < if early_credits { 1 } else { 3 }
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        appends.push(store.appends().calls().len());
+        let written = engine.stats().records.load(Ordering::Relaxed) - records;
+        appends.push((store.appends().calls().len(), written));
         assert_eq!(available(&engine, alice).await, dec!(60));
         assert_eq!(available(&engine, bob).await, dec!(40));
         let ledger = engine.audit().await.unwrap();
@@ -847,8 +851,69 @@ async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
     }
     assert_eq!(
         appends,
-        [2, 3],
-        "appends per transfer, early credits on / off"
+        [(1, 2), (3, 3)],
+        "(appends, records) per transfer, early credits on / off"
+    );
+}
+
+/// A transfer the destination refuses (here: a closed account) is reversed at
+/// the source and the client told why, its money back, nothing in flight. With
+/// early credits the refusal is decided in the debit's own append, and the
+/// debit and its reversal are one record: one append, two records (the
+/// destination's refusal, the source's); without, three of each.
+#[tokio::test]
+async fn a_refused_credit_reverses_its_debit_in_the_same_record() {
+    let mut appends = Vec::new();
+    for early_credits in [true, false] {
+        let store = Arc::new(MemoryStore::new());
+        let runtime = RuntimeConfig {
+            executors: 1,
+            early_credits,
+            ..RuntimeConfig::default()
+        };
+        let engine = engine_with(store.clone(), runtime).await;
+        let (alice, bob) = funded_pair(&engine).await;
+        engine
+            .set_status(bob, AccountStatus::Closed, "test".into())
+            .await
+            .unwrap();
+        store.appends().record_calls();
+        let records = engine.stats().records.load(Ordering::Relaxed);
+        let refused = engine
+            .transfer(alice, key("t"), bob, cny("40"), None, false)
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(EngineError::Rejected(Rejection::RecipientUnavailable))
+            ),
+            "{refused:?}"
+        );
+        // The same key answers the same refusal.
+        let again = engine
+            .transfer(alice, key("t"), bob, cny("40"), None, false)
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(EngineError::Rejected(Rejection::RecipientUnavailable))
+            ),
+            "{again:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let written = engine.stats().records.load(Ordering::Relaxed) - records;
+        appends.push((store.appends().calls().len(), written));
+        assert_eq!(available(&engine, alice).await, dec!(100));
+        assert_eq!(available(&engine, bob).await, dec!(0));
+        let ledger = engine.audit().await.unwrap();
+        assert!(ledger.balanced(), "{ledger:?}");
+        let c = ledger.currencies.values().next().unwrap();
+        assert_eq!(c.in_flight, dec!(0), "{ledger:?}");
+    }
+    assert_eq!(
+        appends,
+        [(1, 2), (3, 3)],
+        "(appends, records) per refused transfer, early credits on / off"
     );
 }
 

@@ -106,8 +106,13 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
         };
         if let Some(r) = record {
             let key = r.key();
-            // A later event of the same command supersedes an earlier row.
-            rows.retain(|row| row.key != key);
+            // A later event of the same command supersedes an earlier row, and
+            // replaces what that row would have: a transfer debited and
+            // completed in one record writes its row once, as a first version.
+            let replaces = match rows.iter().position(|row| row.key == key) {
+                Some(i) => rows.remove(i).replaces,
+                None => replaces,
+            };
             rows.push(HistoryRow {
                 key,
                 payload: r.encode(),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 mod hosting;
@@ -47,7 +47,7 @@ use crate::domain::notification::Notification;
 use crate::domain::protocol::{self, Reply as DomainReply, SagaStep};
 use crate::domain::view::{AuditShare, Outcome};
 use crate::domain::{AccountState, Command, Rejection};
-use crate::ids::{AccountId, OpId};
+use crate::ids::AccountId;
 use crate::policy::Policy;
 use crate::store::shard_log::{ShardAppend, ShardLog};
 use crate::store::StoreError;
@@ -327,10 +327,6 @@ enum Effect {
     },
     /// At the destination: the credit's outcome is durable; tell the source.
     Credit(CreditAnswer),
-    /// At the destination: a credit decided in its debit's own batch (see
-    /// [`Executor::credit_early`]) is durable with it; tell the source. If the
-    /// batch does not land, nothing is answered: the source asks as usual.
-    EarlyCredit(CreditAnswer),
 }
 
 enum Answer {
@@ -527,11 +523,18 @@ pub(crate) struct Executor {
     /// its debit's own batch: only on a log whose appends land whole
     /// ([`ShardLog::atomic_append`]), on one node.
     early_credits: bool,
-    /// Credit requests of transfers just debited, to decide at once.
-    early_pending: Vec<CreditRequest>,
-    /// Transfers credited with their debit whose batch is not durable yet:
-    /// their `StartCredit` asks nobody (the destination answers by itself).
-    early: FxHashSet<OpId>,
+    /// Transfers just debited whose destination is on this executor, their
+    /// record held until the credit is decided ([`Executor::settle_early`]).
+    early_pending: Vec<EarlyDebit>,
+}
+
+/// A transfer just debited (its events applied to the source's state, not yet
+/// recorded) whose destination is on the same executor: its credit is decided
+/// at once, and the debit and its completion (or reversal) become one record.
+struct EarlyDebit {
+    request: CreditRequest,
+    events: Vec<crate::domain::Event>,
+    reply: Option<Reply<Outcome>>,
 }
 
 impl Executor {
@@ -576,7 +579,6 @@ impl Executor {
             rounds_since_checkpoint: FxHashMap::default(),
             early_credits,
             early_pending: Vec::new(),
-            early: FxHashSet::default(),
         }
     }
 
@@ -732,45 +734,62 @@ impl Executor {
         slot.last_used = self.rounds;
         let early = self.early_credits.then_some(&mut self.early_pending);
         ctx!(self, shard_id, next_lsn, early).run(slot, msg);
-        while let Some(request) = self.early_pending.pop() {
-            self.credit_early(request);
+        while let Some(debit) = self.early_pending.pop() {
+            self.settle_early(shard_id, debit);
         }
     }
 
-    /// Decides the credit of a transfer just debited on a shard of this
-    /// executor into the same open batch as its debit, when its destination
-    /// account is in memory and its shard serving: the log writes that batch
-    /// whole or not at all, so the credit is durable exactly when its debit is,
-    /// never before, and the transfer is answered one batch sooner (the debit's
-    /// instead of the next). Otherwise nothing happens here, and the credit is
-    /// asked once the debit is durable, as between executors: deciding it in a
-    /// later batch could make it durable without its debit.
-    fn credit_early(&mut self, request: CreditRequest) {
-        let shard_id = self.shared.layout.shard_of(request.to);
-        if self.shared.executor_of_shard(shard_id) != self.index {
-            return;
-        }
-        let Some(shard) = self
-            .shards
-            .get_mut(&shard_id)
-            .filter(|s| s.releasing.is_none() && matches!(s.phase, Phase::Ready))
-        else {
-            return;
+    /// Records a transfer debited on a shard of this executor whose
+    /// destination is on it too ([`EarlyDebit`]): its credit is decided now
+    /// ([`Executor::credit_early`]), and the source's debit and its completion
+    /// (or its reversal, when the destination refused) are recorded as one
+    /// record in the same open batch as the credit. The log writes that batch
+    /// whole or not at all, so the transfer is settled exactly when it is
+    /// durable: nothing is in flight, no message goes back to the source, and
+    /// the client is answered once that batch lands. When the credit can't be
+    /// decided now (its account not in memory, its shard not serving), the
+    /// debit is recorded alone and its credit asked once it is durable.
+    fn settle_early(&mut self, shard_id: ShardId, debit: EarlyDebit) {
+        let outcome = self.credit_early(&debit.request);
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            unreachable!("the source's shard was serving a moment ago");
         };
         let next_lsn = shard.next_lsn;
+        let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&debit.request.transfer.account)
+        else {
+            unreachable!("the source was in memory a moment ago");
+        };
+        ctx!(self, shard_id, next_lsn, None).settle(slot, debit, outcome);
+    }
+
+    /// Decides the credit of a transfer just debited on a shard of this
+    /// executor into the open batch its debit will join, when its destination
+    /// account is in memory and its shard serving: the log writes that batch
+    /// whole or not at all, so the credit is durable exactly when its debit is,
+    /// never before. Returns the destination's decision, or `None` when it was
+    /// not asked: then the credit is asked once the debit is durable, as
+    /// between executors (deciding it in a later batch could make it durable
+    /// without its debit).
+    fn credit_early(&mut self, request: &CreditRequest) -> Option<CreditOutcome> {
+        let shard_id = self.shared.layout.shard_of(request.to);
+        if self.shared.executor_of_shard(shard_id) != self.index {
+            return None;
+        }
+        let shard = self
+            .shards
+            .get_mut(&shard_id)
+            .filter(|s| s.releasing.is_none() && matches!(s.phase, Phase::Ready))?;
+        let next_lsn = shard.next_lsn;
         let Some(Entry::Ready(slot)) = shard.accounts.get_mut(&request.to) else {
-            return;
+            return None;
         };
         slot.last_used = self.rounds;
-        let (transfer, source) = (
-            request.transfer,
-            self.shared.layout.shard_of(request.transfer.account),
-        );
-        ctx!(self, shard_id, next_lsn, None).credit(slot, request, true);
+        let source = self.shared.layout.shard_of(request.transfer.account);
+        let outcome = ctx!(self, shard_id, next_lsn, None).credit(slot, request, true)?;
         if source != shard_id {
             self.open.coupled.push((source, shard_id));
         }
-        self.early.insert(transfer);
+        Some(outcome)
     }
 
     fn on_executor_msg(&mut self, msg: Msg) {
@@ -1202,10 +1221,6 @@ impl Executor {
                     return;
                 };
                 shard.debits.open(account, n, debit_lsn);
-                if self.early.remove(&OpId { account, n }) {
-                    // Credited in this same batch: the destination answers.
-                    return;
-                }
                 // At most its own debit, being open (effects of one batch run
                 // one by one: others it debited may not be opened yet).
                 let settled_below = shard.watermark().min(debit_lsn);
@@ -1227,7 +1242,7 @@ impl Executor {
                     finish_waiters(slot, n);
                 }
             }
-            Effect::Credit(answer) | Effect::EarlyCredit(answer) => {
+            Effect::Credit(answer) => {
                 let e = self.shared.executor_of(answer.transfer.account);
                 self.route(e, Msg::Answer(answer));
             }
@@ -1246,16 +1261,8 @@ impl Executor {
                 };
                 self.route(e, Msg::Answer(retry));
             }
-            // Its batch did not land (or its shard was dropped): the source,
-            // if its debit lands, asks as usual.
-            Effect::EarlyCredit(answer) => {
-                self.early.remove(&answer.transfer);
-            }
-            Effect::StartCredit { account, n, .. } => {
-                self.early.remove(&OpId { account, n });
-            }
             // The shard is recovered: recovery publishes, re-drives and answers.
-            Effect::Durable { .. } | Effect::Finished { .. } => {}
+            Effect::Durable { .. } | Effect::StartCredit { .. } | Effect::Finished { .. } => {}
         }
     }
 
@@ -1851,9 +1858,9 @@ struct Ctx<'a> {
     shard: ShardId,
     /// The lsn the open batch's frame of this shard will get.
     next_lsn: u64,
-    /// Where the credits of transfers debited now go to be decided at once
-    /// ([`Executor::credit_early`]); `None` when they are not.
-    early: Option<&'a mut Vec<CreditRequest>>,
+    /// Where transfers debited now go to be credited and settled at once
+    /// ([`Executor::settle_early`]); `None` when they are not.
+    early: Option<&'a mut Vec<EarlyDebit>>,
 }
 
 impl Ctx<'_> {
@@ -1901,7 +1908,9 @@ impl Ctx<'_> {
                     gap,
                 }));
             }
-            Msg::Credit(request) => self.credit(slot, request, false),
+            Msg::Credit(request) => {
+                self.credit(slot, &request, false);
+            }
             Msg::Answer(answer) => self.on_answer(slot, answer),
             Msg::Audit { .. }
             | Msg::Bundle(_)
@@ -1928,6 +1937,28 @@ impl Ctx<'_> {
                 metrics::counter!("okpay_transfers_total", "outcome" => "rejected", "code" => rejection.code()).increment(1);
             }
         }
+        if let (Some(SagaStep::Debited(n)), Some(early)) =
+            (decision.saga, self.early.as_deref_mut())
+        {
+            // Only for a destination on this executor: asked before the
+            // request (and its memo) is built.
+            let here = matches!(slot.state.ops.get(&n),
+                Some(crate::domain::state::OpRecord::Transfer { to, .. })
+                    if self.shared.executor_of(*to) == self.index);
+            // No watermark: the destination raises it from the requests sent
+            // once debits are durable.
+            let request = here
+                .then(|| CreditRequest::of(&slot.state, n, 0, (self.next_lsn, 0)))
+                .flatten();
+            if let Some(request) = request {
+                early.push(EarlyDebit {
+                    request,
+                    events: decision.events,
+                    reply,
+                });
+                return;
+            }
+        }
         if !decision.events.is_empty() {
             self.record(slot, &decision.events);
         }
@@ -1942,27 +1973,8 @@ impl Ctx<'_> {
                             debit_lsn: self.next_lsn,
                         },
                     );
-                    // Only for a destination on this executor: asked before
-                    // the request (and its memo) is built.
-                    let here = self.early.is_some()
-                        && matches!(slot.state.ops.get(&n),
-                            Some(crate::domain::state::OpRecord::Transfer { to, .. })
-                                if self.shared.executor_of(*to) == self.index);
-                    if let (true, Some(early)) = (here, self.early.as_deref_mut()) {
-                        // No watermark: the destination raises it from the
-                        // requests sent once debits are durable.
-                        early.extend(CreditRequest::of(&slot.state, n, 0, (self.next_lsn, 0)));
-                    }
                 }
-                if let Some(r) = reply {
-                    match protocol::transfer_reply(&slot.state, n) {
-                        None => slot.waiters.push((n, r)),
-                        Some(result) => self.answer(
-                            slot,
-                            Answer::Outcome(r, result.map_err(EngineError::Rejected)),
-                        ),
-                    }
-                }
+                self.transfer_reply(slot, n, reply);
             }
             (DomainReply::Rejected(rejection), _) => {
                 if let Some(r) = reply {
@@ -1987,6 +1999,69 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+
+    /// Answers `reply` about transfer `n` once it is final and durable.
+    fn transfer_reply(&mut self, slot: &mut Slot, n: u64, reply: Option<Reply<Outcome>>) {
+        if let Some(r) = reply {
+            match protocol::transfer_reply(&slot.state, n) {
+                None => slot.waiters.push((n, r)),
+                Some(result) => self.answer(
+                    slot,
+                    Answer::Outcome(r, result.map_err(EngineError::Rejected)),
+                ),
+            }
+        }
+    }
+
+    /// Records a transfer debited with its credit decided at once
+    /// ([`Executor::settle_early`]): the debit and its completion, or its
+    /// reversal when the destination refused, as one record; the debit alone
+    /// when the credit was not decided (`None`), its credit asked once durable.
+    fn settle(&mut self, slot: &mut Slot, debit: EarlyDebit, outcome: Option<CreditOutcome>) {
+        let EarlyDebit {
+            request,
+            mut events,
+            reply,
+        } = debit;
+        let n = request.transfer.n;
+        let step = match outcome {
+            Some(outcome @ (CreditOutcome::Credited | CreditOutcome::Refused(_))) => {
+                saga::next_step(request.transfer, outcome, 0)
+            }
+            Some(CreditOutcome::Retry) | None => {
+                self.record(slot, &events);
+                let account = slot.state.id;
+                let debit_lsn = self.next_lsn;
+                self.effect(
+                    slot,
+                    Effect::StartCredit {
+                        account,
+                        n,
+                        debit_lsn,
+                    },
+                );
+                return self.transfer_reply(slot, n, reply);
+            }
+        };
+        let (SourceStep::Complete(cmd) | SourceStep::Reverse(cmd)) = step else {
+            unreachable!("a credit decided now is credited or refused");
+        };
+        match &cmd {
+            Command::ReverseTransfer { reason, .. } => {
+                metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
+            }
+            _ => metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
+                .increment(1),
+        }
+        let now = self.shared.clock.now();
+        let decision = protocol::handle(&self.shared.policy, &mut slot.state, &cmd, now);
+        if let DomainReply::Rejected(rejection) = decision.reply {
+            tracing::error!(account = %slot.state.id, ?cmd, ?rejection, "saga step refused");
+        }
+        events.extend(decision.events);
+        self.record(slot, &events);
+        self.transfer_reply(slot, n, reply);
     }
 
     /// Appends the record of `events` (already applied) to the open batch.
@@ -2062,10 +2137,7 @@ impl Ctx<'_> {
                 self.route(e, Msg::Answer(answer));
             }
             // Only ever attached to the batch of a fresh record.
-            Effect::Durable { .. }
-            | Effect::StartCredit { .. }
-            | Effect::Finished { .. }
-            | Effect::EarlyCredit(_) => {
+            Effect::Durable { .. } | Effect::StartCredit { .. } | Effect::Finished { .. } => {
                 debug_assert!(false, "a record's effect outside its batch");
             }
         }
@@ -2085,7 +2157,13 @@ impl Ctx<'_> {
 
     /// Saga, at the destination.
     /// `early`: decided in its debit's own open batch ([`Executor::credit_early`]).
-    fn credit(&mut self, slot: &mut Slot, request: CreditRequest, early: bool) {
+    /// Returns the decision, `None` for a stale duplicate (dropped).
+    fn credit(
+        &mut self,
+        slot: &mut Slot,
+        request: &CreditRequest,
+        early: bool,
+    ) -> Option<CreditOutcome> {
         let source = self.shared.layout.shard_of(request.transfer.account);
         let watermarks = &self.shared.watermarks;
         watermarks.raise(source, request.settled_below);
@@ -2096,7 +2174,7 @@ impl Ctx<'_> {
             // after a hand-over, a retry overtaken by its answer). Nobody waits
             // for an answer, and the decision may be forgotten: drop it.
             metrics::counter!("okpay_saga_stale_credits_total").increment(1);
-            return;
+            return None;
         }
         let now = self.shared.clock.now();
         let cmd = request.command();
@@ -2105,15 +2183,12 @@ impl Ctx<'_> {
         if !decision.events.is_empty() {
             self.record(slot, &decision.events);
         }
-        if early {
-            // Answered once this batch, the debit's, is durable (a refusal
-            // writes nothing, and must not be told before the debit lands).
-            let answer = Effect::EarlyCredit(request.answer(outcome));
-            self.open.effects.push((self.shard, answer));
-            return;
+        if !early {
+            // Answered once the credit (or an earlier identical one) is durable.
+            self.effect(slot, Effect::Credit(request.answer(outcome)));
         }
-        // Answered once the credit (or an earlier identical one) is durable.
-        self.effect(slot, Effect::Credit(request.answer(outcome)));
+        // Early, the source records its settlement beside it in this batch.
+        Some(outcome)
     }
 
     /// Saga, at the source.

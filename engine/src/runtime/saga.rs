@@ -13,10 +13,13 @@
 //!
 //! The debit is durable before any credit is asked, so a credit never becomes
 //! durable before its debit — except that between two shards of one executor,
-//! on a log whose appends land whole, the credit is decided into its debit's
-//! own batch (the executor's `credit_early`): durable together or not at all,
-//! answered by the destination once that batch lands, and the request sent
-//! once the debit is durable then asks nobody. The destination records its decision (credited or
+//! on a log whose appends land whole, the whole saga runs at once (the
+//! executor's `settle_early`): the credit is decided into the batch the debit
+//! joins, and the source records its debit and its completion (or, refused,
+//! its reversal) as **one record** beside it. Durable together or not at all,
+//! that transfer is never in flight: no request, no answer, no second record
+//! at the source, and the client is answered when that one batch lands.
+//! The destination records its decision (credited or
 //! refused) by transfer id and answers a duplicate with it, so asking again
 //! after a crash or a lost answer is always safe. The source re-asks every
 //! transfer it finds in flight when its shard is recovered, however old.

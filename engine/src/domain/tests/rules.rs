@@ -1837,3 +1837,49 @@ fn legacy_credits_go_by_age_and_marked_ones_only_below_their_watermark() {
     assert!(s.credited.contains_key(&marked));
     assert_eq!(decide(&p(), &s, &again(legacy), late), before);
 }
+
+// ---------------------------------------------------------------- history rows
+
+/// A transfer debited and settled in one record (the executor's early
+/// settlement) writes its source row once, as a first version with the final
+/// status; the same events in two records write the row twice, the second
+/// replacing the first.
+#[test]
+fn a_transfer_debited_and_settled_in_one_record_writes_one_first_version_row() {
+    use crate::domain::history::{history_rows, TxRecord};
+    use crate::domain::notification::TxStatus;
+    for reversed in [false, true] {
+        let mut src = funded(1, 1, dec!(100), T0);
+        let dst = opened(2, T0);
+        let mut events = run(&p(), &mut src, &transfer("k", dst.id.0, dec!(30)), T0).unwrap();
+        let id = op_id(&src, minted(&events));
+        let first = history_rows(&src, &events);
+        assert_eq!(first.len(), 1);
+        assert!(!first[0].replaces);
+        let settle = if reversed {
+            Command::ReverseTransfer {
+                transfer: id,
+                reason: Rejection::RecipientNotFound,
+            }
+        } else {
+            Command::CompleteTransfer { transfer: id }
+        };
+        let second = run(&p(), &mut src, &settle, T0).unwrap();
+        let later = history_rows(&src, &second);
+        assert_eq!(later.len(), 1);
+        assert!(later[0].replaces, "a later record's final status replaces");
+        events.extend(second);
+        let rows = history_rows(&src, &events);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(!rows[0].replaces, "nothing was written before it");
+        assert_eq!(rows[0].key, first[0].key);
+        assert_eq!(rows[0].payload, later[0].payload);
+        let status = TxRecord::decode(&rows[0].payload).unwrap().status;
+        let expected = if reversed {
+            TxStatus::Reversed
+        } else {
+            TxStatus::Completed
+        };
+        assert_eq!(status, expected);
+    }
+}
