@@ -60,7 +60,9 @@ impl TxRecord {
 /// The history rows that `events` create or update, given the state after them.
 pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
     let mut rows: Vec<HistoryRow> = Vec::new();
-    for event in events {
+    // Own operations whose first row in these events is a first version.
+    let mut first_versions: Vec<u64> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
         // A final status rewrites the row its operation's start wrote.
         let replaces = matches!(
             event.body,
@@ -69,6 +71,23 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
                 | EventBody::TransferCompleted { .. }
                 | EventBody::TransferReversed { .. }
         );
+        // The row of an own operation is read from the state after all the
+        // events, so a later event of the same operation writes the same row:
+        // build it once, there (a transfer debited and completed in one
+        // record), with what the first event's row would have replaced.
+        if let Some(op) = own_op_of(&event.body) {
+            if events[i + 1..]
+                .iter()
+                .any(|later| own_op_of(&later.body) == Some(op))
+            {
+                if !replaces {
+                    first_versions.push(op);
+                }
+                continue;
+            }
+        }
+        let replaces =
+            replaces && !own_op_of(&event.body).is_some_and(|op| first_versions.contains(&op));
         let record = match &event.body {
             EventBody::Deposited { op, .. }
             | EventBody::WithdrawalRequested { op, .. }
@@ -106,13 +125,8 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
         };
         if let Some(r) = record {
             let key = r.key();
-            // A later event of the same command supersedes an earlier row, and
-            // replaces what that row would have: a transfer debited and
-            // completed in one record writes its row once, as a first version.
-            let replaces = match rows.iter().position(|row| row.key == key) {
-                Some(i) => rows.remove(i).replaces,
-                None => replaces,
-            };
+            // A later event of the same command supersedes an earlier row.
+            rows.retain(|row| row.key != key);
             rows.push(HistoryRow {
                 key,
                 payload: r.encode(),
@@ -121,6 +135,20 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
         }
     }
     rows
+}
+
+/// The own operation whose row `body` writes, if any.
+fn own_op_of(body: &EventBody) -> Option<u64> {
+    match body {
+        EventBody::Deposited { op, .. }
+        | EventBody::WithdrawalRequested { op, .. }
+        | EventBody::WithdrawalSettled { op }
+        | EventBody::WithdrawalFailed { op, .. }
+        | EventBody::TransferDebited { op, .. }
+        | EventBody::TransferCompleted { op }
+        | EventBody::TransferReversed { op, .. } => Some(*op),
+        _ => None,
+    }
 }
 
 /// The row of this account's own operation `n` as it stands in `state`.
