@@ -138,6 +138,127 @@ async fn embedded_shard_log_cuts_a_torn_tail() {
     check_some(&log).await;
 }
 
+/// The one segment file of the log in `dir` numbered `n`.
+fn segment_path(dir: &std::path::Path, n: u64) -> std::path::PathBuf {
+    dir.join(format!("seg-{n:020}.log"))
+}
+
+/// Heads of shards 0 and 1.
+async fn heads01(log: &dyn ShardLog) -> (u64, u64) {
+    (
+        log.head(ShardId(0)).await.expect("head").head,
+        log.head(ShardId(1)).await.expect("head").head,
+    )
+}
+
+/// A crash tears an append of two frames: its first frame reached the disk
+/// whole, its second did not, or both did and its commit mark did not. Either
+/// way the reopened log has neither: an append lands whole or not at all, so a
+/// credit decided into its debit's batch never lands without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_shard_log_cuts_a_torn_append_whole() {
+    // Where the tear starts, counted back from the end of the last append:
+    // inside its second frame, or exactly its commit mark.
+    for tear in ["second frame", "commit mark"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kept, second_len) = {
+            let log = EmbeddedShardLog::open(dir.path()).expect("open");
+            let r = log
+                .append(vec![frame(0, 1, b"a1"), frame(1, 1, b"b1")])
+                .await
+                .expect("append");
+            assert_eq!(r, vec![Ok(()), Ok(())]);
+            let kept = std::fs::metadata(segment_path(dir.path(), 1))
+                .expect("segment 1")
+                .len();
+            let second = frame(1, 2, b"b2");
+            let r = log
+                .append(vec![frame(0, 2, b"a2"), second.clone()])
+                .await
+                .expect("append");
+            assert_eq!(r, vec![Ok(()), Ok(())]);
+            assert_eq!(heads01(&log).await, (2, 2));
+            (kept, second.frame.len() as u64)
+        };
+        let path = segment_path(dir.path(), 1);
+        let full = std::fs::metadata(&path).expect("segment").len();
+        let mark = BatchFrame {
+            shard: okpay_engine::store::shard_log::embedded::COMMIT_SHARD,
+            lsn: 2,
+            records: Vec::new(),
+        }
+        .encode()
+        .expect("a mark encodes")
+        .len() as u64;
+        let cut_at = match tear {
+            "second frame" => full - mark - second_len / 2,
+            _ => full - mark,
+        };
+        assert!(cut_at > kept, "{tear}: the first frame stays whole");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open segment");
+        file.set_len(cut_at).expect("tear");
+        drop(file);
+        let log = EmbeddedShardLog::open(dir.path()).expect("reopen cuts the torn append");
+        assert_eq!(heads01(&log).await, (1, 1), "{tear}: neither frame is kept");
+        assert_eq!(
+            std::fs::metadata(&path).expect("segment").len(),
+            kept,
+            "{tear}"
+        );
+        // The positions are free again, and the log goes on from them.
+        let r = log
+            .append(vec![frame(0, 2, b"a2"), frame(1, 2, b"b2")])
+            .await
+            .expect("append");
+        assert_eq!(r, vec![Ok(()), Ok(())], "{tear}");
+        drop(log);
+        let log = EmbeddedShardLog::open(dir.path()).expect("reopen");
+        assert_eq!(heads01(&log).await, (2, 2), "{tear}");
+    }
+}
+
+/// A log written before commit marks (frames alone, no meta entry) still
+/// reads frame by frame, its torn tail cut at the first bad frame as before;
+/// appends after it go to a new segment, with marks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_shard_log_reads_segments_from_before_commit_marks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = segment_path(dir.path(), 1);
+    let mut bytes = Vec::new();
+    for f in [frame(0, 1, b"a1"), frame(1, 1, b"b1"), frame(0, 2, b"a2")] {
+        bytes.extend_from_slice(&f.frame);
+    }
+    let good = bytes.len() as u64;
+    let torn = frame(1, 2, b"b2").frame;
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&old, &bytes).expect("write an old segment");
+    {
+        let log = EmbeddedShardLog::open(dir.path()).expect("open an old log");
+        assert_eq!(heads01(&log).await, (2, 1), "every whole frame is kept");
+        assert_eq!(std::fs::metadata(&old).expect("segment").len(), good);
+        let r = log
+            .append(vec![frame(0, 3, b"a3"), frame(1, 2, b"b2")])
+            .await
+            .expect("append");
+        assert_eq!(r, vec![Ok(()), Ok(())]);
+    }
+    assert_eq!(std::fs::metadata(&old).expect("segment").len(), good);
+    assert!(
+        segment_path(dir.path(), 2).exists(),
+        "a new segment, with marks"
+    );
+    let log = EmbeddedShardLog::open(dir.path()).expect("reopen");
+    assert_eq!(heads01(&log).await, (3, 2));
+    let frames = log.read(ShardId(0), 0, 10).await.expect("read");
+    assert_eq!(
+        frames.iter().map(|f| f.lsn).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_shard_log_refuses_a_second_open() {
     let dir = tempfile::tempdir().expect("tempdir");

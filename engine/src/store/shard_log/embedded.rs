@@ -15,6 +15,19 @@
 //! an earlier segment is corruption and refuses to open. After any I/O error while
 //! appending, the page cache no longer says what is on disk, so the log refuses
 //! further appends (`Unavailable`) until it is opened again.
+//!
+//! **Appends land whole** ([`ShardLog::atomic_append`], since 2026-12-01): every
+//! append ends with a **commit mark**, a frame of no records of the pseudo-shard
+//! [`COMMIT_SHARD`] (numbered on from the last one), written in the same write as
+//! the append's frames. At open, the frames after a segment's last commit mark
+//! belong to an append that never completed (a crash tore it: some of its pages
+//! reached the disk, not all), so they are cut with it, whole. A refused frame
+//! (fenced) refuses its whole append. So a transfer's credit, decided into its
+//! debit's batch, can never land without it. Segments from before commit marks
+//! (numbered below the `appends_whole_from` entry of the database's meta table,
+//! set at the first open by a build that writes them) are read as before. An
+//! older build reading this log takes the marks for frames of a shard it does
+//! not host (or refuses the log when its first kept mark is not numbered 1).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -25,7 +38,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{check_checkpoint, check_fence, ShardAppend, ShardHead, ShardLog, StoredFrame};
+use super::{
+    check_checkpoint, check_fence, not_written, ShardAppend, ShardHead, ShardLog, StoredFrame,
+};
 use crate::codec::{BatchFrame, ShardId, ShardLayout};
 use crate::ids::AccountId;
 use crate::store::embedded::{begin_write, db_err};
@@ -38,6 +53,12 @@ const DB_FILE: &str = "shards.redb";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CHECKPOINTS: TableDefinition<u16, u64> = TableDefinition::new("checkpoints");
 const STATES: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("states");
+/// The meta entry: the first segment whose appends end with a commit mark.
+const WHOLE_FROM: &str = "appends_whole_from";
+
+/// The pseudo-shard of commit marks: a frame of it, with no records, closes
+/// every append written since commit marks. No layout has this many shards.
+pub const COMMIT_SHARD: ShardId = ShardId(u16::MAX);
 
 fn segment_name(n: u64) -> String {
     format!("seg-{n:020}.log")
@@ -50,6 +71,8 @@ fn io_err(what: &str, e: std::io::Error) -> StoreError {
 struct Segment {
     file: File,
     len: u64,
+    /// Whether its appends end with a commit mark.
+    whole: bool,
     /// The newest lsn of each shard with a frame here, to know when it may go.
     newest: HashMap<u16, u64>,
 }
@@ -73,6 +96,10 @@ struct Inner {
     /// The segment appends go to (may not exist yet).
     active: u64,
     shards: HashMap<u16, Shard>,
+    /// The first segment whose appends end with a commit mark.
+    whole_from: u64,
+    /// The last commit mark's number.
+    commit_lsn: u64,
     poisoned: Option<String>,
 }
 
@@ -91,8 +118,40 @@ impl EmbeddedShardLog {
             .set_cache_size(16 * 1024 * 1024)
             .create(dir.join(DB_FILE))
             .map_err(db_err)?;
+        let mut numbers: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(|e| io_err("list", e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("seg-")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        numbers.sort_unstable();
+        let last = numbers.last().copied();
         let txn = begin_write(&db)?;
-        txn.open_table(META).map_err(db_err)?;
+        let whole_from = {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let stored = meta
+                .get(WHOLE_FROM)
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec());
+            match stored {
+                Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("meta {WHOLE_FROM}: {} bytes", bytes.len()))
+                })?),
+                None => {
+                    // The first open by a build writing commit marks: they
+                    // start in a segment of their own.
+                    let from = last.map_or(1, |n| n + 1);
+                    meta.insert(WHOLE_FROM, from.to_le_bytes().as_slice())
+                        .map_err(db_err)?;
+                    from
+                }
+            }
+        };
         txn.open_table(STATES).map_err(db_err)?;
         let mut shards: HashMap<u16, Shard> = HashMap::new();
         {
@@ -108,20 +167,8 @@ impl EmbeddedShardLog {
         }
         txn.commit().map_err(db_err)?;
 
-        let mut numbers: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(|e| io_err("list", e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_prefix("seg-")?
-                    .strip_suffix(".log")?
-                    .parse()
-                    .ok()
-            })
-            .collect();
-        numbers.sort_unstable();
         let mut segments = BTreeMap::new();
-        let last = numbers.last().copied();
+        let mut commit_lsn = 0;
         for n in numbers {
             let path = dir.join(segment_name(n));
             let file = OpenOptions::new()
@@ -130,58 +177,72 @@ impl EmbeddedShardLog {
                 .open(&path)
                 .map_err(|e| io_err("open segment", e))?;
             let bytes = std::fs::read(&path).map_err(|e| io_err("read segment", e))?;
+            let whole = n >= whole_from;
             let mut offset = 0usize;
             let mut newest = HashMap::new();
+            // Frames of an append whose commit mark is not read yet, and where
+            // the last complete append ends.
+            let mut pending: Vec<(ShardId, u64, usize, usize)> = Vec::new();
+            let mut end = 0usize;
+            let mut torn = None;
             while offset < bytes.len() {
-                let (shard, lsn, len) = match BatchFrame::verify(&bytes[offset..]) {
-                    Ok(v) => v,
-                    Err(e) if Some(n) == last => {
-                        tracing::warn!(segment = n, offset, error = %e, "cutting the torn tail of the shard log");
-                        file.set_len(offset as u64)
-                            .and_then(|()| file.sync_all())
-                            .map_err(|e| io_err("cut torn tail", e))?;
-                        break;
+                match BatchFrame::verify(&bytes[offset..]) {
+                    Ok((shard, lsn, len)) => {
+                        if !whole {
+                            pending.push((shard, lsn, offset, len));
+                            end = offset + len;
+                        } else if shard == COMMIT_SHARD {
+                            commit_lsn = commit_lsn.max(lsn);
+                            end = offset + len;
+                        } else {
+                            pending.push((shard, lsn, offset, len));
+                        }
+                        if !whole || shard == COMMIT_SHARD {
+                            for (shard, lsn, at, len) in pending.drain(..) {
+                                index_frame(&mut shards, &mut newest, n, shard, lsn, at, len)?;
+                            }
+                        }
+                        offset += len;
                     }
                     Err(e) => {
-                        return Err(StoreError::Corrupt(format!("segment {n} at {offset}: {e}")))
+                        torn = Some(e);
+                        break;
                     }
-                };
-                let s = shards.entry(shard.0).or_default();
-                if lsn > s.pos.checkpoint {
-                    if lsn != s.pos.head + 1 {
-                        return Err(StoreError::Corrupt(format!(
-                            "{shard}: frame {lsn} follows {}",
-                            s.pos.head
-                        )));
-                    }
-                    s.pos.head = lsn;
-                    s.frames.insert(
-                        lsn,
-                        Loc {
-                            segment: n,
-                            offset: offset as u64,
-                            len: len as u32,
-                        },
-                    );
                 }
-                newest.insert(shard.0, lsn);
-                offset += len;
+            }
+            if torn.is_some() || end < bytes.len() {
+                let why = torn.map_or_else(
+                    || "an append without its commit mark".to_string(),
+                    |e| e.to_string(),
+                );
+                if Some(n) != last {
+                    return Err(StoreError::Corrupt(format!("segment {n} at {end}: {why}")));
+                }
+                tracing::warn!(segment = n, offset = end, error = %why, "cutting the torn tail of the shard log");
+                file.set_len(end as u64)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| io_err("cut torn tail", e))?;
             }
             segments.insert(
                 n,
                 Segment {
                     file,
-                    len: offset as u64,
+                    len: end as u64,
+                    whole,
                     newest,
                 },
             );
         }
-        let active = last.unwrap_or(1);
+        // Appends go on in the last segment when it ends its appends with
+        // commit marks, else in the first one that does.
+        let active = last.map_or(whole_from, |n| n.max(whole_from));
         let mut inner = Inner {
             dir: dir.to_owned(),
             segments,
             active,
             shards,
+            whole_from,
+            commit_lsn,
             poisoned: None,
         };
         inner.drop_covered_segments();
@@ -204,6 +265,38 @@ impl EmbeddedShardLog {
     }
 }
 
+/// Indexes the frame `lsn` of `shard` at `offset` of segment `n` (`len` bytes).
+fn index_frame(
+    shards: &mut HashMap<u16, Shard>,
+    newest: &mut HashMap<u16, u64>,
+    n: u64,
+    shard: ShardId,
+    lsn: u64,
+    offset: usize,
+    len: usize,
+) -> Result<(), StoreError> {
+    let s = shards.entry(shard.0).or_default();
+    if lsn > s.pos.checkpoint {
+        if lsn != s.pos.head + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "{shard}: frame {lsn} follows {}",
+                s.pos.head
+            )));
+        }
+        s.pos.head = lsn;
+        s.frames.insert(
+            lsn,
+            Loc {
+                segment: n,
+                offset: offset as u64,
+                len: len as u32,
+            },
+        );
+    }
+    newest.insert(shard.0, lsn);
+    Ok(())
+}
+
 impl Inner {
     /// Appends `bytes` to the active segment (creating it, or rolling to a new one)
     /// and syncs it. Returns (segment, offset).
@@ -211,7 +304,7 @@ impl Inner {
         if self
             .segments
             .get(&self.active)
-            .is_some_and(|s| s.len >= SEGMENT_MAX)
+            .is_some_and(|s| s.len >= SEGMENT_MAX || !s.whole)
         {
             self.active += 1;
         }
@@ -231,6 +324,7 @@ impl Inner {
                 Segment {
                     file,
                     len: 0,
+                    whole: self.active >= self.whole_from,
                     newest: HashMap::new(),
                 },
             );
@@ -305,20 +399,25 @@ impl ShardLog for EmbeddedShardLog {
                     "shard log failed earlier: {why}"
                 )));
             }
-            // Check every fence first, then write the accepted frames as one buffer:
-            // one write, one fdatasync.
+            // Check every fence first, then write the frames and the commit
+            // mark as one buffer: one write, one fdatasync. One refused frame
+            // refuses the whole append (see the module doc).
             let mut heads: HashMap<u16, u64> = HashMap::new();
             let mut results = Vec::with_capacity(batch.len());
             let mut accepted = Vec::new();
-            let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.frame.len()).sum());
-            for a in batch {
+            let mut bytes =
+                Vec::with_capacity(batch.iter().map(|a| a.frame.len()).sum::<usize>() + 64);
+            for a in &batch {
                 let head = *heads
                     .entry(a.shard.0)
                     .or_insert_with(|| inner.shards.get(&a.shard.0).map_or(0, |s| s.pos.head));
                 let checked = check_fence(a.shard, head, a.lsn).and_then(|()| {
                     match BatchFrame::verify(&a.frame) {
                         Ok((shard, lsn, len))
-                            if shard == a.shard && lsn == a.lsn && len == a.frame.len() =>
+                            if shard == a.shard
+                                && shard != COMMIT_SHARD
+                                && lsn == a.lsn
+                                && len == a.frame.len() =>
                         {
                             Ok(())
                         }
@@ -335,9 +434,26 @@ impl ShardLog for EmbeddedShardLog {
                 }
                 results.push(checked);
             }
+            if results.iter().any(Result::is_err) {
+                return Ok(batch
+                    .iter()
+                    .zip(results)
+                    .map(|(a, r)| r.and(Err(not_written(a.shard, a.lsn))))
+                    .collect());
+            }
             if accepted.is_empty() {
                 return Ok(results);
             }
+            let mark = BatchFrame {
+                shard: COMMIT_SHARD,
+                lsn: inner.commit_lsn + 1,
+                records: Vec::new(),
+            };
+            bytes.extend_from_slice(
+                &mark
+                    .encode()
+                    .map_err(|e| StoreError::Corrupt(format!("commit mark: {e}")))?,
+            );
             let (segment, base) = match inner.write(&bytes) {
                 Ok(at) => at,
                 Err(e) => {
@@ -345,6 +461,7 @@ impl ShardLog for EmbeddedShardLog {
                     return Err(e);
                 }
             };
+            inner.commit_lsn = mark.lsn;
             for (shard, lsn, offset, len) in accepted {
                 let s = inner.shards.entry(shard).or_default();
                 s.pos.head = lsn;
@@ -501,5 +618,11 @@ impl ShardLog for EmbeddedShardLog {
 
     fn backend_name(&self) -> &'static str {
         "embedded"
+    }
+
+    /// Every append ends with a commit mark, and one refused frame refuses
+    /// it whole (see the module doc).
+    fn atomic_append(&self) -> bool {
+        true
     }
 }
