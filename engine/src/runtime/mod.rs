@@ -100,9 +100,11 @@ pub struct RuntimeConfig {
     pub rows_hold: RowsHold,
     /// Credit a transfer between two shards of one executor in its debit's own
     /// batch, when the log writes a batch whole or not at all
-    /// ([`crate::store::shard_log::ShardLog::atomic_append`]): the transfer is
-    /// answered one batch sooner. Off: the credit waits for its debit to be
-    /// durable, as between executors.
+    /// ([`crate::store::shard_log::ShardLog::atomic_append`]), and record the
+    /// source's debit and completion (or reversal) as one record beside it:
+    /// the transfer is settled in one batch and two records instead of two
+    /// batches and three. Off: the credit waits for its debit to be durable,
+    /// as between executors.
     pub early_credits: bool,
     /// The events format this node writes into log records (it reads both):
     /// format 2 by default; format 1 while older nodes that read only it share
