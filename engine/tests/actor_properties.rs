@@ -6,12 +6,17 @@
 //! - balances equal what the acknowledged operations alone imply (applied exactly
 //!   once, nothing lost, nothing negative), and the ledger audit balances;
 //! - every account rebuilt from the store (snapshot + journal) equals the live one.
+//!
+//! Transfers go to opened accounts (settled in their debit's batch when both
+//! are on one executor, else through the saga's messages), to a closed one
+//! (refused: reversed) and to a ghost never opened (refused after a load).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use okpay_engine::domain::command::{DepositMethod, Profile, WithdrawalMethod};
+use okpay_engine::domain::state::AccountStatus;
 use okpay_engine::ids::{AccountId, IdempotencyKey, OpId};
 use okpay_engine::money::{Amount, Currency};
 use okpay_engine::runtime::rebuild;
@@ -184,6 +189,19 @@ async fn run_case(case: Case, case_no: u64) -> Result<(), TestCaseError> {
             .await
             .unwrap();
         engine.set_kyc_tier(*id, 1).await.unwrap();
+    }
+    // With three accounts or more the last is closed: every credit to it is
+    // refused in memory (the transfer reversed, often in the debit's own
+    // record), every deposit into it and transfer out of it rejected.
+    if case.accounts >= 3 {
+        engine
+            .set_status(
+                ids[case.accounts - 1],
+                AccountStatus::Closed,
+                "closed by the test".into(),
+            )
+            .await
+            .unwrap();
     }
     // Resolve duplicates to the request they repeat.
     let mut reqs: Vec<Req> = Vec::new();
