@@ -9,7 +9,7 @@ mod support;
 use okpay_engine::codec::{BatchFrame, ShardId, ShardLayout};
 use okpay_engine::ids::AccountId;
 use okpay_engine::store::shard_log::conformance::{self, frame};
-use okpay_engine::store::shard_log::embedded::EmbeddedShardLog;
+use okpay_engine::store::shard_log::embedded::{EmbeddedShardLog, COMMIT_SHARD};
 use okpay_engine::store::shard_log::memory::MemoryShardLog;
 use okpay_engine::store::shard_log::redis::RedisShardLog;
 use okpay_engine::store::shard_log::{ShardHead, ShardLog};
@@ -171,6 +171,18 @@ async fn embedded_shard_log_cuts_a_torn_append_whole() {
             let kept = std::fs::metadata(segment_path(dir.path(), 1))
                 .expect("segment 1")
                 .len();
+            // The append's last frame is its mark, numbered so that an older
+            // build (which wants a shard's first frame numbered 1) refuses
+            // the log instead of reading it without its marks.
+            let bytes = std::fs::read(segment_path(dir.path(), 1)).expect("segment 1");
+            let mut at = 0;
+            let mut last = None;
+            while at < bytes.len() {
+                let (shard, lsn, len) = BatchFrame::verify(&bytes[at..]).expect("a frame");
+                last = Some((shard, lsn));
+                at += len;
+            }
+            assert_eq!(last, Some((COMMIT_SHARD, 2)));
             let second = frame(1, 2, b"b2");
             let r = log
                 .append(vec![frame(0, 2, b"a2"), second.clone()])
@@ -183,8 +195,8 @@ async fn embedded_shard_log_cuts_a_torn_append_whole() {
         let path = segment_path(dir.path(), 1);
         let full = std::fs::metadata(&path).expect("segment").len();
         let mark = BatchFrame {
-            shard: okpay_engine::store::shard_log::embedded::COMMIT_SHARD,
-            lsn: 2,
+            shard: COMMIT_SHARD,
+            lsn: 3,
             records: Vec::new(),
         }
         .encode()

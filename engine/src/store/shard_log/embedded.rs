@@ -25,9 +25,11 @@
 //! (fenced) refuses its whole append. So a transfer's credit, decided into its
 //! debit's batch, can never land without it. Segments from before commit marks
 //! (numbered below the `appends_whole_from` entry of the database's meta table,
-//! set at the first open by a build that writes them) are read as before. An
-//! older build reading this log takes the marks for frames of a shard it does
-//! not host (or refuses the log when its first kept mark is not numbered 1).
+//! set at the first open by a build that writes them) are read as before.
+//! Marks are numbered from 2: an older build takes them for frames of a shard
+//! it does not host, whose first frame must be numbered 1, so it refuses to
+//! open this log (corrupt) rather than read it without its marks or append
+//! frames without marks that a later open would cut.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -59,6 +61,9 @@ const WHOLE_FROM: &str = "appends_whole_from";
 /// The pseudo-shard of commit marks: a frame of it, with no records, closes
 /// every append written since commit marks. No layout has this many shards.
 pub const COMMIT_SHARD: ShardId = ShardId(u16::MAX);
+
+/// The number of the first commit mark (see the module doc: not 1).
+pub const FIRST_MARK: u64 = 2;
 
 fn segment_name(n: u64) -> String {
     format!("seg-{n:020}.log")
@@ -168,7 +173,7 @@ impl EmbeddedShardLog {
         txn.commit().map_err(db_err)?;
 
         let mut segments = BTreeMap::new();
-        let mut commit_lsn = 0;
+        let mut commit_lsn = FIRST_MARK - 1;
         for n in numbers {
             let path = dir.join(segment_name(n));
             let file = OpenOptions::new()
