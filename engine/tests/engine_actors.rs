@@ -808,6 +808,43 @@ async fn debit_rows_replaced_by_their_completion_and_written_when_idle() {
     }
 }
 
+/// An engine on one executor over a memory store, early credits on or off,
+/// and [`funded_pair`]'s Alice and Bob.
+async fn one_executor_pair(
+    early_credits: bool,
+) -> (Engine, Arc<MemoryStore>, AccountId, AccountId) {
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeConfig {
+        executors: 1,
+        early_credits,
+        ..RuntimeConfig::default()
+    };
+    let engine = engine_with(store.clone(), runtime).await;
+    let (alice, bob) = funded_pair(&engine).await;
+    (engine, store, alice, bob)
+}
+
+/// Once a transfer's writes are done: its appends and the records written
+/// since `records`, after checking the balances and that the audit balances
+/// with nothing in flight.
+async fn settled(
+    engine: &Engine,
+    store: &MemoryStore,
+    records: u64,
+    balances: [(AccountId, Decimal); 2],
+) -> (usize, u64) {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let written = engine.stats().records.load(Ordering::Relaxed) - records;
+    for (id, want) in balances {
+        assert_eq!(available(engine, id).await, want);
+    }
+    let ledger = engine.audit().await.unwrap();
+    assert!(ledger.balanced(), "{ledger:?}");
+    let c = ledger.currencies.values().next().unwrap();
+    assert_eq!(c.in_flight, dec!(0), "{ledger:?}");
+    (store.appends().calls().len(), written)
+}
+
 /// A transfer between two shards of one executor: with early credits (the
 /// memory log lands each append whole) the credit is decided into its debit's
 /// own append, and the debit and its completion are one record: one append and
@@ -818,14 +855,7 @@ async fn debit_rows_replaced_by_their_completion_and_written_when_idle() {
 async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
     let mut appends = Vec::new();
     for early_credits in [true, false] {
-        let store = Arc::new(MemoryStore::new());
-        let runtime = RuntimeConfig {
-            executors: 1,
-            early_credits,
-            ..RuntimeConfig::default()
-        };
-        let engine = engine_with(store.clone(), runtime).await;
-        let (alice, bob) = funded_pair(&engine).await;
+        let (engine, store, alice, bob) = one_executor_pair(early_credits).await;
         store.appends().record_calls();
         let records = engine.stats().records.load(Ordering::Relaxed);
         engine
@@ -839,15 +869,15 @@ async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let written = engine.stats().records.load(Ordering::Relaxed) - records;
-        appends.push((store.appends().calls().len(), written));
-        assert_eq!(available(&engine, alice).await, dec!(60));
-        assert_eq!(available(&engine, bob).await, dec!(40));
-        let ledger = engine.audit().await.unwrap();
-        assert!(ledger.balanced(), "{ledger:?}");
-        let c = ledger.currencies.values().next().unwrap();
-        assert_eq!(c.in_flight, dec!(0), "{ledger:?}");
+        appends.push(
+            settled(
+                &engine,
+                &store,
+                records,
+                [(alice, dec!(60)), (bob, dec!(40))],
+            )
+            .await,
+        );
     }
     assert_eq!(
         appends,
@@ -865,14 +895,7 @@ async fn a_credit_rides_in_its_debits_batch_on_a_log_that_lands_whole() {
 async fn a_refused_credit_reverses_its_debit_in_the_same_record() {
     let mut appends = Vec::new();
     for early_credits in [true, false] {
-        let store = Arc::new(MemoryStore::new());
-        let runtime = RuntimeConfig {
-            executors: 1,
-            early_credits,
-            ..RuntimeConfig::default()
-        };
-        let engine = engine_with(store.clone(), runtime).await;
-        let (alice, bob) = funded_pair(&engine).await;
+        let (engine, store, alice, bob) = one_executor_pair(early_credits).await;
         engine
             .set_status(bob, AccountStatus::Closed, "test".into())
             .await
@@ -900,15 +923,15 @@ async fn a_refused_credit_reverses_its_debit_in_the_same_record() {
             ),
             "{again:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let written = engine.stats().records.load(Ordering::Relaxed) - records;
-        appends.push((store.appends().calls().len(), written));
-        assert_eq!(available(&engine, alice).await, dec!(100));
-        assert_eq!(available(&engine, bob).await, dec!(0));
-        let ledger = engine.audit().await.unwrap();
-        assert!(ledger.balanced(), "{ledger:?}");
-        let c = ledger.currencies.values().next().unwrap();
-        assert_eq!(c.in_flight, dec!(0), "{ledger:?}");
+        appends.push(
+            settled(
+                &engine,
+                &store,
+                records,
+                [(alice, dec!(100)), (bob, dec!(0))],
+            )
+            .await,
+        );
     }
     assert_eq!(
         appends,

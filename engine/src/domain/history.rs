@@ -75,7 +75,8 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
         // events, so a later event of the same operation writes the same row:
         // build it once, there (a transfer debited and completed in one
         // record), with what the first event's row would have replaced.
-        if let Some(op) = own_op_of(&event.body) {
+        let own = own_op_of(&event.body);
+        if let Some(op) = own {
             if events[i + 1..]
                 .iter()
                 .any(|later| own_op_of(&later.body) == Some(op))
@@ -86,29 +87,25 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
                 continue;
             }
         }
-        let replaces =
-            replaces && !own_op_of(&event.body).is_some_and(|op| first_versions.contains(&op));
-        let record = match &event.body {
-            EventBody::Deposited { op, .. }
-            | EventBody::WithdrawalRequested { op, .. }
-            | EventBody::WithdrawalSettled { op }
-            | EventBody::WithdrawalFailed { op, .. }
-            | EventBody::TransferDebited { op, .. }
-            | EventBody::TransferCompleted { op }
-            | EventBody::TransferReversed { op, .. } => own_op(state, *op, event.at),
-            EventBody::TransferCredited {
-                transfer,
-                from,
-                amount,
-                memo,
-            }
-            | EventBody::CreditAccepted {
-                transfer,
-                from,
-                amount,
-                memo,
-                ..
-            } => Some(TxRecord {
+        let replaces = replaces && !own.is_some_and(|op| first_versions.contains(&op));
+        let record = match (own, &event.body) {
+            (Some(op), _) => own_op(state, op, event.at),
+            (
+                None,
+                EventBody::TransferCredited {
+                    transfer,
+                    from,
+                    amount,
+                    memo,
+                }
+                | EventBody::CreditAccepted {
+                    transfer,
+                    from,
+                    amount,
+                    memo,
+                    ..
+                },
+            ) => Some(TxRecord {
                 id: *transfer,
                 kind: OpKind::Transfer,
                 direction: Direction::In,
