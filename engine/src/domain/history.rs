@@ -60,34 +60,20 @@ impl TxRecord {
 /// The history rows that `events` create or update, given the state after them.
 pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
     let mut rows: Vec<HistoryRow> = Vec::new();
-    // Own operations whose first row in these events is a first version.
-    let mut first_versions: Vec<u64> = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        // A final status rewrites the row its operation's start wrote.
-        let replaces = matches!(
-            event.body,
-            EventBody::WithdrawalSettled { .. }
-                | EventBody::WithdrawalFailed { .. }
-                | EventBody::TransferCompleted { .. }
-                | EventBody::TransferReversed { .. }
-        );
         // The row of an own operation is read from the state after all the
         // events, so a later event of the same operation writes the same row:
         // build it once, there (a transfer debited and completed in one
-        // record), with what the first event's row would have replaced.
+        // record). It replaces an earlier version when its status is final
+        // and no earlier event here started the operation (wrote a first
+        // version that never reached the store).
         let own = own_op_of(&event.body);
-        if let Some(op) = own {
-            if events[i + 1..]
-                .iter()
-                .any(|later| own_op_of(&later.body) == Some(op))
-            {
-                if !replaces {
-                    first_versions.push(op);
-                }
-                continue;
-            }
+        let same_op = |e: &Event| own.is_some() && own_op_of(&e.body) == own;
+        if events[i + 1..].iter().any(same_op) {
+            continue;
         }
-        let replaces = replaces && !own.is_some_and(|op| first_versions.contains(&op));
+        let replaces =
+            is_final(&event.body) && !events[..i].iter().any(|e| same_op(e) && !is_final(&e.body));
         let record = match (own, &event.body) {
             (Some(op), _) => own_op(state, op, event.at),
             (
@@ -132,6 +118,18 @@ pub fn history_rows(state: &AccountState, events: &[Event]) -> Vec<HistoryRow> {
         }
     }
     rows
+}
+
+/// Whether `body` gives its operation a final status, which rewrites the row
+/// its start wrote.
+fn is_final(body: &EventBody) -> bool {
+    matches!(
+        body,
+        EventBody::WithdrawalSettled { .. }
+            | EventBody::WithdrawalFailed { .. }
+            | EventBody::TransferCompleted { .. }
+            | EventBody::TransferReversed { .. }
+    )
 }
 
 /// The own operation whose row `body` writes, if any.

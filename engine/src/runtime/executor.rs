@@ -1784,6 +1784,17 @@ fn fail(msg: Msg, err: EngineError) {
     }
 }
 
+/// Counts a transfer settled by `cmd`, its completion or its reversal.
+fn count_settled(cmd: &Command) {
+    match cmd {
+        Command::ReverseTransfer { reason, .. } => {
+            metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
+        }
+        _ => metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
+            .increment(1),
+    }
+}
+
 /// Answers the clients waiting for transfer `n` of `slot`, now final.
 fn finish_waiters(slot: &mut Slot, n: u64) {
     if slot.waiters.is_empty() {
@@ -1965,14 +1976,7 @@ impl Ctx<'_> {
         match (decision.reply, decision.saga) {
             (DomainReply::Transfer(n), saga) => {
                 if let Some(SagaStep::Debited(n)) = saga {
-                    self.effect(
-                        slot,
-                        Effect::StartCredit {
-                            account: slot.state.id,
-                            n,
-                            debit_lsn: self.next_lsn,
-                        },
-                    );
+                    self.start_credit(slot, n);
                 }
                 self.transfer_reply(slot, n, reply);
             }
@@ -1999,6 +2003,19 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+
+    /// Asks transfer `n`'s credit once its debit, just recorded, is durable.
+    fn start_credit(&mut self, slot: &Slot, n: u64) {
+        let (account, debit_lsn) = (slot.state.id, self.next_lsn);
+        self.effect(
+            slot,
+            Effect::StartCredit {
+                account,
+                n,
+                debit_lsn,
+            },
+        );
     }
 
     /// Answers `reply` about transfer `n` once it is final and durable.
@@ -2031,29 +2048,14 @@ impl Ctx<'_> {
             }
             Some(CreditOutcome::Retry) | None => {
                 self.record(slot, &events);
-                let account = slot.state.id;
-                let debit_lsn = self.next_lsn;
-                self.effect(
-                    slot,
-                    Effect::StartCredit {
-                        account,
-                        n,
-                        debit_lsn,
-                    },
-                );
+                self.start_credit(slot, n);
                 return self.transfer_reply(slot, n, reply);
             }
         };
         let (SourceStep::Complete(cmd) | SourceStep::Reverse(cmd)) = step else {
             unreachable!("a credit decided now is credited or refused");
         };
-        match &cmd {
-            Command::ReverseTransfer { reason, .. } => {
-                metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
-            }
-            _ => metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
-                .increment(1),
-        }
+        count_settled(&cmd);
         let now = self.shared.clock.now();
         let decision = protocol::handle(&self.shared.policy, &mut slot.state, &cmd, now);
         if let DomainReply::Rejected(rejection) = decision.reply {
@@ -2199,8 +2201,7 @@ impl Ctx<'_> {
         }
         match saga::next_step(answer.transfer, answer.outcome, answer.attempt) {
             SourceStep::Complete(cmd) => {
-                metrics::counter!("okpay_transfers_total", "outcome" => "completed", "code" => "")
-                    .increment(1);
+                count_settled(&cmd);
                 // Both sides are durable: the outcome is final, so the clients are
                 // answered now; after a crash the re-drive finds the credit
                 // deduplicated and completes.
@@ -2210,9 +2211,7 @@ impl Ctx<'_> {
                 self.execute(slot, &cmd, None);
             }
             SourceStep::Reverse(cmd) => {
-                if let Command::ReverseTransfer { reason, .. } = &cmd {
-                    metrics::counter!("okpay_transfers_total", "outcome" => "reversed", "code" => reason.code()).increment(1);
-                }
+                count_settled(&cmd);
                 self.execute(slot, &cmd, None);
             }
             SourceStep::AskAgain(delay) => {
