@@ -1049,3 +1049,112 @@ async fn a_log_of_both_events_formats_replays() {
     assert_eq!(again, first);
     assert!(engine.audit().await.unwrap().balanced());
 }
+
+/// The frame compression tags and checkpoint entry versions the store holds for
+/// `accounts` now: what a node pinned to LZ4 and one on zstd wrote.
+async fn compressions_stored(
+    store: &MemoryStore,
+    accounts: &[AccountId],
+) -> (
+    std::collections::BTreeSet<u8>,
+    std::collections::BTreeSet<u8>,
+) {
+    use okpay_engine::codec::frame::HEADER_LEN;
+    use okpay_engine::codec::{shard_of, ShardId, DEFAULT_SHARDS};
+    use okpay_engine::store::Store;
+    let log = store.shard_log().await.unwrap();
+    let mut frames = std::collections::BTreeSet::new();
+    for shard in 0..DEFAULT_SHARDS {
+        for stored in log.read(ShardId(shard), 0, usize::MAX).await.unwrap() {
+            frames.insert(stored.frame[HEADER_LEN]);
+        }
+    }
+    let mut entries = std::collections::BTreeSet::new();
+    for &a in accounts {
+        if let Some(bytes) = log
+            .load_account(shard_of(a, DEFAULT_SHARDS), a)
+            .await
+            .unwrap()
+        {
+            entries.insert(bytes[0]);
+        }
+    }
+    (frames, entries)
+}
+
+/// A transfer with a memo that repeats, so its frame is worth compressing.
+async fn send(engine: &Engine, from: AccountId, k: &str, to: AccountId, amount: &str) {
+    let memo = Some("rent for the flat, ".repeat(6));
+    let t = engine.transfer(from, key(k), to, cny(amount), memo, false);
+    t.await.unwrap_or_else(|e| panic!("transfer {k}: {e:?}"));
+}
+
+#[tokio::test]
+async fn a_log_and_checkpoints_of_both_compressions_replay() {
+    use okpay_engine::codec::Compression;
+    // `every`: records between checkpoints (`u64::MAX`: none, the log stays).
+    let runtime = |compression, every| RuntimeConfig {
+        compression,
+        checkpoint_every: every,
+        ..RuntimeConfig::default()
+    };
+    // Waits until `accounts` have checkpoint entries of exactly `versions`.
+    let entries = |store: Arc<MemoryStore>, accounts: Vec<AccountId>, versions: Vec<u8>| async move {
+        let mut seen = Default::default();
+        for _ in 0..400 {
+            seen = compressions_stored(&store, &accounts).await.1;
+            if seen == versions.iter().copied().collect() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(seen, versions.into_iter().collect(), "checkpoint versions");
+    };
+    let store = Arc::new(MemoryStore::new());
+
+    // A node pinned to LZ4 writes LZ4 frames (tag 1); then one on zstd (tag 2).
+    let engine = engine_with(store.clone(), runtime(Compression::Lz4, u64::MAX)).await;
+    let (alice, bob) = funded_pair(&engine).await;
+    for i in 0..4 {
+        send(&engine, alice, &format!("a{i}"), bob, "1").await;
+    }
+    // (Frames too small to shrink, the opens', are stored raw: tag 0.)
+    let frames = compressions_stored(&store, &[]).await.0;
+    assert!(frames.contains(&1) && !frames.contains(&2), "{frames:?}");
+    drop(engine);
+    let engine = engine_with(store.clone(), runtime(Compression::Zstd, u64::MAX)).await;
+    for i in 0..4 {
+        send(&engine, bob, &format!("b{i}"), alice, "0.50").await;
+    }
+    let frames = compressions_stored(&store, &[]).await.0;
+    assert!(frames.contains(&1) && frames.contains(&2), "{frames:?}");
+    drop(engine);
+
+    // Checkpoints: both accounts by the LZ4 node (entry version 2), then alice
+    // alone by a zstd node (version 3), so the store holds one of each.
+    let engine = engine_with(store.clone(), runtime(Compression::Lz4, 4)).await;
+    assert_eq!(available(&engine, alice).await, dec!(98.00));
+    assert_eq!(available(&engine, bob).await, dec!(2.00));
+    send(&engine, alice, "c", bob, "1").await;
+    entries(store.clone(), vec![alice, bob], vec![2]).await;
+    drop(engine);
+    let engine = engine_with(store.clone(), runtime(Compression::Zstd, 4)).await;
+    let carol = open(&engine, "carol").await;
+    send(&engine, alice, "to-carol", carol, "1").await;
+    entries(store.clone(), vec![alice], vec![3]).await;
+    entries(store.clone(), vec![bob], vec![2]).await;
+    drop(engine);
+
+    // A node on the default reads all of it back the same.
+    let engine = engine_with(store, RuntimeConfig::default()).await;
+    assert_eq!(available(&engine, alice).await, dec!(96.00));
+    assert_eq!(available(&engine, bob).await, dec!(3.00));
+    assert_eq!(available(&engine, carol).await, dec!(1.00));
+    // A transfer written in an LZ4 frame is still found by its key.
+    send(&engine, alice, "a3", bob, "1").await;
+    assert_eq!(
+        available(&engine, alice).await,
+        dec!(96.00),
+        "replayed, not applied"
+    );
+}

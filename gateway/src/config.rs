@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use okpay_engine::cluster::{ClusterConfig, NodeId};
 use okpay_engine::codec::events::EventsFormat;
+use okpay_engine::codec::Compression;
 use okpay_engine::domain::Locale;
 use okpay_engine::policy::Policy;
 use okpay_engine::RuntimeConfig;
@@ -166,6 +167,11 @@ pub struct EngineFile {
     /// format of builds before it, for a rolling upgrade: pin 1 until every
     /// node runs a build that reads 2, then lift the pin. Every build reads both.
     pub events_format: Option<u8>,
+    /// How log frames and checkpointed states are compressed when written:
+    /// `"zstd"` (the default) or `"lz4"`, what builds before it wrote, for a
+    /// rolling upgrade: pin `"lz4"` until every node runs a build that reads
+    /// zstd, then lift the pin. Every build since reads both.
+    pub compression: Option<String>,
     /// On Redis, write history rows of one account and 10 s slot as one
     /// group member (the default). Builds before groups can't read them: for
     /// a rolling upgrade from one, `false` until every node reads groups.
@@ -554,6 +560,13 @@ impl Settings {
                 anyhow::bail!("[engine] events_format = {n}: this build writes format 1 or 2");
             }
         }
+        if let Some(name) = file.engine.compression.as_deref() {
+            if Compression::from_name(name).is_none() {
+                anyhow::bail!(
+                    "[engine] compression = {name:?}: this build writes \"zstd\" or \"lz4\""
+                );
+            }
+        }
         let mut settings = Settings::resolve(cli, file);
         settings
             .integrations
@@ -603,6 +616,9 @@ impl Settings {
         // Checked by `load_with`.
         if let Some(f) = e.events_format.and_then(EventsFormat::from_number) {
             runtime.events_format = f;
+        }
+        if let Some(c) = e.compression.as_deref().and_then(Compression::from_name) {
+            runtime.compression = c;
         }
         // Checked by `load_with`; here a bad id (only from tests) means no cluster.
         let node_id = cli
@@ -771,6 +787,7 @@ mod tests {
         let s = Settings::resolve(Cli::default(), FileConfig::default());
         assert_eq!(s.runtime.blocking_threads, 2, "the documented default");
         assert_eq!(s.runtime.events_format, EventsFormat::V2, "the default");
+        assert_eq!(s.runtime.compression, Compression::Zstd, "the default");
     }
 
     #[test]
@@ -790,6 +807,12 @@ mod tests {
         assert_eq!(s.runtime.events_format, EventsFormat::V2);
         let err = load("[engine]\nevents_format = 3\n").unwrap_err();
         assert!(err.to_string().contains("events_format = 3"), "{err}");
+        let s = load("[engine]\ncompression = \"lz4\"\n").unwrap();
+        assert_eq!(s.runtime.compression, Compression::Lz4);
+        let s = load("[engine]\ncompression = \"zstd\"\n").unwrap();
+        assert_eq!(s.runtime.compression, Compression::Zstd);
+        let err = load("[engine]\ncompression = \"gzip\"\n").unwrap_err();
+        assert!(err.to_string().contains("compression = \"gzip\""), "{err}");
         assert!(load("").unwrap().history_groups, "groups by default");
         assert!(
             !load("[engine]\nhistory_groups = false\n")

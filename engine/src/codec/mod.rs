@@ -32,6 +32,7 @@
 //! by editing one.
 
 pub mod checkpoint;
+pub mod compress;
 #[cfg(test)]
 mod enum_order;
 pub mod events;
@@ -44,6 +45,7 @@ mod state_v4;
 mod tags;
 pub mod wire;
 
+pub use compress::Compression;
 pub use frame::{BatchFrame, LogRecord, RecordKind, FORMAT_VERSION, MAGIC};
 pub use shard::{shard_of, ShardId, ShardLayout, DEFAULT_SHARDS};
 pub use state::{decode_state, encode_state};

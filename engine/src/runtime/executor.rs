@@ -891,7 +891,9 @@ impl Executor {
             };
             // unwrap: a frame holds at most `max_batch` records of bounded size,
             // far from the 4 GiB a frame can describe.
-            let bytes = frame.encode().expect("a bounded batch encodes");
+            let bytes = frame
+                .encode_as(self.shared.config.compression)
+                .expect("a bounded batch encodes");
             batch.appends.push(ShardAppend {
                 shard: shard_id,
                 lsn,
@@ -1584,7 +1586,10 @@ impl Executor {
     /// Checkpoints the quiet dirty accounts of `shard` when its log has grown
     /// (or has been idle a while, or `force`).
     fn checkpoint(&mut self, shard_id: ShardId, force: bool) {
-        let every = self.shared.config.checkpoint_every;
+        let (every, compression) = (
+            self.shared.config.checkpoint_every,
+            self.shared.config.compression,
+        );
         let rows_batch = self.rows.written_batch;
         let Some(shard) = self.shards.get_mut(&shard_id) else {
             return;
@@ -1635,7 +1640,10 @@ impl Executor {
                 // the watermarks recorded below are at least the ones used.
                 slot.state
                     .prune_settled(|from| watermarks.get(layout.shard_of(from)));
-                states.push((*id, checkpoint::encode_account(slot.seq, &slot.state)));
+                states.push((
+                    *id,
+                    checkpoint::encode_account_as(slot.seq, &slot.state, compression),
+                ));
                 written.push((*id, slot.seq));
             }
         }

@@ -110,6 +110,10 @@ pub struct RuntimeConfig {
     /// format 2 by default; format 1 while older nodes that read only it share
     /// the store (a rolling upgrade), see [`crate::codec::events`].
     pub events_format: crate::codec::events::EventsFormat,
+    /// How this node compresses log frames and checkpointed states (it reads
+    /// both): zstd by default; LZ4 while older nodes that read only it share
+    /// the store (a rolling upgrade), see [`crate::codec::compress`].
+    pub compression: crate::codec::Compression,
 }
 
 /// Bounds on holding back the history row of an operation still open (a
@@ -161,6 +165,7 @@ impl Default for RuntimeConfig {
             rows_hold: RowsHold::default(),
             early_credits: true,
             events_format: crate::codec::events::EventsFormat::default(),
+            compression: crate::codec::Compression::default(),
         }
     }
 }
