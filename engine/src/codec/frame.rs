@@ -33,9 +33,12 @@
 //! header on each before its payload (postcard events, whose ids, currencies and
 //! timestamps repeat from record to record). Varints make a header 11–14 bytes
 //! (account ids are random 64-bit numbers, so the account stays fixed-width: a
-//! varint of one would be 9–10 bytes), and one LZ4 block over the whole record
-//! section takes the repetition out. The writer stores the section raw when
-//! LZ4 does not make it smaller (tiny frames, e.g. an empty checkpoint marker).
+//! varint of one would be 9–10 bytes), and one compressed block over the whole
+//! record section takes the repetition out: LZ4 until 2026-12-01, zstd since
+//! (a tenth smaller; see `compress.rs`), chosen by the writer's
+//! [`Compression`] and named by the compression byte. The writer stores the
+//! section raw when compression does not make it smaller (tiny frames, e.g. an
+//! empty checkpoint marker).
 //! Every length read from stored bytes is bounded before anything is allocated.
 
 use std::cell::RefCell;
