@@ -801,18 +801,24 @@ mod tests {
                 ..Cli::default()
             })
         };
-        let s = load("[engine]\nevents_format = 1\n").unwrap();
-        assert_eq!(s.runtime.events_format, EventsFormat::V1);
-        let s = load("[engine]\nevents_format = 2\n").unwrap();
-        assert_eq!(s.runtime.events_format, EventsFormat::V2);
-        let err = load("[engine]\nevents_format = 3\n").unwrap_err();
-        assert!(err.to_string().contains("events_format = 3"), "{err}");
-        let s = load("[engine]\ncompression = \"lz4\"\n").unwrap();
-        assert_eq!(s.runtime.compression, Compression::Lz4);
-        let s = load("[engine]\ncompression = \"zstd\"\n").unwrap();
-        assert_eq!(s.runtime.compression, Compression::Zstd);
-        let err = load("[engine]\ncompression = \"gzip\"\n").unwrap_err();
-        assert!(err.to_string().contains("compression = \"gzip\""), "{err}");
+        for (line, format, compression) in [
+            ("events_format = 1", EventsFormat::V1, Compression::Zstd),
+            ("events_format = 2", EventsFormat::V2, Compression::Zstd),
+            ("compression = \"lz4\"", EventsFormat::V2, Compression::Lz4),
+            (
+                "compression = \"zstd\"",
+                EventsFormat::V2,
+                Compression::Zstd,
+            ),
+        ] {
+            let s = load(&format!("[engine]\n{line}\n")).unwrap();
+            assert_eq!(s.runtime.events_format, format, "{line}");
+            assert_eq!(s.runtime.compression, compression, "{line}");
+        }
+        for line in ["events_format = 3", "compression = \"gzip\""] {
+            let err = load(&format!("[engine]\n{line}\n")).unwrap_err();
+            assert!(err.to_string().contains(line), "{err}");
+        }
         assert!(load("").unwrap().history_groups, "groups by default");
         assert!(
             !load("[engine]\nhistory_groups = false\n")

@@ -283,34 +283,23 @@ mod tests {
     }
 
     #[test]
-    fn version_2_golden_bytes() {
-        // A version-2 entry as written on 2026-11-29: fresh account 7 at seq 42.
-        // It must keep decoding to exactly that. (Only decoding is pinned: another
-        // LZ4 encoder may compress the same state to other valid bytes.)
-        let golden: Vec<u8> = (0..GOLDEN_V2.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&GOLDEN_V2[i..i + 2], 16).unwrap())
-            .collect();
-        assert_eq!(
-            decode_account(&golden).unwrap(),
-            (42, AccountState::new(AccountId(7)))
-        );
-    }
-
-    #[test]
-    fn version_3_golden_bytes() {
-        // A version-3 entry as written on 2026-12-01: fresh account 7 at seq 42,
-        // its state a zstd frame (checked independently: Python's `zstandard`
-        // expands it to the 59 bytes of the state). It must keep decoding to
-        // exactly that; only decoding is pinned, as for version 2.
-        let golden: Vec<u8> = (0..GOLDEN_V3.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&GOLDEN_V3[i..i + 2], 16).unwrap())
-            .collect();
-        assert_eq!(
-            decode_account(&golden).unwrap(),
-            (42, AccountState::new(AccountId(7)))
-        );
+    fn golden_bytes_of_versions_2_and_3() {
+        // Fresh account 7 at seq 42, as written on 2026-11-29 (version 2, LZ4)
+        // and on 2026-12-01 (version 3, zstd; checked independently: Python's
+        // `zstandard` expands it to the 59 bytes of the state). Each must keep
+        // decoding to exactly that. Only decoding is pinned: another encoder may
+        // compress the same state to other valid bytes.
+        for hex in [GOLDEN_V2, GOLDEN_V3] {
+            let golden: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            assert_eq!(
+                decode_account(&golden).unwrap(),
+                (42, AccountState::new(AccountId(7))),
+                "{hex}"
+            );
+        }
     }
 
     const GOLDEN_V3: &str =
