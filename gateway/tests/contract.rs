@@ -73,7 +73,14 @@ fn schemathesis() -> PathBuf {
         .is_ok_and(|s| s.success());
     if !created {
         run(
-            Command::new("apt-get").args(["install", "-y", "python3-venv", "python3-pip"]),
+            Command::new("apt-get").args([
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "python3-venv",
+                "python3-pip",
+            ]),
             "apt-get install python3-venv",
         );
         run(

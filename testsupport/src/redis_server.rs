@@ -237,7 +237,13 @@ pub(crate) fn redis_server_binary() -> &'static PathBuf {
         }
         let install = || {
             Command::new("apt-get")
-                .args(["install", "-y", "redis-server"])
+                .args([
+                    "-o",
+                    "DPkg::Lock::Timeout=600",
+                    "install",
+                    "-y",
+                    "redis-server",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .status()
                 .is_ok_and(|s| s.success())
@@ -245,7 +251,7 @@ pub(crate) fn redis_server_binary() -> &'static PathBuf {
         if !install() {
             // A fresh image often has no package lists yet.
             let updated = Command::new("apt-get")
-                .arg("update")
+                .args(["-o", "DPkg::Lock::Timeout=600", "update"])
                 .status()
                 .is_ok_and(|s| s.success());
             assert!(

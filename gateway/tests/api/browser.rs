@@ -34,8 +34,15 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Installs Chromium and its driver when missing (as testsupport does for Redis),
 /// and a Chinese font when screenshots are asked for (the assertions read the
-/// DOM, so they do not need one).
+/// DOM, so they do not need one). Both browser tests call it and run in
+/// parallel, so the install runs once per process (two `apt-get`s at once make
+/// the second fail on dpkg's lock), and apt waits for a lock another process holds.
 fn ensure_browser() {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_browser);
+}
+
+fn install_browser() {
     let mut packages = Vec::new();
     if !Path::new(CHROMIUM).is_file() || !Path::new(CHROMEDRIVER).is_file() {
         packages.extend(["chromium", "chromium-driver"]);
@@ -50,7 +57,7 @@ fn ensure_browser() {
     }
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y"])
+            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y"])
             .args(&packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
@@ -58,7 +65,7 @@ fn ensure_browser() {
     };
     if !install() {
         let updated = Command::new("apt-get")
-            .arg("update")
+            .args(["-o", "DPkg::Lock::Timeout=600", "update"])
             .status()
             .is_ok_and(|s| s.success());
         assert!(
