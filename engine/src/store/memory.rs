@@ -63,7 +63,8 @@ impl Rows {
     }
 
     fn key(&self, row: RowAt) -> &str {
-        // Only whole `&str`s are ever pushed as keys.
+        // unwrap: only whole `&str`s are ever pushed as keys, and an index
+        // entry spans exactly one.
         std::str::from_utf8(self.key_bytes(row)).expect("a stored key is UTF-8")
     }
 
@@ -76,6 +77,8 @@ impl Rows {
         let at = self.bytes.len();
         self.bytes.extend_from_slice(key.as_bytes());
         self.bytes.extend_from_slice(payload);
+        // unwrap: the engine builds rows of a few hundred bytes at most (and
+        // these are in memory already); 4 GiB is far out of reach.
         RowAt {
             at,
             key_len: u32::try_from(key.len()).expect("a row key under 4 GiB"),
