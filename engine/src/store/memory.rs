@@ -33,7 +33,8 @@ struct AccountData {
 #[derive(Default)]
 struct Rows {
     /// Keys and payloads: row `r`'s key is `bytes[r.at..r.at + r.key_len]`,
-    /// its payload follows. A replaced version stays until [`Rows::compact`].
+    /// its payload follows. A replaced or dropped row stays until
+    /// [`Rows::compact_if_mostly_dead`] rewrites the buffer.
     bytes: Vec<u8>,
     /// One entry per row, sorted by key.
     index: Vec<RowAt>,
