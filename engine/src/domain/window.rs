@@ -105,13 +105,12 @@ impl<M: Mark> Window<M> {
             .iter()
             .find(|(k, _)| *k == key)
             .map_or(Decimal::ZERO, |(_, t)| *t);
-        let aged: Decimal = self
+        let aged = self
             .marks
             .range(..self.aged(since))
             .filter(|m| m.key() == key)
-            .map(Mark::amount)
-            .sum();
-        total - aged
+            .fold(Decimal::ZERO, |sum, m| sum.saturating_add(m.amount()));
+        total.saturating_sub(aged)
     }
 
     /// How many marks from the front are at or before `since`.
@@ -119,9 +118,12 @@ impl<M: Mark> Window<M> {
         aged_prefix(&self.marks, |m| m.at().millis() <= since)
     }
 
+    /// Saturating: no command makes amounts whose sum overflows a `Decimal`
+    /// (limits stop them far below), but a corrupt or hand-made state can,
+    /// and reading it must be an error or a value, never a panic.
     fn add(&mut self, key: M::Key, amount: Decimal) {
         match self.totals.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, total)) => *total += amount,
+            Some((_, total)) => *total = total.saturating_add(amount),
             None => self.totals.push((key, amount)),
         }
     }
@@ -221,6 +223,27 @@ mod tests {
         assert_eq!(w.sum_after((), 999), Decimal::from(3));
         w.drop_until(1_000);
         assert!(w.is_empty());
+        assert_eq!(w.sum_after((), 0), Decimal::ZERO);
+    }
+
+    /// Amounts no command can make (a corrupt or hand-made state: decimals
+    /// near `Decimal::MAX`) saturate the totals instead of panicking on
+    /// overflow, through reading, pushing, summing and dropping.
+    #[test]
+    fn absurd_amounts_saturate_instead_of_panicking() {
+        let mark = |at, amount| OutgoingMark {
+            at: Timestamp(at),
+            amount,
+        };
+        let huge = VecDeque::from([mark(1, Decimal::MAX), mark(2, Decimal::MAX)]);
+        let mut w = Window::from(huge);
+        assert_eq!(w.sum_after((), 0), Decimal::MAX);
+        w.push(mark(3, Decimal::MIN));
+        w.push(mark(4, Decimal::MIN));
+        assert_eq!(w.sum_after((), 2), Decimal::MIN);
+        w.drop_until(3);
+        assert_eq!(w.len(), 1);
+        w.drop_until(4);
         assert_eq!(w.sum_after((), 0), Decimal::ZERO);
     }
 

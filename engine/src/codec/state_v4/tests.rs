@@ -222,6 +222,23 @@ fn decimals_of_every_shape_round_trip_exactly() {
     assert_eq!(out, [0x90, 0x4d]);
 }
 
+/// Windows whose totals would overflow a `Decimal` (the case the round-trip
+/// property met once in CI: it panicked while building the state) are read
+/// back as written, without a panic.
+#[test]
+fn windows_of_absurd_amounts_read_back_without_a_panic() {
+    let mut s = golden_state();
+    let huge = |ms: i64| OutgoingMark {
+        at: Timestamp(1_764_000_000_000 + ms),
+        amount: Decimal::MAX,
+    };
+    s.outgoing = std::collections::VecDeque::from([huge(1), huge(2), huge(3)]).into();
+    s.recent_deposits = [huge(1), huge(2)].into();
+    let bytes = encode_state(&s);
+    assert_eq!(&bytes[..6], b"OKST\x04\x00");
+    assert_eq!(decode_state(&bytes).unwrap(), s);
+}
+
 fn decimal() -> impl Strategy<Value = Decimal> {
     prop_oneof![
         6 => (-10_000_000i64..10_000_000, 0u32..=3).prop_map(|(m, s)| Decimal::new(m, s)),
