@@ -612,4 +612,33 @@ proptest! {
         bytes.extend_from_slice(&body);
         let _ = decode_state(&bytes);
     }
+
+    /// Random bytes rarely get past the header (flags, status, locale and
+    /// scale must all be in range), so this corrupts real bodies instead:
+    /// a few bytes overwritten, then perhaps a cut or a spliced copy of a
+    /// stretch. Whatever the reader makes of it, it answers, never panics.
+    #[test]
+    fn corrupted_states_never_panic(
+        s in state(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..5),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+        splice in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 1usize..40)),
+    ) {
+        let mut bytes = encode_state(&s);
+        let body = 6..bytes.len();
+        for (at, value) in edits {
+            let i = body.start + at.index(body.len());
+            bytes[i] = value;
+        }
+        if let Some((from, to, len)) = splice {
+            let from = body.start + from.index(body.len());
+            let stretch = bytes[from..(from + len).min(bytes.len())].to_vec();
+            let to = body.start + to.index(body.len());
+            bytes.splice(to..to, stretch);
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(body.start + cut.index(body.len()));
+        }
+        let _ = decode_state(&bytes);
+    }
 }
